@@ -1,0 +1,2 @@
+//! The `socketfalco` binary.
+fn main() {}

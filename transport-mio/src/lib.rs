@@ -1,0 +1,1 @@
+//! Drives a [`socketfalco_core`] link over non-blocking mio TCP sockets.
