@@ -1,1 +1,45 @@
-//! placeholder
+//! The SocketFalco protocol core: a fully deterministic implementation of the chat protocol's
+//! logic. It contains no networking code, no storage code, and gets no timestamps or
+//! randomness from the operating system: bytes, time and random values come in as arguments,
+//! and everything to be sent, stored or shown comes out as values. The same inputs always
+//! give the same outputs.
+//!
+//! # Layout
+//! - [`limits`]: every size limit and the protocol version, as named constants.
+//! - [`ids`]: device ids (uuid4) and message ids (author + sequence number).
+//! - [`message`]: a chat message, how the next one is numbered, how a chat is ordered, and
+//!   the text and name rules.
+//! - [`frame`]: the frames and their CBOR bodies.
+//! - [`codec`]: length prefixes and the streaming [`FrameDecoder`] (bytes ↔ frames). An
+//!   encryption layer slots in between the socket and this layer.
+//! - [`session`]: one connection as a state machine ([`Session`]): handshake, send, ack,
+//!   re-sync, keepalive, close.
+//! - [`store`]: the durability contract ([`Store`]) a driver's storage implements.
+//! - [`link`]: a session joined to a store ([`Link`]), the driver logic every front end
+//!   shares.
+//! - [`harness`]: an in-memory store, byte pipe and [`harness::Pair`] for tests, the
+//!   simulator, fuzzing and benches.
+//!
+//! The wire format, states and invariants are written down in `docs/PROTOCOL.md`.
+//!
+//! To add a frame kind: give it a kind byte and a body in [`frame`], a row in the state
+//! table in [`session`], a golden file in `testdata/frames/`, and a section in
+//! `docs/PROTOCOL.md`.
+
+pub mod codec;
+pub mod frame;
+pub mod harness;
+pub mod ids;
+pub mod limits;
+pub mod link;
+pub mod message;
+pub mod session;
+pub mod store;
+
+pub use codec::{encode_frame, FrameDecoder};
+pub use frame::{Close, CloseCode, Frame, FrameError, Hello, SyncPoint};
+pub use ids::{DeviceId, MessageId};
+pub use link::{ComposeError, Link, Notice};
+pub use message::{check_name, check_text, ChatHead, Message, NameError, TextError};
+pub use session::{ApiMisuse, Event, PeerHello, Session, SessionConfig, Side};
+pub use store::{ChatResume, Store};

@@ -1,0 +1,398 @@
+//! The frames two peers exchange, and their CBOR bodies.
+//!
+//! A frame's payload is one kind byte followed by one CBOR array holding that kind's fields in
+//! a fixed order (see `docs/PROTOCOL.md`). This module turns a payload into a [`Frame`] and
+//! back, and checks every field against [`crate::limits`]; the length prefix and the byte
+//! stream belong to [`crate::codec`].
+
+use crate::ids::DeviceId;
+use crate::limits::{MAX_CLOSE_DETAIL_BYTES, PROTOCOL_VERSION};
+use crate::message::{check_name, check_text, Message, NameError, TextError};
+use serde_bytes::ByteArray;
+use std::fmt;
+
+/// Kind byte of a [`Frame::Hello`].
+pub const KIND_HELLO: u8 = 1;
+/// Kind byte of a [`Frame::Sync`].
+pub const KIND_SYNC: u8 = 2;
+/// Kind byte of a [`Frame::Message`].
+pub const KIND_MESSAGE: u8 = 3;
+/// Kind byte of a [`Frame::Ack`].
+pub const KIND_ACK: u8 = 4;
+/// Kind byte of a [`Frame::Ping`].
+pub const KIND_PING: u8 = 5;
+/// Kind byte of a [`Frame::Close`].
+pub const KIND_CLOSE: u8 = 6;
+
+/// One protocol frame.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Frame {
+    /// First frame on a connection, from both sides: who we are.
+    Hello(Hello),
+    /// Second frame, once the peer is accepted: how far each side has got in this chat.
+    Sync(SyncPoint),
+    /// A message written by the sender.
+    Message(Message),
+    /// Cumulative ack: the sender holds, durably, every message of ours up to this sequence
+    /// number.
+    Ack {
+        /// Highest sequence number held, all lower ones included.
+        up_to: u64,
+    },
+    /// Keepalive; carries nothing and needs no answer.
+    Ping,
+    /// Last frame of a connection, with its reason.
+    Close(Close),
+}
+
+/// What a device announces about itself when a connection opens.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Hello {
+    /// Protocol version; see [`PROTOCOL_VERSION`].
+    pub version: u16,
+    /// The sender's device id.
+    pub device: DeviceId,
+    /// The sender's display name (2–15 characters).
+    pub name: String,
+    /// The sender wants a temporary session: nothing of it is stored on either side.
+    pub temporary: bool,
+}
+
+/// How far a device has got in the chat with its peer, sent once the peer is accepted.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct SyncPoint {
+    /// The sender durably holds every message of the receiver's up to this sequence number.
+    pub received_up_to: u64,
+    /// The sender's own last sequence number in this chat (for progress display).
+    pub last_seq: u64,
+}
+
+/// Why a connection ends. Carried by [`Frame::Close`] and reported by both sides.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Close {
+    /// The reason, for programs.
+    pub code: CloseCode,
+    /// The reason, for people; at most [`MAX_CLOSE_DETAIL_BYTES`] bytes.
+    pub detail: String,
+}
+
+impl Close {
+    /// A close with the given code and detail; a detail over the limit is cut at a character
+    /// boundary.
+    pub fn new(code: CloseCode, detail: impl Into<String>) -> Close {
+        let mut detail = detail.into();
+        if detail.len() > MAX_CLOSE_DETAIL_BYTES {
+            let mut end = MAX_CLOSE_DETAIL_BYTES;
+            while !detail.is_char_boundary(end) {
+                end -= 1;
+            }
+            detail.truncate(end);
+        }
+        Close { code, detail }
+    }
+}
+
+impl fmt::Display for Close {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.detail.is_empty() {
+            write!(f, "{}", self.code)
+        } else {
+            write!(f, "{}: {}", self.code, self.detail)
+        }
+    }
+}
+
+/// The reason a connection closed, as a number on the wire.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+#[non_exhaustive]
+pub enum CloseCode {
+    /// The user ended the session.
+    Normal,
+    /// The listener is already in a chat with another peer.
+    Busy,
+    /// The peers speak different protocol versions.
+    VersionMismatch,
+    /// The peer presented this device's own identity (see `docs/PROTOCOL.md`, self-chat).
+    SelfConnection,
+    /// The peer sent bytes that are not a valid frame.
+    MalformedFrame,
+    /// The peer sent a valid frame that breaks the protocol's rules.
+    ProtocolViolation,
+    /// Nothing arrived from the peer for too long, or the handshake did not finish in time.
+    Timeout,
+    /// This device could not store what it received; the peer will re-send it next time.
+    StorageFailure,
+    /// The peer was refused for a reason given in the detail.
+    Refused,
+    /// The connection ended without a close frame.
+    ConnectionLost,
+    /// A code this build does not know (from a newer peer).
+    Other(u16),
+}
+
+impl CloseCode {
+    /// The code's number on the wire.
+    pub fn to_wire(self) -> u16 {
+        match self {
+            CloseCode::Normal => 0,
+            CloseCode::Busy => 1,
+            CloseCode::VersionMismatch => 2,
+            CloseCode::SelfConnection => 3,
+            CloseCode::MalformedFrame => 4,
+            CloseCode::ProtocolViolation => 5,
+            CloseCode::Timeout => 6,
+            CloseCode::StorageFailure => 7,
+            CloseCode::Refused => 8,
+            CloseCode::ConnectionLost => 9,
+            CloseCode::Other(n) => n,
+        }
+    }
+
+    /// The code for a number from the wire; unknown numbers are kept as [`CloseCode::Other`].
+    pub fn from_wire(n: u16) -> CloseCode {
+        match n {
+            0 => CloseCode::Normal,
+            1 => CloseCode::Busy,
+            2 => CloseCode::VersionMismatch,
+            3 => CloseCode::SelfConnection,
+            4 => CloseCode::MalformedFrame,
+            5 => CloseCode::ProtocolViolation,
+            6 => CloseCode::Timeout,
+            7 => CloseCode::StorageFailure,
+            8 => CloseCode::Refused,
+            9 => CloseCode::ConnectionLost,
+            n => CloseCode::Other(n),
+        }
+    }
+}
+
+impl fmt::Display for CloseCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseCode::Normal => write!(f, "session ended"),
+            CloseCode::Busy => write!(f, "peer is busy in another chat"),
+            CloseCode::VersionMismatch => write!(f, "protocol version mismatch"),
+            CloseCode::SelfConnection => write!(f, "connected to this device itself"),
+            CloseCode::MalformedFrame => write!(f, "malformed frame"),
+            CloseCode::ProtocolViolation => write!(f, "protocol violation"),
+            CloseCode::Timeout => write!(f, "timed out"),
+            CloseCode::StorageFailure => write!(f, "storage failure"),
+            CloseCode::Refused => write!(f, "refused"),
+            CloseCode::ConnectionLost => write!(f, "connection lost"),
+            CloseCode::Other(n) => write!(f, "closed (code {n})"),
+        }
+    }
+}
+
+/// A payload that is not a valid frame. Every malformed input maps to one of these; none
+/// panics and none allocates beyond the frame size limit.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// The length prefix announces more than [`crate::limits::MAX_FRAME_BYTES`].
+    TooLarge {
+        /// The announced payload length.
+        len: u64,
+    },
+    /// The length prefix announces an empty payload (no kind byte).
+    Empty,
+    /// The kind byte names no frame this build knows.
+    UnknownKind(u8),
+    /// The CBOR body ends before it is complete.
+    Truncated,
+    /// The body is not well-formed CBOR.
+    InvalidCbor {
+        /// Byte offset of the error within the body.
+        offset: usize,
+    },
+    /// Well-formed CBOR of the wrong shape: wrong types, wrong number of fields.
+    WrongShape(String),
+    /// Bytes left over after the body's CBOR item.
+    TrailingBytes {
+        /// How many.
+        extra: usize,
+    },
+    /// A hello announcing a protocol version this build does not speak, in a shape it cannot
+    /// read.
+    UnsupportedVersion(u64),
+    /// A message text outside the limits.
+    Text(TextError),
+    /// A display name outside the limits.
+    Name(NameError),
+    /// A close detail over [`MAX_CLOSE_DETAIL_BYTES`].
+    CloseDetailTooLong,
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::TooLarge { len } => write!(
+                f,
+                "frame of {len} bytes exceeds the limit of {} bytes",
+                crate::limits::MAX_FRAME_BYTES
+            ),
+            FrameError::Empty => write!(f, "empty frame"),
+            FrameError::UnknownKind(k) => write!(f, "unknown frame kind {k}"),
+            FrameError::Truncated => write!(f, "frame body ends early"),
+            FrameError::InvalidCbor { offset } => write!(f, "invalid CBOR at byte {offset}"),
+            FrameError::WrongShape(d) => write!(f, "frame body has the wrong shape: {d}"),
+            FrameError::TrailingBytes { extra } => {
+                write!(f, "{extra} unexpected bytes after the frame body")
+            }
+            FrameError::UnsupportedVersion(v) => write!(
+                f,
+                "peer speaks protocol version {v}, this device speaks {PROTOCOL_VERSION}"
+            ),
+            FrameError::Text(e) => write!(f, "invalid message: {e}"),
+            FrameError::Name(e) => write!(f, "invalid name: {e}"),
+            FrameError::CloseDetailTooLong => write!(f, "close detail too long"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+type HelloBody = (u16, ByteArray<16>, String, bool);
+type MessageBody = (u64, u64, i64, String);
+
+impl Frame {
+    /// The kind byte this frame is sent with.
+    pub fn kind(&self) -> u8 {
+        match self {
+            Frame::Hello(_) => KIND_HELLO,
+            Frame::Sync(_) => KIND_SYNC,
+            Frame::Message(_) => KIND_MESSAGE,
+            Frame::Ack { .. } => KIND_ACK,
+            Frame::Ping => KIND_PING,
+            Frame::Close(_) => KIND_CLOSE,
+        }
+    }
+
+    /// Appends this frame's payload (kind byte and CBOR body, no length prefix) to `out`.
+    pub fn write_payload(&self, out: &mut Vec<u8>) {
+        out.push(self.kind());
+        match self {
+            Frame::Hello(h) => write_cbor(
+                &(
+                    h.version,
+                    ByteArray::new(h.device.0),
+                    h.name.as_str(),
+                    h.temporary,
+                ),
+                out,
+            ),
+            Frame::Sync(s) => write_cbor(&(s.received_up_to, s.last_seq), out),
+            Frame::Message(m) => write_message_body(m, out),
+            Frame::Ack { up_to } => write_cbor(&(*up_to,), out),
+            Frame::Ping => write_cbor(&[0u8; 0], out),
+            Frame::Close(c) => write_cbor(&(c.code.to_wire(), c.detail.as_str()), out),
+        }
+    }
+
+    /// Parses one payload (kind byte and CBOR body) and checks its fields against the limits.
+    pub fn parse_payload(payload: &[u8]) -> Result<Frame, FrameError> {
+        let (&kind, body) = payload.split_first().ok_or(FrameError::Empty)?;
+        let frame = match kind {
+            KIND_HELLO => {
+                let (version, device, name, temporary): HelloBody =
+                    read_cbor(body).map_err(|e| match peek_version(body) {
+                        Some(v) if v != u64::from(PROTOCOL_VERSION) => {
+                            FrameError::UnsupportedVersion(v)
+                        }
+                        _ => e,
+                    })?;
+                // A newer version's hello that happens to have our shape is still refused,
+                // by the session, with a version-mismatch close.
+                if version == PROTOCOL_VERSION {
+                    check_name(&name).map_err(FrameError::Name)?;
+                }
+                Frame::Hello(Hello {
+                    version,
+                    device: DeviceId(device.into_array()),
+                    name,
+                    temporary,
+                })
+            }
+            KIND_SYNC => {
+                let (received_up_to, last_seq) = read_cbor(body)?;
+                Frame::Sync(SyncPoint {
+                    received_up_to,
+                    last_seq,
+                })
+            }
+            KIND_MESSAGE => {
+                let (seq, lamport, sent_at_ms, text): MessageBody = read_cbor(body)?;
+                check_text(&text).map_err(FrameError::Text)?;
+                Frame::Message(Message {
+                    seq,
+                    lamport,
+                    sent_at_ms,
+                    text,
+                })
+            }
+            KIND_ACK => {
+                let (up_to,): (u64,) = read_cbor(body)?;
+                Frame::Ack { up_to }
+            }
+            KIND_PING => {
+                let _: [u8; 0] = read_cbor(body)?;
+                Frame::Ping
+            }
+            KIND_CLOSE => {
+                let (code, detail): (u16, String) = read_cbor(body)?;
+                if detail.len() > MAX_CLOSE_DETAIL_BYTES {
+                    return Err(FrameError::CloseDetailTooLong);
+                }
+                Frame::Close(Close {
+                    code: CloseCode::from_wire(code),
+                    detail,
+                })
+            }
+            other => return Err(FrameError::UnknownKind(other)),
+        };
+        Ok(frame)
+    }
+}
+
+/// Appends a message frame's CBOR body to `out` without copying the text.
+pub(crate) fn write_message_body(m: &Message, out: &mut Vec<u8>) {
+    write_cbor(&(m.seq, m.lamport, m.sent_at_ms, m.text.as_str()), out);
+}
+
+fn write_cbor<T: serde::Serialize>(value: &T, out: &mut Vec<u8>) {
+    // Writing to a Vec cannot fail, and our bodies are plain tuples that always serialize.
+    if let Err(e) = ciborium::into_writer(value, out) {
+        unreachable!("serializing a frame body into memory failed: {e}");
+    }
+}
+
+fn read_cbor<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
+    let mut rest = body;
+    let value = ciborium::from_reader(&mut rest).map_err(|e| match e {
+        ciborium::de::Error::Io(_) => FrameError::Truncated,
+        ciborium::de::Error::Syntax(offset) => FrameError::InvalidCbor { offset },
+        ciborium::de::Error::Semantic(_, detail) => FrameError::WrongShape(detail),
+        ciborium::de::Error::RecursionLimitExceeded => {
+            FrameError::WrongShape("nested too deeply".into())
+        }
+    })?;
+    if !rest.is_empty() {
+        return Err(FrameError::TrailingBytes { extra: rest.len() });
+    }
+    Ok(value)
+}
+
+/// Reads the first field of a hello body (the version) without decoding the rest, so that a
+/// hello from a future version with another shape still yields a clear version error.
+fn peek_version(body: &[u8]) -> Option<u64> {
+    use ciborium_ll::{Decoder, Header};
+    let mut decoder = Decoder::from(body);
+    match decoder.pull().ok()? {
+        Header::Array(_) => {}
+        _ => return None,
+    }
+    match decoder.pull().ok()? {
+        Header::Positive(v) => Some(v),
+        _ => None,
+    }
+}

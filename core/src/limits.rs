@@ -1,0 +1,33 @@
+//! Every limit of the protocol, as named constants next to one another.
+//!
+//! A limit is part of the wire contract: both peers enforce the same numbers, and each one is
+//! checked where input enters (the frame decoder, the hello, a composed message) so that a
+//! hostile peer can never make us buffer, allocate or display more than these.
+
+/// The protocol version this build speaks. A peer announcing another version is refused with
+/// [`CloseCode::VersionMismatch`](crate::CloseCode::VersionMismatch).
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Size of the big-endian length prefix in front of every frame.
+pub const LENGTH_PREFIX_BYTES: usize = 4;
+
+/// Largest frame payload (kind byte + CBOR body) a peer may send, in bytes. A length prefix
+/// above this is rejected before a single byte of the payload is buffered.
+pub const MAX_FRAME_BYTES: usize = 128 * 1024;
+
+/// Largest message text, in bytes of UTF-8. Longer text is refused, never truncated.
+pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+
+/// Fewest characters (Unicode scalar values) in a display name, as the original.
+pub const MIN_NAME_CHARS: usize = 2;
+
+/// Most characters (Unicode scalar values) in a display name, as the original.
+pub const MAX_NAME_CHARS: usize = 15;
+
+/// Longest detail text in a close frame, in bytes. Longer details are cut at a char boundary
+/// when sent and refused when received.
+pub const MAX_CLOSE_DETAIL_BYTES: usize = 256;
+
+/// Most messages a sender may have in flight (sent, not yet acked) on one connection. The
+/// receiver enforces it too: a peer that sends more without waiting for acks is cut off.
+pub const MAX_IN_FLIGHT_MESSAGES: u64 = 4096;

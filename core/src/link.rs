@@ -1,0 +1,311 @@
+//! A session joined to a store: the standard driver logic every front end shares.
+//!
+//! [`Link`] wraps a [`Session`] and, on each [`pump`](Link::pump), does what the session's
+//! events ask of a driver against a [`Store`]: it opens the chat when the peer says hello,
+//! persists each batch of received messages in one store call and only then confirms it (so
+//! one cumulative ack covers the batch), records deliveries, and keeps the send window full
+//! from the store. Temporary sessions keep their messages in memory and never touch the
+//! store. The real binary, the in-memory harness and the simulator all drive this same code,
+//! so what the tests prove is what users run.
+//!
+//! A driver's loop: feed input to [`Link::session_mut`], call [`Link::pump`], write
+//! [`Session::poll_transmit`], show [`Link::poll_notice`], sleep until input or
+//! [`Session::poll_timeout`].
+
+use crate::frame::{Close, CloseCode};
+use crate::ids::DeviceId;
+use crate::message::{check_text, ChatHead, Message, TextError};
+use crate::session::{Event, PeerHello, Session, SessionConfig, Side};
+use crate::store::{ChatResume, Store};
+use std::collections::VecDeque;
+use std::fmt;
+
+/// Most own messages read from the store in one call while filling the send window.
+const REFILL_BATCH: usize = 256;
+
+/// What a user interface may show, from [`Link::poll_notice`].
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Notice {
+    /// The peer is accepted and synchronized.
+    Connected {
+        /// Who.
+        peer: PeerHello,
+        /// How many of the peer's messages arrive in this re-sync.
+        incoming: u64,
+        /// How many of ours go out in this re-sync.
+        outgoing: u64,
+    },
+    /// A message from the peer, already stored if `stored`.
+    Received {
+        /// The message.
+        message: Message,
+        /// Whether it is stored (false in a temporary session).
+        stored: bool,
+    },
+    /// The peer holds our messages up to `up_to`.
+    Delivered {
+        /// Cumulative sequence number.
+        up_to: u64,
+    },
+    /// The connection is over.
+    Closed {
+        /// Why.
+        reason: Close,
+        /// Who ended it.
+        by: Side,
+    },
+}
+
+/// Why [`Link::compose`] could not write a message.
+#[derive(Debug)]
+pub enum ComposeError<E> {
+    /// The peer is not known yet (no hello received): there is no chat to write in.
+    NoPeer,
+    /// The text is outside the limits.
+    Text(TextError),
+    /// The store failed; nothing was written.
+    Store(E),
+}
+
+impl<E: fmt::Display> fmt::Display for ComposeError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ComposeError::NoPeer => write!(f, "not connected to a peer yet"),
+            ComposeError::Text(e) => write!(f, "{e}"),
+            ComposeError::Store(e) => write!(f, "could not store the message: {e}"),
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> std::error::Error for ComposeError<E> {}
+
+/// A [`Session`] plus the driver logic that joins it to a [`Store`].
+#[derive(Debug)]
+pub struct Link {
+    session: Session,
+    peer: Option<PeerHello>,
+    resume: ChatResume,
+    /// Own messages of a temporary session, kept until the peer acks them.
+    temp_outbox: VecDeque<Message>,
+    temp_head: ChatHead,
+    received: Vec<Message>,
+    notices: VecDeque<Notice>,
+    /// Simulator self-test only: confirm received messages before storing them.
+    ack_before_persist: bool,
+}
+
+impl Link {
+    /// A link whose session starts at `now_ms` (its hello is queued).
+    pub fn new(config: SessionConfig, now_ms: u64) -> Link {
+        Link {
+            session: Session::new(config, now_ms),
+            peer: None,
+            resume: ChatResume::default(),
+            temp_outbox: VecDeque::new(),
+            temp_head: ChatHead::default(),
+            received: Vec::new(),
+            notices: VecDeque::new(),
+            ack_before_persist: false,
+        }
+    }
+
+    /// The session, for input, output and getters.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The session, for input, output and getters.
+    pub fn session_mut(&mut self) -> &mut Session {
+        &mut self.session
+    }
+
+    /// The accepted peer, if any.
+    pub fn peer(&self) -> Option<&PeerHello> {
+        self.peer.as_ref()
+    }
+
+    /// The next notice for the user interface.
+    #[must_use]
+    pub fn poll_notice(&mut self) -> Option<Notice> {
+        self.notices.pop_front()
+    }
+
+    /// Deliberately breaks the durability rule — received messages are acked before they
+    /// are stored — so that the simulator can prove it catches such a bug. Never use it
+    /// elsewhere.
+    #[doc(hidden)]
+    pub fn break_durability_for_simulator_self_test(&mut self) {
+        self.ack_before_persist = true;
+    }
+
+    /// Acts on everything the session has produced: accepts the peer, persists received
+    /// messages in one batch and confirms them, records deliveries, fills the send window.
+    /// On a store failure the session is closed (the peer re-sends next time) and the error
+    /// returned.
+    pub fn pump<S: Store>(&mut self, store: &mut S, now_ms: u64) -> Result<(), S::Error> {
+        let result = self.pump_inner(store, now_ms);
+        if let Err(e) = &result {
+            let detail = format!("this device could not store the chat: {e}");
+            self.session
+                .close(Close::new(CloseCode::StorageFailure, detail), now_ms);
+            self.drain_events(store, now_ms)?;
+        }
+        result
+    }
+
+    /// Writes a new own message: stored durably (unless the session is temporary) before it
+    /// is returned, and sent as soon as the window allows.
+    pub fn compose<S: Store>(
+        &mut self,
+        store: &mut S,
+        text: &str,
+        sent_at_ms: i64,
+        now_ms: u64,
+    ) -> Result<Message, ComposeError<S::Error>> {
+        check_text(text).map_err(ComposeError::Text)?;
+        let peer = self.peer.as_ref().ok_or(ComposeError::NoPeer)?;
+        let message = if peer.temporary {
+            let message = self
+                .temp_head
+                .compose(text, sent_at_ms)
+                .map_err(ComposeError::Text)?;
+            self.temp_head.observe(&message, true);
+            self.temp_outbox.push_back(message.clone());
+            message
+        } else {
+            store
+                .compose(peer.device, text, sent_at_ms)
+                .map_err(ComposeError::Store)?
+        };
+        self.pump(store, now_ms).map_err(ComposeError::Store)?;
+        Ok(message)
+    }
+
+    fn pump_inner<S: Store>(&mut self, store: &mut S, now_ms: u64) -> Result<(), S::Error> {
+        if self.ack_before_persist && !self.received.is_empty() {
+            // The broken rule: this batch was acked on arrival, in an earlier pump.
+            self.persist_received(store)?;
+        }
+        self.drain_events(store, now_ms)?;
+        if !self.ack_before_persist && !self.received.is_empty() {
+            self.persist_received(store)?;
+        }
+        self.fill_window(store, now_ms)
+    }
+
+    fn drain_events<S: Store>(&mut self, store: &mut S, now_ms: u64) -> Result<(), S::Error> {
+        while let Some(event) = self.session.poll_event() {
+            match event {
+                Event::PeerHello(peer) => {
+                    self.resume = if peer.temporary {
+                        ChatResume::default()
+                    } else {
+                        store.open_chat(&peer)?
+                    };
+                    self.peer = Some(peer);
+                    // Cannot fail: the event says the session awaits exactly this.
+                    let _ = self.session.accept_peer(self.resume, now_ms);
+                }
+                Event::Established {
+                    peer_received_up_to,
+                    incoming,
+                } => {
+                    let Some(peer) = self.peer.clone() else {
+                        continue;
+                    };
+                    if !peer.temporary && peer_received_up_to > 0 {
+                        store.mark_delivered(peer.device, peer_received_up_to)?;
+                    }
+                    let outgoing = self.resume.last_own_seq.saturating_sub(peer_received_up_to);
+                    self.notices.push_back(Notice::Connected {
+                        peer,
+                        incoming,
+                        outgoing,
+                    });
+                }
+                Event::MessageToPersist(message) => {
+                    if self.ack_before_persist {
+                        let _ = self.session.confirm_persisted(message.seq);
+                    }
+                    self.received.push(message);
+                }
+                Event::TemporaryMessage(message) => {
+                    self.temp_head.observe(&message, false);
+                    self.notices.push_back(Notice::Received {
+                        message,
+                        stored: false,
+                    });
+                }
+                Event::Delivered { up_to } => {
+                    match &self.peer {
+                        Some(peer) if peer.temporary => {
+                            while self.temp_outbox.front().is_some_and(|m| m.seq <= up_to) {
+                                self.temp_outbox.pop_front();
+                            }
+                        }
+                        Some(peer) => store.mark_delivered(peer.device, up_to)?,
+                        None => {}
+                    }
+                    self.notices.push_back(Notice::Delivered { up_to });
+                }
+                Event::Closed { reason, by } => {
+                    self.notices.push_back(Notice::Closed { reason, by });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn persist_received<S: Store>(&mut self, store: &mut S) -> Result<(), S::Error> {
+        let Some(peer) = self.peer.as_ref().map(|p| p.device) else {
+            return Ok(());
+        };
+        store.persist_received(peer, &self.received)?;
+        if let Some(last) = self.received.last() {
+            // Cannot fail: these are exactly the messages received since the last confirm.
+            let _ = self.session.confirm_persisted(last.seq);
+        }
+        for message in self.received.drain(..) {
+            self.notices.push_back(Notice::Received {
+                message,
+                stored: true,
+            });
+        }
+        Ok(())
+    }
+
+    fn fill_window<S: Store>(&mut self, store: &mut S, now_ms: u64) -> Result<(), S::Error> {
+        let Some(peer) = self.peer.as_ref() else {
+            return Ok(());
+        };
+        let peer_device: DeviceId = peer.device;
+        let temporary = peer.temporary;
+        while self.session.send_capacity() > 0 {
+            let from = self.session.next_send_seq();
+            let max = usize::try_from(self.session.send_capacity())
+                .unwrap_or(REFILL_BATCH)
+                .min(REFILL_BATCH);
+            let batch: Vec<Message> = if temporary {
+                self.temp_outbox
+                    .iter()
+                    .skip_while(|m| m.seq < from)
+                    .take(max)
+                    .cloned()
+                    .collect()
+            } else {
+                store.own_messages(peer_device, from, max)?
+            };
+            if batch.is_empty() {
+                break;
+            }
+            for message in &batch {
+                if self.session.send(message, now_ms).is_err() {
+                    // The store returned a gap or a message out of order: stop here; the
+                    // next pump retries from the session's next sequence number.
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+}

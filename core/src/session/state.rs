@@ -1,0 +1,649 @@
+//! The session's states, its reaction to each frame, its timers and its counters.
+//!
+//! States run `AwaitingHello → AwaitingAccept → AwaitingSync → Established → Closed`; any
+//! state can go straight to `Closed`. See `docs/PROTOCOL.md` for the table of which frame is
+//! valid in which state.
+
+use crate::codec::{encode_frame, encode_message_frame, FrameDecoder};
+use crate::frame::{Close, CloseCode, Frame, FrameError, Hello, SyncPoint};
+use crate::ids::DeviceId;
+use crate::limits::{MAX_IN_FLIGHT_MESSAGES, PROTOCOL_VERSION};
+use crate::message::{check_text, Message, TextError};
+use crate::store::ChatResume;
+use std::collections::VecDeque;
+use std::fmt;
+
+/// How a session behaves; times are in milliseconds of the driver's monotonic clock.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// This device's id.
+    pub device: DeviceId,
+    /// This device's display name.
+    pub name: String,
+    /// This side asks for a temporary session.
+    pub temporary: bool,
+    /// Most messages in flight (sent, not acked) at once; clamped to
+    /// [`MAX_IN_FLIGHT_MESSAGES`].
+    pub window: u64,
+    /// Send a ping when nothing has been sent for this long.
+    pub keepalive_interval_ms: u64,
+    /// Close when nothing has arrived for this long.
+    pub idle_timeout_ms: u64,
+    /// Close when the handshake has not finished this long after the start.
+    pub handshake_timeout_ms: u64,
+}
+
+impl SessionConfig {
+    /// The defaults: a window of 1,024 messages, a ping every 5 s of silence, a dead peer
+    /// after 20 s of silence, 10 s to finish the handshake.
+    pub fn new(device: DeviceId, name: impl Into<String>) -> SessionConfig {
+        SessionConfig {
+            device,
+            name: name.into(),
+            temporary: false,
+            window: 1024,
+            keepalive_interval_ms: 5_000,
+            idle_timeout_ms: 20_000,
+            handshake_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Which side of the connection did something.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Side {
+    /// This device.
+    Local,
+    /// The other device.
+    Peer,
+}
+
+/// The peer, as its hello presented it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct PeerHello {
+    /// The peer's device id: the key of the chat.
+    pub device: DeviceId,
+    /// The peer's display name.
+    pub name: String,
+    /// The peer asked for a temporary session.
+    pub peer_temporary: bool,
+    /// The session is temporary: either side asked for it. Nothing of it may be stored.
+    pub temporary: bool,
+}
+
+/// Something the driver must act on or may show, from [`Session::poll_event`].
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Event {
+    /// The peer said who it is. The driver must answer with [`Session::accept_peer`] (with
+    /// how far this device has got in the chat) or refuse with [`Session::close`].
+    PeerHello(PeerHello),
+    /// Both sides are synchronized; messages flow from here on.
+    Established {
+        /// The peer holds our messages up to this sequence number (they are delivered).
+        peer_received_up_to: u64,
+        /// How many of the peer's messages are on their way to us in this re-sync.
+        incoming: u64,
+    },
+    /// A message from the peer. Store it durably, then call
+    /// [`Session::confirm_persisted`]: it is not acked before that.
+    MessageToPersist(Message),
+    /// A message from the peer in a temporary session: show it, never store it. It is
+    /// acked at once.
+    TemporaryMessage(Message),
+    /// The peer holds our messages up to this sequence number.
+    Delivered {
+        /// Cumulative: every message of ours up to here is delivered.
+        up_to: u64,
+    },
+    /// The connection is over.
+    Closed {
+        /// Why.
+        reason: Close,
+        /// Who ended it.
+        by: Side,
+    },
+}
+
+/// A command the session cannot carry out in its current state: a bug in the driver, never
+/// caused by the peer.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum ApiMisuse {
+    /// `accept_peer` without a pending [`Event::PeerHello`].
+    NotAwaitingAccept,
+    /// `send` before [`Event::Established`] or after close.
+    NotEstablished,
+    /// `send` with no window left; wait for acks.
+    WindowFull,
+    /// `send` out of sequence.
+    OutOfOrder {
+        /// The sequence number the session expected.
+        expected: u64,
+        /// The one it got.
+        got: u64,
+    },
+    /// `send` with a text outside the limits.
+    Text(TextError),
+    /// `confirm_persisted` outside what was received and not yet confirmed.
+    PersistOutOfRange {
+        /// The value passed.
+        up_to: u64,
+        /// Already confirmed up to here.
+        persisted: u64,
+        /// Received up to here.
+        received: u64,
+    },
+}
+
+impl fmt::Display for ApiMisuse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiMisuse::NotAwaitingAccept => write!(f, "no peer is waiting to be accepted"),
+            ApiMisuse::NotEstablished => write!(f, "the session is not established"),
+            ApiMisuse::WindowFull => write!(f, "the send window is full"),
+            ApiMisuse::OutOfOrder { expected, got } => {
+                write!(f, "message {got} sent out of order; expected {expected}")
+            }
+            ApiMisuse::Text(e) => write!(f, "{e}"),
+            ApiMisuse::PersistOutOfRange {
+                up_to,
+                persisted,
+                received,
+            } => write!(
+                f,
+                "confirmed persistence up to {up_to}, outside {persisted}..={received}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ApiMisuse {}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    AwaitingHello,
+    AwaitingAccept,
+    AwaitingSync,
+    Established,
+    Closed,
+}
+
+/// One connection's protocol state. See the [module docs](crate::session) for the call order.
+#[derive(Debug)]
+pub struct Session {
+    config: SessionConfig,
+    state: State,
+    decoder: FrameDecoder,
+    out: Vec<u8>,
+    out_pos: usize,
+    events: VecDeque<Event>,
+    peer: Option<PeerHello>,
+    temporary: bool,
+    /// A sync that arrived while the driver had not yet accepted the peer.
+    early_sync: Option<SyncPoint>,
+
+    // Sending side.
+    next_send_seq: u64,
+    peer_acked: u64,
+
+    // Receiving side.
+    received_up_to: u64,
+    persisted_up_to: u64,
+    ack_written: u64,
+    duplicates_dropped: u64,
+
+    // Timers.
+    started_ms: u64,
+    last_rx_ms: u64,
+    last_tx_ms: u64,
+    closed: Option<Close>,
+}
+
+impl Session {
+    /// A new session at time `now_ms`, with its hello already queued for transmission.
+    pub fn new(mut config: SessionConfig, now_ms: u64) -> Session {
+        config.window = config.window.clamp(1, MAX_IN_FLIGHT_MESSAGES);
+        let hello = Frame::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            device: config.device,
+            name: config.name.clone(),
+            temporary: config.temporary,
+        });
+        let mut session = Session {
+            temporary: config.temporary,
+            config,
+            state: State::AwaitingHello,
+            decoder: FrameDecoder::new(),
+            out: Vec::new(),
+            out_pos: 0,
+            events: VecDeque::new(),
+            peer: None,
+            early_sync: None,
+            next_send_seq: 1,
+            peer_acked: 0,
+            received_up_to: 0,
+            persisted_up_to: 0,
+            ack_written: 0,
+            duplicates_dropped: 0,
+            started_ms: now_ms,
+            last_rx_ms: now_ms,
+            last_tx_ms: now_ms,
+            closed: None,
+        };
+        session.write_frame(&hello, now_ms);
+        session
+    }
+
+    // ----- getters -----
+
+    /// The peer, once its hello has arrived.
+    pub fn peer(&self) -> Option<&PeerHello> {
+        self.peer.as_ref()
+    }
+
+    /// Whether the session is temporary (either side asked). Final once the peer's hello has
+    /// arrived.
+    pub fn is_temporary(&self) -> bool {
+        self.temporary
+    }
+
+    /// Whether messages flow (handshake and sync done, not closed).
+    pub fn is_established(&self) -> bool {
+        self.state == State::Established
+    }
+
+    /// Whether the session is over. Transmit what is left, then close the socket.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Why the session closed, once it has.
+    pub fn close_reason(&self) -> Option<&Close> {
+        self.closed.as_ref()
+    }
+
+    /// How many more messages [`send`](Self::send) accepts now.
+    pub fn send_capacity(&self) -> u64 {
+        if self.state != State::Established {
+            return 0;
+        }
+        self.config.window - self.in_flight()
+    }
+
+    /// The sequence number the next [`send`](Self::send) must carry.
+    pub fn next_send_seq(&self) -> u64 {
+        self.next_send_seq
+    }
+
+    /// Messages sent and not yet acked.
+    pub fn in_flight(&self) -> u64 {
+        self.next_send_seq - 1 - self.peer_acked
+    }
+
+    /// The peer holds our messages up to here.
+    pub fn peer_acked(&self) -> u64 {
+        self.peer_acked
+    }
+
+    /// We have received the peer's messages up to here (persisted or not).
+    pub fn received_up_to(&self) -> u64 {
+        self.received_up_to
+    }
+
+    /// The driver has confirmed the peer's messages durable up to here.
+    pub fn persisted_up_to(&self) -> u64 {
+        self.persisted_up_to
+    }
+
+    /// The highest cumulative ack this session has written for the peer.
+    pub fn acked_up_to(&self) -> u64 {
+        self.ack_written
+    }
+
+    /// Messages dropped because they had already been received.
+    pub fn duplicates_dropped(&self) -> u64 {
+        self.duplicates_dropped
+    }
+
+    /// Bytes buffered by the frame decoder (an incomplete frame).
+    pub fn buffered_input(&self) -> usize {
+        self.decoder.buffered()
+    }
+
+    /// Whether there are bytes to transmit.
+    pub fn wants_write(&self) -> bool {
+        self.out_pos < self.out.len() || self.ack_due()
+    }
+
+    /// Whether the session still reads from the peer.
+    pub fn wants_read(&self) -> bool {
+        self.state != State::Closed
+    }
+
+    // ----- input -----
+
+    /// Feeds bytes received from the peer. A malformed frame or a protocol violation closes
+    /// the session (a close frame is queued and [`Event::Closed`] emitted); nothing here
+    /// panics or returns an error.
+    pub fn handle_input(&mut self, mut bytes: &[u8], now_ms: u64) {
+        if self.state == State::Closed || bytes.is_empty() {
+            return;
+        }
+        self.last_rx_ms = now_ms;
+        while self.state != State::Closed {
+            match self.decoder.decode(&mut bytes) {
+                Ok(Some(frame)) => self.handle_frame(frame, now_ms),
+                Ok(None) => break,
+                Err(e) => {
+                    let code = match e {
+                        FrameError::UnsupportedVersion(_) => CloseCode::VersionMismatch,
+                        _ => CloseCode::MalformedFrame,
+                    };
+                    self.close_by_local(Close::new(code, e.to_string()), now_ms);
+                }
+            }
+        }
+    }
+
+    /// The peer closed its side of the stream.
+    pub fn handle_eof(&mut self, _now_ms: u64) {
+        if self.state == State::Closed {
+            return;
+        }
+        let detail = if self.decoder.buffered() > 0 {
+            "the peer disconnected in the middle of a frame"
+        } else {
+            "the peer disconnected without closing"
+        };
+        self.finish(Close::new(CloseCode::ConnectionLost, detail), Side::Peer);
+    }
+
+    /// Time has reached `now_ms`: send keepalives, detect a dead peer or a stalled handshake.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        if self.state == State::Closed {
+            return;
+        }
+        if self.state != State::Established
+            && now_ms
+                >= self
+                    .started_ms
+                    .saturating_add(self.config.handshake_timeout_ms)
+        {
+            let detail = format!(
+                "the handshake did not finish within {} ms",
+                self.config.handshake_timeout_ms
+            );
+            self.close_by_local(Close::new(CloseCode::Timeout, detail), now_ms);
+        } else if now_ms >= self.last_rx_ms.saturating_add(self.config.idle_timeout_ms) {
+            let detail = format!(
+                "nothing arrived from the peer for {} ms",
+                self.config.idle_timeout_ms
+            );
+            self.close_by_local(Close::new(CloseCode::Timeout, detail), now_ms);
+        } else if now_ms
+            >= self
+                .last_tx_ms
+                .saturating_add(self.config.keepalive_interval_ms)
+        {
+            self.write_frame(&Frame::Ping, now_ms);
+        }
+    }
+
+    // ----- commands -----
+
+    /// Accepts the peer announced by [`Event::PeerHello`], resuming the chat from `resume`.
+    /// In a temporary session `resume` is ignored: nothing was stored, nothing is resumed.
+    pub fn accept_peer(&mut self, resume: ChatResume, now_ms: u64) -> Result<(), ApiMisuse> {
+        if self.state != State::AwaitingAccept {
+            return Err(ApiMisuse::NotAwaitingAccept);
+        }
+        let resume = if self.temporary {
+            ChatResume::default()
+        } else {
+            resume
+        };
+        self.received_up_to = resume.received_up_to;
+        self.persisted_up_to = resume.received_up_to;
+        self.ack_written = resume.received_up_to;
+        self.state = State::AwaitingSync;
+        self.write_frame(
+            &Frame::Sync(SyncPoint {
+                received_up_to: resume.received_up_to,
+                last_seq: resume.last_own_seq,
+            }),
+            now_ms,
+        );
+        if let Some(sync) = self.early_sync.take() {
+            self.handle_sync(sync);
+        }
+        Ok(())
+    }
+
+    /// Sends one of our messages. It must carry [`next_send_seq`](Self::next_send_seq), and
+    /// [`send_capacity`](Self::send_capacity) must be above zero. In a non-temporary session
+    /// the message must already be stored durably.
+    pub fn send(&mut self, message: &Message, now_ms: u64) -> Result<(), ApiMisuse> {
+        if self.state != State::Established {
+            return Err(ApiMisuse::NotEstablished);
+        }
+        if message.seq != self.next_send_seq {
+            return Err(ApiMisuse::OutOfOrder {
+                expected: self.next_send_seq,
+                got: message.seq,
+            });
+        }
+        if self.send_capacity() == 0 {
+            return Err(ApiMisuse::WindowFull);
+        }
+        check_text(&message.text).map_err(ApiMisuse::Text)?;
+        encode_message_frame(message, &mut self.out);
+        self.last_tx_ms = now_ms;
+        self.next_send_seq += 1;
+        Ok(())
+    }
+
+    /// The driver has stored the peer's messages durably up to `up_to` (cumulative). The
+    /// session may now ack them.
+    pub fn confirm_persisted(&mut self, up_to: u64) -> Result<(), ApiMisuse> {
+        if up_to < self.persisted_up_to || up_to > self.received_up_to {
+            return Err(ApiMisuse::PersistOutOfRange {
+                up_to,
+                persisted: self.persisted_up_to,
+                received: self.received_up_to,
+            });
+        }
+        self.persisted_up_to = up_to;
+        Ok(())
+    }
+
+    /// Ends the session with `reason`: a close frame is queued, [`Event::Closed`] emitted.
+    pub fn close(&mut self, reason: Close, now_ms: u64) {
+        if self.state != State::Closed {
+            self.close_by_local(reason, now_ms);
+        }
+    }
+
+    // ----- output -----
+
+    /// The next event, if any. Drain after every input and command.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Bytes to write to the peer. Report what was written with
+    /// [`advance_transmit`](Self::advance_transmit).
+    #[must_use]
+    pub fn poll_transmit(&mut self, now_ms: u64) -> &[u8] {
+        if self.ack_due() {
+            self.ack_written = self.persisted_up_to;
+            let ack = Frame::Ack {
+                up_to: self.ack_written,
+            };
+            self.write_frame(&ack, now_ms);
+        }
+        &self.out[self.out_pos..]
+    }
+
+    /// `n` bytes of [`poll_transmit`](Self::poll_transmit) have been written.
+    pub fn advance_transmit(&mut self, n: usize) {
+        self.out_pos = (self.out_pos + n).min(self.out.len());
+        if self.out_pos == self.out.len() {
+            self.out.clear();
+            self.out_pos = 0;
+        } else if self.out_pos > 64 * 1024 && self.out_pos * 2 > self.out.len() {
+            self.out.drain(..self.out_pos);
+            self.out_pos = 0;
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must next be called, if ever.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<u64> {
+        if self.state == State::Closed {
+            return None;
+        }
+        let idle = self.last_rx_ms.saturating_add(self.config.idle_timeout_ms);
+        let keepalive = self
+            .last_tx_ms
+            .saturating_add(self.config.keepalive_interval_ms);
+        let mut next = idle.min(keepalive);
+        if self.state != State::Established {
+            next = next.min(
+                self.started_ms
+                    .saturating_add(self.config.handshake_timeout_ms),
+            );
+        }
+        Some(next)
+    }
+
+    // ----- internals -----
+
+    fn ack_due(&self) -> bool {
+        self.state == State::Established && self.persisted_up_to > self.ack_written
+    }
+
+    fn write_frame(&mut self, frame: &Frame, now_ms: u64) {
+        encode_frame(frame, &mut self.out);
+        self.last_tx_ms = now_ms;
+    }
+
+    fn violation(&mut self, detail: String, now_ms: u64) {
+        self.close_by_local(Close::new(CloseCode::ProtocolViolation, detail), now_ms);
+    }
+
+    fn close_by_local(&mut self, reason: Close, now_ms: u64) {
+        self.write_frame(&Frame::Close(reason.clone()), now_ms);
+        self.finish(reason, Side::Local);
+    }
+
+    fn finish(&mut self, reason: Close, by: Side) {
+        self.state = State::Closed;
+        self.closed = Some(reason.clone());
+        self.events.push_back(Event::Closed { reason, by });
+    }
+
+    fn handle_frame(&mut self, frame: Frame, now_ms: u64) {
+        match (self.state, frame) {
+            (_, Frame::Close(close)) => self.finish(close, Side::Peer),
+            (_, Frame::Ping) => {}
+            (State::AwaitingHello, Frame::Hello(hello)) => self.handle_hello(hello, now_ms),
+            (State::AwaitingAccept, Frame::Sync(sync)) if self.early_sync.is_none() => {
+                self.early_sync = Some(sync);
+            }
+            (State::AwaitingSync, Frame::Sync(sync)) => self.handle_sync(sync),
+            (State::Established, Frame::Message(message)) => self.handle_message(message, now_ms),
+            (State::Established, Frame::Ack { up_to }) => self.handle_ack(up_to, now_ms),
+            (state, frame) => self.violation(
+                format!("unexpected frame kind {} in state {state:?}", frame.kind()),
+                now_ms,
+            ),
+        }
+    }
+
+    fn handle_hello(&mut self, hello: Hello, now_ms: u64) {
+        if hello.version != PROTOCOL_VERSION {
+            let detail = format!(
+                "peer speaks protocol version {}, this device speaks {PROTOCOL_VERSION}",
+                hello.version
+            );
+            self.close_by_local(Close::new(CloseCode::VersionMismatch, detail), now_ms);
+            return;
+        }
+        if hello.device == self.config.device {
+            let detail = "the peer presents this device's own identity; to chat on one \
+                          machine, give each side its own data directory";
+            self.close_by_local(Close::new(CloseCode::SelfConnection, detail), now_ms);
+            return;
+        }
+        self.temporary = self.config.temporary || hello.temporary;
+        let peer = PeerHello {
+            device: hello.device,
+            name: hello.name,
+            peer_temporary: hello.temporary,
+            temporary: self.temporary,
+        };
+        self.peer = Some(peer.clone());
+        self.state = State::AwaitingAccept;
+        self.events.push_back(Event::PeerHello(peer));
+    }
+
+    fn handle_sync(&mut self, sync: SyncPoint) {
+        // The peer is the authority on what it holds: re-sync starts right after it, even if
+        // this device believed more had been delivered. If it holds more than we remember
+        // writing (our store lost its tail), the store must number new messages after it.
+        self.peer_acked = sync.received_up_to;
+        self.next_send_seq = sync.received_up_to + 1;
+        self.state = State::Established;
+        self.events.push_back(Event::Established {
+            peer_received_up_to: sync.received_up_to,
+            incoming: sync.last_seq.saturating_sub(self.received_up_to),
+        });
+    }
+
+    fn handle_message(&mut self, message: Message, now_ms: u64) {
+        if message.seq <= self.received_up_to {
+            self.duplicates_dropped += 1;
+            return;
+        }
+        if message.seq != self.received_up_to + 1 {
+            let detail = format!(
+                "message {} arrived, expected {}",
+                message.seq,
+                self.received_up_to + 1
+            );
+            self.violation(detail, now_ms);
+            return;
+        }
+        if message.seq - self.ack_written > MAX_IN_FLIGHT_MESSAGES {
+            let detail = format!(
+                "more than {MAX_IN_FLIGHT_MESSAGES} messages sent without waiting for an ack"
+            );
+            self.violation(detail, now_ms);
+            return;
+        }
+        self.received_up_to = message.seq;
+        if self.temporary {
+            self.persisted_up_to = message.seq;
+            self.events.push_back(Event::TemporaryMessage(message));
+        } else {
+            self.events.push_back(Event::MessageToPersist(message));
+        }
+    }
+
+    fn handle_ack(&mut self, up_to: u64, now_ms: u64) {
+        let sent = self.next_send_seq - 1;
+        if up_to < self.peer_acked || up_to > sent {
+            let detail = format!(
+                "ack up to {up_to} outside {}..={sent} (acks never go back, nor beyond what was sent)",
+                self.peer_acked
+            );
+            self.violation(detail, now_ms);
+            return;
+        }
+        if up_to > self.peer_acked {
+            self.peer_acked = up_to;
+            self.events.push_back(Event::Delivered { up_to });
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! Protocol stories on the in-memory [`Pair`]: two devices, one simulated connection.
+
+use socketfalco_core::harness::{Pair, DEVICE_A, DEVICE_B};
+use socketfalco_core::limits::MAX_IN_FLIGHT_MESSAGES;
+use socketfalco_core::{CloseCode, Notice, Side};
+
+fn received_texts(notices: &[Notice]) -> Vec<String> {
+    notices
+        .iter()
+        .filter_map(|n| match n {
+            Notice::Received { message, .. } => Some(message.text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn closes(notices: &[Notice]) -> Vec<(CloseCode, Side)> {
+    notices
+        .iter()
+        .filter_map(|n| match n {
+            Notice::Closed { reason, by } => Some((reason.code, *by)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Both devices hold the same chat, in the same order, with nothing waiting.
+fn assert_converged(pair: &Pair) {
+    let a = pair.history(true);
+    let b = pair.history(false);
+    assert_eq!(
+        a, b,
+        "both devices must hold the same chat in the same order"
+    );
+    assert_eq!(pair.waiting(true), 0, "a has undelivered messages");
+    assert_eq!(pair.waiting(false), 0, "b has undelivered messages");
+}
+
+#[test]
+fn handshake_works_whoever_starts() {
+    let mut pair = Pair::new();
+    pair.connect_and_drive();
+    assert!(pair.is_established());
+    let names: Vec<_> = [&pair.a, &pair.b]
+        .iter()
+        .map(|d| match &d.notices[0] {
+            Notice::Connected { peer, .. } => peer.name.clone(),
+            other => panic!("first notice should be Connected, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(names, ["bob", "alice"]);
+    // The handshake is symmetric: a side whose bytes arrive late still gets there.
+    let mut pair = Pair::new();
+    pair.b_to_a.latency_ms = 500;
+    pair.connect_and_drive();
+    assert!(pair.is_established());
+}
+
+#[test]
+fn live_exchange_delivers_both_ways_in_one_order() {
+    let mut pair = Pair::new();
+    pair.connect_and_drive();
+    pair.write(true, "hello bob");
+    pair.write(false, "hi alice");
+    pair.drive();
+    pair.write(true, "how are you?");
+    pair.drive();
+    assert_converged(&pair);
+    assert_eq!(
+        received_texts(&pair.b.notices),
+        ["hello bob", "how are you?"]
+    );
+    assert_eq!(received_texts(&pair.a.notices), ["hi alice"]);
+    assert_eq!(pair.history(true).len(), 3);
+}
+
+#[test]
+fn acks_are_cumulative_one_per_persisted_batch() {
+    let mut pair = Pair::new();
+    pair.connect_and_drive();
+    let commits_before = pair.b.store.commits;
+    for i in 0..100 {
+        pair.write(true, &format!("message {i}"));
+    }
+    pair.drive();
+    // All 100 arrived in one read: one store commit, one ack, one delivery notice.
+    assert_eq!(pair.b.store.commits - commits_before, 1);
+    let delivered: Vec<_> = pair
+        .a
+        .notices
+        .iter()
+        .filter_map(|n| match n {
+            Notice::Delivered { up_to } => Some(*up_to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delivered, [100]);
+    assert_converged(&pair);
+}
+
+#[test]
+fn nothing_is_acked_before_it_is_persisted() {
+    let mut pair = Pair::new();
+    pair.connect_and_drive();
+    pair.write(true, "one");
+    pair.write(true, "two");
+    // Deliver a's bytes to b's session without letting b's driver persist them.
+    let bytes = {
+        let s = pair.a.link.as_mut().unwrap().session_mut();
+        let b = s.poll_transmit(pair.now_ms).to_vec();
+        s.advance_transmit(b.len());
+        b
+    };
+    let b = pair.b.link.as_mut().unwrap().session_mut();
+    b.handle_input(&bytes, 0);
+    assert_eq!(b.received_up_to(), 2);
+    assert!(!b.wants_write(), "no ack may be due before persistence");
+    assert_eq!(b.acked_up_to(), 0);
+    b.confirm_persisted(1).unwrap();
+    assert!(b.wants_write());
+    let _ = b.poll_transmit(0);
+    assert_eq!(b.acked_up_to(), 1);
+    assert!(
+        b.confirm_persisted(3).is_err(),
+        "cannot confirm beyond received"
+    );
+}
+
+#[test]
+fn a_drop_mid_stream_resyncs_with_no_loss_and_no_duplicate() {
+    // each way carries ~1,100 bytes of messages (and b→a as much, plus acks), so every cut
+    // point falls inside the stream: in a length prefix, in a body, between frames.
+    for cut_at in [1, 4, 5, 17, 300, 900] {
+        for cut_a_to_b in [true, false] {
+            let mut pair = Pair::new();
+            pair.connect_and_drive();
+            for i in 0..60 {
+                pair.write(true, &format!("a{i}"));
+                pair.write(false, &format!("b{i}"));
+            }
+            let pipe = if cut_a_to_b {
+                &mut pair.a_to_b
+            } else {
+                &mut pair.b_to_a
+            };
+            pipe.cut_after = Some(cut_at);
+            pipe.max_piece = 7;
+            pair.drive();
+            assert!(!pair.is_connected(), "cut at {cut_at} must break the link");
+            pair.a_to_b.cut_after = None;
+            pair.b_to_a.cut_after = None;
+            pair.connect_and_drive();
+            assert_converged(&pair);
+            assert_eq!(pair.history(true).len(), 120, "cut at {cut_at}");
+            let chat = &pair.b.store.chats[&DEVICE_A];
+            let seqs: Vec<u64> = chat.received.iter().map(|m| m.seq).collect();
+            assert_eq!(seqs, (1..=60).collect::<Vec<_>>(), "no gap, no duplicate");
+        }
+    }
+}
+
+#[test]
+fn lost_acks_make_the_sender_resend_only_what_the_peer_lacks() {
+    let mut pair = Pair::new();
+    pair.connect_and_drive();
+    // b's acks never arrive: a believes nothing is delivered.
+    pair.b_to_a.cut_after = Some(0);
+    for i in 0..10 {
+        pair.write(true, &format!("m{i}"));
+    }
+    pair.drive();
+    assert_eq!(pair.b.store.chats[&DEVICE_A].received.len(), 10);
+    assert_eq!(pair.waiting(true), 10, "a never saw the acks");
+    pair.b_to_a.cut_after = None;
+    pair.connect_and_drive();
+    assert_converged(&pair);
+    // b's sync said it holds 10: a re-sent none of them.
+    let b = pair.b.link.as_ref().unwrap().session();
+    assert_eq!(b.duplicates_dropped(), 0);
+    assert_eq!(b.received_up_to(), 10);
+}
+
+#[test]
+fn offline_writes_on_both_sides_merge_into_one_order() {
+    let mut pair = Pair::new();
+    pair.connect_and_drive();
+    pair.write(true, "before");
+    pair.drive();
+    pair.disconnect();
+    // Both write while apart, interleaved in time; b's clock runs an hour behind.
+    pair.wall_b_ms -= 3_600_000;
+    for i in 0..5 {
+        pair.write(true, &format!("a offline {i}"));
+        pair.write(false, &format!("b offline {i}"));
+    }
+    assert_eq!(pair.waiting(true), 5);
+    assert_eq!(pair.waiting(false), 5);
+    pair.connect_and_drive();
+    assert_converged(&pair);
+    let texts: Vec<String> = pair
+        .history(true)
+        .into_iter()
+        .map(|(_, m)| m.text)
+        .collect();
+    assert_eq!(texts.len(), 11);
+    assert_eq!(texts[0], "before");
+    // Equal Lamport counters are ordered by author id: a (0xaa…) before b (0xbb…).
+    assert_eq!(texts[1], "a offline 0");
+    assert_eq!(texts[2], "b offline 0");
+    // Whoever listens next time, the result is the same chat.
+    pair.disconnect();
+    std::mem::swap(&mut pair.a_to_b, &mut pair.b_to_a);
+    pair.connect_and_drive();
+    assert_converged(&pair);
+}
+
+#[test]
+fn a_temporary_session_stores_nothing_on_either_side() {
+    let mut pair = Pair::new();
+    pair.a.config.temporary = true;
+    pair.connect_and_drive();
+    match &pair.b.notices[0] {
+        Notice::Connected { peer, .. } => {
+            assert!(peer.peer_temporary && peer.temporary, "b is told");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    pair.write(true, "off the record");
+    pair.write(false, "understood");
+    pair.drive();
+    assert_eq!(received_texts(&pair.b.notices), ["off the record"]);
+    assert_eq!(received_texts(&pair.a.notices), ["understood"]);
+    assert!(pair.a.store.chats.is_empty(), "a stored something");
+    assert!(pair.b.store.chats.is_empty(), "b stored something");
+    assert_eq!(pair.a.store.commits + pair.b.store.commits, 0);
+    let stored_flags: Vec<bool> = pair
+        .b
+        .notices
+        .iter()
+        .filter_map(|n| match n {
+            Notice::Received { stored, .. } => Some(*stored),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stored_flags, [false]);
+}
+
+#[test]
+fn a_temporary_session_does_not_deliver_or_take_the_stored_backlog() {
+    let mut pair = Pair::new();
+    pair.connect_and_drive();
+    pair.disconnect();
+    pair.write(true, "waiting for a real session");
+    pair.b.config.temporary = true;
+    pair.connect_and_drive();
+    assert!(received_texts(&pair.b.notices).is_empty());
+    assert_eq!(pair.waiting(true), 1);
+    pair.disconnect();
+    pair.b.config.temporary = false;
+    pair.connect_and_drive();
+    assert_converged(&pair);
+}
+
+#[test]
+fn a_peer_with_our_own_identity_is_refused() {
+    let mut pair = Pair::new();
+    pair.b.id = DEVICE_A;
+    pair.b.config.device = DEVICE_A;
+    pair.connect_and_drive();
+    assert!(!pair.is_connected());
+    assert_eq!(closes(&pair.a.notices)[0].0, CloseCode::SelfConnection);
+    assert_eq!(closes(&pair.b.notices)[0].0, CloseCode::SelfConnection);
+    assert!(pair.a.store.chats.is_empty() && pair.b.store.chats.is_empty());
+}
+
+#[test]
+fn keepalives_hold_an_idle_connection_and_a_silent_peer_times_out() {
+    let mut pair = Pair::new();
+    pair.connect_and_drive();
+    pair.advance(60_000);
+    assert!(pair.is_established(), "pings keep an idle chat alive");
+    // b vanishes without a word (cable pulled): a's pings go nowhere, nothing comes back.
+    pair.b.link = None;
+    pair.a_to_b.blackhole = true;
+    pair.advance(25_000);
+    let a_closes = closes(&pair.a.notices);
+    assert_eq!(a_closes, [(CloseCode::Timeout, Side::Local)]);
+}
+
+#[test]
+fn a_handshake_that_never_finishes_times_out() {
+    let mut pair = Pair::new();
+    pair.connect();
+    pair.b.link = None; // nobody answers
+    pair.advance(11_000);
+    assert_eq!(closes(&pair.a.notices), [(CloseCode::Timeout, Side::Local)]);
+}
+
+#[test]
+fn a_large_backlog_streams_within_the_window() {
+    let mut pair = Pair::new();
+    pair.a.config.window = 64;
+    pair.connect_and_drive();
+    pair.disconnect();
+    for i in 0..5_000 {
+        pair.write(true, &format!("backlog {i}"));
+    }
+    pair.connect();
+    let mut max_in_flight = 0;
+    let mut max_buffered = 0;
+    while pair.step() {
+        if let Some(link) = pair.a.link.as_mut() {
+            max_in_flight = max_in_flight.max(link.session().in_flight());
+            max_buffered = max_buffered.max(link.session_mut().poll_transmit(0).len());
+        }
+    }
+    pair.drive();
+    assert_converged(&pair);
+    assert!(max_in_flight <= 64, "in flight {max_in_flight}");
+    assert!(max_buffered < 64 * 64, "output buffer {max_buffered}");
+    match pair
+        .b
+        .notices
+        .iter()
+        .find(|n| matches!(n, Notice::Connected { .. }))
+    {
+        Some(Notice::Connected { incoming, .. }) => assert_eq!(*incoming, 0),
+        _ => panic!("no connect notice"),
+    }
+    let incoming: Vec<u64> = pair
+        .b
+        .notices
+        .iter()
+        .filter_map(|n| match n {
+            Notice::Connected { incoming, .. } => Some(*incoming),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(incoming, [0, 5_000], "the re-sync announces its size");
+    assert!(MAX_IN_FLIGHT_MESSAGES >= 64);
+}
+
+#[test]
+fn a_storage_failure_closes_and_the_next_connection_delivers() {
+    let mut pair = Pair::new();
+    pair.connect_and_drive();
+    pair.b.store.fail_next_writes = 1;
+    pair.write(true, "will be retried");
+    pair.drive();
+    assert!(!pair.is_connected());
+    assert_eq!(
+        closes(&pair.b.notices),
+        [(CloseCode::StorageFailure, Side::Local)]
+    );
+    assert_eq!(pair.waiting(true), 1);
+    pair.connect_and_drive();
+    assert_converged(&pair);
+    assert_eq!(received_texts(&pair.b.notices), ["will be retried"]);
+}
+
+#[test]
+fn a_crash_of_the_receiver_loses_nothing_that_was_acked() {
+    let mut pair = Pair::new();
+    pair.connect_and_drive();
+    for i in 0..20 {
+        pair.write(true, &format!("m{i}"));
+    }
+    pair.drive();
+    pair.crash(false);
+    pair.connect_and_drive();
+    assert_converged(&pair);
+    assert_eq!(pair.history(false).len(), 20);
+}
+
+#[test]
+fn new_messages_never_reuse_ids_the_peer_already_holds() {
+    let mut pair = Pair::new();
+    pair.connect_and_drive();
+    for i in 0..3 {
+        pair.write(true, &format!("m{i}"));
+    }
+    pair.drive();
+    pair.disconnect();
+    // a's store loses its tail (say, a restored backup): it remembers only message 1.
+    pair.a
+        .store
+        .chats
+        .get_mut(&DEVICE_B)
+        .unwrap()
+        .own
+        .truncate(1);
+    pair.a
+        .store
+        .chats
+        .get_mut(&DEVICE_B)
+        .unwrap()
+        .delivered_up_to = 1;
+    pair.connect_and_drive();
+    let m = pair.write(true, "after the restore");
+    assert_eq!(m.seq, 4, "b holds up to 3, so the next id is 4");
+    pair.drive();
+    let seqs: Vec<u64> = pair.b.store.chats[&DEVICE_A]
+        .received
+        .iter()
+        .map(|m| m.seq)
+        .collect();
+    assert_eq!(seqs, [1, 2, 3, 4]);
+}
+
+#[test]
+fn the_same_story_gives_the_same_bytes() {
+    fn run() -> (u64, u64, Vec<Notice>) {
+        let mut pair = Pair::new();
+        pair.a_to_b.max_piece = 3;
+        pair.b_to_a.latency_ms = 7;
+        pair.connect_and_drive();
+        for i in 0..30 {
+            pair.write(i % 3 == 0, &format!("line {i}"));
+            pair.step();
+        }
+        pair.drive();
+        (pair.a_to_b.carried, pair.b_to_a.carried, pair.a.notices)
+    }
+    assert_eq!(run(), run());
+}
