@@ -295,7 +295,7 @@ impl Frame {
         let frame = match kind {
             KIND_HELLO => {
                 let (version, device, name, temporary): HelloBody =
-                    read_cbor(body).map_err(|e| match peek_version(body) {
+                    read_cbor(body, 4).map_err(|e| match peek_version(body) {
                         Some(v) if v != u64::from(PROTOCOL_VERSION) => {
                             FrameError::UnsupportedVersion(v)
                         }
@@ -314,14 +314,14 @@ impl Frame {
                 })
             }
             KIND_SYNC => {
-                let (received_up_to, last_seq) = read_cbor(body)?;
+                let (received_up_to, last_seq) = read_cbor(body, 2)?;
                 Frame::Sync(SyncPoint {
                     received_up_to,
                     last_seq,
                 })
             }
             KIND_MESSAGE => {
-                let (seq, lamport, sent_at_ms, text): MessageBody = read_cbor(body)?;
+                let (seq, lamport, sent_at_ms, text): MessageBody = read_cbor(body, 4)?;
                 check_text(&text).map_err(FrameError::Text)?;
                 Frame::Message(Message {
                     seq,
@@ -331,15 +331,15 @@ impl Frame {
                 })
             }
             KIND_ACK => {
-                let (up_to,): (u64,) = read_cbor(body)?;
+                let (up_to,): (u64,) = read_cbor(body, 1)?;
                 Frame::Ack { up_to }
             }
             KIND_PING => {
-                let _: [u8; 0] = read_cbor(body)?;
+                let _: [u8; 0] = read_cbor(body, 0)?;
                 Frame::Ping
             }
             KIND_CLOSE => {
-                let (code, detail): (u16, String) = read_cbor(body)?;
+                let (code, detail): (u16, String) = read_cbor(body, 2)?;
                 if detail.len() > MAX_CLOSE_DETAIL_BYTES {
                     return Err(FrameError::CloseDetailTooLong);
                 }
@@ -366,7 +366,26 @@ fn write_cbor<T: serde::Serialize>(value: &T, out: &mut Vec<u8>) {
     }
 }
 
-fn read_cbor<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
+/// Decodes a body that must be one definite-length CBOR array of exactly `fields` items, with
+/// nothing after it.
+fn read_cbor<T: serde::de::DeserializeOwned>(body: &[u8], fields: usize) -> Result<T, FrameError> {
+    use ciborium_ll::{Decoder, Header};
+    match Decoder::from(body).pull() {
+        Ok(Header::Array(Some(n))) if n == fields => {}
+        Ok(Header::Array(n)) => {
+            return Err(FrameError::WrongShape(format!(
+                "expected an array of {fields} fields, found {}",
+                n.map_or("an indefinite-length array".to_string(), |n| format!("{n}"))
+            )))
+        }
+        Ok(other) => {
+            return Err(FrameError::WrongShape(format!(
+                "expected an array of {fields} fields, found {other:?}"
+            )))
+        }
+        Err(ciborium_ll::Error::Io(_)) => return Err(FrameError::Truncated),
+        Err(ciborium_ll::Error::Syntax(offset)) => return Err(FrameError::InvalidCbor { offset }),
+    }
     let mut rest = body;
     let value = ciborium::from_reader(&mut rest).map_err(|e| match e {
         ciborium::de::Error::Io(_) => FrameError::Truncated,

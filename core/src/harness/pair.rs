@@ -281,8 +281,8 @@ impl Pair {
             moved |= device.pump(self.now_ms);
         }
         // A closed session whose last bytes are out ends the connection, as a driver would.
-        let a_done = self.a.link.as_ref().is_some_and(|l| finished(l));
-        let b_done = self.b.link.as_ref().is_some_and(|l| finished(l));
+        let a_done = self.a.link.as_ref().is_some_and(finished);
+        let b_done = self.b.link.as_ref().is_some_and(finished);
         if (a_done || b_done) && self.a_to_b.is_empty() && self.b_to_a.is_empty() {
             self.disconnect();
             moved = true;

@@ -1,0 +1,435 @@
+//! The frame codec under good and hostile input: golden frames, streaming in any piece size,
+//! and one test per class of malformed input.
+
+use socketfalco_core::codec::{encode_frame, FrameDecoder};
+use socketfalco_core::frame::{KIND_ACK, KIND_HELLO, KIND_MESSAGE};
+use socketfalco_core::harness::{DEVICE_A, DEVICE_B};
+use socketfalco_core::limits::{
+    MAX_CLOSE_DETAIL_BYTES, MAX_FRAME_BYTES, MAX_TEXT_BYTES, PROTOCOL_VERSION,
+};
+use socketfalco_core::{
+    Close, CloseCode, Event, Frame, FrameError, Hello, Message, NameError, Session, SessionConfig,
+    Side, SyncPoint, TextError,
+};
+use std::path::PathBuf;
+
+/// Every frame kind once, with the file its golden bytes live in.
+fn golden_frames() -> Vec<(&'static str, &'static str, Frame)> {
+    vec![
+        (
+            "hello",
+            "Hello from device aaaa…, name \"alice\", not temporary",
+            Frame::Hello(Hello {
+                version: PROTOCOL_VERSION,
+                device: DEVICE_A,
+                name: "alice".into(),
+                temporary: false,
+            }),
+        ),
+        (
+            "hello-temporary",
+            "Hello from device bbbb…, name \"Bøb\" (non-ASCII), temporary",
+            Frame::Hello(Hello {
+                version: PROTOCOL_VERSION,
+                device: DEVICE_B,
+                name: "Bøb".into(),
+                temporary: true,
+            }),
+        ),
+        (
+            "sync",
+            "Sync: holds the peer's messages up to 41, own last seq 7",
+            Frame::Sync(SyncPoint {
+                received_up_to: 41,
+                last_seq: 7,
+            }),
+        ),
+        (
+            "message",
+            "Message seq 3, lamport 9, sent 2023-11-14T22:13:20Z, text \"hello bob\"",
+            Frame::Message(Message {
+                seq: 3,
+                lamport: 9,
+                sent_at_ms: 1_700_000_000_000,
+                text: "hello bob".into(),
+            }),
+        ),
+        (
+            "message-negative-time",
+            "Message with a wall clock before 1970 (negative ms) and multi-line UTF-8 text",
+            Frame::Message(Message {
+                seq: u64::MAX,
+                lamport: 1,
+                sent_at_ms: -5,
+                text: "ligne 1\nligne 2 — ✓".into(),
+            }),
+        ),
+        (
+            "ack",
+            "Cumulative ack up to 1000",
+            Frame::Ack { up_to: 1000 },
+        ),
+        ("ping", "Keepalive", Frame::Ping),
+        (
+            "close-busy",
+            "Close: busy, with a detail",
+            Frame::Close(Close::new(CloseCode::Busy, "in a chat with someone else")),
+        ),
+        (
+            "close-unknown-code",
+            "Close with a code from a newer version (700), kept as Other(700)",
+            Frame::Close(Close::new(CloseCode::Other(700), "")),
+        ),
+    ]
+}
+
+fn frames_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/frames")
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex(text: &str) -> Vec<u8> {
+    let digits: Vec<u8> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .flat_map(|l| l.bytes())
+        .filter(|b| b.is_ascii_hexdigit())
+        .collect();
+    digits
+        .chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
+        .collect()
+}
+
+fn encode(frame: &Frame) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_frame(frame, &mut out);
+    out
+}
+
+fn decode_all(bytes: &[u8], piece: usize) -> Result<Vec<Frame>, FrameError> {
+    let mut decoder = FrameDecoder::new();
+    let mut frames = Vec::new();
+    for chunk in bytes.chunks(piece.max(1)) {
+        let mut input = chunk;
+        while let Some(frame) = decoder.decode(&mut input)? {
+            frames.push(frame);
+        }
+        assert!(input.is_empty(), "the decoder must use up its input");
+    }
+    assert_eq!(decoder.buffered(), 0, "no partial frame left");
+    Ok(frames)
+}
+
+/// Golden frames: each file's bytes decode to the expected value and re-encode byte for
+/// byte. A change to the wire format fails here. `UPDATE_GOLDEN=1` rewrites the files.
+#[test]
+fn golden_frames_decode_and_reencode_byte_for_byte() {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    for (name, description, frame) in golden_frames() {
+        let path = frames_dir().join(format!("{name}.hex"));
+        let encoded = encode(&frame);
+        if update {
+            let text = format!("# {description}\n{}\n", to_hex(&encoded));
+            std::fs::write(&path, text).unwrap();
+        }
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", path.display()));
+        let golden = from_hex(&text);
+        assert_eq!(
+            decode_all(&golden, usize::MAX).unwrap(),
+            [frame.clone()],
+            "{name}"
+        );
+        assert_eq!(
+            to_hex(&encoded),
+            to_hex(&golden),
+            "{name}: the encoding changed"
+        );
+    }
+}
+
+#[test]
+fn a_stream_decodes_the_same_in_pieces_of_any_size() {
+    let frames: Vec<Frame> = golden_frames().into_iter().map(|(_, _, f)| f).collect();
+    let stream: Vec<u8> = frames.iter().flat_map(encode).collect();
+    for piece in [1, 2, 3, 4, 5, 7, 64, 4096, usize::MAX] {
+        assert_eq!(
+            decode_all(&stream, piece).unwrap(),
+            frames,
+            "piece size {piece}"
+        );
+    }
+}
+
+#[test]
+fn the_largest_message_fits_in_a_frame_and_one_byte_more_does_not() {
+    let big = Frame::Message(Message {
+        seq: u64::MAX,
+        lamport: u64::MAX,
+        sent_at_ms: i64::MIN,
+        text: "é".repeat(MAX_TEXT_BYTES / 2),
+    });
+    let bytes = encode(&big);
+    assert!(bytes.len() - 4 <= MAX_FRAME_BYTES);
+    assert_eq!(decode_all(&bytes, 1000).unwrap(), [big]);
+
+    let mut too_long = Vec::new();
+    too_long.push(KIND_MESSAGE);
+    let body = (1u64, 1u64, 0i64, "a".repeat(MAX_TEXT_BYTES + 1));
+    ciborium::into_writer(&body, &mut too_long).unwrap();
+    assert_eq!(
+        Frame::parse_payload(&too_long),
+        Err(FrameError::Text(TextError::TooLong {
+            bytes: MAX_TEXT_BYTES + 1
+        }))
+    );
+}
+
+fn payload(kind: u8, body: &impl serde::Serialize) -> Vec<u8> {
+    let mut p = vec![kind];
+    ciborium::into_writer(body, &mut p).unwrap();
+    p
+}
+
+fn framed(payload: &[u8]) -> Vec<u8> {
+    let mut bytes = (payload.len() as u32).to_be_bytes().to_vec();
+    bytes.extend_from_slice(payload);
+    bytes
+}
+
+#[test]
+fn every_class_of_malformed_input_is_a_typed_error() {
+    let good_ack = payload(KIND_ACK, &(5u64,));
+    let cases: Vec<(&str, Vec<u8>, FrameError)> = vec![
+        (
+            "absurd length prefix",
+            vec![0xff, 0xff, 0xff, 0xff],
+            FrameError::TooLarge {
+                len: u32::MAX as u64,
+            },
+        ),
+        (
+            "one byte over the frame limit",
+            ((MAX_FRAME_BYTES + 1) as u32).to_be_bytes().to_vec(),
+            FrameError::TooLarge {
+                len: MAX_FRAME_BYTES as u64 + 1,
+            },
+        ),
+        ("empty frame", vec![0, 0, 0, 0], FrameError::Empty),
+        (
+            "unknown kind",
+            framed(&[0x77, 0x80]),
+            FrameError::UnknownKind(0x77),
+        ),
+        (
+            "truncated CBOR",
+            framed(&good_ack[..good_ack.len() - 1]),
+            FrameError::Truncated,
+        ),
+        (
+            "trailing bytes",
+            framed(&[good_ack.as_slice(), &[0x00, 0x01]].concat()),
+            FrameError::TrailingBytes { extra: 2 },
+        ),
+        (
+            "invalid CBOR",
+            framed(&[KIND_ACK, 0x1c]),
+            FrameError::InvalidCbor { offset: 0 },
+        ),
+        (
+            "empty text",
+            framed(&payload(KIND_MESSAGE, &(1u64, 1u64, 0i64, ""))),
+            FrameError::Text(TextError::Empty),
+        ),
+        (
+            "name too long",
+            framed(&payload(
+                KIND_HELLO,
+                &(
+                    PROTOCOL_VERSION,
+                    serde_bytes::Bytes::new(&[1; 16]),
+                    "a".repeat(16),
+                    false,
+                ),
+            )),
+            FrameError::Name(NameError::TooLong),
+        ),
+        (
+            "close detail too long",
+            framed(&payload(6, &(0u16, "x".repeat(MAX_CLOSE_DETAIL_BYTES + 1)))),
+            FrameError::CloseDetailTooLong,
+        ),
+        (
+            "hello of a future version in another shape",
+            framed(&payload(KIND_HELLO, &(2u16, "new fields"))),
+            FrameError::UnsupportedVersion(2),
+        ),
+    ];
+    for (what, bytes, expected) in cases {
+        for piece in [1, usize::MAX] {
+            assert_eq!(decode_all(&bytes, piece), Err(expected.clone()), "{what}");
+        }
+    }
+    // Wrong types: an ack whose field is a string, a device id of the wrong size.
+    for (what, bytes) in [
+        ("ack with a string", framed(&payload(KIND_ACK, &("five",)))),
+        (
+            "ack with two fields",
+            framed(&payload(KIND_ACK, &(5u64, 6u64))),
+        ),
+        (
+            "device id of 3 bytes",
+            framed(&payload(
+                KIND_HELLO,
+                &(
+                    PROTOCOL_VERSION,
+                    serde_bytes::Bytes::new(&[1; 3]),
+                    "alice",
+                    false,
+                ),
+            )),
+        ),
+        (
+            "a map instead of an array",
+            framed(&payload(
+                KIND_ACK,
+                &std::collections::BTreeMap::from([(1u8, 2u8)]),
+            )),
+        ),
+    ] {
+        assert!(
+            matches!(
+                decode_all(&bytes, usize::MAX),
+                Err(FrameError::WrongShape(_))
+            ),
+            "{what}: {:?}",
+            decode_all(&bytes, usize::MAX)
+        );
+    }
+}
+
+#[test]
+fn an_oversize_prefix_is_refused_before_its_payload_is_buffered() {
+    let mut decoder = FrameDecoder::new();
+    let mut input: &[u8] = &[0x7f, 0xff, 0xff, 0xff, 1, 2, 3];
+    assert!(matches!(
+        decoder.decode(&mut input),
+        Err(FrameError::TooLarge { .. })
+    ));
+    assert_eq!(decoder.buffered(), 0);
+    // Errors are sticky: the stream is no longer aligned on frames.
+    let mut more: &[u8] = &encode(&Frame::Ping);
+    assert!(decoder.decode(&mut more).is_err());
+}
+
+/// A session fed garbage answers with a close frame and a reason, and stops.
+#[test]
+fn a_session_closes_cleanly_on_garbage_and_on_a_wrong_version() {
+    for (what, bytes, code) in [
+        (
+            "HTTP",
+            b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+            CloseCode::MalformedFrame,
+        ),
+        (
+            "the original's hex text",
+            b"48656c6c6f\n".to_vec(),
+            CloseCode::MalformedFrame,
+        ),
+        (
+            "version 2 hello",
+            encode(&Frame::Hello(Hello {
+                version: 2,
+                device: DEVICE_B,
+                name: "bob".into(),
+                temporary: false,
+            })),
+            CloseCode::VersionMismatch,
+        ),
+        (
+            "a message before any hello",
+            encode(&Frame::Message(Message {
+                seq: 1,
+                lamport: 1,
+                sent_at_ms: 0,
+                text: "hi".into(),
+            })),
+            CloseCode::ProtocolViolation,
+        ),
+    ] {
+        let mut session = Session::new(SessionConfig::new(DEVICE_A, "alice"), 0);
+        let hello_len = session.poll_transmit(0).len();
+        session.advance_transmit(hello_len);
+        session.handle_input(&bytes, 1);
+        assert!(session.is_closed(), "{what}");
+        match session.poll_event() {
+            Some(Event::Closed { reason, by }) => {
+                assert_eq!((reason.code, by), (code, Side::Local), "{what}");
+            }
+            other => panic!("{what}: expected a close, got {other:?}"),
+        }
+        let out = decode_all(session.poll_transmit(1), usize::MAX).unwrap();
+        assert!(
+            matches!(&out[..], [Frame::Close(c)] if c.code == code),
+            "{what}: the peer is told why: {out:?}"
+        );
+        session.handle_input(&encode(&Frame::Ping), 2);
+        assert!(
+            session.poll_event().is_none(),
+            "a closed session ignores input"
+        );
+    }
+}
+
+/// A busy listener answers a second caller with a lone close frame (no session, no hello):
+/// the caller learns why and stores nothing.
+#[test]
+fn a_busy_close_before_the_hello_reaches_the_peer() {
+    let refusal = encode(&Frame::Close(Close::new(
+        CloseCode::Busy,
+        "in another chat",
+    )));
+    let mut caller = Session::new(SessionConfig::new(DEVICE_B, "bob"), 0);
+    caller.handle_input(&refusal, 1);
+    match caller.poll_event() {
+        Some(Event::Closed { reason, by }) => {
+            assert_eq!((reason.code, by), (CloseCode::Busy, Side::Peer));
+            assert_eq!(reason.detail, "in another chat");
+        }
+        other => panic!("expected busy, got {other:?}"),
+    }
+    assert!(caller.peer().is_none());
+}
+
+#[test]
+fn duplicates_are_recognized_and_dropped() {
+    // Drive b by hand as a peer that sends message 1 twice.
+    let mut a = Session::new(SessionConfig::new(DEVICE_A, "alice"), 0);
+    let hello_b = encode(&Frame::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        device: DEVICE_B,
+        name: "bob".into(),
+        temporary: false,
+    }));
+    a.handle_input(&hello_b, 0);
+    assert!(matches!(a.poll_event(), Some(Event::PeerHello(_))));
+    a.accept_peer(Default::default(), 0).unwrap();
+    let sync = encode(&Frame::Sync(SyncPoint::default()));
+    a.handle_input(&sync, 0);
+    assert!(matches!(a.poll_event(), Some(Event::Established { .. })));
+    let m = encode(&Frame::Message(Message {
+        seq: 1,
+        lamport: 1,
+        sent_at_ms: 0,
+        text: "once".into(),
+    }));
+    a.handle_input(&[m.clone(), m].concat(), 0);
+    assert!(matches!(a.poll_event(), Some(Event::MessageToPersist(_))));
+    assert_eq!(a.poll_event(), None);
+    assert_eq!(a.duplicates_dropped(), 1);
+    assert!(!a.is_closed());
+}
