@@ -141,7 +141,7 @@ fn golden_frames_decode_and_reencode_byte_for_byte() {
         let golden = from_hex(&text);
         assert_eq!(
             decode_all(&golden, usize::MAX).unwrap(),
-            [frame.clone()],
+            std::slice::from_ref(&frame),
             "{name}"
         );
         assert_eq!(
