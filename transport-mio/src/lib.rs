@@ -1,1 +1,21 @@
-//! Drives a [`socketfalco_core`] link over non-blocking mio TCP sockets.
+//! Drives a [`socketfalco_core::Link`] over non-blocking mio TCP sockets, on Linux and
+//! Windows alike (only what mio and std offer on both).
+//!
+//! # Layout
+//! - [`clock`]: the monotonic clock the core's timers run on, and the wall clock messages
+//!   are stamped with.
+//! - [`connection`]: one TCP stream joined to one link — read everything available, pump the
+//!   link once per readiness event (one store transaction, one ack), write until the socket
+//!   would block, and derive the mio interest from what the session wants.
+//! - [`endpoint`]: the event loop: listen or connect, refuse a second caller as busy,
+//!   reconnect with backoff after a drop, take the user's lines from another thread, and
+//!   report everything as [`Output`] values.
+//!
+//! The user interface lives elsewhere: it sends [`Command`]s through a [`Control`] (which
+//! wakes the loop) and receives [`Output`]s through a callback.
+
+pub mod clock;
+pub mod connection;
+pub mod endpoint;
+
+pub use endpoint::{Command, Control, Endpoint, EndpointConfig, Output, Role};

@@ -1,0 +1,198 @@
+//! One TCP stream joined to one [`Link`].
+//!
+//! A readiness event is handled in three moves: read until the socket would block, feeding
+//! every piece to the session; pump the link once (so everything that arrived in this event
+//! is stored in one transaction and acked with one cumulative ack); write until the socket
+//! would block. The mio interest is then derived from the session: always readable while
+//! open, writable only while bytes wait.
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use socketfalco_core::{Link, Store};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+
+/// Bytes read from the socket per `read` call.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// What [`Connection::on_ready`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// The connection goes on.
+    Open,
+    /// The session is closed and everything it had to say is written (or can't be): drop
+    /// the connection.
+    Finished,
+}
+
+/// A TCP stream and the link it carries.
+#[derive(Debug)]
+pub struct Connection {
+    stream: TcpStream,
+    token: Token,
+    peer_addr: SocketAddr,
+    link: Link,
+    read_buf: Box<[u8]>,
+    interest: Interest,
+    write_failed: bool,
+}
+
+impl Connection {
+    /// Registers `stream` for reading and writing (the hello is queued already).
+    pub fn new(
+        registry: &Registry,
+        mut stream: TcpStream,
+        token: Token,
+        peer_addr: SocketAddr,
+        link: Link,
+    ) -> io::Result<Connection> {
+        // Small frames must not wait for Nagle: a chat line is sent the moment it is typed.
+        stream.set_nodelay(true)?;
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        registry.register(&mut stream, token, interest)?;
+        Ok(Connection {
+            stream,
+            token,
+            peer_addr,
+            link,
+            read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
+            interest,
+            write_failed: false,
+        })
+    }
+
+    /// The link, for composing messages and reading notices.
+    pub fn link(&self) -> &Link {
+        &self.link
+    }
+
+    /// The link, for composing messages and reading notices.
+    pub fn link_mut(&mut self) -> &mut Link {
+        &mut self.link
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+
+    /// The token this connection is registered under.
+    pub fn token(&self) -> Token {
+        self.token
+    }
+
+    /// Reads what is there, pumps the link once, writes what it can. Store errors close the
+    /// session (the link does that) and are returned for the user to see.
+    pub fn on_ready<S: Store>(
+        &mut self,
+        registry: &Registry,
+        store: &mut S,
+        now_ms: u64,
+    ) -> Result<Progress, S::Error> {
+        self.read_available(now_ms);
+        let pumped = self.link.pump(store, now_ms);
+        self.after_command(registry, now_ms);
+        pumped?;
+        Ok(self.progress())
+    }
+
+    /// Handles a due timer: keepalive, dead peer, stalled handshake.
+    pub fn on_timeout<S: Store>(
+        &mut self,
+        registry: &Registry,
+        store: &mut S,
+        now_ms: u64,
+    ) -> Result<Progress, S::Error> {
+        let session = self.link.session_mut();
+        if session.poll_timeout().is_some_and(|t| t <= now_ms) {
+            session.handle_timeout(now_ms);
+        }
+        let pumped = self.link.pump(store, now_ms);
+        self.after_command(registry, now_ms);
+        pumped?;
+        Ok(self.progress())
+    }
+
+    /// Writes what a command (compose, close) queued, and updates the interest.
+    pub fn after_command(&mut self, registry: &Registry, now_ms: u64) {
+        self.write_available(now_ms);
+        let wants_write = self.link.session().wants_write() && !self.write_failed;
+        let interest = if wants_write {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        if interest != self.interest
+            && registry
+                .reregister(&mut self.stream, self.token, interest)
+                .is_ok()
+        {
+            self.interest = interest;
+        }
+    }
+
+    /// Deregisters and shuts the socket down.
+    pub fn shutdown(mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut self.stream);
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    fn progress(&self) -> Progress {
+        let session = self.link.session();
+        if session.is_closed() && (!session.wants_write() || self.write_failed) {
+            Progress::Finished
+        } else {
+            Progress::Open
+        }
+    }
+
+    fn read_available(&mut self, now_ms: u64) {
+        loop {
+            if !self.link.session().wants_read() {
+                return;
+            }
+            match self.stream.read(&mut self.read_buf) {
+                Ok(0) => {
+                    self.link.session_mut().handle_eof(now_ms);
+                    return;
+                }
+                Ok(n) => self
+                    .link
+                    .session_mut()
+                    .handle_input(&self.read_buf[..n], now_ms),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    // Reset, aborted: the stream is gone either way.
+                    self.link.session_mut().handle_eof(now_ms);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn write_available(&mut self, now_ms: u64) {
+        while !self.write_failed {
+            let session = self.link.session_mut();
+            let pending = session.poll_transmit(now_ms);
+            if pending.is_empty() {
+                return;
+            }
+            match self.stream.write(pending) {
+                Ok(0) => self.fail_write(now_ms),
+                Ok(n) => session.advance_transmit(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Not connected yet (a connect still in progress on some platforms): wait
+                // for writability.
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(_) => self.fail_write(now_ms),
+            }
+        }
+    }
+
+    fn fail_write(&mut self, now_ms: u64) {
+        self.write_failed = true;
+        self.link.session_mut().handle_eof(now_ms);
+    }
+}

@@ -1,0 +1,200 @@
+//! Two endpoints in one process over real loopback sockets, with in-memory stores.
+
+use socketfalco_core::harness::{MemoryStore, DEVICE_A, DEVICE_B};
+use socketfalco_core::{CloseCode, SessionConfig};
+use socketfalco_transport::{Command, Control, Endpoint, EndpointConfig, Output, Role};
+use std::net::SocketAddr;
+use std::sync::mpsc::{channel, Receiver};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+struct Running {
+    control: Control,
+    outputs: Receiver<Output>,
+    thread: JoinHandle<(Result<(), String>, MemoryStore)>,
+}
+
+fn start(role: Role, config: EndpointConfig) -> Running {
+    let (tx, outputs) = channel();
+    let (endpoint, control) = Endpoint::new(role, config, MemoryStore::new()).unwrap();
+    let thread = std::thread::spawn(move || {
+        let mut endpoint = endpoint;
+        let result = endpoint.run(|_, output| {
+            let _ = tx.send(output);
+        });
+        let store = std::mem::take(endpoint.store_mut());
+        (result.map_err(|e| e.to_string()), store)
+    });
+    Running {
+        control,
+        outputs,
+        thread,
+    }
+}
+
+fn wait_for(outputs: &Receiver<Output>, what: &str, pred: impl Fn(&Output) -> bool) -> Output {
+    loop {
+        match outputs.recv_timeout(Duration::from_secs(10)) {
+            Ok(output) if pred(&output) => return output,
+            Ok(_) => {}
+            Err(e) => panic!("waiting for {what}: {e}"),
+        }
+    }
+}
+
+fn config(device: socketfalco_core::DeviceId, name: &str) -> EndpointConfig {
+    let mut config = EndpointConfig::new(SessionConfig::new(device, name));
+    config.reconnect_min_ms = 50;
+    config.quit_grace_ms = 2_000;
+    config
+}
+
+fn listen(device: socketfalco_core::DeviceId, name: &str) -> (Running, SocketAddr) {
+    let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let listener = start(Role::Listen { bind }, config(device, name));
+    let addr = match wait_for(&listener.outputs, "listening", |o| {
+        matches!(o, Output::Listening(_))
+    }) {
+        Output::Listening(addr) => addr,
+        _ => unreachable!(),
+    };
+    (listener, addr)
+}
+
+fn dial(device: socketfalco_core::DeviceId, name: &str, addr: SocketAddr) -> Running {
+    let role = Role::Connect {
+        addrs: vec![addr],
+        label: addr.to_string(),
+    };
+    start(role, config(device, name))
+}
+
+#[test]
+fn a_chat_over_loopback_delivers_both_ways_and_stores_it() {
+    let (alice, addr) = listen(DEVICE_A, "alice");
+    let bob = dial(DEVICE_B, "bob", addr);
+    wait_for(&bob.outputs, "connected", |o| {
+        matches!(o, Output::Connected { .. })
+    });
+    wait_for(&alice.outputs, "connected", |o| {
+        matches!(o, Output::Connected { .. })
+    });
+    bob.control.send(Command::Write("hello alice".into()));
+    alice.control.send(Command::Write("hello bob".into()));
+    wait_for(
+        &alice.outputs,
+        "bob's line",
+        |o| matches!(o, Output::Received { message, .. } if message.text == "hello alice"),
+    );
+    wait_for(
+        &bob.outputs,
+        "alice's line",
+        |o| matches!(o, Output::Received { message, .. } if message.text == "hello bob"),
+    );
+    wait_for(&bob.outputs, "delivery", |o| {
+        matches!(o, Output::Delivered { up_to: 1, .. })
+    });
+    bob.control.send(Command::Quit);
+    let (result, bob_store) = bob.thread.join().unwrap();
+    result.unwrap();
+    wait_for(
+        &alice.outputs,
+        "bob left",
+        |o| matches!(o, Output::Disconnected { reason, .. } if reason.code == CloseCode::Normal),
+    );
+    alice.control.send(Command::Quit);
+    let (result, alice_store) = alice.thread.join().unwrap();
+    result.unwrap();
+    assert_eq!(
+        alice_store.history(DEVICE_A, DEVICE_B),
+        bob_store.history(DEVICE_B, DEVICE_A)
+    );
+    assert_eq!(alice_store.history(DEVICE_A, DEVICE_B).len(), 2);
+    assert_eq!(bob_store.waiting(DEVICE_A), 0);
+}
+
+#[test]
+fn a_second_caller_is_told_the_listener_is_busy() {
+    let (alice, addr) = listen(DEVICE_A, "alice");
+    let bob = dial(DEVICE_B, "bob", addr);
+    wait_for(&alice.outputs, "connected", |o| {
+        matches!(o, Output::Connected { .. })
+    });
+    let carol = dial(socketfalco_core::DeviceId([0xcc; 16]), "carol", addr);
+    let (result, _) = carol.thread.join().unwrap();
+    let error = result.unwrap_err();
+    assert!(error.contains("busy"), "{error}");
+    wait_for(&alice.outputs, "refusal", |o| {
+        matches!(o, Output::RefusedBusy(_))
+    });
+    bob.control.send(Command::Quit);
+    bob.thread.join().unwrap().0.unwrap();
+    alice.control.send(Command::Quit);
+    alice.thread.join().unwrap().0.unwrap();
+}
+
+#[test]
+fn an_unreachable_address_is_a_clear_error() {
+    // Bind then drop a listener: its port is now (almost certainly) closed.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let bob = dial(DEVICE_B, "bob", addr);
+    let (result, _) = bob.thread.join().unwrap();
+    let error = result.unwrap_err();
+    assert!(error.contains("could not connect"), "{error}");
+}
+
+#[test]
+fn the_caller_reconnects_after_the_listener_comes_back_and_resyncs() {
+    let (alice, addr) = listen(DEVICE_A, "alice");
+    let bob = dial(DEVICE_B, "bob", addr);
+    wait_for(&bob.outputs, "connected", |o| {
+        matches!(o, Output::Connected { .. })
+    });
+    alice.control.send(Command::Quit);
+    let (result, alice_store) = alice.thread.join().unwrap();
+    result.unwrap();
+    wait_for(&bob.outputs, "reconnecting", |o| {
+        matches!(o, Output::Reconnecting { .. })
+    });
+    // Bob writes while alice is away: stored, waiting.
+    bob.control.send(Command::Write("are you there?".into()));
+    wait_for(&bob.outputs, "stored offline", |o| {
+        matches!(o, Output::Sent { live: false, .. })
+    });
+    // Alice comes back on the same port with her store.
+    let bind = addr;
+    let (tx, outputs) = channel();
+    let (endpoint, control) = Endpoint::new(
+        Role::Listen { bind },
+        config(DEVICE_A, "alice"),
+        alice_store,
+    )
+    .unwrap();
+    let thread = std::thread::spawn(move || {
+        let mut endpoint = endpoint;
+        let result = endpoint.run(|_, output| {
+            let _ = tx.send(output);
+        });
+        (
+            result.map_err(|e| e.to_string()),
+            std::mem::take(endpoint.store_mut()),
+        )
+    });
+    wait_for(
+        &outputs,
+        "bob's offline line",
+        |o| matches!(o, Output::Received { message, .. } if message.text == "are you there?"),
+    );
+    wait_for(&bob.outputs, "delivered", |o| {
+        matches!(o, Output::Delivered { .. })
+    });
+    bob.control.send(Command::Quit);
+    bob.thread.join().unwrap().0.unwrap();
+    control.send(Command::Quit);
+    let (result, store) = thread.join().unwrap();
+    result.unwrap();
+    assert_eq!(store.history(DEVICE_A, DEVICE_B).len(), 1);
+}
