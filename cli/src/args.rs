@@ -1,0 +1,1338 @@
+//! Command-line parsing for the `socketfalco` binary.
+//!
+//! This module owns everything between the raw process arguments and a typed
+//! [`Cli`] value: the option definitions and the help text, the compatibility
+//! layer for the single-dash long flags of the original C++ SocketFalco
+//! (`-listen`, `-ls`, `-eN`, …), the consistency rules between options
+//! (exactly one command, `-t` only with a session, …) and the syntax of the
+//! `-c` address ([`parse_address`]). It does not validate user names, resolve
+//! host names or touch the data directory: other modules do that.
+//!
+//! # Legacy single-dash long flags
+//!
+//! clap, like every getopt-style parser, reads `-ls` as the cluster `-l -s`
+//! and `-eN` as `-e N`. So before clap sees the arguments, [`parse_from`]
+//! rewrites every argument that is *exactly* one of the legacy flags into its
+//! GNU long form:
+//!
+//! | legacy                 | rewritten to  |
+//! |------------------------|---------------|
+//! | `-listen`              | `--listen`    |
+//! | `-ls`, `-list`         | `--list`      |
+//! | `-connect`             | `--connect`   |
+//! | `-eN`, `-editName`     | `--edit-name` |
+//! | `-eC`, `-editChat`     | `--edit-chat` |
+//! | `-help`                | `--help`      |
+//!
+//! A legacy flag directly followed by `=` (`-eN=Bob`, `-connect=::1`) is
+//! rewritten the same way, the part after `=` being kept byte for byte.
+//! Nothing else is touched: not `argv[0]`, not anything after a `--`
+//! argument, not arguments that only *contain* a legacy flag (`-lsx`,
+//! `--edit-name=-ls`), not arguments that are not valid UTF-8. The short
+//! flags `-l`, `-c`, `-t`, `-h` are ordinary clap short flags and need no
+//! rewriting.
+//!
+//! Values are never rewritten. The rewriter does not need to know which
+//! options take a value because, as with any GNU-style parser, a *detached*
+//! value that starts with `-` is refused by clap ("a value is required …"):
+//! `-eN -ls` is an error, neither a list command nor a user called `--list`.
+//! A value starting with `-` must be attached with `=`: `--edit-name=-ls`
+//! or `-eN=-ls` both give the name `-ls`.
+//!
+//! # `-c` and `-t`
+//!
+//! The original accepts `-c -t ADDRESS` as well as `-c ADDRESS -t`. To allow
+//! the first form, `--connect` takes an *optional* value and a hidden
+//! positional argument receives an address that is not attached to `-c`
+//! (`-c -t 192.168.1.1`, `-c -v ::1`). Giving two addresses, an address
+//! without `-c`, or `-c` without an address is an error.
+//!
+//! # Ports
+//!
+//! `-p/--port` (default [`DEFAULT_PORT`]) is the port to listen on (`0` picks
+//! a free port) or to connect to. An explicit `:PORT` in the `-c` address
+//! wins over `-p`, the way an explicit part of a URL wins over a default:
+//! `-c host:5000 -p 4000` connects to port 5000. Connecting to port 0 is an
+//! error.
+//!
+//! # Other rules
+//!
+//! Exactly one of listen, list, connect, edit-name and edit-chat is given.
+//! `-t` is only accepted with listen or connect, `-p` likewise, `--bind`
+//! only with listen; `--data-dir`, `--json` and `-v` go with any command.
+//! Because clap sees the rewritten arguments, its messages name the GNU form
+//! (`--list`) even when the user typed the legacy one (`-ls`). The help text
+//! and examples name the installed binary, `socketfalco`, where the original
+//! said `SocketFalco`; the arguments of every original example are unchanged.
+//!
+//! # Errors and exit codes
+//!
+//! Every problem is returned as a [`clap::Error`], so `main` only has to call
+//! [`clap::Error::exit`]: `--help` and `--version` print to stdout and exit
+//! with status 0; a missing command prints the full help to stderr and exits
+//! with status 2; any unknown, malformed or conflicting argument prints
+//! clap's message and usage to stderr and exits with status 2.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+
+use clap::error::ErrorKind;
+use clap::{value_parser, Arg, ArgAction, ArgGroup, ArgMatches};
+
+/// The port used when neither `-p` nor the `-c` address gives one.
+pub const DEFAULT_PORT: u16 = 30000;
+
+/// [`DEFAULT_PORT`] as text, for clap's `default_value` (checked by a test).
+const DEFAULT_PORT_TEXT: &str = "30000";
+
+/// The parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cli {
+    /// What to do; exactly one command is given on every valid command line.
+    pub command: Command,
+    /// `--data-dir DIR`: use `DIR` instead of the platform's data directory.
+    pub data_dir: Option<PathBuf>,
+    /// How many times `-v/--verbose` was given (0 when absent).
+    pub verbose: u8,
+    /// `--json`: machine-readable output for `-ls` and for sessions.
+    pub json: bool,
+}
+
+/// The one thing the program was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `-l`, `-listen`, `--listen`: start the server and wait for the peer.
+    Listen {
+        /// `-t`: a temporary session that is not stored.
+        temporary: bool,
+        /// The port to listen on; 0 asks the system for a free port.
+        port: u16,
+        /// `--bind ADDR`: the local IP address to listen on. `None` means
+        /// all interfaces (dual-stack `[::]`, or `0.0.0.0` without IPv6).
+        bind: Option<IpAddr>,
+    },
+    /// `-c`, `-connect`, `--connect ADDRESS`: connect to a listening peer.
+    Connect {
+        /// Host name or IP address, without brackets and not resolved yet
+        /// (for instance `"example.org"`, `"192.168.1.1"`, `"::1"`).
+        host: String,
+        /// The port to connect to, never 0.
+        port: u16,
+        /// `-t`: a temporary session that is not stored.
+        temporary: bool,
+    },
+    /// `-ls`, `-list`, `--list`: list the stored chat sessions.
+    List,
+    /// `-eN`, `-editName`, `--edit-name NAME`: change the current user name.
+    EditName {
+        /// The new name exactly as given; it is validated elsewhere.
+        name: String,
+    },
+    /// `-eC`, `-editChat`, `--edit-chat UUID`: open one stored chat.
+    EditChat {
+        /// The chat identifier exactly as given; it is validated elsewhere.
+        chat: String,
+    },
+}
+
+/// Parses the process arguments (including `argv[0]`); on error or
+/// help/version, returns the `clap::Error` so `main` can call `.exit()`.
+///
+/// Legacy single-dash long flags are rewritten first (see the module
+/// documentation), then clap parses the result and the cross-option rules
+/// are checked.
+pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let args = rewrite_legacy_flags(args);
+    let mut cmd = build_command();
+    let matches = cmd.try_get_matches_from_mut(args)?;
+    cli_from_matches(&mut cmd, &matches)
+}
+
+/// Why a `-c` address could not be parsed by [`parse_address`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddressError {
+    /// The address is the empty string.
+    Empty,
+    /// A port or brackets are given but no host (`":4000"`, `"[]:4000"`).
+    MissingHost,
+    /// A `[` is not closed by `]` (`"[::1"`); holds the whole input.
+    UnclosedBracket(String),
+    /// Something other than `:PORT` follows `]` (`"[::1]4000"`); holds that
+    /// text.
+    TrailingCharacters(String),
+    /// Not a valid IPv6 address: the text inside brackets, or a bare text
+    /// with two or more colons; holds that text.
+    InvalidIpv6(String),
+    /// Only digits and dots, but not a valid IPv4 address (`"192.168.1"`,
+    /// `"1.2.3.256"`); holds that text.
+    InvalidIpv4(String),
+    /// A host name with characters a host name cannot have; holds it.
+    InvalidHost(String),
+    /// The port is not a decimal number from 1 to 65535; holds its text.
+    InvalidPort(String),
+}
+
+impl fmt::Display for AddressError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => f.write_str("the address is empty"),
+            Self::MissingHost => f.write_str("no host is given before the port"),
+            Self::UnclosedBracket(s) => write!(f, "'[' is not closed by ']' in '{s}'"),
+            Self::TrailingCharacters(s) => {
+                write!(
+                    f,
+                    "unexpected '{s}' after ']' (expected nothing or ':PORT')"
+                )
+            }
+            Self::InvalidIpv6(s) => write!(
+                f,
+                "'{s}' is not a valid IPv6 address (to give a port, write [IPv6]:PORT)"
+            ),
+            Self::InvalidIpv4(s) => write!(f, "'{s}' is not a valid IPv4 address"),
+            Self::InvalidHost(s) => write!(f, "'{s}' is not a valid host name"),
+            Self::InvalidPort(s) => {
+                write!(f, "invalid port '{s}' (expected a number from 1 to 65535)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for AddressError {}
+
+/// Splits a `-c` address into a host and a port, without any DNS lookup.
+///
+/// Accepted forms (`default_port` is used when no port is written):
+///
+/// | input                  | result                 |
+/// |------------------------|------------------------|
+/// | `localhost`            | `("localhost", default)` |
+/// | `localhost:4000`       | `("localhost", 4000)`  |
+/// | `192.168.1.1`          | `("192.168.1.1", default)` |
+/// | `192.168.1.1:4000`     | `("192.168.1.1", 4000)` |
+/// | `::1`, `fe80::1%eth0`  | bare IPv6, `default` (a bare IPv6 never carries a port) |
+/// | `[::1]`                | `("::1", default)`     |
+/// | `[::1]:4000`           | `("::1", 4000)`        |
+///
+/// The returned host has no brackets, so `(host.as_str(), port)` can be given
+/// to [`std::net::ToSocketAddrs`]. An IPv6 zone (`%eth0`) is kept in the host.
+/// An explicit port must be 1–65535; `default_port` is returned as given.
+pub fn parse_address(input: &str, default_port: u16) -> Result<(String, u16), AddressError> {
+    if input.is_empty() {
+        return Err(AddressError::Empty);
+    }
+    if let Some(rest) = input.strip_prefix('[') {
+        let Some((inner, after)) = rest.split_once(']') else {
+            return Err(AddressError::UnclosedBracket(input.to_owned()));
+        };
+        if inner.is_empty() {
+            return Err(AddressError::MissingHost);
+        }
+        check_ipv6(inner)?;
+        let port = if after.is_empty() {
+            default_port
+        } else if let Some(port) = after.strip_prefix(':') {
+            parse_port(port)?
+        } else {
+            return Err(AddressError::TrailingCharacters(after.to_owned()));
+        };
+        return Ok((inner.to_owned(), port));
+    }
+    match input.split_once(':') {
+        None => {
+            check_host(input)?;
+            Ok((input.to_owned(), default_port))
+        }
+        Some((host, port)) if !port.contains(':') => {
+            if host.is_empty() {
+                return Err(AddressError::MissingHost);
+            }
+            check_host(host)?;
+            Ok((host.to_owned(), parse_port(port)?))
+        }
+        Some(_) => {
+            check_ipv6(input)?;
+            Ok((input.to_owned(), default_port))
+        }
+    }
+}
+
+/// Checks an IPv6 address with an optional `%zone` suffix.
+fn check_ipv6(text: &str) -> Result<(), AddressError> {
+    let (addr, zone_ok) = match text.split_once('%') {
+        Some((addr, zone)) => (
+            addr,
+            !zone.is_empty()
+                && zone
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')),
+        ),
+        None => (text, true),
+    };
+    if zone_ok && addr.parse::<Ipv6Addr>().is_ok() {
+        Ok(())
+    } else {
+        Err(AddressError::InvalidIpv6(text.to_owned()))
+    }
+}
+
+/// Checks a host that is not in brackets and has no colon: an IPv4 address
+/// or a syntactically plausible host name (resolution happens elsewhere).
+fn check_host(host: &str) -> Result<(), AddressError> {
+    if host.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return match host.parse::<Ipv4Addr>() {
+            Ok(_) => Ok(()),
+            Err(_) => Err(AddressError::InvalidIpv4(host.to_owned())),
+        };
+    }
+    let plausible = host.len() <= 253
+        && !host.starts_with(['-', '.'])
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+    if plausible {
+        Ok(())
+    } else {
+        Err(AddressError::InvalidHost(host.to_owned()))
+    }
+}
+
+/// Parses an explicit port: decimal digits only (no sign), 1 to 65535.
+fn parse_port(text: &str) -> Result<u16, AddressError> {
+    let invalid = || AddressError::InvalidPort(text.to_owned());
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    match text.parse::<u16>() {
+        Ok(0) | Err(_) => Err(invalid()),
+        Ok(port) => Ok(port),
+    }
+}
+
+/// The legacy single-dash long flags and their GNU replacements.
+const LEGACY_FLAGS: &[(&str, &str)] = &[
+    ("-listen", "--listen"),
+    ("-ls", "--list"),
+    ("-list", "--list"),
+    ("-connect", "--connect"),
+    ("-eN", "--edit-name"),
+    ("-editName", "--edit-name"),
+    ("-eC", "--edit-chat"),
+    ("-editChat", "--edit-chat"),
+    ("-help", "--help"),
+];
+
+/// Rewrites whole legacy-flag arguments into GNU long options (see the
+/// module documentation); `argv[0]` and everything after `--` are kept.
+fn rewrite_legacy_flags<I, T>(args: I) -> Vec<OsString>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    let mut escaped = false;
+    args.into_iter()
+        .enumerate()
+        .map(|(index, arg)| {
+            let arg: OsString = arg.into();
+            if index == 0 || escaped {
+                arg
+            } else if arg == "--" {
+                escaped = true;
+                arg
+            } else {
+                rewrite_legacy_flag(arg)
+            }
+        })
+        .collect()
+}
+
+/// Rewrites one argument if it is a legacy flag, alone or followed by `=`.
+fn rewrite_legacy_flag(arg: OsString) -> OsString {
+    let Some(text) = arg.to_str() else {
+        return arg;
+    };
+    for (legacy, gnu) in LEGACY_FLAGS {
+        if let Some(rest) = text.strip_prefix(legacy) {
+            if rest.is_empty() || rest.starts_with('=') {
+                return format!("{gnu}{rest}").into();
+            }
+        }
+    }
+    arg
+}
+
+/// Argument ids.
+const LISTEN: &str = "listen";
+const LIST: &str = "list";
+const CONNECT: &str = "connect";
+const EDIT_NAME: &str = "edit_name";
+const EDIT_CHAT: &str = "edit_chat";
+const ADDRESS: &str = "address";
+const TEMPORARY: &str = "temporary";
+const PORT: &str = "port";
+const BIND: &str = "bind";
+const DATA_DIR: &str = "data_dir";
+const JSON: &str = "json";
+const VERBOSE: &str = "verbose";
+
+/// The name used in the usage lines and examples: the installed binary.
+const BIN: &str = "socketfalco";
+
+const USAGE: &str = "\
+socketfalco [OPTIONS] -l | -listen [-t]
+       socketfalco [OPTIONS] -c | -connect [-t] <ADDRESS>
+       socketfalco [OPTIONS] -ls | -list
+       socketfalco [OPTIONS] -eN | -editName <NAME>
+       socketfalco [OPTIONS] -eC | -editChat <CHAT_UUID>";
+
+const EXAMPLES: &str = "\
+Legacy single-dash forms (-listen, -ls, -list, -connect, -eN, -editName, -eC, -editChat, -help)
+work exactly like the GNU forms shown above.
+
+Examples:
+  socketfalco -listen ; socketfalco -listen -t ; socketfalco -connect 192.168.0.1 ; socketfalco -connect -t 192.168.0.1 ; socketfalco -list ; socketfalco -editName Alice ; socketfalco -editChat 97b8b...
+  socketfalco -l -p 0 --bind 127.0.0.1 ; socketfalco -c [::1]:30001 ; socketfalco --json -ls";
+
+/// Builds the clap definition of the command line (after legacy rewriting).
+fn build_command() -> clap::Command {
+    // Every argument has an explicit heading so that the commands come
+    // first in the help, as in the original usage text.
+    const COMMANDS: &str = "Commands (exactly one)";
+    const OPTIONS: &str = "Options";
+    clap::Command::new(BIN)
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("SocketFalco: a terminal chat between two devices that never loses a message.")
+        .override_usage(USAGE)
+        .after_help(EXAMPLES)
+        .disable_help_flag(true)
+        .disable_version_flag(true)
+        .arg_required_else_help(true)
+        .arg(
+            Arg::new(LISTEN)
+                .short('l')
+                .long("listen")
+                .action(ArgAction::SetTrue)
+                .help_heading(COMMANDS)
+                .help(
+                    "Start the server. Use -t for temporary session.\n\
+                     [legacy: -l, -listen]  e.g. socketfalco -l ; socketfalco -l -t",
+                ),
+        )
+        .arg(
+            Arg::new(LIST)
+                .long("list")
+                .action(ArgAction::SetTrue)
+                .help_heading(COMMANDS)
+                .help(
+                    "List available chat sessions.\n\
+                     [legacy: -ls, -list]  e.g. socketfalco -ls",
+                ),
+        )
+        .arg(
+            Arg::new(CONNECT)
+                .short('c')
+                .long("connect")
+                .value_name("ADDRESS")
+                .num_args(0..=1)
+                .action(ArgAction::Set)
+                .help_heading(COMMANDS)
+                .help(
+                    "Connect to a specified server address. Use -t for temporary session.\n\
+                     ADDRESS: HOST[:PORT], IPv4[:PORT], IPv6, [IPv6][:PORT]; its :PORT wins over -p\n\
+                     [legacy: -c, -connect]  \
+                     e.g. socketfalco -c 192.168.1.1 ; socketfalco -c -t 192.168.1.1",
+                ),
+        )
+        .arg(
+            Arg::new(EDIT_NAME)
+                .long("edit-name")
+                .value_name("NAME")
+                .action(ArgAction::Set)
+                .help_heading(COMMANDS)
+                .help(
+                    "Edit the current user name.\n\
+                     [legacy: -eN, -editName]  e.g. socketfalco -eN NewName",
+                ),
+        )
+        .arg(
+            Arg::new(EDIT_CHAT)
+                .long("edit-chat")
+                .value_name("CHAT_UUID")
+                .action(ArgAction::Set)
+                .help_heading(COMMANDS)
+                .help(
+                    "Open the specific chat.\n\
+                     [legacy: -eC, -editChat]  e.g. socketfalco -eC chatUUID",
+                ),
+        )
+        .arg(
+            Arg::new(ADDRESS)
+                .value_name("ADDRESS")
+                .action(ArgAction::Set)
+                .hide(true),
+        )
+        .arg(
+            Arg::new(TEMPORARY)
+                .help_heading(OPTIONS)
+                .short('t')
+                .long("temporary")
+                .action(ArgAction::SetTrue)
+                .conflicts_with_all([LIST, EDIT_NAME, EDIT_CHAT])
+                .help("Temporary session (only with -l or -c), before or after the address"),
+        )
+        .arg(
+            Arg::new(PORT)
+                .help_heading(OPTIONS)
+                .short('p')
+                .long("port")
+                .value_name("PORT")
+                .value_parser(value_parser!(u16))
+                .default_value(DEFAULT_PORT_TEXT)
+                .conflicts_with_all([LIST, EDIT_NAME, EDIT_CHAT])
+                .help("Port to listen on (0 = pick a free one) or to connect to"),
+        )
+        .arg(
+            Arg::new(BIND)
+                .help_heading(OPTIONS)
+                .long("bind")
+                .value_name("IP")
+                .value_parser(value_parser!(IpAddr))
+                .conflicts_with_all([CONNECT, LIST, EDIT_NAME, EDIT_CHAT])
+                .help("IP address to listen on (only with -l) [default: all interfaces]"),
+        )
+        .arg(
+            Arg::new(DATA_DIR)
+                .help_heading(OPTIONS)
+                .long("data-dir")
+                .value_name("DIR")
+                .value_parser(value_parser!(PathBuf))
+                .help("Keep the user name and chats in DIR instead of the default data directory"),
+        )
+        .arg(
+            Arg::new(JSON)
+                .help_heading(OPTIONS)
+                .long("json")
+                .action(ArgAction::SetTrue)
+                .help("Machine-readable JSON output (for -ls and for sessions)"),
+        )
+        .arg(
+            Arg::new(VERBOSE)
+                .help_heading(OPTIONS)
+                .short('v')
+                .long("verbose")
+                .action(ArgAction::Count)
+                .help("More diagnostic output; repeat for more (-vv)"),
+        )
+        .arg(
+            Arg::new("help")
+                .help_heading(OPTIONS)
+                .short('h')
+                .long("help")
+                .action(ArgAction::Help)
+                .help("Show this help message and exit. [legacy: -h, -help]"),
+        )
+        .arg(
+            Arg::new("version")
+                .help_heading(OPTIONS)
+                .short('V')
+                .long("version")
+                .action(ArgAction::Version)
+                .help("Print the version and exit"),
+        )
+        .group(
+            ArgGroup::new("command")
+                .args([LISTEN, LIST, CONNECT, EDIT_NAME, EDIT_CHAT])
+                .multiple(false),
+        )
+}
+
+/// Turns clap's matches into a [`Cli`], enforcing the rules clap cannot
+/// express (a command is required, where the `-c` address comes from).
+fn cli_from_matches(cmd: &mut clap::Command, m: &ArgMatches) -> Result<Cli, clap::Error> {
+    let temporary = m.get_flag(TEMPORARY);
+    let port = m.get_one::<u16>(PORT).copied().unwrap_or(DEFAULT_PORT);
+    let stray_address = m.get_one::<String>(ADDRESS);
+    let connecting = m.contains_id(CONNECT);
+    if let (Some(address), false) = (stray_address, connecting) {
+        return Err(cmd.error(
+            ErrorKind::UnknownArgument,
+            format!(
+                "unexpected argument '{address}' found\n\n  \
+                 tip: to connect to it, use '-c {address}'"
+            ),
+        ));
+    }
+
+    let command = if m.get_flag(LISTEN) {
+        Command::Listen {
+            temporary,
+            port,
+            bind: m.get_one::<IpAddr>(BIND).copied(),
+        }
+    } else if m.get_flag(LIST) {
+        Command::List
+    } else if connecting {
+        let address = match (m.get_one::<String>(CONNECT), stray_address) {
+            (Some(address), None) | (None, Some(address)) => address,
+            (Some(_), Some(extra)) => {
+                return Err(cmd.error(
+                    ErrorKind::UnknownArgument,
+                    format!("unexpected argument '{extra}' found: -c takes one address"),
+                ));
+            }
+            (None, None) => {
+                return Err(cmd.error(
+                    ErrorKind::InvalidValue,
+                    "a value is required for '--connect <ADDRESS>' but none was supplied",
+                ));
+            }
+        };
+        let (host, port) = parse_address(address, port).map_err(|err| {
+            cmd.error(
+                ErrorKind::ValueValidation,
+                format!("invalid value '{address}' for '--connect <ADDRESS>': {err}"),
+            )
+        })?;
+        if port == 0 {
+            return Err(cmd.error(
+                ErrorKind::ValueValidation,
+                "cannot connect to port 0 (port 0 only means 'any free port' with --listen); \
+                 give ADDRESS:PORT or -p PORT",
+            ));
+        }
+        Command::Connect {
+            host,
+            port,
+            temporary,
+        }
+    } else if let Some(name) = m.get_one::<String>(EDIT_NAME) {
+        Command::EditName { name: name.clone() }
+    } else if let Some(chat) = m.get_one::<String>(EDIT_CHAT) {
+        Command::EditChat { chat: chat.clone() }
+    } else {
+        return Err(missing_command_error(cmd));
+    };
+
+    Ok(Cli {
+        command,
+        data_dir: m.get_one::<PathBuf>(DATA_DIR).cloned(),
+        verbose: m.get_count(VERBOSE),
+        json: m.get_flag(JSON),
+    })
+}
+
+/// The error for a command line without a command: the full help on
+/// stderr, exit status 2 (clap's `DisplayHelpOnMissingArgumentOrSubcommand`).
+fn missing_command_error(cmd: &mut clap::Command) -> clap::Error {
+    // Parsing an empty command line makes clap build exactly this error
+    // (thanks to `arg_required_else_help`), with the same help text.
+    match build_command().try_get_matches_from([BIN]) {
+        Err(err) => err,
+        Ok(_) => cmd.error(
+            ErrorKind::MissingRequiredArgument,
+            "one of -l, -ls, -c, -eN, -eC is required",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Cli, clap::Error> {
+        parse_from(std::iter::once("SocketFalco").chain(line.split_whitespace()))
+    }
+
+    fn ok(line: &str) -> Cli {
+        match parse(line) {
+            Ok(cli) => cli,
+            Err(err) => panic!("`{line}` should parse, got:\n{err}"),
+        }
+    }
+
+    fn err(line: &str) -> clap::Error {
+        match parse(line) {
+            Ok(cli) => panic!("`{line}` should fail, got {cli:?}"),
+            Err(err) => err,
+        }
+    }
+
+    fn cli(command: Command) -> Cli {
+        Cli {
+            command,
+            data_dir: None,
+            verbose: 0,
+            json: false,
+        }
+    }
+
+    fn listen(temporary: bool) -> Cli {
+        cli(Command::Listen {
+            temporary,
+            port: DEFAULT_PORT,
+            bind: None,
+        })
+    }
+
+    fn connect(host: &str, port: u16, temporary: bool) -> Cli {
+        cli(Command::Connect {
+            host: host.to_owned(),
+            port,
+            temporary,
+        })
+    }
+
+    fn edit_name(name: &str) -> Cli {
+        cli(Command::EditName {
+            name: name.to_owned(),
+        })
+    }
+
+    fn edit_chat(chat: &str) -> Cli {
+        cli(Command::EditChat {
+            chat: chat.to_owned(),
+        })
+    }
+
+    /// The usage text of the C++ SocketFalco, verbatim.
+    const ORIGINAL_USAGE: &str = "\
+Usage: SocketFalco [options] <arguments>
+-l, -listen                   Start the server. Use -t for temporary session.   e.g. SocketFalco -l ; SocketFalco -l -t
+-ls, -list                    List available chat sessions.                     e.g. SocketFalco -ls
+-c, -connect <address>        Connect to a specified server address. Use -t for temporary session.  e.g. SocketFalco -c 192.168.1.1 ; SocketFalco -c -t 192.168.1.1
+-eN, -editName <name>         Edit the current user name.   e.g. SocketFalco -eN NewName
+-eC, -editChat <ChatUUID>     Open the specific chat        e.g. SocketFalco -eC chatUUID
+-h, -help                     Show this help message and exit.
+Examples:
+SocketFalco -listen ; SocketFalco -listen -t ; SocketFalco -connect 192.168.0.1 ; SocketFalco -connect -t 192.168.0.1 ; SocketFalco -list ; SocketFalco -editName Alice ; SocketFalco -editChat 97b8b...";
+
+    /// Every example command line of [`ORIGINAL_USAGE`], without the
+    /// program name.
+    fn original_examples() -> Vec<&'static str> {
+        ORIGINAL_USAGE
+            .lines()
+            .filter_map(|line| match line.split_once("e.g.") {
+                Some((_, examples)) => Some(examples),
+                None => line.starts_with("SocketFalco ").then_some(line),
+            })
+            .flat_map(|examples| examples.split(';'))
+            .map(|example| {
+                example
+                    .trim()
+                    .strip_prefix("SocketFalco ")
+                    .unwrap_or_else(|| panic!("not an example: {example:?}"))
+            })
+            .collect()
+    }
+
+    /// The expected result of every original example (`None`: help).
+    fn expected_original_examples() -> Vec<(&'static str, Option<Cli>)> {
+        vec![
+            ("-l", Some(listen(false))),
+            ("-l -t", Some(listen(true))),
+            ("-ls", Some(cli(Command::List))),
+            (
+                "-c 192.168.1.1",
+                Some(connect("192.168.1.1", DEFAULT_PORT, false)),
+            ),
+            (
+                "-c -t 192.168.1.1",
+                Some(connect("192.168.1.1", DEFAULT_PORT, true)),
+            ),
+            ("-eN NewName", Some(edit_name("NewName"))),
+            ("-eC chatUUID", Some(edit_chat("chatUUID"))),
+            ("-listen", Some(listen(false))),
+            ("-listen -t", Some(listen(true))),
+            (
+                "-connect 192.168.0.1",
+                Some(connect("192.168.0.1", DEFAULT_PORT, false)),
+            ),
+            (
+                "-connect -t 192.168.0.1",
+                Some(connect("192.168.0.1", DEFAULT_PORT, true)),
+            ),
+            ("-list", Some(cli(Command::List))),
+            ("-editName Alice", Some(edit_name("Alice"))),
+            ("-editChat 97b8b...", Some(edit_chat("97b8b..."))),
+            ("-h", None),
+            ("-help", None),
+        ]
+    }
+
+    #[test]
+    fn every_original_example_is_covered() {
+        let expected: Vec<&str> = expected_original_examples()
+            .iter()
+            .map(|(line, _)| *line)
+            .filter(|line| !line.starts_with("-h"))
+            .collect();
+        assert_eq!(original_examples(), expected);
+    }
+
+    #[test]
+    fn original_examples_parse_as_documented() {
+        for (line, expected) in expected_original_examples() {
+            match expected {
+                Some(expected) => assert_eq!(ok(line), expected, "{line}"),
+                None => assert_eq!(err(line).kind(), ErrorKind::DisplayHelp, "{line}"),
+            }
+        }
+    }
+
+    #[test]
+    fn original_option_names_parse() {
+        assert_eq!(ok("-l"), listen(false));
+        assert_eq!(ok("-listen"), listen(false));
+        assert_eq!(ok("-ls"), cli(Command::List));
+        assert_eq!(ok("-list"), cli(Command::List));
+        assert_eq!(ok("-c h"), connect("h", DEFAULT_PORT, false));
+        assert_eq!(ok("-connect h"), connect("h", DEFAULT_PORT, false));
+        assert_eq!(ok("-eN n"), edit_name("n"));
+        assert_eq!(ok("-editName n"), edit_name("n"));
+        assert_eq!(ok("-eC u"), edit_chat("u"));
+        assert_eq!(ok("-editChat u"), edit_chat("u"));
+        for help in ["-h", "-help", "--help"] {
+            let e = err(help);
+            assert_eq!(e.kind(), ErrorKind::DisplayHelp, "{help}");
+            assert_eq!(e.exit_code(), 0, "{help}");
+        }
+    }
+
+    #[test]
+    fn gnu_forms_parse() {
+        assert_eq!(ok("--listen"), listen(false));
+        assert_eq!(ok("--listen --temporary"), listen(true));
+        assert_eq!(ok("--list"), cli(Command::List));
+        assert_eq!(
+            ok("--connect 1.2.3.4"),
+            connect("1.2.3.4", DEFAULT_PORT, false)
+        );
+        assert_eq!(
+            ok("--connect=1.2.3.4"),
+            connect("1.2.3.4", DEFAULT_PORT, false)
+        );
+        assert_eq!(ok("-c=1.2.3.4"), connect("1.2.3.4", DEFAULT_PORT, false));
+        assert_eq!(
+            ok("--connect 1.2.3.4 --temporary"),
+            connect("1.2.3.4", DEFAULT_PORT, true)
+        );
+        assert_eq!(ok("--edit-name Alice"), edit_name("Alice"));
+        assert_eq!(ok("--edit-name=Alice"), edit_name("Alice"));
+        assert_eq!(ok("--edit-chat 97b8b"), edit_chat("97b8b"));
+        assert_eq!(ok("--edit-chat=97b8b"), edit_chat("97b8b"));
+        assert_eq!(ok("-l -p 4000").command, listen_on(4000, None));
+        assert_eq!(ok("-l --port 4000").command, listen_on(4000, None));
+        assert_eq!(ok("-l --port=4000").command, listen_on(4000, None));
+        assert_eq!(ok("-l -p 0").command, listen_on(0, None));
+        assert_eq!(
+            ok("-l --bind ::").command,
+            listen_on(DEFAULT_PORT, Some("::".parse().unwrap()))
+        );
+        assert_eq!(
+            ok("--bind 127.0.0.1 -listen").command,
+            listen_on(DEFAULT_PORT, Some("127.0.0.1".parse().unwrap()))
+        );
+        assert_eq!(
+            ok("-ls --data-dir /tmp/sf").data_dir,
+            Some(PathBuf::from("/tmp/sf"))
+        );
+        assert_eq!(
+            ok("--data-dir=/tmp/sf -ls").data_dir,
+            Some(PathBuf::from("/tmp/sf"))
+        );
+        assert!(ok("--json -ls").json);
+        assert!(ok("-l --json").json);
+        assert!(!ok("-ls").json);
+        assert_eq!(ok("-ls").verbose, 0);
+        assert_eq!(ok("-ls -v").verbose, 1);
+        assert_eq!(ok("-ls --verbose").verbose, 1);
+        assert_eq!(ok("-ls -vv").verbose, 2);
+        assert_eq!(ok("-v -ls -v --verbose").verbose, 3);
+        assert_eq!(
+            ok("-vv --json --data-dir d -c h -t"),
+            Cli {
+                command: Command::Connect {
+                    host: "h".into(),
+                    port: DEFAULT_PORT,
+                    temporary: true
+                },
+                data_dir: Some(PathBuf::from("d")),
+                verbose: 2,
+                json: true,
+            }
+        );
+    }
+
+    fn listen_on(port: u16, bind: Option<IpAddr>) -> Command {
+        Command::Listen {
+            temporary: false,
+            port,
+            bind,
+        }
+    }
+
+    #[test]
+    fn temporary_can_be_anywhere() {
+        let want = connect("192.168.1.1", DEFAULT_PORT, true);
+        for line in [
+            "-c -t 192.168.1.1",
+            "-c 192.168.1.1 -t",
+            "-t -c 192.168.1.1",
+            "-connect -t 192.168.1.1",
+            "-connect 192.168.1.1 -t",
+            "-t -connect 192.168.1.1",
+            "--connect=192.168.1.1 -t",
+            "-t --connect=192.168.1.1",
+            "--temporary --connect 192.168.1.1",
+            "-c --temporary 192.168.1.1",
+            "-tc 192.168.1.1",
+            "-c -t -- 192.168.1.1",
+        ] {
+            assert_eq!(ok(line), want, "{line}");
+        }
+        for line in ["-l -t", "-t -l", "-lt", "-listen --temporary", "-t -listen"] {
+            assert_eq!(ok(line), listen(true), "{line}");
+        }
+        assert_eq!(
+            ok("-c -v -t [::1]:4000"),
+            Cli {
+                verbose: 1,
+                ..connect("::1", 4000, true)
+            }
+        );
+    }
+
+    #[test]
+    fn ls_is_not_split_into_short_flags() {
+        // If `-ls` were the cluster `-l -s`, this would be listen or an
+        // unknown `-s`.
+        assert_eq!(ok("-ls"), cli(Command::List));
+        assert_eq!(
+            ok("-v -ls"),
+            Cli {
+                verbose: 1,
+                ..cli(Command::List)
+            }
+        );
+        // Only whole arguments are legacy flags.
+        assert_eq!(err("-lsx").kind(), ErrorKind::UnknownArgument);
+        // After `--` nothing is rewritten: `-ls` is then a (bad) address.
+        assert_eq!(err("-c -- -ls").kind(), ErrorKind::ValueValidation);
+    }
+
+    #[test]
+    fn rewriting_touches_only_whole_legacy_flags() {
+        let rewrite = |line: &str| -> Vec<String> {
+            rewrite_legacy_flags(line.split_whitespace())
+                .into_iter()
+                .map(|arg| arg.to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(
+            rewrite("-ls -ls -list -listen -connect -eN -editName -eC -editChat -help"),
+            [
+                "-ls",
+                "--list",
+                "--list",
+                "--listen",
+                "--connect",
+                "--edit-name",
+                "--edit-name",
+                "--edit-chat",
+                "--edit-chat",
+                "--help"
+            ]
+        );
+        assert_eq!(
+            rewrite("x -eN=-ls -connect=::1 --edit-name=-ls -lsx -l -c -t -h -Listen"),
+            [
+                "x",
+                "--edit-name=-ls",
+                "--connect=::1",
+                "--edit-name=-ls",
+                "-lsx",
+                "-l",
+                "-c",
+                "-t",
+                "-h",
+                "-Listen"
+            ]
+        );
+        assert_eq!(
+            rewrite("x -ls -- -ls -eN --"),
+            ["x", "--list", "--", "-ls", "-eN", "--"]
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn non_utf8_arguments_are_kept_and_reported() {
+        use std::os::unix::ffi::OsStringExt;
+        let bad = OsString::from_vec(vec![b'-', b'l', b's', 0xff]);
+        assert_eq!(rewrite_legacy_flags(["x".into(), bad.clone()])[1], bad);
+        let bad_name = OsString::from_vec(vec![b'A', 0xff]);
+        let e = parse_from([OsString::from("x"), "-eN".into(), bad_name]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidUtf8);
+        assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn edit_name_keeps_the_name_as_given() {
+        assert_eq!(ok("-eN Alice"), edit_name("Alice"));
+        assert_eq!(ok("-eN Ünïcødé_名前"), edit_name("Ünïcødé_名前"));
+        assert_eq!(
+            parse_from(["x", "-eN", "Bob Smith"]).unwrap(),
+            edit_name("Bob Smith")
+        );
+        assert_eq!(parse_from(["x", "-eN", ""]).unwrap(), edit_name(""));
+        // Names that look like flags must be attached with `=`.
+        assert_eq!(ok("--edit-name=-ls"), edit_name("-ls"));
+        assert_eq!(ok("-eN=-ls"), edit_name("-ls"));
+        assert_eq!(ok("-editName=-l"), edit_name("-l"));
+        assert_eq!(ok("-eN=a=b"), edit_name("a=b"));
+        // ... and are refused when detached, instead of becoming a command.
+        for line in ["-eN -ls", "-eN -l", "--edit-name -t", "-eN"] {
+            let e = err(line);
+            assert_eq!(e.kind(), ErrorKind::InvalidValue, "{line}");
+            assert_eq!(e.exit_code(), 2, "{line}");
+        }
+        assert_eq!(err("-eN Bob extra").kind(), ErrorKind::UnknownArgument);
+        assert_eq!(ok("-eC=-x"), edit_chat("-x"));
+        assert_eq!(err("-eC").kind(), ErrorKind::InvalidValue);
+    }
+
+    #[test]
+    fn unknown_or_malformed_arguments_exit_2() {
+        for line in [
+            "-x",
+            "--frobnicate",
+            "-ls -s",
+            "-listenx",
+            "-l -s",
+            "-l extra",
+            "192.168.1.1",
+            "-ls=x",
+        ] {
+            let e = err(line);
+            assert_eq!(e.exit_code(), 2, "{line}: {e}");
+            assert!(
+                matches!(
+                    e.kind(),
+                    ErrorKind::UnknownArgument | ErrorKind::TooManyValues
+                ),
+                "{line}: {:?}",
+                e.kind()
+            );
+        }
+        assert_eq!(err("-x").kind(), ErrorKind::UnknownArgument);
+        assert!(err("192.168.1.1").to_string().contains("-c 192.168.1.1"));
+        for line in [
+            "-l -p 70000",
+            "-l -p=-1",
+            "-l -p x",
+            "-l --bind nowhere",
+            "-l --bind [::1]",
+        ] {
+            let e = err(line);
+            assert_eq!(e.kind(), ErrorKind::ValueValidation, "{line}");
+            assert_eq!(e.exit_code(), 2, "{line}");
+        }
+        // Options that need a value.
+        for line in ["-l -p", "-l --bind", "-ls --data-dir", "-c"] {
+            let e = err(line);
+            assert_eq!(e.kind(), ErrorKind::InvalidValue, "{line}");
+            assert_eq!(e.exit_code(), 2, "{line}");
+        }
+        // Repeated commands.
+        assert_eq!(err("-l -listen").kind(), ErrorKind::ArgumentConflict);
+        assert_eq!(err("-c a -c b").kind(), ErrorKind::ArgumentConflict);
+        let e = err("-c a b");
+        assert_eq!(e.kind(), ErrorKind::UnknownArgument);
+        assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn exactly_one_command() {
+        for line in [
+            "-l -ls",
+            "-listen -list",
+            "-l -c 1.2.3.4",
+            "-c 1.2.3.4 -ls",
+            "-eN a -eC b",
+            "-ls -eN a",
+            "-l -eC b",
+            "-c -ls",
+        ] {
+            let e = err(line);
+            assert_eq!(e.kind(), ErrorKind::ArgumentConflict, "{line}");
+            assert_eq!(e.exit_code(), 2, "{line}");
+        }
+    }
+
+    #[test]
+    fn no_command_prints_help_and_exits_2() {
+        for line in ["", "-v", "-t", "--json", "--data-dir d", "-p 4000"] {
+            let e = err(line);
+            assert_eq!(
+                e.kind(),
+                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand,
+                "{line:?}"
+            );
+            assert_eq!(e.exit_code(), 2, "{line:?}");
+            let text = e.to_string();
+            assert!(text.contains("Usage:"), "{text}");
+            assert!(text.contains("-editChat"), "{text}");
+            assert!(text.contains("Examples:"), "{text}");
+        }
+        assert_eq!(err("").to_string(), help_text());
+    }
+
+    #[test]
+    fn temporary_only_with_a_session() {
+        for line in [
+            "-t -ls",
+            "-ls -t",
+            "-list --temporary",
+            "-eN a -t",
+            "-t -eC u",
+        ] {
+            let e = err(line);
+            assert_eq!(e.kind(), ErrorKind::ArgumentConflict, "{line}");
+            assert_eq!(e.exit_code(), 2, "{line}");
+            assert!(e.to_string().contains("--temporary"), "{e}");
+        }
+    }
+
+    #[test]
+    fn session_options_only_with_a_session() {
+        for line in [
+            "-ls -p 4000",
+            "-eN a --port 1",
+            "-ls --bind ::",
+            "-c h --bind ::1",
+            "-eC u --bind 0.0.0.0",
+        ] {
+            let e = err(line);
+            assert_eq!(e.kind(), ErrorKind::ArgumentConflict, "{line}");
+            assert_eq!(e.exit_code(), 2, "{line}");
+        }
+    }
+
+    #[test]
+    fn connect_ports() {
+        assert_eq!(ok("-c h"), connect("h", DEFAULT_PORT, false));
+        assert_eq!(ok("-c h -p 4000"), connect("h", 4000, false));
+        assert_eq!(ok("-p 4000 -c h"), connect("h", 4000, false));
+        assert_eq!(ok("-c h:5000"), connect("h", 5000, false));
+        // An explicit :PORT in the address wins over -p.
+        assert_eq!(ok("-c h:5000 -p 4000"), connect("h", 5000, false));
+        assert_eq!(ok("-c [::1]:5000 -p 4000"), connect("::1", 5000, false));
+        assert_eq!(ok("-c [::1] -p 4000"), connect("::1", 4000, false));
+        assert_eq!(ok("-c ::1 -p 4000"), connect("::1", 4000, false));
+        assert_eq!(ok("-c h:5000 -p 0"), connect("h", 5000, false));
+        for line in [
+            "-c h -p 0",
+            "-c h:0",
+            "-c h:",
+            "-c [::1",
+            "-c :80",
+            "--connect=",
+        ] {
+            let e = err(line);
+            assert_eq!(e.kind(), ErrorKind::ValueValidation, "{line}");
+            assert_eq!(e.exit_code(), 2, "{line}");
+        }
+        assert!(err("-c [::1").to_string().contains("not closed"));
+    }
+
+    #[test]
+    fn default_port_text_matches() {
+        assert_eq!(DEFAULT_PORT_TEXT, DEFAULT_PORT.to_string());
+        assert_eq!(ok("-l"), listen(false));
+    }
+
+    #[test]
+    fn address_table() {
+        let good: &[(&str, &str, u16)] = &[
+            ("localhost", "localhost", 7),
+            ("localhost:4000", "localhost", 4000),
+            ("example.org", "example.org", 7),
+            ("my-host.example.org.", "my-host.example.org.", 7),
+            ("under_score:1", "under_score", 1),
+            ("192.168.1.1", "192.168.1.1", 7),
+            ("192.168.1.1:65535", "192.168.1.1", 65535),
+            ("0.0.0.0:80", "0.0.0.0", 80),
+            ("::1", "::1", 7),
+            ("::", "::", 7),
+            ("fe80::1", "fe80::1", 7),
+            ("fe80::1%eth0", "fe80::1%eth0", 7),
+            ("2001:db8::8a2e:370:7334", "2001:db8::8a2e:370:7334", 7),
+            ("::ffff:192.168.1.1", "::ffff:192.168.1.1", 7),
+            ("[::1]", "::1", 7),
+            ("[::1]:4000", "::1", 4000),
+            ("[fe80::1%2]:4000", "fe80::1%2", 4000),
+            ("[2001:db8::1]:00080", "2001:db8::1", 80),
+        ];
+        for (input, host, port) in good {
+            assert_eq!(
+                parse_address(input, 7),
+                Ok((host.to_string(), *port)),
+                "{input}"
+            );
+        }
+        let s = |text: &str| text.to_owned();
+        let bad: Vec<(&str, AddressError)> = vec![
+            ("", AddressError::Empty),
+            (":4000", AddressError::MissingHost),
+            ("[]", AddressError::MissingHost),
+            ("[]:4000", AddressError::MissingHost),
+            ("[::1", AddressError::UnclosedBracket(s("[::1"))),
+            ("[::1:4000", AddressError::UnclosedBracket(s("[::1:4000"))),
+            ("[::1]4000", AddressError::TrailingCharacters(s("4000"))),
+            ("[::1]:", AddressError::InvalidPort(s(""))),
+            ("[::1]:x", AddressError::InvalidPort(s("x"))),
+            ("[1.2.3.4]:80", AddressError::InvalidIpv6(s("1.2.3.4"))),
+            ("[host]", AddressError::InvalidIpv6(s("host"))),
+            ("::1::2", AddressError::InvalidIpv6(s("::1::2"))),
+            ("host:80:90", AddressError::InvalidIpv6(s("host:80:90"))),
+            ("fe80::1%", AddressError::InvalidIpv6(s("fe80::1%"))),
+            ("::1]", AddressError::InvalidIpv6(s("::1]"))),
+            ("192.168.1", AddressError::InvalidIpv4(s("192.168.1"))),
+            ("1.2.3.256", AddressError::InvalidIpv4(s("1.2.3.256"))),
+            ("1.2.3.4.5:80", AddressError::InvalidIpv4(s("1.2.3.4.5"))),
+            ("-ls", AddressError::InvalidHost(s("-ls"))),
+            ("bad host", AddressError::InvalidHost(s("bad host"))),
+            (" localhost", AddressError::InvalidHost(s(" localhost"))),
+            ("a/b", AddressError::InvalidHost(s("a/b"))),
+            ("host]:80", AddressError::InvalidHost(s("host]"))),
+            ("host:", AddressError::InvalidPort(s(""))),
+            ("host:0", AddressError::InvalidPort(s("0"))),
+            ("host:65536", AddressError::InvalidPort(s("65536"))),
+            ("host:+80", AddressError::InvalidPort(s("+80"))),
+            ("host:-1", AddressError::InvalidPort(s("-1"))),
+            ("host:8o", AddressError::InvalidPort(s("8o"))),
+            ("1.2.3.4: 80", AddressError::InvalidPort(s(" 80"))),
+        ];
+        for (input, want) in bad {
+            assert_eq!(parse_address(input, 7), Err(want), "{input}");
+        }
+        // The default port is returned as given, even 0.
+        assert_eq!(parse_address("h", 0), Ok((s("h"), 0)));
+    }
+
+    #[test]
+    fn address_errors_read_well() {
+        let e = parse_address("[::1", 1).unwrap_err();
+        assert_eq!(e.to_string(), "'[' is not closed by ']' in '[::1'");
+        let e = parse_address("h:99999", 1).unwrap_err();
+        assert!(e.to_string().contains("1 to 65535"), "{e}");
+        let e = parse_address("::1::", 1).unwrap_err();
+        assert!(e.to_string().contains("[IPv6]:PORT"), "{e}");
+        let _: &dyn std::error::Error = &e;
+    }
+
+    #[test]
+    fn parsed_hosts_resolve_with_std() {
+        use std::net::{SocketAddr, ToSocketAddrs};
+        for (input, want) in [
+            ("[::1]:4000", "[::1]:4000"),
+            ("::1", "[::1]:30000"),
+            ("127.0.0.1:9", "127.0.0.1:9"),
+        ] {
+            let (host, port) = parse_address(input, DEFAULT_PORT).unwrap();
+            let addrs: Vec<SocketAddr> = (host.as_str(), port).to_socket_addrs().unwrap().collect();
+            assert_eq!(addrs, [want.parse().unwrap()], "{input}");
+        }
+    }
+
+    #[test]
+    fn version_flag() {
+        for line in ["--version", "-V", "-ls --version"] {
+            let e = err(line);
+            assert_eq!(e.kind(), ErrorKind::DisplayVersion, "{line}");
+            assert_eq!(e.exit_code(), 0, "{line}");
+            assert!(
+                e.to_string().contains(env!("CARGO_PKG_VERSION")),
+                "{line}: {e}"
+            );
+        }
+    }
+
+    fn help_text() -> String {
+        let e = err("--help");
+        assert_eq!(e.kind(), ErrorKind::DisplayHelp);
+        e.to_string()
+    }
+
+    /// Whether `word` appears in `text` as a whole word (flags are split on
+    /// whitespace and `,;|[]()`, then trailing `.` and `:` are ignored).
+    fn has_word(text: &str, word: &str) -> bool {
+        text.split(|c: char| c.is_whitespace() || ",;|[]()".contains(c))
+            .any(|w| w.trim_end_matches(['.', ':']) == word)
+    }
+
+    #[test]
+    fn help_shows_legacy_and_gnu_forms() {
+        let help = help_text();
+        for word in [
+            // The original option names.
+            "-l",
+            "-listen",
+            "-ls",
+            "-list",
+            "-c",
+            "-connect",
+            "-eN",
+            "-editName",
+            "-eC",
+            "-editChat",
+            "-h",
+            "-help",
+            "-t",
+            // The GNU forms and the new options.
+            "--listen",
+            "--list",
+            "--connect",
+            "--edit-name",
+            "--edit-chat",
+            "--temporary",
+            "--help",
+            "--version",
+            "-v",
+            "--verbose",
+            "-p",
+            "--port",
+            "--bind",
+            "--data-dir",
+            "--json",
+        ] {
+            assert!(has_word(&help, word), "help lacks {word}:\n{help}");
+        }
+        for description in [
+            "Start the server. Use -t for temporary session.",
+            "List available chat sessions.",
+            "Connect to a specified server address. Use -t for temporary session.",
+            "Edit the current user name.",
+            "Open the specific chat",
+            "Show this help message and exit.",
+            "[default: 30000]",
+        ] {
+            assert!(
+                help.contains(description),
+                "help lacks {description}:\n{help}"
+            );
+        }
+        for example in original_examples() {
+            let example = format!("socketfalco {example}");
+            assert!(help.contains(&example), "help lacks {example}:\n{help}");
+        }
+        assert_eq!(help, err("-h").to_string());
+        assert_eq!(help, err("-help").to_string());
+        assert_eq!(help, err("-l -help").to_string());
+    }
+}

@@ -1,0 +1,209 @@
+//! `-l` / `-listen` and `-c` / `-connect`: a live chat session.
+//!
+//! The network runs on its own thread (a transport endpoint owning the database); this
+//! thread owns the terminal or stdin/stdout. Both feed one channel of [`Update`]s, so the
+//! user interface is a function of events and never blocks on the network.
+
+use super::{ensure_identity, AppError, Context};
+use crate::ui::editor::{EditorEvent, LineEditor};
+use crate::ui::{Presenter, Style};
+use socketfalco_core::SessionConfig;
+use socketfalco_transport::{Command, Control, Endpoint, EndpointConfig, Output, Role};
+use std::io::{self, BufRead, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Everything the user interface reacts to.
+enum Update {
+    Net(Output),
+    Finished(Result<(), String>),
+    Line(String),
+    EndOfInput,
+}
+
+/// Listens on `bind` (all IPv4 interfaces by default) and `port`.
+pub fn listen(
+    ctx: &Context,
+    temporary: bool,
+    port: u16,
+    bind: Option<IpAddr>,
+) -> Result<(), AppError> {
+    let ip = bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    run(
+        ctx,
+        Role::Listen {
+            bind: SocketAddr::new(ip, port),
+        },
+        temporary,
+    )
+}
+
+/// Connects to `host:port`.
+pub fn connect(ctx: &Context, host: &str, port: u16, temporary: bool) -> Result<(), AppError> {
+    let label = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| AppError::new(format!("cannot resolve {label}: {e}")))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(AppError::new(format!("{label} has no address")));
+    }
+    run(ctx, Role::Connect { addrs, label }, temporary)
+}
+
+fn run(ctx: &Context, role: Role, temporary: bool) -> Result<(), AppError> {
+    let mut db = ctx.open_database()?;
+    let me = ensure_identity(ctx, &mut db)?;
+    let mut session = SessionConfig::new(me.device, me.name.clone());
+    session.temporary = temporary;
+    let (endpoint, control) = Endpoint::new(role, EndpointConfig::new(session), db)?;
+    let (tx, updates) = mpsc::channel();
+    let net_tx = tx.clone();
+    thread::Builder::new()
+        .name("network".into())
+        .spawn(move || {
+            let mut endpoint = endpoint;
+            let result = endpoint.run(|db, output| {
+                if let Output::Connected { peer, addr, .. } = &output {
+                    if !peer.temporary {
+                        if let Err(e) = db.set_last_address(peer.device, &addr.to_string()) {
+                            log::warn!("could not record the peer's address: {e}");
+                        }
+                    }
+                }
+                let _ = net_tx.send(Update::Net(output));
+            });
+            let _ = net_tx.send(Update::Finished(result.map_err(|e| e.to_string())));
+        })?;
+    let on_signal = control.clone();
+    // Ctrl-C outside raw mode, SIGTERM, and Ctrl-Break on Windows: leave cleanly.
+    if let Err(e) = ctrlc::set_handler(move || {
+        on_signal.send(Command::Quit);
+    }) {
+        log::warn!("no signal handler: {e}");
+    }
+    let mut presenter = Presenter::new(ctx.style, &me.name);
+    if ctx.style == Style::Terminal {
+        terminal_loop(&mut presenter, &control, &updates)
+    } else {
+        spawn_stdin_reader(tx)?;
+        script_loop(&mut presenter, &control, &updates)
+    }
+}
+
+/// Forwards a line or the wish to leave to the endpoint; true when the user leaves.
+fn submit(control: &Control, line: String) -> bool {
+    let text = line.trim_end_matches(['\r', '\n']);
+    if text.trim() == "quit" {
+        control.send(Command::Quit);
+        return true;
+    }
+    if !text.trim().is_empty() {
+        control.send(Command::Write(text.to_owned()));
+    }
+    false
+}
+
+fn terminal_loop(
+    presenter: &mut Presenter,
+    control: &Control,
+    updates: &Receiver<Update>,
+) -> Result<(), AppError> {
+    let mut editor = LineEditor::start(&presenter.prompt())?;
+    let mut leaving = false;
+    loop {
+        loop {
+            match updates.try_recv() {
+                Ok(Update::Net(output)) => {
+                    for line in presenter.output(&output) {
+                        editor.print_above(&line)?;
+                    }
+                }
+                Ok(Update::Finished(result)) => {
+                    drop(editor);
+                    return result.map_err(AppError::new);
+                }
+                Ok(Update::Line(_) | Update::EndOfInput) => {}
+                Err(_) => break,
+            }
+        }
+        for line in presenter.tick(Instant::now()) {
+            editor.print_above(&line)?;
+        }
+        editor.set_prompt(&presenter.prompt())?;
+        match editor.poll(Duration::from_millis(50))? {
+            Some(EditorEvent::Line(line)) if !leaving => {
+                if submit(control, line) {
+                    leaving = true;
+                    editor.print_above("leaving…")?;
+                }
+            }
+            Some(EditorEvent::Interrupt | EditorEvent::Eof) if !leaving => {
+                leaving = true;
+                control.send(Command::Quit);
+                editor.print_above("leaving…")?;
+            }
+            _ => {}
+        }
+    }
+}
+
+fn script_loop(
+    presenter: &mut Presenter,
+    control: &Control,
+    updates: &Receiver<Update>,
+) -> Result<(), AppError> {
+    let mut stdout = io::stdout().lock();
+    let mut leaving = false;
+    loop {
+        let update = match updates.recv_timeout(Duration::from_millis(200)) {
+            Ok(update) => update,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return Ok(()),
+        };
+        match update {
+            Update::Net(output) => {
+                for line in presenter.output(&output) {
+                    writeln!(stdout, "{line}")?;
+                }
+                stdout.flush()?;
+            }
+            Update::Finished(result) => return result.map_err(AppError::new),
+            Update::Line(line) if !leaving => leaving = submit(control, line),
+            Update::EndOfInput if !leaving => {
+                leaving = true;
+                control.send(Command::Quit);
+            }
+            Update::Line(_) | Update::EndOfInput => {}
+        }
+    }
+}
+
+fn spawn_stdin_reader(tx: Sender<Update>) -> io::Result<()> {
+    thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            let stdin = io::stdin();
+            for line in stdin.lock().lines() {
+                match line {
+                    Ok(line) => {
+                        if tx.send(Update::Line(line)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        log::warn!("reading stdin: {e}");
+                        break;
+                    }
+                }
+            }
+            let _ = tx.send(Update::EndOfInput);
+        })
+        .map(|_| ())
+}

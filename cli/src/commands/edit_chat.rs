@@ -1,0 +1,93 @@
+//! `-eC` / `-editChat CHAT`: shows a stored chat and lets the user add messages that wait
+//! for the next connection, whichever side then listens.
+//!
+//! Another process (a running listener) may use the same database at the same time: each
+//! message is one short immediate transaction, and the listener picks new messages up.
+
+use super::{ensure_identity, AppError, Context};
+use crate::store::Database;
+use crate::ui::editor::{EditorEvent, LineEditor};
+use crate::ui::{HistoryEntry, Presenter, Style};
+use socketfalco_core::{check_text, DeviceId, Store};
+use socketfalco_transport::clock::Clock;
+use std::io::{self, BufRead};
+use std::time::Duration;
+
+/// Opens the chat named by `prefix` (a unique prefix of the peer's uuid).
+pub fn run(ctx: &Context, prefix: &str) -> Result<(), AppError> {
+    let mut db = ctx.open_database()?;
+    let me = ensure_identity(ctx, &mut db)?;
+    let peer = db.find_chat(prefix)?;
+    let summary = db.list_chats()?.into_iter().find(|c| c.peer == peer);
+    let peer_name = summary
+        .as_ref()
+        .map(|c| c.peer_name.clone())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "peer".to_owned());
+    let mut presenter = Presenter::new(ctx.style, &me.name);
+    presenter.set_peer_name(&peer_name);
+    let entry = |m: socketfalco_core::Message, mine: bool, delivered: bool| HistoryEntry {
+        author_name: if mine { me.name.clone() } else { peer_name.clone() },
+        mine,
+        delivered,
+        message: m,
+        peer,
+    };
+    let mut lines = Vec::new();
+    if ctx.style != Style::Json {
+        let waiting = summary.as_ref().map_or(0, |c| c.waiting);
+        lines.push(format!(
+            "chat with {peer_name} ({peer}) — {waiting} message(s) waiting for delivery"
+        ));
+    }
+    for stored in db.history(peer)? {
+        lines.push(presenter.history_line(&entry(stored.message, stored.mine, stored.delivered)));
+    }
+    let write = |db: &mut Database, text: &str| -> String {
+        match compose(db, peer, text) {
+            Ok(message) => presenter.history_line(&entry(message, true, false)),
+            Err(e) => presenter.error(&format!("not stored: {}", e.message)),
+        }
+    };
+    if ctx.style == Style::Terminal {
+        let mut editor = LineEditor::start(&format!("{}> ", me.name))?;
+        for line in &lines {
+            editor.print_above(line)?;
+        }
+        editor.print_above("(offline: what you write is stored and delivered at the next connection; \"quit\" or Ctrl-D to leave)")?;
+        loop {
+            match editor.poll(Duration::from_millis(500))? {
+                Some(EditorEvent::Line(line)) => {
+                    if line.trim() == "quit" {
+                        return Ok(());
+                    }
+                    if !line.trim().is_empty() {
+                        let shown = write(&mut db, &line);
+                        editor.print_above(&shown)?;
+                    }
+                }
+                Some(EditorEvent::Interrupt | EditorEvent::Eof) => return Ok(()),
+                None => {}
+            }
+        }
+    }
+    for line in &lines {
+        println!("{line}");
+    }
+    for line in io::stdin().lock().lines() {
+        let line = line?;
+        let text = line.trim_end_matches('\r');
+        if text.trim() == "quit" {
+            break;
+        }
+        if !text.trim().is_empty() {
+            println!("{}", write(&mut db, text));
+        }
+    }
+    Ok(())
+}
+
+fn compose(db: &mut Database, peer: DeviceId, text: &str) -> Result<socketfalco_core::Message, AppError> {
+    check_text(text)?;
+    Ok(db.compose(peer, text, Clock::new().wall_ms())?)
+}

@@ -1,0 +1,23 @@
+//! `-eN` / `-editName NAME`: changes this device's display name (2–15 characters).
+
+use super::{AppError, Context};
+use crate::store::Identity;
+use socketfalco_core::{check_name, DeviceId};
+
+/// Validates and stores the new name, reporting old → new.
+pub fn run(ctx: &Context, name: &str) -> Result<(), AppError> {
+    check_name(name).map_err(|e| AppError::new(format!("invalid name \"{name}\": {e}")))?;
+    let mut db = ctx.open_database()?;
+    match db.identity()? {
+        Some(Identity { name: old, .. }) => {
+            db.rename(name)?;
+            println!("name changed: {old} → {name}");
+        }
+        None => {
+            let device = DeviceId::from_random_bytes(*uuid::Uuid::new_v4().as_bytes());
+            db.create_identity(device, name)?;
+            println!("this device is {device}, named {name}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,1715 @@
+//! The CLI's durable storage: one SQLite database, `socketfalco.db` in the data folder, that
+//! owns everything SocketFalco keeps on disk — this device's identity, one chat per peer
+//! device, and every message of every chat, both authors. [`Database`] implements the core's
+//! durability contract ([`Store`], with exactly the semantics of the core's in-memory twin
+//! `harness::MemoryStore`) and adds what the CLI shows and edits: the identity, the chat list,
+//! a chat's history, prefix lookup of chats and a chat's last address.
+//!
+//! Every write is one `BEGIN IMMEDIATE` transaction, committed with a full fsync before the
+//! call returns, so a message is durable before it is shown as sent or acked, even across a
+//! power loss. Two processes may use one data folder at once (a listener running while the
+//! user writes offline with another process): WAL lets readers run beside the writer,
+//! `BEGIN IMMEDIATE` takes the write lock up front so two writers queue instead of
+//! deadlocking on a read→write upgrade, and a busy timeout makes the later one wait.
+//!
+//! The schema is versioned with `PRAGMA user_version` and grows by appending to
+//! [`MIGRATIONS`]; a database written by a newer build is refused, never downgraded.
+
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Transaction};
+use rusqlite::{Row, TransactionBehavior};
+use socketfalco_core::{
+    check_name, check_text, ChatHead, ChatResume, DeviceId, Message, NameError, PeerHello, Store,
+    TextError,
+};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The database's file name inside the data folder.
+pub const DB_FILE_NAME: &str = "socketfalco.db";
+
+/// How long a call waits for another process's write transaction before giving up. Writes
+/// are short (one message, one batch), so reaching this means the other process is stuck.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `PRAGMA application_id` of a SocketFalco database ("SFc1"), so that opening some other
+/// SQLite file by mistake is refused instead of gaining our tables.
+const APPLICATION_ID: i32 = 0x5346_6331;
+
+/// The schema, as an ordered list of migrations: entry `i` takes `user_version` from `i` to
+/// `i + 1`, in a transaction of its own. To change the schema, append an entry; never edit
+/// one that has shipped.
+const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+
+/// Version 1.
+///
+/// - All three tables are `STRICT`: a value of the wrong type (a text seq, a 15-byte id) is an
+///   error instead of being stored; ids are additionally checked to be 16 bytes.
+/// - `chats` and `messages` are `WITHOUT ROWID`: their natural keys (the peer's id; chat,
+///   author, seq) are the primary keys, so no hidden rowid and no second b-tree for the key.
+///   For `messages` this suits chat traffic (rows are mostly well under a few hundred
+///   bytes); a long text (up to 64 KiB) spills into overflow pages as it would in a rowid
+///   table.
+/// - `(chat, author, seq)` is the message id within a chat: inserting a message twice is a
+///   conflict, never a double. The same key answers "highest own / peer seq" and "own
+///   messages from seq N" with an index seek.
+/// - `messages_display` is the display order, `(lamport, author, seq)` = the core's
+///   `order_key` (blobs compare bytewise like `[u8; 16]`; integers are never negative, so
+///   they compare like `u64`); it also answers "highest Lamport in the chat" with one seek.
+/// - `chats.delivered_up_to` is the peer's confirmed hold of our messages: the next own
+///   sequence number is above it even if our own rows were lost (the core's `ChatHead`).
+/// - Times are milliseconds since the Unix epoch: `sent_at_ms` is the author's clock (shown),
+///   `stored_at_ms`, `created_at_ms`, `last_activity_ms` are this device's (bookkeeping).
+const SCHEMA_V1: &str = "
+CREATE TABLE identity (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    device_id     BLOB    NOT NULL CHECK (length(device_id) = 16),
+    name          TEXT    NOT NULL,
+    created_at_ms INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE chats (
+    peer             BLOB    NOT NULL PRIMARY KEY CHECK (length(peer) = 16),
+    peer_name        TEXT    NOT NULL,
+    last_address     TEXT,
+    delivered_up_to  INTEGER NOT NULL DEFAULT 0 CHECK (delivered_up_to >= 0),
+    created_at_ms    INTEGER NOT NULL,
+    last_activity_ms INTEGER
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE messages (
+    chat         BLOB    NOT NULL REFERENCES chats (peer),
+    author       BLOB    NOT NULL CHECK (length(author) = 16),
+    seq          INTEGER NOT NULL CHECK (seq >= 1),
+    lamport      INTEGER NOT NULL CHECK (lamport >= 0),
+    sent_at_ms   INTEGER NOT NULL,
+    text         TEXT    NOT NULL,
+    stored_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (chat, author, seq)
+) STRICT, WITHOUT ROWID;
+
+CREATE INDEX messages_display ON messages (chat, lamport, author, seq);
+";
+
+/// This device: its id (the key of every chat's own messages) and its display name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// This device's id, generated once.
+    pub device: DeviceId,
+    /// This device's display name, as sent in hellos.
+    pub name: String,
+}
+
+/// One line of the chat list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatSummary {
+    /// The peer device: the key of the chat.
+    pub peer: DeviceId,
+    /// The peer's name as of its last hello; empty if it never said hello yet.
+    pub peer_name: String,
+    /// Where the peer was last reached, if recorded with [`Database::set_last_address`].
+    pub last_address: Option<String>,
+    /// Messages in the chat, both authors.
+    pub messages: u64,
+    /// Own messages the peer is not known to hold yet.
+    pub waiting: u64,
+    /// When a message was last written or received here (this device's clock); `None` for a
+    /// chat without messages.
+    pub last_activity_ms: Option<i64>,
+}
+
+/// One message of a chat's history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// Who wrote it.
+    pub author: DeviceId,
+    /// This device wrote it.
+    pub mine: bool,
+    /// The message.
+    pub message: Message,
+    /// The peer holds it: an own message up to the chat's delivery mark, or any received one.
+    pub delivered: bool,
+}
+
+/// A chat a prefix could mean, listed in [`StoreError::AmbiguousChat`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatCandidate {
+    /// The peer device.
+    pub peer: DeviceId,
+    /// Its last known name.
+    pub peer_name: String,
+}
+
+/// Why a storage call failed. Nothing of a failed call took effect.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The data folder could not be created.
+    CreateDir {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// SQLite failed (I/O error, full disk, corrupt file, …).
+    Sqlite {
+        /// The database file, when known.
+        path: Option<PathBuf>,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+    /// Another process kept the database locked for longer than [`BUSY_TIMEOUT`].
+    Locked {
+        /// The database file, when known.
+        path: Option<PathBuf>,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer SocketFalco with a schema this build does not
+    /// know. It is left untouched.
+    NewerSchema {
+        /// The database file.
+        path: PathBuf,
+        /// Its schema version.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+    /// The file is some other program's SQLite database.
+    NotSocketFalco {
+        /// The database file.
+        path: PathBuf,
+        /// Its `PRAGMA application_id`.
+        application_id: i32,
+    },
+    /// The call needs this device's identity, and none has been created yet.
+    NoIdentity {
+        /// The database file, when known.
+        path: Option<PathBuf>,
+    },
+    /// [`Database::create_identity`] when this device already has one.
+    IdentityExists {
+        /// The existing identity's device id.
+        device: DeviceId,
+    },
+    /// A display name breaks the name rules.
+    InvalidName(NameError),
+    /// A message text breaks the text rules.
+    InvalidText(TextError),
+    /// A sequence number, Lamport counter or delivery mark above `i64::MAX`, which SQLite
+    /// cannot store as an integer (refused rather than wrapped).
+    OutOfRange {
+        /// What the value is.
+        what: &'static str,
+        /// The value.
+        value: u64,
+    },
+    /// The database holds a value no SocketFalco writes.
+    Corrupt {
+        /// The database file, when known.
+        path: Option<PathBuf>,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A chat prefix with something other than hexadecimal digits and hyphens, or empty.
+    InvalidPrefix {
+        /// The prefix as given.
+        prefix: String,
+    },
+    /// No chat's peer id starts with the prefix (or no chat with that peer, for calls that
+    /// take a device id).
+    NoSuchChat {
+        /// The prefix or device id as given.
+        prefix: String,
+    },
+    /// More than one chat's peer id starts with the prefix.
+    AmbiguousChat {
+        /// The prefix as given.
+        prefix: String,
+        /// Every chat it matches, in id order.
+        candidates: Vec<ChatCandidate>,
+    },
+}
+
+impl StoreError {
+    /// Fills in the database path of errors that were made without it.
+    fn at(mut self, db: &Path) -> StoreError {
+        match &mut self {
+            StoreError::Sqlite { path, .. }
+            | StoreError::Locked { path, .. }
+            | StoreError::NoIdentity { path }
+            | StoreError::Corrupt { path, .. } => {
+                if path.is_none() {
+                    *path = Some(db.to_owned());
+                }
+            }
+            _ => {}
+        }
+        self
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(source: rusqlite::Error) -> StoreError {
+        match source.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                StoreError::Locked { path: None, source }
+            }
+            _ => StoreError::Sqlite { path: None, source },
+        }
+    }
+}
+
+/// ` in PATH` or nothing.
+struct In<'a>(&'a Option<PathBuf>);
+
+impl fmt::Display for In<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(path) => write!(f, " in {}", path.display()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::CreateDir { path, source } => {
+                write!(
+                    f,
+                    "cannot create the data folder {}: {source}",
+                    path.display()
+                )
+            }
+            StoreError::Sqlite { path, source } => {
+                write!(f, "database error{}: {source}", In(path))
+            }
+            StoreError::Locked { path, .. } => write!(
+                f,
+                "the database{} stayed locked by another process for more than {} s; \
+                 try again, or stop the other SocketFalco process",
+                In(path),
+                BUSY_TIMEOUT.as_secs()
+            ),
+            StoreError::NewerSchema {
+                path,
+                found,
+                supported,
+            } => write!(
+                f,
+                "the database {} has schema version {found}, but this SocketFalco only knows \
+                 versions up to {supported}: it was written by a newer SocketFalco. Use that \
+                 version; this one does not downgrade a database",
+                path.display()
+            ),
+            StoreError::NotSocketFalco {
+                path,
+                application_id,
+            } => write!(
+                f,
+                "{} is not a SocketFalco database (its application id is {application_id:#x})",
+                path.display()
+            ),
+            StoreError::NoIdentity { path } => {
+                write!(f, "this device has no identity yet{}", In(path))
+            }
+            StoreError::IdentityExists { device } => {
+                write!(f, "this device already has an identity ({device})")
+            }
+            StoreError::InvalidName(e) => write!(f, "invalid name: {e}"),
+            StoreError::InvalidText(e) => write!(f, "invalid message: {e}"),
+            StoreError::OutOfRange { what, value } => write!(
+                f,
+                "{what} {value} is too large to store (the limit is {})",
+                i64::MAX
+            ),
+            StoreError::Corrupt { path, detail } => {
+                write!(
+                    f,
+                    "the database{} holds an invalid value: {detail}",
+                    In(path)
+                )
+            }
+            StoreError::InvalidPrefix { prefix } => write!(
+                f,
+                "{prefix:?} is not the start of a device id (hexadecimal digits, hyphens allowed)"
+            ),
+            StoreError::NoSuchChat { prefix } => {
+                write!(f, "no chat with a device whose id starts with {prefix}")
+            }
+            StoreError::AmbiguousChat { prefix, candidates } => {
+                write!(
+                    f,
+                    "{prefix} matches {} chats; give more of the device id:",
+                    candidates.len()
+                )?;
+                for c in candidates {
+                    if c.peer_name.is_empty() {
+                        write!(f, " {}", c.peer)?;
+                    } else {
+                        write!(f, " {} ({})", c.peer, c.peer_name)?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::CreateDir { source, .. } => Some(source),
+            StoreError::Sqlite { source, .. } | StoreError::Locked { source, .. } => Some(source),
+            StoreError::InvalidName(e) => Some(e),
+            StoreError::InvalidText(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// The SocketFalco database of one data folder. See the module doc.
+#[derive(Debug)]
+pub struct Database {
+    conn: Connection,
+    path: PathBuf,
+    /// This device's id, once known (it never changes once created).
+    me: Option<DeviceId>,
+    /// The wall clock for bookkeeping times (`stored_at_ms`, `last_activity_ms`,
+    /// `created_at_ms`); [`wall_clock_ms`] except in tests.
+    clock: fn() -> i64,
+}
+
+impl Database {
+    /// Opens (creating if needed) the database in the data folder `dir`, creating the folder
+    /// too, and brings its schema up to date.
+    pub fn open(dir: &Path) -> Result<Database, StoreError> {
+        create_private_dir(dir).map_err(|source| StoreError::CreateDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let path = dir.join(DB_FILE_NAME);
+        let conn = Connection::open(&path).map_err(|e| StoreError::from(e).at(&path))?;
+        let mut db = Database {
+            conn,
+            path,
+            me: None,
+            clock: wall_clock_ms,
+        };
+        db.configure().map_err(|e| e.at(&db.path))?;
+        db.migrate()?;
+        db.me = db.identity()?.map(|i| i.device);
+        Ok(db)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Per-connection settings. Order matters: the busy timeout first, so that even the
+    /// journal-mode switch waits for another process instead of failing.
+    fn configure(&mut self) -> Result<(), StoreError> {
+        // Two processes on one data folder must both work: wait for the other's write.
+        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        // WAL: readers never block the writer nor the other way round, and a commit is one
+        // append + fsync of the log. Persistent in the file; a no-op when already set. A file
+        // system that cannot do WAL keeps the rollback journal, which is just as durable
+        // (with FULL below) and, with the busy timeout, just as correct, only less
+        // concurrent: so the answer is not checked.
+        let _mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+        // FULL: fsync the log at every commit, so a committed message survives power loss
+        // (NORMAL in WAL mode could lose the last commits). A message is shown as sent, and
+        // a received one acked, only after its commit.
+        // foreign_keys: a message always belongs to an existing chat.
+        self.conn
+            .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+        Ok(())
+    }
+
+    /// Applies the migrations this database lacks, one transaction each, or refuses a
+    /// database newer than this build.
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let supported = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+        // Cheap path: a read, no write lock, when the schema is current (every open but the
+        // first).
+        if self.schema_version(supported)? == supported {
+            return Ok(());
+        }
+        loop {
+            let path = &self.path;
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| StoreError::from(e).at(path))?;
+            // Read again under the write lock: another process may have migrated meanwhile.
+            let version = check_version(&tx, path, supported)?;
+            if version == supported {
+                return Ok(());
+            }
+            let index = usize::try_from(version).map_err(|_| StoreError::Corrupt {
+                path: Some(path.clone()),
+                detail: format!("schema version {version}"),
+            })?;
+            let step = (|| -> rusqlite::Result<()> {
+                tx.execute_batch(MIGRATIONS[index])?;
+                tx.pragma_update(None, "user_version", version + 1)?;
+                tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+                tx.commit()
+            })();
+            step.map_err(|e| StoreError::from(e).at(path))?;
+        }
+    }
+
+    fn schema_version(&self, supported: i64) -> Result<i64, StoreError> {
+        check_version(&self.conn, &self.path, supported)
+    }
+
+    /// This device's id, or [`StoreError::NoIdentity`].
+    fn me(&mut self) -> Result<DeviceId, StoreError> {
+        if let Some(me) = self.me {
+            return Ok(me);
+        }
+        // Another process may have created it since this one opened the database.
+        let me = self
+            .identity()?
+            .map(|i| i.device)
+            .ok_or(StoreError::NoIdentity {
+                path: Some(self.path.clone()),
+            })?;
+        self.me = Some(me);
+        Ok(me)
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction and commits it; on any error nothing
+    /// of it is kept (the transaction rolls back when dropped).
+    fn write<T>(
+        &mut self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let result = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })();
+        result.map_err(|e: StoreError| e.at(&self.path))
+    }
+
+    /// Runs `f` in one read transaction: a consistent snapshot even while another process
+    /// writes. Never upgraded to a write, so it cannot deadlock with one.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let result = (|| {
+            let tx = self.conn.unchecked_transaction()?;
+            f(&tx)
+            // Dropping `tx` ends the read transaction.
+        })();
+        result.map_err(|e: StoreError| e.at(&self.path))
+    }
+
+    /// This device's identity, if created yet.
+    pub fn identity(&self) -> Result<Option<Identity>, StoreError> {
+        let identity = self
+            .conn
+            .query_row(
+                "SELECT device_id, name FROM identity WHERE id = 1",
+                [],
+                |row| {
+                    Ok(Identity {
+                        device: DeviceId(row.get(0)?),
+                        name: row.get(1)?,
+                    })
+                },
+            )
+            .optional();
+        identity.map_err(|e| StoreError::from(e).at(&self.path))
+    }
+
+    /// Creates this device's identity. Refused if it has one already (a device id never
+    /// changes: it is the key of every chat on the peers' side) or if the name is invalid.
+    pub fn create_identity(&mut self, device: DeviceId, name: &str) -> Result<(), StoreError> {
+        check_name(name).map_err(StoreError::InvalidName)?;
+        let now = (self.clock)();
+        self.write(|tx| {
+            if let Some(existing) = tx
+                .query_row("SELECT device_id FROM identity WHERE id = 1", [], |row| {
+                    row.get::<_, [u8; 16]>(0)
+                })
+                .optional()?
+            {
+                return Err(StoreError::IdentityExists {
+                    device: DeviceId(existing),
+                });
+            }
+            tx.execute(
+                "INSERT INTO identity (id, device_id, name, created_at_ms) VALUES (1, ?1, ?2, ?3)",
+                params![device.0, name, now],
+            )?;
+            Ok(())
+        })?;
+        self.me = Some(device);
+        Ok(())
+    }
+
+    /// Renames this device; returns the old name.
+    pub fn rename(&mut self, new_name: &str) -> Result<String, StoreError> {
+        check_name(new_name).map_err(StoreError::InvalidName)?;
+        self.write(|tx| {
+            let old: String = tx
+                .query_row("SELECT name FROM identity WHERE id = 1", [], |row| {
+                    row.get(0)
+                })
+                .optional()?
+                .ok_or(StoreError::NoIdentity { path: None })?;
+            tx.execute("UPDATE identity SET name = ?1 WHERE id = 1", [new_name])?;
+            Ok(old)
+        })
+    }
+
+    /// Every chat, the most recently active first (chats without messages last, newest
+    /// first).
+    pub fn list_chats(&self) -> Result<Vec<ChatSummary>, StoreError> {
+        let me = self.me.map(|d| d.0);
+        self.read(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT c.peer, c.peer_name, c.last_address, c.last_activity_ms,
+                        (SELECT COUNT(*) FROM messages m WHERE m.chat = c.peer),
+                        (SELECT COUNT(*) FROM messages m
+                          WHERE m.chat = c.peer AND m.author = ?1 AND m.seq > c.delivered_up_to)
+                   FROM chats c
+                  ORDER BY c.last_activity_ms DESC NULLS LAST, c.created_at_ms DESC, c.peer",
+            )?;
+            let rows = stmt.query_map([me], |row| {
+                Ok((
+                    DeviceId(row.get(0)?),
+                    row.get::<_, String>(1)?,
+                    row.get::<_, Option<String>>(2)?,
+                    row.get::<_, Option<i64>>(3)?,
+                    row.get::<_, i64>(4)?,
+                    row.get::<_, i64>(5)?,
+                ))
+            })?;
+            let mut chats = Vec::new();
+            for row in rows {
+                let (peer, peer_name, last_address, last_activity_ms, messages, waiting) = row?;
+                chats.push(ChatSummary {
+                    peer,
+                    peer_name,
+                    last_address,
+                    messages: from_db(messages, "message count")?,
+                    waiting: from_db(waiting, "waiting count")?,
+                    last_activity_ms,
+                });
+            }
+            Ok(chats)
+        })
+    }
+
+    /// The chat whose peer id starts with `prefix`: hexadecimal digits in any case, with or
+    /// without the hyphens of the usual uuid form.
+    pub fn find_chat(&self, prefix: &str) -> Result<DeviceId, StoreError> {
+        let wanted: String = prefix
+            .trim()
+            .chars()
+            .filter(|&c| c != '-')
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        if wanted.is_empty() || wanted.len() > 32 || !wanted.chars().all(|c| c.is_ascii_hexdigit())
+        {
+            return Err(StoreError::InvalidPrefix {
+                prefix: prefix.to_owned(),
+            });
+        }
+        // Few chats per device: compare in Rust rather than teach SQL the uuid text form.
+        let mut candidates: Vec<ChatCandidate> = self.read(|tx| {
+            let mut stmt = tx.prepare_cached("SELECT peer, peer_name FROM chats ORDER BY peer")?;
+            let rows = stmt.query_map([], |row| {
+                Ok(ChatCandidate {
+                    peer: DeviceId(row.get(0)?),
+                    peer_name: row.get(1)?,
+                })
+            })?;
+            let mut matching = Vec::new();
+            for row in rows {
+                let candidate = row?;
+                if hex(&candidate.peer).starts_with(&wanted) {
+                    matching.push(candidate);
+                }
+            }
+            Ok(matching)
+        })?;
+        match candidates.len() {
+            0 => Err(StoreError::NoSuchChat {
+                prefix: prefix.to_owned(),
+            }),
+            1 => Ok(candidates.remove(0).peer),
+            _ => Err(StoreError::AmbiguousChat {
+                prefix: prefix.to_owned(),
+                candidates,
+            }),
+        }
+    }
+
+    /// The chat with `peer` in display order (the core's `order_key`: Lamport counter, then
+    /// author, then sequence number); empty for an unknown chat.
+    pub fn history(&self, peer: DeviceId) -> Result<Vec<StoredMessage>, StoreError> {
+        self.read(|tx| {
+            let me = match self.me {
+                Some(me) => me,
+                None => read_identity_device(tx)?.ok_or(StoreError::NoIdentity { path: None })?,
+            };
+            let delivered_up_to = delivered_up_to(tx, peer)?;
+            let mut stmt = tx.prepare_cached(
+                "SELECT author, seq, lamport, sent_at_ms, text FROM messages
+                  WHERE chat = ?1 ORDER BY lamport, author, seq",
+            )?;
+            let rows = stmt.query_map([peer.0], |row| {
+                Ok((DeviceId(row.get(0)?), read_message(row, 1)?))
+            })?;
+            let mut history = Vec::new();
+            for row in rows {
+                let (author, message) = row?;
+                let message = message?;
+                let mine = author == me;
+                history.push(StoredMessage {
+                    author,
+                    mine,
+                    delivered: !mine || message.seq <= delivered_up_to,
+                    message,
+                });
+            }
+            Ok(history)
+        })
+    }
+
+    /// Records where `peer` was last reached (for reconnecting later). The chat must exist
+    /// ([`Store::open_chat`] creates it); a temporary session must not call this.
+    pub fn set_last_address(&mut self, peer: DeviceId, address: &str) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let changed = tx.execute(
+                "UPDATE chats SET last_address = ?2 WHERE peer = ?1",
+                params![peer.0, address],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::NoSuchChat {
+                    prefix: peer.to_string(),
+                });
+            }
+            Ok(())
+        })
+    }
+
+    /// Whether there is a chat with `peer`.
+    pub fn chat_exists(&self, peer: DeviceId) -> Result<bool, StoreError> {
+        self.conn
+            .query_row("SELECT 1 FROM chats WHERE peer = ?1", [peer.0], |_| Ok(()))
+            .optional()
+            .map(|found| found.is_some())
+            .map_err(|e| StoreError::from(e).at(&self.path))
+    }
+}
+
+impl Store for Database {
+    type Error = StoreError;
+
+    fn open_chat(&mut self, peer: &PeerHello) -> Result<ChatResume, StoreError> {
+        // The core checked the name when decoding the hello; store nothing it would refuse.
+        check_name(&peer.name).map_err(StoreError::InvalidName)?;
+        let me = self.me()?;
+        let now = (self.clock)();
+        let chat = peer.device;
+        self.write(|tx| {
+            tx.prepare_cached(
+                "INSERT INTO chats (peer, peer_name, created_at_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (peer) DO UPDATE SET peer_name = excluded.peer_name",
+            )?
+            .execute(params![chat.0, peer.name, now])?;
+            Ok(ChatResume {
+                received_up_to: max_seq(tx, chat, chat)?,
+                last_own_seq: max_seq(tx, chat, me)?,
+            })
+        })
+    }
+
+    fn compose(
+        &mut self,
+        peer: DeviceId,
+        text: &str,
+        sent_at_ms: i64,
+    ) -> Result<Message, StoreError> {
+        check_text(text).map_err(StoreError::InvalidText)?;
+        let me = self.me()?;
+        let now = (self.clock)();
+        self.write(|tx| {
+            ensure_chat(tx, peer, now)?;
+            let head = ChatHead {
+                last_own_seq: max_seq(tx, peer, me)?.max(delivered_up_to(tx, peer)?),
+                max_lamport: max_lamport(tx, peer)?,
+            };
+            let message = head
+                .compose(text, sent_at_ms)
+                .map_err(StoreError::InvalidText)?;
+            // A plain INSERT: the sequence number is new by construction, and a conflict
+            // would be a bug to report, not to paper over.
+            insert_message(tx, INSERT, peer, me, &message, now)?;
+            touch(tx, peer, now)?;
+            Ok(message)
+        })
+    }
+
+    fn own_messages(
+        &mut self,
+        peer: DeviceId,
+        from_seq: u64,
+        max: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        let me = self.me()?;
+        // No stored sequence number is above i64::MAX, so such a start finds nothing; and
+        // more than i64::MAX rows cannot exist.
+        let Ok(from) = i64::try_from(from_seq) else {
+            return Ok(Vec::new());
+        };
+        let limit = i64::try_from(max).unwrap_or(i64::MAX);
+        self.read(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT seq, lamport, sent_at_ms, text FROM messages
+                  WHERE chat = ?1 AND author = ?2 AND seq >= ?3
+                  ORDER BY seq LIMIT ?4",
+            )?;
+            let rows = stmt.query_map(params![peer.0, me.0, from, limit], |row| {
+                read_message(row, 0)
+            })?;
+            let mut messages = Vec::new();
+            for row in rows {
+                messages.push(row??);
+            }
+            Ok(messages)
+        })
+    }
+
+    fn persist_received(&mut self, peer: DeviceId, batch: &[Message]) -> Result<(), StoreError> {
+        // The core checked every text; store nothing it would refuse.
+        for message in batch {
+            check_text(&message.text).map_err(StoreError::InvalidText)?;
+        }
+        let now = (self.clock)();
+        self.write(|tx| {
+            ensure_chat(tx, peer, now)?;
+            // As the core's MemoryStore: the peer's messages are kept in sequence order, so
+            // a message at or below the highest one stored is already here and is skipped.
+            // INSERT OR IGNORE guards the same rule at the key level: never doubled.
+            let mut last = max_seq(tx, peer, peer)?;
+            let mut stored = false;
+            for message in batch {
+                if message.seq > last {
+                    stored |= insert_message(tx, INSERT_OR_IGNORE, peer, peer, message, now)? > 0;
+                    last = message.seq;
+                }
+            }
+            if stored {
+                touch(tx, peer, now)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn mark_delivered(&mut self, peer: DeviceId, up_to: u64) -> Result<(), StoreError> {
+        let up_to = to_db(up_to, "delivery mark")?;
+        let now = (self.clock)();
+        self.write(|tx| {
+            ensure_chat(tx, peer, now)?;
+            tx.prepare_cached(
+                "UPDATE chats SET delivered_up_to = max(delivered_up_to, ?2) WHERE peer = ?1",
+            )?
+            .execute(params![peer.0, up_to])?;
+            Ok(())
+        })
+    }
+}
+
+const INSERT: &str = "INSERT INTO messages
+    (chat, author, seq, lamport, sent_at_ms, text, stored_at_ms)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+const INSERT_OR_IGNORE: &str = "INSERT OR IGNORE INTO messages
+    (chat, author, seq, lamport, sent_at_ms, text, stored_at_ms)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+/// Inserts one message with `sql` ([`INSERT`] or [`INSERT_OR_IGNORE`]); returns the rows
+/// inserted.
+fn insert_message(
+    tx: &Transaction<'_>,
+    sql: &str,
+    chat: DeviceId,
+    author: DeviceId,
+    message: &Message,
+    now: i64,
+) -> Result<usize, StoreError> {
+    let seq = to_db(message.seq, "sequence number")?;
+    let lamport = to_db(message.lamport, "Lamport counter")?;
+    Ok(tx.prepare_cached(sql)?.execute(params![
+        chat.0,
+        author.0,
+        seq,
+        lamport,
+        message.sent_at_ms,
+        message.text,
+        now
+    ])?)
+}
+
+/// Creates the chat with `peer` if it does not exist, with an unknown (empty) name.
+fn ensure_chat(tx: &Transaction<'_>, peer: DeviceId, now: i64) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO chats (peer, peer_name, created_at_ms) VALUES (?1, '', ?2)
+         ON CONFLICT (peer) DO NOTHING",
+    )?
+    .execute(params![peer.0, now])?;
+    Ok(())
+}
+
+/// Records activity in the chat now.
+fn touch(tx: &Transaction<'_>, peer: DeviceId, now: i64) -> Result<(), StoreError> {
+    tx.prepare_cached("UPDATE chats SET last_activity_ms = ?2 WHERE peer = ?1")?
+        .execute(params![peer.0, now])?;
+    Ok(())
+}
+
+/// The highest sequence number of `author`'s messages in the chat with `chat`, 0 if none.
+fn max_seq(tx: &Transaction<'_>, chat: DeviceId, author: DeviceId) -> Result<u64, StoreError> {
+    let max: Option<i64> = tx
+        .prepare_cached("SELECT max(seq) FROM messages WHERE chat = ?1 AND author = ?2")?
+        .query_row(params![chat.0, author.0], |row| row.get(0))?;
+    from_db(max.unwrap_or(0), "sequence number")
+}
+
+/// The highest Lamport counter in the chat with `chat`, either author, 0 if none.
+fn max_lamport(tx: &Transaction<'_>, chat: DeviceId) -> Result<u64, StoreError> {
+    let max: Option<i64> = tx
+        .prepare_cached("SELECT max(lamport) FROM messages WHERE chat = ?1")?
+        .query_row([chat.0], |row| row.get(0))?;
+    from_db(max.unwrap_or(0), "Lamport counter")
+}
+
+/// The chat's delivery mark, 0 for an unknown chat.
+fn delivered_up_to(tx: &Transaction<'_>, chat: DeviceId) -> Result<u64, StoreError> {
+    let mark: Option<i64> = tx
+        .prepare_cached("SELECT delivered_up_to FROM chats WHERE peer = ?1")?
+        .query_row([chat.0], |row| row.get(0))
+        .optional()?;
+    from_db(mark.unwrap_or(0), "delivery mark")
+}
+
+fn read_identity_device(tx: &Transaction<'_>) -> Result<Option<DeviceId>, StoreError> {
+    Ok(tx
+        .query_row("SELECT device_id FROM identity WHERE id = 1", [], |row| {
+            row.get(0).map(DeviceId)
+        })
+        .optional()?)
+}
+
+/// A message from the columns `seq, lamport, sent_at_ms, text` starting at `first`. The outer
+/// result is SQLite's, the inner one a value check.
+fn read_message(row: &Row<'_>, first: usize) -> rusqlite::Result<Result<Message, StoreError>> {
+    let seq: i64 = row.get(first)?;
+    let lamport: i64 = row.get(first + 1)?;
+    let sent_at_ms: i64 = row.get(first + 2)?;
+    let text: String = row.get(first + 3)?;
+    Ok((|| {
+        Ok(Message {
+            seq: from_db(seq, "sequence number")?,
+            lamport: from_db(lamport, "Lamport counter")?,
+            sent_at_ms,
+            text,
+        })
+    })())
+}
+
+/// The schema version, checked: this build knows it, and the file is ours.
+fn check_version(conn: &Connection, path: &Path, supported: i64) -> Result<i64, StoreError> {
+    let read = || -> rusqlite::Result<(i32, i64)> {
+        Ok((
+            conn.pragma_query_value(None, "application_id", |row| row.get(0))?,
+            conn.pragma_query_value(None, "user_version", |row| row.get(0))?,
+        ))
+    };
+    let (application_id, version) = read().map_err(|e| StoreError::from(e).at(path))?;
+    if application_id != 0 && application_id != APPLICATION_ID {
+        return Err(StoreError::NotSocketFalco {
+            path: path.to_owned(),
+            application_id,
+        });
+    }
+    if version > supported {
+        return Err(StoreError::NewerSchema {
+            path: path.to_owned(),
+            found: version,
+            supported,
+        });
+    }
+    if version < 0 {
+        return Err(StoreError::Corrupt {
+            path: Some(path.to_owned()),
+            detail: format!("schema version {version}"),
+        });
+    }
+    Ok(version)
+}
+
+/// A protocol counter as SQLite stores it: refused above `i64::MAX`, never wrapped.
+fn to_db(value: u64, what: &'static str) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::OutOfRange { what, value })
+}
+
+/// A stored counter back as the protocol's `u64`; negative values are never written.
+fn from_db(value: i64, what: &'static str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt {
+        path: None,
+        detail: format!("negative {what} {value}"),
+    })
+}
+
+/// The 32 lowercase hexadecimal digits of a device id.
+fn hex(device: &DeviceId) -> String {
+    device.0.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// This device's wall clock in milliseconds since the Unix epoch: the only place the store
+/// reads the clock (for its own bookkeeping times, never for ordering).
+fn wall_clock_ms() -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(since) => i64::try_from(since.as_millis()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
+    }
+}
+
+/// Creates the data folder (and its parents); on Unix a new folder is private to the user
+/// (0700), since it holds private conversations.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use socketfalco_core::harness::MemoryStore;
+    use std::sync::{Arc, Barrier};
+
+    const ME: DeviceId = DeviceId([0xaa; 16]);
+
+    fn hello(device: DeviceId, name: &str) -> PeerHello {
+        PeerHello {
+            device,
+            name: name.to_owned(),
+            peer_temporary: false,
+            temporary: false,
+        }
+    }
+
+    fn msg(seq: u64, lamport: u64, text: &str) -> Message {
+        Message {
+            seq,
+            lamport,
+            sent_at_ms: 1_000 + i64::try_from(seq % 1_000).unwrap(),
+            text: text.to_owned(),
+        }
+    }
+
+    /// A device id whose text form starts with the given bytes.
+    fn id(prefix: &[u8]) -> DeviceId {
+        let mut bytes = [0u8; 16];
+        bytes[..prefix.len()].copy_from_slice(prefix);
+        DeviceId(bytes)
+    }
+
+    /// A database in a fresh folder, with this device's identity.
+    fn fresh() -> (tempfile::TempDir, Database) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Database::open(dir.path()).unwrap();
+        db.create_identity(ME, "Me").unwrap();
+        (dir, db)
+    }
+
+    fn seqs(messages: &[Message]) -> Vec<u64> {
+        messages.iter().map(|m| m.seq).collect()
+    }
+
+    fn raw(dir: &Path) -> Connection {
+        Connection::open(dir.join(DB_FILE_NAME)).unwrap()
+    }
+
+    #[test]
+    fn round_trip_of_every_method() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Database::open(dir.path()).unwrap();
+        assert_eq!(db.path(), dir.path().join("socketfalco.db"));
+        assert_eq!(db.identity().unwrap(), None);
+        db.create_identity(ME, "Me").unwrap();
+        assert_eq!(
+            db.identity().unwrap(),
+            Some(Identity {
+                device: ME,
+                name: "Me".into()
+            })
+        );
+        let other = DeviceId([0xbb; 16]);
+        assert!(matches!(
+            db.create_identity(other, "Other"),
+            Err(StoreError::IdentityExists { device }) if device == ME
+        ));
+
+        let peer = id(&[0x42]);
+        assert!(!db.chat_exists(peer).unwrap());
+        assert_eq!(
+            db.open_chat(&hello(peer, "Peer")).unwrap(),
+            ChatResume {
+                received_up_to: 0,
+                last_own_seq: 0
+            }
+        );
+        assert!(db.chat_exists(peer).unwrap());
+
+        let one = db.compose(peer, "one", 10).unwrap();
+        assert_eq!(one, msg_at(1, 1, 10, "one"));
+        let two = db.compose(peer, "two", 20).unwrap();
+        assert_eq!(two, msg_at(2, 2, 20, "two"));
+        // The peer wrote two messages, concurrently with ours (Lamport 1 and 3).
+        db.persist_received(peer, &[msg_at(1, 1, 15, "hi"), msg_at(2, 3, 25, "yo")])
+            .unwrap();
+        let three = db.compose(peer, "three", 30).unwrap();
+        assert_eq!(three, msg_at(3, 4, 30, "three"));
+
+        assert_eq!(seqs(&db.own_messages(peer, 0, 100).unwrap()), [1, 2, 3]);
+        assert_eq!(db.own_messages(peer, 2, 1).unwrap(), [two.clone()]);
+        assert_eq!(db.own_messages(peer, 2, 0).unwrap(), []);
+        assert_eq!(db.own_messages(peer, 4, 10).unwrap(), []);
+        assert_eq!(db.own_messages(peer, u64::MAX, 10).unwrap(), []);
+        assert_eq!(db.own_messages(id(&[0x99]), 1, 10).unwrap(), []);
+
+        db.mark_delivered(peer, 2).unwrap();
+        db.mark_delivered(peer, 1).unwrap(); // never goes back
+        db.set_last_address(peer, "192.0.2.7:4000").unwrap();
+        assert!(matches!(
+            db.set_last_address(id(&[0x99]), "192.0.2.8:4000"),
+            Err(StoreError::NoSuchChat { .. })
+        ));
+        assert!(!db.chat_exists(id(&[0x99])).unwrap());
+
+        let chats = db.list_chats().unwrap();
+        assert_eq!(chats.len(), 1);
+        let chat = &chats[0];
+        assert_eq!(chat.peer, peer);
+        assert_eq!(chat.peer_name, "Peer");
+        assert_eq!(chat.last_address.as_deref(), Some("192.0.2.7:4000"));
+        assert_eq!((chat.messages, chat.waiting), (5, 1));
+        assert!(chat.last_activity_ms.is_some());
+
+        let history = db.history(peer).unwrap();
+        let shown: Vec<(&str, bool, bool)> = history
+            .iter()
+            .map(|s| (s.message.text.as_str(), s.mine, s.delivered))
+            .collect();
+        // Lamport 1 twice: ME (0xaa…) sorts after the peer (0x42…).
+        assert_eq!(
+            shown,
+            [
+                ("hi", false, true),
+                ("one", true, true),
+                ("two", true, true),
+                ("yo", false, true),
+                ("three", true, false),
+            ]
+        );
+        assert_eq!(history[0].author, peer);
+        assert_eq!(history[1].author, ME);
+        assert_eq!(db.history(id(&[0x99])).unwrap(), []);
+
+        // Reopening the chat updates the name and resumes where both sides are.
+        assert_eq!(
+            db.open_chat(&hello(peer, "Peer Two")).unwrap(),
+            ChatResume {
+                received_up_to: 2,
+                last_own_seq: 3
+            }
+        );
+        assert_eq!(db.list_chats().unwrap()[0].peer_name, "Peer Two");
+        assert_eq!(db.find_chat("42").unwrap(), peer);
+        assert_eq!(db.rename("Myself").unwrap(), "Me");
+        assert_eq!(db.identity().unwrap().unwrap().name, "Myself");
+    }
+
+    fn msg_at(seq: u64, lamport: u64, sent_at_ms: i64, text: &str) -> Message {
+        Message {
+            seq,
+            lamport,
+            sent_at_ms,
+            text: text.to_owned(),
+        }
+    }
+
+    /// One call of the [`Store`] trait, run against both stores.
+    #[derive(Clone, Debug)]
+    enum Op {
+        Open(DeviceId, &'static str),
+        Compose(DeviceId, &'static str, i64),
+        Persist(DeviceId, Vec<Message>),
+        Delivered(DeviceId, u64),
+        Own(DeviceId, u64, usize),
+    }
+
+    /// What a call returned, comparable across the two stores.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Outcome {
+        Resume(ChatResume),
+        Composed(Message),
+        Done,
+        Own(Vec<Message>),
+    }
+
+    fn apply<S: Store>(store: &mut S, op: &Op) -> Outcome
+    where
+        S::Error: fmt::Debug,
+    {
+        match op {
+            Op::Open(peer, name) => Outcome::Resume(store.open_chat(&hello(*peer, name)).unwrap()),
+            Op::Compose(peer, text, at) => {
+                Outcome::Composed(store.compose(*peer, text, *at).unwrap())
+            }
+            Op::Persist(peer, batch) => {
+                store.persist_received(*peer, batch).unwrap();
+                Outcome::Done
+            }
+            Op::Delivered(peer, up_to) => {
+                store.mark_delivered(*peer, *up_to).unwrap();
+                Outcome::Done
+            }
+            Op::Own(peer, from, max) => {
+                Outcome::Own(store.own_messages(*peer, *from, *max).unwrap())
+            }
+        }
+    }
+
+    #[test]
+    fn the_same_story_gives_the_same_results_as_the_memory_store() {
+        let a = id(&[0x10]);
+        let b = id(&[0xc0]);
+        let c = id(&[0xee]);
+        let story = vec![
+            Op::Open(a, "Alice"),
+            Op::Compose(a, "one", 1),
+            Op::Compose(a, "two", 2),
+            Op::Persist(a, vec![msg(1, 1, "a1"), msg(2, 3, "a2")]),
+            Op::Compose(a, "three", 3),
+            // A re-sent message is skipped, the new one kept.
+            Op::Persist(a, vec![msg(2, 3, "a2 again"), msg(3, 5, "a3")]),
+            // A batch past a gap, then a message below the highest stored: skipped, as in
+            // the memory store (a peer's messages are kept in sequence order).
+            Op::Persist(a, vec![msg(5, 6, "a5")]),
+            Op::Persist(a, vec![msg(4, 6, "a4 late")]),
+            Op::Delivered(a, 2),
+            Op::Delivered(a, 1),
+            Op::Open(a, "Alicia"),
+            // The peer holds more of ours than we have (say, our rows were restored from an
+            // old backup): the next message numbers after what the peer holds.
+            Op::Delivered(b, 7),
+            Op::Compose(b, "after the floor", 4),
+            Op::Persist(b, vec![]),
+            Op::Open(b, "Bob"),
+            // A compose for a chat never opened creates it.
+            Op::Compose(c, "hello?", 5),
+            Op::Own(a, 0, 100),
+            Op::Own(a, 2, 1),
+            Op::Own(a, 3, 10),
+            Op::Own(a, 4, 10),
+            Op::Own(a, u64::MAX, 5),
+            Op::Own(b, 0, usize::MAX),
+            Op::Own(id(&[0x77]), 1, 5),
+            Op::Compose(a, "four", 6),
+            Op::Persist(a, vec![msg(6, 1, "a6 with an old Lamport")]),
+            Op::Compose(a, "five", 7),
+            Op::Open(a, "Alice"),
+        ];
+
+        let (_dir, mut db) = fresh();
+        let mut memory = MemoryStore::new();
+        for (step, op) in story.iter().enumerate() {
+            let from_db = apply(&mut db, op);
+            let from_memory = apply(&mut memory, op);
+            assert_eq!(from_db, from_memory, "step {step}: {op:?}");
+            for peer in [a, b, c] {
+                assert_eq!(
+                    db.chat_exists(peer).unwrap(),
+                    memory.chats.contains_key(&peer),
+                    "step {step}"
+                );
+                assert_eq!(
+                    db.own_messages(peer, 0, usize::MAX).unwrap(),
+                    memory.own_messages(peer, 0, usize::MAX).unwrap(),
+                    "step {step}"
+                );
+                let history: Vec<(DeviceId, Message)> = db
+                    .history(peer)
+                    .unwrap()
+                    .into_iter()
+                    .map(|s| (s.author, s.message))
+                    .collect();
+                assert_eq!(history, memory.history(ME, peer), "step {step}");
+            }
+            for chat in db.list_chats().unwrap() {
+                let twin = &memory.chats[&chat.peer];
+                assert_eq!(chat.peer_name, twin.peer_name, "step {step}");
+                assert_eq!(
+                    chat.waiting,
+                    u64::try_from(memory.waiting(chat.peer)).unwrap(),
+                    "step {step}"
+                );
+                assert_eq!(
+                    chat.messages,
+                    u64::try_from(twin.own.len() + twin.received.len()).unwrap(),
+                    "step {step}"
+                );
+            }
+        }
+        // A few of the values the story must have produced, so it cannot pass vacuously.
+        assert_eq!(
+            seqs(&db.own_messages(b, 0, 10).unwrap()),
+            [8],
+            "numbered after the delivery floor"
+        );
+        assert_eq!(db.list_chats().unwrap().len(), 3);
+        let resume = db.open_chat(&hello(a, "Alice")).unwrap();
+        assert_eq!((resume.received_up_to, resume.last_own_seq), (6, 5));
+        let texts: Vec<String> = db
+            .history(a)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.message.text)
+            .collect();
+        assert!(!texts.contains(&"a2 again".to_owned()));
+        assert!(!texts.contains(&"a4 late".to_owned()));
+        assert_eq!(texts.len(), 10, "{texts:?}");
+    }
+
+    #[test]
+    fn everything_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let peer = id(&[0x42]);
+        let (chats, history) = {
+            let mut db = Database::open(dir.path()).unwrap();
+            db.create_identity(ME, "Me").unwrap();
+            db.open_chat(&hello(peer, "Peer")).unwrap();
+            db.compose(peer, "one", 1).unwrap();
+            db.compose(peer, "two", 2).unwrap();
+            db.persist_received(peer, &[msg(1, 1, "hi"), msg(2, 4, "yo")])
+                .unwrap();
+            db.mark_delivered(peer, 1).unwrap();
+            db.set_last_address(peer, "[::1]:4000").unwrap();
+            db.rename("Renamed").unwrap();
+            (db.list_chats().unwrap(), db.history(peer).unwrap())
+        };
+        let mut db = Database::open(dir.path()).unwrap();
+        assert_eq!(
+            db.identity().unwrap(),
+            Some(Identity {
+                device: ME,
+                name: "Renamed".into()
+            })
+        );
+        assert_eq!(db.list_chats().unwrap(), chats);
+        assert_eq!(chats[0].messages, 4);
+        assert_eq!(chats[0].waiting, 1);
+        assert_eq!(db.history(peer).unwrap(), history);
+        assert_eq!(history.len(), 4);
+        assert_eq!(
+            db.open_chat(&hello(peer, "Peer")).unwrap(),
+            ChatResume {
+                received_up_to: 2,
+                last_own_seq: 2
+            }
+        );
+        // Composing after the reopen continues the numbering (the identity was reloaded).
+        assert_eq!(
+            db.compose(peer, "three", 3).unwrap(),
+            msg_at(3, 5, 3, "three")
+        );
+    }
+
+    #[test]
+    fn two_handles_on_two_threads_compose_concurrently() {
+        const EACH: usize = 500;
+        let dir = tempfile::tempdir().unwrap();
+        let peer = id(&[0x42]);
+        {
+            let mut db = Database::open(dir.path()).unwrap();
+            db.create_identity(ME, "Me").unwrap();
+            db.open_chat(&hello(peer, "Peer")).unwrap();
+        }
+        let barrier = Arc::new(Barrier::new(2));
+        let writers: Vec<_> = (0..2)
+            .map(|writer| {
+                let dir = dir.path().to_owned();
+                let barrier = Arc::clone(&barrier);
+                std::thread::spawn(move || -> Result<Vec<u64>, String> {
+                    let mut db = Database::open(&dir).map_err(|e| e.to_string())?;
+                    barrier.wait();
+                    let mut seqs = Vec::with_capacity(EACH);
+                    for i in 0..EACH {
+                        let text = format!("writer {writer} message {i}");
+                        let sent = i64::try_from(i).unwrap_or(0);
+                        let m = db.compose(peer, &text, sent).map_err(|e| e.to_string())?;
+                        seqs.push(m.seq);
+                    }
+                    Ok(seqs)
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for writer in writers {
+            let seqs = writer.join().unwrap().unwrap();
+            assert_eq!(seqs.len(), EACH);
+            assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+            all.extend(seqs);
+        }
+        all.sort_unstable();
+        assert_eq!(all, (1..=2 * EACH as u64).collect::<Vec<_>>());
+
+        let mut db = Database::open(dir.path()).unwrap();
+        let stored = db.own_messages(peer, 0, usize::MAX).unwrap();
+        assert_eq!(seqs(&stored), (1..=2 * EACH as u64).collect::<Vec<_>>());
+        // Each compose saw every earlier one: Lamport counters are distinct and contiguous too.
+        let lamports: Vec<u64> = stored.iter().map(|m| m.lamport).collect();
+        assert_eq!(lamports, (1..=2 * EACH as u64).collect::<Vec<_>>());
+        let mut texts: Vec<&str> = stored.iter().map(|m| m.text.as_str()).collect();
+        texts.sort_unstable();
+        texts.dedup();
+        assert_eq!(texts.len(), 2 * EACH);
+    }
+
+    #[test]
+    fn concurrent_first_opens_create_the_schema_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("nested").join("data");
+        let barrier = Arc::new(Barrier::new(4));
+        let openers: Vec<_> = (0..4)
+            .map(|_| {
+                let data = data.clone();
+                let barrier = Arc::clone(&barrier);
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    Database::open(&data).map(|_| ()).map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        for opener in openers {
+            opener.join().unwrap().unwrap();
+        }
+        let version: i64 = raw(&data)
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 1);
+    }
+
+    #[test]
+    fn persisting_the_same_batch_twice_stores_it_once() {
+        let (_dir, mut db) = fresh();
+        let peer = id(&[0x42]);
+        db.open_chat(&hello(peer, "Peer")).unwrap();
+        let batch = [msg(1, 1, "a"), msg(2, 2, "b"), msg(3, 3, "c")];
+        db.persist_received(peer, &batch).unwrap();
+        db.persist_received(peer, &batch).unwrap();
+        assert_eq!(db.history(peer).unwrap().len(), 3);
+        assert_eq!(db.list_chats().unwrap()[0].messages, 3);
+        // An overlapping batch adds only what is new.
+        db.persist_received(peer, &[msg(3, 3, "c"), msg(4, 4, "d")])
+            .unwrap();
+        let received: Vec<u64> = db
+            .history(peer)
+            .unwrap()
+            .iter()
+            .map(|s| s.message.seq)
+            .collect();
+        assert_eq!(received, [1, 2, 3, 4]);
+        assert_eq!(
+            db.open_chat(&hello(peer, "Peer")).unwrap().received_up_to,
+            4
+        );
+    }
+
+    #[test]
+    fn find_chat_takes_unique_prefixes_in_any_case_with_or_without_hyphens() {
+        let (_dir, mut db) = fresh();
+        let a = id(&[0x12, 0x34, 0x56, 0x78]);
+        let b = id(&[0x12, 0x34, 0xab, 0xcd, 0xef]);
+        let c = id(&[0xff, 0xff]);
+        db.open_chat(&hello(a, "Ann")).unwrap();
+        db.open_chat(&hello(b, "Ben")).unwrap();
+        db.open_chat(&hello(c, "Cid")).unwrap();
+
+        assert_eq!(db.find_chat("12345").unwrap(), a);
+        assert_eq!(db.find_chat("1234AB").unwrap(), b);
+        assert_eq!(db.find_chat("1234abcd-ef").unwrap(), b);
+        assert_eq!(db.find_chat("1234ABCDEF").unwrap(), b);
+        assert_eq!(db.find_chat(" ff ").unwrap(), c);
+        assert_eq!(db.find_chat(&a.to_string()).unwrap(), a);
+        assert_eq!(
+            db.find_chat(&a.to_string().replace('-', "").to_uppercase())
+                .unwrap(),
+            a
+        );
+
+        match db.find_chat("1234") {
+            Err(StoreError::AmbiguousChat { prefix, candidates }) => {
+                assert_eq!(prefix, "1234");
+                assert_eq!(
+                    candidates,
+                    [
+                        ChatCandidate {
+                            peer: a,
+                            peer_name: "Ann".into()
+                        },
+                        ChatCandidate {
+                            peer: b,
+                            peer_name: "Ben".into()
+                        }
+                    ]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let text = db.find_chat("1234").unwrap_err().to_string();
+        assert!(
+            text.contains(&a.to_string()) && text.contains("(Ben)"),
+            "{text}"
+        );
+
+        assert!(matches!(
+            db.find_chat("9"),
+            Err(StoreError::NoSuchChat { prefix }) if prefix == "9"
+        ));
+        for bad in ["", "-", "xyz", "12 34", &"1".repeat(33)] {
+            assert!(
+                matches!(db.find_chat(bad), Err(StoreError::InvalidPrefix { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Database::open(dir.path()).unwrap());
+        raw(dir.path())
+            .pragma_update(None, "user_version", 2)
+            .unwrap();
+        match Database::open(dir.path()) {
+            Err(e @ StoreError::NewerSchema { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains("socketfalco.db"), "{text}");
+                assert!(text.contains("version 2"), "{text}");
+                let StoreError::NewerSchema {
+                    found, supported, ..
+                } = e
+                else {
+                    unreachable!()
+                };
+                assert_eq!((found, supported), (2, 1));
+            }
+            other => panic!("{other:?}"),
+        }
+        let version: i64 = raw(dir.path())
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 2);
+    }
+
+    #[test]
+    fn another_programs_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        raw(dir.path())
+            .pragma_update(None, "application_id", 42)
+            .unwrap();
+        assert!(matches!(
+            Database::open(dir.path()),
+            Err(StoreError::NotSocketFalco {
+                application_id: 42,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn the_pragmas_are_in_force() {
+        let (_dir, db) = fresh();
+        let text = |pragma: &str| -> String {
+            db.conn
+                .pragma_query_value(None, pragma, |r| r.get::<_, rusqlite::types::Value>(0))
+                .map(|v| match v {
+                    rusqlite::types::Value::Text(t) => t,
+                    rusqlite::types::Value::Integer(i) => i.to_string(),
+                    other => format!("{other:?}"),
+                })
+                .unwrap()
+        };
+        assert_eq!(text("journal_mode"), "wal");
+        assert_eq!(text("synchronous"), "2"); // FULL
+        assert_eq!(text("foreign_keys"), "1");
+        assert_eq!(text("busy_timeout"), "10000");
+        assert_eq!(text("user_version"), "1");
+        assert_eq!(text("application_id"), APPLICATION_ID.to_string());
+        // The foreign key is enforced: no message without its chat.
+        let orphan = db.conn.execute(
+            "INSERT INTO messages VALUES (?1, ?2, 1, 1, 0, 'x', 0)",
+            params![[1u8; 16], ME.0],
+        );
+        assert!(orphan.is_err());
+        // STRICT and the length checks: a 15-byte id is refused.
+        let short = db.conn.execute(
+            "INSERT INTO chats (peer, peer_name, created_at_ms) VALUES (?1, '', 0)",
+            params![[1u8; 15]],
+        );
+        assert!(short.is_err());
+    }
+
+    #[test]
+    fn names_are_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Database::open(dir.path()).unwrap();
+        assert!(matches!(
+            db.rename("Bob"),
+            Err(StoreError::NoIdentity { path: Some(_) })
+        ));
+        assert!(matches!(
+            db.create_identity(ME, "A"),
+            Err(StoreError::InvalidName(NameError::TooShort))
+        ));
+        assert_eq!(db.identity().unwrap(), None);
+        db.create_identity(ME, "Alice").unwrap();
+        let cases = [
+            ("A", NameError::TooShort),
+            ("ABCDEFGHIJKLMNOP", NameError::TooLong),
+            ("Bo\nb", NameError::ControlCharacter),
+            ("Bob\x1b[2J", NameError::ControlCharacter),
+            (" Bob", NameError::SurroundingSpace),
+        ];
+        for (name, why) in cases {
+            match db.rename(name) {
+                Err(StoreError::InvalidName(e)) => assert_eq!(e, why, "{name:?}"),
+                other => panic!("{name:?}: {other:?}"),
+            }
+        }
+        assert_eq!(db.identity().unwrap().unwrap().name, "Alice");
+        assert_eq!(db.rename("ÉÉÉÉÉÉÉÉÉÉÉÉÉÉÉ").unwrap(), "Alice"); // 15 characters
+        assert_eq!(db.rename("Bob").unwrap(), "ÉÉÉÉÉÉÉÉÉÉÉÉÉÉÉ");
+        assert_eq!(db.identity().unwrap().unwrap().name, "Bob");
+        // A peer's name is checked too before it is stored.
+        let peer = id(&[0x42]);
+        assert!(matches!(
+            db.open_chat(&hello(peer, "x")),
+            Err(StoreError::InvalidName(NameError::TooShort))
+        ));
+        assert!(!db.chat_exists(peer).unwrap());
+    }
+
+    #[test]
+    fn counters_above_i64_max_are_refused_not_wrapped() {
+        let (_dir, mut db) = fresh();
+        let peer = id(&[0x42]);
+        db.open_chat(&hello(peer, "Peer")).unwrap();
+        let too_big = u64::try_from(i64::MAX).unwrap() + 1;
+
+        assert!(matches!(
+            db.mark_delivered(peer, u64::MAX),
+            Err(StoreError::OutOfRange {
+                value: u64::MAX,
+                ..
+            })
+        ));
+        // The whole batch is refused: its valid first message is not stored either.
+        assert!(matches!(
+            db.persist_received(peer, &[msg(1, 1, "ok"), msg(too_big, 2, "big")]),
+            Err(StoreError::OutOfRange { what: "sequence number", value }) if value == too_big
+        ));
+        assert_eq!(db.history(peer).unwrap(), []);
+
+        // i64::MAX itself is storable; the compose after it would need i64::MAX + 1.
+        db.persist_received(peer, &[msg_at(1, too_big - 1, 0, "max")])
+            .unwrap();
+        assert!(matches!(
+            db.compose(peer, "next", 0),
+            Err(StoreError::OutOfRange { what: "Lamport counter", value }) if value == too_big
+        ));
+        assert_eq!(db.own_messages(peer, 0, 10).unwrap(), []);
+        assert_eq!(db.own_messages(peer, u64::MAX, 10).unwrap(), []);
+    }
+
+    #[test]
+    fn compose_needs_an_identity_and_says_where() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Database::open(dir.path()).unwrap();
+        let err = db.compose(id(&[0x42]), "hi", 0).unwrap_err();
+        assert!(matches!(err, StoreError::NoIdentity { .. }), "{err:?}");
+        assert!(err.to_string().contains("socketfalco.db"), "{err}");
+        // An identity created by another process is picked up without reopening.
+        Database::open(dir.path())
+            .unwrap()
+            .create_identity(ME, "Me")
+            .unwrap();
+        assert_eq!(db.compose(id(&[0x42]), "hi", 0).unwrap().seq, 1);
+    }
+
+    #[test]
+    fn compose_creates_an_unknown_chat_with_an_empty_name() {
+        let (_dir, mut db) = fresh();
+        let peer = id(&[0x42]);
+        assert!(matches!(
+            db.compose(peer, "", 0),
+            Err(StoreError::InvalidText(TextError::Empty))
+        ));
+        assert!(!db.chat_exists(peer).unwrap());
+        db.compose(peer, "hi", 0).unwrap();
+        let chats = db.list_chats().unwrap();
+        assert_eq!(chats.len(), 1);
+        assert_eq!(chats[0].peer_name, "");
+        assert_eq!((chats[0].messages, chats[0].waiting), (1, 1));
+    }
+
+    #[test]
+    fn the_chat_list_is_ordered_by_last_activity() {
+        let (_dir, mut db) = fresh();
+        let (a, b, c) = (id(&[0x0a]), id(&[0x0b]), id(&[0x0c]));
+        db.clock = || 100;
+        db.open_chat(&hello(a, "Ann")).unwrap();
+        db.open_chat(&hello(b, "Ben")).unwrap();
+        db.clock = || 150;
+        db.open_chat(&hello(c, "Cid")).unwrap(); // no message yet: last
+        db.clock = || 200;
+        db.compose(a, "to Ann", 0).unwrap();
+        db.clock = || 300;
+        db.persist_received(b, &[msg(1, 1, "from Ben")]).unwrap();
+        db.clock = || 400;
+        db.persist_received(b, &[msg(1, 1, "from Ben")]).unwrap(); // nothing new: no activity
+        db.mark_delivered(a, 1).unwrap(); // not an activity either
+        let order: Vec<(DeviceId, Option<i64>)> = db
+            .list_chats()
+            .unwrap()
+            .iter()
+            .map(|c| (c.peer, c.last_activity_ms))
+            .collect();
+        assert_eq!(order, [(b, Some(300)), (a, Some(200)), (c, None)]);
+    }
+}

@@ -1,0 +1,458 @@
+//! What the user sees: session events turned into lines for a terminal, plain lines for
+//! scripts, or JSON objects for programs.
+//!
+//! [`Presenter`] is a function of state fed by events: it never touches the network or the
+//! store. The terminal style holds an own line back for a moment so it can be shown with its
+//! delivered mark (✓) when the peer acks at once, as it usually does; the plain style prints
+//! one line per event with no escape codes; the JSON style prints one object per event.
+
+pub mod editor;
+
+use chrono::{Local, TimeZone};
+use serde_json::json;
+use socketfalco_core::{DeviceId, Message, Side};
+use socketfalco_transport::Output;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// How long the terminal waits for a delivery before showing an own line as not yet
+/// delivered.
+const HOLD_FOR_DELIVERY: Duration = Duration::from_millis(400);
+
+/// How events are shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Style {
+    /// An interactive terminal: short times, marks, a prompt.
+    Terminal,
+    /// Plain lines for scripts and logs; no escape codes.
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A stored message, as the chat history shows it.
+#[derive(Clone, Debug)]
+pub struct HistoryEntry {
+    /// Who wrote it.
+    pub author_name: String,
+    /// Whether this device wrote it.
+    pub mine: bool,
+    /// Whether the peer holds it (always true for the peer's own messages).
+    pub delivered: bool,
+    /// The message.
+    pub message: Message,
+    /// The chat.
+    pub peer: DeviceId,
+}
+
+/// Turns events into lines. See the [module docs](self).
+pub struct Presenter {
+    style: Style,
+    me: String,
+    peer_name: String,
+    resync: Option<(u64, u64)>,
+    held: VecDeque<(Message, Instant)>,
+    delivered_up_to: u64,
+    undelivered_shown: u64,
+}
+
+impl Presenter {
+    /// A presenter for the user called `me`.
+    pub fn new(style: Style, me: &str) -> Presenter {
+        Presenter {
+            style,
+            me: me.to_owned(),
+            peer_name: "peer".to_owned(),
+            resync: None,
+            held: VecDeque::new(),
+            delivered_up_to: 0,
+            undelivered_shown: 0,
+        }
+    }
+
+    /// The prompt for the terminal, with re-sync progress while one runs.
+    pub fn prompt(&self) -> String {
+        match self.resync {
+            Some((done, total)) => format!("[re-sync {done}/{total}] {}> ", self.me),
+            None => format!("{}> ", self.me),
+        }
+    }
+
+    /// Lines for one session event.
+    pub fn output(&mut self, output: &Output) -> Vec<String> {
+        if self.style == Style::Json {
+            return vec![self.json(output).to_string()];
+        }
+        let mut lines = Vec::new();
+        match output {
+            Output::Listening(addr) => lines.push(format!(
+                "listening on {addr} — waiting for a peer (Ctrl-C or \"quit\" to leave)"
+            )),
+            Output::Connecting(addr) => lines.push(format!("connecting to {addr}…")),
+            Output::Connected {
+                peer,
+                addr,
+                incoming,
+                outgoing,
+            } => {
+                self.peer_name.clone_from(&peer.name);
+                self.delivered_up_to = 0;
+                let mut line = format!("connected to {} ({}) at {addr}", peer.name, peer.device);
+                if peer.temporary {
+                    let who = if peer.peer_temporary { "the peer" } else { "you" };
+                    line.push_str(&format!(
+                        " — temporary session ({who} asked): nothing is stored on either side"
+                    ));
+                } else {
+                    line.push_str(&format!(
+                        " — {incoming} message(s) arriving, {outgoing} of yours going out"
+                    ));
+                }
+                if *incoming > 0 {
+                    self.resync = Some((0, *incoming));
+                }
+                lines.push(line);
+            }
+            Output::Received {
+                message, stored, ..
+            } => {
+                if let Some((done, total)) = self.resync.as_mut() {
+                    *done += 1;
+                    if *done >= *total {
+                        self.resync = None;
+                    }
+                }
+                let name = self.peer_name.clone();
+                let mut line = self.message_line(&name, message);
+                if !stored && self.style == Style::Terminal {
+                    line.push_str("  (temporary)");
+                }
+                lines.push(line);
+            }
+            Output::Sent { message, live, .. } => {
+                if *live && self.style == Style::Terminal {
+                    self.held.push_back((message.clone(), Instant::now()));
+                } else {
+                    let me = self.me.clone();
+                    let mut line = self.message_line(&me, message);
+                    if !live {
+                        line.push_str(match self.style {
+                            Style::Terminal => "  ⧗ waiting",
+                            _ => "  (waiting for delivery)",
+                        });
+                        self.undelivered_shown += 1;
+                    }
+                    lines.push(line);
+                }
+            }
+            Output::Delivered { up_to, .. } => {
+                self.delivered_up_to = self.delivered_up_to.max(*up_to);
+                match self.style {
+                    Style::Terminal => lines.extend(self.release_held(Instant::now(), true)),
+                    _ => lines.push(format!("delivered up to #{up_to}")),
+                }
+            }
+            Output::Disconnected { reason, by } => {
+                lines.extend(self.release_held(Instant::now(), true));
+                self.resync = None;
+                let who = match by {
+                    Side::Local => "closed",
+                    Side::Peer => "the peer closed",
+                };
+                lines.push(format!("disconnected ({who}): {reason}"));
+            }
+            Output::Reconnecting { in_ms } => lines.push(format!(
+                "reconnecting in {:.1} s — what you write meanwhile is stored and sent then",
+                *in_ms as f64 / 1000.0
+            )),
+            Output::RefusedBusy(addr) => {
+                lines.push(format!("told {addr} that you are busy in this chat"));
+            }
+            Output::Rejected { reason, .. } => lines.push(format!("not sent: {reason}")),
+            Output::Pending(_) => lines.push(
+                "no peer yet: the line waits and is sent to the first peer that connects"
+                    .to_owned(),
+            ),
+            Output::Warning(text) => lines.push(format!("warning: {text}")),
+        }
+        lines
+    }
+
+    /// Own lines held for their delivered mark that have waited long enough.
+    pub fn tick(&mut self, now: Instant) -> Vec<String> {
+        self.release_held(now, false)
+    }
+
+    fn release_held(&mut self, now: Instant, all: bool) -> Vec<String> {
+        let mut lines = Vec::new();
+        while let Some((message, at)) = self.held.front() {
+            let delivered = message.seq <= self.delivered_up_to;
+            if !(delivered || all || now.duration_since(*at) >= HOLD_FOR_DELIVERY) {
+                break;
+            }
+            let me = self.me.clone();
+            let mut line = self.message_line(&me, message);
+            line.push_str(if delivered { "  ✓" } else { "  ⧗" });
+            if !delivered {
+                self.undelivered_shown += 1;
+            }
+            lines.push(line);
+            self.held.pop_front();
+        }
+        if self.undelivered_shown > 0 && self.held.is_empty() && all {
+            // A later delivery covers lines already shown as waiting.
+            if self.delivered_up_to > 0 && self.style == Style::Terminal {
+                lines.push(format!("✓ delivered up to #{}", self.delivered_up_to));
+                self.undelivered_shown = 0;
+            }
+        }
+        lines
+    }
+
+    /// One history line (the `-eC` view and the summary on connect).
+    pub fn history_line(&self, entry: &HistoryEntry) -> String {
+        if self.style == Style::Json {
+            return json!({
+                "event": "history",
+                "peer": entry.peer.to_string(),
+                "from": entry.author_name,
+                "mine": entry.mine,
+                "delivered": entry.delivered,
+                "seq": entry.message.seq,
+                "lamport": entry.message.lamport,
+                "sent_at_ms": entry.message.sent_at_ms,
+                "text": entry.message.text,
+            })
+            .to_string();
+        }
+        let mut line = self.message_line(&entry.author_name, &entry.message);
+        if entry.mine {
+            line.push_str(match (entry.delivered, self.style) {
+                (true, Style::Terminal) => "  ✓",
+                (false, Style::Terminal) => "  ⧗ waiting",
+                (false, _) => "  (waiting for delivery)",
+                (true, _) => "",
+            });
+        }
+        line
+    }
+
+    fn message_line(&self, name: &str, message: &Message) -> String {
+        let time = format_time(message.sent_at_ms, self.style);
+        let text = sanitize(&message.text);
+        let text = text.replace('\n', "\n    ");
+        format!("[{time}] {name}: {text}")
+    }
+
+    fn json(&self, output: &Output) -> serde_json::Value {
+        match output {
+            Output::Listening(addr) => json!({"event": "listening", "addr": addr.to_string()}),
+            Output::Connecting(addr) => json!({"event": "connecting", "addr": addr.to_string()}),
+            Output::Connected {
+                peer,
+                addr,
+                incoming,
+                outgoing,
+            } => json!({
+                "event": "connected",
+                "peer": peer.device.to_string(),
+                "name": peer.name,
+                "addr": addr.to_string(),
+                "temporary": peer.temporary,
+                "peer_temporary": peer.peer_temporary,
+                "incoming": incoming,
+                "outgoing": outgoing,
+            }),
+            Output::Received {
+                peer,
+                message,
+                stored,
+            } => json!({
+                "event": "message",
+                "direction": "in",
+                "peer": peer.to_string(),
+                "seq": message.seq,
+                "lamport": message.lamport,
+                "sent_at_ms": message.sent_at_ms,
+                "text": message.text,
+                "stored": stored,
+            }),
+            Output::Sent {
+                peer,
+                message,
+                live,
+            } => json!({
+                "event": "message",
+                "direction": "out",
+                "peer": peer.to_string(),
+                "from": self.me,
+                "seq": message.seq,
+                "lamport": message.lamport,
+                "sent_at_ms": message.sent_at_ms,
+                "text": message.text,
+                "live": live,
+            }),
+            Output::Delivered { peer, up_to } => {
+                json!({"event": "delivered", "peer": peer.to_string(), "up_to": up_to})
+            }
+            Output::Disconnected { reason, by } => json!({
+                "event": "peer_left",
+                "reason": reason.to_string(),
+                "code": reason.code.to_wire(),
+                "by": match by { Side::Local => "local", Side::Peer => "peer" },
+            }),
+            Output::Reconnecting { in_ms } => json!({"event": "reconnecting", "in_ms": in_ms}),
+            Output::RefusedBusy(addr) => json!({"event": "busy_refused", "addr": addr.to_string()}),
+            Output::Rejected { text, reason } => {
+                json!({"event": "error", "kind": "rejected", "text": text, "message": reason})
+            }
+            Output::Pending(text) => json!({"event": "pending", "text": text}),
+            Output::Warning(text) => json!({"event": "error", "kind": "warning", "message": text}),
+        }
+    }
+
+    /// The line for a fatal error.
+    pub fn error(&self, message: &str) -> String {
+        match self.style {
+            Style::Json => json!({"event": "error", "kind": "fatal", "message": message}).to_string(),
+            _ => format!("error: {message}"),
+        }
+    }
+
+    /// The name of the peer, once connected.
+    pub fn set_peer_name(&mut self, name: &str) {
+        name.clone_into(&mut self.peer_name);
+    }
+}
+
+/// Local time of a message: `HH:MM` on a terminal, the full date in plain output.
+fn format_time(ms: i64, style: Style) -> String {
+    let format = match style {
+        Style::Terminal => "%H:%M",
+        _ => "%Y-%m-%d %H:%M:%S",
+    };
+    match Local.timestamp_millis_opt(ms).single() {
+        Some(t) => t.format(format).to_string(),
+        None => "??:??".to_owned(),
+    }
+}
+
+/// Replaces control characters (escape sequences a peer could use to garble or spoof the
+/// terminal) with U+FFFD; keeps newlines and tabs.
+pub fn sanitize(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(seq: u64, text: &str) -> Message {
+        Message {
+            seq,
+            lamport: seq,
+            sent_at_ms: 0,
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn escape_sequences_from_a_peer_are_neutralized() {
+        assert_eq!(sanitize("hi\x1b[2J\x07"), "hi\u{fffd}[2J\u{fffd}");
+        assert_eq!(sanitize("a\nb\tc"), "a\nb\tc");
+    }
+
+    #[test]
+    fn plain_lines_carry_the_name_and_the_text() {
+        let mut p = Presenter::new(Style::Plain, "alice");
+        p.set_peer_name("bob");
+        let lines = p.output(&Output::Received {
+            peer: DeviceId([1; 16]),
+            message: message(1, "hello"),
+            stored: true,
+        });
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].ends_with("] bob: hello"), "{}", lines[0]);
+        assert!(!lines[0].contains('\x1b'));
+    }
+
+    #[test]
+    fn the_terminal_marks_an_own_line_delivered_when_the_ack_comes_quickly() {
+        let mut p = Presenter::new(Style::Terminal, "alice");
+        let peer = DeviceId([1; 16]);
+        let sent = p.output(&Output::Sent {
+            peer,
+            message: message(1, "hi"),
+            live: true,
+        });
+        assert!(sent.is_empty(), "held for its mark");
+        let lines = p.output(&Output::Delivered { peer, up_to: 1 });
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].ends_with("alice: hi  ✓"), "{}", lines[0]);
+    }
+
+    #[test]
+    fn the_terminal_shows_an_unacked_line_as_waiting_after_a_moment() {
+        let mut p = Presenter::new(Style::Terminal, "alice");
+        let peer = DeviceId([1; 16]);
+        let _ = p.output(&Output::Sent {
+            peer,
+            message: message(1, "hi"),
+            live: true,
+        });
+        assert!(p.tick(Instant::now()).is_empty());
+        let later = Instant::now() + HOLD_FOR_DELIVERY;
+        let lines = p.tick(later);
+        assert!(lines[0].ends_with("alice: hi  ⧗"), "{lines:?}");
+    }
+
+    #[test]
+    fn json_events_are_one_object_each() {
+        let mut p = Presenter::new(Style::Json, "alice");
+        let lines = p.output(&Output::Delivered {
+            peer: DeviceId([1; 16]),
+            up_to: 3,
+        });
+        let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(v["event"], "delivered");
+        assert_eq!(v["up_to"], 3);
+    }
+
+    #[test]
+    fn resync_progress_shows_in_the_prompt() {
+        let mut p = Presenter::new(Style::Terminal, "alice");
+        let peer = socketfalco_core::PeerHello {
+            device: DeviceId([1; 16]),
+            name: "bob".into(),
+            peer_temporary: false,
+            temporary: false,
+        };
+        let _ = p.output(&Output::Connected {
+            peer,
+            addr: "127.0.0.1:1".parse().unwrap(),
+            incoming: 2,
+            outgoing: 0,
+        });
+        assert!(p.prompt().starts_with("[re-sync 0/2]"));
+        let _ = p.output(&Output::Received {
+            peer: DeviceId([1; 16]),
+            message: message(1, "a"),
+            stored: true,
+        });
+        assert!(p.prompt().starts_with("[re-sync 1/2]"));
+        let _ = p.output(&Output::Received {
+            peer: DeviceId([1; 16]),
+            message: message(2, "b"),
+            stored: true,
+        });
+        assert_eq!(p.prompt(), "alice> ");
+    }
+}
