@@ -771,11 +771,15 @@ impl<S: Store> Endpoint<S> {
         let expired = now >= deadline;
         match self.conn.as_mut() {
             Some(conn) if !conn.link().session().is_closed() => {
+                // Settled: the handshake is done, every line is written and acked, and the
+                // re-sync from the peer is complete. Until then (within the grace period)
+                // leaving waits, so that `socketfalco -c HOST < /dev/null` syncs and exits.
                 let session = conn.link().session();
-                let settled =
-                    session.is_established() && self.pending.is_empty() && session.in_flight() == 0;
-                let idle_handshake = !session.is_established() && self.pending.is_empty();
-                if settled || idle_handshake || expired {
+                let settled = session.is_established()
+                    && self.pending.is_empty()
+                    && session.in_flight() == 0
+                    && session.persisted_up_to() >= session.peer_last_seq();
+                if settled || expired {
                     conn.link_mut()
                         .session_mut()
                         .close(Close::new(CloseCode::Normal, "the user left"), now);
@@ -783,7 +787,7 @@ impl<S: Store> Endpoint<S> {
                 }
             }
             _ => {
-                if self.dialing.is_some() && !expired && !self.pending.is_empty() {
+                if self.dialing.is_some() && !expired {
                     return;
                 }
                 self.dialing = None;

@@ -27,7 +27,11 @@ pub fn run(ctx: &Context, prefix: &str) -> Result<(), AppError> {
     let mut presenter = Presenter::new(ctx.style, &me.name);
     presenter.set_peer_name(&peer_name);
     let entry = |m: socketfalco_core::Message, mine: bool, delivered: bool| HistoryEntry {
-        author_name: if mine { me.name.clone() } else { peer_name.clone() },
+        author_name: if mine {
+            me.name.clone()
+        } else {
+            peer_name.clone()
+        },
         mine,
         delivered,
         message: m,
@@ -87,7 +91,11 @@ pub fn run(ctx: &Context, prefix: &str) -> Result<(), AppError> {
     Ok(())
 }
 
-fn compose(db: &mut Database, peer: DeviceId, text: &str) -> Result<socketfalco_core::Message, AppError> {
+fn compose(
+    db: &mut Database,
+    peer: DeviceId,
+    text: &str,
+) -> Result<socketfalco_core::Message, AppError> {
     check_text(text)?;
     Ok(db.compose(peer, text, Clock::new().wall_ms())?)
 }

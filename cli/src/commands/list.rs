@@ -40,11 +40,18 @@ pub fn run(ctx: &Context) -> Result<(), AppError> {
         let activity = c
             .last_activity_ms
             .and_then(|ms| Local.timestamp_millis_opt(ms).single())
-            .map_or_else(|| "-".to_owned(), |t| t.format("%Y-%m-%d %H:%M").to_string());
+            .map_or_else(
+                || "-".to_owned(),
+                |t| t.format("%Y-%m-%d %H:%M").to_string(),
+            );
         println!(
             "{:<36}  {:<15}  {:<24}  {:>8}  {:>7}  {}",
             c.peer.to_string(),
-            if c.peer_name.is_empty() { "?" } else { &c.peer_name },
+            if c.peer_name.is_empty() {
+                "?"
+            } else {
+                &c.peer_name
+            },
             c.last_address.as_deref().unwrap_or("-"),
             c.messages,
             c.waiting,

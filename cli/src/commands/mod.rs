@@ -122,7 +122,9 @@ fn ask_name() -> Result<String, AppError> {
     let stdin = io::stdin();
     let mut lines = stdin.lock().lines();
     loop {
-        print!("Welcome to SocketFalco. Choose your name (2–{MAX_NAME_CHARS_FOR_USERS} characters): ");
+        print!(
+            "Welcome to SocketFalco. Choose your name (2–{MAX_NAME_CHARS_FOR_USERS} characters): "
+        );
         io::stdout().flush()?;
         let Some(line) = lines.next() else {
             return Err(AppError::new("no name given"));

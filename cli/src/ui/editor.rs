@@ -60,7 +60,11 @@ impl LineEditor {
 
     /// Prints `text` (may span lines) above the prompt, then redraws the prompt.
     pub fn print_above(&mut self, text: &str) -> io::Result<()> {
-        queue!(self.out, cursor::MoveToColumn(0), Clear(ClearType::CurrentLine))?;
+        queue!(
+            self.out,
+            cursor::MoveToColumn(0),
+            Clear(ClearType::CurrentLine)
+        )?;
         for line in text.split('\n') {
             queue!(self.out, Print(line), Print("\r\n"))?;
         }
@@ -192,7 +196,12 @@ impl LineEditor {
             .collect();
         // Scroll so that the cursor stays visible.
         let mut start = 0;
-        while shown[start..self.cursor].iter().map(|&c| char_width(c)).sum::<usize>() >= room {
+        while shown[start..self.cursor]
+            .iter()
+            .map(|&c| char_width(c))
+            .sum::<usize>()
+            >= room
+        {
             start += 1;
         }
         let mut end = start;
@@ -202,7 +211,10 @@ impl LineEditor {
             end += 1;
         }
         let visible: String = shown[start..end].iter().collect();
-        let cursor_col: usize = shown[start..self.cursor].iter().map(|&c| char_width(c)).sum();
+        let cursor_col: usize = shown[start..self.cursor]
+            .iter()
+            .map(|&c| char_width(c))
+            .sum();
         let col = u16::try_from(prompt_width + cursor_col).unwrap_or(u16::MAX);
         queue!(
             self.out,

@@ -99,7 +99,11 @@ impl Presenter {
                 self.delivered_up_to = 0;
                 let mut line = format!("connected to {} ({}) at {addr}", peer.name, peer.device);
                 if peer.temporary {
-                    let who = if peer.peer_temporary { "the peer" } else { "you" };
+                    let who = if peer.peer_temporary {
+                        "the peer"
+                    } else {
+                        "you"
+                    };
                     line.push_str(&format!(
                         " — temporary session ({who} asked): nothing is stored on either side"
                     ));
@@ -314,7 +318,9 @@ impl Presenter {
     /// The line for a fatal error.
     pub fn error(&self, message: &str) -> String {
         match self.style {
-            Style::Json => json!({"event": "error", "kind": "fatal", "message": message}).to_string(),
+            Style::Json => {
+                json!({"event": "error", "kind": "fatal", "message": message}).to_string()
+            }
             _ => format!("error: {message}"),
         }
     }

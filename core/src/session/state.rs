@@ -187,6 +187,8 @@ pub struct Session {
     peer_acked: u64,
 
     // Receiving side.
+    /// The peer's last sequence number as its sync announced it.
+    peer_last_seq: u64,
     received_up_to: u64,
     persisted_up_to: u64,
     ack_written: u64,
@@ -221,6 +223,7 @@ impl Session {
             early_sync: None,
             next_send_seq: 1,
             peer_acked: 0,
+            peer_last_seq: 0,
             received_up_to: 0,
             persisted_up_to: 0,
             ack_written: 0,
@@ -283,6 +286,12 @@ impl Session {
     /// The peer holds our messages up to here.
     pub fn peer_acked(&self) -> u64 {
         self.peer_acked
+    }
+
+    /// The peer's last own sequence number when the chat was synchronized: the re-sync is
+    /// complete once [`received_up_to`](Self::received_up_to) reaches it.
+    pub fn peer_last_seq(&self) -> u64 {
+        self.peer_last_seq
     }
 
     /// We have received the peer's messages up to here (persisted or not).
@@ -594,6 +603,7 @@ impl Session {
         // writing (our store lost its tail), the store must number new messages after it.
         self.peer_acked = sync.received_up_to;
         self.next_send_seq = sync.received_up_to + 1;
+        self.peer_last_seq = sync.last_seq;
         self.state = State::Established;
         self.events.push_back(Event::Established {
             peer_received_up_to: sync.received_up_to,
