@@ -1,23 +1,7 @@
 //! The `socketfalco` binary: a terminal chat between two devices that never loses a message.
-//!
-//! # Layout
-//! - `args`: the command line (clap), legacy single-dash flags included.
-//! - `paths`: where the data directory is on each platform.
-//! - `store`: the SQLite database (identity, chats, messages) implementing the core's
-//!   durability contract.
-//! - `commands`: one module per command (`chat` for `-l`/`-c`, `edit_chat`, `edit_name`,
-//!   `list`); start there to add a command.
-//! - `ui`: how events are shown (terminal, plain lines, JSON) and the line editor.
-//!
-//! The protocol lives in the `socketfalco-core` crate, the sockets in
-//! `socketfalco-transport`; this crate only wires them to the user and the disk.
+//! Everything but parsing the arguments and the exit status lives in the library (`lib.rs`).
 
-mod args;
-mod commands;
-mod paths;
-mod store;
-mod ui;
-
+use socketfalco::{args, commands};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -34,7 +18,6 @@ fn main() -> ExitCode {
         }
     }
 }
-
 /// `-v` shows info, `-vv` debug, `-vvv` trace on stderr; `RUST_LOG` overrides.
 fn init_logging(verbose: u8) {
     let level = match verbose {

@@ -28,7 +28,7 @@ fn data_dir_from(base: Option<PathBuf>) -> Result<PathBuf, String> {
         // happens to be started would scatter chats across folders.
         Some(base) if base.is_absolute() => Ok(base.join(APP_DIR_NAME)),
         Some(base) => Err(format!(
-            "the data folder {} is not an absolute path; name a data folder explicitly",
+            "the data folder {} is not an absolute path; pass --data-dir DIR",
             base.display()
         )),
         None => Err(NO_HOME.to_owned()),
@@ -37,12 +37,12 @@ fn data_dir_from(base: Option<PathBuf>) -> Result<PathBuf, String> {
 
 #[cfg(windows)]
 const NO_HOME: &str =
-    "cannot find the local application data folder (%LOCALAPPDATA%); name a data folder explicitly";
+    "cannot find the local application data folder (%LOCALAPPDATA%); pass --data-dir DIR";
 
 #[cfg(not(windows))]
 const NO_HOME: &str =
     "cannot find the home directory (HOME is unset and the user has no home in the password \
-     database), nor an absolute XDG_DATA_HOME; name a data folder explicitly";
+     database), nor an absolute XDG_DATA_HOME; pass --data-dir DIR";
 
 #[cfg(test)]
 mod tests {
@@ -60,7 +60,7 @@ mod tests {
     #[test]
     fn no_platform_folder_is_a_clear_error() {
         let err = data_dir_from(None).unwrap_err();
-        assert!(err.contains("name a data folder explicitly"), "{err}");
+        assert!(err.contains("pass --data-dir DIR"), "{err}");
     }
 
     #[test]

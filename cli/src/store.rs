@@ -238,10 +238,10 @@ impl StoreError {
             StoreError::Sqlite { path, .. }
             | StoreError::Locked { path, .. }
             | StoreError::NoIdentity { path }
-            | StoreError::Corrupt { path, .. } => {
-                if path.is_none() {
-                    *path = Some(db.to_owned());
-                }
+            | StoreError::Corrupt { path, .. }
+                if path.is_none() =>
+            {
+                *path = Some(db.to_owned());
             }
             _ => {}
         }
@@ -404,6 +404,7 @@ impl Database {
     }
 
     /// The database file.
+    #[allow(dead_code)] // API for the commands (error messages); unused by them so far.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -577,8 +578,12 @@ impl Database {
     /// Every chat, the most recently active first (chats without messages last, newest
     /// first).
     pub fn list_chats(&self) -> Result<Vec<ChatSummary>, StoreError> {
-        let me = self.me.map(|d| d.0);
         self.read(|tx| {
+            // Without an identity there are no own messages, so nothing waits.
+            let me = match self.me {
+                Some(me) => Some(me.0),
+                None => read_identity_device(tx)?.map(|d| d.0),
+            };
             let mut stmt = tx.prepare_cached(
                 "SELECT c.peer, c.peer_name, c.last_address, c.last_activity_ms,
                         (SELECT COUNT(*) FROM messages m WHERE m.chat = c.peer),
@@ -708,6 +713,7 @@ impl Database {
     }
 
     /// Whether there is a chat with `peer`.
+    #[allow(dead_code)] // API for the commands; unused by them so far.
     pub fn chat_exists(&self, peer: DeviceId) -> Result<bool, StoreError> {
         self.conn
             .query_row("SELECT 1 FROM chats WHERE peer = ?1", [peer.0], |_| Ok(()))
@@ -1095,7 +1101,10 @@ mod tests {
         assert_eq!(three, msg_at(3, 4, 30, "three"));
 
         assert_eq!(seqs(&db.own_messages(peer, 0, 100).unwrap()), [1, 2, 3]);
-        assert_eq!(db.own_messages(peer, 2, 1).unwrap(), [two.clone()]);
+        assert_eq!(
+            db.own_messages(peer, 2, 1).unwrap(),
+            std::slice::from_ref(&two)
+        );
         assert_eq!(db.own_messages(peer, 2, 0).unwrap(), []);
         assert_eq!(db.own_messages(peer, 4, 10).unwrap(), []);
         assert_eq!(db.own_messages(peer, u64::MAX, 10).unwrap(), []);
@@ -1398,6 +1407,55 @@ mod tests {
         texts.sort_unstable();
         texts.dedup();
         assert_eq!(texts.len(), 2 * EACH);
+    }
+
+    /// Two processes (this test binary run twice more) compose into one chat at once: what
+    /// a listener and an offline writer on one data folder do. SQLite's locks between
+    /// processes are file locks, unlike those between two connections of one process.
+    #[test]
+    fn two_processes_compose_concurrently() {
+        const DIR: &str = "SOCKETFALCO_STORE_TEST_CHILD_DIR";
+        const EACH: u64 = 300;
+        let peer = id(&[0x42]);
+        if let Some(dir) = std::env::var_os(DIR) {
+            // The child: compose EACH messages as fast as it can.
+            let mut db = Database::open(Path::new(&dir)).unwrap();
+            for i in 0..EACH {
+                db.compose(peer, &format!("{} {i}", std::process::id()), 0)
+                    .unwrap();
+            }
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut db = Database::open(dir.path()).unwrap();
+            db.create_identity(ME, "Me").unwrap();
+            db.open_chat(&hello(peer, "Peer")).unwrap();
+        }
+        let module = module_path!().split_once("::").map_or("", |(_, rest)| rest);
+        let name = format!("{module}::two_processes_compose_concurrently");
+        let children: Vec<_> = (0..2)
+            .map(|_| {
+                std::process::Command::new(std::env::current_exe().unwrap())
+                    .args(["--exact", name.as_str(), "--test-threads=1"])
+                    .env(DIR, dir.path())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let mut db = Database::open(dir.path()).unwrap();
+        let stored = db.own_messages(peer, 0, usize::MAX).unwrap();
+        assert_eq!(seqs(&stored), (1..=2 * EACH).collect::<Vec<_>>());
     }
 
     #[test]
