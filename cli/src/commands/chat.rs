@@ -138,11 +138,9 @@ fn terminal_loop(
         }
         editor.set_prompt(&presenter.prompt())?;
         match editor.poll(Duration::from_millis(50))? {
-            Some(EditorEvent::Line(line)) if !leaving => {
-                if submit(control, line) {
-                    leaving = true;
-                    editor.print_above("leaving…")?;
-                }
+            Some(EditorEvent::Line(line)) if !leaving && submit(control, line) => {
+                leaving = true;
+                editor.print_above("leaving…")?;
             }
             Some(EditorEvent::Interrupt | EditorEvent::Eof) if !leaving => {
                 leaving = true;
