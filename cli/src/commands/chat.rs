@@ -98,7 +98,7 @@ fn run(ctx: &Context, role: Role, temporary: bool) -> Result<(), AppError> {
 }
 
 /// Forwards a line or the wish to leave to the endpoint; true when the user leaves.
-fn submit(control: &Control, line: String) -> bool {
+fn submit(control: &Control, line: &str) -> bool {
     let text = line.trim_end_matches(['\r', '\n']);
     if text.trim() == "quit" {
         control.send(Command::Quit);
@@ -138,7 +138,7 @@ fn terminal_loop(
         }
         editor.set_prompt(&presenter.prompt())?;
         match editor.poll(Duration::from_millis(50))? {
-            Some(EditorEvent::Line(line)) if !leaving && submit(control, line) => {
+            Some(EditorEvent::Line(line)) if !leaving && submit(control, &line) => {
                 leaving = true;
                 editor.print_above("leaving…")?;
             }
@@ -173,7 +173,7 @@ fn script_loop(
                 stdout.flush()?;
             }
             Update::Finished(result) => return result.map_err(AppError::new),
-            Update::Line(line) if !leaving => leaving = submit(control, line),
+            Update::Line(line) if !leaving => leaving = submit(control, &line),
             Update::EndOfInput if !leaving => {
                 leaving = true;
                 control.send(Command::Quit);
