@@ -13,7 +13,7 @@
 //! deadlocking on a read→write upgrade, and a busy timeout makes the later one wait.
 //!
 //! The schema is versioned with `PRAGMA user_version` and grows by appending to
-//! [`MIGRATIONS`]; a database written by a newer build is refused, never downgraded.
+//! `MIGRATIONS`; a database written by a newer build is refused, never downgraded.
 
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Transaction};
 use rusqlite::{Row, TransactionBehavior};
@@ -404,7 +404,6 @@ impl Database {
     }
 
     /// The database file.
-    #[allow(dead_code)] // API for the commands (error messages); unused by them so far.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -713,7 +712,6 @@ impl Database {
     }
 
     /// Whether there is a chat with `peer`.
-    #[allow(dead_code)] // API for the commands; unused by them so far.
     pub fn chat_exists(&self, peer: DeviceId) -> Result<bool, StoreError> {
         self.conn
             .query_row("SELECT 1 FROM chats WHERE peer = ?1", [peer.0], |_| Ok(()))
