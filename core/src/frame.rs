@@ -6,7 +6,7 @@
 //! stream belong to [`crate::codec`].
 
 use crate::ids::DeviceId;
-use crate::limits::{MAX_CLOSE_DETAIL_BYTES, PROTOCOL_VERSION};
+use crate::limits::{MAX_CLOSE_DETAIL_BYTES, MAX_COUNTER, PROTOCOL_VERSION};
 use crate::message::{check_name, check_text, Message, NameError, TextError};
 use serde_bytes::ByteArray;
 use std::fmt;
@@ -221,6 +221,13 @@ pub enum FrameError {
     Name(NameError),
     /// A close detail over [`MAX_CLOSE_DETAIL_BYTES`].
     CloseDetailTooLong,
+    /// A sequence number or Lamport counter of 0 or above [`MAX_COUNTER`].
+    CounterOutOfRange {
+        /// Which field.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+    },
 }
 
 impl fmt::Display for FrameError {
@@ -246,6 +253,9 @@ impl fmt::Display for FrameError {
             FrameError::Text(e) => write!(f, "invalid message: {e}"),
             FrameError::Name(e) => write!(f, "invalid name: {e}"),
             FrameError::CloseDetailTooLong => write!(f, "close detail too long"),
+            FrameError::CounterOutOfRange { field, value } => {
+                write!(f, "{field} {value} is outside 1..={MAX_COUNTER}")
+            }
         }
     }
 }
@@ -315,6 +325,8 @@ impl Frame {
             }
             KIND_SYNC => {
                 let (received_up_to, last_seq) = read_cbor(body, 2)?;
+                check_counter("received_up_to", received_up_to, 0)?;
+                check_counter("last_seq", last_seq, 0)?;
                 Frame::Sync(SyncPoint {
                     received_up_to,
                     last_seq,
@@ -322,6 +334,8 @@ impl Frame {
             }
             KIND_MESSAGE => {
                 let (seq, lamport, sent_at_ms, text): MessageBody = read_cbor(body, 4)?;
+                check_counter("seq", seq, 1)?;
+                check_counter("lamport", lamport, 1)?;
                 check_text(&text).map_err(FrameError::Text)?;
                 Frame::Message(Message {
                     seq,
@@ -332,6 +346,7 @@ impl Frame {
             }
             KIND_ACK => {
                 let (up_to,): (u64,) = read_cbor(body, 1)?;
+                check_counter("up_to", up_to, 0)?;
                 Frame::Ack { up_to }
             }
             KIND_PING => {
@@ -351,6 +366,14 @@ impl Frame {
             other => return Err(FrameError::UnknownKind(other)),
         };
         Ok(frame)
+    }
+}
+
+fn check_counter(field: &'static str, value: u64, min: u64) -> Result<(), FrameError> {
+    if (min..=MAX_COUNTER).contains(&value) {
+        Ok(())
+    } else {
+        Err(FrameError::CounterOutOfRange { field, value })
     }
 }
 

@@ -31,3 +31,8 @@ pub const MAX_CLOSE_DETAIL_BYTES: usize = 256;
 /// Most messages a sender may have in flight (sent, not yet acked) on one connection. The
 /// receiver enforces it too: a peer that sends more without waiting for acks is cut off.
 pub const MAX_IN_FLIGHT_MESSAGES: u64 = 4096;
+
+/// Largest sequence number or Lamport counter a message may carry: 2^53, so that every
+/// counter fits SQLite's signed 64-bit integers and JSON numbers exactly, and a peer cannot
+/// push a chat's counters to the end of their range (they grow by one per message).
+pub const MAX_COUNTER: u64 = 1 << 53;

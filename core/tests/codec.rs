@@ -5,7 +5,7 @@ use socketfalco_core::codec::{encode_frame, FrameDecoder};
 use socketfalco_core::frame::{KIND_ACK, KIND_HELLO, KIND_MESSAGE};
 use socketfalco_core::harness::{DEVICE_A, DEVICE_B};
 use socketfalco_core::limits::{
-    MAX_CLOSE_DETAIL_BYTES, MAX_FRAME_BYTES, MAX_TEXT_BYTES, PROTOCOL_VERSION,
+    MAX_CLOSE_DETAIL_BYTES, MAX_COUNTER, MAX_FRAME_BYTES, MAX_TEXT_BYTES, PROTOCOL_VERSION,
 };
 use socketfalco_core::{
     Close, CloseCode, Event, Frame, FrameError, Hello, Message, NameError, Session, SessionConfig,
@@ -58,7 +58,7 @@ fn golden_frames() -> Vec<(&'static str, &'static str, Frame)> {
             "message-negative-time",
             "Message with a wall clock before 1970 (negative ms) and multi-line UTF-8 text",
             Frame::Message(Message {
-                seq: u64::MAX,
+                seq: MAX_COUNTER,
                 lamport: 1,
                 sent_at_ms: -5,
                 text: "ligne 1\nligne 2 — ✓".into(),
@@ -168,8 +168,8 @@ fn a_stream_decodes_the_same_in_pieces_of_any_size() {
 #[test]
 fn the_largest_message_fits_in_a_frame_and_one_byte_more_does_not() {
     let big = Frame::Message(Message {
-        seq: u64::MAX,
-        lamport: u64::MAX,
+        seq: MAX_COUNTER,
+        lamport: MAX_COUNTER,
         sent_at_ms: i64::MIN,
         text: "é".repeat(MAX_TEXT_BYTES / 2),
     });
@@ -262,6 +262,30 @@ fn every_class_of_malformed_input_is_a_typed_error() {
             "close detail too long",
             framed(&payload(6, &(0u16, "x".repeat(MAX_CLOSE_DETAIL_BYTES + 1)))),
             FrameError::CloseDetailTooLong,
+        ),
+        (
+            "a sequence number of 0",
+            framed(&payload(KIND_MESSAGE, &(0u64, 1u64, 0i64, "x"))),
+            FrameError::CounterOutOfRange {
+                field: "seq",
+                value: 0,
+            },
+        ),
+        (
+            "a Lamport counter beyond 2^53",
+            framed(&payload(KIND_MESSAGE, &(1u64, MAX_COUNTER + 1, 0i64, "x"))),
+            FrameError::CounterOutOfRange {
+                field: "lamport",
+                value: MAX_COUNTER + 1,
+            },
+        ),
+        (
+            "an ack beyond 2^53",
+            framed(&payload(KIND_ACK, &(u64::MAX,))),
+            FrameError::CounterOutOfRange {
+                field: "up_to",
+                value: u64::MAX,
+            },
         ),
         (
             "hello of a future version in another shape",
