@@ -126,6 +126,10 @@ pub enum CloseCode {
     Refused,
     /// The connection ended without a close frame.
     ConnectionLost,
+    /// The peer's key is not the one pinned for its device id (trust on first use).
+    IdentityMismatch,
+    /// The encrypted stream failed: handshake or integrity check.
+    IntegrityFailure,
     /// A code this build does not know (from a newer peer).
     Other(u16),
 }
@@ -144,6 +148,8 @@ impl CloseCode {
             CloseCode::StorageFailure => 7,
             CloseCode::Refused => 8,
             CloseCode::ConnectionLost => 9,
+            CloseCode::IdentityMismatch => 10,
+            CloseCode::IntegrityFailure => 11,
             CloseCode::Other(n) => n,
         }
     }
@@ -161,6 +167,8 @@ impl CloseCode {
             7 => CloseCode::StorageFailure,
             8 => CloseCode::Refused,
             9 => CloseCode::ConnectionLost,
+            10 => CloseCode::IdentityMismatch,
+            11 => CloseCode::IntegrityFailure,
             n => CloseCode::Other(n),
         }
     }
@@ -179,6 +187,8 @@ impl fmt::Display for CloseCode {
             CloseCode::StorageFailure => write!(f, "storage failure"),
             CloseCode::Refused => write!(f, "refused"),
             CloseCode::ConnectionLost => write!(f, "connection lost"),
+            CloseCode::IdentityMismatch => write!(f, "identity key mismatch"),
+            CloseCode::IntegrityFailure => write!(f, "encrypted stream failed"),
             CloseCode::Other(n) => write!(f, "closed (code {n})"),
         }
     }

@@ -10,8 +10,9 @@
 //! - [`message`]: a chat message, how the next one is numbered, how a chat is ordered, and
 //!   the text and name rules.
 //! - [`frame`]: the frames and their CBOR bodies.
-//! - [`codec`]: length prefixes and the streaming [`FrameDecoder`] (bytes ↔ frames). An
-//!   encryption layer slots in between the socket and this layer.
+//! - [`codec`]: length prefixes and the streaming [`FrameDecoder`] (bytes ↔ frames).
+//! - [`secure`]: the Noise XX layer between the socket's bytes and the codec
+//!   ([`SecureChannel`]), static keys and fingerprints.
 //! - [`session`]: one connection as a state machine ([`Session`]): handshake, send, ack,
 //!   re-sync, keepalive, close.
 //! - [`store`]: the durability contract ([`Store`]) a driver's storage implements.
@@ -33,6 +34,7 @@ pub mod ids;
 pub mod limits;
 pub mod link;
 pub mod message;
+pub mod secure;
 pub mod session;
 pub mod store;
 
@@ -41,5 +43,6 @@ pub use frame::{Close, CloseCode, Frame, FrameError, Hello, SyncPoint};
 pub use ids::{DeviceId, MessageId};
 pub use link::{ComposeError, Link, Notice};
 pub use message::{check_name, check_text, ChatHead, Message, NameError, TextError};
+pub use secure::{PublicKey, Role, SecureChannel, SecureError, StaticKeypair};
 pub use session::{ApiMisuse, Event, PeerHello, Session, SessionConfig, Side};
 pub use store::{ChatResume, Store};

@@ -8,13 +8,20 @@
 //! store. The real binary, the in-memory harness and the simulator all drive this same code,
 //! so what the tests prove is what users run.
 //!
-//! A driver's loop: feed input to [`Link::session_mut`], call [`Link::pump`], write
-//! [`Session::poll_transmit`], show [`Link::poll_notice`], sleep until input or
-//! [`Session::poll_timeout`].
+//! A link is plain ([`Link::new`]) or encrypted ([`Link::new_secure`]): an encrypted link runs
+//! a Noise handshake ([`crate::secure`]) before any frame, checks that the peer's device id is
+//! bound to the static key it proved (pinned on first contact, trust on first use), and
+//! refuses a peer whose key does not match before anything is stored or sent.
+//!
+//! A driver's loop works on the link's bytes, which are ciphertext for an encrypted link:
+//! feed input with [`Link::handle_input`], call [`Link::pump`], write
+//! [`Link::poll_transmit`] and report it with [`Link::advance_transmit`], show
+//! [`Link::poll_notice`], sleep until input or [`Link::poll_timeout`].
 
 use crate::frame::{Close, CloseCode};
 use crate::ids::DeviceId;
 use crate::message::{check_text, ChatHead, Message, TextError};
+use crate::secure::{PublicKey, Role, SecureChannel, StaticKeypair};
 use crate::session::{Event, PeerHello, Session, SessionConfig, Side};
 use crate::store::{ChatResume, Store};
 use std::collections::VecDeque;
@@ -46,6 +53,17 @@ pub enum Notice {
     Delivered {
         /// Cumulative sequence number.
         up_to: u64,
+    },
+    /// The peer presented a device id whose pinned key is another: possibly an impostor,
+    /// possibly a reinstall. The connection is refused (a [`Notice::Closed`] follows) and
+    /// nothing was stored or sent.
+    KeyMismatch {
+        /// Who the peer claims to be.
+        peer: PeerHello,
+        /// The key it proved.
+        presented: PublicKey,
+        /// The key pinned for that device id.
+        pinned: PublicKey,
     },
     /// The connection is over.
     Closed {
@@ -79,10 +97,28 @@ impl<E: fmt::Display> fmt::Display for ComposeError<E> {
 
 impl<E: fmt::Debug + fmt::Display> std::error::Error for ComposeError<E> {}
 
+/// The encrypted layer of a link.
+#[derive(Debug)]
+struct Secure {
+    channel: SecureChannel,
+    own_key: PublicKey,
+    /// Plaintext decrypted from one input, on its way to the session.
+    plain: Vec<u8>,
+}
+
+/// The outcome of [`Link::check_peer_key`].
+enum KeyCheck {
+    /// Go on; with the proved key and whether it was pinned already (None: plain link).
+    Accepted(Option<(PublicKey, bool)>),
+    /// The session is closed.
+    Refused,
+}
+
 /// A [`Session`] plus the driver logic that joins it to a [`Store`].
 #[derive(Debug)]
 pub struct Link {
     session: Session,
+    secure: Option<Secure>,
     peer: Option<PeerHello>,
     resume: ChatResume,
     /// Own messages of a temporary session, kept until the peer acks them.
@@ -99,6 +135,7 @@ impl Link {
     pub fn new(config: SessionConfig, now_ms: u64) -> Link {
         Link {
             session: Session::new(config, now_ms),
+            secure: None,
             peer: None,
             resume: ChatResume::default(),
             temp_outbox: VecDeque::new(),
@@ -107,6 +144,126 @@ impl Link {
             notices: VecDeque::new(),
             ack_before_persist: false,
         }
+    }
+
+    /// An encrypted link: a Noise XX handshake proving `keypair` (as `role`: the side that
+    /// dialled initiates), with ephemeral keys from `seed` (32 random bytes per connection),
+    /// then the session inside it.
+    pub fn new_secure(
+        config: SessionConfig,
+        now_ms: u64,
+        role: Role,
+        keypair: &StaticKeypair,
+        seed: [u8; 32],
+    ) -> Link {
+        let mut link = Link::new(config, now_ms);
+        link.secure = Some(Secure {
+            channel: SecureChannel::new(role, keypair, seed),
+            own_key: keypair.public(),
+            plain: Vec::new(),
+        });
+        link
+    }
+
+    /// Whether this link is encrypted.
+    pub fn is_secure(&self) -> bool {
+        self.secure.is_some()
+    }
+
+    /// The static key the peer proved, once the encrypted handshake is done.
+    pub fn peer_key(&self) -> Option<PublicKey> {
+        self.secure.as_ref().and_then(|s| s.channel.remote_static())
+    }
+
+    /// Bytes received from the peer (ciphertext for an encrypted link). Whatever fails —
+    /// decryption, framing, the protocol — closes the session with a reason.
+    pub fn handle_input(&mut self, bytes: &[u8], now_ms: u64) {
+        let Some(secure) = self.secure.as_mut() else {
+            self.session.handle_input(bytes, now_ms);
+            return;
+        };
+        if self.session.is_closed() {
+            return;
+        }
+        let result = secure.channel.read(bytes, &mut secure.plain);
+        // What decrypted before a failure is authentic: the session gets it first.
+        if !secure.plain.is_empty() {
+            self.session.handle_input(&secure.plain, now_ms);
+            secure.plain.clear();
+        }
+        if let Err(e) = result {
+            let reason = Close::new(CloseCode::IntegrityFailure, e.to_string());
+            self.session.close(reason, now_ms);
+        }
+    }
+
+    /// The peer closed its side of the stream.
+    pub fn handle_eof(&mut self, now_ms: u64) {
+        self.session.handle_eof(now_ms);
+    }
+
+    /// Acts on a due timer (keepalive, dead peer, stalled handshake).
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        if self.session.poll_timeout().is_some_and(|t| t <= now_ms) {
+            self.session.handle_timeout(now_ms);
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next due.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.session.poll_timeout()
+    }
+
+    /// Bytes to write to the peer (ciphertext for an encrypted link); report what was
+    /// written with [`advance_transmit`](Self::advance_transmit).
+    #[must_use]
+    pub fn poll_transmit(&mut self, now_ms: u64) -> &[u8] {
+        let Some(secure) = self.secure.as_mut() else {
+            return self.session.poll_transmit(now_ms);
+        };
+        if secure.channel.is_established() {
+            let plain = self.session.poll_transmit(now_ms);
+            let n = plain.len();
+            if n > 0 && secure.channel.write(plain) {
+                self.session.advance_transmit(n);
+            }
+        }
+        secure.channel.pending_output()
+    }
+
+    /// `n` bytes of [`poll_transmit`](Self::poll_transmit) were written.
+    pub fn advance_transmit(&mut self, n: usize) {
+        match self.secure.as_mut() {
+            Some(secure) => secure.channel.advance_output(n),
+            None => self.session.advance_transmit(n),
+        }
+    }
+
+    /// Whether there are bytes to write.
+    pub fn wants_write(&self) -> bool {
+        match &self.secure {
+            Some(secure) => {
+                !secure.channel.pending_output().is_empty()
+                    || (secure.channel.is_established() && self.session.wants_write())
+            }
+            None => self.session.wants_write(),
+        }
+    }
+
+    /// Whether the session is closed and everything it could still say is written: the
+    /// driver drops the connection.
+    pub fn is_finished(&self) -> bool {
+        self.session.is_closed() && !self.wants_write()
+    }
+
+    /// Bytes buffered of incomplete input (frame and, if encrypted, Noise message).
+    pub fn buffered_input(&self) -> usize {
+        self.session.buffered_input()
+            + self
+                .secure
+                .as_ref()
+                .map_or(0, |s| s.channel.buffered_input())
     }
 
     /// The session, for input, output and getters.
@@ -197,11 +354,20 @@ impl Link {
         while let Some(event) = self.session.poll_event() {
             match event {
                 Event::PeerHello(peer) => {
+                    let peer_key = match self.check_peer_key(store, &peer, now_ms)? {
+                        KeyCheck::Refused => continue,
+                        KeyCheck::Accepted(key) => key,
+                    };
                     self.resume = if peer.temporary {
                         ChatResume::default()
                     } else {
                         store.open_chat(&peer)?
                     };
+                    if let Some((key, false)) = peer_key {
+                        if !peer.temporary {
+                            store.pin_key(peer.device, key.0)?;
+                        }
+                    }
                     self.peer = Some(peer);
                     // Cannot fail: the event says the session awaits exactly this.
                     let _ = self.session.accept_peer(self.resume, now_ms);
@@ -254,6 +420,48 @@ impl Link {
             }
         }
         Ok(())
+    }
+
+    /// On an encrypted link, the peer's device id must be bound to the key it proved: our
+    /// own key is a self-connection, a key other than the pinned one is refused. Returns the
+    /// key and whether it was pinned already.
+    fn check_peer_key<S: Store>(
+        &mut self,
+        store: &mut S,
+        peer: &PeerHello,
+        now_ms: u64,
+    ) -> Result<KeyCheck, S::Error> {
+        let Some(secure) = self.secure.as_ref() else {
+            return Ok(KeyCheck::Accepted(None));
+        };
+        let Some(presented) = secure.channel.remote_static() else {
+            // Unreachable: frames only flow after the handshake proved the key.
+            let close = Close::new(CloseCode::Refused, "no key was proved");
+            self.session.close(close, now_ms);
+            return Ok(KeyCheck::Refused);
+        };
+        if presented == secure.own_key {
+            let detail = "the peer presents this device's own key; to chat on one machine, give \
+                          each side its own data directory";
+            self.session
+                .close(Close::new(CloseCode::SelfConnection, detail), now_ms);
+            return Ok(KeyCheck::Refused);
+        }
+        match store.pinned_key(peer.device)? {
+            Some(pinned) if pinned != presented.0 => {
+                self.notices.push_back(Notice::KeyMismatch {
+                    peer: peer.clone(),
+                    presented,
+                    pinned: PublicKey(pinned),
+                });
+                let detail = "your key is not the one this device pinned for your device id";
+                self.session
+                    .close(Close::new(CloseCode::IdentityMismatch, detail), now_ms);
+                Ok(KeyCheck::Refused)
+            }
+            Some(_) => Ok(KeyCheck::Accepted(Some((presented, true)))),
+            None => Ok(KeyCheck::Accepted(Some((presented, false)))),
+        }
     }
 
     fn persist_received<S: Store>(&mut self, store: &mut S) -> Result<(), S::Error> {

@@ -55,4 +55,18 @@ pub trait Store {
 
     /// The peer holds our messages up to `up_to`: mark them delivered.
     fn mark_delivered(&mut self, peer: DeviceId, up_to: u64) -> Result<(), Self::Error>;
+
+    /// The static public key pinned for `peer` on first contact, if any. A store without
+    /// keys (plain links only) keeps the default.
+    fn pinned_key(&mut self, peer: DeviceId) -> Result<Option<[u8; 32]>, Self::Error> {
+        let _ = peer;
+        Ok(None)
+    }
+
+    /// Pins `key` for `peer` (first contact over an encrypted link; called after
+    /// [`Store::open_chat`]).
+    fn pin_key(&mut self, peer: DeviceId, key: [u8; 32]) -> Result<(), Self::Error> {
+        let _ = (peer, key);
+        Ok(())
+    }
 }

@@ -4,6 +4,7 @@ use super::store::MemoryStore;
 use crate::ids::DeviceId;
 use crate::link::{ComposeError, Link, Notice};
 use crate::message::Message;
+use crate::secure::{Role, StaticKeypair};
 use crate::session::SessionConfig;
 use crate::store::Store;
 use std::collections::VecDeque;
@@ -20,6 +21,8 @@ pub struct Device {
     pub id: DeviceId,
     /// Session settings for each new connection (name, temporary, window, timers).
     pub config: SessionConfig,
+    /// The device's long-term static key (derived from its id, so runs are reproducible).
+    pub keypair: StaticKeypair,
     /// What survives a crash.
     pub store: MemoryStore,
     /// The current connection, if any.
@@ -34,6 +37,7 @@ impl Device {
         Device {
             id,
             config: SessionConfig::new(id, name),
+            keypair: StaticKeypair::from_secret([id.0, id.0.map(|b| b ^ 0x5a)].concat().try_into().unwrap_or([0x5a; 32])),
             store: MemoryStore::new(),
             link: None,
             notices: Vec::new(),
@@ -69,6 +73,9 @@ pub struct Pipe {
     /// Drop every byte silently without breaking the connection (a peer that vanished
     /// without a word, a pulled cable).
     pub blackhole: bool,
+    /// Flip the lowest bit of the byte at this offset of the stream (an attacker on the
+    /// path, or a broken middlebox).
+    pub flip_bit_at: Option<u64>,
     /// Bytes that went through so far.
     pub carried: u64,
 }
@@ -89,6 +96,15 @@ impl Pipe {
             }
             bytes = &bytes[..allowed];
             *left -= allowed as u64;
+        }
+        let mut flipped;
+        if let Some(at) = self.flip_bit_at {
+            if (self.carried..self.carried + bytes.len() as u64).contains(&at) {
+                flipped = bytes.to_vec();
+                flipped[usize::try_from(at - self.carried).unwrap_or(0)] ^= 1;
+                bytes = &flipped;
+                self.flip_bit_at = None;
+            }
         }
         let piece = if self.max_piece == 0 {
             bytes.len().max(1)
@@ -138,6 +154,12 @@ pub struct Pair {
     pub wall_a_ms: i64,
     /// Wall clock of device `b`, in Unix milliseconds.
     pub wall_b_ms: i64,
+    /// Connections run the Noise handshake and encryption (the default, as in the product).
+    pub secure: bool,
+    /// Device `a` dials (initiates the handshake); false: `b` does.
+    pub a_initiates: bool,
+    /// Connections opened so far (seeds each connection's ephemeral keys).
+    pub connections: u64,
 }
 
 impl Default for Pair {
@@ -157,16 +179,42 @@ impl Pair {
             b_to_a: Pipe::default(),
             wall_a_ms: 1_700_000_000_000,
             wall_b_ms: 1_700_000_000_000,
+            secure: true,
+            a_initiates: true,
+            connections: 0,
         }
     }
 
     /// Opens a fresh connection: new sessions on both sides, empty pipes (bytes of an old
     /// connection never reach a new one). Pipe knobs are kept.
     pub fn connect(&mut self) {
-        self.a.link = Some(Link::new(self.a.config.clone(), self.now_ms));
-        self.b.link = Some(Link::new(self.b.config.clone(), self.now_ms));
+        self.connections += 1;
+        let (role_a, role_b) = if self.a_initiates {
+            (Role::Initiator, Role::Responder)
+        } else {
+            (Role::Responder, Role::Initiator)
+        };
+        let n = self.connections;
+        self.a.link = Some(self.new_link(true, role_a, n));
+        self.b.link = Some(self.new_link(false, role_b, n));
         self.a_to_b.queue.clear();
         self.b_to_a.queue.clear();
+    }
+
+    fn new_link(&self, a_side: bool, role: Role, connection: u64) -> Link {
+        let device = if a_side { &self.a } else { &self.b };
+        if !self.secure {
+            return Link::new(device.config.clone(), self.now_ms);
+        }
+        let mut seed = [u8::from(a_side); 32];
+        seed[..8].copy_from_slice(&connection.to_le_bytes());
+        Link::new_secure(
+            device.config.clone(),
+            self.now_ms,
+            role,
+            &device.keypair,
+            seed,
+        )
     }
 
     /// Whether both devices have a link.
@@ -187,7 +235,7 @@ impl Pair {
     pub fn disconnect(&mut self) {
         for device in [&mut self.a, &mut self.b] {
             if let Some(link) = device.link.as_mut() {
-                link.session_mut().handle_eof(self.now_ms);
+                link.handle_eof(self.now_ms);
             }
             device.pump(self.now_ms);
             device.link = None;
@@ -207,7 +255,7 @@ impl Pair {
         };
         crashed.link = None;
         if let Some(link) = other.link.as_mut() {
-            link.session_mut().handle_eof(self.now_ms);
+            link.handle_eof(self.now_ms);
         }
         other.pump(self.now_ms);
         other.link = None;
@@ -246,12 +294,11 @@ impl Pair {
             (&mut self.b, &mut self.b_to_a),
         ] {
             if let Some(link) = device.link.as_mut() {
-                let session = link.session_mut();
-                let bytes = session.poll_transmit(self.now_ms);
+                let bytes = link.poll_transmit(self.now_ms);
                 if !bytes.is_empty() {
                     let n = bytes.len();
                     cut |= pipe.push(bytes, self.now_ms);
-                    session.advance_transmit(n);
+                    link.advance_transmit(n);
                     moved = true;
                 }
             }
@@ -267,16 +314,13 @@ impl Pair {
             while let Some(bytes) = pipe.pop_due(self.now_ms) {
                 moved = true;
                 if let Some(link) = device.link.as_mut() {
-                    link.session_mut().handle_input(&bytes, self.now_ms);
+                    link.handle_input(&bytes, self.now_ms);
                 }
             }
         }
         for device in [&mut self.a, &mut self.b] {
             if let Some(link) = device.link.as_mut() {
-                let session = link.session_mut();
-                if session.poll_timeout().is_some_and(|t| t <= self.now_ms) {
-                    session.handle_timeout(self.now_ms);
-                }
+                link.handle_timeout(self.now_ms);
             }
             moved |= device.pump(self.now_ms);
         }
@@ -319,7 +363,7 @@ impl Pair {
             self.drive();
             let next = [&self.a, &self.b]
                 .iter()
-                .filter_map(|d| d.link.as_ref().and_then(|l| l.session().poll_timeout()))
+                .filter_map(|d| d.link.as_ref().and_then(Link::poll_timeout))
                 .min();
             match next {
                 Some(at) if at <= end => self.now_ms = self.now_ms.max(at),
@@ -358,5 +402,5 @@ impl Pair {
 }
 
 fn finished(link: &Link) -> bool {
-    link.session().is_closed() && !link.session().wants_write()
+    link.is_finished()
 }

@@ -18,6 +18,8 @@ pub struct MemoryChat {
     pub received: Vec<Message>,
     /// The peer holds our messages up to here.
     pub delivered_up_to: u64,
+    /// The peer's static key, pinned on first contact over an encrypted link.
+    pub peer_key: Option<[u8; 32]>,
 }
 
 impl MemoryChat {
@@ -164,6 +166,16 @@ impl Store for MemoryStore {
         self.write()?;
         let chat = self.chats.entry(peer).or_default();
         chat.delivered_up_to = chat.delivered_up_to.max(up_to);
+        Ok(())
+    }
+
+    fn pinned_key(&mut self, peer: DeviceId) -> Result<Option<[u8; 32]>, MemoryStoreError> {
+        Ok(self.chats.get(&peer).and_then(|c| c.peer_key))
+    }
+
+    fn pin_key(&mut self, peer: DeviceId, key: [u8; 32]) -> Result<(), MemoryStoreError> {
+        self.write()?;
+        self.chats.entry(peer).or_default().peer_key = Some(key);
         Ok(())
     }
 }
