@@ -128,6 +128,9 @@ pub struct Link {
     notices: VecDeque<Notice>,
     /// Simulator self-test only: confirm received messages before storing them.
     ack_before_persist: bool,
+    /// [`Link::refuse`] closed the session before the encrypted handshake: finish the
+    /// handshake so that the close can be delivered.
+    close_after_handshake: bool,
 }
 
 impl Link {
@@ -143,6 +146,7 @@ impl Link {
             received: Vec::new(),
             notices: VecDeque::new(),
             ack_before_persist: false,
+            close_after_handshake: false,
         }
     }
 
@@ -182,9 +186,8 @@ impl Link {
             self.session.handle_input(bytes, now_ms);
             return;
         };
-        if self.session.is_closed() {
-            return;
-        }
+        // Even a closed session reads on: its close frame may still wait for the handshake
+        // to finish (a busy listener refusing a caller).
         let result = secure.channel.read(bytes, &mut secure.plain);
         // What decrypted before a failure is authentic: the session gets it first.
         if !secure.plain.is_empty() {
@@ -251,10 +254,30 @@ impl Link {
         }
     }
 
+    /// Refuses the peer from the start (a busy listener): the session is closed with
+    /// `reason`, and on an encrypted link the handshake still runs so the peer can read why.
+    pub fn refuse(&mut self, reason: Close, now_ms: u64) {
+        self.session.close(reason, now_ms);
+        self.close_after_handshake = self.secure.is_some();
+    }
+
+    /// Whether the driver should keep reading from the peer.
+    pub fn wants_read(&self) -> bool {
+        !self.session.is_closed() || self.awaiting_handshake_for_close()
+    }
+
     /// Whether the session is closed and everything it could still say is written: the
     /// driver drops the connection.
     pub fn is_finished(&self) -> bool {
-        self.session.is_closed() && !self.wants_write()
+        self.session.is_closed() && !self.wants_write() && !self.awaiting_handshake_for_close()
+    }
+
+    fn awaiting_handshake_for_close(&self) -> bool {
+        self.close_after_handshake
+            && self
+                .secure
+                .as_ref()
+                .is_some_and(|s| !s.channel.is_established() && !s.channel.has_failed())
     }
 
     /// Bytes buffered of incomplete input (frame and, if encrypted, Noise message).

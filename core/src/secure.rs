@@ -212,6 +212,11 @@ impl SecureChannel {
         self.remote
     }
 
+    /// Whether reading has failed (for good).
+    pub fn has_failed(&self) -> bool {
+        self.read_failed.is_some()
+    }
+
     /// Bytes buffered of an incomplete Noise message.
     pub fn buffered_input(&self) -> usize {
         self.partial.len()

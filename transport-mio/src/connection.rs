@@ -103,10 +103,7 @@ impl Connection {
         store: &mut S,
         now_ms: u64,
     ) -> Result<Progress, S::Error> {
-        let session = self.link.session_mut();
-        if session.poll_timeout().is_some_and(|t| t <= now_ms) {
-            session.handle_timeout(now_ms);
-        }
+        self.link.handle_timeout(now_ms);
         let pumped = self.link.pump(store, now_ms);
         self.after_command(registry, now_ms);
         pumped?;
@@ -116,7 +113,7 @@ impl Connection {
     /// Writes what a command (compose, close) queued, and updates the interest.
     pub fn after_command(&mut self, registry: &Registry, now_ms: u64) {
         self.write_available(now_ms);
-        let wants_write = self.link.session().wants_write() && !self.write_failed;
+        let wants_write = self.link.wants_write() && !self.write_failed;
         let interest = if wants_write {
             Interest::READABLE | Interest::WRITABLE
         } else {
@@ -131,6 +128,24 @@ impl Connection {
         }
     }
 
+    /// Ends our direction of the stream, leaving the peer free to read what we sent.
+    pub fn half_close(&mut self) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+    }
+
+    /// Reads and discards what the peer still sends; true once it has closed (or failed).
+    pub fn drain(&mut self) -> bool {
+        loop {
+            match self.stream.read(&mut self.read_buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return true,
+            }
+        }
+    }
+
     /// Deregisters and shuts the socket down.
     pub fn shutdown(mut self, registry: &Registry) {
         let _ = registry.deregister(&mut self.stream);
@@ -138,8 +153,7 @@ impl Connection {
     }
 
     fn progress(&self) -> Progress {
-        let session = self.link.session();
-        if session.is_closed() && (!session.wants_write() || self.write_failed) {
+        if self.link.is_finished() || (self.link.session().is_closed() && self.write_failed) {
             Progress::Finished
         } else {
             Progress::Open
@@ -148,23 +162,20 @@ impl Connection {
 
     fn read_available(&mut self, now_ms: u64) {
         loop {
-            if !self.link.session().wants_read() {
+            if !self.link.wants_read() {
                 return;
             }
             match self.stream.read(&mut self.read_buf) {
                 Ok(0) => {
-                    self.link.session_mut().handle_eof(now_ms);
+                    self.link.handle_eof(now_ms);
                     return;
                 }
-                Ok(n) => self
-                    .link
-                    .session_mut()
-                    .handle_input(&self.read_buf[..n], now_ms),
+                Ok(n) => self.link.handle_input(&self.read_buf[..n], now_ms),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
                     // Reset, aborted: the stream is gone either way.
-                    self.link.session_mut().handle_eof(now_ms);
+                    self.link.handle_eof(now_ms);
                     return;
                 }
             }
@@ -173,14 +184,13 @@ impl Connection {
 
     fn write_available(&mut self, now_ms: u64) {
         while !self.write_failed {
-            let session = self.link.session_mut();
-            let pending = session.poll_transmit(now_ms);
+            let pending = self.link.poll_transmit(now_ms);
             if pending.is_empty() {
                 return;
             }
             match self.stream.write(pending) {
                 Ok(0) => self.fail_write(now_ms),
-                Ok(n) => session.advance_transmit(n),
+                Ok(n) => self.link.advance_transmit(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // Not connected yet (a connect still in progress on some platforms): wait
@@ -193,6 +203,6 @@ impl Connection {
 
     fn fail_write(&mut self, now_ms: u64) {
         self.write_failed = true;
-        self.link.session_mut().handle_eof(now_ms);
+        self.link.handle_eof(now_ms);
     }
 }

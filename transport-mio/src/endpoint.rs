@@ -14,15 +14,14 @@ use crate::clock::Clock;
 use crate::connection::{Connection, Progress};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use socketfalco_core::codec::encode_frame;
 use socketfalco_core::{
-    Close, CloseCode, ComposeError, DeviceId, Frame, Link, Message, Notice, PeerHello,
-    SessionConfig, Side, Store,
+    Close, CloseCode, ComposeError, DeviceId, Link, Message, Notice, PeerHello, PublicKey,
+    Role as NoiseRole, SessionConfig, Side, StaticKeypair, Store,
 };
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::io;
+use std::net::SocketAddr;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +53,9 @@ pub enum Role {
 pub struct EndpointConfig {
     /// Settings for each connection's session (identity, temporary, timers, window).
     pub session: SessionConfig,
+    /// This device's static key: every connection runs the Noise handshake with it. `None`
+    /// runs the protocol in the clear (benchmarks and tests compare the two).
+    pub keypair: Option<StaticKeypair>,
     /// Give up a connection attempt after this long.
     pub connect_timeout_ms: u64,
     /// First reconnection delay after a drop; doubles per failed attempt.
@@ -69,9 +71,10 @@ pub struct EndpointConfig {
 impl EndpointConfig {
     /// Defaults: 10 s to connect, reconnect after 0.5 s doubling to 30 s, 5 s grace on
     /// quit, store polled every second.
-    pub fn new(session: SessionConfig) -> EndpointConfig {
+    pub fn new(session: SessionConfig, keypair: Option<StaticKeypair>) -> EndpointConfig {
         EndpointConfig {
             session,
+            keypair,
             connect_timeout_ms: 10_000,
             reconnect_min_ms: 500,
             reconnect_max_ms: 30_000,
@@ -157,6 +160,17 @@ pub enum Output {
     },
     /// A line waits for the first peer: it is not stored yet.
     Pending(String),
+    /// A peer presented a known device id with another key and was refused.
+    KeyMismatch {
+        /// Who it claimed to be.
+        peer: PeerHello,
+        /// The key it proved.
+        presented: PublicKey,
+        /// The key pinned for that device id.
+        pinned: PublicKey,
+        /// Where from.
+        addr: SocketAddr,
+    },
     /// Something went wrong but the endpoint goes on.
     Warning(String),
 }
@@ -203,10 +217,12 @@ struct Dialing {
     index: usize,
 }
 
+/// A second caller being told that we are busy.
 struct Refused {
-    stream: TcpStream,
-    token: Token,
+    conn: Connection,
     deadline_ms: u64,
+    /// The close is written; now we only drain until the caller hangs up.
+    half_closed: bool,
 }
 
 /// The event loop. See the [module docs](self).
@@ -339,7 +355,7 @@ impl<S: Store> Endpoint<S> {
                     if self.conn.is_some() || self.quit_deadline_ms.is_some() {
                         self.refuse_busy(stream, addr, out);
                     } else {
-                        self.open_connection(stream, addr, out);
+                        self.open_connection(stream, addr, NoiseRole::Responder, out);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -352,49 +368,56 @@ impl<S: Store> Endpoint<S> {
         }
     }
 
-    /// Tells a second caller we are busy: a lone close frame, then a half-close, then we
-    /// drain what it sends for a moment so that the close is read rather than reset.
-    fn refuse_busy(&mut self, mut stream: TcpStream, addr: SocketAddr, out: &mut OutputQueue) {
-        let mut bytes = Vec::new();
+    /// Tells a second caller we are busy. It gets a link of its own (encrypted like any
+    /// other, so that the caller can read it) whose session is closed with `Busy` from the
+    /// start: hello, close, half-close; then we drain what the caller sends for a moment so
+    /// that the close is read rather than reset. Nothing of it touches the store.
+    fn refuse_busy(&mut self, stream: TcpStream, addr: SocketAddr, out: &mut OutputQueue) {
+        let now = self.clock.now_ms();
+        let Some(mut link) = self.new_link(NoiseRole::Responder, now, out) else {
+            return;
+        };
         let close = Close::new(
             CloseCode::Busy,
             "the listener is in a chat with another peer",
         );
-        encode_frame(&Frame::Close(close), &mut bytes);
-        let _ = stream.write(&bytes);
-        let _ = stream.shutdown(Shutdown::Write);
+        link.refuse(close, now);
         let token = Token(self.next_refused_token);
         self.next_refused_token += 1;
-        if self
-            .poll
-            .registry()
-            .register(&mut stream, token, Interest::READABLE)
-            .is_ok()
-        {
-            self.refused.push(Refused {
-                stream,
-                token,
-                deadline_ms: self.clock.now_ms() + 2_000,
-            });
+        match Connection::new(self.poll.registry(), stream, token, addr, link) {
+            Ok(mut conn) => {
+                conn.after_command(self.poll.registry(), now);
+                self.refused.push(Refused {
+                    conn,
+                    deadline_ms: now + 5_000,
+                    half_closed: false,
+                });
+                out.push(Output::RefusedBusy(addr));
+            }
+            Err(e) => out.push(Output::Warning(format!("refusing {addr}: {e}"))),
         }
-        out.push(Output::RefusedBusy(addr));
     }
 
     fn refused_ready(&mut self, token: Token) {
-        let Some(i) = self.refused.iter().position(|r| r.token == token) else {
+        let Some(i) = self.refused.iter().position(|r| r.conn.token() == token) else {
             return;
         };
-        let mut sink = [0u8; 4096];
-        loop {
-            match self.refused[i].stream.read(&mut sink) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(_) => break,
+        let now = self.clock.now_ms();
+        let refused = &mut self.refused[i];
+        if !refused.half_closed {
+            // The link's session is closed: no event reaches the store.
+            let progress = refused
+                .conn
+                .on_ready(self.poll.registry(), &mut self.store, now);
+            if matches!(progress, Ok(Progress::Finished) | Err(_)) {
+                refused.conn.half_close();
+                refused.half_closed = true;
             }
         }
-        let mut done = self.refused.swap_remove(i);
-        let _ = self.poll.registry().deregister(&mut done.stream);
+        if refused.half_closed && refused.conn.drain() {
+            let done = self.refused.swap_remove(i);
+            done.conn.shutdown(self.poll.registry());
+        }
     }
 
     // ----- dialling -----
@@ -450,7 +473,7 @@ impl<S: Store> Endpoint<S> {
         match failure {
             Some(e) => self.dial_failed(dialing.index, dialing.addr, e, out),
             None => {
-                self.open_connection(dialing.stream, dialing.addr, out);
+                self.open_connection(dialing.stream, dialing.addr, NoiseRole::Initiator, out);
                 Ok(())
             }
         }
@@ -489,9 +512,33 @@ impl<S: Store> Endpoint<S> {
 
     // ----- the connection -----
 
-    fn open_connection(&mut self, stream: TcpStream, addr: SocketAddr, out: &mut OutputQueue) {
+    /// A link for a new connection: encrypted when this endpoint has a key.
+    fn new_link(&self, role: NoiseRole, now: u64, out: &mut OutputQueue) -> Option<Link> {
+        let config = self.config.session.clone();
+        let Some(keypair) = &self.config.keypair else {
+            return Some(Link::new(config, now));
+        };
+        let mut seed = [0u8; 32];
+        if let Err(e) = getrandom::fill(&mut seed) {
+            out.push(Output::Warning(format!(
+                "no randomness for the handshake: {e}"
+            )));
+            return None;
+        }
+        Some(Link::new_secure(config, now, role, keypair, seed))
+    }
+
+    fn open_connection(
+        &mut self,
+        stream: TcpStream,
+        addr: SocketAddr,
+        role: NoiseRole,
+        out: &mut OutputQueue,
+    ) {
         let now = self.clock.now_ms();
-        let link = Link::new(self.config.session.clone(), now);
+        let Some(link) = self.new_link(role, now, out) else {
+            return;
+        };
         match Connection::new(self.poll.registry(), stream, CONNECTION, addr, link) {
             Ok(conn) => self.conn = Some(conn),
             Err(e) => out.push(Output::Warning(format!(
@@ -556,18 +603,23 @@ impl<S: Store> Endpoint<S> {
                             });
                         }
                     }
+                    Notice::KeyMismatch {
+                        peer,
+                        presented,
+                        pinned,
+                    } => out.push(Output::KeyMismatch {
+                        peer,
+                        presented,
+                        pinned,
+                        addr,
+                    }),
                     Notice::Closed { reason, by } => {
-                        let fatal = by == Side::Peer
-                            && matches!(
-                                reason.code,
-                                CloseCode::Busy
-                                    | CloseCode::VersionMismatch
-                                    | CloseCode::SelfConnection
-                                    | CloseCode::Refused
-                            );
-                        let own_identity =
-                            by == Side::Local && reason.code == CloseCode::SelfConnection;
-                        if (fatal || own_identity) && !self.ever_established {
+                        // A caller whose very first connection ends before the chat is
+                        // established (busy, wrong version, our own identity, a key
+                        // mismatch, not a SocketFalco peer, …) stops with that reason
+                        // rather than retrying forever; later drops are retried.
+                        let left_on_purpose = by == Side::Local && reason.code == CloseCode::Normal;
+                        if !self.ever_established && !left_on_purpose {
                             refused_for_good = Some(reason.clone());
                         }
                         out.push(Output::Disconnected { reason, by });
@@ -705,7 +757,7 @@ impl<S: Store> Endpoint<S> {
             .filter(|c| c.link().session().is_established())
             .map(|_| self.next_store_poll_ms);
         [
-            conn.and_then(|c| c.link().session().poll_timeout()),
+            conn.and_then(|c| c.link().poll_timeout()),
             self.dialing.as_ref().map(|d| d.deadline_ms),
             self.reconnect_at_ms,
             self.quit_deadline_ms,
@@ -720,11 +772,7 @@ impl<S: Store> Endpoint<S> {
     fn timers(&mut self, out: &mut OutputQueue) -> Result<(), EndpointError> {
         let now = self.clock.now_ms();
         if let Some(conn) = self.conn.as_mut() {
-            let due = conn
-                .link()
-                .session()
-                .poll_timeout()
-                .is_some_and(|t| t <= now);
+            let due = conn.link().poll_timeout().is_some_and(|t| t <= now);
             let poll_store =
                 conn.link().session().is_established() && now >= self.next_store_poll_ms;
             if due || poll_store {
@@ -748,14 +796,13 @@ impl<S: Store> Endpoint<S> {
                 self.dial(0, out)?;
             }
         }
-        let registry = self.poll.registry();
-        self.refused.retain_mut(|r| {
-            let keep = r.deadline_ms > now;
-            if !keep {
-                let _ = registry.deregister(&mut r.stream);
-            }
-            keep
-        });
+        let (expired, kept): (Vec<Refused>, Vec<Refused>) = std::mem::take(&mut self.refused)
+            .into_iter()
+            .partition(|r| r.deadline_ms <= now);
+        self.refused = kept;
+        for r in expired {
+            r.conn.shutdown(self.poll.registry());
+        }
         if self.quit_deadline_ms.is_some() {
             self.progress_quit(now, out);
         }
@@ -811,7 +858,7 @@ impl<S: Store> Endpoint<S> {
             None => self.dialing.is_none() || now >= deadline,
             Some(conn) => {
                 let session = conn.link().session();
-                session.is_closed() && (!session.wants_write() || now >= deadline + 1_000)
+                session.is_closed() && (!conn.link().wants_write() || now >= deadline + 1_000)
             }
         }
     }

@@ -43,7 +43,8 @@ fn wait_for(outputs: &Receiver<Output>, what: &str, pred: impl Fn(&Output) -> bo
 }
 
 fn config(device: socketfalco_core::DeviceId, name: &str) -> EndpointConfig {
-    let mut config = EndpointConfig::new(SessionConfig::new(device, name));
+    let keypair = socketfalco_core::StaticKeypair::from_secret([device.0[0]; 32]);
+    let mut config = EndpointConfig::new(SessionConfig::new(device, name), Some(keypair));
     config.reconnect_min_ms = 50;
     config.quit_grace_ms = 2_000;
     config
