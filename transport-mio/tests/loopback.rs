@@ -3,6 +3,7 @@
 use socketfalco_core::harness::{MemoryStore, DEVICE_A, DEVICE_B};
 use socketfalco_core::{CloseCode, SessionConfig};
 use socketfalco_transport::{Command, Control, Endpoint, EndpointConfig, Output, Role};
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::mpsc::{channel, Receiver};
 use std::thread::JoinHandle;
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 struct Running {
     control: Control,
-    outputs: Receiver<Output>,
+    outputs: Events,
     thread: JoinHandle<(Result<(), String>, MemoryStore)>,
 }
 
@@ -27,17 +28,38 @@ fn start(role: Role, config: EndpointConfig) -> Running {
     });
     Running {
         control,
-        outputs,
+        outputs: Events::new(outputs),
         thread,
     }
 }
 
-fn wait_for(outputs: &Receiver<Output>, what: &str, pred: impl Fn(&Output) -> bool) -> Output {
+/// The outputs of one endpoint, as the test reads them.
+struct Events {
+    rx: Receiver<Output>,
+    /// Outputs that arrived while the test waited for another: an event that comes earlier
+    /// than the test looks for it is not lost.
+    seen: RefCell<Vec<Output>>,
+}
+
+impl Events {
+    fn new(rx: Receiver<Output>) -> Events {
+        Events {
+            rx,
+            seen: RefCell::new(Vec::new()),
+        }
+    }
+}
+
+fn wait_for(events: &Events, what: &str, pred: impl Fn(&Output) -> bool) -> Output {
+    let mut seen = events.seen.borrow_mut();
+    if let Some(i) = seen.iter().position(&pred) {
+        return seen.remove(i);
+    }
     loop {
-        match outputs.recv_timeout(Duration::from_secs(10)) {
+        match events.rx.recv_timeout(Duration::from_secs(10)) {
             Ok(output) if pred(&output) => return output,
-            Ok(_) => {}
-            Err(e) => panic!("waiting for {what}: {e}"),
+            Ok(output) => seen.push(output),
+            Err(e) => panic!("waiting for {what}: {e}; saw {seen:?}"),
         }
     }
 }
@@ -184,6 +206,7 @@ fn the_caller_reconnects_after_the_listener_comes_back_and_resyncs() {
             std::mem::take(endpoint.store_mut()),
         )
     });
+    let outputs = Events::new(outputs);
     wait_for(
         &outputs,
         "bob's offline line",
