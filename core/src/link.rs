@@ -257,7 +257,7 @@ impl Link {
     /// Refuses the peer from the start (a busy listener): the session is closed with
     /// `reason`, and on an encrypted link the handshake still runs so the peer can read why.
     pub fn refuse(&mut self, reason: Close, now_ms: u64) {
-        self.session.close(reason, now_ms);
+        self.session.refuse(reason, now_ms);
         self.close_after_handshake = self.secure.is_some();
     }
 

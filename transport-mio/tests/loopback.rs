@@ -144,9 +144,13 @@ fn a_second_caller_is_told_the_listener_is_busy() {
         matches!(o, Output::Connected { .. })
     });
     let carol = dial(socketfalco_core::DeviceId([0xcc; 16]), "carol", addr);
-    let (result, _) = carol.thread.join().unwrap();
+    let (result, carol_store) = carol.thread.join().unwrap();
     let error = result.unwrap_err();
     assert!(error.contains("busy"), "{error}");
+    assert!(
+        carol_store.chats.is_empty(),
+        "a refused caller learns nothing but the reason, and stores nothing"
+    );
     wait_for(&alice.outputs, "refusal", |o| {
         matches!(o, Output::RefusedBusy(_))
     });

@@ -465,6 +465,16 @@ impl Session {
         Ok(())
     }
 
+    /// Refuses the peer before saying anything (a busy listener): the queued hello is
+    /// withdrawn if none of it was transmitted yet, so that only the close frame goes out
+    /// and the peer learns nothing but the reason.
+    pub fn refuse(&mut self, reason: Close, now_ms: u64) {
+        if self.state == State::AwaitingHello && self.out_pos == 0 {
+            self.out.clear();
+        }
+        self.close(reason, now_ms);
+    }
+
     /// Ends the session with `reason`: a close frame is queued, [`Event::Closed`] emitted.
     pub fn close(&mut self, reason: Close, now_ms: u64) {
         if self.state != State::Closed {
