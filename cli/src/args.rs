@@ -39,6 +39,9 @@
 //! A value starting with `-` must be attached with `=`: `--edit-name=-ls`
 //! or `-eN=-ls` both give the name `-ls`.
 //!
+//! The commands added since the original (`--fingerprint`, `--trust-new-key`)
+//! exist in their GNU form only: there is no legacy spelling to keep.
+//!
 //! # `-c` and `-t`
 //!
 //! The original accepts `-c -t ADDRESS` as well as `-c ADDRESS -t`. To allow
@@ -55,11 +58,23 @@
 //! `-c host:5000 -p 4000` connects to port 5000. Connecting to port 0 is an
 //! error.
 //!
+//! # Keys: `--fingerprint` and `--trust-new-key`
+//!
+//! Every connection proves each device's long-term key, and the first
+//! connection with a peer pins the peer's key to its device id (trust on
+//! first use). `--fingerprint` shows this device's id, name and key
+//! fingerprint (an object with `--json`), to compare out of band with what
+//! the peer's `-ls` shows. `--trust-new-key CHAT` (a unique prefix of the
+//! peer's uuid, as for `-eC`) forgets the key pinned for that peer, so that
+//! the next connection pins the key it proves: the deliberate way to accept a
+//! peer's new key after a reinstall, once the fingerprints were compared.
+//!
 //! # Other rules
 //!
-//! Exactly one of listen, list, connect, edit-name and edit-chat is given.
-//! `-t` is only accepted with listen or connect, `-p` likewise, `--bind`
-//! only with listen; `--data-dir`, `--json` and `-v` go with any command.
+//! Exactly one of listen, list, connect, edit-name, edit-chat, fingerprint and
+//! trust-new-key is given. `-t` is only accepted with listen or connect, `-p`
+//! likewise, `--bind` only with listen; `--data-dir`, `--json` and `-v` go
+//! with any command.
 //! Because clap sees the rewritten arguments, its messages name the GNU form
 //! (`--list`) even when the user typed the legacy one (`-ls`). The help text
 //! and examples name the installed binary, `socketfalco`, where the original
@@ -96,7 +111,8 @@ pub struct Cli {
     pub data_dir: Option<PathBuf>,
     /// How many times `-v/--verbose` was given (0 when absent).
     pub verbose: u8,
-    /// `--json`: machine-readable output for `-ls` and for sessions.
+    /// `--json`: machine-readable output for `-ls`, `--fingerprint`,
+    /// `--trust-new-key` and sessions.
     pub json: bool,
 }
 
@@ -132,6 +148,14 @@ pub enum Command {
     },
     /// `-eC`, `-editChat`, `--edit-chat UUID`: open one stored chat.
     EditChat {
+        /// The chat identifier exactly as given; it is validated elsewhere.
+        chat: String,
+    },
+    /// `--fingerprint`: show this device's id, name and key fingerprint.
+    Fingerprint,
+    /// `--trust-new-key UUID`: forget the key pinned for a peer, so that the
+    /// next connection pins the key it proves.
+    TrustNewKey {
         /// The chat identifier exactly as given; it is validated elsewhere.
         chat: String,
     },
@@ -372,6 +396,8 @@ const LIST: &str = "list";
 const CONNECT: &str = "connect";
 const EDIT_NAME: &str = "edit_name";
 const EDIT_CHAT: &str = "edit_chat";
+const FINGERPRINT: &str = "fingerprint";
+const TRUST_NEW_KEY: &str = "trust_new_key";
 const ADDRESS: &str = "address";
 const TEMPORARY: &str = "temporary";
 const PORT: &str = "port";
@@ -388,7 +414,9 @@ socketfalco [OPTIONS] -l | -listen [-t]
        socketfalco [OPTIONS] -c | -connect [-t] <ADDRESS>
        socketfalco [OPTIONS] -ls | -list
        socketfalco [OPTIONS] -eN | -editName <NAME>
-       socketfalco [OPTIONS] -eC | -editChat <CHAT_UUID>";
+       socketfalco [OPTIONS] -eC | -editChat <CHAT_UUID>
+       socketfalco [OPTIONS] --fingerprint
+       socketfalco [OPTIONS] --trust-new-key <CHAT_UUID>";
 
 const EXAMPLES: &str = "\
 Legacy single-dash forms (-listen, -ls, -list, -connect, -eN, -editName, -eC, -editChat, -help)
@@ -396,7 +424,16 @@ work exactly like the GNU forms shown above.
 
 Examples:
   socketfalco -listen ; socketfalco -listen -t ; socketfalco -connect 192.168.0.1 ; socketfalco -connect -t 192.168.0.1 ; socketfalco -list ; socketfalco -editName Alice ; socketfalco -editChat 97b8b...
-  socketfalco -l -p 0 --bind 127.0.0.1 ; socketfalco -c [::1]:30001 ; socketfalco --json -ls";
+  socketfalco -l -p 0 --bind 127.0.0.1 ; socketfalco -c [::1]:30001 ; socketfalco --json -ls
+  socketfalco --fingerprint ; socketfalco --trust-new-key 97b8b...
+
+Every connection is encrypted and proves each device's key. The first connection with a peer
+pins its key; a peer that later presents the same id with another key is refused, with a
+warning. If that peer really reinstalled, compare fingerprints with them over another channel
+(yours: --fingerprint; theirs as pinned: -ls), then accept their new key with --trust-new-key.";
+
+/// The commands that are not a session: `-t`, `-p` and `--bind` conflict with them.
+const NOT_SESSIONS: [&str; 5] = [LIST, EDIT_NAME, EDIT_CHAT, FINGERPRINT, TRUST_NEW_KEY];
 
 /// Builds the clap definition of the command line (after legacy rewriting).
 fn build_command() -> clap::Command {
@@ -471,6 +508,28 @@ fn build_command() -> clap::Command {
                 ),
         )
         .arg(
+            Arg::new(FINGERPRINT)
+                .long("fingerprint")
+                .action(ArgAction::SetTrue)
+                .help_heading(COMMANDS)
+                .help(
+                    "Show this device's id, name and key fingerprint, to compare with\n\
+                     what the peer's -ls shows for you.  e.g. socketfalco --fingerprint",
+                ),
+        )
+        .arg(
+            Arg::new(TRUST_NEW_KEY)
+                .long("trust-new-key")
+                .value_name("CHAT_UUID")
+                .action(ArgAction::Set)
+                .help_heading(COMMANDS)
+                .help(
+                    "Accept a peer's new key (after a reinstall): forget the pinned key so\n\
+                     the next connection pins the one it proves. Compare fingerprints first.\n\
+                     e.g. socketfalco --trust-new-key chatUUID",
+                ),
+        )
+        .arg(
             Arg::new(ADDRESS)
                 .value_name("ADDRESS")
                 .action(ArgAction::Set)
@@ -482,7 +541,7 @@ fn build_command() -> clap::Command {
                 .short('t')
                 .long("temporary")
                 .action(ArgAction::SetTrue)
-                .conflicts_with_all([LIST, EDIT_NAME, EDIT_CHAT])
+                .conflicts_with_all(NOT_SESSIONS)
                 .help("Temporary session (only with -l or -c), before or after the address"),
         )
         .arg(
@@ -493,7 +552,7 @@ fn build_command() -> clap::Command {
                 .value_name("PORT")
                 .value_parser(value_parser!(u16))
                 .default_value(DEFAULT_PORT_TEXT)
-                .conflicts_with_all([LIST, EDIT_NAME, EDIT_CHAT])
+                .conflicts_with_all(NOT_SESSIONS)
                 .help("Port to listen on (0 = pick a free one) or to connect to"),
         )
         .arg(
@@ -502,7 +561,14 @@ fn build_command() -> clap::Command {
                 .long("bind")
                 .value_name("IP")
                 .value_parser(value_parser!(IpAddr))
-                .conflicts_with_all([CONNECT, LIST, EDIT_NAME, EDIT_CHAT])
+                .conflicts_with_all([
+                    CONNECT,
+                    LIST,
+                    EDIT_NAME,
+                    EDIT_CHAT,
+                    FINGERPRINT,
+                    TRUST_NEW_KEY,
+                ])
                 .help("IP address to listen on (only with -l) [default: all interfaces]"),
         )
         .arg(
@@ -511,14 +577,17 @@ fn build_command() -> clap::Command {
                 .long("data-dir")
                 .value_name("DIR")
                 .value_parser(value_parser!(PathBuf))
-                .help("Keep the user name and chats in DIR instead of the default data directory"),
+                .help(
+                    "Keep the user name, the device key and the chats in DIR instead of the \
+                     default data directory",
+                ),
         )
         .arg(
             Arg::new(JSON)
                 .help_heading(OPTIONS)
                 .long("json")
                 .action(ArgAction::SetTrue)
-                .help("Machine-readable JSON output (for -ls and for sessions)"),
+                .help("Machine-readable JSON output (for -ls, --fingerprint, --trust-new-key, sessions)"),
         )
         .arg(
             Arg::new(VERBOSE)
@@ -546,7 +615,15 @@ fn build_command() -> clap::Command {
         )
         .group(
             ArgGroup::new("command")
-                .args([LISTEN, LIST, CONNECT, EDIT_NAME, EDIT_CHAT])
+                .args([
+                    LISTEN,
+                    LIST,
+                    CONNECT,
+                    EDIT_NAME,
+                    EDIT_CHAT,
+                    FINGERPRINT,
+                    TRUST_NEW_KEY,
+                ])
                 .multiple(false),
         )
 }
@@ -614,6 +691,10 @@ fn cli_from_matches(cmd: &mut clap::Command, m: &ArgMatches) -> Result<Cli, clap
         Command::EditName { name: name.clone() }
     } else if let Some(chat) = m.get_one::<String>(EDIT_CHAT) {
         Command::EditChat { chat: chat.clone() }
+    } else if m.get_flag(FINGERPRINT) {
+        Command::Fingerprint
+    } else if let Some(chat) = m.get_one::<String>(TRUST_NEW_KEY) {
+        Command::TrustNewKey { chat: chat.clone() }
     } else {
         return Err(missing_command_error(cmd));
     };
@@ -635,7 +716,7 @@ fn missing_command_error(cmd: &mut clap::Command) -> clap::Error {
         Err(err) => err,
         Ok(_) => cmd.error(
             ErrorKind::MissingRequiredArgument,
-            "one of -l, -ls, -c, -eN, -eC is required",
+            "one of -l, -ls, -c, -eN, -eC, --fingerprint, --trust-new-key is required",
         ),
     }
 }
@@ -697,6 +778,33 @@ mod tests {
         cli(Command::EditChat {
             chat: chat.to_owned(),
         })
+    }
+
+    fn trust_new_key(chat: &str) -> Cli {
+        cli(Command::TrustNewKey {
+            chat: chat.to_owned(),
+        })
+    }
+
+    #[test]
+    fn key_commands_take_their_values_like_the_others() {
+        assert_eq!(ok("--trust-new-key=-x"), trust_new_key("-x"));
+        for line in ["--trust-new-key", "--trust-new-key -ls"] {
+            let e = err(line);
+            assert_eq!(e.kind(), ErrorKind::InvalidValue, "{line}");
+            assert_eq!(e.exit_code(), 2, "{line}");
+        }
+        assert_eq!(err("--fingerprint=x").kind(), ErrorKind::TooManyValues);
+        assert_eq!(err("--fingerprint x").kind(), ErrorKind::UnknownArgument);
+        assert_eq!(
+            err("--trust-new-key a b").kind(),
+            ErrorKind::UnknownArgument
+        );
+        // Nothing rewrites them: there is no legacy spelling, and a single dash is a
+        // (refused) cluster of short flags.
+        assert_eq!(err("-fingerprint").kind(), ErrorKind::UnknownArgument);
+        let rewritten = rewrite_legacy_flags(["x", "--fingerprint", "--trust-new-key"]);
+        assert_eq!(rewritten, ["x", "--fingerprint", "--trust-new-key"]);
     }
 
     /// The usage text of the C++ SocketFalco, verbatim.
@@ -825,6 +933,20 @@ SocketFalco -listen ; SocketFalco -listen -t ; SocketFalco -connect 192.168.0.1 
         assert_eq!(ok("--edit-name=Alice"), edit_name("Alice"));
         assert_eq!(ok("--edit-chat 97b8b"), edit_chat("97b8b"));
         assert_eq!(ok("--edit-chat=97b8b"), edit_chat("97b8b"));
+        assert_eq!(ok("--fingerprint"), cli(Command::Fingerprint));
+        assert_eq!(
+            ok("--json --fingerprint"),
+            Cli {
+                json: true,
+                ..cli(Command::Fingerprint)
+            }
+        );
+        assert_eq!(ok("--trust-new-key 97b8b"), trust_new_key("97b8b"));
+        assert_eq!(ok("--trust-new-key=97b8b"), trust_new_key("97b8b"));
+        assert_eq!(
+            ok("--data-dir d --trust-new-key 97b8b").data_dir,
+            Some(PathBuf::from("d"))
+        );
         assert_eq!(ok("-l -p 4000").command, listen_on(4000, None));
         assert_eq!(ok("-l --port 4000").command, listen_on(4000, None));
         assert_eq!(ok("-l --port=4000").command, listen_on(4000, None));
@@ -1067,6 +1189,12 @@ SocketFalco -listen ; SocketFalco -listen -t ; SocketFalco -connect 192.168.0.1 
             "-ls -eN a",
             "-l -eC b",
             "-c -ls",
+            "--fingerprint -ls",
+            "-l --fingerprint",
+            "--fingerprint --trust-new-key u",
+            "--trust-new-key u -eC u",
+            "-c h --trust-new-key u",
+            "--fingerprint --fingerprint",
         ] {
             let e = err(line);
             assert_eq!(e.kind(), ErrorKind::ArgumentConflict, "{line}");
@@ -1100,6 +1228,8 @@ SocketFalco -listen ; SocketFalco -listen -t ; SocketFalco -connect 192.168.0.1 
             "-list --temporary",
             "-eN a -t",
             "-t -eC u",
+            "--fingerprint -t",
+            "-t --trust-new-key u",
         ] {
             let e = err(line);
             assert_eq!(e.kind(), ErrorKind::ArgumentConflict, "{line}");
@@ -1116,6 +1246,8 @@ SocketFalco -listen ; SocketFalco -listen -t ; SocketFalco -connect 192.168.0.1 
             "-ls --bind ::",
             "-c h --bind ::1",
             "-eC u --bind 0.0.0.0",
+            "--fingerprint -p 4000",
+            "--trust-new-key u --bind ::1",
         ] {
             let e = err(line);
             assert_eq!(e.kind(), ErrorKind::ArgumentConflict, "{line}");
@@ -1310,6 +1442,8 @@ SocketFalco -listen ; SocketFalco -listen -t ; SocketFalco -connect 192.168.0.1 
             "--bind",
             "--data-dir",
             "--json",
+            "--fingerprint",
+            "--trust-new-key",
         ] {
             assert!(has_word(&help, word), "help lacks {word}:\n{help}");
         }
@@ -1321,6 +1455,9 @@ SocketFalco -listen ; SocketFalco -listen -t ; SocketFalco -connect 192.168.0.1 
             "Open the specific chat",
             "Show this help message and exit.",
             "[default: 30000]",
+            "key fingerprint",
+            "Compare fingerprints first.",
+            "socketfalco --trust-new-key 97b8b...",
         ] {
             assert!(
                 help.contains(description),

@@ -4,10 +4,13 @@
 //! # Layout
 //! - [`args`]: the command line (clap), legacy single-dash flags included.
 //! - [`paths`]: where the data directory is on each platform.
+//! - [`keys`]: this device's long-term static key (X25519) in `identity.key` beside the
+//!   database: created at first start-up, proved in every connection's Noise handshake,
+//!   pinned by the peers on first contact.
 //! - [`store`]: the SQLite database (identity, chats, messages) implementing the core's
 //!   durability contract.
 //! - [`commands`]: one module per command (`chat` for `-l`/`-c`, `edit_chat`, `edit_name`,
-//!   `list`); start there to add a command.
+//!   `list`, `keys` for `--fingerprint` and `--trust-new-key`); start there to add a command.
 //! - [`ui`]: how events are shown (terminal, plain lines, JSON) and the line editor.
 //!
 //! The protocol lives in the `socketfalco-core` crate, the sockets in
@@ -15,6 +18,7 @@
 
 pub mod args;
 pub mod commands;
+pub mod keys;
 pub mod paths;
 pub mod store;
 pub mod ui;

@@ -2,8 +2,12 @@
 //! owns everything SocketFalco keeps on disk — this device's identity, one chat per peer
 //! device, and every message of every chat, both authors. [`Database`] implements the core's
 //! durability contract ([`Store`], with exactly the semantics of the core's in-memory twin
-//! `harness::MemoryStore`) and adds what the CLI shows and edits: the identity, the chat list,
-//! a chat's history, prefix lookup of chats and a chat's last address.
+//! `harness::MemoryStore`, pinned peer keys included) and adds what the CLI shows and edits:
+//! the identity, the chat list, a chat's history, prefix lookup of chats, a chat's last
+//! address, and forgetting a peer's pinned key ([`Database::forget_key`]).
+//!
+//! This device's own secret key is not in the database but in a file of its own beside it
+//! (see `keys`), so that copying the database does not copy the secret.
 //!
 //! Every write is one `BEGIN IMMEDIATE` transaction, committed with a full fsync before the
 //! call returns, so a message is durable before it is shown as sent or acked, even across a
@@ -39,7 +43,7 @@ const APPLICATION_ID: i32 = 0x5346_6331;
 /// The schema, as an ordered list of migrations: entry `i` takes `user_version` from `i` to
 /// `i + 1`, in a transaction of its own. To change the schema, append an entry; never edit
 /// one that has shipped.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
 
 /// Version 1.
 ///
@@ -91,6 +95,14 @@ CREATE TABLE messages (
 CREATE INDEX messages_display ON messages (chat, lamport, author, seq);
 ";
 
+/// Version 2: the peer's static public key (X25519, 32 bytes), pinned to its device id on
+/// the first encrypted connection (trust on first use) and checked at every later one.
+/// `NULL` until then, and again after [`Database::forget_key`]. Chats of a version-1
+/// database start without a key and pin one at their next connection.
+const SCHEMA_V2: &str = "
+ALTER TABLE chats ADD COLUMN peer_key BLOB CHECK (peer_key IS NULL OR length(peer_key) = 32);
+";
+
 /// This device: its id (the key of every chat's own messages) and its display name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
@@ -116,6 +128,9 @@ pub struct ChatSummary {
     /// When a message was last written or received here (this device's clock); `None` for a
     /// chat without messages.
     pub last_activity_ms: Option<i64>,
+    /// The peer's static public key pinned on first contact; `None` before the first
+    /// encrypted connection or after [`Database::forget_key`].
+    pub peer_key: Option<[u8; 32]>,
 }
 
 /// One message of a chat's history.
@@ -397,8 +412,22 @@ impl Database {
             me: None,
             clock: wall_clock_ms,
         };
-        db.configure().map_err(|e| e.at(&db.path))?;
-        db.migrate()?;
+        // Switching to WAL (and the first migration) can report "busy" at once, without
+        // waiting out the busy timeout, when another process opens the same new database at
+        // the same instant (SQLite does not wait where waiting could deadlock; seen on
+        // Windows). Retry those with a short pause, within the same overall timeout.
+        let started = std::time::Instant::now();
+        loop {
+            match db.configure().and_then(|()| db.migrate()) {
+                Err(StoreError::Locked { .. }) if started.elapsed() < BUSY_TIMEOUT => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                result => {
+                    result.map_err(|e| e.at(&db.path))?;
+                    break;
+                }
+            }
+        }
         db.me = db.identity()?.map(|i| i.device);
         Ok(db)
     }
@@ -587,23 +616,28 @@ impl Database {
                 "SELECT c.peer, c.peer_name, c.last_address, c.last_activity_ms,
                         (SELECT COUNT(*) FROM messages m WHERE m.chat = c.peer),
                         (SELECT COUNT(*) FROM messages m
-                          WHERE m.chat = c.peer AND m.author = ?1 AND m.seq > c.delivered_up_to)
+                          WHERE m.chat = c.peer AND m.author = ?1 AND m.seq > c.delivered_up_to),
+                        c.peer_key
                    FROM chats c
                   ORDER BY c.last_activity_ms DESC NULLS LAST, c.created_at_ms DESC, c.peer",
             )?;
             let rows = stmt.query_map([me], |row| {
                 Ok((
-                    DeviceId(row.get(0)?),
-                    row.get::<_, String>(1)?,
-                    row.get::<_, Option<String>>(2)?,
-                    row.get::<_, Option<i64>>(3)?,
+                    (
+                        DeviceId(row.get(0)?),
+                        row.get::<_, String>(1)?,
+                        row.get::<_, Option<String>>(2)?,
+                        row.get::<_, Option<i64>>(3)?,
+                    ),
                     row.get::<_, i64>(4)?,
                     row.get::<_, i64>(5)?,
+                    row.get::<_, Option<Vec<u8>>>(6)?,
                 ))
             })?;
             let mut chats = Vec::new();
             for row in rows {
-                let (peer, peer_name, last_address, last_activity_ms, messages, waiting) = row?;
+                let ((peer, peer_name, last_address, last_activity_ms), messages, waiting, key) =
+                    row?;
                 chats.push(ChatSummary {
                     peer,
                     peer_name,
@@ -611,6 +645,7 @@ impl Database {
                     messages: from_db(messages, "message count")?,
                     waiting: from_db(waiting, "waiting count")?,
                     last_activity_ms,
+                    peer_key: key_from_db(key)?,
                 });
             }
             Ok(chats)
@@ -708,6 +743,28 @@ impl Database {
                 });
             }
             Ok(())
+        })
+    }
+
+    /// Forgets the key pinned for `peer`, so that the next connection with that device id
+    /// pins whatever key it proves: how a user accepts a peer's new key (after a reinstall),
+    /// having compared fingerprints out of band. Returns the key that was pinned, if any; the
+    /// chat must exist.
+    pub fn forget_key(&mut self, peer: DeviceId) -> Result<Option<[u8; 32]>, StoreError> {
+        self.write(|tx| {
+            let old: Option<Vec<u8>> = tx
+                .query_row(
+                    "SELECT peer_key FROM chats WHERE peer = ?1",
+                    [peer.0],
+                    |row| row.get(0),
+                )
+                .optional()?
+                .ok_or_else(|| StoreError::NoSuchChat {
+                    prefix: peer.to_string(),
+                })?;
+            let old = key_from_db(old)?;
+            tx.execute("UPDATE chats SET peer_key = NULL WHERE peer = ?1", [peer.0])?;
+            Ok(old)
         })
     }
 
@@ -834,6 +891,28 @@ impl Store for Database {
                 "UPDATE chats SET delivered_up_to = max(delivered_up_to, ?2) WHERE peer = ?1",
             )?
             .execute(params![peer.0, up_to])?;
+            Ok(())
+        })
+    }
+
+    fn pinned_key(&mut self, peer: DeviceId) -> Result<Option<[u8; 32]>, StoreError> {
+        self.read(|tx| {
+            let key: Option<Option<Vec<u8>>> = tx
+                .prepare_cached("SELECT peer_key FROM chats WHERE peer = ?1")?
+                .query_row([peer.0], |row| row.get(0))
+                .optional()?;
+            key_from_db(key.flatten())
+        })
+    }
+
+    fn pin_key(&mut self, peer: DeviceId, key: [u8; 32]) -> Result<(), StoreError> {
+        // As the core's MemoryStore: the chat is created if needed, and the key replaces
+        // any other (the link only pins a peer that has none).
+        let now = (self.clock)();
+        self.write(|tx| {
+            ensure_chat(tx, peer, now)?;
+            tx.prepare_cached("UPDATE chats SET peer_key = ?2 WHERE peer = ?1")?
+                .execute(params![peer.0, key])?;
             Ok(())
         })
     }
@@ -979,6 +1058,17 @@ fn from_db(value: i64, what: &'static str) -> Result<u64, StoreError> {
         path: None,
         detail: format!("negative {what} {value}"),
     })
+}
+
+/// A stored peer key back as 32 bytes (the schema's CHECK already guarantees the length).
+fn key_from_db(key: Option<Vec<u8>>) -> Result<Option<[u8; 32]>, StoreError> {
+    key.map(|bytes| {
+        <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| StoreError::Corrupt {
+            path: None,
+            detail: format!("a peer key of {} bytes", bytes.len()),
+        })
+    })
+    .transpose()
 }
 
 /// The 32 lowercase hexadecimal digits of a device id.
@@ -1177,6 +1267,8 @@ mod tests {
         Persist(DeviceId, Vec<Message>),
         Delivered(DeviceId, u64),
         Own(DeviceId, u64, usize),
+        Pin(DeviceId, [u8; 32]),
+        Pinned(DeviceId),
     }
 
     /// What a call returned, comparable across the two stores.
@@ -1186,6 +1278,7 @@ mod tests {
         Composed(Message),
         Done,
         Own(Vec<Message>),
+        Key(Option<[u8; 32]>),
     }
 
     fn apply<S: Store>(store: &mut S, op: &Op) -> Outcome
@@ -1208,6 +1301,11 @@ mod tests {
             Op::Own(peer, from, max) => {
                 Outcome::Own(store.own_messages(*peer, *from, *max).unwrap())
             }
+            Op::Pin(peer, key) => {
+                store.pin_key(*peer, *key).unwrap();
+                Outcome::Done
+            }
+            Op::Pinned(peer) => Outcome::Key(store.pinned_key(*peer).unwrap()),
         }
     }
 
@@ -1217,7 +1315,11 @@ mod tests {
         let b = id(&[0xc0]);
         let c = id(&[0xee]);
         let story = vec![
+            Op::Pinned(a),
             Op::Open(a, "Alice"),
+            Op::Pinned(a),
+            Op::Pin(a, [0xa1; 32]),
+            Op::Pinned(a),
             Op::Compose(a, "one", 1),
             Op::Compose(a, "two", 2),
             Op::Persist(a, vec![msg(1, 1, "a1"), msg(2, 3, "a2")]),
@@ -1250,6 +1352,13 @@ mod tests {
             Op::Persist(a, vec![msg(6, 1, "a6 with an old Lamport")]),
             Op::Compose(a, "five", 7),
             Op::Open(a, "Alice"),
+            // A renamed peer keeps its key; pinning creates a chat never opened.
+            Op::Pinned(a),
+            Op::Pin(id(&[0x55]), [0x55; 32]),
+            Op::Pinned(id(&[0x55])),
+            Op::Pin(a, [0xa2; 32]),
+            Op::Pinned(a),
+            Op::Pinned(b),
         ];
 
         let (_dir, mut db) = fresh();
@@ -1298,7 +1407,9 @@ mod tests {
             [8],
             "numbered after the delivery floor"
         );
-        assert_eq!(db.list_chats().unwrap().len(), 3);
+        // a, b, c, and the chat the pin created.
+        assert_eq!(db.list_chats().unwrap().len(), 4);
+        assert_eq!(db.pinned_key(a).unwrap(), Some([0xa2; 32]));
         let resume = db.open_chat(&hello(a, "Alice")).unwrap();
         assert_eq!((resume.received_up_to, resume.last_own_seq), (6, 5));
         let texts: Vec<String> = db
@@ -1477,7 +1588,103 @@ mod tests {
         let version: i64 = raw(&data)
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 1);
+        assert_eq!(version, 2);
+    }
+
+    #[test]
+    fn a_version_1_database_opens_as_version_2_with_its_data_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let peer = id(&[0x42]);
+        // A data folder of the first release, written by hand with its schema.
+        {
+            let conn = raw(dir.path());
+            conn.execute_batch(SCHEMA_V1).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.pragma_update(None, "application_id", APPLICATION_ID)
+                .unwrap();
+            conn.execute(
+                "INSERT INTO identity VALUES (1, ?1, 'Me', 5)",
+                params![ME.0],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO chats VALUES (?1, 'Peer', '10.0.0.2:30000', 1, 6, 7)",
+                params![peer.0],
+            )
+            .unwrap();
+            let rows = [
+                (ME, 1, 1, "mine"),
+                (peer, 1, 2, "theirs"),
+                (ME, 2, 3, "waits"),
+            ];
+            for (author, seq, lamport, text) in rows {
+                conn.execute(
+                    "INSERT INTO messages VALUES (?1, ?2, ?3, ?4, 100, ?5, 8)",
+                    params![peer.0, author.0, seq, lamport, text],
+                )
+                .unwrap();
+            }
+        }
+        let mut db = Database::open(dir.path()).unwrap();
+        let version: i64 = raw(dir.path())
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 2);
+        assert_eq!(db.identity().unwrap().unwrap().device, ME);
+        let chats = db.list_chats().unwrap();
+        assert_eq!(
+            chats,
+            [ChatSummary {
+                peer,
+                peer_name: "Peer".into(),
+                last_address: Some("10.0.0.2:30000".into()),
+                messages: 3,
+                waiting: 1,
+                last_activity_ms: Some(7),
+                peer_key: None,
+            }]
+        );
+        let texts: Vec<String> = db
+            .history(peer)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.message.text)
+            .collect();
+        assert_eq!(texts, ["mine", "theirs", "waits"]);
+        // The old chat has no key yet: its next connection pins one.
+        assert_eq!(db.pinned_key(peer).unwrap(), None);
+        db.pin_key(peer, [7; 32]).unwrap();
+        drop(db);
+        let mut db = Database::open(dir.path()).unwrap();
+        assert_eq!(db.pinned_key(peer).unwrap(), Some([7; 32]));
+        assert_eq!(db.compose(peer, "next", 0).unwrap().seq, 3);
+    }
+
+    #[test]
+    fn a_pinned_key_is_listed_and_can_be_forgotten() {
+        let (_dir, mut db) = fresh();
+        let peer = id(&[0x42]);
+        assert!(matches!(
+            db.forget_key(peer),
+            Err(StoreError::NoSuchChat { .. })
+        ));
+        db.open_chat(&hello(peer, "Peer")).unwrap();
+        assert_eq!(db.list_chats().unwrap()[0].peer_key, None);
+        assert_eq!(db.forget_key(peer).unwrap(), None, "nothing pinned yet");
+        db.pin_key(peer, [9; 32]).unwrap();
+        assert_eq!(db.list_chats().unwrap()[0].peer_key, Some([9; 32]));
+        // A rename (the next hello) keeps the key.
+        db.open_chat(&hello(peer, "Pierre")).unwrap();
+        assert_eq!(db.pinned_key(peer).unwrap(), Some([9; 32]));
+        assert_eq!(db.forget_key(peer).unwrap(), Some([9; 32]));
+        assert_eq!(db.pinned_key(peer).unwrap(), None);
+        assert_eq!(db.list_chats().unwrap()[0].peer_key, None);
+        // A key of the wrong length cannot be stored.
+        let short = db.conn.execute(
+            "UPDATE chats SET peer_key = ?2 WHERE peer = ?1",
+            params![peer.0, [1u8; 31]],
+        );
+        assert!(short.is_err());
     }
 
     #[test]
@@ -1570,27 +1777,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         drop(Database::open(dir.path()).unwrap());
         raw(dir.path())
-            .pragma_update(None, "user_version", 2)
+            .pragma_update(None, "user_version", 3)
             .unwrap();
         match Database::open(dir.path()) {
             Err(e @ StoreError::NewerSchema { .. }) => {
                 let text = e.to_string();
                 assert!(text.contains("socketfalco.db"), "{text}");
-                assert!(text.contains("version 2"), "{text}");
+                assert!(text.contains("version 3"), "{text}");
                 let StoreError::NewerSchema {
                     found, supported, ..
                 } = e
                 else {
                     unreachable!()
                 };
-                assert_eq!((found, supported), (2, 1));
+                assert_eq!((found, supported), (3, 2));
             }
             other => panic!("{other:?}"),
         }
         let version: i64 = raw(dir.path())
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 2);
+        assert_eq!(version, 3);
     }
 
     #[test]
@@ -1625,7 +1832,7 @@ mod tests {
         assert_eq!(text("synchronous"), "2"); // FULL
         assert_eq!(text("foreign_keys"), "1");
         assert_eq!(text("busy_timeout"), "10000");
-        assert_eq!(text("user_version"), "1");
+        assert_eq!(text("user_version"), "2");
         assert_eq!(text("application_id"), APPLICATION_ID.to_string());
         // The foreign key is enforced: no message without its chat.
         let orphan = db.conn.execute(

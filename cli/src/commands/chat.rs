@@ -3,11 +3,17 @@
 //! The network runs on its own thread (a transport endpoint owning the database); this
 //! thread owns the terminal or stdin/stdout. Both feed one channel of [`Update`]s, so the
 //! user interface is a function of events and never blocks on the network.
+//!
+//! Every connection, temporary ones included, is encrypted: the endpoint gets this device's
+//! static key pair and runs a Noise XX handshake before anything else; the peer's device id
+//! is accepted only with the key pinned for it (or pinned now, on first contact). A peer
+//! refused for presenting another key is shown as a loud warning by the [`Presenter`].
 
-use super::{ensure_identity, AppError, Context};
+use super::{ensure_identity, AppError, Context, Me};
 use crate::ui::editor::{EditorEvent, LineEditor};
 use crate::ui::{Presenter, Style};
-use socketfalco_core::SessionConfig;
+use socketfalco_core::{CloseCode, SessionConfig};
+use socketfalco_transport::endpoint::EndpointError;
 use socketfalco_transport::{Command, Control, Endpoint, EndpointConfig, Output, Role};
 use std::io::{self, BufRead, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
@@ -62,7 +68,10 @@ fn run(ctx: &Context, role: Role, temporary: bool) -> Result<(), AppError> {
     let me = ensure_identity(ctx, &mut db)?;
     let mut session = SessionConfig::new(me.device, me.name.clone());
     session.temporary = temporary;
-    let (endpoint, control) = Endpoint::new(role, EndpointConfig::new(session), db)?;
+    let config = EndpointConfig::new(session, Some(me.keypair.clone()));
+    let (endpoint, control) = Endpoint::new(role, config, db)?;
+    let invocation = ctx.invocation();
+    let refused = failure_advice(&me, &invocation);
     let (tx, updates) = mpsc::channel();
     let net_tx = tx.clone();
     thread::Builder::new()
@@ -79,7 +88,7 @@ fn run(ctx: &Context, role: Role, temporary: bool) -> Result<(), AppError> {
                 }
                 let _ = net_tx.send(Update::Net(output));
             });
-            let _ = net_tx.send(Update::Finished(result.map_err(|e| e.to_string())));
+            let _ = net_tx.send(Update::Finished(result.map_err(|e| refused(&e))));
         })?;
     let on_signal = control.clone();
     // Ctrl-C outside raw mode, SIGTERM, and Ctrl-Break on Windows: leave cleanly.
@@ -89,11 +98,29 @@ fn run(ctx: &Context, role: Role, temporary: bool) -> Result<(), AppError> {
         log::warn!("no signal handler: {e}");
     }
     let mut presenter = Presenter::new(ctx.style, &me.name);
+    presenter.set_invocation(&invocation);
     if ctx.style == Style::Terminal {
         terminal_loop(&mut presenter, &control, &updates)
     } else {
         spawn_stdin_reader(tx)?;
         script_loop(&mut presenter, &control, &updates)
+    }
+}
+
+/// The message for the endpoint's failure: a refusal for our key gets advice on top.
+fn failure_advice(me: &Me, invocation: &str) -> impl Fn(&EndpointError) -> String + Send + 'static {
+    let device = me.device;
+    let fingerprint = me.fingerprint();
+    let invocation = invocation.to_owned();
+    move |e| match e {
+        EndpointError::Refused(close) if close.code == CloseCode::IdentityMismatch => format!(
+            "{e}.\nThe peer has another key pinned for this device id ({device}). If you \
+             reinstalled SocketFalco or lost your key file, give the peer your fingerprint \
+             ({fingerprint}; `{invocation} --fingerprint` shows it) over another channel; \
+             once it matches, they accept your new key with: \
+             socketfalco --trust-new-key {device}"
+        ),
+        _ => e.to_string(),
     }
 }
 

@@ -4,10 +4,12 @@ use super::{AppError, Context};
 use crate::store::Identity;
 use socketfalco_core::{check_name, DeviceId};
 
-/// Validates and stores the new name, reporting old → new.
+/// Validates and stores the new name, reporting old → new. Like every command that opens the
+/// data directory, it also makes sure this device has its key (first start-up, migration).
 pub fn run(ctx: &Context, name: &str) -> Result<(), AppError> {
     check_name(name).map_err(|e| AppError::new(format!("invalid name \"{name}\": {e}")))?;
     let mut db = ctx.open_database()?;
+    let keypair = crate::keys::load_or_create(&ctx.data_dir)?;
     match db.identity()? {
         Some(Identity { name: old, .. }) => {
             db.rename(name)?;
@@ -16,7 +18,10 @@ pub fn run(ctx: &Context, name: &str) -> Result<(), AppError> {
         None => {
             let device = DeviceId::from_random_bytes(*uuid::Uuid::new_v4().as_bytes());
             db.create_identity(device, name)?;
-            println!("this device is {device}, named {name}");
+            println!(
+                "this device is {device}, named {name}, key fingerprint {}",
+                keypair.public().fingerprint()
+            );
         }
     }
     Ok(())

@@ -1,15 +1,20 @@
-//! `-ls` / `-list`: one row per chat, or a JSON array for scripts.
+//! `-ls` / `-list`: one row per chat, or a JSON array for scripts. The header names this
+//! device and its key fingerprint; each row shows the fingerprint of the key pinned for the
+//! peer (`-` before the first encrypted connection), so that two people can compare them out
+//! of band.
 
 use super::{ensure_identity, AppError, Context};
 use crate::ui::Style;
 use chrono::{Local, TimeZone};
 use serde_json::json;
+use socketfalco_core::PublicKey;
 
 /// Prints the chats, most recent first.
 pub fn run(ctx: &Context) -> Result<(), AppError> {
     let mut db = ctx.open_database()?;
     let me = ensure_identity(ctx, &mut db)?;
     let chats = db.list_chats()?;
+    let fingerprint = |key: Option<[u8; 32]>| key.map(|k| PublicKey(k).fingerprint());
     if ctx.style == Style::Json {
         let rows: Vec<_> = chats
             .iter()
@@ -21,20 +26,26 @@ pub fn run(ctx: &Context) -> Result<(), AppError> {
                     "messages": c.messages,
                     "waiting": c.waiting,
                     "last_activity_ms": c.last_activity_ms,
+                    "peer_fingerprint": fingerprint(c.peer_key),
                 })
             })
             .collect();
         println!("{}", serde_json::Value::Array(rows));
         return Ok(());
     }
-    println!("You are {} ({})", me.name, me.device);
+    println!(
+        "You are {} ({}), key fingerprint {}",
+        me.name,
+        me.device,
+        me.fingerprint()
+    );
     if chats.is_empty() {
         println!("No chats yet. Start one with `socketfalco -l` or `socketfalco -c ADDRESS`.");
         return Ok(());
     }
     println!(
-        "{:<36}  {:<15}  {:<24}  {:>8}  {:>7}  LAST ACTIVITY",
-        "CHAT", "PEER", "LAST ADDRESS", "MESSAGES", "WAITING"
+        "{:<36}  {:<15}  {:<24}  {:>8}  {:>7}  {:<16}  PEER KEY FINGERPRINT",
+        "CHAT", "PEER", "LAST ADDRESS", "MESSAGES", "WAITING", "LAST ACTIVITY"
     );
     for c in &chats {
         let activity = c
@@ -45,7 +56,7 @@ pub fn run(ctx: &Context) -> Result<(), AppError> {
                 |t| t.format("%Y-%m-%d %H:%M").to_string(),
             );
         println!(
-            "{:<36}  {:<15}  {:<24}  {:>8}  {:>7}  {}",
+            "{:<36}  {:<15}  {:<24}  {:>8}  {:>7}  {:<16}  {}",
             c.peer.to_string(),
             if c.peer_name.is_empty() {
                 "?"
@@ -55,7 +66,8 @@ pub fn run(ctx: &Context) -> Result<(), AppError> {
             c.last_address.as_deref().unwrap_or("-"),
             c.messages,
             c.waiting,
-            activity
+            activity,
+            fingerprint(c.peer_key).unwrap_or_else(|| "-".to_owned())
         );
     }
     Ok(())

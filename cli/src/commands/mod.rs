@@ -1,5 +1,5 @@
 //! One module per command of the command line; this one opens what every command shares:
-//! the data directory, the database and this device's identity.
+//! the data directory, the database and this device's identity (uuid, name and key pair).
 //!
 //! To add a command: a variant in `args::Command`, a module here with a `run` function, and
 //! a line in [`run`].
@@ -8,15 +8,16 @@ mod chat;
 mod edit_chat;
 mod edit_name;
 mod list;
+mod trust;
 
 use crate::args::{Cli, Command};
 use crate::paths::default_data_dir;
 use crate::store::{Database, Identity};
 use crate::ui::Style;
 use socketfalco_core::limits::MAX_NAME_CHARS as MAX_NAME_CHARS_FOR_USERS;
-use socketfalco_core::{check_name, DeviceId};
+use socketfalco_core::{check_name, DeviceId, StaticKeypair};
 use std::io::{self, BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A command's failure: what to tell the user, and the exit status.
 #[derive(Debug)]
@@ -51,12 +52,44 @@ pub struct Context {
     pub style: Style,
     /// Whether stdin is an interactive terminal.
     pub interactive: bool,
+    /// Whether the data directory was given with `--data-dir` (then the commands this
+    /// program suggests repeat it).
+    pub explicit_data_dir: bool,
 }
 
 impl Context {
     /// Opens the database in the data directory.
     pub fn open_database(&self) -> Result<Database, AppError> {
         Ok(Database::open(&self.data_dir)?)
+    }
+
+    /// How to run this program again on the same data directory, for commands the output
+    /// suggests: `socketfalco`, plus `--data-dir DIR` if one was given (quoted for the shell
+    /// when needed).
+    pub fn invocation(&self) -> String {
+        if self.explicit_data_dir {
+            format!("socketfalco --data-dir {}", shell_quote(&self.data_dir))
+        } else {
+            "socketfalco".to_owned()
+        }
+    }
+}
+
+/// This device, as every command that needs it sees it.
+#[derive(Clone, Debug)]
+pub struct Me {
+    /// The device id: the chat key the peers see.
+    pub device: DeviceId,
+    /// The display name.
+    pub name: String,
+    /// The long-term static key pair, proved in every connection.
+    pub keypair: StaticKeypair,
+}
+
+impl Me {
+    /// The short, readable form of this device's public key, to compare out of band.
+    pub fn fingerprint(&self) -> String {
+        self.keypair.public().fingerprint()
     }
 }
 
@@ -78,6 +111,7 @@ pub fn run(cli: Cli) -> Result<(), AppError> {
         data_dir,
         style,
         interactive,
+        explicit_data_dir: cli.data_dir.is_some(),
     };
     log::debug!("data directory: {}", ctx.data_dir.display());
     match cli.command {
@@ -94,12 +128,26 @@ pub fn run(cli: Cli) -> Result<(), AppError> {
         Command::List => list::run(&ctx),
         Command::EditName { name } => edit_name::run(&ctx, &name),
         Command::EditChat { chat } => edit_chat::run(&ctx, &chat),
+        Command::Fingerprint => trust::fingerprint(&ctx),
+        Command::TrustNewKey { chat } => trust::trust_new_key(&ctx, &chat),
     }
 }
 
-/// This device's identity, created at first start-up: a new uuid4, and a name asked for on
-/// a terminal or taken from the OS user name otherwise.
-pub fn ensure_identity(ctx: &Context, db: &mut Database) -> Result<Identity, AppError> {
+/// This device's identity, created at first start-up: a new uuid4, a name asked for on a
+/// terminal or taken from the OS user name otherwise, and the static key pair in the data
+/// directory (created too if missing: first start-up, or a data directory of a version
+/// without keys — see [`crate::keys`]).
+pub fn ensure_identity(ctx: &Context, db: &mut Database) -> Result<Me, AppError> {
+    let Identity { device, name } = ensure_device(ctx, db)?;
+    let keypair = crate::keys::load_or_create(&ctx.data_dir)?;
+    Ok(Me {
+        device,
+        name,
+        keypair,
+    })
+}
+
+fn ensure_device(ctx: &Context, db: &mut Database) -> Result<Identity, AppError> {
     if let Some(identity) = db.identity()? {
         return Ok(identity);
     }
@@ -137,6 +185,23 @@ fn ask_name() -> Result<String, AppError> {
     }
 }
 
+/// `path` as one shell word: as is when it only has characters no shell treats specially,
+/// else quoted (single quotes on Unix, double quotes on Windows).
+pub fn shell_quote(path: &Path) -> String {
+    let text = path.display().to_string();
+    let plain = !text.is_empty()
+        && text.chars().all(|c| {
+            c.is_ascii_alphanumeric() || "/._-:+,@=".contains(c) || (cfg!(windows) && c == '\\')
+        });
+    if plain {
+        text
+    } else if cfg!(windows) {
+        format!("\"{text}\"")
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
 /// The OS user name made into a valid display name: control characters dropped, cut to the
 /// longest name allowed, "user" if too short.
 pub fn name_from_os_user() -> String {
@@ -153,5 +218,23 @@ pub fn name_from_os_user() -> String {
         cleaned
     } else {
         "user".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_quoted_for_the_shell_only_when_needed() {
+        assert_eq!(shell_quote(Path::new("/tmp/sf-1.data")), "/tmp/sf-1.data");
+        if cfg!(windows) {
+            assert_eq!(shell_quote(Path::new("C:\\a b")), "\"C:\\a b\"");
+        } else {
+            assert_eq!(shell_quote(Path::new("/my chats")), "'/my chats'");
+            assert_eq!(shell_quote(Path::new("/it's")), "'/it'\\''s'");
+            assert_eq!(shell_quote(Path::new("/a\\b")), "'/a\\b'");
+            assert_eq!(shell_quote(Path::new("")), "''");
+        }
     }
 }

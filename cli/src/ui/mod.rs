@@ -5,12 +5,17 @@
 //! store. The terminal style holds an own line back for a moment so it can be shown with its
 //! delivered mark (✓) when the peer acks at once, as it usually does; the plain style prints
 //! one line per event with no escape codes; the JSON style prints one object per event.
+//!
+//! A peer refused for presenting a known device id with another key
+//! ([`Output::KeyMismatch`]) is shown as a loud multi-line warning: who it claimed to be,
+//! from where, both key fingerprints, that nothing was sent or stored, and the exact command
+//! that accepts a new key once the fingerprints have been compared out of band.
 
 pub mod editor;
 
 use chrono::{Local, TimeZone};
 use serde_json::json;
-use socketfalco_core::{DeviceId, Message, Side};
+use socketfalco_core::{CloseCode, DeviceId, Message, Side};
 use socketfalco_transport::Output;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -54,6 +59,7 @@ pub struct Presenter {
     held: VecDeque<(Message, Instant)>,
     delivered_up_to: u64,
     undelivered_shown: u64,
+    invocation: String,
 }
 
 impl Presenter {
@@ -67,7 +73,19 @@ impl Presenter {
             held: VecDeque::new(),
             delivered_up_to: 0,
             undelivered_shown: 0,
+            invocation: "socketfalco".to_owned(),
         }
+    }
+
+    /// How the user runs this program (`socketfalco`, with `--data-dir DIR` if given), for
+    /// the commands the output suggests.
+    pub fn set_invocation(&mut self, invocation: &str) {
+        invocation.clone_into(&mut self.invocation);
+    }
+
+    /// The command that accepts a new key for `peer`.
+    fn accept_command(&self, peer: DeviceId) -> String {
+        format!("{} --trust-new-key {peer}", self.invocation)
     }
 
     /// The prompt for the terminal, with re-sync progress while one runs.
@@ -159,11 +177,51 @@ impl Presenter {
             Output::Disconnected { reason, by } => {
                 lines.extend(self.release_held(Instant::now(), true));
                 self.resync = None;
-                let who = match by {
-                    Side::Local => "closed",
-                    Side::Peer => "the peer closed",
-                };
-                lines.push(format!("disconnected ({who}): {reason}"));
+                if *by == Side::Local && reason.code == CloseCode::IdentityMismatch {
+                    // The detail is written for the peer ("your key …"): say it our way.
+                    lines.push(
+                        "disconnected (closed): refused that device, its key does not match \
+                         the one pinned for its device id (see the warning above)"
+                            .to_owned(),
+                    );
+                } else {
+                    let who = match by {
+                        Side::Local => "closed",
+                        Side::Peer => "the peer closed",
+                    };
+                    lines.push(format!("disconnected ({who}): {reason}"));
+                }
+            }
+            Output::KeyMismatch {
+                peer,
+                presented,
+                pinned,
+                addr,
+            } => {
+                let name = sanitize(&peer.name);
+                lines.extend([
+                    "!!! WARNING: KEY MISMATCH — CONNECTION REFUSED !!!".to_owned(),
+                    format!(
+                        "!!! A device at {addr} claims to be {name} ({}), but its key is not \
+                         the one pinned for that device id.",
+                        peer.device
+                    ),
+                    format!(
+                        "!!!   presented key fingerprint: {}",
+                        presented.fingerprint()
+                    ),
+                    format!("!!!   pinned key fingerprint:    {}", pinned.fingerprint()),
+                    "!!! Nothing was sent to it and nothing from it was stored.".to_owned(),
+                    format!(
+                        "!!! It may be an impostor. Or {name} reinstalled SocketFalco and has a \
+                         new key: ask {name} for their fingerprint (socketfalco --fingerprint) \
+                         over another channel (in person, by phone)."
+                    ),
+                    "!!! Only if it equals the presented fingerprint above, accept the new key \
+                     with:"
+                        .to_owned(),
+                    format!("!!!   {}", self.accept_command(peer.device)),
+                ]);
             }
             Output::Reconnecting { in_ms } => lines.push(format!(
                 "reconnecting in {:.1} s — what you write meanwhile is stored and sent then",
@@ -305,6 +363,20 @@ impl Presenter {
                 "code": reason.code.to_wire(),
                 "by": match by { Side::Local => "local", Side::Peer => "peer" },
             }),
+            Output::KeyMismatch {
+                peer,
+                presented,
+                pinned,
+                addr,
+            } => json!({
+                "event": "key_mismatch",
+                "peer": peer.device.to_string(),
+                "name": peer.name,
+                "addr": addr.to_string(),
+                "presented": presented.fingerprint(),
+                "pinned": pinned.fingerprint(),
+                "accept_command": self.accept_command(peer.device),
+            }),
             Output::Reconnecting { in_ms } => json!({"event": "reconnecting", "in_ms": in_ms}),
             Output::RefusedBusy(addr) => json!({"event": "busy_refused", "addr": addr.to_string()}),
             Output::Rejected { text, reason } => {
@@ -430,6 +502,85 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
         assert_eq!(v["event"], "delivered");
         assert_eq!(v["up_to"], 3);
+    }
+
+    fn mismatch() -> Output {
+        Output::KeyMismatch {
+            peer: socketfalco_core::PeerHello {
+                device: DeviceId([1; 16]),
+                name: "bob\x1b[2J".into(),
+                peer_temporary: false,
+                temporary: false,
+            },
+            presented: socketfalco_core::StaticKeypair::from_secret([2; 32]).public(),
+            pinned: socketfalco_core::StaticKeypair::from_secret([3; 32]).public(),
+            addr: "127.0.0.1:4000".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_key_mismatch_is_a_loud_warning_with_both_fingerprints_and_the_way_out() {
+        let Output::KeyMismatch {
+            peer,
+            presented,
+            pinned,
+            ..
+        } = mismatch()
+        else {
+            unreachable!()
+        };
+        for style in [Style::Plain, Style::Terminal] {
+            let mut p = Presenter::new(style, "alice");
+            p.set_invocation("socketfalco --data-dir '/my dir'");
+            let text = p.output(&mismatch()).join("\n");
+            assert!(text.contains("WARNING"), "{text}");
+            assert!(text.contains(&peer.device.to_string()), "{text}");
+            assert!(
+                text.contains("bob\u{fffd}[2J"),
+                "sanitized claimed name: {text}"
+            );
+            assert!(!text.contains('\x1b'), "{text}");
+            assert!(text.contains("127.0.0.1:4000"), "{text}");
+            assert!(text.contains(&presented.fingerprint()), "{text}");
+            assert!(text.contains(&pinned.fingerprint()), "{text}");
+            assert!(text.contains("Nothing was sent"), "{text}");
+            assert!(
+                text.contains(&format!(
+                    "socketfalco --data-dir '/my dir' --trust-new-key {}",
+                    peer.device
+                )),
+                "{text}"
+            );
+        }
+        let mut p = Presenter::new(Style::Json, "alice");
+        let lines = p.output(&mismatch());
+        assert_eq!(lines.len(), 1);
+        let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(v["event"], "key_mismatch");
+        assert_eq!(v["peer"], peer.device.to_string());
+        assert_eq!(v["name"], "bob\x1b[2J");
+        assert_eq!(v["addr"], "127.0.0.1:4000");
+        assert_eq!(v["presented"], presented.fingerprint());
+        assert_eq!(v["pinned"], pinned.fingerprint());
+        assert_eq!(
+            v["accept_command"],
+            format!("socketfalco --trust-new-key {}", peer.device)
+        );
+    }
+
+    #[test]
+    fn closes_for_keys_and_integrity_say_why() {
+        let mut p = Presenter::new(Style::Plain, "alice");
+        let refused = p.output(&Output::Disconnected {
+            reason: socketfalco_core::Close::new(CloseCode::IdentityMismatch, "your key …"),
+            by: Side::Local,
+        });
+        assert!(refused[0].contains("refused that device"), "{refused:?}");
+        let broken = p.output(&Output::Disconnected {
+            reason: socketfalco_core::Close::new(CloseCode::IntegrityFailure, "tampered"),
+            by: Side::Local,
+        });
+        assert!(broken[0].contains("encrypted stream failed"), "{broken:?}");
     }
 
     #[test]

@@ -1,0 +1,810 @@
+//! End-to-end security stories with the real `socketfalco` binary: device keys, trust on
+//! first use, fingerprints, and the integrity of the encrypted stream.
+//!
+//! Like `e2e.rs`: separate data directories (`--data-dir`), real sockets on 127.0.0.1 with
+//! ephemeral ports, sessions with `--json` read as events, stdin lines as messages, generous
+//! timeouts and no timing assertions. Some stories put a small TCP relay of the test's own
+//! between the two processes: it copies bytes both ways and records them, and can flip one
+//! bit on the way.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_socketfalco");
+/// How long any one step may take. Nothing asserts that a step is fast.
+const WAIT: Duration = Duration::from_secs(20);
+/// The key file in a data directory (see `cli/src/keys.rs`).
+const KEY_FILE: &str = "identity.key";
+
+// --- Devices and sessions --------------------------------------------------------------------
+
+/// One device: a data directory of its own.
+struct Device {
+    dir: tempfile::TempDir,
+}
+
+impl Device {
+    fn new(name: &str) -> Device {
+        let device = Device {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let out = device.run(&["-eN", name]);
+        assert_ok(&out);
+        device
+    }
+
+    /// Another device with a copy of `other`'s data directory (same uuid, same chats, same
+    /// pinned keys) but without its key file: it makes a new key at its next start. That is
+    /// an impostor who stole the database, or the same user after losing the key file.
+    fn copy_without_key(other: &Device) -> Device {
+        let device = Device {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        for entry in std::fs::read_dir(other.path()).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_name() != KEY_FILE && entry.file_type().unwrap().is_file() {
+                std::fs::copy(entry.path(), device.path().join(entry.file_name())).unwrap();
+            }
+        }
+        device
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--data-dir").arg(self.path()).args(args);
+        cmd.env_remove("RUST_LOG");
+        cmd
+    }
+
+    /// Runs a command to completion with empty stdin.
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("the binary runs")
+    }
+
+    fn run_with_input(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// `--fingerprint --json`.
+    fn whoami(&self) -> Value {
+        let out = self.run(&["--fingerprint", "--json"]);
+        assert_ok(&out);
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn id(&self) -> String {
+        self.whoami()["device"].as_str().unwrap().to_owned()
+    }
+
+    fn fingerprint(&self) -> String {
+        self.whoami()["fingerprint"].as_str().unwrap().to_owned()
+    }
+
+    fn list(&self) -> Vec<Value> {
+        let out = self.run(&["-ls", "--json"]);
+        assert_ok(&out);
+        match serde_json::from_slice(&out.stdout).unwrap() {
+            Value::Array(rows) => rows,
+            other => panic!("-ls --json gave {other}"),
+        }
+    }
+
+    /// The `-ls --json` row of the chat with `peer`.
+    fn chat_with(&self, peer: &Device) -> Value {
+        let id = peer.id();
+        self.list()
+            .into_iter()
+            .find(|row| row["chat"] == id.as_str())
+            .unwrap_or_else(|| panic!("no chat with {id}"))
+    }
+
+    /// The texts of the chat with `peer`, in order, as `-eC CHAT --json` shows them.
+    fn history(&self, peer: &Device) -> Vec<String> {
+        let out = self.run(&["-eC", &peer.id(), "--json"]);
+        assert_ok(&out);
+        text(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["event"] == "history")
+            .map(|v| v["text"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn listen(&self) -> (Session, u16) {
+        let args = ["-l", "-p", "0", "--bind", "127.0.0.1", "--json"];
+        let mut session = Session::spawn(self.command(&args));
+        let event = session.wait_for("listening", |e| e["event"] == "listening");
+        let addr = event["addr"].as_str().unwrap();
+        let port = addr.rsplit(':').next().unwrap().parse().unwrap();
+        (session, port)
+    }
+
+    fn connect(&self, port: u16) -> Session {
+        let port = port.to_string();
+        Session::spawn(self.command(&["-c", "127.0.0.1", "-p", &port, "--json"]))
+    }
+}
+
+/// A running session process: its JSON events and its stderr read on threads.
+struct Session {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    events: Receiver<Value>,
+    seen: Vec<Value>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl Session {
+    fn spawn(mut cmd: Command) -> Session {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, events) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(v) => {
+                        if tx.send(v).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => panic!("not JSON: {line:?}: {e}"),
+                }
+            }
+        });
+        let mut stderr = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            // Shown when a test fails, as `e2e.rs` shows it by inheriting stderr.
+            eprint!("{text}");
+            text
+        });
+        let stdin = child.stdin.take();
+        Session {
+            child,
+            stdin,
+            events,
+            seen: Vec::new(),
+            stderr: Some(stderr),
+        }
+    }
+
+    fn say(&mut self, text: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{text}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(v) = self.seen.iter().find(|v| pred(v)) {
+            return v.clone();
+        }
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if pred(&v) {
+                        return v;
+                    }
+                }
+                Err(_) => panic!("timed out waiting for {what}; saw {:#?}", self.seen),
+            }
+        }
+    }
+
+    fn received(&mut self, text: &str) -> Value {
+        let text = text.to_owned();
+        self.wait_for(&format!("message {text:?}"), move |e| {
+            is_incoming(e) && e["text"] == text.as_str()
+        })
+    }
+
+    fn connected(&mut self) -> Value {
+        self.wait_for("connected", |e| e["event"] == "connected")
+    }
+
+    /// Waits for the process to end by itself (stdin stays open): its status, every event,
+    /// its stderr.
+    fn exit(mut self) -> (ExitStatus, Vec<Value>, String) {
+        let status = wait_with_timeout(&mut self.child);
+        self.collect(status)
+    }
+
+    /// Ends input (as a script would) and waits for a clean exit.
+    fn finish(mut self) -> Vec<Value> {
+        drop(self.stdin.take());
+        let status = wait_with_timeout(&mut self.child);
+        let (status, events, stderr) = self.collect(status);
+        assert!(status.success(), "exit status {status:?}; stderr: {stderr}");
+        events
+    }
+
+    fn collect(mut self, status: ExitStatus) -> (ExitStatus, Vec<Value>, String) {
+        let stderr = self
+            .stderr
+            .take()
+            .map(|h| h.join().unwrap())
+            .unwrap_or_default();
+        // The stdout thread ends with the process; take what it read.
+        let deadline = Instant::now() + WAIT;
+        while let Ok(v) = self
+            .events
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.seen.push(v);
+        }
+        (status, std::mem::take(&mut self.seen), stderr)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // A failed test must not leave a listener running.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_with_timeout(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the process did not exit in time");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn is_incoming(e: &Value) -> bool {
+    e["event"] == "message" && e["direction"] == "in"
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[track_caller]
+fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// alice listens, bob connects, both see the other, bob leaves: the first contact, which
+/// pins each side's key on the other.
+fn first_contact(alice: &Device, bob: &Device) {
+    let (mut listener, port) = alice.listen();
+    let mut caller = bob.connect(port);
+    caller.connected();
+    listener.connected();
+    caller.finish();
+    listener.wait_for("peer left", |e| e["event"] == "peer_left");
+    listener.finish();
+}
+
+/// Whether `needle` occurs in `haystack`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Every element of `texts` exactly once in `history`.
+#[track_caller]
+fn each_once(history: &[String], texts: &[String]) {
+    for t in texts {
+        let n = history.iter().filter(|h| *h == t).count();
+        assert_eq!(n, 1, "{t:?} appears {n} times in {history:?}");
+    }
+}
+
+// --- The relay -------------------------------------------------------------------------------
+
+/// Where the relay flips a bit: in the caller → listener direction, the last byte (part of
+/// the authentication tag) of the first Noise message that starts once `after` bytes have
+/// passed — well past the handshake. The relay reads the Noise framing (a 2-byte big-endian
+/// length before each message) only to aim; it cannot read the contents.
+#[derive(Clone, Copy)]
+struct Flip {
+    after: usize,
+}
+
+/// A TCP relay on 127.0.0.1: accepts `connections` connections, forwards each to `target`,
+/// records every byte that passes (both directions), then stops listening.
+struct Relay {
+    port: u16,
+    /// Caller → listener, then listener → caller, over all connections.
+    up: Arc<Mutex<Vec<u8>>>,
+    down: Arc<Mutex<Vec<u8>>>,
+    flipped: Arc<Mutex<bool>>,
+    done: Receiver<()>,
+}
+
+impl Relay {
+    fn start(target: u16, connections: usize, flip: Option<Flip>) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(Mutex::new(Vec::new()));
+        let down = Arc::new(Mutex::new(Vec::new()));
+        let flipped = Arc::new(Mutex::new(false));
+        let (done_tx, done) = channel();
+        let (up2, down2, flipped2) = (up.clone(), down.clone(), flipped.clone());
+        std::thread::spawn(move || {
+            let mut pumps = Vec::new();
+            for index in 0..connections {
+                let Ok((client, _)) = listener.accept() else {
+                    break;
+                };
+                let server = TcpStream::connect(("127.0.0.1", target)).unwrap();
+                // Only the first connection is tampered with.
+                let flip = if index == 0 { flip } else { None };
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (up, down, flipped) = (up2.clone(), down2.clone(), flipped2.clone());
+                pumps.push(std::thread::spawn(move || {
+                    pump(client, server, &up, flip.map(|f| (f, flipped)))
+                }));
+                pumps.push(std::thread::spawn(move || pump(s2, c2, &down, None)));
+            }
+            drop(listener);
+            for p in pumps {
+                let _ = p.join();
+            }
+            let _ = done_tx.send(());
+        });
+        Relay {
+            port,
+            up,
+            down,
+            flipped,
+            done,
+        }
+    }
+
+    /// Waits until every relayed connection has ended; returns the bytes of both directions.
+    fn finish(self) -> (Vec<u8>, Vec<u8>) {
+        self.done
+            .recv_timeout(WAIT)
+            .expect("the relayed connections end");
+        let up = std::mem::take(&mut *self.up.lock().unwrap());
+        let down = std::mem::take(&mut *self.down.lock().unwrap());
+        (up, down)
+    }
+
+    fn flipped(&self) -> bool {
+        *self.flipped.lock().unwrap()
+    }
+}
+
+/// Copies `from` to `to`, recording into `record`, flipping one bit if asked, until either
+/// side ends; then passes the end on.
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    record: &Mutex<Vec<u8>>,
+    flip: Option<(Flip, Arc<Mutex<bool>>)>,
+) {
+    let mut aim = Aim::default();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some((flip, flipped)) = &flip {
+            for byte in &mut buf[..n] {
+                if aim.observe(*byte, flip.after) {
+                    *byte ^= 0x01;
+                    *flipped.lock().unwrap() = true;
+                }
+            }
+        }
+        record.lock().unwrap().extend_from_slice(&buf[..n]);
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+    let _ = from.shutdown(Shutdown::Read);
+}
+
+/// Follows the Noise framing byte by byte to find the one byte to flip.
+#[derive(Default)]
+struct Aim {
+    offset: usize,
+    header: Vec<u8>,
+    body_left: usize,
+    aiming: bool,
+    done: bool,
+}
+
+impl Aim {
+    /// Advances over one byte of the stream; true if it is the byte to flip.
+    fn observe(&mut self, byte: u8, after: usize) -> bool {
+        if self.done {
+            self.offset += 1;
+            return false;
+        }
+        if self.body_left == 0 {
+            let start = self.offset;
+            self.offset += 1;
+            self.header.push(byte);
+            if self.header.len() == 1 {
+                self.aiming = start >= after;
+            }
+            if self.header.len() == 2 {
+                self.body_left = usize::from(u16::from_be_bytes([self.header[0], self.header[1]]));
+                self.header.clear();
+            }
+            return false;
+        }
+        self.offset += 1;
+        self.body_left -= 1;
+        if self.body_left == 0 && self.aiming {
+            self.done = true;
+            return true;
+        }
+        false
+    }
+}
+
+// --- The stories -----------------------------------------------------------------------------
+
+/// An impostor presents bob's uuid with another key: alice refuses it before anything is
+/// sent or stored, warns with both fingerprints, and the real bob still gets everything.
+#[test]
+fn an_impostor_with_a_known_uuid_is_refused_and_the_real_peer_gets_everything() {
+    let alice = Device::new("alice");
+    let bob = Device::new("bob");
+    first_contact(&alice, &bob);
+    let bob_fingerprint = bob.fingerprint();
+    assert_eq!(
+        alice.chat_with(&bob)["peer_fingerprint"],
+        bob_fingerprint.as_str()
+    );
+
+    // Alice writes to bob while he is away.
+    let secret = "for bob's eyes only: the door code is 4711";
+    let out = alice.run_with_input(&["-eC", &bob.id()[..8]], &format!("{secret}\n"));
+    assert_ok(&out);
+    assert_eq!(alice.chat_with(&bob)["waiting"], 1);
+
+    // The impostor: bob's data directory without bob's key.
+    let impostor = Device::copy_without_key(&bob);
+    assert_eq!(impostor.id(), bob.id(), "same uuid");
+    let impostor_fingerprint = impostor.fingerprint();
+    assert_ne!(impostor_fingerprint, bob_fingerprint, "another key");
+
+    let (mut listener, port) = alice.listen();
+    let (status, events, stderr) = impostor.connect(port).exit();
+    assert!(!status.success(), "the impostor was let in: {events:#?}");
+    assert!(stderr.contains("key mismatch"), "{stderr}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "peer_left" && e["by"] == "peer"),
+        "{events:#?}"
+    );
+    assert!(
+        !events.iter().any(is_incoming),
+        "the impostor received something: {events:#?}"
+    );
+    assert!(
+        !events.iter().any(|e| e["event"] == "connected"),
+        "{events:#?}"
+    );
+
+    let warning = listener.wait_for("the key mismatch", |e| e["event"] == "key_mismatch");
+    assert_eq!(warning["peer"], bob.id().as_str());
+    assert_eq!(warning["name"], "bob");
+    assert_eq!(warning["presented"], impostor_fingerprint.as_str());
+    assert_eq!(warning["pinned"], bob_fingerprint.as_str());
+    assert!(warning["addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+    listener.wait_for("the refusal", |e| {
+        e["event"] == "peer_left" && e["by"] == "local"
+    });
+
+    // Nothing reached the impostor's store, and alice's side is unchanged.
+    assert!(
+        !impostor.history(&alice).contains(&secret.to_owned()),
+        "the waiting message reached the impostor"
+    );
+    let row = alice.chat_with(&bob);
+    assert_eq!(row["waiting"], 1, "still waiting for the real bob");
+    assert_eq!(
+        row["peer_fingerprint"],
+        bob_fingerprint.as_str(),
+        "pin kept"
+    );
+
+    // The real bob connects to the same listener and gets the message, once.
+    let mut caller = bob.connect(port);
+    caller.connected();
+    caller.received(secret);
+    listener.wait_for("delivery", |e| e["event"] == "delivered");
+    caller.finish();
+    listener.wait_for("bob left", |e| {
+        e["event"] == "peer_left" && e["by"] == "peer"
+    });
+    listener.finish();
+    each_once(&bob.history(&alice), &[secret.to_owned()]);
+    assert_eq!(alice.chat_with(&bob)["waiting"], 0);
+    assert!(!impostor.history(&alice).contains(&secret.to_owned()));
+}
+
+/// A relay between the peers sees only ciphertext: none of the typed texts, names or ids.
+#[test]
+fn a_relay_sees_none_of_the_typed_text() {
+    let alice = Device::new("alice_relayed");
+    let bob = Device::new("bob_relayed");
+    let (mut listener, port) = alice.listen();
+    let relay = Relay::start(port, 1, None);
+    let mut caller = bob.connect(relay.port);
+    assert_eq!(caller.connected()["name"], "alice_relayed");
+    listener.connected();
+    let from_bob = [
+        "the eagle lands at midnight",
+        "ça va très bien, merci ✓ 日本語のテキスト",
+    ];
+    let from_alice = ["meet me by the old oak tree", "password hunter2 again"];
+    for t in from_bob {
+        caller.say(t);
+    }
+    for t in from_alice {
+        listener.say(t);
+    }
+    for t in from_bob {
+        listener.received(t);
+    }
+    for t in from_alice {
+        caller.received(t);
+    }
+    caller.wait_for("delivered", |e| {
+        e["event"] == "delivered" && e["up_to"] == 2
+    });
+    listener.wait_for("delivered", |e| {
+        e["event"] == "delivered" && e["up_to"] == 2
+    });
+    caller.finish();
+    listener.wait_for("peer left", |e| e["event"] == "peer_left");
+    listener.finish();
+
+    let (up, down) = relay.finish();
+    assert!(up.len() > 100 && down.len() > 100, "the chat went through");
+    let (alice_id, bob_id) = (alice.id(), bob.id());
+    let mut secrets: Vec<&str> = from_bob.iter().chain(&from_alice).copied().collect();
+    secrets.extend([
+        "alice_relayed",
+        "bob_relayed",
+        alice_id.as_str(),
+        bob_id.as_str(),
+    ]);
+    for bytes in [&up, &down] {
+        for s in &secrets {
+            assert!(!contains(bytes, s.as_bytes()), "{s:?} crossed in the clear");
+        }
+        for id in [&alice_id, &bob_id] {
+            let raw: Vec<u8> = (0..16)
+                .map(|i| u8::from_str_radix(&id.replace('-', "")[2 * i..2 * i + 2], 16).unwrap())
+                .collect();
+            assert!(!contains(bytes, &raw), "a device id crossed in the clear");
+        }
+    }
+    assert_eq!(alice.history(&bob), bob.history(&alice));
+}
+
+/// A relay flips one bit of the caller's stream after the handshake: both sides end that
+/// connection cleanly (the listener reports the integrity failure), and a clean connection
+/// afterwards delivers everything exactly once.
+#[test]
+fn a_flipped_bit_ends_the_connection_cleanly_and_a_reconnection_delivers_everything_once() {
+    let alice = Device::new("alice");
+    let bob = Device::new("bob");
+    let (mut listener, port) = alice.listen();
+    let relay = Relay::start(port, 1, Some(Flip { after: 200 }));
+    let mut caller = bob.connect(relay.port);
+    caller.connected();
+    listener.connected();
+    let from_alice: Vec<String> = (0..5).map(|i| format!("alice says {i}")).collect();
+    let from_bob: Vec<String> = (0..20)
+        .map(|i| format!("bob says {i:02}, with a few more words to fill the stream"))
+        .collect();
+    for t in &from_alice {
+        listener.say(t);
+    }
+    for t in &from_alice {
+        caller.received(t);
+    }
+    for t in &from_bob {
+        caller.say(t);
+    }
+    // The tampered message ends the connection on the listener's side, which says why ...
+    let closed = listener.wait_for("the integrity failure", |e| {
+        e["event"] == "peer_left" && e["by"] == "local"
+    });
+    assert_eq!(closed["code"], 11, "{closed}");
+    assert!(
+        closed["reason"].as_str().unwrap().contains("integrity"),
+        "{closed}"
+    );
+    assert!(relay.flipped());
+    // ... and on the caller's side, which stays up and tries again (the relay is gone).
+    caller.wait_for("the end of the connection", |e| e["event"] == "peer_left");
+    caller.wait_for("a reconnection attempt", |e| e["event"] == "reconnecting");
+    let first = caller.finish();
+    relay.finish();
+    let delivered_before = first
+        .iter()
+        .filter(|e| e["event"] == "delivered")
+        .filter_map(|e| e["up_to"].as_u64())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        delivered_before < 20,
+        "every line was acked despite the broken stream"
+    );
+
+    // A clean, direct connection: everything arrives, once.
+    listener.seen.clear(); // Its first `connected` is behind us.
+    let mut caller = bob.connect(port);
+    caller.connected();
+    listener.connected();
+    caller.wait_for("all of bob's lines delivered", |e| {
+        e["event"] == "delivered" && e["up_to"] == 20
+    });
+    listener.received(&from_bob[19]);
+    caller.finish();
+    listener.wait_for("bob left", |e| {
+        e["event"] == "peer_left" && e["by"] == "peer"
+    });
+    listener.finish();
+
+    let all: Vec<String> = from_alice.iter().chain(&from_bob).cloned().collect();
+    let on_alice = alice.history(&bob);
+    let on_bob = bob.history(&alice);
+    assert_eq!(on_alice, on_bob, "the same chat on both sides");
+    assert_eq!(on_alice.len(), all.len(), "{on_alice:?}");
+    each_once(&on_alice, &all);
+    assert_eq!(alice.chat_with(&bob)["waiting"], 0);
+    assert_eq!(bob.chat_with(&alice)["waiting"], 0);
+}
+
+/// `--fingerprint` shows what the peer's `-ls` shows as the pinned fingerprint, both ways.
+#[test]
+fn the_own_fingerprint_is_what_the_peer_pinned() {
+    let alice = Device::new("alice");
+    let bob = Device::new("bob");
+    assert!(
+        alice.list().is_empty(),
+        "no chat yet, but a key: {:?}",
+        alice.whoami()
+    );
+    first_contact(&alice, &bob);
+    let (alice_fp, bob_fp) = (alice.fingerprint(), bob.fingerprint());
+    assert_ne!(alice_fp, bob_fp);
+    assert_eq!(
+        alice_fp.len(),
+        39,
+        "eight groups of four hex digits: {alice_fp}"
+    );
+    assert_eq!(alice.chat_with(&bob)["peer_fingerprint"], bob_fp.as_str());
+    assert_eq!(bob.chat_with(&alice)["peer_fingerprint"], alice_fp.as_str());
+
+    // The same in the plain forms.
+    let plain = text(&alice.run(&["--fingerprint"]).stdout);
+    assert!(plain.contains(&alice_fp), "{plain}");
+    assert!(plain.contains(&alice.id()), "{plain}");
+    let table = text(&alice.run(&["-ls"]).stdout);
+    let header = table.lines().next().unwrap();
+    assert!(header.contains(&alice_fp), "{table}");
+    let row = table.lines().find(|l| l.contains(&bob.id())).unwrap();
+    assert!(row.ends_with(&bob_fp), "{table}");
+    // The key is stable: the next start loads the same one.
+    assert_eq!(alice.fingerprint(), alice_fp);
+}
+
+/// bob reinstalls (a new key for the same uuid): refused until alice accepts the new key
+/// with `--trust-new-key`, after which they chat again and `-ls` shows the new fingerprint.
+#[test]
+fn trust_new_key_accepts_a_reinstalled_peer() {
+    let alice = Device::new("alice");
+    let bob = Device::new("bob");
+    first_contact(&alice, &bob);
+    let old_fp = bob.fingerprint();
+    std::fs::remove_file(bob.path().join(KEY_FILE)).unwrap();
+    let new_fp = bob.fingerprint();
+    assert_ne!(new_fp, old_fp, "the reinstall made a new key");
+
+    let (mut listener, port) = alice.listen();
+    let (status, _, stderr) = bob.connect(port).exit();
+    assert!(!status.success());
+    assert!(stderr.contains("key mismatch"), "{stderr}");
+    assert!(
+        stderr.contains("--trust-new-key"),
+        "says what to do: {stderr}"
+    );
+    let warning = listener.wait_for("the key mismatch", |e| e["event"] == "key_mismatch");
+    assert_eq!(warning["presented"], new_fp.as_str());
+    assert_eq!(warning["pinned"], old_fp.as_str());
+    let accept = warning["accept_command"].as_str().unwrap().to_owned();
+    assert!(
+        accept.ends_with(&format!("--trust-new-key {}", bob.id())),
+        "{accept}"
+    );
+    assert!(
+        accept.contains(&alice.path().display().to_string()),
+        "names the data directory: {accept}"
+    );
+    assert_eq!(alice.chat_with(&bob)["peer_fingerprint"], old_fp.as_str());
+
+    // Alice compared fingerprints with bob and accepts, while her listener runs.
+    let out = alice.run(&["--trust-new-key", &bob.id()[..8]]);
+    assert_ok(&out);
+    let said = text(&out.stdout);
+    assert!(said.contains(&old_fp), "names the old key: {said}");
+    assert!(said.contains("--fingerprint"), "advises to compare: {said}");
+    assert_eq!(alice.chat_with(&bob)["peer_fingerprint"], Value::Null);
+
+    let mut caller = bob.connect(port);
+    caller.connected();
+    caller.say("it is me, reinstalled");
+    listener.received("it is me, reinstalled");
+    caller.finish();
+    listener.wait_for("bob left", |e| {
+        e["event"] == "peer_left" && e["by"] == "peer"
+    });
+    listener.finish();
+    assert_eq!(alice.chat_with(&bob)["peer_fingerprint"], new_fp.as_str());
+    let table = text(&alice.run(&["-ls"]).stdout);
+    assert!(
+        table.contains(&new_fp) && !table.contains(&old_fp),
+        "{table}"
+    );
+
+    // A second --trust-new-key, as JSON, reports the key it forgot.
+    let out = alice.run(&["--trust-new-key", &bob.id(), "--json"]);
+    assert_ok(&out);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["old_fingerprint"], new_fp.as_str());
+    assert_eq!(v["chat"], bob.id().as_str());
+}
