@@ -128,6 +128,14 @@ impl Connection {
         }
     }
 
+    /// Moves the connection to another token, reading only (a connection that lingers
+    /// after its session ended).
+    pub fn retoken(&mut self, registry: &Registry, token: Token) {
+        self.token = token;
+        self.interest = Interest::READABLE;
+        let _ = registry.reregister(&mut self.stream, token, Interest::READABLE);
+    }
+
     /// Ends our direction of the stream, leaving the peer free to read what we sent.
     pub fn half_close(&mut self) {
         let _ = self.stream.shutdown(Shutdown::Write);

@@ -217,7 +217,8 @@ struct Dialing {
     index: usize,
 }
 
-/// A second caller being told that we are busy.
+/// A connection on its way out: a second caller being told that we are busy, or a finished
+/// connection draining after its half-close.
 struct Refused {
     conn: Connection,
     deadline_ms: u64,
@@ -396,6 +397,21 @@ impl<S: Store> Endpoint<S> {
             }
             Err(e) => out.push(Output::Warning(format!("refusing {addr}: {e}"))),
         }
+    }
+
+    /// Ends a finished connection gracefully: half-close, then drain what the peer still
+    /// sends until it hangs up (or two seconds pass), so that our last frames — a close with
+    /// its reason — are read rather than lost to a reset.
+    fn linger(&mut self, mut conn: Connection) {
+        let token = Token(self.next_refused_token);
+        self.next_refused_token += 1;
+        conn.retoken(self.poll.registry(), token);
+        conn.half_close();
+        self.refused.push(Refused {
+            conn,
+            deadline_ms: self.clock.now_ms() + 2_000,
+            half_closed: true,
+        });
     }
 
     fn refused_ready(&mut self, token: Token) {
@@ -635,7 +651,7 @@ impl<S: Store> Endpoint<S> {
                 .is_some_and(|c| c.link().session().is_closed() && result.is_err());
         if finished {
             if let Some(conn) = self.conn.take() {
-                conn.shutdown(self.poll.registry());
+                self.linger(conn);
             }
             if let Some(reason) = refused_for_good {
                 if matches!(self.role, Role::Connect { .. }) {
@@ -854,13 +870,18 @@ impl<S: Store> Endpoint<S> {
             return false;
         };
         let now = self.clock.now_ms();
-        match self.conn.as_ref() {
-            None => self.dialing.is_none() || now >= deadline,
-            Some(conn) => {
-                let session = conn.link().session();
-                session.is_closed() && (!conn.link().wants_write() || now >= deadline + 1_000)
+        if let Some(conn) = self.conn.as_ref() {
+            let link = conn.link();
+            let flushed = !link.wants_write() || now >= deadline + 1_000;
+            if !(link.session().is_closed() && flushed) {
+                return false;
+            }
+            if let Some(conn) = self.conn.take() {
+                self.linger(conn);
             }
         }
+        // Wait (briefly: lingering has its own deadline) until the peer has read our close.
+        (self.dialing.is_none() || now >= deadline) && self.refused.is_empty()
     }
 }
 
