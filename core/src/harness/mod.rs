@@ -6,9 +6,15 @@
 //! simulated byte pipe with a virtual clock, and has knobs to split, delay and cut the stream
 //! and to crash a device. It is deterministic: the same calls give the same bytes. Like
 //! quinn-proto's test `Pair`, every protocol test is a short story on top of it.
+//! [`Wire`] is one direction of one connection exact to the byte (a cut at any byte, short
+//! reads and writes, jitter that keeps order, a flipped bit), for the deterministic simulator
+//! (`sim/`).
 
+pub mod fuzz;
 mod pair;
 mod store;
+mod wire;
 
 pub use pair::{Device, Pair, Pipe, DEVICE_A, DEVICE_B};
 pub use store::{MemoryChat, MemoryStore, MemoryStoreError};
+pub use wire::{Wire, WireKnobs, WireRead, WireWrite};

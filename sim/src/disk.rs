@@ -1,0 +1,202 @@
+//! [`Disk`]: a device's durable [`MemoryStore`] seen through the faults a real disk and a
+//! real process have — a store call that fails, and a process that dies between two commits.
+//!
+//! `MemoryStore` has the SQLite store's contract: each successful call is one durable
+//! commit. A crash "inside" a store call therefore happens between commits: the calls made
+//! before it are kept, the one it interrupts and everything after never happen.
+//!
+//! Every method of [`Store`] is forwarded, the key pinning of encrypted links included (the
+//! trait's defaults for those do nothing: a wrapper that forgot them would silently turn
+//! trust-on-first-use off under the simulator).
+
+use socketfalco_core::harness::{MemoryStore, MemoryStoreError};
+use socketfalco_core::{ChatResume, DeviceId, Message, PeerHello, Store};
+use std::fmt;
+
+/// Faults armed on one device's disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiskFaults {
+    /// The process dies at the next write call after this many more commits.
+    pub crash_after: Option<u32>,
+    /// Write calls that succeed before the failures start.
+    pub fail_after: u32,
+    /// Write calls that fail (nothing of them takes effect).
+    pub fail_count: u32,
+}
+
+/// Why a [`Disk`] call failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DiskError {
+    /// The process died; nothing more happens on this device until it restarts.
+    Crashed,
+    /// A simulated storage failure: this call took no effect.
+    Failed,
+    /// The storage model itself refused.
+    Store(MemoryStoreError),
+}
+
+impl fmt::Display for DiskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DiskError::Crashed => write!(f, "the process died"),
+            DiskError::Failed => write!(f, "simulated disk failure"),
+            DiskError::Store(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// A [`Store`] over a device's [`MemoryStore`] that applies its armed [`DiskFaults`].
+pub struct Disk<'a> {
+    store: &'a mut MemoryStore,
+    faults: &'a mut DiskFaults,
+    crashed: bool,
+    /// Successful commits through this handle.
+    pub commits: u32,
+    /// Write calls attempted through this handle (successful, failed or cut by a crash).
+    pub writes: u32,
+}
+
+impl<'a> Disk<'a> {
+    /// The disk of one device for one driver call.
+    pub fn new(store: &'a mut MemoryStore, faults: &'a mut DiskFaults) -> Disk<'a> {
+        Disk {
+            store,
+            faults,
+            crashed: false,
+            commits: 0,
+            writes: 0,
+        }
+    }
+
+    /// Whether the process died during this driver call.
+    pub fn crashed(&self) -> bool {
+        self.crashed
+    }
+
+    fn before_write(&mut self) -> Result<(), DiskError> {
+        self.writes += 1;
+        if self.crashed {
+            return Err(DiskError::Crashed);
+        }
+        if self.faults.crash_after == Some(0) {
+            self.faults.crash_after = None;
+            self.crashed = true;
+            return Err(DiskError::Crashed);
+        }
+        if self.faults.fail_count > 0 && self.faults.fail_after == 0 {
+            self.faults.fail_count -= 1;
+            return Err(DiskError::Failed);
+        }
+        Ok(())
+    }
+
+    fn after_write<T>(&mut self, result: Result<T, MemoryStoreError>) -> Result<T, DiskError> {
+        let value = result.map_err(DiskError::Store)?;
+        self.commits += 1;
+        if let Some(n) = self.faults.crash_after.as_mut() {
+            *n = n.saturating_sub(1);
+        }
+        if self.faults.fail_count > 0 {
+            self.faults.fail_after = self.faults.fail_after.saturating_sub(1);
+        }
+        Ok(value)
+    }
+}
+
+impl Store for Disk<'_> {
+    type Error = DiskError;
+
+    fn open_chat(&mut self, peer: &PeerHello) -> Result<ChatResume, DiskError> {
+        self.before_write()?;
+        let result = self.store.open_chat(peer);
+        self.after_write(result)
+    }
+
+    fn compose(
+        &mut self,
+        peer: DeviceId,
+        text: &str,
+        sent_at_ms: i64,
+    ) -> Result<Message, DiskError> {
+        self.before_write()?;
+        let result = self.store.compose(peer, text, sent_at_ms);
+        self.after_write(result)
+    }
+
+    fn own_messages(
+        &mut self,
+        peer: DeviceId,
+        from_seq: u64,
+        max: usize,
+    ) -> Result<Vec<Message>, DiskError> {
+        if self.crashed {
+            return Err(DiskError::Crashed);
+        }
+        self.store
+            .own_messages(peer, from_seq, max)
+            .map_err(DiskError::Store)
+    }
+
+    fn persist_received(&mut self, peer: DeviceId, batch: &[Message]) -> Result<(), DiskError> {
+        self.before_write()?;
+        let result = self.store.persist_received(peer, batch);
+        self.after_write(result)
+    }
+
+    fn mark_delivered(&mut self, peer: DeviceId, up_to: u64) -> Result<(), DiskError> {
+        self.before_write()?;
+        let result = self.store.mark_delivered(peer, up_to);
+        self.after_write(result)
+    }
+
+    fn pinned_key(&mut self, peer: DeviceId) -> Result<Option<[u8; 32]>, DiskError> {
+        if self.crashed {
+            return Err(DiskError::Crashed);
+        }
+        self.store.pinned_key(peer).map_err(DiskError::Store)
+    }
+
+    fn pin_key(&mut self, peer: DeviceId, key: [u8; 32]) -> Result<(), DiskError> {
+        self.before_write()?;
+        let result = self.store.pin_key(peer, key);
+        self.after_write(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use socketfalco_core::harness::DEVICE_B;
+
+    #[test]
+    fn a_crash_keeps_the_commits_before_it() {
+        let mut store = MemoryStore::new();
+        let mut faults = DiskFaults {
+            crash_after: Some(1),
+            ..DiskFaults::default()
+        };
+        let mut disk = Disk::new(&mut store, &mut faults);
+        assert!(disk.compose(DEVICE_B, "kept", 1).is_ok());
+        assert_eq!(disk.compose(DEVICE_B, "lost", 2), Err(DiskError::Crashed));
+        assert!(disk.crashed());
+        assert_eq!(disk.compose(DEVICE_B, "dead", 3), Err(DiskError::Crashed));
+        assert_eq!(store.chats[&DEVICE_B].own.len(), 1);
+        assert_eq!(faults, DiskFaults::default(), "the crash is used up");
+    }
+
+    #[test]
+    fn failures_start_after_the_successes() {
+        let mut store = MemoryStore::new();
+        let mut faults = DiskFaults {
+            crash_after: None,
+            fail_after: 1,
+            fail_count: 1,
+        };
+        let mut disk = Disk::new(&mut store, &mut faults);
+        assert!(disk.compose(DEVICE_B, "one", 1).is_ok());
+        assert_eq!(disk.compose(DEVICE_B, "two", 2), Err(DiskError::Failed));
+        assert!(disk.compose(DEVICE_B, "three", 3).is_ok());
+        assert!(!disk.crashed());
+        assert_eq!(store.chats[&DEVICE_B].own.len(), 2);
+    }
+}

@@ -1,0 +1,48 @@
+//! The deterministic simulator of SocketFalco, in the manner of FoundationDB's and
+//! TigerBeetle's: it runs two peers — the real `core` [`Link`](socketfalco_core::Link)s and
+//! [`Session`](socketfalco_core::Session)s, encrypted with the real Noise channel as in the
+//! product, over the [`MemoryStore`](socketfalco_core::harness::MemoryStore) storage model,
+//! which has the SQLite store's durability contract — over a simulated network and clock,
+//! injects faults from a seeded PRNG (cuts at any byte, short reads and writes, delays,
+//! crashes at any instant, disk failures, clock skew and jumps, role swaps, temporary
+//! sessions, flipped bits), and checks invariants after every step.
+//!
+//! A seed reproduces a run exactly: there is no other source of randomness, no real clock,
+//! no thread. A failing run is shrunk to the shortest trace that fails the same way and
+//! printed as a scenario file, with a one-line command to replay it. Hand-written scenarios
+//! live in `testdata/sim/`. How to run, replay and soak: `docs/SIMULATION.md`.
+//!
+//! # Layout
+//! - [`rng`]: a splitmix64 PRNG of our own (no dependency, so seeds never change meaning).
+//! - [`event`]: the [`Event`]s and [`Scenario`]s, and their one-event-per-line text format
+//!   (`Display` and `FromStr` are inverses: a printed trace is a scenario file).
+//! - [`gen`]: the random [`Generator`]: a seed becomes a trace, each fault with a weight.
+//! - [`disk`]: a device's store seen through disk faults — failed writes, and a process
+//!   that dies between two commits.
+//! - [`world`]: the [`World`] that applies events: two devices, two byte-exact
+//!   [`Wire`](socketfalco_core::harness::Wire)s, the clocks, rounds of transmit / receive /
+//!   pump; memory bounds, temporary sessions and honest closes are checked here.
+//! - [`oracle`]: the independent record of what users wrote and were told, and the
+//!   invariants held against it.
+//! - [`shrink`]: delta debugging down to the shortest failing trace.
+//! - [`runner`]: running scenarios and seeds, reports, the soak.
+//!
+//! The binary (`src/main.rs`) replays a seed, a scenario file or a one-line trace, and soaks.
+
+pub mod disk;
+pub mod event;
+pub mod gen;
+pub mod oracle;
+pub mod rng;
+pub mod runner;
+pub mod shrink;
+pub mod world;
+
+pub use event::{Event, Expectation, Options, Scenario, Who};
+pub use gen::Generator;
+pub use oracle::{Oracle, Violation};
+pub use runner::{
+    check_scenario, check_seed, run, run_logged, run_seed, seeds_from_env, soak, Failure, Outcome,
+    Report, Soak, DEFAULT_SEEDS,
+};
+pub use world::{Stats, World};

@@ -1,0 +1,1351 @@
+//! [`World`]: two devices of a [`Pair`] (the real `Link`s and `Session`s over the
+//! [`MemoryStore`](socketfalco_core::harness::MemoryStore) storage model), a connection made
+//! of two byte-exact [`Wire`]s, a virtual clock, and the events that drive them.
+//!
+//! # A round
+//! [`Event::Step`] runs one round; every other way of moving time is made of rounds. In a
+//! round, each running device, the dialer first:
+//! 1. **transmits**: writes what its session has to send, in write calls that may each take
+//!    fewer bytes than offered (a write that reaches a cut breaks the connection for it);
+//! 2. **receives**: reads what has arrived, in read calls of any size, into its session
+//!    (and the end of the stream, once everything before it is read);
+//! 3. handles due **timers**, then **pumps** its link: persists what arrived in one store
+//!    call, confirms it, records deliveries, fills the send window.
+//!
+//! Then a closed session with nothing left to write has its socket closed. Between two
+//! rounds a device has persisted what it received but not yet sent the ack: a crash there
+//! is the "between persist and ack" crash. `recv`/`flush`/`pump` run a single phase, so
+//! `recv b; crash b` dies with bytes read but not stored, `flush b; crash b` right after the
+//! ack left, and `crash b after-commits n` inside a pump, between two store commits.
+//!
+//! Links are encrypted as in the product ([`Link::new_secure`]: a Noise XX handshake, the
+//! dialer initiating, then every frame encrypted), so the wires carry ciphertext and a cut
+//! can fall in a handshake message, a Noise length or a ciphertext body; `option
+//! plain-links` puts the frames straight on the wire instead.
+//!
+//! The invariants ([`crate::oracle`], plus memory bounds, temporary sessions and honest
+//! closes here) are checked after every pump and every event.
+
+use crate::disk::{Disk, DiskFaults};
+use crate::event::{Event, Expectation, Options, Who};
+use crate::oracle::{chat, Oracle, Violation};
+use socketfalco_core::harness::{Device, Pair, Wire, WireKnobs, WireRead, WireWrite};
+use socketfalco_core::limits::{LENGTH_PREFIX_BYTES, MAX_FRAME_BYTES, MAX_IN_FLIGHT_MESSAGES};
+use socketfalco_core::secure::{MAX_NOISE_MESSAGE, TAG_BYTES};
+use socketfalco_core::{encode_frame, Close, CloseCode, Frame, Hello, Link, Notice, Role};
+
+/// Bytes a Noise message adds to its plaintext: a 2-byte length and the tag.
+const NOISE_OVERHEAD: usize = 2 + TAG_BYTES;
+/// Bytes of the three Noise XX handshake messages, with their lengths (34 + 98 + 66), and
+/// room to spare.
+const NOISE_HANDSHAKE_BYTES: usize = 256;
+
+/// Write calls a device makes per round at most (it stops earlier when it has written
+/// everything).
+const WRITE_CALLS_PER_ROUND: usize = 16;
+/// Rounds one `settle` may take before it is called a livelock.
+const MAX_SETTLE_ROUNDS: u64 = 2_000_000;
+/// Timer firings one `advance-clock` may take before it is called a livelock.
+const MAX_TIMER_FIRINGS: u64 = 100_000;
+
+/// Counters of one run, summed over runs by the soak.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Events applied.
+    pub events: u64,
+    /// Faults that took effect (drops, cuts, crashes, disk failures, clock skews and jumps,
+    /// latency and piece changes).
+    pub faults: u64,
+    /// Rounds run.
+    pub rounds: u64,
+    /// Connections opened.
+    pub connections: u64,
+    /// Connections that reached the established state on both sides.
+    pub established: u64,
+    /// Device crashes.
+    pub crashes: u64,
+    /// Stored messages written by users.
+    pub messages: u64,
+    /// Messages written in temporary sessions.
+    pub temporary_messages: u64,
+    /// Messages shown to users as received (stored or temporary).
+    pub shown: u64,
+    /// Write calls that took fewer bytes than offered.
+    pub short_writes: u64,
+    /// Read calls that returned fewer bytes than had arrived.
+    pub short_reads: u64,
+    /// Bytes carried by all connections.
+    pub bytes: u64,
+    /// Compose calls that failed (disk failure), with nothing stored.
+    pub compose_errors: u64,
+    /// Hits of a known core bug that the options tolerate.
+    pub tolerated: u64,
+    /// Coverage: cuts that broke a connection before it was established (in the handshake).
+    pub cuts_in_handshake: u64,
+    /// Coverage: cuts that broke an established connection.
+    pub cuts_established: u64,
+    /// Coverage: ends of stream that arrived in the middle of a frame.
+    pub eof_mid_frame: u64,
+    /// Coverage: crashes with received messages not yet persisted.
+    pub crashes_unpersisted: u64,
+    /// Coverage: crashes with messages persisted but their ack not yet written.
+    pub crashes_ack_unsent: u64,
+    /// Coverage: crashes between two commits of one driver call.
+    pub crashes_mid_call: u64,
+    /// Coverage: connections dialed by b (roles swapped).
+    pub connections_b_dials: u64,
+    /// Coverage: temporary sessions established.
+    pub temporary_sessions: u64,
+    /// Coverage: connections closed by a timeout (handshake, idle).
+    pub timeouts: u64,
+    /// Coverage: connections closed by a storage failure.
+    pub storage_failures: u64,
+    /// Coverage: pumps after which a session's send window was full.
+    pub window_full: u64,
+    /// Coverage: connections refused for integrity after a bit was flipped on them.
+    pub integrity_failures: u64,
+}
+
+impl Stats {
+    /// Adds another run's counters.
+    pub fn add(&mut self, other: &Stats) {
+        self.events += other.events;
+        self.faults += other.faults;
+        self.rounds += other.rounds;
+        self.connections += other.connections;
+        self.established += other.established;
+        self.crashes += other.crashes;
+        self.messages += other.messages;
+        self.temporary_messages += other.temporary_messages;
+        self.shown += other.shown;
+        self.short_writes += other.short_writes;
+        self.short_reads += other.short_reads;
+        self.bytes += other.bytes;
+        self.compose_errors += other.compose_errors;
+        self.tolerated += other.tolerated;
+        self.cuts_in_handshake += other.cuts_in_handshake;
+        self.cuts_established += other.cuts_established;
+        self.eof_mid_frame += other.eof_mid_frame;
+        self.crashes_unpersisted += other.crashes_unpersisted;
+        self.crashes_ack_unsent += other.crashes_ack_unsent;
+        self.crashes_mid_call += other.crashes_mid_call;
+        self.connections_b_dials += other.connections_b_dials;
+        self.temporary_sessions += other.temporary_sessions;
+        self.timeouts += other.timeouts;
+        self.storage_failures += other.storage_failures;
+        self.window_full += other.window_full;
+        self.integrity_failures += other.integrity_failures;
+    }
+}
+
+/// One connection: a wire each way (indexed by the writer), and its bookkeeping.
+#[derive(Debug)]
+struct Conn {
+    id: u64,
+    wires: [Wire; 2],
+    /// The listener's session starts at this time (the dialer's connection reaches it).
+    pending_accept: Option<(u64, Who)>,
+    /// The reader has seen the end of the stream.
+    eof_seen: [bool; 2],
+    /// The writer's write broke at a cut: its socket is dead.
+    write_broken: [bool; 2],
+    /// Both sides were established at some point.
+    counted_established: bool,
+    /// A bit was flipped on this connection: refusing it for integrity is then right.
+    tampered: bool,
+}
+
+/// The simulated world; see the [module docs](self).
+#[derive(Debug)]
+pub struct World {
+    /// The two devices (stores, links, configs), the clock and the wall clocks.
+    pub pair: Pair,
+    /// Run-wide settings.
+    pub options: Options,
+    /// The independent record the invariants check against.
+    pub oracle: Oracle,
+    /// Counters.
+    pub stats: Stats,
+    up: [bool; 2],
+    listener: Who,
+    conn: Option<Conn>,
+    connections: u64,
+    knobs: [WireKnobs; 2],
+    clocks: [DeviceClock; 2],
+    disk: [DiskFaults; 2],
+    link_window: [u64; 2],
+    /// Bytes the session had waiting to be written at its last transmit.
+    out_pending: [usize; 2],
+    /// What happened, line by line, when asked for ([`World::enable_log`]).
+    log: Option<Vec<String>>,
+}
+
+fn device(pair: &Pair, who: Who) -> &Device {
+    match who {
+        Who::A => &pair.a,
+        Who::B => &pair.b,
+    }
+}
+
+fn device_mut(pair: &mut Pair, who: Who) -> &mut Device {
+    match who {
+        Who::A => &mut pair.a,
+        Who::B => &mut pair.b,
+    }
+}
+
+impl World {
+    /// Both devices running, empty stores, not connected; b listens first.
+    pub fn new(options: Options) -> World {
+        World {
+            pair: Pair::new(),
+            options,
+            oracle: Oracle::new(),
+            stats: Stats::default(),
+            up: [true; 2],
+            listener: Who::B,
+            conn: None,
+            connections: 0,
+            knobs: [WireKnobs::default(); 2],
+            clocks: [DeviceClock::default(); 2],
+            disk: [DiskFaults::default(); 2],
+            link_window: [0; 2],
+            out_pending: [0; 2],
+            log: None,
+        }
+    }
+
+    /// Records from now on every event, every write and read on the wires (with their byte
+    /// offsets) and every notice, for [`World::take_log`]. For writing scenarios: a cut
+    /// offset is easiest to pick from this.
+    pub fn enable_log(&mut self) {
+        self.log = Some(Vec::new());
+    }
+
+    /// The lines recorded so far.
+    pub fn take_log(&mut self) -> Vec<String> {
+        self.log.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    fn note(&mut self, line: impl FnOnce() -> String) {
+        if let Some(log) = self.log.as_mut() {
+            log.push(line());
+        }
+    }
+
+    // ----- views for the generator and the tests -----
+
+    /// Whether the device is running.
+    pub fn is_up(&self, who: Who) -> bool {
+        self.up[who.index()]
+    }
+
+    /// Whether a connection exists (at least one side still has it open).
+    pub fn has_connection(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// Whether the device has a link (is on a connection).
+    pub fn has_link(&self, who: Who) -> bool {
+        device(&self.pair, who).link.is_some()
+    }
+
+    /// Whether both sessions are established.
+    pub fn is_established(&self) -> bool {
+        Who::BOTH.iter().all(|&w| {
+            device(&self.pair, w)
+                .link
+                .as_ref()
+                .is_some_and(|l| l.session().is_established())
+        })
+    }
+
+    /// Bytes written so far on the current connection from `from` to the other side.
+    pub fn bytes_written(&self, from: Who) -> u64 {
+        self.conn
+            .as_ref()
+            .map_or(0, |c| c.wires[from.index()].written())
+    }
+
+    /// Whether the device asks for temporary sessions.
+    pub fn is_temporary(&self, who: Who) -> bool {
+        device(&self.pair, who).config.temporary
+    }
+
+    /// The device's monotonic clock: its own rate, its own leaps, never backwards.
+    fn now(&self, who: Who) -> u64 {
+        self.clocks[who.index()].at(self.pair.now_ms)
+    }
+
+    fn wall(&self, who: Who) -> i64 {
+        let base = match who {
+            Who::A => self.pair.wall_a_ms,
+            Who::B => self.pair.wall_b_ms,
+        };
+        base.saturating_add(i64::try_from(self.pair.now_ms).unwrap_or(i64::MAX))
+    }
+
+    fn dialer(&self) -> Who {
+        self.listener.other()
+    }
+
+    // ----- events -----
+
+    /// Applies one event, then checks every invariant.
+    pub fn apply(&mut self, event: &Event) -> Result<(), Violation> {
+        self.stats.events += 1;
+        let now = self.pair.now_ms;
+        self.note(|| format!("[{now} ms] {event}"));
+        let effective = self.apply_inner(event)?;
+        if effective && event.is_fault() {
+            self.stats.faults += 1;
+        }
+        self.check_all()
+    }
+
+    /// The end of every run: heal, then everything must have converged.
+    pub fn finish(&mut self) -> Result<(), Violation> {
+        self.apply(&Event::Heal)
+    }
+
+    /// Applies `event`; returns whether it took effect (for the fault count).
+    fn apply_inner(&mut self, event: &Event) -> Result<bool, Violation> {
+        match *event {
+            Event::Connect => self.connect().map(|()| true),
+            Event::SwapRoles => {
+                self.listener = self.listener.other();
+                Ok(true)
+            }
+            Event::Drop => {
+                let had = self.conn.is_some();
+                self.lose_connection()?;
+                Ok(had)
+            }
+            Event::DropAfter { from, bytes } => Ok(match self.conn.as_mut() {
+                Some(conn) if !conn.wires[from.index()].is_closed() => {
+                    conn.wires[from.index()].cut_after(bytes);
+                    true
+                }
+                _ => false,
+            }),
+            Event::Tamper { from, bytes } => Ok(match self.conn.as_mut() {
+                Some(conn)
+                    if !self.options.plain_links && !conn.wires[from.index()].is_closed() =>
+                {
+                    conn.wires[from.index()].tamper_after(bytes);
+                    conn.tampered = true;
+                    true
+                }
+                _ => false,
+            }),
+            Event::Temporary { who, on } => {
+                device_mut(&mut self.pair, who).config.temporary = on;
+                Ok(true)
+            }
+            Event::Window { who, window } => {
+                device_mut(&mut self.pair, who).config.window = window;
+                Ok(true)
+            }
+            Event::Send { who, count, size } => {
+                for _ in 0..count {
+                    self.send(who, size)?;
+                }
+                Ok(true)
+            }
+            Event::Step(rounds) => {
+                for _ in 0..rounds {
+                    if !self.round()? {
+                        self.advance_to_next_delivery();
+                    }
+                }
+                Ok(true)
+            }
+            Event::Settle => self.settle().map(|()| true),
+            Event::Recv(who) => Ok(self.receive(who)),
+            Event::Flush(who) => Ok(self.transmit(who)),
+            Event::Pump(who) => self.pump(who),
+            Event::Crash(who) => {
+                if self.is_up(who) {
+                    self.crash(who);
+                    Ok(true)
+                } else {
+                    Ok(false)
+                }
+            }
+            Event::CrashAfterCommits { who, commits } => {
+                if self.is_up(who) {
+                    self.disk[who.index()].crash_after = Some(commits);
+                    Ok(true)
+                } else {
+                    Ok(false)
+                }
+            }
+            Event::Restart(who) => {
+                let was_down = !self.up[who.index()];
+                self.up[who.index()] = true;
+                Ok(was_down)
+            }
+            Event::StoreFail { who, fails, after } => {
+                let disk = &mut self.disk[who.index()];
+                disk.fail_count = fails;
+                disk.fail_after = after;
+                Ok(fails > 0)
+            }
+            Event::AdvanceClock(ms) => self.advance(ms).map(|()| true),
+            Event::ClockJump { who, ms } => {
+                let now = self.pair.now_ms;
+                self.clocks[who.index()].jump(now, ms);
+                Ok(ms > 0)
+            }
+            Event::ClockRate { who, percent } => {
+                let now = self.pair.now_ms;
+                let clock = &mut self.clocks[who.index()];
+                let changed = clock.rate != percent.max(1);
+                clock.set_rate(now, percent);
+                Ok(changed)
+            }
+            Event::Wall { who, delta_ms } => {
+                let wall = match who {
+                    Who::A => &mut self.pair.wall_a_ms,
+                    Who::B => &mut self.pair.wall_b_ms,
+                };
+                *wall = wall.saturating_add(delta_ms);
+                Ok(delta_ms != 0)
+            }
+            Event::Latency { from, ms, jitter } => {
+                let knobs = &mut self.knobs[from.index()];
+                knobs.latency_ms = ms;
+                knobs.jitter_ms = jitter;
+                self.apply_knobs(from);
+                Ok(true)
+            }
+            Event::Pieces { from, write, read } => {
+                let knobs = &mut self.knobs[from.index()];
+                knobs.max_write = write;
+                knobs.max_read = read;
+                self.apply_knobs(from);
+                Ok(true)
+            }
+            Event::Heal => self.heal().map(|()| true),
+            Event::Expect(ref expectation) => self.expect(expectation).map(|()| true),
+        }
+    }
+
+    fn apply_knobs(&mut self, from: Who) {
+        if let Some(conn) = self.conn.as_mut() {
+            conn.wires[from.index()].knobs = self.knobs[from.index()];
+        }
+    }
+
+    // ----- connections -----
+
+    /// Tears down any connection, then dials: the dialer's session now, the listener's when
+    /// the connection reaches it.
+    fn connect(&mut self) -> Result<(), Violation> {
+        self.lose_connection()?;
+        if !(self.up[0] && self.up[1]) {
+            return Ok(());
+        }
+        self.connections += 1;
+        self.stats.connections += 1;
+        let id = self.connections;
+        let dialer = self.dialer();
+        if dialer == Who::B {
+            self.stats.connections_b_dials += 1;
+        }
+        let salt = |dir: u64| id.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ dir;
+        let accept_at = self.pair.now_ms + self.knobs[dialer.index()].latency_ms;
+        self.conn = Some(Conn {
+            id,
+            wires: [
+                Wire::new(self.knobs[0], salt(1)),
+                Wire::new(self.knobs[1], salt(2)),
+            ],
+            pending_accept: Some((accept_at, self.listener)),
+            eof_seen: [false; 2],
+            write_broken: [false; 2],
+            counted_established: false,
+            tampered: false,
+        });
+        self.new_link(dialer, Role::Initiator);
+        self.accept_due();
+        Ok(())
+    }
+
+    fn new_link(&mut self, who: Who, role: Role) {
+        let now = self.now(who);
+        let connection = self.connections;
+        let dev = device_mut(&mut self.pair, who);
+        let mut link = if self.options.plain_links {
+            Link::new(dev.config.clone(), now)
+        } else {
+            // Ephemeral keys from a seed fixed by the connection and the side: replayable.
+            let mut seed = [0x5f; 32];
+            seed[..8].copy_from_slice(&connection.to_le_bytes());
+            seed[8] = u8::try_from(who.index()).unwrap_or(0);
+            Link::new_secure(dev.config.clone(), now, role, &dev.keypair, seed)
+        };
+        if self.options.break_durability {
+            link.break_durability_for_simulator_self_test();
+        }
+        self.link_window[who.index()] = dev.config.window.clamp(1, MAX_IN_FLIGHT_MESSAGES);
+        self.out_pending[who.index()] = 0;
+        dev.link = Some(link);
+        if let Some(conn) = self.conn.as_mut() {
+            conn.eof_seen[who.index()] = false;
+        }
+    }
+
+    /// The listener's session starts once the connection has reached it.
+    fn accept_due(&mut self) -> bool {
+        let Some((at, who)) = self.conn.as_ref().and_then(|c| c.pending_accept) else {
+            return false;
+        };
+        if at > self.pair.now_ms {
+            return false;
+        }
+        if let Some(conn) = self.conn.as_mut() {
+            conn.pending_accept = None;
+            if !self.up[who.index()] {
+                // Nobody listens any more: the dialer's connection is refused.
+                conn.wires[who.index()].close();
+                return true;
+            }
+        }
+        self.new_link(who, Role::Responder);
+        true
+    }
+
+    /// The connection is lost now, both ways: bytes in flight are lost, each side still on
+    /// it sees the end of the stream and its driver pumps once more.
+    fn lose_connection(&mut self) -> Result<(), Violation> {
+        if self.conn.is_none() {
+            return Ok(());
+        }
+        for who in [self.dialer(), self.listener] {
+            let now = self.now(who);
+            if let Some(link) = device_mut(&mut self.pair, who).link.as_mut() {
+                link.handle_eof(now);
+                self.pump(who)?;
+            }
+            device_mut(&mut self.pair, who).link = None;
+        }
+        self.end_connection();
+        Ok(())
+    }
+
+    fn end_connection(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            for wire in &conn.wires {
+                self.stats.short_writes += wire.short_writes;
+                self.stats.short_reads += wire.short_reads;
+                self.stats.bytes += wire.written();
+            }
+        }
+    }
+
+    /// The device dies: its link vanishes without another step, its store stays.
+    fn crash(&mut self, who: Who) {
+        let i = who.index();
+        self.note(|| format!("    {who} crashes"));
+        if let Some(link) = device(&self.pair, who).link.as_ref() {
+            let s = link.session();
+            if s.received_up_to() > s.persisted_up_to() {
+                self.stats.crashes_unpersisted += 1;
+            }
+            if s.is_established() && s.persisted_up_to() > s.acked_up_to() {
+                self.stats.crashes_ack_unsent += 1;
+            }
+        }
+        device_mut(&mut self.pair, who).link = None;
+        self.up[i] = false;
+        self.disk[i].crash_after = None;
+        self.out_pending[i] = 0;
+        self.stats.crashes += 1;
+        if let Some(conn) = self.conn.as_mut() {
+            // Its kernel closes the socket: what it wrote still goes out, then the end.
+            conn.wires[i].close();
+            conn.wires[who.other().index()].drop_reader();
+            if conn.pending_accept.is_some_and(|(_, w)| w == who) {
+                conn.pending_accept = None;
+            }
+        }
+        self.maybe_end_connection();
+    }
+
+    fn maybe_end_connection(&mut self) {
+        let over = self
+            .conn
+            .as_ref()
+            .is_some_and(|c| c.pending_accept.is_none())
+            && !self.has_link(Who::A)
+            && !self.has_link(Who::B);
+        if over {
+            self.end_connection();
+        }
+    }
+
+    // ----- rounds -----
+
+    fn round(&mut self) -> Result<bool, Violation> {
+        self.stats.rounds += 1;
+        let order = [self.dialer(), self.listener];
+        let mut moved = self.accept_due();
+        for who in order {
+            moved |= self.transmit(who);
+        }
+        for who in order {
+            moved |= self.receive(who);
+        }
+        for who in order {
+            self.fire_timers(who);
+            moved |= self.pump(who)?;
+        }
+        moved |= self.close_finished();
+        if !moved {
+            // Nothing moved: the dialer's connection may still be on its way.
+            moved = self.accept_due();
+        }
+        Ok(moved)
+    }
+
+    /// The device writes what its session has to send.
+    fn transmit(&mut self, who: Who) -> bool {
+        let i = who.index();
+        let now = self.now(who);
+        let global = self.pair.now_ms;
+        let Some(conn) = self.conn.as_mut() else {
+            return false;
+        };
+        let Some(link) = device_mut(&mut self.pair, who).link.as_mut() else {
+            return false;
+        };
+        if conn.write_broken[i] {
+            return false;
+        }
+        let mut moved = false;
+        for call in 0..WRITE_CALLS_PER_ROUND {
+            let bytes = link.poll_transmit(now);
+            if call == 0 {
+                self.out_pending[i] = bytes.len();
+            }
+            if bytes.is_empty() {
+                break;
+            }
+            let offset = conn.wires[i].written();
+            let offered = bytes.len();
+            let result = conn.wires[i].write(bytes, global);
+            if let Some(log) = self.log.as_mut() {
+                let (n, broken) = match result {
+                    WireWrite::Accepted(n) => (n, ""),
+                    WireWrite::Broken(n) => (n, ", then the connection breaks (cut)"),
+                };
+                log.push(format!(
+                    "    {who}->{} wrote bytes {offset}..{} ({n} of {offered} waiting){broken}",
+                    who.other(),
+                    offset + n as u64
+                ));
+            }
+            match result {
+                WireWrite::Accepted(n) => {
+                    link.advance_transmit(n);
+                    moved = true;
+                }
+                WireWrite::Broken(n) => {
+                    // The write hit the cut: the connection is reset under this device.
+                    if link.session().is_established() {
+                        self.stats.cuts_established += 1;
+                    } else {
+                        self.stats.cuts_in_handshake += 1;
+                    }
+                    link.advance_transmit(n);
+                    link.handle_eof(now);
+                    conn.write_broken[i] = true;
+                    conn.wires[who.other().index()].drop_reader();
+                    moved = true;
+                    break;
+                }
+            }
+        }
+        moved
+    }
+
+    /// The device reads what has arrived into its session.
+    fn receive(&mut self, who: Who) -> bool {
+        let i = who.index();
+        let now = self.now(who);
+        let global = self.pair.now_ms;
+        let Some(conn) = self.conn.as_mut() else {
+            return false;
+        };
+        let Some(link) = device_mut(&mut self.pair, who).link.as_mut() else {
+            return false;
+        };
+        let mut moved = false;
+        loop {
+            match conn.wires[who.other().index()].read(global) {
+                WireRead::Data(bytes) => {
+                    if let Some(log) = self.log.as_mut() {
+                        let end = conn.wires[who.other().index()].bytes_read();
+                        log.push(format!(
+                            "    {who} read bytes {}..{end}",
+                            end - bytes.len() as u64
+                        ));
+                    }
+                    link.handle_input(&bytes, now);
+                    moved = true;
+                }
+                WireRead::Eof => {
+                    if !conn.eof_seen[i] {
+                        conn.eof_seen[i] = true;
+                        if link.buffered_input() > 0 {
+                            self.stats.eof_mid_frame += 1;
+                        }
+                        if let Some(log) = self.log.as_mut() {
+                            log.push(format!(
+                                "    {who} read the end of the stream ({} bytes of an incomplete message buffered)",
+                                link.buffered_input()
+                            ));
+                        }
+                        link.handle_eof(now);
+                        moved = true;
+                    }
+                    break;
+                }
+                WireRead::Nothing => break,
+            }
+        }
+        moved
+    }
+
+    fn fire_timers(&mut self, who: Who) {
+        let now = self.now(who);
+        if let Some(link) = device_mut(&mut self.pair, who).link.as_mut() {
+            link.handle_timeout(now);
+        }
+    }
+
+    /// The device's driver pumps its link, then the invariants are checked.
+    fn pump(&mut self, who: Who) -> Result<bool, Violation> {
+        let i = who.index();
+        let now = self.now(who);
+        let connection = self.conn.as_ref().map_or(0, |c| c.id);
+        let dev = device_mut(&mut self.pair, who);
+        let Some(link) = dev.link.as_mut() else {
+            return Ok(false);
+        };
+        let maybe_temporary = link.peer().map_or(dev.config.temporary, |p| p.temporary);
+        let snapshot = maybe_temporary.then(|| dev.store.chats.clone());
+        let mut disk = Disk::new(&mut dev.store, &mut self.disk[i]);
+        // A store failure closes the session inside the link; the notices tell the rest.
+        let _ = link.pump(&mut disk, now);
+        let crashed = disk.crashed();
+        let tried_to_store = disk.writes > 0;
+        let temporary = link.peer().is_some_and(|p| p.temporary);
+        let window_full =
+            link.session().is_established() && link.session().in_flight() == self.link_window[i];
+        let notices: Vec<Notice> = std::iter::from_fn(|| link.poll_notice()).collect();
+        if window_full {
+            self.stats.window_full += 1;
+        }
+        if crashed {
+            self.stats.crashes_mid_call += 1;
+            self.crash(who);
+            return Ok(true);
+        }
+        if temporary {
+            let changed = snapshot.is_some_and(|s| s != dev.store.chats);
+            if tried_to_store || changed {
+                return Err(Violation::new(
+                    "temporary-stored",
+                    format!("{who}'s link wrote to its store during a temporary session"),
+                ));
+            }
+        }
+        for notice in &notices {
+            self.note(|| format!("    {who}: {}", describe(notice)));
+            self.observe(who, notice, temporary, connection)?;
+        }
+        self.oracle.check(&self.pair)?;
+        self.check_memory(who)?;
+        Ok(!notices.is_empty())
+    }
+
+    fn observe(
+        &mut self,
+        who: Who,
+        notice: &Notice,
+        temporary: bool,
+        connection: u64,
+    ) -> Result<(), Violation> {
+        match notice {
+            Notice::Received { .. } => self.stats.shown += 1,
+            Notice::Closed { reason, by } => match reason.code {
+                CloseCode::Timeout => self.stats.timeouts += 1,
+                CloseCode::StorageFailure => self.stats.storage_failures += 1,
+                CloseCode::ConnectionLost => {}
+                CloseCode::IntegrityFailure if self.conn.as_ref().is_some_and(|c| c.tampered) => {
+                    self.stats.integrity_failures += 1;
+                }
+                _ => {
+                    // Two honest peers over a network that cuts and delays, and alters bytes
+                    // only when told to (then encryption must refuse the connection):
+                    // nothing else may end a session.
+                    return Err(Violation::new(
+                        "unexpected-close",
+                        format!("{who}'s session was closed by {by:?}: {reason}"),
+                    ));
+                }
+            },
+            Notice::KeyMismatch { .. } => {
+                return Err(Violation::new(
+                    "unexpected-close",
+                    format!("{who} refused its peer's key, though no device ever changed its key"),
+                ));
+            }
+            Notice::Connected { peer, .. } => {
+                if let Some(conn) = self.conn.as_mut() {
+                    let other_established = device(&self.pair, who.other())
+                        .link
+                        .as_ref()
+                        .is_some_and(|l| l.session().is_established());
+                    if other_established && !conn.counted_established {
+                        conn.counted_established = true;
+                        self.stats.established += 1;
+                        if peer.temporary {
+                            self.stats.temporary_sessions += 1;
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.oracle
+            .observe(&self.pair, who, notice, temporary, connection)
+    }
+
+    /// Closes the socket of every closed session with nothing left to write.
+    fn close_finished(&mut self) -> bool {
+        let mut moved = false;
+        for who in Who::BOTH {
+            let i = who.index();
+            let broken = self.conn.as_ref().is_some_and(|c| c.write_broken[i]);
+            let finished = device(&self.pair, who)
+                .link
+                .as_ref()
+                .is_some_and(|l| l.is_finished() || (l.session().is_closed() && broken));
+            if finished {
+                device_mut(&mut self.pair, who).link = None;
+                if let Some(conn) = self.conn.as_mut() {
+                    conn.wires[i].close();
+                    conn.wires[who.other().index()].drop_reader();
+                }
+                moved = true;
+            }
+        }
+        self.maybe_end_connection();
+        moved
+    }
+
+    /// Moves the clock to the next delivery or accept, if one is pending. Timers do not
+    /// count: only `advance-clock` lets them fire.
+    fn advance_to_next_delivery(&mut self) -> bool {
+        let Some(conn) = self.conn.as_ref() else {
+            return false;
+        };
+        let mut next = conn.pending_accept.map(|(at, _)| at);
+        for who in Who::BOTH {
+            if device(&self.pair, who).link.is_some() {
+                if let Some(due) = conn.wires[who.other().index()].next_due() {
+                    next = Some(next.map_or(due, |n: u64| n.min(due)));
+                }
+            }
+        }
+        match next {
+            Some(at) if at > self.pair.now_ms => {
+                self.pair.now_ms = at;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Rounds until nothing moves.
+    fn settle(&mut self) -> Result<(), Violation> {
+        for _ in 0..MAX_SETTLE_ROUNDS {
+            if !self.round()? && !self.advance_to_next_delivery() {
+                return Ok(());
+            }
+        }
+        Err(Violation::new(
+            "livelock",
+            format!("still moving after {MAX_SETTLE_ROUNDS} rounds"),
+        ))
+    }
+
+    /// Time passes: settle, then fire each timer due before the end, then settle at the end.
+    fn advance(&mut self, ms: u64) -> Result<(), Violation> {
+        let end = self.pair.now_ms.saturating_add(ms);
+        for _ in 0..MAX_TIMER_FIRINGS {
+            self.settle()?;
+            let next = Who::BOTH
+                .iter()
+                .filter_map(|&w| {
+                    let t = device(&self.pair, w).link.as_ref()?.poll_timeout()?;
+                    Some(self.clocks[w.index()].global_for(t))
+                })
+                .min();
+            match next {
+                Some(at) if at <= end => {
+                    self.pair.now_ms = self.pair.now_ms.max(at);
+                    self.round()?;
+                }
+                _ => {
+                    self.pair.now_ms = self.pair.now_ms.max(end);
+                    return self.settle();
+                }
+            }
+        }
+        Err(Violation::new(
+            "livelock",
+            format!("more than {MAX_TIMER_FIRINGS} timer firings in {ms} ms"),
+        ))
+    }
+
+    // ----- users -----
+
+    /// `who`'s user writes one message: through the link when the peer is known, offline
+    /// into the store otherwise. A device that is down has no user at the keyboard.
+    fn send(&mut self, who: Who, size: usize) -> Result<(), Violation> {
+        let i = who.index();
+        if !self.up[i] {
+            return Ok(());
+        }
+        let text = self.oracle.next_text(who, size);
+        let now = self.now(who);
+        let wall = self.wall(who);
+        let connection = self.conn.as_ref().map_or(0, |c| c.id);
+        let peer_id = device(&self.pair, who.other()).id;
+        let own_before = chat(&self.pair, who).map_or(0, |c| c.own.len());
+        let dev = device_mut(&mut self.pair, who);
+        let peer_temporary = dev
+            .link
+            .as_ref()
+            .and_then(|l| l.peer())
+            .map(|p| p.temporary);
+        let snapshot = (peer_temporary == Some(true)).then(|| dev.store.chats.clone());
+        let mut disk = Disk::new(&mut dev.store, &mut self.disk[i]);
+        let (result, notices) = match (dev.link.as_mut(), peer_temporary) {
+            (Some(link), Some(_)) => {
+                let result = link
+                    .compose(&mut disk, &text, wall, now)
+                    .map_err(|e| e.to_string());
+                let notices: Vec<Notice> = std::iter::from_fn(|| link.poll_notice()).collect();
+                (result, notices)
+            }
+            _ => {
+                use socketfalco_core::Store;
+                let result = disk
+                    .compose(peer_id, &text, wall)
+                    .map_err(|e| e.to_string());
+                (result, Vec::new())
+            }
+        };
+        let crashed = disk.crashed();
+        let touched = disk.writes > 0;
+        let stored_last = dev
+            .store
+            .chats
+            .get(&peer_id)
+            .and_then(|c| c.own.get(own_before))
+            .cloned();
+        if crashed {
+            // The process died inside compose: the message is written if its commit was.
+            self.stats.crashes_mid_call += 1;
+            self.crash(who);
+            if let Some(message) = stored_last {
+                if message.text != text {
+                    return Err(Violation::new(
+                        "own-mismatch",
+                        format!("{who} stored {:?} while writing {text:?}", message.text),
+                    ));
+                }
+                self.stats.messages += 1;
+                self.oracle.wrote(who, message)?;
+            }
+            return self.oracle.check(&self.pair);
+        }
+        match result {
+            Ok(message) if peer_temporary == Some(true) => {
+                if touched || snapshot.is_some_and(|s| s != dev.store.chats) {
+                    return Err(Violation::new(
+                        "temporary-stored",
+                        format!("{who} stored {text:?}, written in a temporary session"),
+                    ));
+                }
+                self.stats.temporary_messages += 1;
+                self.oracle.wrote_temporary(who, &message);
+            }
+            Ok(message) => {
+                self.stats.messages += 1;
+                self.oracle.wrote(who, message)?;
+            }
+            Err(_) if stored_last.is_some() && self.options.tolerate_compose_error => {
+                // The known bug: the user was told it failed, yet it is stored and will be
+                // delivered. Count it as written.
+                self.stats.tolerated += 1;
+                self.stats.messages += 1;
+                if let Some(message) = stored_last {
+                    self.oracle.wrote(who, message)?;
+                }
+            }
+            Err(error) => {
+                if let Some(message) = stored_last {
+                    return Err(Violation::new(
+                        "compose-error-but-stored",
+                        format!(
+                            "{who}'s user was told {text:?} could not be written ({error}), yet it is stored as #{}",
+                            message.seq
+                        ),
+                    ));
+                }
+                self.stats.compose_errors += 1;
+            }
+        }
+        let temporary = peer_temporary == Some(true);
+        for notice in &notices {
+            self.observe(who, notice, temporary, connection)?;
+        }
+        self.oracle.check(&self.pair)?;
+        self.check_memory(who)
+    }
+
+    // ----- invariants -----
+
+    /// Every invariant that can be checked at any instant.
+    fn check_all(&mut self) -> Result<(), Violation> {
+        self.oracle.check_full(&self.pair)?;
+        for who in Who::BOTH {
+            self.check_memory(who)?;
+        }
+        Ok(())
+    }
+
+    /// The most bytes a link may have waiting to be written: a window of the largest
+    /// message frame its user wrote (itself at most `MAX_FRAME_BYTES`), an ack for each
+    /// message of the peer's window, room for the hello, sync, pings and a close, and, on an
+    /// encrypted link, the Noise handshake plus a length and a tag for every Noise message
+    /// those frames can have been sealed in (one per transmit with new plaintext, so at most
+    /// one per frame, plus one per 64 KiB of a big frame).
+    pub fn transmit_bound(&self, who: Who) -> usize {
+        let frame = self
+            .oracle
+            .max_frame(who)
+            .min(MAX_FRAME_BYTES + LENGTH_PREFIX_BYTES);
+        let window = usize::try_from(self.link_window[who.index()]).unwrap_or(usize::MAX);
+        let peer_window =
+            usize::try_from(self.link_window[who.other().index()].max(1)).unwrap_or(usize::MAX);
+        let frames = window + peer_window + 2 + PINGS;
+        let plain = window * frame + (peer_window + 2) * ack_frame_bytes() + control_frames_bytes();
+        if self.options.plain_links {
+            plain
+        } else {
+            let pieces_per_frame = frame.div_ceil(MAX_NOISE_MESSAGE - TAG_BYTES).max(1);
+            plain + frames * pieces_per_frame * NOISE_OVERHEAD + NOISE_HANDSHAKE_BYTES
+        }
+    }
+
+    fn check_memory(&self, who: Who) -> Result<(), Violation> {
+        let Some(link) = device(&self.pair, who).link.as_ref() else {
+            return Ok(());
+        };
+        let session = link.session();
+        let window = self.link_window[who.index()];
+        if session.in_flight() > window {
+            return Err(Violation::new(
+                "memory-unbounded",
+                format!(
+                    "{who} has {} messages in flight, its window is {window}",
+                    session.in_flight()
+                ),
+            ));
+        }
+        let pending = self.out_pending[who.index()];
+        let bound = self.transmit_bound(who);
+        if pending > bound {
+            return Err(Violation::new(
+                "memory-unbounded",
+                format!("{who} had {pending} bytes waiting to be written; the bound is {bound}"),
+            ));
+        }
+        // One incomplete frame, and on an encrypted link one incomplete Noise message.
+        let buffered = link.buffered_input();
+        let buffer_bound = MAX_FRAME_BYTES + LENGTH_PREFIX_BYTES + 2 + MAX_NOISE_MESSAGE;
+        if buffered > buffer_bound {
+            return Err(Violation::new(
+                "memory-unbounded",
+                format!(
+                    "{who} buffers {buffered} bytes of incomplete input; the bound is {buffer_bound}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    // ----- healing and expectations -----
+
+    /// Faults off, both up, non-temporary, a fresh connection, settle: both must hold the
+    /// same chat with nothing waiting.
+    fn heal(&mut self) -> Result<(), Violation> {
+        self.knobs = [WireKnobs::default(); 2];
+        self.disk = [DiskFaults::default(); 2];
+        self.up = [true; 2];
+        self.pair.a.config.temporary = false;
+        self.pair.b.config.temporary = false;
+        self.connect()?;
+        self.settle()?;
+        if !self.is_established() {
+            let why: Vec<String> = Who::BOTH
+                .iter()
+                .map(|&w| {
+                    let state = device(&self.pair, w).link.as_ref().map_or_else(
+                        || "no link".to_owned(),
+                        |l| {
+                            l.session()
+                                .close_reason()
+                                .map_or("not established".to_owned(), |c| c.to_string())
+                        },
+                    );
+                    format!("{w}: {state}")
+                })
+                .collect();
+            return Err(Violation::new(
+                "not-converged",
+                format!(
+                    "after healing, the connection is not established ({})",
+                    why.join("; ")
+                ),
+            ));
+        }
+        for who in Who::BOTH {
+            let in_flight = device(&self.pair, who)
+                .link
+                .as_ref()
+                .map_or(0, |l| l.session().in_flight());
+            if in_flight != 0 {
+                return Err(Violation::new(
+                    "not-converged",
+                    format!("after healing, {who} still has {in_flight} message(s) in flight"),
+                ));
+            }
+        }
+        self.oracle.check_converged(&self.pair)
+    }
+
+    fn expect(&mut self, expectation: &Expectation) -> Result<(), Violation> {
+        let fail = |what: String| {
+            Err(Violation::new(
+                "expectation",
+                format!("expect {expectation}: {what}"),
+            ))
+        };
+        let count = |who: Who, f: &dyn Fn(&socketfalco_core::harness::MemoryChat) -> usize| {
+            chat(&self.pair, who).map_or(0, f)
+        };
+        match *expectation {
+            Expectation::Converged => self
+                .oracle
+                .check_converged(&self.pair)
+                .or_else(|v| fail(v.detail)),
+            Expectation::Established => {
+                if self.is_established() {
+                    Ok(())
+                } else {
+                    fail("the sessions are not both established".into())
+                }
+            }
+            Expectation::Disconnected => {
+                if self.has_link(Who::A) || self.has_link(Who::B) {
+                    fail("a device is still on a connection".into())
+                } else {
+                    Ok(())
+                }
+            }
+            Expectation::Holds(who, n) => {
+                let got = self.pair.history(who == Who::A).len();
+                if got == n {
+                    Ok(())
+                } else {
+                    fail(format!("{who} holds {got}"))
+                }
+            }
+            Expectation::Received(who, n) => {
+                let got = count(who, &|c| c.received.len());
+                if got == n {
+                    Ok(())
+                } else {
+                    fail(format!("{who} stored {got} of its peer's messages"))
+                }
+            }
+            Expectation::Waiting(who, n) => {
+                let got = self.pair.waiting(who == Who::A);
+                if got == n {
+                    Ok(())
+                } else {
+                    fail(format!("{got} of {who}'s messages are waiting"))
+                }
+            }
+            Expectation::Shown(who, n) => {
+                let got = self.oracle.shown(who);
+                if got == n {
+                    Ok(())
+                } else {
+                    fail(format!("{who}'s user was shown {got}"))
+                }
+            }
+            Expectation::StoredNothing(who) => {
+                let chats = device(&self.pair, who).store.chats.len();
+                if chats == 0 {
+                    Ok(())
+                } else {
+                    fail(format!("{who} stores {chats} chat(s)"))
+                }
+            }
+            Expectation::Up(who) => {
+                if self.is_up(who) {
+                    Ok(())
+                } else {
+                    fail(format!("{who} is down"))
+                }
+            }
+            Expectation::Down(who) => {
+                if self.is_up(who) {
+                    fail(format!("{who} is up"))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+/// A notice, short.
+#[allow(unreachable_patterns)] // a notice kind added to the core later still prints
+fn describe(notice: &Notice) -> String {
+    match notice {
+        Notice::Connected {
+            peer,
+            incoming,
+            outgoing,
+        } => format!(
+            "connected to {}{} ({incoming} in, {outgoing} out)",
+            peer.name,
+            if peer.temporary { ", temporary" } else { "" }
+        ),
+        Notice::Received { message, stored } => format!(
+            "received #{} {:?}{}",
+            message.seq,
+            message.text.chars().take(24).collect::<String>(),
+            if *stored { "" } else { " (not stored)" }
+        ),
+        Notice::Delivered { up_to } => format!("delivered up to #{up_to}"),
+        Notice::KeyMismatch { .. } => "key mismatch".to_owned(),
+        Notice::Closed { reason, by } => format!("closed by {by:?}: {reason}"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Pings a link may have queued while its writes lag (one per keepalive interval).
+const PINGS: usize = 16;
+
+/// Largest ack frame on the wire.
+fn ack_frame_bytes() -> usize {
+    let mut out = Vec::new();
+    encode_frame(&Frame::Ack { up_to: u64::MAX }, &mut out);
+    out.len()
+}
+
+/// Room for the frames that are not messages or acks: a hello, a sync, a close with the
+/// longest detail, and a few pings.
+fn control_frames_bytes() -> usize {
+    let mut out = Vec::new();
+    encode_frame(
+        &Frame::Hello(Hello {
+            version: u16::MAX,
+            device: socketfalco_core::DeviceId([0xff; 16]),
+            name: "x".repeat(socketfalco_core::limits::MAX_NAME_CHARS * 4),
+            temporary: true,
+        }),
+        &mut out,
+    );
+    encode_frame(
+        &Frame::Sync(socketfalco_core::SyncPoint {
+            received_up_to: u64::MAX,
+            last_seq: u64::MAX,
+        }),
+        &mut out,
+    );
+    encode_frame(
+        &Frame::Close(Close::new(
+            CloseCode::ProtocolViolation,
+            "x".repeat(socketfalco_core::limits::MAX_CLOSE_DETAIL_BYTES),
+        )),
+        &mut out,
+    );
+    for _ in 0..PINGS {
+        encode_frame(&Frame::Ping, &mut out);
+    }
+    out.len()
+}
+
+/// A device's monotonic clock: it runs at `rate` percent of simulated time and may leap
+/// ahead (a machine that slept), but never goes back.
+#[derive(Clone, Copy, Debug)]
+struct DeviceClock {
+    /// Simulated time of the last change.
+    anchor_global: u64,
+    /// The device's time then.
+    anchor_device: u64,
+    /// Percent of simulated time.
+    rate: u64,
+}
+
+impl Default for DeviceClock {
+    fn default() -> Self {
+        DeviceClock {
+            anchor_global: 0,
+            anchor_device: 0,
+            rate: 100,
+        }
+    }
+}
+
+impl DeviceClock {
+    /// The device's time at simulated time `global` (not before the last change).
+    fn at(&self, global: u64) -> u64 {
+        let elapsed = global.saturating_sub(self.anchor_global);
+        self.anchor_device
+            .saturating_add(elapsed.saturating_mul(self.rate) / 100)
+    }
+
+    /// The first simulated time at which the device's clock reads `device` or more.
+    fn global_for(&self, device: u64) -> u64 {
+        if device <= self.anchor_device {
+            return self.anchor_global;
+        }
+        let ahead = device - self.anchor_device;
+        self.anchor_global
+            .saturating_add(ahead.saturating_mul(100).div_ceil(self.rate))
+    }
+
+    fn jump(&mut self, global: u64, ms: u64) {
+        self.anchor_device = self.at(global).saturating_add(ms);
+        self.anchor_global = global;
+    }
+
+    fn set_rate(&mut self, global: u64, percent: u64) {
+        self.anchor_device = self.at(global);
+        self.anchor_global = global;
+        self.rate = percent.max(1);
+    }
+}
