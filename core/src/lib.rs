@@ -35,6 +35,7 @@ pub mod limits;
 pub mod link;
 pub mod message;
 pub mod secure;
+mod send_buffer;
 pub mod session;
 pub mod store;
 

@@ -13,6 +13,7 @@
 //! A message that fails to decrypt — tampered, replayed, reordered, cut — fails the channel
 //! for reading for good: nothing after it is trusted.
 
+use crate::send_buffer::SendBuffer;
 use snow::params::{DHChoice, HashChoice, NoiseParams};
 use snow::resolvers::{CryptoResolver, DefaultResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
@@ -147,8 +148,7 @@ pub struct SecureChannel {
     state: State,
     /// An incomplete Noise message (length prefix included); at most 2 + 65,535 bytes.
     partial: Vec<u8>,
-    out: Vec<u8>,
-    out_pos: usize,
+    out: SendBuffer,
     scratch: Box<[u8]>,
     remote: Option<PublicKey>,
     read_failed: Option<SecureError>,
@@ -160,7 +160,7 @@ impl fmt::Debug for SecureChannel {
             .field("established", &self.is_established())
             .field("remote", &self.remote)
             .field("buffered", &self.partial.len())
-            .field("pending_output", &(self.out.len() - self.out_pos))
+            .field("pending_output", &self.out.pending().len())
             .finish()
     }
 }
@@ -169,28 +169,11 @@ impl SecureChannel {
     /// A channel for one connection, proving `keypair`, with ephemeral keys drawn from
     /// `seed`. An initiator has its first handshake message queued already.
     pub fn new(role: Role, keypair: &StaticKeypair, seed: [u8; 32]) -> SecureChannel {
-        let params: NoiseParams = match NOISE_PARAMS.parse() {
-            Ok(params) => params,
-            Err(e) => unreachable!("the Noise protocol name is a constant: {e}"),
-        };
-        let resolver = SeededResolver { seed };
-        let builder = snow::Builder::with_resolver(params, Box::new(resolver));
-        let built = builder
-            .local_private_key(&keypair.secret)
-            .and_then(|b| b.prologue(PROLOGUE))
-            .and_then(|b| match role {
-                Role::Initiator => b.build_initiator(),
-                Role::Responder => b.build_responder(),
-            });
-        let handshake = match built {
-            Ok(handshake) => handshake,
-            Err(e) => unreachable!("a Noise handshake with fixed parameters builds: {e}"),
-        };
+        let handshake = build_handshake(role, &keypair.secret, seed);
         let mut channel = SecureChannel {
             state: State::Handshake(Box::new(handshake)),
             partial: Vec::new(),
-            out: Vec::new(),
-            out_pos: 0,
+            out: SendBuffer::default(),
             scratch: vec![0; MAX_NOISE_MESSAGE].into_boxed_slice(),
             remote: None,
             read_failed: None,
@@ -279,14 +262,15 @@ impl SecureChannel {
         };
         while !plain.is_empty() {
             let take = plain.len().min(MAX_PLAINTEXT_PER_MESSAGE);
-            let start = self.out.len();
-            self.out.resize(start + LENGTH_BYTES + take + TAG_BYTES, 0);
-            let body = &mut self.out[start + LENGTH_BYTES..];
+            let out = self.out.tail();
+            let start = out.len();
+            out.resize(start + LENGTH_BYTES + take + TAG_BYTES, 0);
+            let body = &mut out[start + LENGTH_BYTES..];
             match transport.write_message(&plain[..take], body) {
                 Ok(n) => {
                     let len = u16::try_from(n).unwrap_or(u16::MAX).to_be_bytes();
-                    self.out[start..start + LENGTH_BYTES].copy_from_slice(&len);
-                    self.out.truncate(start + LENGTH_BYTES + n);
+                    out[start..start + LENGTH_BYTES].copy_from_slice(&len);
+                    out.truncate(start + LENGTH_BYTES + n);
                 }
                 Err(e) => unreachable!("encrypting at most {MAX_PLAINTEXT_PER_MESSAGE} bytes: {e}"),
             }
@@ -297,19 +281,12 @@ impl SecureChannel {
 
     /// Ciphertext waiting to be written to the socket.
     pub fn pending_output(&self) -> &[u8] {
-        &self.out[self.out_pos..]
+        self.out.pending()
     }
 
     /// `n` bytes of [`pending_output`](Self::pending_output) were written.
     pub fn advance_output(&mut self, n: usize) {
-        self.out_pos = (self.out_pos + n).min(self.out.len());
-        if self.out_pos == self.out.len() {
-            self.out.clear();
-            self.out_pos = 0;
-        } else if self.out_pos > 64 * 1024 && self.out_pos * 2 > self.out.len() {
-            self.out.drain(..self.out_pos);
-            self.out_pos = 0;
-        }
+        self.out.advance(n);
     }
 
     fn handle_message_from(
@@ -353,8 +330,8 @@ impl SecureChannel {
             .write_message(&[], &mut self.scratch)
             .map_err(|e| SecureError::Handshake(e.to_string()))?;
         let len = u16::try_from(n).unwrap_or(u16::MAX).to_be_bytes();
-        self.out.extend_from_slice(&len);
-        self.out.extend_from_slice(&self.scratch[..n]);
+        self.out.tail().extend_from_slice(&len);
+        self.out.tail().extend_from_slice(&self.scratch[..n]);
         self.finish_handshake_if_done()
     }
 
@@ -375,20 +352,28 @@ impl SecureChannel {
     }
 }
 
-/// A throwaway handshake state used only while moving the real one into transport mode.
-fn placeholder_handshake() -> snow::HandshakeState {
-    let keypair = StaticKeypair::from_secret([0; 32]);
+/// A Noise handshake with our fixed parameters; building one cannot fail.
+fn build_handshake(role: Role, secret: &[u8; 32], seed: [u8; 32]) -> snow::HandshakeState {
     let params: NoiseParams = match NOISE_PARAMS.parse() {
         Ok(params) => params,
-        Err(e) => unreachable!("constant: {e}"),
+        Err(e) => unreachable!("the Noise protocol name is a constant: {e}"),
     };
-    match snow::Builder::with_resolver(params, Box::new(SeededResolver { seed: [0; 32] }))
-        .local_private_key(&keypair.secret)
-        .and_then(|b| b.build_responder())
-    {
-        Ok(h) => h,
-        Err(e) => unreachable!("constant: {e}"),
+    let built = snow::Builder::with_resolver(params, Box::new(SeededResolver { seed }))
+        .local_private_key(secret)
+        .and_then(|b| b.prologue(PROLOGUE))
+        .and_then(|b| match role {
+            Role::Initiator => b.build_initiator(),
+            Role::Responder => b.build_responder(),
+        });
+    match built {
+        Ok(handshake) => handshake,
+        Err(e) => unreachable!("a Noise handshake with fixed parameters builds: {e}"),
     }
+}
+
+/// A throwaway handshake state used only while moving the real one into transport mode.
+fn placeholder_handshake() -> snow::HandshakeState {
+    build_handshake(Role::Responder, &[0; 32], [0; 32])
 }
 
 fn curve25519() -> Box<dyn Dh> {

@@ -9,6 +9,7 @@ use crate::frame::{Close, CloseCode, Frame, FrameError, Hello, SyncPoint};
 use crate::ids::DeviceId;
 use crate::limits::{MAX_IN_FLIGHT_MESSAGES, PROTOCOL_VERSION};
 use crate::message::{check_text, Message, TextError};
+use crate::send_buffer::SendBuffer;
 use crate::store::ChatResume;
 use std::collections::VecDeque;
 use std::fmt;
@@ -174,8 +175,7 @@ pub struct Session {
     config: SessionConfig,
     state: State,
     decoder: FrameDecoder,
-    out: Vec<u8>,
-    out_pos: usize,
+    out: SendBuffer,
     events: VecDeque<Event>,
     peer: Option<PeerHello>,
     temporary: bool,
@@ -216,8 +216,7 @@ impl Session {
             config,
             state: State::AwaitingHello,
             decoder: FrameDecoder::new(),
-            out: Vec::new(),
-            out_pos: 0,
+            out: SendBuffer::default(),
             events: VecDeque::new(),
             peer: None,
             early_sync: None,
@@ -321,7 +320,7 @@ impl Session {
 
     /// Whether there are bytes to transmit.
     pub fn wants_write(&self) -> bool {
-        self.out_pos < self.out.len() || self.ack_due()
+        !self.out.is_empty() || self.ack_due()
     }
 
     /// Whether the session still reads from the peer.
@@ -445,7 +444,7 @@ impl Session {
             return Err(ApiMisuse::WindowFull);
         }
         check_text(&message.text).map_err(ApiMisuse::Text)?;
-        encode_message_frame(message, &mut self.out);
+        encode_message_frame(message, self.out.tail());
         self.last_tx_ms = now_ms;
         self.next_send_seq += 1;
         Ok(())
@@ -469,7 +468,7 @@ impl Session {
     /// withdrawn if none of it was transmitted yet, so that only the close frame goes out
     /// and the peer learns nothing but the reason.
     pub fn refuse(&mut self, reason: Close, now_ms: u64) {
-        if self.state == State::AwaitingHello && self.out_pos == 0 {
+        if self.state == State::AwaitingHello && self.out.nothing_sent() {
             self.out.clear();
         }
         self.close(reason, now_ms);
@@ -501,19 +500,12 @@ impl Session {
             };
             self.write_frame(&ack, now_ms);
         }
-        &self.out[self.out_pos..]
+        self.out.pending()
     }
 
     /// `n` bytes of [`poll_transmit`](Self::poll_transmit) have been written.
     pub fn advance_transmit(&mut self, n: usize) {
-        self.out_pos = (self.out_pos + n).min(self.out.len());
-        if self.out_pos == self.out.len() {
-            self.out.clear();
-            self.out_pos = 0;
-        } else if self.out_pos > 64 * 1024 && self.out_pos * 2 > self.out.len() {
-            self.out.drain(..self.out_pos);
-            self.out_pos = 0;
-        }
+        self.out.advance(n);
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must next be called, if ever.
@@ -543,7 +535,7 @@ impl Session {
     }
 
     fn write_frame(&mut self, frame: &Frame, now_ms: u64) {
-        encode_frame(frame, &mut self.out);
+        encode_frame(frame, self.out.tail());
         self.last_tx_ms = now_ms;
     }
 
