@@ -7,7 +7,7 @@
 //! same chat in the same order whoever was online when each message was written.
 
 use crate::ids::DeviceId;
-use crate::limits::{MAX_NAME_CHARS, MAX_TEXT_BYTES, MIN_NAME_CHARS};
+use crate::limits::{MAX_COUNTER, MAX_NAME_CHARS, MAX_TEXT_BYTES, MIN_NAME_CHARS};
 use std::fmt;
 
 /// One chat message, as written by its author.
@@ -15,7 +15,8 @@ use std::fmt;
 pub struct Message {
     /// The author's sequence number in this chat: 1 for the first message, then +1 each.
     pub seq: u64,
-    /// Lamport counter: greater than every counter the author had seen in this chat.
+    /// Lamport counter: greater than every counter the author had seen in this chat (or
+    /// equal to it at the limit, [`MAX_COUNTER`]).
     pub lamport: u64,
     /// The author's wall-clock time when writing, in milliseconds since the Unix epoch.
     /// Shown to users; never used for ordering (clocks skew and jump).
@@ -41,7 +42,10 @@ impl ChatHead {
         check_text(text)?;
         Ok(Message {
             seq: self.last_own_seq + 1,
-            lamport: self.max_lamport + 1,
+            // Saturates at the protocol's limit, so that a peer that sent a counter at the
+            // limit cannot make our messages unsendable; (lamport, author, seq) still orders
+            // every message uniquely.
+            lamport: (self.max_lamport + 1).min(MAX_COUNTER),
             sent_at_ms,
             text: text.to_owned(),
         })
@@ -57,7 +61,7 @@ impl ChatHead {
 }
 
 /// The key both devices sort a chat by: Lamport counter, then author, then sequence number.
-/// Unique per message, since one author never reuses a Lamport counter.
+/// Unique per message, since one author never reuses a sequence number.
 pub fn order_key(author: DeviceId, message: &Message) -> (u64, [u8; 16], u64) {
     (message.lamport, author.0, message.seq)
 }

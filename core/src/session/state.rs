@@ -7,7 +7,7 @@
 use crate::codec::{encode_frame, encode_message_frame, FrameDecoder};
 use crate::frame::{Close, CloseCode, Frame, FrameError, Hello, SyncPoint};
 use crate::ids::DeviceId;
-use crate::limits::{MAX_IN_FLIGHT_MESSAGES, PROTOCOL_VERSION};
+use crate::limits::{MAX_COUNTER, MAX_IN_FLIGHT_MESSAGES, PROTOCOL_VERSION};
 use crate::message::{check_text, Message, TextError};
 use crate::send_buffer::SendBuffer;
 use crate::store::ChatResume;
@@ -123,6 +123,8 @@ pub enum ApiMisuse {
         /// The one it got.
         got: u64,
     },
+    /// `send` with a sequence number or Lamport counter outside 1..=2^53.
+    CounterOutOfRange,
     /// `send` with a text outside the limits.
     Text(TextError),
     /// `confirm_persisted` outside what was received and not yet confirmed.
@@ -144,6 +146,9 @@ impl fmt::Display for ApiMisuse {
             ApiMisuse::WindowFull => write!(f, "the send window is full"),
             ApiMisuse::OutOfOrder { expected, got } => {
                 write!(f, "message {got} sent out of order; expected {expected}")
+            }
+            ApiMisuse::CounterOutOfRange => {
+                write!(f, "a message counter is outside 1..={MAX_COUNTER}")
             }
             ApiMisuse::Text(e) => write!(f, "{e}"),
             ApiMisuse::PersistOutOfRange {
@@ -422,7 +427,7 @@ impl Session {
             now_ms,
         );
         if let Some(sync) = self.early_sync.take() {
-            self.handle_sync(sync);
+            self.handle_sync(sync, now_ms);
         }
         Ok(())
     }
@@ -442,6 +447,9 @@ impl Session {
         }
         if self.send_capacity() == 0 {
             return Err(ApiMisuse::WindowFull);
+        }
+        if message.seq > MAX_COUNTER || message.lamport == 0 || message.lamport > MAX_COUNTER {
+            return Err(ApiMisuse::CounterOutOfRange);
         }
         check_text(&message.text).map_err(ApiMisuse::Text)?;
         encode_message_frame(message, self.out.tail());
@@ -562,7 +570,7 @@ impl Session {
             (State::AwaitingAccept, Frame::Sync(sync)) if self.early_sync.is_none() => {
                 self.early_sync = Some(sync);
             }
-            (State::AwaitingSync, Frame::Sync(sync)) => self.handle_sync(sync),
+            (State::AwaitingSync, Frame::Sync(sync)) => self.handle_sync(sync, now_ms),
             (State::Established, Frame::Message(message)) => self.handle_message(message, now_ms),
             (State::Established, Frame::Ack { up_to }) => self.handle_ack(up_to, now_ms),
             (state, frame) => self.violation(
@@ -599,7 +607,14 @@ impl Session {
         self.events.push_back(Event::PeerHello(peer));
     }
 
-    fn handle_sync(&mut self, sync: SyncPoint) {
+    fn handle_sync(&mut self, sync: SyncPoint, now_ms: u64) {
+        if sync.received_up_to >= MAX_COUNTER {
+            // Our next message would be numbered beyond the protocol's range: no honest peer
+            // holds 2^53 messages.
+            let detail = format!("sync claims {} messages received", sync.received_up_to);
+            self.violation(detail, now_ms);
+            return;
+        }
         // The peer is the authority on what it holds: re-sync starts right after it, even if
         // this device believed more had been delivered. If it holds more than we remember
         // writing (our store lost its tail), the store must number new messages after it.
