@@ -2,225 +2,12 @@
 //! real sockets on 127.0.0.1 with ephemeral ports. Sessions run with `--json` so the tests
 //! read events, not prose.
 
-use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use common::{stderr, stdout, Device, Session, BIN, WAIT};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
-use std::sync::mpsc::{channel, Receiver};
-use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_socketfalco");
-const WAIT: Duration = Duration::from_secs(20);
-
-/// One device: a data directory of its own.
-struct Device {
-    dir: tempfile::TempDir,
-}
-
-impl Device {
-    fn new(name: &'static str) -> Device {
-        let device = Device {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let out = device.run(&["-eN", name]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        device
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("--data-dir").arg(self.path()).args(args);
-        cmd.env_remove("RUST_LOG");
-        cmd
-    }
-
-    /// Runs a command to completion with empty stdin.
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("the binary runs")
-    }
-
-    fn run_with_input(&self, args: &[&str], input: &str) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    }
-
-    fn list(&self) -> Vec<Value> {
-        let out = self.run(&["-ls", "--json"]);
-        assert!(out.status.success());
-        match serde_json::from_slice(&out.stdout).unwrap() {
-            Value::Array(rows) => rows,
-            other => panic!("-ls --json gave {other}"),
-        }
-    }
-
-    fn id(&self) -> String {
-        let out = self.run(&["-ls"]);
-        let text = String::from_utf8(out.stdout).unwrap();
-        let line = text.lines().next().unwrap();
-        line[line.find('(').unwrap() + 1..line.find(')').unwrap()].to_owned()
-    }
-
-    fn listen(&self, extra: &[&str]) -> (Session, u16) {
-        let mut args = vec!["-l", "-p", "0", "--bind", "127.0.0.1", "--json"];
-        args.extend_from_slice(extra);
-        let mut session = Session::spawn(self.command(&args));
-        let event = session.wait_for("listening", |e| e["event"] == "listening");
-        let addr = event["addr"].as_str().unwrap();
-        let port = addr.rsplit(':').next().unwrap().parse().unwrap();
-        (session, port)
-    }
-
-    fn connect(&self, port: u16, extra: &[&str]) -> Session {
-        let port = port.to_string();
-        let mut args = vec!["-c", "127.0.0.1", "-p", &port, "--json"];
-        args.extend_from_slice(extra);
-        Session::spawn(self.command(&args))
-    }
-}
-
-/// A running session process, its events read on a thread.
-struct Session {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    events: Receiver<Value>,
-    seen: Vec<Value>,
-}
-
-impl Session {
-    fn spawn(mut cmd: Command) -> Session {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, events) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                match serde_json::from_str::<Value>(&line) {
-                    Ok(v) => {
-                        if tx.send(v).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => panic!("not JSON: {line:?}: {e}"),
-                }
-            }
-        });
-        let stdin = child.stdin.take();
-        Session {
-            child,
-            stdin,
-            events,
-            seen: Vec::new(),
-        }
-    }
-
-    fn say(&mut self, text: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{text}").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        if let Some(v) = self.seen.iter().find(|v| pred(v)) {
-            return v.clone();
-        }
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.events.recv_timeout(left) {
-                Ok(v) => {
-                    self.seen.push(v.clone());
-                    if pred(&v) {
-                        return v;
-                    }
-                }
-                Err(_) => panic!("timed out waiting for {what}; saw {:#?}", self.seen),
-            }
-        }
-    }
-
-    fn received(&mut self, text: &str) -> Value {
-        let text = text.to_owned();
-        self.wait_for(&format!("message {text:?}"), move |e| {
-            e["event"] == "message" && e["direction"] == "in" && e["text"] == text.as_str()
-        })
-    }
-
-    /// Ends input (as a script would) and waits for a clean exit.
-    fn finish(mut self) -> Vec<Value> {
-        drop(self.stdin.take());
-        let status = wait_with_timeout(&mut self.child);
-        assert!(status.success(), "exit status {status:?}");
-        self.seen.extend(self.events.try_iter());
-        self.seen
-    }
-
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_with_timeout(child: &mut Child) -> std::process::ExitStatus {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the process did not exit in time");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn history_texts(device: &Device, chat: &str) -> Vec<String> {
-    let out = device.run(&["-eC", chat, "--json"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|v| v["event"] == "history")
-        .map(|v| v["text"].as_str().unwrap().to_owned())
-        .collect()
-}
+use std::process::{Command, Stdio};
 
 #[test]
 fn first_start_up_creates_an_identity_named_after_the_os_user() {
@@ -276,8 +63,8 @@ fn edit_name_validates_and_reports_old_and_new() {
 fn a_chat_both_ways_then_listed_by_both() {
     let alice = Device::new("alice");
     let bob = Device::new("bob");
-    let (mut listener, port) = alice.listen(&[]);
-    let mut caller = bob.connect(port, &[]);
+    let (mut listener, port) = alice.listen();
+    let mut caller = bob.connect(port);
     let connected = caller.wait_for("connected", |e| e["event"] == "connected");
     assert_eq!(connected["name"], "alice");
     listener.wait_for("connected", |e| e["event"] == "connected");
@@ -311,8 +98,8 @@ fn a_chat_both_ways_then_listed_by_both() {
         "{table}"
     );
     assert_eq!(
-        history_texts(&alice, &bob.id()),
-        history_texts(&bob, &alice.id()),
+        alice.history(&bob),
+        bob.history(&alice),
         "the same chat in the same order on both sides"
     );
 }
@@ -322,8 +109,8 @@ fn offline_messages_from_edit_chat_are_delivered_with_roles_swapped() {
     let alice = Device::new("alice");
     let bob = Device::new("bob");
     // First meeting: alice listens.
-    let (listener, port) = alice.listen(&[]);
-    let mut caller = bob.connect(port, &[]);
+    let (listener, port) = alice.listen();
+    let mut caller = bob.connect(port);
     caller.wait_for("connected", |e| e["event"] == "connected");
     caller.finish();
     listener.kill();
@@ -335,8 +122,8 @@ fn offline_messages_from_edit_chat_are_delivered_with_roles_swapped() {
     assert!(stdout(&out).contains("bob: bob wrote offline  (waiting for delivery)"));
     assert_eq!(alice.list()[0]["waiting"], 1);
     // Second meeting: bob listens, alice calls.
-    let (mut listener, port) = bob.listen(&[]);
-    let mut caller = alice.connect(port, &[]);
+    let (mut listener, port) = bob.listen();
+    let mut caller = alice.connect(port);
     let connected = caller.wait_for("connected", |e| e["event"] == "connected");
     assert_eq!(connected["incoming"], 1);
     assert_eq!(connected["outgoing"], 1);
@@ -348,17 +135,14 @@ fn offline_messages_from_edit_chat_are_delivered_with_roles_swapped() {
     listener.kill();
     assert_eq!(alice.list()[0]["waiting"], 0);
     assert_eq!(bob.list()[0]["waiting"], 0);
-    assert_eq!(
-        history_texts(&alice, &bob.id()),
-        history_texts(&bob, &alice.id())
-    );
+    assert_eq!(alice.history(&bob), bob.history(&alice));
 }
 
 #[test]
 fn a_temporary_session_leaves_no_trace_on_either_side() {
     let alice = Device::new("alice");
     let bob = Device::new("bob");
-    let (mut listener, port) = alice.listen(&[]);
+    let (mut listener, port) = alice.listen();
     // The original's form: -c -t ADDRESS.
     let port_s = port.to_string();
     let mut caller =
@@ -382,8 +166,8 @@ fn a_temporary_session_leaves_no_trace_on_either_side() {
 fn a_killed_peer_loses_nothing_and_nothing_is_doubled() {
     let alice = Device::new("alice");
     let bob = Device::new("bob");
-    let (mut listener, port) = alice.listen(&[]);
-    let mut caller = bob.connect(port, &[]);
+    let (mut listener, port) = alice.listen();
+    let mut caller = bob.connect(port);
     caller.wait_for("connected", |e| e["event"] == "connected");
     // Bob streams 300 lines; alice is killed somewhere in the middle.
     for i in 0..300 {
@@ -393,9 +177,9 @@ fn a_killed_peer_loses_nothing_and_nothing_is_doubled() {
     listener.kill();
     caller.wait_for("reconnecting", |e| e["event"] == "reconnecting");
     // Alice comes back; bob's caller reconnects by itself and re-syncs.
-    let (mut listener, new_port) = alice.listen(&[]);
-    drop(caller);
-    let mut caller = bob.connect(new_port, &[]);
+    let (mut listener, new_port) = alice.listen();
+    caller.hang_up();
+    let mut caller = bob.connect(new_port);
     caller.wait_for("connected", |e| e["event"] == "connected");
     listener.wait_for("connected", |e| e["event"] == "connected");
     caller.wait_for("all delivered", |e| {
@@ -403,7 +187,7 @@ fn a_killed_peer_loses_nothing_and_nothing_is_doubled() {
     });
     caller.finish();
     listener.kill();
-    let texts = history_texts(&alice, &bob.id());
+    let texts = alice.history(&bob);
     let expected: Vec<String> = (0..300).map(|i| format!("line {i:03}")).collect();
     assert_eq!(texts, expected, "every line once, in order");
     assert_eq!(bob.list()[0]["waiting"], 0);
@@ -413,7 +197,7 @@ fn a_killed_peer_loses_nothing_and_nothing_is_doubled() {
 fn garbage_and_oversized_bytes_do_not_stop_the_listener() {
     let alice = Device::new("alice");
     let bob = Device::new("bob");
-    let (mut listener, port) = alice.listen(&[]);
+    let (mut listener, port) = alice.listen();
     for garbage in [
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
         vec![0xff; 64],
@@ -439,7 +223,7 @@ fn garbage_and_oversized_bytes_do_not_stop_the_listener() {
     // A connection that says nothing and hangs up.
     drop(TcpStream::connect(("127.0.0.1", port)).unwrap());
     // The listener still serves a real peer.
-    let mut caller = bob.connect(port, &[]);
+    let mut caller = bob.connect(port);
     caller.wait_for("connected", |e| e["event"] == "connected");
     caller.say("still there?");
     listener.received("still there?");
@@ -452,8 +236,8 @@ fn a_second_caller_gets_busy_and_an_unreachable_address_fails_clearly() {
     let alice = Device::new("alice");
     let bob = Device::new("bob");
     let carol = Device::new("carol");
-    let (mut listener, port) = alice.listen(&[]);
-    let caller = bob.connect(port, &[]);
+    let (mut listener, port) = alice.listen();
+    let caller = bob.connect(port);
     listener.wait_for("connected", |e| e["event"] == "connected");
     let port_s = port.to_string();
     let out = carol.run(&["-connect", "127.0.0.1", "-p", &port_s]);
@@ -482,7 +266,7 @@ fn a_second_caller_gets_busy_and_an_unreachable_address_fails_clearly() {
 #[test]
 fn connecting_to_our_own_listener_is_refused_clearly() {
     let alice = Device::new("alice");
-    let (listener, port) = alice.listen(&[]);
+    let (listener, port) = alice.listen();
     let port_s = port.to_string();
     let out = alice.run(&["-c", "127.0.0.1", "-p", &port_s]);
     assert_eq!(out.status.code(), Some(1));
@@ -495,8 +279,8 @@ fn connecting_to_our_own_listener_is_refused_clearly() {
 fn a_listener_and_an_offline_writer_share_one_data_directory() {
     let alice = Device::new("alice");
     let bob = Device::new("bob");
-    let (listener, port) = alice.listen(&[]);
-    let mut caller = bob.connect(port, &[]);
+    let (listener, port) = alice.listen();
+    let mut caller = bob.connect(port);
     caller.wait_for("connected", |e| e["event"] == "connected");
     // While alice's listener holds the chat, alice also writes with -eC from another process.
     let lines: String = (0..50).map(|i| format!("side door {i}\n")).collect();

@@ -7,46 +7,27 @@
 //! between the two processes: it copies bytes both ways and records them, and can flip one
 //! bit on the way.
 
+mod common;
+
+use common::{assert_ok, is_incoming, text, Device, WAIT};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_socketfalco");
-/// How long any one step may take. Nothing asserts that a step is fast.
-const WAIT: Duration = Duration::from_secs(20);
 /// The key file in a data directory (see `cli/src/keys.rs`).
 const KEY_FILE: &str = "identity.key";
 
-// --- Devices and sessions --------------------------------------------------------------------
+// --- Devices ---------------------------------------------------------------------------------
 
-/// One device: a data directory of its own.
-struct Device {
-    dir: tempfile::TempDir,
-}
-
+/// What only these stories ask of a device (the rest is in `common`).
 impl Device {
-    fn new(name: &str) -> Device {
-        let device = Device {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let out = device.run(&["-eN", name]);
-        assert_ok(&out);
-        device
-    }
-
     /// Another device with a copy of `other`'s data directory (same uuid, same chats, same
     /// pinned keys) but without its key file: it makes a new key at its next start. That is
     /// an impostor who stole the database, or the same user after losing the key file.
     fn copy_without_key(other: &Device) -> Device {
-        let device = Device {
-            dir: tempfile::tempdir().unwrap(),
-        };
+        let device = Device::unnamed();
         for entry in std::fs::read_dir(other.path()).unwrap() {
             let entry = entry.unwrap();
             if entry.file_name() != KEY_FILE && entry.file_type().unwrap().is_file() {
@@ -56,42 +37,6 @@ impl Device {
         device
     }
 
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("--data-dir").arg(self.path()).args(args);
-        cmd.env_remove("RUST_LOG");
-        cmd
-    }
-
-    /// Runs a command to completion with empty stdin.
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("the binary runs")
-    }
-
-    fn run_with_input(&self, args: &[&str], input: &str) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    }
-
     /// `--fingerprint --json`.
     fn whoami(&self) -> Value {
         let out = self.run(&["--fingerprint", "--json"]);
@@ -99,7 +44,8 @@ impl Device {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
-    fn id(&self) -> String {
+    /// This device's id (its uuid) as `--fingerprint --json` gives it; `id()` reads `-ls`.
+    fn uuid(&self) -> String {
         self.whoami()["device"].as_str().unwrap().to_owned()
     }
 
@@ -107,210 +53,14 @@ impl Device {
         self.whoami()["fingerprint"].as_str().unwrap().to_owned()
     }
 
-    fn list(&self) -> Vec<Value> {
-        let out = self.run(&["-ls", "--json"]);
-        assert_ok(&out);
-        match serde_json::from_slice(&out.stdout).unwrap() {
-            Value::Array(rows) => rows,
-            other => panic!("-ls --json gave {other}"),
-        }
-    }
-
     /// The `-ls --json` row of the chat with `peer`.
     fn chat_with(&self, peer: &Device) -> Value {
-        let id = peer.id();
+        let id = peer.uuid();
         self.list()
             .into_iter()
             .find(|row| row["chat"] == id.as_str())
             .unwrap_or_else(|| panic!("no chat with {id}"))
     }
-
-    /// The texts of the chat with `peer`, in order, as `-eC CHAT --json` shows them.
-    fn history(&self, peer: &Device) -> Vec<String> {
-        let out = self.run(&["-eC", &peer.id(), "--json"]);
-        assert_ok(&out);
-        text(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|v| v["event"] == "history")
-            .map(|v| v["text"].as_str().unwrap().to_owned())
-            .collect()
-    }
-
-    fn listen(&self) -> (Session, u16) {
-        let args = ["-l", "-p", "0", "--bind", "127.0.0.1", "--json"];
-        let mut session = Session::spawn(self.command(&args));
-        let event = session.wait_for("listening", |e| e["event"] == "listening");
-        let addr = event["addr"].as_str().unwrap();
-        let port = addr.rsplit(':').next().unwrap().parse().unwrap();
-        (session, port)
-    }
-
-    fn connect(&self, port: u16) -> Session {
-        let port = port.to_string();
-        Session::spawn(self.command(&["-c", "127.0.0.1", "-p", &port, "--json"]))
-    }
-}
-
-/// A running session process: its JSON events and its stderr read on threads.
-struct Session {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    events: Receiver<Value>,
-    seen: Vec<Value>,
-    stderr: Option<JoinHandle<String>>,
-}
-
-impl Session {
-    fn spawn(mut cmd: Command) -> Session {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, events) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                match serde_json::from_str::<Value>(&line) {
-                    Ok(v) => {
-                        if tx.send(v).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => panic!("not JSON: {line:?}: {e}"),
-                }
-            }
-        });
-        let mut stderr = child.stderr.take().unwrap();
-        let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
-            // Shown when a test fails, as `e2e.rs` shows it by inheriting stderr.
-            eprint!("{text}");
-            text
-        });
-        let stdin = child.stdin.take();
-        Session {
-            child,
-            stdin,
-            events,
-            seen: Vec::new(),
-            stderr: Some(stderr),
-        }
-    }
-
-    fn say(&mut self, text: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{text}").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        if let Some(v) = self.seen.iter().find(|v| pred(v)) {
-            return v.clone();
-        }
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.events.recv_timeout(left) {
-                Ok(v) => {
-                    self.seen.push(v.clone());
-                    if pred(&v) {
-                        return v;
-                    }
-                }
-                Err(_) => panic!("timed out waiting for {what}; saw {:#?}", self.seen),
-            }
-        }
-    }
-
-    fn received(&mut self, text: &str) -> Value {
-        let text = text.to_owned();
-        self.wait_for(&format!("message {text:?}"), move |e| {
-            is_incoming(e) && e["text"] == text.as_str()
-        })
-    }
-
-    fn connected(&mut self) -> Value {
-        self.wait_for("connected", |e| e["event"] == "connected")
-    }
-
-    /// Waits for the process to end by itself (stdin stays open): its status, every event,
-    /// its stderr.
-    fn exit(mut self) -> (ExitStatus, Vec<Value>, String) {
-        let status = wait_with_timeout(&mut self.child);
-        self.collect(status)
-    }
-
-    /// Ends input (as a script would) and waits for a clean exit.
-    fn finish(mut self) -> Vec<Value> {
-        drop(self.stdin.take());
-        let status = wait_with_timeout(&mut self.child);
-        let (status, events, stderr) = self.collect(status);
-        assert!(status.success(), "exit status {status:?}; stderr: {stderr}");
-        events
-    }
-
-    fn collect(mut self, status: ExitStatus) -> (ExitStatus, Vec<Value>, String) {
-        let stderr = self
-            .stderr
-            .take()
-            .map(|h| h.join().unwrap())
-            .unwrap_or_default();
-        // The stdout thread ends with the process; take what it read.
-        let deadline = Instant::now() + WAIT;
-        while let Ok(v) = self
-            .events
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
-            self.seen.push(v);
-        }
-        (status, std::mem::take(&mut self.seen), stderr)
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        // A failed test must not leave a listener running.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_with_timeout(child: &mut Child) -> ExitStatus {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the process did not exit in time");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn is_incoming(e: &Value) -> bool {
-    e["event"] == "message" && e["direction"] == "in"
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-#[track_caller]
-fn assert_ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
 }
 
 /// alice listens, bob connects, both see the other, bob leaves: the first contact, which
@@ -505,18 +255,18 @@ fn an_impostor_with_a_known_uuid_is_refused_and_the_real_peer_gets_everything() 
 
     // Alice writes to bob while he is away.
     let secret = "for bob's eyes only: the door code is 4711";
-    let out = alice.run_with_input(&["-eC", &bob.id()[..8]], &format!("{secret}\n"));
+    let out = alice.run_with_input(&["-eC", &bob.uuid()[..8]], &format!("{secret}\n"));
     assert_ok(&out);
     assert_eq!(alice.chat_with(&bob)["waiting"], 1);
 
     // The impostor: bob's data directory without bob's key.
     let impostor = Device::copy_without_key(&bob);
-    assert_eq!(impostor.id(), bob.id(), "same uuid");
+    assert_eq!(impostor.uuid(), bob.uuid(), "same uuid");
     let impostor_fingerprint = impostor.fingerprint();
     assert_ne!(impostor_fingerprint, bob_fingerprint, "another key");
 
     let (mut listener, port) = alice.listen();
-    let (status, events, stderr) = impostor.connect(port).exit();
+    let (status, events, stderr) = impostor.connect(port).exit_events();
     assert!(!status.success(), "the impostor was let in: {events:#?}");
     assert!(stderr.contains("key mismatch"), "{stderr}");
     assert!(
@@ -535,7 +285,7 @@ fn an_impostor_with_a_known_uuid_is_refused_and_the_real_peer_gets_everything() 
     );
 
     let warning = listener.wait_for("the key mismatch", |e| e["event"] == "key_mismatch");
-    assert_eq!(warning["peer"], bob.id().as_str());
+    assert_eq!(warning["peer"], bob.uuid().as_str());
     assert_eq!(warning["name"], "bob");
     assert_eq!(warning["presented"], impostor_fingerprint.as_str());
     assert_eq!(warning["pinned"], bob_fingerprint.as_str());
@@ -611,7 +361,7 @@ fn a_relay_sees_none_of_the_typed_text() {
 
     let (up, down) = relay.finish();
     assert!(up.len() > 100 && down.len() > 100, "the chat went through");
-    let (alice_id, bob_id) = (alice.id(), bob.id());
+    let (alice_id, bob_id) = (alice.uuid(), bob.uuid());
     let mut secrets: Vec<&str> = from_bob.iter().chain(&from_alice).copied().collect();
     secrets.extend([
         "alice_relayed",
@@ -733,11 +483,11 @@ fn the_own_fingerprint_is_what_the_peer_pinned() {
     // The same in the plain forms.
     let plain = text(&alice.run(&["--fingerprint"]).stdout);
     assert!(plain.contains(&alice_fp), "{plain}");
-    assert!(plain.contains(&alice.id()), "{plain}");
+    assert!(plain.contains(&alice.uuid()), "{plain}");
     let table = text(&alice.run(&["-ls"]).stdout);
     let header = table.lines().next().unwrap();
     assert!(header.contains(&alice_fp), "{table}");
-    let row = table.lines().find(|l| l.contains(&bob.id())).unwrap();
+    let row = table.lines().find(|l| l.contains(&bob.uuid())).unwrap();
     assert!(row.ends_with(&bob_fp), "{table}");
     // The key is stable: the next start loads the same one.
     assert_eq!(alice.fingerprint(), alice_fp);
@@ -756,7 +506,7 @@ fn trust_new_key_accepts_a_reinstalled_peer() {
     assert_ne!(new_fp, old_fp, "the reinstall made a new key");
 
     let (mut listener, port) = alice.listen();
-    let (status, _, stderr) = bob.connect(port).exit();
+    let (status, _, stderr) = bob.connect(port).exit_events();
     assert!(!status.success());
     assert!(stderr.contains("key mismatch"), "{stderr}");
     assert!(
@@ -768,7 +518,7 @@ fn trust_new_key_accepts_a_reinstalled_peer() {
     assert_eq!(warning["pinned"], old_fp.as_str());
     let accept = warning["accept_command"].as_str().unwrap().to_owned();
     assert!(
-        accept.ends_with(&format!("--trust-new-key {}", bob.id())),
+        accept.ends_with(&format!("--trust-new-key {}", bob.uuid())),
         "{accept}"
     );
     assert!(
@@ -778,7 +528,7 @@ fn trust_new_key_accepts_a_reinstalled_peer() {
     assert_eq!(alice.chat_with(&bob)["peer_fingerprint"], old_fp.as_str());
 
     // Alice compared fingerprints with bob and accepts, while her listener runs.
-    let out = alice.run(&["--trust-new-key", &bob.id()[..8]]);
+    let out = alice.run(&["--trust-new-key", &bob.uuid()[..8]]);
     assert_ok(&out);
     let said = text(&out.stdout);
     assert!(said.contains(&old_fp), "names the old key: {said}");
@@ -802,9 +552,9 @@ fn trust_new_key_accepts_a_reinstalled_peer() {
     );
 
     // A second --trust-new-key, as JSON, reports the key it forgot.
-    let out = alice.run(&["--trust-new-key", &bob.id(), "--json"]);
+    let out = alice.run(&["--trust-new-key", &bob.uuid(), "--json"]);
     assert_ok(&out);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["old_fingerprint"], new_fp.as_str());
-    assert_eq!(v["chat"], bob.id().as_str());
+    assert_eq!(v["chat"], bob.uuid().as_str());
 }
