@@ -37,7 +37,12 @@ impl Device {
         Device {
             id,
             config: SessionConfig::new(id, name),
-            keypair: StaticKeypair::from_secret([id.0, id.0.map(|b| b ^ 0x5a)].concat().try_into().unwrap_or([0x5a; 32])),
+            keypair: StaticKeypair::from_secret(
+                [id.0, id.0.map(|b| b ^ 0x5a)]
+                    .concat()
+                    .try_into()
+                    .unwrap_or([0x5a; 32]),
+            ),
             store: MemoryStore::new(),
             link: None,
             notices: Vec::new(),
