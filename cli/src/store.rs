@@ -826,6 +826,39 @@ impl Store for Database {
         })
     }
 
+    fn compose_batch(
+        &mut self,
+        peer: DeviceId,
+        texts: &[String],
+        sent_at_ms: i64,
+    ) -> Result<Vec<Message>, StoreError> {
+        for text in texts {
+            check_text(text).map_err(StoreError::InvalidText)?;
+        }
+        let me = self.me()?;
+        let now = (self.clock)();
+        self.write(|tx| {
+            ensure_chat(tx, peer, now)?;
+            let mut head = ChatHead {
+                last_own_seq: max_seq(tx, peer, me)?.max(delivered_up_to(tx, peer)?),
+                max_lamport: max_lamport(tx, peer)?,
+            };
+            let mut messages = Vec::with_capacity(texts.len());
+            for text in texts {
+                let message = head
+                    .compose(text, sent_at_ms)
+                    .map_err(StoreError::InvalidText)?;
+                insert_message(tx, INSERT, peer, me, &message, now)?;
+                head.observe(&message, true);
+                messages.push(message);
+            }
+            if !messages.is_empty() {
+                touch(tx, peer, now)?;
+            }
+            Ok(messages)
+        })
+    }
+
     fn own_messages(
         &mut self,
         peer: DeviceId,

@@ -343,7 +343,10 @@ impl Frame {
                 })
             }
             KIND_MESSAGE => {
-                let (seq, lamport, sent_at_ms, text): MessageBody = read_cbor(body, 4)?;
+                let (seq, lamport, sent_at_ms, text): MessageBody = match fast::message_body(body) {
+                    Some(fields) => fields,
+                    None => read_cbor(body, 4)?,
+                };
                 check_counter("seq", seq, 1)?;
                 check_counter("lamport", lamport, 1)?;
                 check_text(&text).map_err(FrameError::Text)?;
@@ -355,7 +358,10 @@ impl Frame {
                 })
             }
             KIND_ACK => {
-                let (up_to,): (u64,) = read_cbor(body, 1)?;
+                let (up_to,): (u64,) = match fast::ack_body(body) {
+                    Some(up_to) => (up_to,),
+                    None => read_cbor(body, 1)?,
+                };
                 check_counter("up_to", up_to, 0)?;
                 Frame::Ack { up_to }
             }
@@ -446,5 +452,143 @@ fn peek_version(body: &[u8]) -> Option<u64> {
     match decoder.pull().ok()? {
         Header::Positive(v) => Some(v),
         _ => None,
+    }
+}
+
+/// A fast path for the two frames that carry the traffic, messages and acks, in the shape
+/// this build writes them (any definite-length encoding of the fields, no tags). It returns
+/// `None` for anything else — another valid encoding or an invalid body alike — which then
+/// goes through [`read_cbor`] and gets exactly its verdict; so what is accepted, and every
+/// error, is unchanged. The general serde path costs most of a message's decode time
+/// (ciborium's header parsing and visitor calls; see docs/PERFORMANCE.md).
+mod fast {
+    /// `[seq, lamport, sent_at_ms, text]`.
+    pub(super) fn message_body(body: &[u8]) -> Option<(u64, u64, i64, String)> {
+        let (&first, mut rest) = body.split_first()?;
+        if first != 0x84 {
+            return None;
+        }
+        let seq = argument(&mut rest, 0)?;
+        let lamport = argument(&mut rest, 0)?;
+        let sent_at_ms = match rest.first()? >> 5 {
+            0 => i64::try_from(argument(&mut rest, 0)?).ok()?,
+            1 => -1 - i64::try_from(argument(&mut rest, 1)?).ok()?,
+            _ => return None,
+        };
+        let len = argument(&mut rest, 3)?;
+        if u64::try_from(rest.len()).ok()? != len {
+            return None;
+        }
+        Some((
+            seq,
+            lamport,
+            sent_at_ms,
+            std::str::from_utf8(rest).ok()?.to_owned(),
+        ))
+    }
+
+    /// `[up_to]`.
+    pub(super) fn ack_body(body: &[u8]) -> Option<u64> {
+        let (&first, mut rest) = body.split_first()?;
+        if first != 0x81 {
+            return None;
+        }
+        let up_to = argument(&mut rest, 0)?;
+        rest.is_empty().then_some(up_to)
+    }
+
+    /// The argument of a data item of major type `major` at the front of `rest` (definite
+    /// lengths only), consuming its header.
+    fn argument(rest: &mut &[u8], major: u8) -> Option<u64> {
+        let (&initial, tail) = rest.split_first()?;
+        if initial >> 5 != major {
+            return None;
+        }
+        let (value, used) = match initial & 0x1f {
+            n @ 0..=23 => (u64::from(n), 0),
+            24 => (u64::from(*tail.first()?), 1),
+            25 => (
+                u64::from(u16::from_be_bytes(tail.get(..2)?.try_into().ok()?)),
+                2,
+            ),
+            26 => (
+                u64::from(u32::from_be_bytes(tail.get(..4)?.try_into().ok()?)),
+                4,
+            ),
+            27 => (u64::from_be_bytes(tail.get(..8)?.try_into().ok()?), 8),
+            _ => return None,
+        };
+        *rest = &tail[used..];
+        Some(value)
+    }
+}
+
+#[cfg(test)]
+mod fast_path_tests {
+    use super::*;
+
+    /// Random bodies, valid and mutated (bit flips, bytes replaced, cut, extended): whenever
+    /// the fast path answers, the general decoder gives the same fields.
+    #[test]
+    fn the_fast_path_agrees_with_the_general_decoder() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut answered = 0u32;
+        for i in 0..100_000u32 {
+            let v = |r: u64| match r % 5 {
+                0 => r % 24,
+                1 => r % 256,
+                2 => r % 65_536,
+                3 => r % (1 << 40),
+                _ => r,
+            };
+            let text: String = "héllo wörld ✓ 🎉"
+                .chars()
+                .take((rnd() % 17) as usize)
+                .collect();
+            let sent = if rnd() % 2 == 0 {
+                v(rnd()) as i64
+            } else {
+                -(v(rnd()) as i64)
+            };
+            let mut body = Vec::new();
+            write_cbor(&(v(rnd()), v(rnd()), sent, text.as_str()), &mut body);
+            for _ in 0..rnd() % 3 {
+                if body.is_empty() {
+                    break;
+                }
+                let at = (rnd() as usize) % body.len();
+                match rnd() % 4 {
+                    0 => body[at] ^= 1 << (rnd() % 8),
+                    1 => body[at] = rnd() as u8,
+                    2 => body.truncate(at),
+                    _ => body.push(rnd() as u8),
+                }
+            }
+            if let Some(fast) = fast::message_body(&body) {
+                let general: Option<MessageBody> = read_cbor(&body, 4).ok();
+                assert_eq!(Some(fast), general, "body {body:02x?} (case {i})");
+                answered += 1;
+            }
+            let mut ack = Vec::new();
+            write_cbor(&(v(rnd()),), &mut ack);
+            if rnd() % 2 == 0 {
+                let at = (rnd() as usize) % ack.len();
+                ack[at] = rnd() as u8;
+            }
+            if let Some(fast) = fast::ack_body(&ack) {
+                let general: Option<(u64,)> = read_cbor(&ack, 1).ok();
+                assert_eq!(Some((fast,)), general, "ack {ack:02x?}");
+            }
+        }
+        assert!(
+            answered > 25_000,
+            "the fast path answered only {answered} times"
+        );
     }
 }

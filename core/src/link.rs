@@ -364,6 +364,42 @@ impl Link {
         Ok(message)
     }
 
+    /// Writes several new own messages at once ([`Store::compose_batch`]: one durable commit
+    /// for all), then sends them as the window allows. Every text is checked first; one
+    /// outside the limits refuses the whole batch.
+    pub fn compose_batch<S: Store>(
+        &mut self,
+        store: &mut S,
+        texts: &[String],
+        sent_at_ms: i64,
+        now_ms: u64,
+    ) -> Result<Vec<Message>, ComposeError<S::Error>> {
+        for text in texts {
+            check_text(text).map_err(ComposeError::Text)?;
+        }
+        let peer = self.peer.as_ref().ok_or(ComposeError::NoPeer)?;
+        let messages = if peer.temporary {
+            let mut messages = Vec::with_capacity(texts.len());
+            for text in texts {
+                let message = self
+                    .temp_head
+                    .compose(text, sent_at_ms)
+                    .map_err(ComposeError::Text)?;
+                self.temp_head.observe(&message, true);
+                self.temp_outbox.push_back(message.clone());
+                messages.push(message);
+            }
+            messages
+        } else {
+            store
+                .compose_batch(peer.device, texts, sent_at_ms)
+                .map_err(ComposeError::Store)?
+        };
+        // As in `compose`: the messages are stored, which is what the caller learns.
+        let _ = self.pump(store, now_ms);
+        Ok(messages)
+    }
+
     fn pump_inner<S: Store>(&mut self, store: &mut S, now_ms: u64) -> Result<(), S::Error> {
         if self.ack_before_persist && !self.received.is_empty() {
             // The broken rule: this batch was acked on arrival, in an earlier pump.

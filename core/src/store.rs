@@ -40,6 +40,22 @@ pub trait Store {
         sent_at_ms: i64,
     ) -> Result<Message, Self::Error>;
 
+    /// Writes several new own messages in the chat with `peer`, in order, as
+    /// [`Store::compose`] would one after the other — but a store should make them one
+    /// transaction (one durable commit for a burst of typed lines). On `Err` a transactional
+    /// store wrote none of them; the default composes them one by one.
+    fn compose_batch(
+        &mut self,
+        peer: DeviceId,
+        texts: &[String],
+        sent_at_ms: i64,
+    ) -> Result<Vec<Message>, Self::Error> {
+        texts
+            .iter()
+            .map(|text| self.compose(peer, text, sent_at_ms))
+            .collect()
+    }
+
     /// Own messages in the chat with `peer` with sequence numbers from `from_seq`, in order,
     /// at most `max` of them.
     fn own_messages(

@@ -681,9 +681,60 @@ impl<S: Store> Endpoint<S> {
     // ----- the user's commands -----
 
     fn take_commands(&mut self, out: &mut OutputQueue) {
+        // Lines typed (or pasted) since the last turn are written in one store transaction:
+        // one durable commit per burst instead of one per line.
+        let mut burst = Vec::new();
+        self.take_commands_into(&mut burst);
+        self.write_lines(burst, out);
+    }
+
+    fn write_lines(&mut self, lines: Vec<String>, out: &mut OutputQueue) {
+        let established = self
+            .conn
+            .as_ref()
+            .is_some_and(|c| c.link().session().is_established());
+        if lines.len() < 2 || !established {
+            for text in lines {
+                self.write_line(text, out);
+            }
+            return;
+        }
+        let now = self.clock.now_ms();
+        let wall = self.clock.wall_ms();
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        let peer = conn.link().peer().map(|p| p.device);
+        match conn
+            .link_mut()
+            .compose_batch(&mut self.store, &lines, wall, now)
+        {
+            Ok(messages) => {
+                if let Some(peer) = peer {
+                    for message in messages {
+                        out.push(Output::Sent {
+                            peer,
+                            message,
+                            live: true,
+                        });
+                    }
+                }
+                conn.after_command(self.poll.registry(), now);
+            }
+            // One bad line (or a store failure) refuses the batch: retry line by line so
+            // that each line gets its own verdict, as before.
+            Err(_) => {
+                for text in lines {
+                    self.write_line(text, out);
+                }
+            }
+        }
+    }
+
+    fn take_commands_into(&mut self, burst: &mut Vec<String>) {
         loop {
             match self.commands.try_recv() {
-                Ok(Command::Write(text)) => self.write_line(text, out),
+                Ok(Command::Write(text)) => burst.push(text),
                 Ok(Command::Quit) | Err(TryRecvError::Disconnected) => {
                     if self.quit_deadline_ms.is_none() {
                         self.quit_deadline_ms =

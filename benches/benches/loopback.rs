@@ -1,0 +1,233 @@
+//! End to end on loopback, with the ceiling beside it in the same run.
+//!
+//! - `loopback/throughput`: lines typed on one side (`Command::Write` to bob's endpoint)
+//!   until alice has acked the last (`Output::Delivered`), two `transport-mio` endpoints in
+//!   this process over real sockets — with the real SQLite store on both sides
+//!   (`sqlite`, durable: WAL, `synchronous = FULL`) and with O(1) in-memory stores
+//!   (`memory`, to separate the storage's cost from the protocol's and the sockets'), each
+//!   in the clear (`plain`) and encrypted (`secure`, Noise XX, as the product runs).
+//!   The ceiling: the very bytes those messages are on the wire, pushed through a plain
+//!   loopback TCP pair with no protocol, the far end acking cumulatively once per read —
+//!   written 64 KiB at a time (`raw_tcp/buffered`), and one `write` per message
+//!   (`raw_tcp/write_per_message`, what a driver that writes each message at once pays).
+//! - `loopback/round_trip`: one line typed, wait for its delivery, repeated; beside it a
+//!   plain TCP ping-pong (64-byte request, 16-byte reply). Criterion gives the mean; each
+//!   bench then prints p50/p99/p99.9 of a separately recorded loop.
+//!
+//! Before the durable runs the bench prints what one durable commit costs at that moment
+//! (the storage ceiling of a typed line): on a shared disk it changes from minute to minute.
+
+use criterion::{
+    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
+use socketfalco_benches::data::{message, message_frame, message_stream, SHORT_LINE};
+use socketfalco_benches::memory::BenchStore;
+use socketfalco_benches::net::{connected_endpoints, RawEcho, RawSink, RunningEndpoint};
+use socketfalco_benches::sqlite::{open_database, temp_dir, PlainTable};
+use socketfalco_benches::stats::{print_load, Percentiles};
+use socketfalco_core::harness::{DEVICE_A, DEVICE_B};
+use socketfalco_transport::Command;
+use std::time::{Duration, Instant};
+
+const TMP: &str = env!("CARGO_TARGET_TMPDIR");
+
+/// Messages per measured run: what the ceiling pushes, and the in-memory endpoints.
+const RAW_MESSAGES: u64 = 100_000;
+const MEMORY_MESSAGES: u64 = 20_000;
+/// With durable storage every typed line is one fsync'ed transaction: fewer by default;
+/// `SOCKETFALCO_BENCH_SQLITE_MESSAGES` sets another count (once lines are committed in
+/// groups, a run of 200 is mostly fixed costs).
+fn sqlite_messages() -> u64 {
+    std::env::var("SOCKETFALCO_BENCH_SQLITE_MESSAGES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200)
+}
+
+/// In the clear, and encrypted (Noise XX, as the product runs).
+const MODES: [(&str, bool); 2] = [("plain", false), ("secure", true)];
+
+fn throughput(count: u64) -> Throughput {
+    Throughput::ElementsAndBytes {
+        elements: count,
+        bytes: message_stream(1, count, SHORT_LINE).len() as u64,
+    }
+}
+
+/// Bob's side of a running chat: types lines and waits for alice's acks.
+struct Sender {
+    alice: RunningEndpoint,
+    bob: RunningEndpoint,
+    typed: u64,
+}
+
+impl Sender {
+    fn type_and_wait(&mut self, count: u64) {
+        for _ in 0..count {
+            self.bob.control.send(Command::Write(SHORT_LINE.to_owned()));
+        }
+        self.typed += count;
+        self.bob.wait_delivered(self.typed);
+    }
+
+    fn quit(self) {
+        self.bob.quit();
+        self.alice.quit();
+    }
+}
+
+fn memory_chat(secure: bool) -> Sender {
+    let (alice, bob) = connected_endpoints(BenchStore::counting(), BenchStore::new(), secure);
+    Sender {
+        alice,
+        bob,
+        typed: 0,
+    }
+}
+
+fn sqlite_chat(secure: bool) -> (Sender, [tempfile::TempDir; 2]) {
+    let dirs = [temp_dir(TMP), temp_dir(TMP)];
+    let store_a = open_database(dirs[0].path(), DEVICE_A, "alice");
+    let store_b = open_database(dirs[1].path(), DEVICE_B, "bob");
+    let (alice, bob) = connected_endpoints(store_a, store_b, secure);
+    (
+        Sender {
+            alice,
+            bob,
+            typed: 0,
+        },
+        dirs,
+    )
+}
+
+fn measure_typing(sender: &mut Sender, count: u64, iters: u64) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters {
+        sender.type_and_wait(count);
+    }
+    start.elapsed()
+}
+
+fn throughput_benches(c: &mut Criterion) {
+    print_load("loopback");
+    let mut group = c.benchmark_group("loopback/throughput");
+    group.sampling_mode(SamplingMode::Flat);
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(4));
+
+    // The ceiling: the same bytes, no protocol.
+    let stream = message_stream(1, RAW_MESSAGES, SHORT_LINE);
+    let mut sink = RawSink::start().unwrap_or_else(|e| panic!("raw tcp: {e}"));
+    group.throughput(throughput(RAW_MESSAGES));
+    group.bench_function(BenchmarkId::new("raw_tcp/buffered", RAW_MESSAGES), |b| {
+        b.iter(|| {
+            sink.push(&stream, 64 * 1024)
+                .unwrap_or_else(|e| panic!("push: {e}"))
+        })
+    });
+    let frames: Vec<Vec<u8>> = (1..=MEMORY_MESSAGES)
+        .map(|seq| message_frame(seq, SHORT_LINE))
+        .collect();
+    group.throughput(throughput(MEMORY_MESSAGES));
+    group.bench_function(
+        BenchmarkId::new("raw_tcp/write_per_message", MEMORY_MESSAGES),
+        |b| {
+            b.iter(|| {
+                sink.push_each(frames.iter().map(Vec::as_slice))
+                    .unwrap_or_else(|e| panic!("push: {e}"))
+            })
+        },
+    );
+    drop(sink);
+
+    for (mode, secure) in MODES {
+        let mut chat = memory_chat(secure);
+        let id = BenchmarkId::new(format!("endpoints/memory/{mode}"), MEMORY_MESSAGES);
+        group.bench_function(id, |b| {
+            b.iter_custom(|iters| measure_typing(&mut chat, MEMORY_MESSAGES, iters))
+        });
+        chat.quit();
+    }
+
+    print_commit_latency("the sqlite throughput runs");
+    let sqlite_count = sqlite_messages();
+    group.throughput(throughput(sqlite_count));
+    for (mode, secure) in MODES {
+        let (mut chat, _dirs) = sqlite_chat(secure);
+        let id = BenchmarkId::new(format!("endpoints/sqlite/{mode}"), sqlite_count);
+        group.bench_function(id, |b| {
+            b.iter_custom(|iters| measure_typing(&mut chat, sqlite_count, iters))
+        });
+        chat.quit();
+    }
+    group.finish();
+}
+
+/// Prints what one durable commit costs right now (single-row transactions into a plain
+/// table, WAL, `synchronous = FULL`, on the disk the chats use): this shared disk's fsync
+/// latency swings tenfold within minutes, so each durable figure needs its own.
+fn print_commit_latency(before: &str) {
+    let dir = temp_dir(TMP);
+    let mut table = PlainTable::create(dir.path(), "FULL");
+    let mut samples = Vec::new();
+    for seq in 1..=40 {
+        let batch = [message(seq, SHORT_LINE)];
+        let start = Instant::now();
+        table.insert(DEVICE_B, &batch);
+        samples.push(start.elapsed());
+    }
+    if let Some(p) = Percentiles::of(&samples) {
+        eprintln!("[loopback] one durable commit now (before {before}): {p}");
+    }
+}
+
+/// Runs `round_trip` `count` times and prints the percentiles.
+fn percentiles(name: &str, count: usize, mut round_trip: impl FnMut()) {
+    let mut samples = Vec::with_capacity(count);
+    for _ in 0..count {
+        let start = Instant::now();
+        round_trip();
+        samples.push(start.elapsed());
+    }
+    if let Some(p) = Percentiles::of(&samples) {
+        eprintln!("[loopback/round_trip/{name}] {p}");
+    }
+}
+
+fn round_trip_benches(c: &mut Criterion) {
+    let mut group = c.benchmark_group("loopback/round_trip");
+    group.sample_size(20);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(2));
+
+    let mut echo = RawEcho::start(64, 16).unwrap_or_else(|e| panic!("raw tcp: {e}"));
+    group.bench_function("raw_tcp/64B_16B", |b| {
+        b.iter(|| echo.round_trip().unwrap_or_else(|e| panic!("echo: {e}")))
+    });
+    percentiles("raw_tcp/64B_16B", 5_000, || {
+        echo.round_trip().unwrap_or_else(|e| panic!("echo: {e}"))
+    });
+    drop(echo);
+
+    for (mode, secure) in MODES {
+        let name = format!("endpoints/memory/{mode}");
+        let mut chat = memory_chat(secure);
+        group.bench_function(&name, |b| b.iter(|| chat.type_and_wait(1)));
+        percentiles(&name, 3_000, || chat.type_and_wait(1));
+        chat.quit();
+    }
+
+    print_commit_latency("the sqlite round trips");
+    for (mode, secure) in MODES {
+        let name = format!("endpoints/sqlite/{mode}");
+        let (mut chat, _dirs) = sqlite_chat(secure);
+        group.bench_function(&name, |b| b.iter(|| chat.type_and_wait(1)));
+        percentiles(&name, 300, || chat.type_and_wait(1));
+        chat.quit();
+    }
+    group.finish();
+}
+
+criterion_group!(benches, throughput_benches, round_trip_benches);
+criterion_main!(benches);

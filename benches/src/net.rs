@@ -1,0 +1,268 @@
+//! Real sockets on loopback: two `transport-mio` endpoints in one process, and a plain TCP
+//! pair with no protocol at all — the ceiling the endpoints are compared with.
+
+use socketfalco_core::harness::{DEVICE_A, DEVICE_B};
+use socketfalco_core::{DeviceId, SessionConfig, StaticKeypair, Store};
+use socketfalco_transport::{Command, Control, Endpoint, EndpointConfig, Output, Role};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long any single wait may take before the bench gives up (a hang is a bug).
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// One endpoint running its event loop on a thread of its own.
+pub struct RunningEndpoint {
+    /// Commands to it: the user's lines, quit.
+    pub control: Control,
+    /// Its outputs, except `Received` and `Sent` (one per message: counted, not queued).
+    pub outputs: Receiver<Output>,
+    /// Messages received (and stored) so far.
+    pub received: Arc<AtomicU64>,
+    thread: JoinHandle<Result<(), String>>,
+}
+
+impl RunningEndpoint {
+    /// Starts an endpoint with `store`.
+    pub fn start<S: Store + Send + 'static>(
+        role: Role,
+        config: EndpointConfig,
+        store: S,
+    ) -> RunningEndpoint {
+        let (tx, outputs) = channel();
+        let received = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&received);
+        let (mut endpoint, control) = match Endpoint::new(role, config, store) {
+            Ok(e) => e,
+            Err(e) => panic!("endpoint: {e}"),
+        };
+        let thread = std::thread::spawn(move || {
+            endpoint
+                .run(|_, output| match output {
+                    Output::Received { .. } => {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Output::Sent { .. } => {}
+                    other => {
+                        let _ = tx.send(other);
+                    }
+                })
+                .map_err(|e| e.to_string())
+        });
+        RunningEndpoint {
+            control,
+            outputs,
+            received,
+            thread,
+        }
+    }
+
+    /// Waits for the first output that `pred` accepts, skipping the others.
+    pub fn wait_for(&self, what: &str, pred: impl Fn(&Output) -> bool) -> Output {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.outputs.recv_timeout(left) {
+                Ok(Output::Disconnected { reason, by }) => {
+                    panic!("waiting for {what}: disconnected by {by:?}: {reason}")
+                }
+                Ok(output) if pred(&output) => return output,
+                Ok(_) => {}
+                Err(e) => panic!("waiting for {what}: {e}"),
+            }
+        }
+    }
+
+    /// Waits until the peer holds our messages up to `seq`.
+    pub fn wait_delivered(&self, seq: u64) {
+        self.wait_for(
+            "delivery",
+            |o| matches!(o, Output::Delivered { up_to, .. } if *up_to >= seq),
+        );
+    }
+
+    /// Quits and waits for the loop to end.
+    pub fn quit(self) {
+        self.control.send(Command::Quit);
+        match self.thread.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("endpoint ended with: {e}"),
+            Err(_) => eprintln!("endpoint thread panicked"),
+        }
+    }
+}
+
+fn endpoint_config(device: DeviceId, name: &str, secure: bool) -> EndpointConfig {
+    let keypair = secure.then(|| {
+        StaticKeypair::from_secret([device.0, device.0].concat().try_into().unwrap_or([7; 32]))
+    });
+    let mut config = EndpointConfig::new(SessionConfig::new(device, name), keypair);
+    config.quit_grace_ms = 2_000;
+    config
+}
+
+/// Alice listening on loopback, Bob connected to her, both established; with `secure`, the
+/// connection runs the Noise handshake and encrypts everything (as the product does).
+/// Returns `(alice, bob)`.
+pub fn connected_endpoints<SA, SB>(
+    store_a: SA,
+    store_b: SB,
+    secure: bool,
+) -> (RunningEndpoint, RunningEndpoint)
+where
+    SA: Store + Send + 'static,
+    SB: Store + Send + 'static,
+{
+    let bind: SocketAddr = "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!());
+    let alice = RunningEndpoint::start(
+        Role::Listen { bind },
+        endpoint_config(DEVICE_A, "alice", secure),
+        store_a,
+    );
+    let addr = match alice.wait_for("listening", |o| matches!(o, Output::Listening(_))) {
+        Output::Listening(addr) => addr,
+        _ => unreachable!(),
+    };
+    let bob = RunningEndpoint::start(
+        Role::Connect {
+            addrs: vec![addr],
+            label: addr.to_string(),
+        },
+        endpoint_config(DEVICE_B, "bob", secure),
+        store_b,
+    );
+    bob.wait_for("bob connected", |o| matches!(o, Output::Connected { .. }));
+    alice.wait_for("alice connected", |o| matches!(o, Output::Connected { .. }));
+    (alice, bob)
+}
+
+/// A plain loopback TCP connection (TCP_NODELAY both ends) whose far end, on its own thread,
+/// reads everything and answers each `read` with the cumulative byte count so far (8 bytes):
+/// one cumulative ack per readiness event, as the protocol does, and nothing else.
+pub struct RawSink {
+    stream: TcpStream,
+    sent: u64,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RawSink {
+    /// Connects to a new sink thread.
+    pub fn start() -> io::Result<RawSink> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let thread = std::thread::spawn(move || {
+            let Ok((mut stream, _)) = listener.accept() else {
+                return;
+            };
+            let _ = stream.set_nodelay(true);
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut total: u64 = 0;
+            loop {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        total += n as u64;
+                        if stream.write_all(&total.to_le_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        Ok(RawSink {
+            stream,
+            sent: 0,
+            thread: Some(thread),
+        })
+    }
+
+    /// Writes `bytes` in `piece`-sized `write` calls, then waits until the sink acked them
+    /// all.
+    pub fn push(&mut self, bytes: &[u8], piece: usize) -> io::Result<()> {
+        self.push_each(bytes.chunks(piece.max(1)))
+    }
+
+    /// Writes each of `pieces` with its own `write` call, then waits until the sink acked
+    /// them all.
+    pub fn push_each<'a>(&mut self, pieces: impl IntoIterator<Item = &'a [u8]>) -> io::Result<()> {
+        for piece in pieces {
+            self.stream.write_all(piece)?;
+            self.sent += piece.len() as u64;
+        }
+        let mut ack = [0u8; 8];
+        loop {
+            self.stream.read_exact(&mut ack)?;
+            if u64::from_le_bytes(ack) >= self.sent {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Drop for RawSink {
+    fn drop(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A plain loopback TCP connection whose far end answers every `request`-byte message with
+/// a `reply`-byte one: the round-trip ceiling.
+pub struct RawEcho {
+    stream: TcpStream,
+    request: Vec<u8>,
+    reply: Vec<u8>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RawEcho {
+    /// Connects to a new echo thread.
+    pub fn start(request: usize, reply: usize) -> io::Result<RawEcho> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let thread = std::thread::spawn(move || {
+            let Ok((mut stream, _)) = listener.accept() else {
+                return;
+            };
+            let _ = stream.set_nodelay(true);
+            let mut buf = vec![0u8; request];
+            let answer = vec![0x5au8; reply];
+            while stream.read_exact(&mut buf).is_ok() {
+                if stream.write_all(&answer).is_err() {
+                    return;
+                }
+            }
+        });
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        Ok(RawEcho {
+            stream,
+            request: vec![0xa5; request],
+            reply: vec![0; reply],
+            thread: Some(thread),
+        })
+    }
+
+    /// One round trip.
+    pub fn round_trip(&mut self) -> io::Result<()> {
+        self.stream.write_all(&self.request)?;
+        self.stream.read_exact(&mut self.reply)
+    }
+}
+
+impl Drop for RawEcho {
+    fn drop(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
