@@ -210,6 +210,10 @@ impl Session {
     /// A new session at time `now_ms`, with its hello already queued for transmission.
     pub fn new(mut config: SessionConfig, now_ms: u64) -> Session {
         config.window = config.window.clamp(1, MAX_IN_FLIGHT_MESSAGES);
+        // A zero timer would be due forever and spin its driver.
+        config.keepalive_interval_ms = config.keepalive_interval_ms.max(1);
+        config.idle_timeout_ms = config.idle_timeout_ms.max(1);
+        config.handshake_timeout_ms = config.handshake_timeout_ms.max(1);
         let hello = Frame::Hello(Hello {
             version: PROTOCOL_VERSION,
             device: config.device,
