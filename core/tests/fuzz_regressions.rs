@@ -12,8 +12,7 @@
 
 use socketfalco_core::harness::fuzz::{
     check_frame_decoder, check_session, seed_scripts, session_script_from_bytes, Action, Amount,
-    LocalConfig, MeteredAllocator, SessionScript, TextPick, TimerPick, WindowPick, World,
-    MAX_ACTIONS,
+    LocalConfig, SessionScript, TextPick, TimerPick, WindowPick, World, MAX_ACTIONS,
 };
 use socketfalco_core::limits::MAX_FRAME_BYTES;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -23,7 +22,8 @@ use std::path::{Path, PathBuf};
 // use, which an allocator must not do.
 #[cfg(target_os = "linux")]
 #[global_allocator]
-static ALLOCATOR: MeteredAllocator = MeteredAllocator;
+static ALLOCATOR: socketfalco_core::harness::fuzz::MeteredAllocator =
+    socketfalco_core::harness::fuzz::MeteredAllocator;
 
 /// Crash files of core bugs that are not fixed yet: `(target, file name)`.
 /// None today: the two found so far are fixed (see the regression tests below).
