@@ -180,11 +180,16 @@ fn a_killed_peer_loses_nothing_and_nothing_is_doubled() {
     let (mut listener, new_port) = alice.listen();
     caller.hang_up();
     let mut caller = bob.connect(new_port);
-    caller.wait_for("connected", |e| e["event"] == "connected");
+    let connected = caller.wait_for("connected", |e| e["event"] == "connected");
     listener.wait_for("connected", |e| e["event"] == "connected");
-    caller.wait_for("all delivered", |e| {
-        e["event"] == "delivered" && e["up_to"] == 300
-    });
+    // Lines typed in a burst are stored in one transaction and may all have been delivered
+    // before the kill; otherwise the re-sync delivers the rest now. Either way the histories
+    // below must hold every line once.
+    if connected["outgoing"] != 0 {
+        caller.wait_for("all delivered", |e| {
+            e["event"] == "delivered" && e["up_to"] == 300
+        });
+    }
     caller.finish();
     listener.kill();
     let texts = alice.history(&bob);
