@@ -407,6 +407,9 @@ fn a_flipped_bit_ends_the_connection_cleanly_and_a_reconnection_delivers_everyth
     }
     for t in &from_bob {
         caller.say(t);
+        // One line per turn of the caller's loop: a burst would be stored and sent as one
+        // batch, and the flipped message could then come after every line.
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
     // The tampered message ends the connection on the listener's side, which says why ...
     let closed = listener.wait_for("the integrity failure", |e| {
