@@ -43,7 +43,7 @@ const APPLICATION_ID: i32 = 0x5346_6331;
 /// The schema, as an ordered list of migrations: entry `i` takes `user_version` from `i` to
 /// `i + 1`, in a transaction of its own. To change the schema, append an entry; never edit
 /// one that has shipped.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3_WAITING];
 
 /// Version 1.
 ///
@@ -101,6 +101,25 @@ CREATE INDEX messages_display ON messages (chat, lamport, author, seq);
 /// database start without a key and pin one at their next connection.
 const SCHEMA_V2: &str = "
 ALTER TABLE chats ADD COLUMN peer_key BLOB CHECK (peer_key IS NULL OR length(peer_key) = 32);
+";
+
+/// Version 3: own messages written while no session with the peer was established wait
+/// here, unnumbered, in the order written (`position`), until the next sync numbers them
+/// and moves them to `messages` (docs/PROTOCOL.md §2: a device restored from an older copy
+/// must not reuse numbers its peer holds, and only the peer's sync says how far that is).
+/// `chats.delivered_up_to` is from now on exactly the peer's word (set at every sync), and
+/// no longer a floor for numbering. Own messages of an older database keep their numbers.
+const SCHEMA_V3_WAITING: &str = "
+CREATE TABLE waiting (
+    position     INTEGER PRIMARY KEY,
+    chat         BLOB    NOT NULL REFERENCES chats (peer),
+    lamport      INTEGER NOT NULL CHECK (lamport >= 1),
+    sent_at_ms   INTEGER NOT NULL,
+    text         TEXT    NOT NULL,
+    stored_at_ms INTEGER NOT NULL
+) STRICT;
+
+CREATE INDEX waiting_chat ON waiting (chat, position);
 ";
 
 /// This device: its id (the key of every chat's own messages) and its display name.
@@ -614,9 +633,11 @@ impl Database {
             };
             let mut stmt = tx.prepare_cached(
                 "SELECT c.peer, c.peer_name, c.last_address, c.last_activity_ms,
-                        (SELECT COUNT(*) FROM messages m WHERE m.chat = c.peer),
+                        (SELECT COUNT(*) FROM messages m WHERE m.chat = c.peer)
+                          + (SELECT COUNT(*) FROM waiting w WHERE w.chat = c.peer),
                         (SELECT COUNT(*) FROM messages m
-                          WHERE m.chat = c.peer AND m.author = ?1 AND m.seq > c.delivered_up_to),
+                          WHERE m.chat = c.peer AND m.author = ?1 AND m.seq > c.delivered_up_to)
+                          + (SELECT COUNT(*) FROM waiting w WHERE w.chat = c.peer),
                         c.peer_key
                    FROM chats c
                   ORDER BY c.last_activity_ms DESC NULLS LAST, c.created_at_ms DESC, c.peer",
@@ -706,11 +727,15 @@ impl Database {
                 None => read_identity_device(tx)?.ok_or(StoreError::NoIdentity { path: None })?,
             };
             let delivered_up_to = delivered_up_to(tx, peer)?;
+            // Own messages waiting for a number sort with `seq` 0 (before any numbered one of
+            // the same Lamport counter, which only a saturated counter can share).
             let mut stmt = tx.prepare_cached(
-                "SELECT author, seq, lamport, sent_at_ms, text FROM messages
-                  WHERE chat = ?1 ORDER BY lamport, author, seq",
+                "SELECT author, seq, lamport, sent_at_ms, text FROM messages WHERE chat = ?1
+                 UNION ALL
+                 SELECT ?2, 0, lamport, sent_at_ms, text FROM waiting WHERE chat = ?1
+                 ORDER BY 3, 1, 2",
             )?;
-            let rows = stmt.query_map([peer.0], |row| {
+            let rows = stmt.query_map(params![peer.0, me.0], |row| {
                 Ok((DeviceId(row.get(0)?), read_message(row, 1)?))
             })?;
             let mut history = Vec::new();
@@ -721,7 +746,7 @@ impl Database {
                 history.push(StoredMessage {
                     author,
                     mine,
-                    delivered: !mine || message.seq <= delivered_up_to,
+                    delivered: !mine || (message.seq != 0 && message.seq <= delivered_up_to),
                     message,
                 });
             }
@@ -796,33 +821,8 @@ impl Store for Database {
             Ok(ChatResume {
                 received_up_to: max_seq(tx, chat, chat)?,
                 last_own_seq: max_seq(tx, chat, me)?,
+                unnumbered: count_waiting(tx, chat)?,
             })
-        })
-    }
-
-    fn compose(
-        &mut self,
-        peer: DeviceId,
-        text: &str,
-        sent_at_ms: i64,
-    ) -> Result<Message, StoreError> {
-        check_text(text).map_err(StoreError::InvalidText)?;
-        let me = self.me()?;
-        let now = (self.clock)();
-        self.write(|tx| {
-            ensure_chat(tx, peer, now)?;
-            let head = ChatHead {
-                last_own_seq: max_seq(tx, peer, me)?.max(delivered_up_to(tx, peer)?),
-                max_lamport: max_lamport(tx, peer)?,
-            };
-            let message = head
-                .compose(text, sent_at_ms)
-                .map_err(StoreError::InvalidText)?;
-            // A plain INSERT: the sequence number is new by construction, and a conflict
-            // would be a bug to report, not to paper over.
-            insert_message(tx, INSERT, peer, me, &message, now)?;
-            touch(tx, peer, now)?;
-            Ok(message)
         })
     }
 
@@ -831,6 +831,7 @@ impl Store for Database {
         peer: DeviceId,
         texts: &[String],
         sent_at_ms: i64,
+        number_after: Option<u64>,
     ) -> Result<Vec<Message>, StoreError> {
         for text in texts {
             check_text(text).map_err(StoreError::InvalidText)?;
@@ -839,17 +840,37 @@ impl Store for Database {
         let now = (self.clock)();
         self.write(|tx| {
             ensure_chat(tx, peer, now)?;
+            if let Some(after) = number_after {
+                number_waiting(tx, peer, me, after)?;
+            }
             let mut head = ChatHead {
-                last_own_seq: max_seq(tx, peer, me)?.max(delivered_up_to(tx, peer)?),
+                last_own_seq: max_seq(tx, peer, me)?.max(number_after.unwrap_or(0)),
                 max_lamport: max_lamport(tx, peer)?,
             };
             let mut messages = Vec::with_capacity(texts.len());
             for text in texts {
-                let message = head
+                let mut message = head
                     .compose(text, sent_at_ms)
                     .map_err(StoreError::InvalidText)?;
-                insert_message(tx, INSERT, peer, me, &message, now)?;
                 head.observe(&message, true);
+                if number_after.is_some() {
+                    // A plain INSERT: the sequence number is new by construction, and a
+                    // conflict would be a bug to report, not to paper over.
+                    insert_message(tx, INSERT, peer, me, &message, now)?;
+                } else {
+                    message.seq = 0;
+                    tx.prepare_cached(
+                        "INSERT INTO waiting (chat, lamport, sent_at_ms, text, stored_at_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute(params![
+                        peer.0,
+                        to_db(message.lamport, "Lamport counter")?,
+                        message.sent_at_ms,
+                        message.text,
+                        now
+                    ])?;
+                }
                 messages.push(message);
             }
             if !messages.is_empty() {
@@ -857,6 +878,15 @@ impl Store for Database {
             }
             Ok(messages)
         })
+    }
+
+    fn number_waiting(&mut self, peer: DeviceId, after: u64) -> Result<u64, StoreError> {
+        let me = self.me()?;
+        // Cheap path, called whenever the send window has room: a read, no write lock.
+        if self.read(|tx| count_waiting(tx, peer))? == 0 {
+            return Ok(0);
+        }
+        self.write(|tx| number_waiting(tx, peer, me, after))
     }
 
     fn own_messages(
@@ -911,6 +941,72 @@ impl Store for Database {
             if stored {
                 touch(tx, peer, now)?;
             }
+            Ok(())
+        })
+    }
+
+    fn peer_messages(
+        &mut self,
+        peer: DeviceId,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Message>, StoreError> {
+        let from = to_db(from, "sequence number")?;
+        let to = to_db(to, "sequence number")?;
+        self.read(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT seq, lamport, sent_at_ms, text FROM messages
+                  WHERE chat = ?1 AND author = ?1 AND seq BETWEEN ?2 AND ?3
+                  ORDER BY seq",
+            )?;
+            let rows = stmt.query_map(params![peer.0, from, to], |row| read_message(row, 0))?;
+            let mut messages = Vec::new();
+            for row in rows {
+                messages.push(row??);
+            }
+            Ok(messages)
+        })
+    }
+
+    fn restore_own(&mut self, peer: DeviceId, batch: &[Message]) -> Result<(), StoreError> {
+        for message in batch {
+            check_text(&message.text).map_err(StoreError::InvalidText)?;
+        }
+        let me = self.me()?;
+        let now = (self.clock)();
+        self.write(|tx| {
+            ensure_chat(tx, peer, now)?;
+            let mut last = max_seq(tx, peer, me)?;
+            for message in batch {
+                if message.seq != last + 1 {
+                    continue;
+                }
+                insert_message(tx, INSERT, peer, me, message, now)?;
+                last = message.seq;
+                // The same write, still waiting here: it was numbered (and delivered) before
+                // this store went back in time. Keep the numbered copy only.
+                tx.prepare_cached(
+                    "DELETE FROM waiting WHERE chat = ?1 AND lamport = ?2 AND sent_at_ms = ?3
+                       AND text = ?4",
+                )?
+                .execute(params![
+                    peer.0,
+                    to_db(message.lamport, "Lamport counter")?,
+                    message.sent_at_ms,
+                    message.text
+                ])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn set_delivered(&mut self, peer: DeviceId, up_to: u64) -> Result<(), StoreError> {
+        let up_to = to_db(up_to, "delivery mark")?;
+        let now = (self.clock)();
+        self.write(|tx| {
+            ensure_chat(tx, peer, now)?;
+            tx.prepare_cached("UPDATE chats SET delivered_up_to = ?2 WHERE peer = ?1")?
+                .execute(params![peer.0, up_to])?;
             Ok(())
         })
     }
@@ -1007,12 +1103,46 @@ fn max_seq(tx: &Transaction<'_>, chat: DeviceId, author: DeviceId) -> Result<u64
     from_db(max.unwrap_or(0), "sequence number")
 }
 
-/// The highest Lamport counter in the chat with `chat`, either author, 0 if none.
+/// The highest Lamport counter in the chat with `chat`, either author, numbered or
+/// waiting, 0 if none.
 fn max_lamport(tx: &Transaction<'_>, chat: DeviceId) -> Result<u64, StoreError> {
     let max: Option<i64> = tx
-        .prepare_cached("SELECT max(lamport) FROM messages WHERE chat = ?1")?
+        .prepare_cached(
+            "SELECT max(coalesce((SELECT max(lamport) FROM messages WHERE chat = ?1), 0),
+                        coalesce((SELECT max(lamport) FROM waiting WHERE chat = ?1), 0))",
+        )?
         .query_row([chat.0], |row| row.get(0))?;
     from_db(max.unwrap_or(0), "Lamport counter")
+}
+
+/// Own messages waiting for a number in the chat with `chat`.
+fn count_waiting(tx: &Transaction<'_>, chat: DeviceId) -> Result<u64, StoreError> {
+    let count: i64 = tx
+        .prepare_cached("SELECT count(*) FROM waiting WHERE chat = ?1")?
+        .query_row([chat.0], |row| row.get(0))?;
+    from_db(count, "waiting count")
+}
+
+/// Numbers the own messages waiting in the chat with `chat`, in the order written, after
+/// `max(after, last own seq)`, and moves them to `messages`. Returns how many.
+fn number_waiting(
+    tx: &Transaction<'_>,
+    chat: DeviceId,
+    me: DeviceId,
+    after: u64,
+) -> Result<u64, StoreError> {
+    let last = to_db(max_seq(tx, chat, me)?.max(after), "sequence number")?;
+    let moved = tx
+        .prepare_cached(
+            "INSERT INTO messages (chat, author, seq, lamport, sent_at_ms, text, stored_at_ms)
+             SELECT chat, ?2, ?3 + row_number() OVER (ORDER BY position), lamport, sent_at_ms,
+                    text, stored_at_ms
+               FROM waiting WHERE chat = ?1",
+        )?
+        .execute(params![chat.0, me.0, last])?;
+    tx.prepare_cached("DELETE FROM waiting WHERE chat = ?1")?
+        .execute([chat.0])?;
+    Ok(moved as u64)
 }
 
 /// The chat's delivery mark, 0 for an unknown chat.
@@ -1137,6 +1267,24 @@ mod tests {
     use socketfalco_core::harness::MemoryStore;
     use std::sync::{Arc, Barrier};
 
+    /// The schema version this build creates.
+    const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
+
+    /// Composing during an established session that sent nothing yet: numbered at once.
+    trait ComposeLive: Store {
+        fn compose_live(
+            &mut self,
+            peer: DeviceId,
+            text: &str,
+            sent_at_ms: i64,
+        ) -> Result<Message, Self::Error> {
+            let mut messages = self.compose_batch(peer, &[text.to_owned()], sent_at_ms, Some(0))?;
+            Ok(messages.remove(0))
+        }
+    }
+
+    impl<S: Store> ComposeLive for S {}
+
     const ME: DeviceId = DeviceId([0xaa; 16]);
 
     fn hello(device: DeviceId, name: &str) -> PeerHello {
@@ -1206,19 +1354,20 @@ mod tests {
             db.open_chat(&hello(peer, "Peer")).unwrap(),
             ChatResume {
                 received_up_to: 0,
-                last_own_seq: 0
+                last_own_seq: 0,
+                unnumbered: 0
             }
         );
         assert!(db.chat_exists(peer).unwrap());
 
-        let one = db.compose(peer, "one", 10).unwrap();
+        let one = db.compose_live(peer, "one", 10).unwrap();
         assert_eq!(one, msg_at(1, 1, 10, "one"));
-        let two = db.compose(peer, "two", 20).unwrap();
+        let two = db.compose_live(peer, "two", 20).unwrap();
         assert_eq!(two, msg_at(2, 2, 20, "two"));
         // The peer wrote two messages, concurrently with ours (Lamport 1 and 3).
         db.persist_received(peer, &[msg_at(1, 1, 15, "hi"), msg_at(2, 3, 25, "yo")])
             .unwrap();
-        let three = db.compose(peer, "three", 30).unwrap();
+        let three = db.compose_live(peer, "three", 30).unwrap();
         assert_eq!(three, msg_at(3, 4, 30, "three"));
 
         assert_eq!(seqs(&db.own_messages(peer, 0, 100).unwrap()), [1, 2, 3]);
@@ -1274,7 +1423,8 @@ mod tests {
             db.open_chat(&hello(peer, "Peer Two")).unwrap(),
             ChatResume {
                 received_up_to: 2,
-                last_own_seq: 3
+                last_own_seq: 3,
+                unnumbered: 0
             }
         );
         assert_eq!(db.list_chats().unwrap()[0].peer_name, "Peer Two");
@@ -1297,6 +1447,11 @@ mod tests {
     enum Op {
         Open(DeviceId, &'static str),
         Compose(DeviceId, &'static str, i64),
+        ComposeOffline(DeviceId, &'static str, i64),
+        Number(DeviceId, u64),
+        PeerMessages(DeviceId, u64, u64),
+        Restore(DeviceId, Vec<Message>),
+        SetDelivered(DeviceId, u64),
         Persist(DeviceId, Vec<Message>),
         Delivered(DeviceId, u64),
         Own(DeviceId, u64, usize),
@@ -1312,6 +1467,7 @@ mod tests {
         Done,
         Own(Vec<Message>),
         Key(Option<[u8; 32]>),
+        Numbered(u64),
     }
 
     fn apply<S: Store>(store: &mut S, op: &Op) -> Outcome
@@ -1321,7 +1477,24 @@ mod tests {
         match op {
             Op::Open(peer, name) => Outcome::Resume(store.open_chat(&hello(*peer, name)).unwrap()),
             Op::Compose(peer, text, at) => {
+                Outcome::Composed(store.compose_live(*peer, text, *at).unwrap())
+            }
+            Op::ComposeOffline(peer, text, at) => {
                 Outcome::Composed(store.compose(*peer, text, *at).unwrap())
+            }
+            Op::Number(peer, after) => {
+                Outcome::Numbered(store.number_waiting(*peer, *after).unwrap())
+            }
+            Op::PeerMessages(peer, from, to) => {
+                Outcome::Own(store.peer_messages(*peer, *from, *to).unwrap())
+            }
+            Op::Restore(peer, batch) => {
+                store.restore_own(*peer, batch).unwrap();
+                Outcome::Done
+            }
+            Op::SetDelivered(peer, up_to) => {
+                store.set_delivered(*peer, *up_to).unwrap();
+                Outcome::Done
             }
             Op::Persist(peer, batch) => {
                 store.persist_received(*peer, batch).unwrap();
@@ -1366,10 +1539,29 @@ mod tests {
             Op::Delivered(a, 2),
             Op::Delivered(a, 1),
             Op::Open(a, "Alicia"),
-            // The peer holds more of ours than we have (say, our rows were restored from an
-            // old backup): the next message numbers after what the peer holds.
-            Op::Delivered(b, 7),
+            // Written offline: waits unnumbered; numbered at the next sync after what the
+            // peer holds (7: say, our rows were restored from an old backup).
+            Op::ComposeOffline(b, "offline one", 4),
+            Op::ComposeOffline(b, "offline two", 4),
+            Op::Open(b, "Bob"),
+            Op::SetDelivered(b, 7),
+            Op::Number(b, 7),
+            Op::Number(b, 9),
             Op::Compose(b, "after the floor", 4),
+            // The peer sent back our own messages 1..=7, which we had lost; one is a write
+            // still waiting here (same Lamport counter, time and text): kept once.
+            Op::ComposeOffline(b, "lost and found", 5),
+            Op::Restore(
+                b,
+                vec![
+                    msg_at(1, 1, 1, "lost 1"),
+                    msg_at(2, 2, 2, "lost 2"),
+                    msg_at(3, 8, 5, "lost and found"),
+                ],
+            ),
+            Op::SetDelivered(b, 2),
+            Op::PeerMessages(a, 2, 4),
+            Op::PeerMessages(a, 7, 9),
             Op::Persist(b, vec![]),
             Op::Open(b, "Bob"),
             // A compose for a chat never opened creates it.
@@ -1429,7 +1621,8 @@ mod tests {
                 );
                 assert_eq!(
                     chat.messages,
-                    u64::try_from(twin.own.len() + twin.received.len()).unwrap(),
+                    u64::try_from(twin.own.len() + twin.unnumbered.len() + twin.received.len())
+                        .unwrap(),
                     "step {step}"
                 );
             }
@@ -1437,8 +1630,8 @@ mod tests {
         // A few of the values the story must have produced, so it cannot pass vacuously.
         assert_eq!(
             seqs(&db.own_messages(b, 0, 10).unwrap()),
-            [8],
-            "numbered after the delivery floor"
+            [8, 9, 10],
+            "numbered after what the peer holds"
         );
         // a, b, c, and the chat the pin created.
         assert_eq!(db.list_chats().unwrap().len(), 4);
@@ -1464,8 +1657,8 @@ mod tests {
             let mut db = Database::open(dir.path()).unwrap();
             db.create_identity(ME, "Me").unwrap();
             db.open_chat(&hello(peer, "Peer")).unwrap();
-            db.compose(peer, "one", 1).unwrap();
-            db.compose(peer, "two", 2).unwrap();
+            db.compose_live(peer, "one", 1).unwrap();
+            db.compose_live(peer, "two", 2).unwrap();
             db.persist_received(peer, &[msg(1, 1, "hi"), msg(2, 4, "yo")])
                 .unwrap();
             db.mark_delivered(peer, 1).unwrap();
@@ -1490,12 +1683,13 @@ mod tests {
             db.open_chat(&hello(peer, "Peer")).unwrap(),
             ChatResume {
                 received_up_to: 2,
-                last_own_seq: 2
+                last_own_seq: 2,
+                unnumbered: 0
             }
         );
         // Composing after the reopen continues the numbering (the identity was reloaded).
         assert_eq!(
-            db.compose(peer, "three", 3).unwrap(),
+            db.compose_live(peer, "three", 3).unwrap(),
             msg_at(3, 5, 3, "three")
         );
     }
@@ -1522,7 +1716,9 @@ mod tests {
                     for i in 0..EACH {
                         let text = format!("writer {writer} message {i}");
                         let sent = i64::try_from(i).unwrap_or(0);
-                        let m = db.compose(peer, &text, sent).map_err(|e| e.to_string())?;
+                        let m = db
+                            .compose_live(peer, &text, sent)
+                            .map_err(|e| e.to_string())?;
                         seqs.push(m.seq);
                     }
                     Ok(seqs)
@@ -1563,7 +1759,7 @@ mod tests {
             // The child: compose EACH messages as fast as it can.
             let mut db = Database::open(Path::new(&dir)).unwrap();
             for i in 0..EACH {
-                db.compose(peer, &format!("{} {i}", std::process::id()), 0)
+                db.compose_live(peer, &format!("{} {i}", std::process::id()), 0)
                     .unwrap();
             }
             return;
@@ -1621,11 +1817,11 @@ mod tests {
         let version: i64 = raw(&data)
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 2);
+        assert_eq!(version, CURRENT_VERSION);
     }
 
     #[test]
-    fn a_version_1_database_opens_as_version_2_with_its_data_intact() {
+    fn a_version_1_database_opens_as_the_current_version_with_its_data_intact() {
         let dir = tempfile::tempdir().unwrap();
         let peer = id(&[0x42]);
         // A data folder of the first release, written by hand with its schema.
@@ -1662,7 +1858,7 @@ mod tests {
         let version: i64 = raw(dir.path())
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 2);
+        assert_eq!(version, CURRENT_VERSION);
         assert_eq!(db.identity().unwrap().unwrap().device, ME);
         let chats = db.list_chats().unwrap();
         assert_eq!(
@@ -1690,7 +1886,7 @@ mod tests {
         drop(db);
         let mut db = Database::open(dir.path()).unwrap();
         assert_eq!(db.pinned_key(peer).unwrap(), Some([7; 32]));
-        assert_eq!(db.compose(peer, "next", 0).unwrap().seq, 3);
+        assert_eq!(db.compose_live(peer, "next", 0).unwrap().seq, 3);
     }
 
     #[test]
@@ -1810,27 +2006,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         drop(Database::open(dir.path()).unwrap());
         raw(dir.path())
-            .pragma_update(None, "user_version", 3)
+            .pragma_update(None, "user_version", CURRENT_VERSION + 1)
             .unwrap();
         match Database::open(dir.path()) {
             Err(e @ StoreError::NewerSchema { .. }) => {
                 let text = e.to_string();
                 assert!(text.contains("socketfalco.db"), "{text}");
-                assert!(text.contains("version 3"), "{text}");
+                assert!(
+                    text.contains(&format!("version {}", CURRENT_VERSION + 1)),
+                    "{text}"
+                );
                 let StoreError::NewerSchema {
                     found, supported, ..
                 } = e
                 else {
                     unreachable!()
                 };
-                assert_eq!((found, supported), (3, 2));
+                assert_eq!((found, supported), (CURRENT_VERSION + 1, CURRENT_VERSION));
             }
             other => panic!("{other:?}"),
         }
         let version: i64 = raw(dir.path())
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 3);
+        assert_eq!(version, CURRENT_VERSION + 1);
     }
 
     #[test]
@@ -1865,7 +2064,7 @@ mod tests {
         assert_eq!(text("synchronous"), "2"); // FULL
         assert_eq!(text("foreign_keys"), "1");
         assert_eq!(text("busy_timeout"), "10000");
-        assert_eq!(text("user_version"), "2");
+        assert_eq!(text("user_version"), CURRENT_VERSION.to_string());
         assert_eq!(text("application_id"), APPLICATION_ID.to_string());
         // The foreign key is enforced: no message without its chat.
         let orphan = db.conn.execute(
@@ -1946,17 +2145,58 @@ mod tests {
         // compose after it does not wrap: Lamport counters saturate at the protocol's limit.
         db.persist_received(peer, &[msg_at(1, too_big - 1, 0, "max")])
             .unwrap();
-        let next = db.compose(peer, "next", 0).unwrap();
+        let next = db.compose_live(peer, "next", 0).unwrap();
         assert_eq!(next.lamport, socketfalco_core::limits::MAX_COUNTER);
         assert_eq!(db.own_messages(peer, 0, 10).unwrap(), [next]);
         assert_eq!(db.own_messages(peer, u64::MAX, 10).unwrap(), []);
     }
 
     #[test]
+    fn a_returned_message_replaces_its_waiting_twin_and_numbering_follows_the_peer() {
+        let (_dir, mut db) = fresh();
+        let peer = id(&[0x42]);
+        let waiting = db.compose(peer, "written offline", 5).unwrap();
+        let other = db.compose(peer, "another", 6).unwrap();
+        assert_eq!(
+            (waiting.seq, other.seq),
+            (0, 0),
+            "no sync yet: not numbered"
+        );
+        assert_eq!(db.list_chats().unwrap()[0].waiting, 2);
+        let resume = db.open_chat(&hello(peer, "Peer")).unwrap();
+        assert_eq!((resume.last_own_seq, resume.unnumbered), (0, 2));
+        // The peer sends back our message 1: the first waiting write, numbered before our
+        // store went back in time.
+        let returned = Message {
+            seq: 1,
+            ..waiting.clone()
+        };
+        db.restore_own(peer, std::slice::from_ref(&returned))
+            .unwrap();
+        db.restore_own(peer, &[returned.clone()]).unwrap(); // idempotent
+        assert_eq!(db.own_messages(peer, 1, 10).unwrap(), [returned]);
+        // The peer holds up to 4 of ours (say): the other waiting write is numbered after.
+        assert_eq!(db.number_waiting(peer, 4).unwrap(), 1);
+        assert_eq!(db.number_waiting(peer, 4).unwrap(), 0);
+        assert_eq!(seqs(&db.own_messages(peer, 1, 10).unwrap()), [1, 5]);
+        db.set_delivered(peer, 5).unwrap();
+        db.set_delivered(peer, 1).unwrap(); // the sync may lower it
+        let chat = &db.list_chats().unwrap()[0];
+        assert_eq!((chat.messages, chat.waiting), (2, 1));
+        let delivered: Vec<bool> = db
+            .history(peer)
+            .unwrap()
+            .iter()
+            .map(|s| s.delivered)
+            .collect();
+        assert_eq!(delivered, [true, false]);
+    }
+
+    #[test]
     fn compose_needs_an_identity_and_says_where() {
         let dir = tempfile::tempdir().unwrap();
         let mut db = Database::open(dir.path()).unwrap();
-        let err = db.compose(id(&[0x42]), "hi", 0).unwrap_err();
+        let err = db.compose_live(id(&[0x42]), "hi", 0).unwrap_err();
         assert!(matches!(err, StoreError::NoIdentity { .. }), "{err:?}");
         assert!(err.to_string().contains("socketfalco.db"), "{err}");
         // An identity created by another process is picked up without reopening.
@@ -1964,7 +2204,7 @@ mod tests {
             .unwrap()
             .create_identity(ME, "Me")
             .unwrap();
-        assert_eq!(db.compose(id(&[0x42]), "hi", 0).unwrap().seq, 1);
+        assert_eq!(db.compose_live(id(&[0x42]), "hi", 0).unwrap().seq, 1);
     }
 
     #[test]
@@ -1972,11 +2212,11 @@ mod tests {
         let (_dir, mut db) = fresh();
         let peer = id(&[0x42]);
         assert!(matches!(
-            db.compose(peer, "", 0),
+            db.compose_live(peer, "", 0),
             Err(StoreError::InvalidText(TextError::Empty))
         ));
         assert!(!db.chat_exists(peer).unwrap());
-        db.compose(peer, "hi", 0).unwrap();
+        db.compose_live(peer, "hi", 0).unwrap();
         let chats = db.list_chats().unwrap();
         assert_eq!(chats.len(), 1);
         assert_eq!(chats[0].peer_name, "");
@@ -1993,7 +2233,7 @@ mod tests {
         db.clock = || 150;
         db.open_chat(&hello(c, "Cid")).unwrap(); // no message yet: last
         db.clock = || 200;
-        db.compose(a, "to Ann", 0).unwrap();
+        db.compose_live(a, "to Ann", 0).unwrap();
         db.clock = || 300;
         db.persist_received(b, &[msg(1, 1, "from Ben")]).unwrap();
         db.clock = || 400;

@@ -6,7 +6,7 @@
 //! stream belong to [`crate::codec`].
 
 use crate::ids::DeviceId;
-use crate::limits::{MAX_CLOSE_DETAIL_BYTES, MAX_COUNTER, PROTOCOL_VERSION};
+use crate::limits::{MAX_CLOSE_DETAIL_BYTES, MAX_COUNTER, MAX_RECOVER_BATCH, PROTOCOL_VERSION};
 use crate::message::{check_name, check_text, Message, NameError, TextError};
 use serde_bytes::ByteArray;
 use std::fmt;
@@ -23,6 +23,10 @@ pub const KIND_ACK: u8 = 4;
 pub const KIND_PING: u8 = 5;
 /// Kind byte of a [`Frame::Close`].
 pub const KIND_CLOSE: u8 = 6;
+/// Kind byte of a [`Frame::Recover`].
+pub const KIND_RECOVER: u8 = 7;
+/// Kind byte of a [`Frame::Returned`].
+pub const KIND_RETURNED: u8 = 8;
 
 /// One protocol frame.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -43,6 +47,16 @@ pub enum Frame {
     Ping,
     /// Last frame of a connection, with its reason.
     Close(Close),
+    /// The sender's store went back in time (restored from an older copy): it asks for its
+    /// own messages `from..=to`, which the receiver holds, to be sent back.
+    Recover {
+        /// First sequence number wanted (at least 1).
+        from: u64,
+        /// Last sequence number wanted; at most [`MAX_RECOVER_BATCH`] numbers in all.
+        to: u64,
+    },
+    /// One of the *receiver's* own messages, sent back in answer to a [`Frame::Recover`].
+    Returned(Message),
 }
 
 /// What a device announces about itself when a connection opens.
@@ -63,7 +77,8 @@ pub struct Hello {
 pub struct SyncPoint {
     /// The sender durably holds every message of the receiver's up to this sequence number.
     pub received_up_to: u64,
-    /// The sender's own last sequence number in this chat (for progress display).
+    /// The sender's own last sequence number in this chat, counting the messages it will
+    /// number at this sync (for progress display, and to know when a re-sync is complete).
     pub last_seq: u64,
 }
 
@@ -285,6 +300,8 @@ impl Frame {
             Frame::Ack { .. } => KIND_ACK,
             Frame::Ping => KIND_PING,
             Frame::Close(_) => KIND_CLOSE,
+            Frame::Recover { .. } => KIND_RECOVER,
+            Frame::Returned(_) => KIND_RETURNED,
         }
     }
 
@@ -306,6 +323,8 @@ impl Frame {
             Frame::Ack { up_to } => write_cbor(&(*up_to,), out),
             Frame::Ping => write_cbor(&[0u8; 0], out),
             Frame::Close(c) => write_cbor(&(c.code.to_wire(), c.detail.as_str()), out),
+            Frame::Recover { from, to } => write_cbor(&(*from, *to), out),
+            Frame::Returned(m) => write_message_body(m, out),
         }
     }
 
@@ -342,20 +361,19 @@ impl Frame {
                     last_seq,
                 })
             }
-            KIND_MESSAGE => {
-                let (seq, lamport, sent_at_ms, text): MessageBody = match fast::message_body(body) {
-                    Some(fields) => fields,
-                    None => read_cbor(body, 4)?,
-                };
-                check_counter("seq", seq, 1)?;
-                check_counter("lamport", lamport, 1)?;
-                check_text(&text).map_err(FrameError::Text)?;
-                Frame::Message(Message {
-                    seq,
-                    lamport,
-                    sent_at_ms,
-                    text,
-                })
+            KIND_MESSAGE => Frame::Message(parse_message(body)?),
+            KIND_RETURNED => Frame::Returned(parse_message(body)?),
+            KIND_RECOVER => {
+                let (from, to): (u64, u64) = read_cbor(body, 2)?;
+                check_counter("from", from, 1)?;
+                check_counter("to", to, from)?;
+                if to - from >= MAX_RECOVER_BATCH {
+                    return Err(FrameError::CounterOutOfRange {
+                        field: "to",
+                        value: to,
+                    });
+                }
+                Frame::Recover { from, to }
             }
             KIND_ACK => {
                 let (up_to,): (u64,) = match fast::ack_body(body) {
@@ -383,6 +401,23 @@ impl Frame {
         };
         Ok(frame)
     }
+}
+
+/// A message body (of a [`Frame::Message`] or a [`Frame::Returned`]), checked.
+fn parse_message(body: &[u8]) -> Result<Message, FrameError> {
+    let (seq, lamport, sent_at_ms, text): MessageBody = match fast::message_body(body) {
+        Some(fields) => fields,
+        None => read_cbor(body, 4)?,
+    };
+    check_counter("seq", seq, 1)?;
+    check_counter("lamport", lamport, 1)?;
+    check_text(&text).map_err(FrameError::Text)?;
+    Ok(Message {
+        seq,
+        lamport,
+        sent_at_ms,
+        text,
+    })
 }
 
 fn check_counter(field: &'static str, value: u64, min: u64) -> Result<(), FrameError> {

@@ -6,7 +6,9 @@
 
 /// The protocol version this build speaks. A peer announcing another version is refused with
 /// [`CloseCode::VersionMismatch`](crate::CloseCode::VersionMismatch).
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Version 2 added own-history recovery after a restore (`Recover`, `Returned`) and the rule
+/// that messages written offline are numbered at the next sync.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Size of the big-endian length prefix in front of every frame.
 pub const LENGTH_PREFIX_BYTES: usize = 4;
@@ -36,3 +38,8 @@ pub const MAX_IN_FLIGHT_MESSAGES: u64 = 4096;
 /// counter fits SQLite's signed 64-bit integers and JSON numbers exactly, and a peer cannot
 /// push a chat's counters to the end of their range (they grow by one per message).
 pub const MAX_COUNTER: u64 = 1 << 53;
+
+/// Most sequence numbers one [`Frame::Recover`](crate::Frame::Recover) asks for. A device
+/// recovering its own history asks batch by batch, one batch at a time, so neither side
+/// buffers more than this many returned messages.
+pub const MAX_RECOVER_BATCH: u64 = 256;

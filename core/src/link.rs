@@ -125,6 +125,8 @@ pub struct Link {
     temp_outbox: VecDeque<Message>,
     temp_head: ChatHead,
     received: Vec<Message>,
+    /// Own messages the peer sent back (our store had lost them), not yet stored.
+    recovered: Vec<Message>,
     notices: VecDeque<Notice>,
     /// Simulator self-test only: confirm received messages before storing them.
     ack_before_persist: bool,
@@ -144,6 +146,7 @@ impl Link {
             temp_outbox: VecDeque::new(),
             temp_head: ChatHead::default(),
             received: Vec::new(),
+            recovered: Vec::new(),
             notices: VecDeque::new(),
             ack_before_persist: false,
             close_after_handshake: false,
@@ -334,7 +337,7 @@ impl Link {
     }
 
     /// Writes a new own message: stored durably (unless the session is temporary) before it
-    /// is returned, and sent as soon as the window allows.
+    /// is returned, and sent as soon as the window allows. See [`Link::compose_batch`].
     pub fn compose<S: Store>(
         &mut self,
         store: &mut S,
@@ -342,31 +345,15 @@ impl Link {
         sent_at_ms: i64,
         now_ms: u64,
     ) -> Result<Message, ComposeError<S::Error>> {
-        check_text(text).map_err(ComposeError::Text)?;
-        let peer = self.peer.as_ref().ok_or(ComposeError::NoPeer)?;
-        let message = if peer.temporary {
-            let message = self
-                .temp_head
-                .compose(text, sent_at_ms)
-                .map_err(ComposeError::Text)?;
-            self.temp_head.observe(&message, true);
-            self.temp_outbox.push_back(message.clone());
-            message
-        } else {
-            store
-                .compose(peer.device, text, sent_at_ms)
-                .map_err(ComposeError::Store)?
-        };
-        // The message is stored: that is what the caller learns. A failure of the pump that
-        // follows (storing a batch that arrived meanwhile) closes the session with its own
-        // notice, and this message goes out on the next connection.
-        let _ = self.pump(store, now_ms);
-        Ok(message)
+        let mut messages = self.compose_batch(store, &[text.to_owned()], sent_at_ms, now_ms)?;
+        Ok(messages.remove(0))
     }
 
     /// Writes several new own messages at once ([`Store::compose_batch`]: one durable commit
     /// for all), then sends them as the window allows. Every text is checked first; one
-    /// outside the limits refuses the whole batch.
+    /// outside the limits refuses the whole batch. While the session is not established, or
+    /// still recovering our own history, the messages are stored unnumbered (`seq` 0) and
+    /// numbered once it is (docs/PROTOCOL.md §2).
     pub fn compose_batch<S: Store>(
         &mut self,
         store: &mut S,
@@ -391,11 +378,15 @@ impl Link {
             }
             messages
         } else {
+            let number_after = (self.session.is_established() && !self.session.is_recovering())
+                .then(|| self.session.next_send_seq() - 1);
             store
-                .compose_batch(peer.device, texts, sent_at_ms)
+                .compose_batch(peer.device, texts, sent_at_ms, number_after)
                 .map_err(ComposeError::Store)?
         };
-        // As in `compose`: the messages are stored, which is what the caller learns.
+        // The messages are stored: that is what the caller learns. A failure of the pump
+        // that follows (storing a batch that arrived meanwhile) closes the session with its
+        // own notice, and these messages go out on the next connection.
         let _ = self.pump(store, now_ms);
         Ok(messages)
     }
@@ -408,6 +399,9 @@ impl Link {
         self.drain_events(store, now_ms)?;
         if !self.ack_before_persist && !self.received.is_empty() {
             self.persist_received(store)?;
+        }
+        if !self.recovered.is_empty() {
+            self.restore_own(store, now_ms)?;
         }
         self.fill_window(store, now_ms)
     }
@@ -441,10 +435,13 @@ impl Link {
                     let Some(peer) = self.peer.clone() else {
                         continue;
                     };
-                    if !peer.temporary && peer_received_up_to > 0 {
-                        store.mark_delivered(peer.device, peer_received_up_to)?;
+                    if !peer.temporary {
+                        // The sync is the authority: the mark may go down (the peer's store
+                        // went back in time, and those messages are sent again now).
+                        store.set_delivered(peer.device, peer_received_up_to)?;
                     }
-                    let outgoing = self.resume.last_own_seq.saturating_sub(peer_received_up_to);
+                    let outgoing = self.resume.last_own_seq.saturating_sub(peer_received_up_to)
+                        + self.resume.unnumbered;
                     self.notices.push_back(Notice::Connected {
                         peer,
                         incoming,
@@ -456,6 +453,22 @@ impl Link {
                         let _ = self.session.confirm_persisted(message.seq);
                     }
                     self.received.push(message);
+                }
+                Event::OwnRecovered(message) => self.recovered.push(message),
+                Event::ReturnRequested { from, to } => {
+                    let Some(peer) = self.peer.as_ref().map(|p| p.device) else {
+                        continue;
+                    };
+                    let messages = store.peer_messages(peer, from, to)?;
+                    if self.session.send_returned(&messages, now_ms).is_err() {
+                        let detail = format!(
+                            "this device cannot send back the peer's messages {from}..={to}: \
+                             its store holds {} of them",
+                            messages.len()
+                        );
+                        self.session
+                            .close(Close::new(CloseCode::StorageFailure, detail), now_ms);
+                    }
                 }
                 Event::TemporaryMessage(message) => {
                     self.temp_head.observe(&message, false);
@@ -544,6 +557,19 @@ impl Link {
         Ok(())
     }
 
+    fn restore_own<S: Store>(&mut self, store: &mut S, now_ms: u64) -> Result<(), S::Error> {
+        let Some(peer) = self.peer.as_ref().map(|p| p.device) else {
+            return Ok(());
+        };
+        store.restore_own(peer, &self.recovered)?;
+        if let Some(last) = self.recovered.last() {
+            // Cannot fail: these are exactly the messages returned since the last confirm.
+            let _ = self.session.confirm_recovered(last.seq, now_ms);
+        }
+        self.recovered.clear();
+        Ok(())
+    }
+
     fn fill_window<S: Store>(&mut self, store: &mut S, now_ms: u64) -> Result<(), S::Error> {
         let Some(peer) = self.peer.as_ref() else {
             return Ok(());
@@ -563,15 +589,29 @@ impl Link {
                     .cloned()
                     .collect()
             } else {
-                store.own_messages(peer_device, from, max)?
+                let batch = store.own_messages(peer_device, from, max)?;
+                // Nothing numbered is left to send: number what was written while no session
+                // was established (another process's offline writes included), unless our
+                // own history is still coming back from the peer.
+                if batch.is_empty()
+                    && !self.session.is_recovering()
+                    && store.number_waiting(peer_device, from - 1)? > 0
+                {
+                    continue;
+                }
+                batch
             };
             if batch.is_empty() {
                 break;
             }
             for message in &batch {
-                if self.session.send(message, now_ms).is_err() {
-                    // The store returned a gap or a message out of order: stop here; the
-                    // next pump retries from the session's next sequence number.
+                if let Err(e) = self.session.send(message, now_ms) {
+                    // Own numbering is contiguous by design (docs/PROTOCOL.md §2), so only a
+                    // broken store gets here. Never stall in silence: close with the reason,
+                    // which the user sees; the messages stay waiting.
+                    let detail = format!("this device cannot send its next message: {e}");
+                    self.session
+                        .close(Close::new(CloseCode::StorageFailure, detail), now_ms);
                     return Ok(());
                 }
             }

@@ -2,10 +2,11 @@
 //! and one test per class of malformed input.
 
 use socketfalco_core::codec::{encode_frame, FrameDecoder};
-use socketfalco_core::frame::{KIND_ACK, KIND_HELLO, KIND_MESSAGE};
+use socketfalco_core::frame::{KIND_ACK, KIND_HELLO, KIND_MESSAGE, KIND_RECOVER};
 use socketfalco_core::harness::{DEVICE_A, DEVICE_B};
 use socketfalco_core::limits::{
-    MAX_CLOSE_DETAIL_BYTES, MAX_COUNTER, MAX_FRAME_BYTES, MAX_TEXT_BYTES, PROTOCOL_VERSION,
+    MAX_CLOSE_DETAIL_BYTES, MAX_COUNTER, MAX_FRAME_BYTES, MAX_RECOVER_BATCH, MAX_TEXT_BYTES,
+    PROTOCOL_VERSION,
 };
 use socketfalco_core::{
     Close, CloseCode, Event, Frame, FrameError, Hello, Message, NameError, Session, SessionConfig,
@@ -70,6 +71,21 @@ fn golden_frames() -> Vec<(&'static str, &'static str, Frame)> {
             Frame::Ack { up_to: 1000 },
         ),
         ("ping", "Keepalive", Frame::Ping),
+        (
+            "recover",
+            "Recover: send back my own messages 6 to 8 (my store went back in time)",
+            Frame::Recover { from: 6, to: 8 },
+        ),
+        (
+            "returned",
+            "Returned: the receiver's own message seq 6, lamport 11, sent back",
+            Frame::Returned(Message {
+                seq: 6,
+                lamport: 11,
+                sent_at_ms: 1_700_000_000_000,
+                text: "r-two".into(),
+            }),
+        ),
         (
             "close-busy",
             "Close: busy, with a detail",
@@ -289,8 +305,32 @@ fn every_class_of_malformed_input_is_a_typed_error() {
         ),
         (
             "hello of a future version in another shape",
-            framed(&payload(KIND_HELLO, &(2u16, "new fields"))),
-            FrameError::UnsupportedVersion(2),
+            framed(&payload(KIND_HELLO, &(3u16, "new fields"))),
+            FrameError::UnsupportedVersion(3),
+        ),
+        (
+            "recover of nothing",
+            framed(&payload(KIND_RECOVER, &(5u64, 4u64))),
+            FrameError::CounterOutOfRange {
+                field: "to",
+                value: 4,
+            },
+        ),
+        (
+            "recover of more than one batch",
+            framed(&payload(KIND_RECOVER, &(1u64, MAX_RECOVER_BATCH + 1))),
+            FrameError::CounterOutOfRange {
+                field: "to",
+                value: MAX_RECOVER_BATCH + 1,
+            },
+        ),
+        (
+            "recover from zero",
+            framed(&payload(KIND_RECOVER, &(0u64, 1u64))),
+            FrameError::CounterOutOfRange {
+                field: "from",
+                value: 0,
+            },
         ),
     ];
     for (what, bytes, expected) in cases {
@@ -365,9 +405,19 @@ fn a_session_closes_cleanly_on_garbage_and_on_a_wrong_version() {
             CloseCode::MalformedFrame,
         ),
         (
-            "version 2 hello",
+            "version 1 hello (a peer of the version before own-history recovery)",
             encode(&Frame::Hello(Hello {
-                version: 2,
+                version: 1,
+                device: DEVICE_B,
+                name: "bob".into(),
+                temporary: false,
+            })),
+            CloseCode::VersionMismatch,
+        ),
+        (
+            "version 3 hello",
+            encode(&Frame::Hello(Hello {
+                version: 3,
                 device: DEVICE_B,
                 name: "bob".into(),
                 temporary: false,

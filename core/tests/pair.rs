@@ -522,3 +522,201 @@ fn plain_links_still_work_for_comparison() {
     pair.drive();
     assert_converged(&pair);
 }
+
+// ----- a device restored from an older copy of its store (docs/PROTOCOL.md §2) -----
+
+/// Own messages of `a` (if `a_side`) or `b` as its store numbers them: `(seq, text)`.
+fn own_numbered(pair: &Pair, a_side: bool) -> Vec<(u64, String)> {
+    let (store, peer) = if a_side {
+        (&pair.a.store, DEVICE_B)
+    } else {
+        (&pair.b.store, DEVICE_A)
+    };
+    store.chats.get(&peer).map_or_else(Vec::new, |chat| {
+        chat.own.iter().map(|m| (m.seq, m.text.clone())).collect()
+    })
+}
+
+/// The peer's messages as `a` (if `a_side`) or `b` stores them: `(seq, text)`.
+fn received_numbered(pair: &Pair, a_side: bool) -> Vec<(u64, String)> {
+    let (store, peer) = if a_side {
+        (&pair.a.store, DEVICE_B)
+    } else {
+        (&pair.b.store, DEVICE_A)
+    };
+    store.chats.get(&peer).map_or_else(Vec::new, |chat| {
+        chat.received
+            .iter()
+            .map(|m| (m.seq, m.text.clone()))
+            .collect()
+    })
+}
+
+fn numbered(texts: &[&str]) -> Vec<(u64, String)> {
+    texts
+        .iter()
+        .zip(1..)
+        .map(|(text, seq)| (seq, (*text).to_owned()))
+        .collect()
+}
+
+/// Issue story 1: Alice's store is restored to its copy from after r-one; she writes r-hello
+/// offline. It must reach Bob, under a number Bob does not hold already, and must not be
+/// shown delivered before it is; Alice gets r-two and r-three back from Bob.
+#[test]
+fn a_line_written_after_a_restore_is_sent_and_never_takes_a_number_the_peer_holds() {
+    let mut pair = Pair::new();
+    pair.connect_and_drive();
+    pair.write(true, "r-one");
+    pair.drive();
+    let alice_after_r_one = pair.a.store.clone();
+    let bob_after_r_one = pair.b.store.clone();
+    pair.write(true, "r-two");
+    pair.write(true, "r-three");
+    pair.drive();
+    pair.disconnect();
+    assert_eq!(received_numbered(&pair, false).len(), 3);
+
+    pair.a.store = alice_after_r_one;
+    let hello = pair.write(true, "r-hello");
+    assert_eq!(
+        hello.seq, 0,
+        "written offline: numbered only at the next sync"
+    );
+    assert_eq!(pair.waiting(true), 1, "r-hello waits, visibly");
+
+    pair.connect_and_drive();
+    let all = numbered(&["r-one", "r-two", "r-three", "r-hello"]);
+    assert_eq!(
+        received_numbered(&pair, false),
+        all,
+        "Bob: each id one text"
+    );
+    assert_eq!(
+        own_numbered(&pair, true),
+        all,
+        "Alice got her own history back and numbered r-hello after it"
+    );
+    assert_converged(&pair);
+    assert!(received_texts(&pair.b.notices).contains(&"r-hello".to_owned()));
+
+    // Issue story 2, continued: now Bob's store goes back to its copy from after r-one, and
+    // Alice writes r-after. Nothing stalls: Bob gets everything again, once.
+    pair.disconnect();
+    pair.b.store = bob_after_r_one;
+    pair.write(true, "r-after");
+    pair.connect_and_drive();
+    let all = numbered(&["r-one", "r-two", "r-three", "r-hello", "r-after"]);
+    assert_eq!(received_numbered(&pair, false), all);
+    assert_eq!(own_numbered(&pair, true), all);
+    assert_converged(&pair);
+}
+
+/// While Bob's store is behind, Alice's delivery marks follow Bob's sync: what Bob lost is
+/// shown waiting again (and sent again), never delivered.
+#[test]
+fn a_delivery_mark_follows_the_peers_sync_down_after_the_peer_is_restored() {
+    let mut pair = Pair::new();
+    pair.connect_and_drive();
+    pair.write(true, "one");
+    pair.drive();
+    let bob_after_one = pair.b.store.clone();
+    pair.write(true, "two");
+    pair.drive();
+    pair.disconnect();
+    assert_eq!(pair.waiting(true), 0);
+    pair.b.store = bob_after_one;
+    // Only the handshake and the sync: Alice's mark goes down to what Bob holds.
+    pair.connect();
+    while !pair.is_established() {
+        assert!(pair.step(), "the handshake stalled");
+    }
+    assert_eq!(pair.a.store.chats[&DEVICE_B].delivered_up_to, 1);
+    pair.drive();
+    assert_converged(&pair);
+}
+
+/// A restored device whose own messages the peer holds gets them back, in batches, and
+/// then writes on after them.
+#[test]
+fn a_restored_device_gets_its_whole_history_back_from_the_peer() {
+    let mut pair = Pair::new();
+    pair.connect_and_drive();
+    let empty_bob = pair.b.store.clone();
+    for i in 0..600 {
+        pair.write(false, &format!("bob {i}"));
+    }
+    pair.drive();
+    pair.disconnect();
+    pair.b.store = empty_bob;
+    pair.write(false, "after the restore");
+    pair.connect_and_drive();
+    let own = own_numbered(&pair, false);
+    assert_eq!(own.len(), 601);
+    assert_eq!(own[599], (600, "bob 599".to_owned()));
+    assert_eq!(own[600], (601, "after the restore".to_owned()));
+    assert_eq!(received_numbered(&pair, true), own);
+    assert_converged(&pair);
+}
+
+/// A message written offline, numbered and delivered at the next connection, then lost to
+/// a restore of its writer's store (which still holds it unnumbered) is recognised when it
+/// comes back, and not sent a second time under a new number.
+#[test]
+fn a_write_numbered_in_a_lost_future_is_not_sent_twice() {
+    let mut pair = Pair::new();
+    pair.connect_and_drive();
+    pair.disconnect();
+    pair.write(true, "written offline");
+    let alice_with_it_waiting = pair.a.store.clone();
+    pair.connect_and_drive();
+    assert_eq!(
+        received_numbered(&pair, false),
+        numbered(&["written offline"])
+    );
+    pair.disconnect();
+    pair.a.store = alice_with_it_waiting;
+    assert_eq!(pair.waiting(true), 1);
+    pair.connect_and_drive();
+    assert_eq!(
+        received_numbered(&pair, false),
+        numbered(&["written offline"])
+    );
+    assert_eq!(own_numbered(&pair, true), numbered(&["written offline"]));
+    assert_converged(&pair);
+}
+
+/// Both devices restored, repeatedly, with writes on both sides in between: after the last
+/// connection both hold the same chat, every id with one text, nothing waiting.
+#[test]
+fn repeated_restores_on_both_sides_converge_without_a_stall() {
+    let mut pair = Pair::new();
+    pair.connect_and_drive();
+    let mut copies_a = vec![pair.a.store.clone()];
+    let mut copies_b = vec![pair.b.store.clone()];
+    for round in 0..12 {
+        pair.write(round % 2 == 0, &format!("online {round}"));
+        pair.drive();
+        pair.disconnect();
+        copies_a.push(pair.a.store.clone());
+        copies_b.push(pair.b.store.clone());
+        if round % 3 == 1 {
+            pair.a.store = copies_a[round / 2].clone();
+        }
+        if round % 4 == 2 {
+            pair.b.store = copies_b[round / 3].clone();
+        }
+        pair.write(true, &format!("offline a {round}"));
+        pair.write(false, &format!("offline b {round}"));
+        pair.connect_and_drive();
+        let a = own_numbered(&pair, true);
+        assert_eq!(a, received_numbered(&pair, false), "round {round}");
+        assert_eq!(
+            a.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
+            (1..=a.len() as u64).collect::<Vec<_>>(),
+            "round {round}: own numbering has no gap"
+        );
+        assert_eq!(own_numbered(&pair, false), received_numbered(&pair, true));
+        assert_converged(&pair);
+    }
+}

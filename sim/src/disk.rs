@@ -112,14 +112,35 @@ impl Store for Disk<'_> {
         self.after_write(result)
     }
 
-    fn compose(
+    fn compose_batch(
         &mut self,
         peer: DeviceId,
-        text: &str,
+        texts: &[String],
         sent_at_ms: i64,
-    ) -> Result<Message, DiskError> {
+        number_after: Option<u64>,
+    ) -> Result<Vec<Message>, DiskError> {
         self.before_write()?;
-        let result = self.store.compose(peer, text, sent_at_ms);
+        let result = self
+            .store
+            .compose_batch(peer, texts, sent_at_ms, number_after);
+        self.after_write(result)
+    }
+
+    fn number_waiting(&mut self, peer: DeviceId, after: u64) -> Result<u64, DiskError> {
+        if self.crashed {
+            return Err(DiskError::Crashed);
+        }
+        // Nothing waiting: a read, as in the SQLite store (no commit to crash in).
+        if self
+            .store
+            .chats
+            .get(&peer)
+            .is_none_or(|c| c.unnumbered.is_empty())
+        {
+            return Ok(0);
+        }
+        self.before_write()?;
+        let result = self.store.number_waiting(peer, after);
         self.after_write(result)
     }
 
@@ -140,6 +161,32 @@ impl Store for Disk<'_> {
     fn persist_received(&mut self, peer: DeviceId, batch: &[Message]) -> Result<(), DiskError> {
         self.before_write()?;
         let result = self.store.persist_received(peer, batch);
+        self.after_write(result)
+    }
+
+    fn peer_messages(
+        &mut self,
+        peer: DeviceId,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Message>, DiskError> {
+        if self.crashed {
+            return Err(DiskError::Crashed);
+        }
+        self.store
+            .peer_messages(peer, from, to)
+            .map_err(DiskError::Store)
+    }
+
+    fn restore_own(&mut self, peer: DeviceId, batch: &[Message]) -> Result<(), DiskError> {
+        self.before_write()?;
+        let result = self.store.restore_own(peer, batch);
+        self.after_write(result)
+    }
+
+    fn set_delivered(&mut self, peer: DeviceId, up_to: u64) -> Result<(), DiskError> {
+        self.before_write()?;
+        let result = self.store.set_delivered(peer, up_to);
         self.after_write(result)
     }
 
@@ -180,7 +227,7 @@ mod tests {
         assert_eq!(disk.compose(DEVICE_B, "lost", 2), Err(DiskError::Crashed));
         assert!(disk.crashed());
         assert_eq!(disk.compose(DEVICE_B, "dead", 3), Err(DiskError::Crashed));
-        assert_eq!(store.chats[&DEVICE_B].own.len(), 1);
+        assert_eq!(store.chats[&DEVICE_B].unnumbered.len(), 1);
         assert_eq!(faults, DiskFaults::default(), "the crash is used up");
     }
 
@@ -197,6 +244,6 @@ mod tests {
         assert_eq!(disk.compose(DEVICE_B, "two", 2), Err(DiskError::Failed));
         assert!(disk.compose(DEVICE_B, "three", 3).is_ok());
         assert!(!disk.crashed());
-        assert_eq!(store.chats[&DEVICE_B].own.len(), 2);
+        assert_eq!(store.chats[&DEVICE_B].unnumbered.len(), 2);
     }
 }

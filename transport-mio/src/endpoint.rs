@@ -712,10 +712,13 @@ impl<S: Store> Endpoint<S> {
             Ok(messages) => {
                 if let Some(peer) = peer {
                     for message in messages {
+                        // Written while our history is still coming back: it waits for its
+                        // number, like a line written offline.
+                        let live = message.seq != 0;
                         out.push(Output::Sent {
                             peer,
                             message,
-                            live: true,
+                            live,
                         });
                     }
                 }
@@ -763,10 +766,11 @@ impl<S: Store> Endpoint<S> {
             match conn.link_mut().compose(&mut self.store, &text, wall, now) {
                 Ok(message) => {
                     if let Some(peer) = peer {
+                        let live = message.seq != 0;
                         out.push(Output::Sent {
                             peer,
                             message,
-                            live: true,
+                            live,
                         });
                     }
                 }
@@ -890,6 +894,7 @@ impl<S: Store> Endpoint<S> {
                 // leaving waits, so that `socketfalco -c HOST < /dev/null` syncs and exits.
                 let session = conn.link().session();
                 let settled = session.is_established()
+                    && !session.is_recovering()
                     && self.pending.is_empty()
                     && session.in_flight() == 0
                     && session.persisted_up_to() >= session.peer_last_seq();

@@ -280,7 +280,8 @@ impl Presenter {
                 "from": entry.author_name,
                 "mine": entry.mine,
                 "delivered": entry.delivered,
-                "seq": entry.message.seq,
+                // null until numbered: written offline, numbered at the next sync.
+                "seq": (entry.message.seq != 0).then_some(entry.message.seq),
                 "lamport": entry.message.lamport,
                 "sent_at_ms": entry.message.sent_at_ms,
                 "text": entry.message.text,
@@ -348,7 +349,7 @@ impl Presenter {
                 "direction": "out",
                 "peer": peer.to_string(),
                 "from": self.me,
-                "seq": message.seq,
+                "seq": (message.seq != 0).then_some(message.seq),
                 "lamport": message.lamport,
                 "sent_at_ms": message.sent_at_ms,
                 "text": message.text,

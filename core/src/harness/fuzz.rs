@@ -1058,6 +1058,7 @@ impl ScriptedWorld {
                 let resume = ChatResume {
                     received_up_to: received_up_to.resolve(self.ctx()).min(MAX_COUNTER),
                     last_own_seq: last_own_seq.resolve(self.ctx()).min(MAX_COUNTER),
+                    unnumbered: 0,
                 };
                 self.accept(resume);
             }
@@ -1274,6 +1275,20 @@ impl ScriptedWorld {
                 self.last_ack_on_wire = up_to;
             }
             Frame::Ping => {}
+            Frame::Recover { from, to } => {
+                assert!(self.sync_on_wire, "a recover request before our sync");
+                assert!(
+                    from > self.resume.last_own_seq && from <= to,
+                    "recover {from}..={to} with our own last seq {}",
+                    self.resume.last_own_seq
+                );
+            }
+            Frame::Returned(message) => {
+                panic!(
+                    "returned message {} on the wire: nobody asked the driver",
+                    message.seq
+                )
+            }
             Frame::Close(close) => {
                 assert!(
                     self.session.is_closed(),
@@ -1320,6 +1335,28 @@ impl ScriptedWorld {
                 crate::message::check_text(&message.text)
                     .unwrap_or_else(|e| panic!("an invalid text reached the driver: {e}"));
                 self.next_incoming = self.next_incoming.wrapping_add(1);
+            }
+            Event::OwnRecovered(message) => {
+                assert!(
+                    self.established_seen,
+                    "a returned message before Established"
+                );
+                assert!(
+                    message.seq > self.resume.last_own_seq,
+                    "own message {} returned, which we hold",
+                    message.seq
+                );
+            }
+            Event::ReturnRequested { from, to } => {
+                assert!(
+                    self.established_seen,
+                    "a recover request before Established"
+                );
+                assert!(
+                    from <= to && to <= self.session.received_up_to(),
+                    "asked to return {from}..={to}, holding up to {}",
+                    self.session.received_up_to()
+                );
             }
             Event::Delivered { up_to } => {
                 let sent = self.session.next_send_seq() - 1;

@@ -12,8 +12,11 @@ use std::fmt;
 pub struct MemoryChat {
     /// The peer's name as of its last hello.
     pub peer_name: String,
-    /// Own messages, ascending by sequence number.
+    /// Own numbered messages, ascending by sequence number (always 1, 2, 3, …).
     pub own: Vec<Message>,
+    /// Own messages written while no session was established, in the order written; their
+    /// `seq` is 0 until the next sync numbers them.
+    pub unnumbered: Vec<Message>,
     /// The peer's messages, ascending by sequence number.
     pub received: Vec<Message>,
     /// The peer holds our messages up to here.
@@ -24,18 +27,34 @@ pub struct MemoryChat {
 
 impl MemoryChat {
     fn head(&self) -> ChatHead {
-        let last_own = self.own.last().map_or(0, |m| m.seq);
         let max_lamport = self
             .own
             .iter()
+            .chain(&self.unnumbered)
             .chain(&self.received)
             .map(|m| m.lamport)
             .max()
             .unwrap_or(0);
         ChatHead {
-            last_own_seq: last_own.max(self.delivered_up_to),
+            last_own_seq: self.last_own_seq(),
             max_lamport,
         }
+    }
+
+    fn last_own_seq(&self) -> u64 {
+        self.own.last().map_or(0, |m| m.seq)
+    }
+
+    /// Numbers the waiting messages after `max(after, last own seq)`; returns how many.
+    fn number_waiting(&mut self, after: u64) -> u64 {
+        let mut seq = after.max(self.last_own_seq());
+        let count = self.unnumbered.len() as u64;
+        for mut message in self.unnumbered.drain(..) {
+            seq += 1;
+            message.seq = seq;
+            self.own.push(message);
+        }
+        count
     }
 }
 
@@ -77,6 +96,7 @@ impl MemoryStore {
         let mut all: Vec<(DeviceId, Message)> = chat
             .own
             .iter()
+            .chain(&chat.unnumbered)
             .map(|m| (me, m.clone()))
             .chain(chat.received.iter().map(|m| (peer, m.clone())))
             .collect();
@@ -87,7 +107,7 @@ impl MemoryStore {
     /// Own messages not yet delivered to `peer`.
     pub fn waiting(&self, peer: DeviceId) -> usize {
         self.chats.get(&peer).map_or(0, |c| {
-            c.own.iter().filter(|m| m.seq > c.delivered_up_to).count()
+            c.own.iter().filter(|m| m.seq > c.delivered_up_to).count() + c.unnumbered.len()
         })
     }
 
@@ -110,24 +130,58 @@ impl Store for MemoryStore {
         chat.peer_name.clone_from(&peer.name);
         Ok(ChatResume {
             received_up_to: chat.received.last().map_or(0, |m| m.seq),
-            last_own_seq: chat.own.last().map_or(0, |m| m.seq),
+            last_own_seq: chat.last_own_seq(),
+            unnumbered: chat.unnumbered.len() as u64,
         })
     }
 
-    fn compose(
+    fn compose_batch(
         &mut self,
         peer: DeviceId,
-        text: &str,
+        texts: &[String],
         sent_at_ms: i64,
-    ) -> Result<Message, MemoryStoreError> {
+        number_after: Option<u64>,
+    ) -> Result<Vec<Message>, MemoryStoreError> {
         self.write()?;
-        let chat = self.chats.entry(peer).or_default();
-        let message = chat
-            .head()
-            .compose(text, sent_at_ms)
-            .map_err(|_| MemoryStoreError)?;
-        chat.own.push(message.clone());
-        Ok(message)
+        // Work on a copy so that a refused text leaves the chat as it was (one transaction).
+        let mut chat = self.chats.get(&peer).cloned().unwrap_or_default();
+        if let Some(after) = number_after {
+            chat.number_waiting(after);
+        }
+        let mut messages = Vec::with_capacity(texts.len());
+        for text in texts {
+            let mut head = chat.head();
+            if let Some(after) = number_after {
+                head.last_own_seq = head.last_own_seq.max(after);
+            }
+            let mut message = head
+                .compose(text, sent_at_ms)
+                .map_err(|_| MemoryStoreError)?;
+            if number_after.is_some() {
+                chat.own.push(message.clone());
+            } else {
+                message.seq = 0;
+                chat.unnumbered.push(message.clone());
+            }
+            messages.push(message);
+        }
+        self.chats.insert(peer, chat);
+        Ok(messages)
+    }
+
+    fn number_waiting(&mut self, peer: DeviceId, after: u64) -> Result<u64, MemoryStoreError> {
+        if self
+            .chats
+            .get(&peer)
+            .is_none_or(|c| c.unnumbered.is_empty())
+        {
+            return Ok(0);
+        }
+        self.write()?;
+        Ok(self
+            .chats
+            .get_mut(&peer)
+            .map_or(0, |chat| chat.number_waiting(after)))
     }
 
     fn own_messages(
@@ -162,10 +216,46 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn peer_messages(
+        &mut self,
+        peer: DeviceId,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Message>, MemoryStoreError> {
+        Ok(self.chats.get(&peer).map_or_else(Vec::new, |chat| {
+            chat.received
+                .iter()
+                .filter(|m| (from..=to).contains(&m.seq))
+                .cloned()
+                .collect()
+        }))
+    }
+
+    fn restore_own(&mut self, peer: DeviceId, batch: &[Message]) -> Result<(), MemoryStoreError> {
+        self.write()?;
+        let chat = self.chats.entry(peer).or_default();
+        for message in batch {
+            if message.seq == chat.last_own_seq() + 1 {
+                chat.unnumbered.retain(|w| {
+                    (w.lamport, w.sent_at_ms, &w.text)
+                        != (message.lamport, message.sent_at_ms, &message.text)
+                });
+                chat.own.push(message.clone());
+            }
+        }
+        Ok(())
+    }
+
     fn mark_delivered(&mut self, peer: DeviceId, up_to: u64) -> Result<(), MemoryStoreError> {
         self.write()?;
         let chat = self.chats.entry(peer).or_default();
         chat.delivered_up_to = chat.delivered_up_to.max(up_to);
+        Ok(())
+    }
+
+    fn set_delivered(&mut self, peer: DeviceId, up_to: u64) -> Result<(), MemoryStoreError> {
+        self.write()?;
+        self.chats.entry(peer).or_default().delivered_up_to = up_to;
         Ok(())
     }
 

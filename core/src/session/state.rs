@@ -7,7 +7,7 @@
 use crate::codec::{encode_frame, encode_message_frame, FrameDecoder};
 use crate::frame::{Close, CloseCode, Frame, FrameError, Hello, SyncPoint};
 use crate::ids::DeviceId;
-use crate::limits::{MAX_COUNTER, MAX_IN_FLIGHT_MESSAGES, PROTOCOL_VERSION};
+use crate::limits::{MAX_COUNTER, MAX_IN_FLIGHT_MESSAGES, MAX_RECOVER_BATCH, PROTOCOL_VERSION};
 use crate::message::{check_text, Message, TextError};
 use crate::send_buffer::SendBuffer;
 use crate::store::ChatResume;
@@ -91,6 +91,18 @@ pub enum Event {
     /// A message from the peer in a temporary session: show it, never store it. It is
     /// acked at once.
     TemporaryMessage(Message),
+    /// One of our own messages, sent back by the peer because our store lost it (it was
+    /// restored from an older copy). Store it durably as our own, then call
+    /// [`Session::confirm_recovered`].
+    OwnRecovered(Message),
+    /// The peer's store lost some of its own messages, which we hold: read the peer's
+    /// messages `from..=to` from the store and hand them to [`Session::send_returned`].
+    ReturnRequested {
+        /// First sequence number.
+        from: u64,
+        /// Last sequence number.
+        to: u64,
+    },
     /// The peer holds our messages up to this sequence number.
     Delivered {
         /// Cumulative: every message of ours up to here is delivered.
@@ -127,6 +139,8 @@ pub enum ApiMisuse {
     CounterOutOfRange,
     /// `send` with a text outside the limits.
     Text(TextError),
+    /// `send_returned` with messages other than exactly the ones the peer asked for.
+    NotRequested,
     /// `confirm_persisted` outside what was received and not yet confirmed.
     PersistOutOfRange {
         /// The value passed.
@@ -151,6 +165,9 @@ impl fmt::Display for ApiMisuse {
                 write!(f, "a message counter is outside 1..={MAX_COUNTER}")
             }
             ApiMisuse::Text(e) => write!(f, "{e}"),
+            ApiMisuse::NotRequested => {
+                write!(f, "returned messages are not the ones the peer asked for")
+            }
             ApiMisuse::PersistOutOfRange {
                 up_to,
                 persisted,
@@ -164,6 +181,19 @@ impl fmt::Display for ApiMisuse {
 }
 
 impl std::error::Error for ApiMisuse {}
+
+/// Getting our own messages back from the peer, one [`Frame::Recover`] batch at a time.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Recovery {
+    /// The peer holds our messages up to here: recovery ends when we do too.
+    target: u64,
+    /// The last sequence number of the batch asked for.
+    batch_to: u64,
+    /// The next returned sequence number expected.
+    next: u64,
+    /// Stored durably up to here.
+    confirmed: u64,
+}
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum State {
@@ -190,6 +220,12 @@ pub struct Session {
     // Sending side.
     next_send_seq: u64,
     peer_acked: u64,
+    /// Our own last sequence number as the store said at accept time.
+    own_last_seq: u64,
+    /// Our store lost own messages the peer holds: getting them back.
+    recovery: Option<Recovery>,
+    /// The peer asked for its own messages back: the range not yet answered.
+    return_requested: Option<(u64, u64)>,
 
     // Receiving side.
     /// The peer's last sequence number as its sync announced it.
@@ -231,6 +267,9 @@ impl Session {
             early_sync: None,
             next_send_seq: 1,
             peer_acked: 0,
+            own_last_seq: 0,
+            recovery: None,
+            return_requested: None,
             peer_last_seq: 0,
             received_up_to: 0,
             persisted_up_to: 0,
@@ -289,6 +328,13 @@ impl Session {
     /// Messages sent and not yet acked.
     pub fn in_flight(&self) -> u64 {
         self.next_send_seq - 1 - self.peer_acked
+    }
+
+    /// Whether our own messages lost to a restore are still coming back from the peer. Until
+    /// they are, the driver numbers no new message (a message written meanwhile waits): a
+    /// recovered message may be one that waits here too, written before the restore.
+    pub fn is_recovering(&self) -> bool {
+        self.recovery.is_some()
     }
 
     /// The peer holds our messages up to here.
@@ -420,13 +466,20 @@ impl Session {
             resume
         };
         self.received_up_to = resume.received_up_to;
+        self.own_last_seq = resume.last_own_seq;
         self.persisted_up_to = resume.received_up_to;
         self.ack_written = resume.received_up_to;
         self.state = State::AwaitingSync;
         self.write_frame(
             &Frame::Sync(SyncPoint {
                 received_up_to: resume.received_up_to,
-                last_seq: resume.last_own_seq,
+                // Messages waiting unnumbered are numbered right after our last one (unless
+                // the peer holds more of ours than we do): announce where they will end, for
+                // the peer's progress display.
+                last_seq: resume
+                    .last_own_seq
+                    .saturating_add(resume.unnumbered)
+                    .min(MAX_COUNTER - 1),
             }),
             now_ms,
         );
@@ -473,6 +526,52 @@ impl Session {
             });
         }
         self.persisted_up_to = up_to;
+        Ok(())
+    }
+
+    /// The driver has stored our own recovered messages ([`Event::OwnRecovered`]) durably up
+    /// to `up_to`. At the end of a batch the next one is asked for; at the end of the last,
+    /// recovery is over.
+    pub fn confirm_recovered(&mut self, up_to: u64, now_ms: u64) -> Result<(), ApiMisuse> {
+        let Some(recovery) = self.recovery.as_mut() else {
+            return Err(ApiMisuse::NotRequested);
+        };
+        if up_to < recovery.confirmed || up_to >= recovery.next {
+            return Err(ApiMisuse::PersistOutOfRange {
+                up_to,
+                persisted: recovery.confirmed,
+                received: recovery.next - 1,
+            });
+        }
+        recovery.confirmed = up_to;
+        if up_to == recovery.batch_to {
+            if up_to == recovery.target {
+                self.recovery = None;
+            } else {
+                self.request_recovery(up_to + 1, now_ms);
+            }
+        }
+        Ok(())
+    }
+
+    /// Answers the peer's [`Event::ReturnRequested`]: `messages` are the peer's own messages
+    /// it asked for, read from the store, exactly `from..=to` in order.
+    pub fn send_returned(&mut self, messages: &[Message], now_ms: u64) -> Result<(), ApiMisuse> {
+        let Some((from, to)) = self.return_requested else {
+            return Err(ApiMisuse::NotRequested);
+        };
+        let exact = messages.len() as u64 == to - from + 1
+            && messages.iter().zip(from..).all(|(m, seq)| m.seq == seq);
+        if !exact {
+            return Err(ApiMisuse::NotRequested);
+        }
+        if self.state != State::Established {
+            return Err(ApiMisuse::NotEstablished);
+        }
+        self.return_requested = None;
+        for message in messages {
+            self.write_frame(&Frame::Returned(message.clone()), now_ms);
+        }
         Ok(())
     }
 
@@ -577,6 +676,12 @@ impl Session {
             (State::AwaitingSync, Frame::Sync(sync)) => self.handle_sync(sync, now_ms),
             (State::Established, Frame::Message(message)) => self.handle_message(message, now_ms),
             (State::Established, Frame::Ack { up_to }) => self.handle_ack(up_to, now_ms),
+            (State::Established, Frame::Recover { from, to }) => {
+                self.handle_recover(from, to, now_ms);
+            }
+            (State::Established, Frame::Returned(message)) => {
+                self.handle_returned(message, now_ms);
+            }
             (state, frame) => self.violation(
                 format!("unexpected frame kind {} in state {state:?}", frame.kind()),
                 now_ms,
@@ -621,7 +726,8 @@ impl Session {
         }
         // The peer is the authority on what it holds: re-sync starts right after it, even if
         // this device believed more had been delivered. If it holds more than we remember
-        // writing (our store lost its tail), the store must number new messages after it.
+        // writing (our store went back in time), we ask for those messages back before
+        // numbering anything new, so no number is ever used twice.
         self.peer_acked = sync.received_up_to;
         self.next_send_seq = sync.received_up_to + 1;
         self.peer_last_seq = sync.last_seq;
@@ -630,6 +736,65 @@ impl Session {
             peer_received_up_to: sync.received_up_to,
             incoming: sync.last_seq.saturating_sub(self.received_up_to),
         });
+        if !self.temporary && sync.received_up_to > self.own_last_seq {
+            self.recovery = Some(Recovery {
+                target: sync.received_up_to,
+                batch_to: self.own_last_seq,
+                next: self.own_last_seq + 1,
+                confirmed: self.own_last_seq,
+            });
+            self.request_recovery(self.own_last_seq + 1, now_ms);
+        }
+    }
+
+    /// Asks for the next batch of our own messages, from `from`.
+    fn request_recovery(&mut self, from: u64, now_ms: u64) {
+        let Some(recovery) = self.recovery.as_mut() else {
+            return;
+        };
+        let to = recovery
+            .target
+            .min(from.saturating_add(MAX_RECOVER_BATCH - 1));
+        recovery.batch_to = to;
+        recovery.next = from;
+        self.write_frame(&Frame::Recover { from, to }, now_ms);
+    }
+
+    fn handle_recover(&mut self, from: u64, to: u64, now_ms: u64) {
+        if self.temporary || self.return_requested.is_some() || to > self.received_up_to {
+            let detail = format!(
+                "asked for its messages {from}..={to} back (this device holds up to {}{})",
+                self.received_up_to,
+                if self.return_requested.is_some() {
+                    ", and an earlier request is unanswered"
+                } else {
+                    ""
+                }
+            );
+            self.violation(detail, now_ms);
+            return;
+        }
+        self.return_requested = Some((from, to));
+        self.events.push_back(Event::ReturnRequested { from, to });
+    }
+
+    fn handle_returned(&mut self, message: Message, now_ms: u64) {
+        let expected = self
+            .recovery
+            .filter(|r| r.next <= r.batch_to)
+            .map(|r| r.next);
+        if expected != Some(message.seq) {
+            let detail = format!(
+                "returned message {} was not asked for (expected {expected:?})",
+                message.seq
+            );
+            self.violation(detail, now_ms);
+            return;
+        }
+        if let Some(recovery) = self.recovery.as_mut() {
+            recovery.next += 1;
+        }
+        self.events.push_back(Event::OwnRecovered(message));
     }
 
     fn handle_message(&mut self, message: Message, now_ms: u64) {
