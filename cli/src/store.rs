@@ -984,17 +984,15 @@ impl Store for Database {
                 insert_message(tx, INSERT, peer, me, message, now)?;
                 last = message.seq;
                 // The same write, still waiting here: it was numbered (and delivered) before
-                // this store went back in time. Keep the numbered copy only.
+                // this store went back in time. Keep the numbered copy only (one waiting copy
+                // per returned message: two identical lines written in the same millisecond
+                // are two writes).
                 tx.prepare_cached(
-                    "DELETE FROM waiting WHERE chat = ?1 AND lamport = ?2 AND sent_at_ms = ?3
-                       AND text = ?4",
+                    "DELETE FROM waiting WHERE position = (
+                       SELECT min(position) FROM waiting
+                        WHERE chat = ?1 AND sent_at_ms = ?2 AND text = ?3)",
                 )?
-                .execute(params![
-                    peer.0,
-                    to_db(message.lamport, "Lamport counter")?,
-                    message.sent_at_ms,
-                    message.text
-                ])?;
+                .execute(params![peer.0, message.sent_at_ms, message.text])?;
             }
             Ok(())
         })
@@ -1124,7 +1122,8 @@ fn count_waiting(tx: &Transaction<'_>, chat: DeviceId) -> Result<u64, StoreError
 }
 
 /// Numbers the own messages waiting in the chat with `chat`, in the order written, after
-/// `max(after, last own seq)`, and moves them to `messages`. Returns how many.
+/// `max(after, last own seq)`, each with a Lamport counter above everything in the chat now
+/// (saturating at the protocol's limit), and moves them to `messages`. Returns how many.
 fn number_waiting(
     tx: &Transaction<'_>,
     chat: DeviceId,
@@ -1132,14 +1131,17 @@ fn number_waiting(
     after: u64,
 ) -> Result<u64, StoreError> {
     let last = to_db(max_seq(tx, chat, me)?.max(after), "sequence number")?;
+    let lamport = to_db(max_lamport(tx, chat)?, "Lamport counter")?;
+    let limit = to_db(socketfalco_core::limits::MAX_COUNTER, "Lamport counter")?;
     let moved = tx
         .prepare_cached(
             "INSERT INTO messages (chat, author, seq, lamport, sent_at_ms, text, stored_at_ms)
-             SELECT chat, ?2, ?3 + row_number() OVER (ORDER BY position), lamport, sent_at_ms,
-                    text, stored_at_ms
+             SELECT chat, ?2, ?3 + row_number() OVER (ORDER BY position),
+                    min(?4 + row_number() OVER (ORDER BY position), ?5), sent_at_ms, text,
+                    stored_at_ms
                FROM waiting WHERE chat = ?1",
         )?
-        .execute(params![chat.0, me.0, last])?;
+        .execute(params![chat.0, me.0, last, lamport, limit])?;
     tx.prepare_cached("DELETE FROM waiting WHERE chat = ?1")?
         .execute([chat.0])?;
     Ok(moved as u64)

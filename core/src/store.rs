@@ -73,8 +73,10 @@ pub trait Store {
     }
 
     /// Numbers the own messages waiting unnumbered in the chat with `peer`, in the order they
-    /// were written, after `max(after, last own seq)`, in one transaction. Returns how many
-    /// were numbered (0: nothing was waiting, and nothing was written).
+    /// were written, after `max(after, last own seq)`, in one transaction. Each takes a new
+    /// Lamport counter above everything in the chat now: a waiting message takes its place in
+    /// the chat when it is numbered, after everything this device holds then. Returns how
+    /// many were numbered (0: nothing was waiting, and nothing was written).
     fn number_waiting(&mut self, peer: DeviceId, after: u64) -> Result<u64, Self::Error>;
 
     /// Own numbered messages in the chat with `peer` with sequence numbers from `from_seq`,
@@ -100,10 +102,10 @@ pub trait Store {
     ) -> Result<Vec<Message>, Self::Error>;
 
     /// Stores own messages the peer sent back (this store had lost them), in one
-    /// transaction, as numbered own messages, skipping any already stored. A message waiting
-    /// unnumbered that is the same write as a returned one (same Lamport counter, time and
-    /// text: it was numbered and delivered before this store went back) is dropped, so it
-    /// is not sent twice.
+    /// transaction, as numbered own messages, skipping any already stored. For each returned
+    /// message, one message waiting unnumbered that is the same write (same time and text:
+    /// it was numbered and delivered before this store went back) is dropped, so it is not
+    /// sent twice.
     fn restore_own(&mut self, peer: DeviceId, batch: &[Message]) -> Result<(), Self::Error>;
 
     /// The peer holds our messages up to `up_to` (an ack): mark them delivered. The mark

@@ -203,9 +203,24 @@ fn offline_writes_on_both_sides_merge_into_one_order() {
         .collect();
     assert_eq!(texts.len(), 11);
     assert_eq!(texts[0], "before");
-    // Equal Lamport counters are ordered by author id: a (0xaa…) before b (0xbb…).
-    assert_eq!(texts[1], "a offline 0");
-    assert_eq!(texts[2], "b offline 0");
+    // A waiting message takes its place when it is numbered, at the sync, after everything
+    // its device holds then (docs/PROTOCOL.md §2.1): each side's offline burst stays
+    // together and in the order written, and both devices agree on which came first.
+    let burst = |who: &str| -> Vec<usize> {
+        (0..5)
+            .map(|i| {
+                let text = format!("{who} offline {i}");
+                texts.iter().position(|t| *t == text).unwrap()
+            })
+            .collect()
+    };
+    for who in ["a", "b"] {
+        let at = burst(who);
+        assert!(
+            at.windows(2).all(|w| w[1] == w[0] + 1),
+            "{who}'s burst is split or reordered: {texts:?}"
+        );
+    }
     // Whoever listens next time, the result is the same chat.
     pair.disconnect();
     std::mem::swap(&mut pair.a_to_b, &mut pair.b_to_a);

@@ -1,6 +1,7 @@
 //! [`MemoryStore`]: the in-memory twin of the SQLite store, with a switch to make it fail.
 
 use crate::ids::DeviceId;
+use crate::limits::MAX_COUNTER;
 use crate::message::{order_key, ChatHead, Message};
 use crate::session::PeerHello;
 use crate::store::{ChatResume, Store};
@@ -45,13 +46,16 @@ impl MemoryChat {
         self.own.last().map_or(0, |m| m.seq)
     }
 
-    /// Numbers the waiting messages after `max(after, last own seq)`; returns how many.
+    /// Numbers the waiting messages after `max(after, last own seq)`, each with a Lamport
+    /// counter above everything in the chat now; returns how many.
     fn number_waiting(&mut self, after: u64) -> u64 {
-        let mut seq = after.max(self.last_own_seq());
+        let mut head = self.head();
+        head.last_own_seq = head.last_own_seq.max(after);
         let count = self.unnumbered.len() as u64;
-        for mut message in self.unnumbered.drain(..) {
-            seq += 1;
-            message.seq = seq;
+        for mut message in std::mem::take(&mut self.unnumbered) {
+            message.seq = head.last_own_seq + 1;
+            message.lamport = (head.max_lamport + 1).min(MAX_COUNTER);
+            head.observe(&message, true);
             self.own.push(message);
         }
         count
@@ -236,10 +240,14 @@ impl Store for MemoryStore {
         let chat = self.chats.entry(peer).or_default();
         for message in batch {
             if message.seq == chat.last_own_seq() + 1 {
-                chat.unnumbered.retain(|w| {
-                    (w.lamport, w.sent_at_ms, &w.text)
-                        != (message.lamport, message.sent_at_ms, &message.text)
-                });
+                // The same write, still waiting here (one copy per returned message).
+                if let Some(twin) = chat
+                    .unnumbered
+                    .iter()
+                    .position(|w| (w.sent_at_ms, &w.text) == (message.sent_at_ms, &message.text))
+                {
+                    chat.unnumbered.remove(twin);
+                }
                 chat.own.push(message.clone());
             }
         }
