@@ -131,7 +131,7 @@ fn restored_data_directories_lose_nothing_mark_nothing_delivered_unsent_and_neve
     let out = alice.run_with_input(&["-eC", &bob.id()], "r-after\n");
     assert_ok(&out);
     let (mut listener, port) = bob.listen();
-    let mut caller = alice.connect(port);
+    let caller = alice.connect(port);
     listener.received("r-after");
     caller.finish();
     listener.finish();
