@@ -2175,7 +2175,7 @@ mod tests {
         };
         db.restore_own(peer, std::slice::from_ref(&returned))
             .unwrap();
-        db.restore_own(peer, &[returned.clone()]).unwrap(); // idempotent
+        db.restore_own(peer, std::slice::from_ref(&returned)).unwrap(); // idempotent
         assert_eq!(db.own_messages(peer, 1, 10).unwrap(), [returned]);
         // The peer holds up to 4 of ours (say): the other waiting write is numbered after.
         assert_eq!(db.number_waiting(peer, 4).unwrap(), 1);
