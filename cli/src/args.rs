@@ -531,7 +531,9 @@ fn build_command() -> clap::Command {
             Arg::new(TRUST_NEW_KEY)
                 .long("trust-new-key")
                 .value_names(["CHAT_UUID", "FINGERPRINT"])
-                .num_args(1..=2)
+                // Any number, so that a fingerprint typed without quotes (eight arguments)
+                // gets an error that says to quote it.
+                .num_args(1..)
                 .action(ArgAction::Set)
                 .help_heading(COMMANDS)
                 .help(
@@ -646,16 +648,6 @@ fn cli_from_matches(cmd: &mut clap::Command, m: &ArgMatches) -> Result<Cli, clap
     let port = m.get_one::<u16>(PORT).copied().unwrap_or(DEFAULT_PORT);
     let stray_address = m.get_one::<String>(ADDRESS);
     let connecting = m.contains_id(CONNECT);
-    if let (Some(address), true) = (stray_address, m.contains_id(TRUST_NEW_KEY)) {
-        return Err(cmd.error(
-            ErrorKind::UnknownArgument,
-            format!(
-                "unexpected argument '{address}' found: --trust-new-key takes the chat and the \
-                 fingerprint\n\n  tip: give the fingerprint as one argument, in quotes: \
-                 {BIN} --trust-new-key CHAT '{FINGERPRINT_FORMAT}'"
-            ),
-        ));
-    }
     if let (Some(address), false) = (stray_address, connecting) {
         return Err(cmd.error(
             ErrorKind::UnknownArgument,
@@ -734,6 +726,16 @@ const FINGERPRINT_FORMAT: &str = "xxxx xxxx xxxx xxxx xxxx xxxx xxxx xxxx";
 /// `--trust-new-key CHAT FINGERPRINT` from its values; the one-argument form of earlier
 /// versions and a malformed fingerprint are usage errors that say what to give.
 fn trust_new_key(cmd: &mut clap::Command, values: &[&String]) -> Result<Command, clap::Error> {
+    if values.len() > 2 {
+        return Err(cmd.error(
+            ErrorKind::TooManyValues,
+            format!(
+                "--trust-new-key takes two values, the chat and the fingerprint\n\n  \
+                 tip: give the fingerprint as one argument, in quotes: \
+                 {BIN} --trust-new-key CHAT '{FINGERPRINT_FORMAT}'"
+            ),
+        ));
+    }
     let [chat, fingerprint] = values else {
         return Err(cmd.error(
             ErrorKind::WrongNumberOfValues,
@@ -897,13 +899,10 @@ mod tests {
 
     #[test]
     fn key_commands_take_their_values_like_the_others() {
-        assert_eq!(
-            parse_args(&["--trust-new-key=-x", FP]).unwrap().command,
-            Command::TrustNewKey {
-                chat: "-x".to_owned(),
-                fingerprint: FP_BYTES,
-            }
-        );
+        // An attached value is the chat alone: the one-argument form, refused.
+        let e = err("--trust-new-key=97b8b");
+        assert_eq!(e.kind(), ErrorKind::WrongNumberOfValues);
+        assert_eq!(e.exit_code(), 2);
         for line in ["--trust-new-key", "--trust-new-key -ls"] {
             let e = err(line);
             assert_eq!(e.kind(), ErrorKind::InvalidValue, "{line}");
