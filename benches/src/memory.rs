@@ -3,8 +3,8 @@
 use crate::data::{message, SENT_AT_MS};
 use socketfalco_core::harness::{DEVICE_A, DEVICE_B};
 use socketfalco_core::{
-    ChatHead, ChatResume, DeviceId, Event, Link, Message, Notice, PeerHello, Role, Session,
-    SessionConfig, StaticKeypair, Store,
+    ChatHead, ChatOpening, ChatResume, DeviceId, Event, Link, Message, Notice, PeerHello, Role,
+    Session, SessionConfig, StaticKeypair, Store,
 };
 use std::convert::Infallible;
 
@@ -81,13 +81,19 @@ impl BenchStore {
 impl Store for BenchStore {
     type Error = Infallible;
 
-    fn open_chat(&mut self, _peer: &PeerHello) -> Result<ChatResume, Infallible> {
+    fn open_chat(
+        &mut self,
+        _peer: &PeerHello,
+        _key: Option<[u8; 32]>,
+    ) -> Result<ChatOpening, Infallible> {
+        // The bench measures the message path: every key is accepted, none is kept.
         self.commits += 1;
-        Ok(ChatResume {
+        Ok(ChatOpening::Opened(ChatResume {
             received_up_to: self.received_up_to,
             last_own_seq: self.own.last().map_or(0, |m| m.seq),
             unnumbered: 0,
-        })
+            delivered_up_to: self.delivered_up_to,
+        }))
     }
 
     /// Numbers every message at once, even offline: a bench store is never restored from

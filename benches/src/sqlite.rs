@@ -56,7 +56,7 @@ pub fn open_chat(db: &mut Database, peer: DeviceId, name: &str) {
         peer_temporary: false,
         temporary: false,
     };
-    if let Err(e) = db.open_chat(&hello) {
+    if let Err(e) = db.open_chat(&hello, None) {
         panic!("open the chat: {e}");
     }
 }

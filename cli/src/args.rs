@@ -5,7 +5,7 @@
 //! layer for the single-dash long flags of the original C++ SocketFalco
 //! (`-listen`, `-ls`, `-eN`, …), the consistency rules between options
 //! (exactly one command, `-t` only with a session, …) and the syntax of the
-//! `-c` address ([`parse_address`]). It does not validate user names, resolve
+//! `-c` address ([`parse_address`]) and of a key fingerprint. It does not validate user names, resolve
 //! host names or touch the data directory: other modules do that.
 //!
 //! # Legacy single-dash long flags
@@ -64,10 +64,16 @@
 //! connection with a peer pins the peer's key to its device id (trust on
 //! first use). `--fingerprint` shows this device's id, name and key
 //! fingerprint (an object with `--json`), to compare out of band with what
-//! the peer's `-ls` shows. `--trust-new-key CHAT` (a unique prefix of the
-//! peer's uuid, as for `-eC`) forgets the key pinned for that peer, so that
-//! the next connection pins the key it proves: the deliberate way to accept a
-//! peer's new key after a reinstall, once the fingerprints were compared.
+//! the peer's `-ls` shows. `--trust-new-key CHAT FINGERPRINT` (a unique
+//! prefix of the peer's uuid, as for `-eC`, and the fingerprint the peer's own
+//! `--fingerprint` shows, compared out of band) accepts exactly the key with
+//! that fingerprint for that peer: the deliberate way to accept a peer's new
+//! key after a reinstall. The fingerprint is 32 hex digits in any case, with
+//! or without the spaces of `xxxx xxxx xxxx xxxx xxxx xxxx xxxx xxxx`, as one
+//! argument (in quotes when it has spaces); anything else is a usage error.
+//! The one-argument form of earlier versions (which let the next connection
+//! pin whatever key it proved) is refused with a usage error that says what to
+//! compare and how.
 //!
 //! # Other rules
 //!
@@ -153,11 +159,13 @@ pub enum Command {
     },
     /// `--fingerprint`: show this device's id, name and key fingerprint.
     Fingerprint,
-    /// `--trust-new-key UUID`: forget the key pinned for a peer, so that the
-    /// next connection pins the key it proves.
+    /// `--trust-new-key UUID FINGERPRINT`: accept the peer key with this
+    /// fingerprint for a peer, replacing the pinned one when it connects.
     TrustNewKey {
         /// The chat identifier exactly as given; it is validated elsewhere.
         chat: String,
+        /// The fingerprint's 16 bytes, parsed and checked here.
+        fingerprint: [u8; 16],
     },
 }
 
@@ -416,7 +424,7 @@ socketfalco [OPTIONS] -l | -listen [-t]
        socketfalco [OPTIONS] -eN | -editName <NAME>
        socketfalco [OPTIONS] -eC | -editChat <CHAT_UUID>
        socketfalco [OPTIONS] --fingerprint
-       socketfalco [OPTIONS] --trust-new-key <CHAT_UUID>";
+       socketfalco [OPTIONS] --trust-new-key <CHAT_UUID> <FINGERPRINT>";
 
 const EXAMPLES: &str = "\
 Legacy single-dash forms (-listen, -ls, -list, -connect, -eN, -editName, -eC, -editChat, -help)
@@ -425,12 +433,14 @@ work exactly like the GNU forms shown above.
 Examples:
   socketfalco -listen ; socketfalco -listen -t ; socketfalco -connect 192.168.0.1 ; socketfalco -connect -t 192.168.0.1 ; socketfalco -list ; socketfalco -editName Alice ; socketfalco -editChat 97b8b...
   socketfalco -l -p 0 --bind 127.0.0.1 ; socketfalco -c [::1]:30001 ; socketfalco --json -ls
-  socketfalco --fingerprint ; socketfalco --trust-new-key 97b8b...
+  socketfalco --fingerprint ; socketfalco --trust-new-key 97b8b... '1a2b 3c4d 5e6f 7a8b 9c0d 1e2f 3a4b 5c6d'
 
 Every connection is encrypted and proves each device's key. The first connection with a peer
 pins its key; a peer that later presents the same id with another key is refused, with a
-warning. If that peer really reinstalled, compare fingerprints with them over another channel
-(yours: --fingerprint; theirs as pinned: -ls), then accept their new key with --trust-new-key.";
+warning that shows the fingerprint it presented. If that peer really reinstalled, ask them to
+run --fingerprint on their device and read it to you over another channel (in person, by
+phone); only if it equals the presented one, accept exactly that key with
+--trust-new-key CHAT 'FINGERPRINT'.";
 
 /// The commands that are not a session: `-t`, `-p` and `--bind` conflict with them.
 const NOT_SESSIONS: [&str; 5] = [LIST, EDIT_NAME, EDIT_CHAT, FINGERPRINT, TRUST_NEW_KEY];
@@ -520,13 +530,16 @@ fn build_command() -> clap::Command {
         .arg(
             Arg::new(TRUST_NEW_KEY)
                 .long("trust-new-key")
-                .value_name("CHAT_UUID")
+                .value_names(["CHAT_UUID", "FINGERPRINT"])
+                // Any number, so that a fingerprint typed without quotes (eight arguments)
+                // gets an error that says to quote it.
+                .num_args(1..)
                 .action(ArgAction::Set)
                 .help_heading(COMMANDS)
                 .help(
-                    "Accept a peer's new key (after a reinstall): forget the pinned key so\n\
-                     the next connection pins the one it proves. Compare fingerprints first.\n\
-                     e.g. socketfalco --trust-new-key chatUUID",
+                    "Accept a peer's new key (after a reinstall): exactly the key with this\n\
+                     fingerprint, as the peer's own --fingerprint shows it. Compare fingerprints\n\
+                     first, out of band. e.g. socketfalco --trust-new-key chatUUID 'xxxx xxxx ...'",
                 ),
         )
         .arg(
@@ -693,8 +706,8 @@ fn cli_from_matches(cmd: &mut clap::Command, m: &ArgMatches) -> Result<Cli, clap
         Command::EditChat { chat: chat.clone() }
     } else if m.get_flag(FINGERPRINT) {
         Command::Fingerprint
-    } else if let Some(chat) = m.get_one::<String>(TRUST_NEW_KEY) {
-        Command::TrustNewKey { chat: chat.clone() }
+    } else if let Some(values) = m.get_many::<String>(TRUST_NEW_KEY) {
+        trust_new_key(cmd, &values.collect::<Vec<_>>())?
     } else {
         return Err(missing_command_error(cmd));
     };
@@ -704,6 +717,52 @@ fn cli_from_matches(cmd: &mut clap::Command, m: &ArgMatches) -> Result<Cli, clap
         data_dir: m.get_one::<PathBuf>(DATA_DIR).cloned(),
         verbose: m.get_count(VERBOSE),
         json: m.get_flag(JSON),
+    })
+}
+
+/// How a fingerprint looks, as `--fingerprint` prints it.
+const FINGERPRINT_FORMAT: &str = "xxxx xxxx xxxx xxxx xxxx xxxx xxxx xxxx";
+
+/// `--trust-new-key CHAT FINGERPRINT` from its values; the one-argument form of earlier
+/// versions and a malformed fingerprint are usage errors that say what to give.
+fn trust_new_key(cmd: &mut clap::Command, values: &[&String]) -> Result<Command, clap::Error> {
+    if values.len() > 2 {
+        return Err(cmd.error(
+            ErrorKind::TooManyValues,
+            format!(
+                "--trust-new-key takes two values, the chat and the fingerprint\n\n  \
+                 tip: give the fingerprint as one argument, in quotes: \
+                 {BIN} --trust-new-key CHAT '{FINGERPRINT_FORMAT}'"
+            ),
+        ));
+    }
+    let [chat, fingerprint] = values else {
+        return Err(cmd.error(
+            ErrorKind::WrongNumberOfValues,
+            format!(
+                "--trust-new-key needs the peer's key fingerprint after the chat; nothing was \
+                 changed.\n\n  \
+                 Ask the peer to run `{BIN} --fingerprint` on their device and to read you the \
+                 fingerprint over another channel (in person, by phone). Compare it with the \
+                 presented fingerprint of the key-mismatch warning; only if they are equal, run:\n    \
+                 {BIN} --trust-new-key CHAT 'FINGERPRINT'"
+            ),
+        ));
+    };
+    let Some(fingerprint) = socketfalco_core::parse_fingerprint(fingerprint) else {
+        return Err(cmd.error(
+            ErrorKind::ValueValidation,
+            format!(
+                "invalid fingerprint '{fingerprint}' for '--trust-new-key <CHAT_UUID> \
+                 <FINGERPRINT>': expected 32 hexadecimal digits as `{BIN} --fingerprint` \
+                 prints them, '{FINGERPRINT_FORMAT}' (with or without the spaces, as one \
+                 argument: in quotes)"
+            ),
+        ));
+    };
+    Ok(Command::TrustNewKey {
+        chat: (*chat).clone(),
+        fingerprint,
     })
 }
 
@@ -780,15 +839,70 @@ mod tests {
         })
     }
 
+    /// A fingerprint as `--fingerprint` prints it, and its bytes.
+    const FP: &str = "0123 4567 89ab cdef 0011 2233 4455 6677";
+    const FP_BYTES: [u8; 16] = [
+        0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66,
+        0x77,
+    ];
+
     fn trust_new_key(chat: &str) -> Cli {
         cli(Command::TrustNewKey {
             chat: chat.to_owned(),
+            fingerprint: FP_BYTES,
         })
+    }
+
+    /// Parses exactly these arguments (a fingerprint with spaces stays one argument).
+    fn parse_args(args: &[&str]) -> Result<Cli, clap::Error> {
+        parse_from(std::iter::once("SocketFalco").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn trust_new_key_takes_the_chat_and_the_fingerprint() {
+        let compact = FP.replace(' ', "");
+        let upper = FP.to_uppercase();
+        for fingerprint in [FP, compact.as_str(), upper.as_str()] {
+            let parsed = parse_args(&["--trust-new-key", "97b8b", fingerprint]).unwrap();
+            assert_eq!(parsed, trust_new_key("97b8b"), "{fingerprint}");
+        }
+        // The one-argument form of earlier versions: refused, saying what to compare and how.
+        let e = err("--trust-new-key 97b8b");
+        assert_eq!(e.exit_code(), 2);
+        let text = e.to_string();
+        for needed in [
+            "socketfalco --fingerprint",
+            "FINGERPRINT",
+            "another channel",
+        ] {
+            assert!(text.contains(needed), "{needed}: {text}");
+        }
+        // A malformed fingerprint: the expected format is named.
+        let too_short = &compact[..31];
+        let not_hex = FP.replace('0', "o");
+        for bad in [too_short, not_hex.as_str(), "a-b-c", ""] {
+            let e = parse_args(&["--trust-new-key", "97b8b", bad]).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::ValueValidation, "{bad:?}");
+            assert_eq!(e.exit_code(), 2, "{bad:?}");
+            assert!(
+                e.to_string().contains("xxxx xxxx xxxx xxxx"),
+                "{bad:?}: {e}"
+            );
+        }
+        // The fingerprint typed without quotes is eight arguments: the tip says to quote it.
+        let mut unquoted = vec!["--trust-new-key", "97b8b"];
+        unquoted.extend(FP.split(' '));
+        let e = parse_args(&unquoted).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("in quotes"), "{e}");
     }
 
     #[test]
     fn key_commands_take_their_values_like_the_others() {
-        assert_eq!(ok("--trust-new-key=-x"), trust_new_key("-x"));
+        // An attached value is the chat alone: the one-argument form, refused.
+        let e = err("--trust-new-key=97b8b");
+        assert_eq!(e.kind(), ErrorKind::WrongNumberOfValues);
+        assert_eq!(e.exit_code(), 2);
         for line in ["--trust-new-key", "--trust-new-key -ls"] {
             let e = err(line);
             assert_eq!(e.kind(), ErrorKind::InvalidValue, "{line}");
@@ -798,7 +912,7 @@ mod tests {
         assert_eq!(err("--fingerprint x").kind(), ErrorKind::UnknownArgument);
         assert_eq!(
             err("--trust-new-key a b").kind(),
-            ErrorKind::UnknownArgument
+            ErrorKind::ValueValidation
         );
         // Nothing rewrites them: there is no legacy spelling, and a single dash is a
         // (refused) cluster of short flags.
@@ -941,10 +1055,13 @@ SocketFalco -listen ; SocketFalco -listen -t ; SocketFalco -connect 192.168.0.1 
                 ..cli(Command::Fingerprint)
             }
         );
-        assert_eq!(ok("--trust-new-key 97b8b"), trust_new_key("97b8b"));
-        assert_eq!(ok("--trust-new-key=97b8b"), trust_new_key("97b8b"));
+        let compact = FP.replace(' ', "");
         assert_eq!(
-            ok("--data-dir d --trust-new-key 97b8b").data_dir,
+            ok(&format!("--trust-new-key 97b8b {compact}")),
+            trust_new_key("97b8b")
+        );
+        assert_eq!(
+            ok(&format!("--data-dir d --trust-new-key 97b8b {compact}")).data_dir,
             Some(PathBuf::from("d"))
         );
         assert_eq!(ok("-l -p 4000").command, listen_on(4000, None));
@@ -1456,8 +1573,8 @@ SocketFalco -listen ; SocketFalco -listen -t ; SocketFalco -connect 192.168.0.1 
             "Show this help message and exit.",
             "[default: 30000]",
             "key fingerprint",
-            "Compare fingerprints first.",
-            "socketfalco --trust-new-key 97b8b...",
+            "Compare fingerprints",
+            "socketfalco --trust-new-key 97b8b... '",
         ] {
             assert!(
                 help.contains(description),

@@ -4,7 +4,9 @@
 //! durability contract ([`Store`], with exactly the semantics of the core's in-memory twin
 //! `harness::MemoryStore`, pinned peer keys included) and adds what the CLI shows and edits:
 //! the identity, the chat list, a chat's history, prefix lookup of chats, a chat's last
-//! address, and forgetting a peer's pinned key ([`Database::forget_key`]).
+//! address, and accepting a peer's new key by its fingerprint ([`Database::expect_key`]).
+//! The peer's key is checked and pinned inside the transaction of [`Store::open_chat`], so
+//! two processes racing on a first contact cannot both pin.
 //!
 //! This device's own secret key is not in the database but in a file of its own beside it
 //! (see `keys`), so that copying the database does not copy the secret.
@@ -22,8 +24,8 @@
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Transaction};
 use rusqlite::{Row, TransactionBehavior};
 use socketfalco_core::{
-    check_name, check_text, ChatHead, ChatResume, DeviceId, Message, NameError, PeerHello, Store,
-    TextError,
+    check_name, check_text, key_verdict, ChatHead, ChatOpening, ChatResume, DeviceId, KeyVerdict,
+    Message, NameError, PeerHello, PublicKey, Store, TextError,
 };
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -43,7 +45,7 @@ const APPLICATION_ID: i32 = 0x5346_6331;
 /// The schema, as an ordered list of migrations: entry `i` takes `user_version` from `i` to
 /// `i + 1`, in a transaction of its own. To change the schema, append an entry; never edit
 /// one that has shipped.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3_WAITING];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4_WAITING];
 
 /// Version 1.
 ///
@@ -97,19 +99,46 @@ CREATE INDEX messages_display ON messages (chat, lamport, author, seq);
 
 /// Version 2: the peer's static public key (X25519, 32 bytes), pinned to its device id on
 /// the first encrypted connection (trust on first use) and checked at every later one.
-/// `NULL` until then, and again after [`Database::forget_key`]. Chats of a version-1
-/// database start without a key and pin one at their next connection.
+/// `NULL` until then. Chats of a version-1 database start without a key and pin one at their
+/// next connection.
 const SCHEMA_V2: &str = "
 ALTER TABLE chats ADD COLUMN peer_key BLOB CHECK (peer_key IS NULL OR length(peer_key) = 32);
 ";
 
-/// Version 3: own messages written while no session with the peer was established wait
+/// Version 3: the fingerprint (16 bytes, see the core's `PublicKey::fingerprint_bytes`) of the
+/// key the user accepted to replace `peer_key` ([`Database::expect_key`]: the peer
+/// reinstalled and showed its fingerprint out of band). Only a key with this fingerprint is
+/// accepted for the chat then; the first connection that presents it pins it and clears
+/// this column (the core's `key_verdict`). `NULL`: no change expected.
+const SCHEMA_V3: &str = "
+ALTER TABLE chats ADD COLUMN expected_fingerprint BLOB
+    CHECK (expected_fingerprint IS NULL OR length(expected_fingerprint) = 16);
+";
+
+/// What [`Database::expect_key`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyExpectation {
+    /// The key is expected now; `old` is the key pinned until it connects (refused from now
+    /// on).
+    Expected {
+        /// The key pinned so far.
+        old: [u8; 32],
+    },
+    /// The pinned key already has that fingerprint: nothing to wait for (any earlier
+    /// expectation is cleared).
+    AlreadyPinned,
+    /// No key is pinned for the chat: the next connection pins whatever key it proves, so
+    /// nothing was changed.
+    NothingPinned,
+}
+
+/// Version 4: own messages written while no session with the peer was established wait
 /// here, unnumbered, in the order written (`position`), until the next sync numbers them
 /// and moves them to `messages` (docs/PROTOCOL.md §2: a device restored from an older copy
 /// must not reuse numbers its peer holds, and only the peer's sync says how far that is).
 /// `chats.delivered_up_to` is from now on exactly the peer's word (set at every sync), and
 /// no longer a floor for numbering. Own messages of an older database keep their numbers.
-const SCHEMA_V3_WAITING: &str = "
+const SCHEMA_V4_WAITING: &str = "
 CREATE TABLE waiting (
     position     INTEGER PRIMARY KEY,
     chat         BLOB    NOT NULL REFERENCES chats (peer),
@@ -148,7 +177,7 @@ pub struct ChatSummary {
     /// chat without messages.
     pub last_activity_ms: Option<i64>,
     /// The peer's static public key pinned on first contact; `None` before the first
-    /// encrypted connection or after [`Database::forget_key`].
+    /// encrypted connection.
     pub peer_key: Option<[u8; 32]>,
 }
 
@@ -771,26 +800,44 @@ impl Database {
         })
     }
 
-    /// Forgets the key pinned for `peer`, so that the next connection with that device id
-    /// pins whatever key it proves: how a user accepts a peer's new key (after a reinstall),
-    /// having compared fingerprints out of band. Returns the key that was pinned, if any; the
-    /// chat must exist.
-    pub fn forget_key(&mut self, peer: DeviceId) -> Result<Option<[u8; 32]>, StoreError> {
+    /// Accepts, for the chat with `peer`, the key whose fingerprint is `fingerprint` (what
+    /// the peer's `--fingerprint` shows, compared out of band): from now on only a key with
+    /// that fingerprint is accepted for the peer's device id, and the first connection that
+    /// presents it pins it ([`Store::open_chat`]). The key pinned until then is refused from
+    /// now on. In one transaction; the chat must exist and have a pinned key (without one the
+    /// next connection pins whatever key it proves, and this changes nothing).
+    pub fn expect_key(
+        &mut self,
+        peer: DeviceId,
+        fingerprint: [u8; 16],
+    ) -> Result<KeyExpectation, StoreError> {
         self.write(|tx| {
-            let old: Option<Vec<u8>> = tx
-                .query_row(
-                    "SELECT peer_key FROM chats WHERE peer = ?1",
-                    [peer.0],
-                    |row| row.get(0),
-                )
-                .optional()?
-                .ok_or_else(|| StoreError::NoSuchChat {
-                    prefix: peer.to_string(),
-                })?;
-            let old = key_from_db(old)?;
-            tx.execute("UPDATE chats SET peer_key = NULL WHERE peer = ?1", [peer.0])?;
-            Ok(old)
+            let (pinned, _) = chat_keys(tx, peer)?.ok_or_else(|| StoreError::NoSuchChat {
+                prefix: peer.to_string(),
+            })?;
+            let Some(pinned) = pinned else {
+                return Ok(KeyExpectation::NothingPinned);
+            };
+            if PublicKey(pinned).fingerprint_bytes() == fingerprint {
+                // The pinned key is the one: nothing to wait for.
+                tx.prepare_cached("UPDATE chats SET expected_fingerprint = NULL WHERE peer = ?1")?
+                    .execute([peer.0])?;
+                return Ok(KeyExpectation::AlreadyPinned);
+            }
+            tx.prepare_cached("UPDATE chats SET expected_fingerprint = ?2 WHERE peer = ?1")?
+                .execute(params![peer.0, fingerprint])?;
+            Ok(KeyExpectation::Expected { old: pinned })
         })
+    }
+
+    /// The key pinned for `peer` and the fingerprint of the key expected to replace it
+    /// ([`Database::expect_key`]); `None` for an unknown chat.
+    #[allow(clippy::type_complexity)]
+    pub fn key_state(
+        &self,
+        peer: DeviceId,
+    ) -> Result<Option<(Option<[u8; 32]>, Option<[u8; 16]>)>, StoreError> {
+        self.read(|tx| chat_keys(tx, peer))
     }
 
     /// Whether there is a chat with `peer`.
@@ -806,23 +853,60 @@ impl Database {
 impl Store for Database {
     type Error = StoreError;
 
-    fn open_chat(&mut self, peer: &PeerHello) -> Result<ChatResume, StoreError> {
+    fn open_chat(
+        &mut self,
+        peer: &PeerHello,
+        key: Option<[u8; 32]>,
+    ) -> Result<ChatOpening, StoreError> {
+        let chat = peer.device;
+        if peer.temporary {
+            // Nothing is written: only the key is checked against the pin.
+            let Some(key) = key else {
+                return Ok(ChatOpening::Opened(ChatResume::default()));
+            };
+            let (pinned, expected) = self.key_state(chat)?.unwrap_or_default();
+            return match key_verdict(pinned, expected, &key) {
+                KeyVerdict::Refuse => mismatch(pinned),
+                KeyVerdict::Known | KeyVerdict::Pin => {
+                    Ok(ChatOpening::Opened(ChatResume::default()))
+                }
+            };
+        }
         // The core checked the name when decoding the hello; store nothing it would refuse.
         check_name(&peer.name).map_err(StoreError::InvalidName)?;
         let me = self.me()?;
         let now = (self.clock)();
-        let chat = peer.device;
+        // One BEGIN IMMEDIATE transaction: the pin is read under the write lock, so of two
+        // processes opening a first contact at once the second sees the first one's pin.
         self.write(|tx| {
+            let verdict = match key {
+                Some(key) => {
+                    let (pinned, expected) = chat_keys(tx, chat)?.unwrap_or_default();
+                    match key_verdict(pinned, expected, &key) {
+                        // Nothing written: the (empty) transaction commits nothing.
+                        KeyVerdict::Refuse => return mismatch(pinned),
+                        verdict => Some((key, verdict)),
+                    }
+                }
+                None => None,
+            };
             tx.prepare_cached(
                 "INSERT INTO chats (peer, peer_name, created_at_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT (peer) DO UPDATE SET peer_name = excluded.peer_name",
             )?
             .execute(params![chat.0, peer.name, now])?;
-            Ok(ChatResume {
+            if let Some((key, KeyVerdict::Pin)) = verdict {
+                tx.prepare_cached(
+                    "UPDATE chats SET peer_key = ?2, expected_fingerprint = NULL WHERE peer = ?1",
+                )?
+                .execute(params![chat.0, key])?;
+            }
+            Ok(ChatOpening::Opened(ChatResume {
                 received_up_to: max_seq(tx, chat, chat)?,
                 last_own_seq: max_seq(tx, chat, me)?,
                 unnumbered: count_waiting(tx, chat)?,
-            })
+                delivered_up_to: delivered_up_to(tx, chat)?,
+            }))
         })
     }
 
@@ -1021,28 +1105,6 @@ impl Store for Database {
             Ok(())
         })
     }
-
-    fn pinned_key(&mut self, peer: DeviceId) -> Result<Option<[u8; 32]>, StoreError> {
-        self.read(|tx| {
-            let key: Option<Option<Vec<u8>>> = tx
-                .prepare_cached("SELECT peer_key FROM chats WHERE peer = ?1")?
-                .query_row([peer.0], |row| row.get(0))
-                .optional()?;
-            key_from_db(key.flatten())
-        })
-    }
-
-    fn pin_key(&mut self, peer: DeviceId, key: [u8; 32]) -> Result<(), StoreError> {
-        // As the core's MemoryStore: the chat is created if needed, and the key replaces
-        // any other (the link only pins a peer that has none).
-        let now = (self.clock)();
-        self.write(|tx| {
-            ensure_chat(tx, peer, now)?;
-            tx.prepare_cached("UPDATE chats SET peer_key = ?2 WHERE peer = ?1")?
-                .execute(params![peer.0, key])?;
-            Ok(())
-        })
-    }
 }
 
 const INSERT: &str = "INSERT INTO messages
@@ -1074,6 +1136,42 @@ fn insert_message(
         message.text,
         now
     ])?)
+}
+
+/// The key pinned for the chat with `peer` and the fingerprint expected to replace it;
+/// `None` if there is no such chat.
+#[allow(clippy::type_complexity)]
+fn chat_keys(
+    tx: &Transaction<'_>,
+    peer: DeviceId,
+) -> Result<Option<(Option<[u8; 32]>, Option<[u8; 16]>)>, StoreError> {
+    let row: Option<(Option<Vec<u8>>, Option<Vec<u8>>)> = tx
+        .prepare_cached("SELECT peer_key, expected_fingerprint FROM chats WHERE peer = ?1")?
+        .query_row([peer.0], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    row.map(|(key, expected)| {
+        let expected = expected
+            .map(|bytes| {
+                <[u8; 16]>::try_from(bytes.as_slice()).map_err(|_| StoreError::Corrupt {
+                    path: None,
+                    detail: format!("an expected fingerprint of {} bytes", bytes.len()),
+                })
+            })
+            .transpose()?;
+        Ok((key_from_db(key)?, expected))
+    })
+    .transpose()
+}
+
+/// The answer to a refused key: the pinned key it is not. A refusal without a pinned key
+/// (an expected fingerprint on a chat that has none) cannot arise, as
+/// [`Database::expect_key`] sets none there.
+fn mismatch(pinned: Option<[u8; 32]>) -> Result<ChatOpening, StoreError> {
+    let pinned = pinned.ok_or_else(|| StoreError::Corrupt {
+        path: None,
+        detail: "a chat that expects a new key but has none pinned".to_owned(),
+    })?;
+    Ok(ChatOpening::KeyMismatch { pinned })
 }
 
 /// Creates the chat with `peer` if it does not exist, with an unknown (empty) name.
@@ -1269,9 +1367,6 @@ mod tests {
     use socketfalco_core::harness::MemoryStore;
     use std::sync::{Arc, Barrier};
 
-    /// The schema version this build creates.
-    const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
-
     /// Composing during an established session that sent nothing yet: numbered at once.
     trait ComposeLive: Store {
         fn compose_live(
@@ -1353,11 +1448,14 @@ mod tests {
         let peer = id(&[0x42]);
         assert!(!db.chat_exists(peer).unwrap());
         assert_eq!(
-            db.open_chat(&hello(peer, "Peer")).unwrap(),
+            db.open_chat(&hello(peer, "Peer"), None)
+                .map(opened)
+                .unwrap(),
             ChatResume {
                 received_up_to: 0,
                 last_own_seq: 0,
-                unnumbered: 0
+                unnumbered: 0,
+                delivered_up_to: 0
             }
         );
         assert!(db.chat_exists(peer).unwrap());
@@ -1422,11 +1520,14 @@ mod tests {
 
         // Reopening the chat updates the name and resumes where both sides are.
         assert_eq!(
-            db.open_chat(&hello(peer, "Peer Two")).unwrap(),
+            db.open_chat(&hello(peer, "Peer Two"), None)
+                .map(opened)
+                .unwrap(),
             ChatResume {
                 received_up_to: 2,
                 last_own_seq: 3,
-                unnumbered: 0
+                unnumbered: 0,
+                delivered_up_to: 2
             }
         );
         assert_eq!(db.list_chats().unwrap()[0].peer_name, "Peer Two");
@@ -1444,6 +1545,20 @@ mod tests {
         }
     }
 
+    /// The schema version this build writes.
+    fn current_version() -> i64 {
+        i64::try_from(MIGRATIONS.len()).unwrap()
+    }
+
+    /// The resume of an opening that must have succeeded.
+    #[track_caller]
+    fn opened(opening: ChatOpening) -> ChatResume {
+        match opening {
+            ChatOpening::Opened(resume) => resume,
+            other => panic!("not opened: {other:?}"),
+        }
+    }
+
     /// One call of the [`Store`] trait, run against both stores.
     #[derive(Clone, Debug)]
     enum Op {
@@ -1457,8 +1572,7 @@ mod tests {
         Persist(DeviceId, Vec<Message>),
         Delivered(DeviceId, u64),
         Own(DeviceId, u64, usize),
-        Pin(DeviceId, [u8; 32]),
-        Pinned(DeviceId),
+        OpenWithKey(DeviceId, &'static str, [u8; 32]),
     }
 
     /// What a call returned, comparable across the two stores.
@@ -1468,7 +1582,7 @@ mod tests {
         Composed(Message),
         Done,
         Own(Vec<Message>),
-        Key(Option<[u8; 32]>),
+        Opening(ChatOpening),
         Numbered(u64),
     }
 
@@ -1477,7 +1591,9 @@ mod tests {
         S::Error: fmt::Debug,
     {
         match op {
-            Op::Open(peer, name) => Outcome::Resume(store.open_chat(&hello(*peer, name)).unwrap()),
+            Op::Open(peer, name) => {
+                Outcome::Resume(opened(store.open_chat(&hello(*peer, name), None).unwrap()))
+            }
             Op::Compose(peer, text, at) => {
                 Outcome::Composed(store.compose_live(*peer, text, *at).unwrap())
             }
@@ -1509,11 +1625,9 @@ mod tests {
             Op::Own(peer, from, max) => {
                 Outcome::Own(store.own_messages(*peer, *from, *max).unwrap())
             }
-            Op::Pin(peer, key) => {
-                store.pin_key(*peer, *key).unwrap();
-                Outcome::Done
+            Op::OpenWithKey(peer, name, key) => {
+                Outcome::Opening(store.open_chat(&hello(*peer, name), Some(*key)).unwrap())
             }
-            Op::Pinned(peer) => Outcome::Key(store.pinned_key(*peer).unwrap()),
         }
     }
 
@@ -1523,11 +1637,10 @@ mod tests {
         let b = id(&[0xc0]);
         let c = id(&[0xee]);
         let story = vec![
-            Op::Pinned(a),
             Op::Open(a, "Alice"),
-            Op::Pinned(a),
-            Op::Pin(a, [0xa1; 32]),
-            Op::Pinned(a),
+            // A plain open pinned nothing: the first key is pinned, another refused.
+            Op::OpenWithKey(a, "Alice", [0xa1; 32]),
+            Op::OpenWithKey(a, "Alice", [0xa9; 32]),
             Op::Compose(a, "one", 1),
             Op::Compose(a, "two", 2),
             Op::Persist(a, vec![msg(1, 1, "a1"), msg(2, 3, "a2")]),
@@ -1579,13 +1692,10 @@ mod tests {
             Op::Persist(a, vec![msg(6, 1, "a6 with an old Lamport")]),
             Op::Compose(a, "five", 7),
             Op::Open(a, "Alice"),
-            // A renamed peer keeps its key; pinning creates a chat never opened.
-            Op::Pinned(a),
-            Op::Pin(id(&[0x55]), [0x55; 32]),
-            Op::Pinned(id(&[0x55])),
-            Op::Pin(a, [0xa2; 32]),
-            Op::Pinned(a),
-            Op::Pinned(b),
+            // A renamed peer keeps its key; a first contact creates the chat and pins.
+            Op::OpenWithKey(a, "Alicia", [0xa1; 32]),
+            Op::OpenWithKey(id(&[0x55]), "Five", [0x55; 32]),
+            Op::OpenWithKey(a, "Alice", [0xa2; 32]),
         ];
 
         let (_dir, mut db) = fresh();
@@ -1616,6 +1726,7 @@ mod tests {
             for chat in db.list_chats().unwrap() {
                 let twin = &memory.chats[&chat.peer];
                 assert_eq!(chat.peer_name, twin.peer_name, "step {step}");
+                assert_eq!(chat.peer_key, twin.peer_key, "step {step}");
                 assert_eq!(
                     chat.waiting,
                     u64::try_from(memory.waiting(chat.peer)).unwrap(),
@@ -1635,10 +1746,10 @@ mod tests {
             [8, 9, 10],
             "numbered after what the peer holds"
         );
-        // a, b, c, and the chat the pin created.
+        // a, b, c, and the chat the first contact created.
         assert_eq!(db.list_chats().unwrap().len(), 4);
-        assert_eq!(db.pinned_key(a).unwrap(), Some([0xa2; 32]));
-        let resume = db.open_chat(&hello(a, "Alice")).unwrap();
+        assert_eq!(db.key_state(a).unwrap(), Some((Some([0xa1; 32]), None)));
+        let resume = db.open_chat(&hello(a, "Alice"), None).map(opened).unwrap();
         assert_eq!((resume.received_up_to, resume.last_own_seq), (6, 5));
         let texts: Vec<String> = db
             .history(a)
@@ -1658,7 +1769,9 @@ mod tests {
         let (chats, history) = {
             let mut db = Database::open(dir.path()).unwrap();
             db.create_identity(ME, "Me").unwrap();
-            db.open_chat(&hello(peer, "Peer")).unwrap();
+            db.open_chat(&hello(peer, "Peer"), None)
+                .map(opened)
+                .unwrap();
             db.compose_live(peer, "one", 1).unwrap();
             db.compose_live(peer, "two", 2).unwrap();
             db.persist_received(peer, &[msg(1, 1, "hi"), msg(2, 4, "yo")])
@@ -1682,11 +1795,14 @@ mod tests {
         assert_eq!(db.history(peer).unwrap(), history);
         assert_eq!(history.len(), 4);
         assert_eq!(
-            db.open_chat(&hello(peer, "Peer")).unwrap(),
+            db.open_chat(&hello(peer, "Peer"), None)
+                .map(opened)
+                .unwrap(),
             ChatResume {
                 received_up_to: 2,
                 last_own_seq: 2,
-                unnumbered: 0
+                unnumbered: 0,
+                delivered_up_to: 1
             }
         );
         // Composing after the reopen continues the numbering (the identity was reloaded).
@@ -1704,7 +1820,9 @@ mod tests {
         {
             let mut db = Database::open(dir.path()).unwrap();
             db.create_identity(ME, "Me").unwrap();
-            db.open_chat(&hello(peer, "Peer")).unwrap();
+            db.open_chat(&hello(peer, "Peer"), None)
+                .map(opened)
+                .unwrap();
         }
         let barrier = Arc::new(Barrier::new(2));
         let writers: Vec<_> = (0..2)
@@ -1770,7 +1888,9 @@ mod tests {
         {
             let mut db = Database::open(dir.path()).unwrap();
             db.create_identity(ME, "Me").unwrap();
-            db.open_chat(&hello(peer, "Peer")).unwrap();
+            db.open_chat(&hello(peer, "Peer"), None)
+                .map(opened)
+                .unwrap();
         }
         let module = module_path!().split_once("::").map_or("", |(_, rest)| rest);
         let name = format!("{module}::two_processes_compose_concurrently");
@@ -1819,7 +1939,7 @@ mod tests {
         let version: i64 = raw(&data)
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(version, CURRENT_VERSION);
+        assert_eq!(version, current_version());
     }
 
     #[test]
@@ -1860,7 +1980,7 @@ mod tests {
         let version: i64 = raw(dir.path())
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(version, CURRENT_VERSION);
+        assert_eq!(version, current_version());
         assert_eq!(db.identity().unwrap().unwrap().device, ME);
         let chats = db.list_chats().unwrap();
         assert_eq!(
@@ -1883,33 +2003,102 @@ mod tests {
             .collect();
         assert_eq!(texts, ["mine", "theirs", "waits"]);
         // The old chat has no key yet: its next connection pins one.
-        assert_eq!(db.pinned_key(peer).unwrap(), None);
-        db.pin_key(peer, [7; 32]).unwrap();
+        assert_eq!(db.key_state(peer).unwrap(), Some((None, None)));
+        db.open_chat(&hello(peer, "Peer"), Some([7; 32]))
+            .map(opened)
+            .unwrap();
         drop(db);
         let mut db = Database::open(dir.path()).unwrap();
-        assert_eq!(db.pinned_key(peer).unwrap(), Some([7; 32]));
+        assert_eq!(db.key_state(peer).unwrap(), Some((Some([7; 32]), None)));
         assert_eq!(db.compose_live(peer, "next", 0).unwrap().seq, 3);
     }
 
     #[test]
-    fn a_pinned_key_is_listed_and_can_be_forgotten() {
+    fn a_key_is_pinned_at_first_contact_and_replaced_only_by_the_expected_fingerprint() {
         let (_dir, mut db) = fresh();
         let peer = id(&[0x42]);
+        let (old, new, other) = ([9; 32], [10; 32], [11; 32]);
+        let new_fp = PublicKey(new).fingerprint_bytes();
         assert!(matches!(
-            db.forget_key(peer),
+            db.expect_key(peer, new_fp),
             Err(StoreError::NoSuchChat { .. })
         ));
-        db.open_chat(&hello(peer, "Peer")).unwrap();
-        assert_eq!(db.list_chats().unwrap()[0].peer_key, None);
-        assert_eq!(db.forget_key(peer).unwrap(), None, "nothing pinned yet");
-        db.pin_key(peer, [9; 32]).unwrap();
-        assert_eq!(db.list_chats().unwrap()[0].peer_key, Some([9; 32]));
-        // A rename (the next hello) keeps the key.
-        db.open_chat(&hello(peer, "Pierre")).unwrap();
-        assert_eq!(db.pinned_key(peer).unwrap(), Some([9; 32]));
-        assert_eq!(db.forget_key(peer).unwrap(), Some([9; 32]));
-        assert_eq!(db.pinned_key(peer).unwrap(), None);
-        assert_eq!(db.list_chats().unwrap()[0].peer_key, None);
+        // A temporary first contact writes nothing, pin included.
+        let mut temporary = hello(peer, "Peer");
+        temporary.temporary = true;
+        assert_eq!(
+            db.open_chat(&temporary, Some(old)).unwrap(),
+            ChatOpening::Opened(ChatResume::default())
+        );
+        assert!(!db.chat_exists(peer).unwrap());
+        // The first contact creates the chat and pins its key, in one call.
+        db.open_chat(&hello(peer, "Peer"), Some(old))
+            .map(opened)
+            .unwrap();
+        assert_eq!(db.list_chats().unwrap()[0].peer_key, Some(old));
+        // A rename (the next hello) keeps the key; another key is refused and changes nothing,
+        // the name included; a temporary session with another key is refused as well.
+        db.open_chat(&hello(peer, "Pierre"), Some(old))
+            .map(opened)
+            .unwrap();
+        let refused = ChatOpening::KeyMismatch { pinned: old };
+        assert_eq!(
+            db.open_chat(&hello(peer, "Mallory"), Some(new)).unwrap(),
+            refused
+        );
+        assert_eq!(db.open_chat(&temporary, Some(new)).unwrap(), refused);
+        assert_eq!(db.list_chats().unwrap()[0].peer_name, "Pierre");
+        assert_eq!(db.key_state(peer).unwrap(), Some((Some(old), None)));
+
+        // The user accepts the key with the fingerprint `new_fp`: from now on only that key.
+        assert_eq!(
+            db.expect_key(peer, new_fp).unwrap(),
+            KeyExpectation::Expected { old }
+        );
+        assert_eq!(db.key_state(peer).unwrap(), Some((Some(old), Some(new_fp))));
+        assert_eq!(
+            db.open_chat(&hello(peer, "Pierre"), Some(old)).unwrap(),
+            refused
+        );
+        assert_eq!(
+            db.open_chat(&hello(peer, "Pierre"), Some(other)).unwrap(),
+            refused
+        );
+        // A temporary session with the new key is let in but pins nothing.
+        assert_eq!(
+            db.open_chat(&temporary, Some(new)).unwrap(),
+            ChatOpening::Opened(ChatResume::default())
+        );
+        assert_eq!(db.key_state(peer).unwrap(), Some((Some(old), Some(new_fp))));
+        db.open_chat(&hello(peer, "Pierre"), Some(new))
+            .map(opened)
+            .unwrap();
+        assert_eq!(db.key_state(peer).unwrap(), Some((Some(new), None)));
+        assert_eq!(
+            db.open_chat(&hello(peer, "Pierre"), Some(old)).unwrap(),
+            ChatOpening::KeyMismatch { pinned: new }
+        );
+        // Naming the pinned key's own fingerprint changes nothing; a chat without a pin
+        // takes no expectation (its next connection pins whatever it proves).
+        assert_eq!(
+            db.expect_key(peer, new_fp).unwrap(),
+            KeyExpectation::AlreadyPinned
+        );
+        let unpinned = id(&[0x43]);
+        db.open_chat(&hello(unpinned, "Plain"), None)
+            .map(opened)
+            .unwrap();
+        assert_eq!(
+            db.expect_key(unpinned, new_fp).unwrap(),
+            KeyExpectation::NothingPinned
+        );
+        assert_eq!(db.key_state(unpinned).unwrap(), Some((None, None)));
+        // A fingerprint of the wrong length cannot be stored.
+        let short = db.conn.execute(
+            "UPDATE chats SET expected_fingerprint = ?2 WHERE peer = ?1",
+            params![peer.0, [1u8; 15]],
+        );
+        assert!(short.is_err());
         // A key of the wrong length cannot be stored.
         let short = db.conn.execute(
             "UPDATE chats SET peer_key = ?2 WHERE peer = ?1",
@@ -1918,11 +2107,73 @@ mod tests {
         assert!(short.is_err());
     }
 
+    /// Two handles (as two processes on one data folder) open a first contact with the same
+    /// device id and two different keys at the same instant, many times: each time exactly
+    /// one key is pinned and the other opening is refused, whichever commits first.
+    #[test]
+    fn two_first_contacts_racing_with_two_keys_pin_exactly_one() {
+        const ROUNDS: u8 = 20;
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut db = Database::open(dir.path()).unwrap();
+            db.create_identity(ME, "Me").unwrap();
+        }
+        let handles: Vec<Database> = (0..2)
+            .map(|_| Database::open(dir.path()).unwrap())
+            .collect();
+        let handles: Vec<_> = handles
+            .into_iter()
+            .map(|db| Arc::new(std::sync::Mutex::new(db)))
+            .collect();
+        for round in 0..ROUNDS {
+            let peer = id(&[0x60, round]);
+            let barrier = Arc::new(Barrier::new(2));
+            let racers: Vec<_> = handles
+                .iter()
+                .enumerate()
+                .map(|(racer, db)| {
+                    let db = Arc::clone(db);
+                    let barrier = Arc::clone(&barrier);
+                    let key = [u8::try_from(racer).unwrap() + 1; 32];
+                    std::thread::spawn(move || {
+                        let mut db = db.lock().unwrap();
+                        barrier.wait();
+                        let opening = db.open_chat(&hello(peer, "Peer"), Some(key)).unwrap();
+                        (key, opening)
+                    })
+                })
+                .collect();
+            let results: Vec<([u8; 32], ChatOpening)> =
+                racers.into_iter().map(|r| r.join().unwrap()).collect();
+            let winners: Vec<[u8; 32]> = results
+                .iter()
+                .filter(|(_, o)| matches!(o, ChatOpening::Opened(_)))
+                .map(|(key, _)| *key)
+                .collect();
+            assert_eq!(winners.len(), 1, "round {round}: {results:?}");
+            let winner = winners[0];
+            let loser = results.iter().find(|(key, _)| *key != winner).unwrap();
+            assert_eq!(
+                loser.1,
+                ChatOpening::KeyMismatch { pinned: winner },
+                "round {round}"
+            );
+            let db = handles[0].lock().unwrap();
+            assert_eq!(
+                db.key_state(peer).unwrap(),
+                Some((Some(winner), None)),
+                "round {round}"
+            );
+        }
+    }
+
     #[test]
     fn persisting_the_same_batch_twice_stores_it_once() {
         let (_dir, mut db) = fresh();
         let peer = id(&[0x42]);
-        db.open_chat(&hello(peer, "Peer")).unwrap();
+        db.open_chat(&hello(peer, "Peer"), None)
+            .map(opened)
+            .unwrap();
         let batch = [msg(1, 1, "a"), msg(2, 2, "b"), msg(3, 3, "c")];
         db.persist_received(peer, &batch).unwrap();
         db.persist_received(peer, &batch).unwrap();
@@ -1939,7 +2190,10 @@ mod tests {
             .collect();
         assert_eq!(received, [1, 2, 3, 4]);
         assert_eq!(
-            db.open_chat(&hello(peer, "Peer")).unwrap().received_up_to,
+            db.open_chat(&hello(peer, "Peer"), None)
+                .map(opened)
+                .unwrap()
+                .received_up_to,
             4
         );
     }
@@ -1950,9 +2204,9 @@ mod tests {
         let a = id(&[0x12, 0x34, 0x56, 0x78]);
         let b = id(&[0x12, 0x34, 0xab, 0xcd, 0xef]);
         let c = id(&[0xff, 0xff]);
-        db.open_chat(&hello(a, "Ann")).unwrap();
-        db.open_chat(&hello(b, "Ben")).unwrap();
-        db.open_chat(&hello(c, "Cid")).unwrap();
+        db.open_chat(&hello(a, "Ann"), None).map(opened).unwrap();
+        db.open_chat(&hello(b, "Ben"), None).map(opened).unwrap();
+        db.open_chat(&hello(c, "Cid"), None).map(opened).unwrap();
 
         assert_eq!(db.find_chat("12345").unwrap(), a);
         assert_eq!(db.find_chat("1234AB").unwrap(), b);
@@ -2008,30 +2262,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         drop(Database::open(dir.path()).unwrap());
         raw(dir.path())
-            .pragma_update(None, "user_version", CURRENT_VERSION + 1)
+            .pragma_update(None, "user_version", current_version() + 1)
             .unwrap();
         match Database::open(dir.path()) {
             Err(e @ StoreError::NewerSchema { .. }) => {
                 let text = e.to_string();
                 assert!(text.contains("socketfalco.db"), "{text}");
-                assert!(
-                    text.contains(&format!("version {}", CURRENT_VERSION + 1)),
-                    "{text}"
-                );
+                let newer = format!("version {}", current_version() + 1);
+                assert!(text.contains(&newer), "{text}");
                 let StoreError::NewerSchema {
                     found, supported, ..
                 } = e
                 else {
                     unreachable!()
                 };
-                assert_eq!((found, supported), (CURRENT_VERSION + 1, CURRENT_VERSION));
+                assert_eq!(
+                    (found, supported),
+                    (current_version() + 1, current_version())
+                );
             }
             other => panic!("{other:?}"),
         }
         let version: i64 = raw(dir.path())
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(version, CURRENT_VERSION + 1);
+        assert_eq!(version, current_version() + 1);
     }
 
     #[test]
@@ -2066,7 +2321,7 @@ mod tests {
         assert_eq!(text("synchronous"), "2"); // FULL
         assert_eq!(text("foreign_keys"), "1");
         assert_eq!(text("busy_timeout"), "10000");
-        assert_eq!(text("user_version"), CURRENT_VERSION.to_string());
+        assert_eq!(text("user_version"), current_version().to_string());
         assert_eq!(text("application_id"), APPLICATION_ID.to_string());
         // The foreign key is enforced: no message without its chat.
         let orphan = db.conn.execute(
@@ -2116,7 +2371,7 @@ mod tests {
         // A peer's name is checked too before it is stored.
         let peer = id(&[0x42]);
         assert!(matches!(
-            db.open_chat(&hello(peer, "x")),
+            db.open_chat(&hello(peer, "x"), None).map(opened),
             Err(StoreError::InvalidName(NameError::TooShort))
         ));
         assert!(!db.chat_exists(peer).unwrap());
@@ -2126,7 +2381,9 @@ mod tests {
     fn counters_above_i64_max_are_refused_not_wrapped() {
         let (_dir, mut db) = fresh();
         let peer = id(&[0x42]);
-        db.open_chat(&hello(peer, "Peer")).unwrap();
+        db.open_chat(&hello(peer, "Peer"), None)
+            .map(opened)
+            .unwrap();
         let too_big = u64::try_from(i64::MAX).unwrap() + 1;
 
         assert!(matches!(
@@ -2165,7 +2422,10 @@ mod tests {
             "no sync yet: not numbered"
         );
         assert_eq!(db.list_chats().unwrap()[0].waiting, 2);
-        let resume = db.open_chat(&hello(peer, "Peer")).unwrap();
+        let resume = db
+            .open_chat(&hello(peer, "Peer"), None)
+            .map(opened)
+            .unwrap();
         assert_eq!((resume.last_own_seq, resume.unnumbered), (0, 2));
         // The peer sends back our message 1: the first waiting write, numbered before our
         // store went back in time.
@@ -2175,7 +2435,8 @@ mod tests {
         };
         db.restore_own(peer, std::slice::from_ref(&returned))
             .unwrap();
-        db.restore_own(peer, std::slice::from_ref(&returned)).unwrap(); // idempotent
+        db.restore_own(peer, std::slice::from_ref(&returned))
+            .unwrap(); // idempotent
         assert_eq!(db.own_messages(peer, 1, 10).unwrap(), [returned]);
         // The peer holds up to 4 of ours (say): the other waiting write is numbered after.
         assert_eq!(db.number_waiting(peer, 4).unwrap(), 1);
@@ -2230,10 +2491,10 @@ mod tests {
         let (_dir, mut db) = fresh();
         let (a, b, c) = (id(&[0x0a]), id(&[0x0b]), id(&[0x0c]));
         db.clock = || 100;
-        db.open_chat(&hello(a, "Ann")).unwrap();
-        db.open_chat(&hello(b, "Ben")).unwrap();
+        db.open_chat(&hello(a, "Ann"), None).map(opened).unwrap();
+        db.open_chat(&hello(b, "Ben"), None).map(opened).unwrap();
         db.clock = || 150;
-        db.open_chat(&hello(c, "Cid")).unwrap(); // no message yet: last
+        db.open_chat(&hello(c, "Cid"), None).map(opened).unwrap(); // no message yet: last
         db.clock = || 200;
         db.compose_live(a, "to Ann", 0).unwrap();
         db.clock = || 300;

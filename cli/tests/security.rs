@@ -268,13 +268,17 @@ fn an_impostor_with_a_known_uuid_is_refused_and_the_real_peer_gets_everything() 
     let (mut listener, port) = alice.listen();
     let (status, events, stderr) = impostor.connect(port).exit_events();
     assert!(!status.success(), "the impostor was let in: {events:#?}");
-    assert!(stderr.contains("key mismatch"), "{stderr}");
-    assert!(
-        events
-            .iter()
-            .any(|e| e["event"] == "peer_left" && e["by"] == "peer"),
-        "{events:#?}"
-    );
+    assert!(stderr.contains("refused"), "{stderr}");
+    // The close the impostor got is a bare refusal: nothing says that bob's uuid is pinned.
+    let close = events
+        .iter()
+        .find(|e| e["event"] == "peer_left" && e["by"] == "peer")
+        .unwrap_or_else(|| panic!("{events:#?}"));
+    assert_eq!(close["code"], 8, "Refused: {close}");
+    let reason = close["reason"].as_str().unwrap().to_lowercase();
+    for hint in ["key", "pin", "identity", "device"] {
+        assert!(!reason.contains(hint), "{reason:?} hints at {hint}");
+    }
     assert!(
         !events.iter().any(is_incoming),
         "the impostor received something: {events:#?}"
@@ -496,10 +500,12 @@ fn the_own_fingerprint_is_what_the_peer_pinned() {
     assert_eq!(alice.fingerprint(), alice_fp);
 }
 
-/// bob reinstalls (a new key for the same uuid): refused until alice accepts the new key
-/// with `--trust-new-key`, after which they chat again and `-ls` shows the new fingerprint.
+/// bob reinstalls (a new key for the same uuid): refused until alice accepts exactly his new
+/// key by its fingerprint with `--trust-new-key CHAT FINGERPRINT`. The old one-argument form
+/// and a malformed fingerprint are usage errors that change nothing; a wrong fingerprint
+/// keeps bob refused; the right one lets him in, pins his key, and the next connection works.
 #[test]
-fn trust_new_key_accepts_a_reinstalled_peer() {
+fn trust_new_key_accepts_exactly_the_key_with_the_compared_fingerprint() {
     let alice = Device::new("alice");
     let bob = Device::new("bob");
     first_contact(&alice, &bob);
@@ -507,36 +513,64 @@ fn trust_new_key_accepts_a_reinstalled_peer() {
     std::fs::remove_file(bob.path().join(KEY_FILE)).unwrap();
     let new_fp = bob.fingerprint();
     assert_ne!(new_fp, old_fp, "the reinstall made a new key");
+    let chat = bob.uuid();
+    let prefix = &chat[..8];
 
     let (mut listener, port) = alice.listen();
     let (status, _, stderr) = bob.connect(port).exit_events();
     assert!(!status.success());
-    assert!(stderr.contains("key mismatch"), "{stderr}");
+    assert!(stderr.contains("refused"), "{stderr}");
     assert!(
-        stderr.contains("--trust-new-key"),
-        "says what to do: {stderr}"
+        stderr.contains(&format!("--trust-new-key {chat} '{new_fp}'")),
+        "says what the peer runs: {stderr}"
     );
     let warning = listener.wait_for("the key mismatch", |e| e["event"] == "key_mismatch");
     assert_eq!(warning["presented"], new_fp.as_str());
     assert_eq!(warning["pinned"], old_fp.as_str());
     let accept = warning["accept_command"].as_str().unwrap().to_owned();
     assert!(
-        accept.ends_with(&format!("--trust-new-key {}", bob.uuid())),
+        accept.ends_with(&format!("--trust-new-key {chat} '{new_fp}'")),
         "{accept}"
     );
     assert!(
         accept.contains(&alice.path().display().to_string()),
         "names the data directory: {accept}"
     );
+
+    // The one-argument form of earlier versions: refused, saying what to compare and how.
+    let out = alice.run(&["--trust-new-key", prefix]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let said = text(&out.stderr);
+    assert!(said.contains("socketfalco --fingerprint"), "{said}");
+    assert!(said.contains("FINGERPRINT"), "{said}");
+    // A malformed fingerprint: a usage error naming the format.
+    let out = alice.run(&["--trust-new-key", prefix, "1234 5678"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("xxxx xxxx xxxx xxxx"));
     assert_eq!(alice.chat_with(&bob)["peer_fingerprint"], old_fp.as_str());
 
-    // Alice compared fingerprints with bob and accepts, while her listener runs.
-    let out = alice.run(&["--trust-new-key", &bob.uuid()[..8]]);
+    // A wrong fingerprint (someone else's key): bob stays refused.
+    let stranger = Device::new("stranger");
+    let wrong_fp = stranger.fingerprint();
+    let out = alice.run(&["--trust-new-key", prefix, &wrong_fp]);
+    assert_ok(&out);
+    let (status, events, _) = bob.connect(port).exit_events();
+    assert!(
+        !status.success(),
+        "bob let in on a wrong fingerprint: {events:#?}"
+    );
+    assert!(!events.iter().any(|e| e["event"] == "connected"));
+    assert_eq!(alice.chat_with(&bob)["peer_fingerprint"], old_fp.as_str());
+
+    // The right one, as bob's --fingerprint shows it (here without spaces, in capitals).
+    let typed = new_fp.replace(' ', "").to_uppercase();
+    let out = alice.run(&["--trust-new-key", prefix, &typed]);
     assert_ok(&out);
     let said = text(&out.stdout);
-    assert!(said.contains(&old_fp), "names the old key: {said}");
-    assert!(said.contains("--fingerprint"), "advises to compare: {said}");
-    assert_eq!(alice.chat_with(&bob)["peer_fingerprint"], Value::Null);
+    assert!(said.contains(&new_fp), "names the accepted key: {said}");
+    assert!(said.contains(&old_fp), "names the key it replaces: {said}");
+    // Pinned only once the key is proved.
+    assert_eq!(alice.chat_with(&bob)["peer_fingerprint"], old_fp.as_str());
 
     let mut caller = bob.connect(port);
     caller.connected();
@@ -546,7 +580,6 @@ fn trust_new_key_accepts_a_reinstalled_peer() {
     listener.wait_for("bob left", |e| {
         e["event"] == "peer_left" && e["by"] == "peer"
     });
-    listener.finish();
     assert_eq!(alice.chat_with(&bob)["peer_fingerprint"], new_fp.as_str());
     let table = text(&alice.run(&["-ls"]).stdout);
     assert!(
@@ -554,10 +587,61 @@ fn trust_new_key_accepts_a_reinstalled_peer() {
         "{table}"
     );
 
-    // A second --trust-new-key, as JSON, reports the key it forgot.
-    let out = alice.run(&["--trust-new-key", &bob.uuid(), "--json"]);
+    // The next connection works: the new key is the pinned one now.
+    listener.seen.clear();
+    let mut caller = bob.connect(port);
+    caller.connected();
+    listener.connected();
+    caller.finish();
+    listener.wait_for("bob left again", |e| {
+        e["event"] == "peer_left" && e["by"] == "peer"
+    });
+    listener.finish();
+
+    // Naming the pinned key again, as JSON: nothing to change.
+    let out = alice.run(&["--trust-new-key", &chat, &new_fp, "--json"]);
     assert_ok(&out);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["old_fingerprint"], new_fp.as_str());
-    assert_eq!(v["chat"], bob.uuid().as_str());
+    assert_eq!(v["status"], "already_pinned");
+    assert_eq!(v["chat"], chat.as_str());
+    assert_eq!(v["expected_fingerprint"], new_fp.as_str());
+}
+
+/// Two listeners on ONE data directory, and two callers with the same uuid but different
+/// keys connecting at the same time, one to each (a first contact for both): exactly one is
+/// accepted and its key pinned, the other is refused. Several rounds, new devices each.
+#[test]
+fn two_listeners_on_one_data_directory_pin_exactly_one_of_two_racing_keys() {
+    for round in 0..3 {
+        let alice = Device::new("alice");
+        let bob = Device::new("bob");
+        let twin = Device::copy_without_key(&bob);
+        assert_eq!(twin.uuid(), bob.uuid());
+        let (bob_fp, twin_fp) = (bob.fingerprint(), twin.fingerprint());
+        assert_ne!(bob_fp, twin_fp);
+        let (_first, port1) = alice.listen();
+        let (_second, port2) = alice.listen();
+        let callers = [bob.connect(port1), twin.connect(port2)];
+        let mut results = Vec::new();
+        for (caller, fp) in callers.into_iter().zip([&bob_fp, &twin_fp]) {
+            results.push((caller, fp.clone()));
+        }
+        // The refused one exits by itself; the accepted one stays until its input ends.
+        let mut winners = Vec::new();
+        for (mut caller, fp) in results {
+            let event = caller.wait_for("connected or refused", |e| {
+                e["event"] == "connected" || (e["event"] == "peer_left" && e["by"] == "peer")
+            });
+            if event["event"] == "connected" {
+                winners.push(fp);
+                caller.finish();
+            } else {
+                let (status, _, _) = caller.exit_events();
+                assert!(!status.success(), "round {round}");
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+        let pinned = alice.chat_with(&bob)["peer_fingerprint"].clone();
+        assert_eq!(pinned, winners[0].as_str(), "round {round}");
+    }
 }

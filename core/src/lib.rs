@@ -44,6 +44,9 @@ pub use frame::{Close, CloseCode, Frame, FrameError, Hello, SyncPoint};
 pub use ids::{DeviceId, MessageId};
 pub use link::{ComposeError, Link, Notice};
 pub use message::{check_name, check_text, ChatHead, Message, NameError, TextError};
-pub use secure::{PublicKey, Role, SecureChannel, SecureError, StaticKeypair};
+pub use secure::{
+    format_fingerprint, parse_fingerprint, PublicKey, Role, SecureChannel, SecureError,
+    StaticKeypair,
+};
 pub use session::{ApiMisuse, Event, PeerHello, Session, SessionConfig, Side};
-pub use store::{ChatResume, Store};
+pub use store::{key_verdict, ChatOpening, ChatResume, KeyVerdict, Store};

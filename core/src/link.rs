@@ -4,14 +4,16 @@
 //! events ask of a driver against a [`Store`]: it opens the chat when the peer says hello,
 //! persists each batch of received messages in one store call and only then confirms it (so
 //! one cumulative ack covers the batch), records deliveries, and keeps the send window full
-//! from the store. Temporary sessions keep their messages in memory and never touch the
-//! store. The real binary, the in-memory harness and the simulator all drive this same code,
+//! from the store. Temporary sessions keep their messages in memory and never write to the
+//! store (an encrypted one only has its key checked against the pin). The real binary, the in-memory harness and the simulator all drive this same code,
 //! so what the tests prove is what users run.
 //!
 //! A link is plain ([`Link::new`]) or encrypted ([`Link::new_secure`]): an encrypted link runs
-//! a Noise handshake ([`crate::secure`]) before any frame, checks that the peer's device id is
-//! bound to the static key it proved (pinned on first contact, trust on first use), and
-//! refuses a peer whose key does not match before anything is stored or sent.
+//! a Noise handshake ([`crate::secure`]) before any frame and hands the static key the peer
+//! proved to [`Store::open_chat`], which binds it to the peer's device id in the same
+//! transaction that opens the chat (pinned on first contact: trust on first use). A peer
+//! whose key does not match is refused before anything is stored or sent: the user is warned
+//! ([`Notice::KeyMismatch`]), the peer gets a close that does not say why.
 //!
 //! A driver's loop works on the link's bytes, which are ciphertext for an encrypted link:
 //! feed input with [`Link::handle_input`], call [`Link::pump`], write
@@ -23,7 +25,7 @@ use crate::ids::DeviceId;
 use crate::message::{check_text, ChatHead, Message, TextError};
 use crate::secure::{PublicKey, Role, SecureChannel, StaticKeypair};
 use crate::session::{Event, PeerHello, Session, SessionConfig, Side};
-use crate::store::{ChatResume, Store};
+use crate::store::{ChatOpening, ChatResume, Store};
 use std::collections::VecDeque;
 use std::fmt;
 
@@ -108,8 +110,8 @@ struct Secure {
 
 /// The outcome of [`Link::check_peer_key`].
 enum KeyCheck {
-    /// Go on; with the proved key and whether it was pinned already (None: plain link).
-    Accepted(Option<(PublicKey, bool)>),
+    /// Go on, with the key the peer proved (None: plain link).
+    Accepted(Option<PublicKey>),
     /// The session is closed.
     Refused,
 }
@@ -410,18 +412,25 @@ impl Link {
         while let Some(event) = self.session.poll_event() {
             match event {
                 Event::PeerHello(peer) => {
-                    let peer_key = match self.check_peer_key(store, &peer, now_ms)? {
+                    let key = match self.check_peer_key(now_ms) {
                         KeyCheck::Refused => continue,
                         KeyCheck::Accepted(key) => key,
                     };
-                    self.resume = if peer.temporary {
-                        ChatResume::default()
+                    // One store call binds the key and opens the chat (for a temporary peer
+                    // it only checks the key): no other process can pin between the two.
+                    let opening = if peer.temporary && key.is_none() {
+                        ChatOpening::Opened(ChatResume::default())
                     } else {
-                        store.open_chat(&peer)?
+                        store.open_chat(&peer, key.map(|k| k.0))?
                     };
-                    if let Some((key, false)) = peer_key {
-                        if !peer.temporary {
-                            store.pin_key(peer.device, key.0)?;
+                    match opening {
+                        ChatOpening::Opened(_) if peer.temporary => {
+                            self.resume = ChatResume::default();
+                        }
+                        ChatOpening::Opened(resume) => self.resume = resume,
+                        ChatOpening::KeyMismatch { pinned } => {
+                            self.refuse_key(peer, key, PublicKey(pinned), now_ms);
+                            continue;
                         }
                     }
                     self.peer = Some(peer);
@@ -435,10 +444,11 @@ impl Link {
                     let Some(peer) = self.peer.clone() else {
                         continue;
                     };
-                    if !peer.temporary {
+                    if !peer.temporary && self.resume.delivered_up_to != peer_received_up_to {
                         // The sync is the authority: the mark may go down (the peer's store
                         // went back in time, and those messages are sent again now).
                         store.set_delivered(peer.device, peer_received_up_to)?;
+                        self.resume.delivered_up_to = peer_received_up_to;
                     }
                     let outgoing = self.resume.last_own_seq.saturating_sub(peer_received_up_to)
                         + self.resume.unnumbered;
@@ -497,46 +507,50 @@ impl Link {
         Ok(())
     }
 
-    /// On an encrypted link, the peer's device id must be bound to the key it proved: our
-    /// own key is a self-connection, a key other than the pinned one is refused. Returns the
-    /// key and whether it was pinned already.
-    fn check_peer_key<S: Store>(
-        &mut self,
-        store: &mut S,
-        peer: &PeerHello,
-        now_ms: u64,
-    ) -> Result<KeyCheck, S::Error> {
+    /// On an encrypted link, the key the peer proved, to be bound to its device id by
+    /// [`Store::open_chat`]; our own key is a self-connection and refused here. `None` on a
+    /// plain link.
+    fn check_peer_key(&mut self, now_ms: u64) -> KeyCheck {
         let Some(secure) = self.secure.as_ref() else {
-            return Ok(KeyCheck::Accepted(None));
+            return KeyCheck::Accepted(None);
         };
         let Some(presented) = secure.channel.remote_static() else {
             // Unreachable: frames only flow after the handshake proved the key.
             let close = Close::new(CloseCode::Refused, "no key was proved");
             self.session.close(close, now_ms);
-            return Ok(KeyCheck::Refused);
+            return KeyCheck::Refused;
         };
         if presented == secure.own_key {
             let detail = "the peer presents this device's own key; to chat on one machine, give \
                           each side its own data directory";
             self.session
                 .close(Close::new(CloseCode::SelfConnection, detail), now_ms);
-            return Ok(KeyCheck::Refused);
+            return KeyCheck::Refused;
         }
-        match store.pinned_key(peer.device)? {
-            Some(pinned) if pinned != presented.0 => {
-                self.notices.push_back(Notice::KeyMismatch {
-                    peer: peer.clone(),
-                    presented,
-                    pinned: PublicKey(pinned),
-                });
-                let detail = "your key is not the one this device pinned for your device id";
-                self.session
-                    .close(Close::new(CloseCode::IdentityMismatch, detail), now_ms);
-                Ok(KeyCheck::Refused)
-            }
-            Some(_) => Ok(KeyCheck::Accepted(Some((presented, true)))),
-            None => Ok(KeyCheck::Accepted(Some((presented, false)))),
+        KeyCheck::Accepted(Some(presented))
+    }
+
+    /// The store refused the peer's key: warn locally with both keys, and close with a
+    /// reason that tells the peer nothing — not that its device id is known here, nor that a
+    /// key is pinned for it (a prober learns only that it was refused).
+    fn refuse_key(
+        &mut self,
+        peer: PeerHello,
+        presented: Option<PublicKey>,
+        pinned: PublicKey,
+        now_ms: u64,
+    ) {
+        if let Some(presented) = presented {
+            self.notices.push_back(Notice::KeyMismatch {
+                peer,
+                presented,
+                pinned,
+            });
         }
+        // Code `Refused` without a detail, not `IdentityMismatch`: the code alone would tell a
+        // prober that this device id is pinned here.
+        self.session
+            .close(Close::new(CloseCode::Refused, ""), now_ms);
     }
 
     fn persist_received<S: Store>(&mut self, store: &mut S) -> Result<(), S::Error> {

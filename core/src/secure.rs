@@ -42,19 +42,49 @@ pub struct PublicKey(pub [u8; 32]);
 
 impl PublicKey {
     /// A short, readable form to compare out of band: the first 16 bytes of BLAKE2s of the
-    /// key, as eight groups of four hex digits.
+    /// key ([`PublicKey::fingerprint_bytes`]), as eight groups of four hex digits.
     pub fn fingerprint(&self) -> String {
+        format_fingerprint(&self.fingerprint_bytes())
+    }
+
+    /// The fingerprint's 16 bytes: the first half of BLAKE2s of a fixed label and the key.
+    /// The key cannot be recovered from it; a store keeps it to recognise a key the user
+    /// compared out of band before it was ever presented.
+    pub fn fingerprint_bytes(&self) -> [u8; 16] {
         let mut digest = [0u8; 32];
         let mut hash = blake2s();
         hash.input(b"SocketFalco fingerprint v1");
         hash.input(&self.0);
         hash.result(&mut digest);
-        digest[..16]
-            .chunks(2)
-            .map(|pair| format!("{:02x}{:02x}", pair[0], pair[1]))
-            .collect::<Vec<_>>()
-            .join(" ")
+        let mut fingerprint = [0u8; 16];
+        fingerprint.copy_from_slice(&digest[..16]);
+        fingerprint
     }
+}
+
+/// A fingerprint's readable form: eight groups of four lowercase hex digits, space-separated
+/// (what [`PublicKey::fingerprint`] shows).
+pub fn format_fingerprint(fingerprint: &[u8; 16]) -> String {
+    fingerprint
+        .chunks(2)
+        .map(|pair| format!("{:02x}{:02x}", pair[0], pair[1]))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A fingerprint typed by a user: 32 hex digits in any case, with or without the spaces of
+/// the readable form (any spaces, anywhere). `None` for anything else.
+pub fn parse_fingerprint(text: &str) -> Option<[u8; 16]> {
+    let digits: Vec<u8> = text.bytes().filter(|&b| b != b' ').collect();
+    if digits.len() != 32 || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let mut fingerprint = [0u8; 16];
+    for (byte, pair) in fingerprint.iter_mut().zip(digits.chunks(2)) {
+        let pair = std::str::from_utf8(pair).ok()?;
+        *byte = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(fingerprint)
 }
 
 impl fmt::Debug for PublicKey {
@@ -574,5 +604,28 @@ mod tests {
             fp,
             StaticKeypair::from_secret([8; 32]).public().fingerprint()
         );
+    }
+
+    #[test]
+    fn a_typed_fingerprint_parses_with_or_without_spaces_in_any_case() {
+        let key = StaticKeypair::from_secret([9; 32]).public();
+        let fp = key.fingerprint();
+        let bytes = key.fingerprint_bytes();
+        assert_eq!(format_fingerprint(&bytes), fp);
+        assert_eq!(parse_fingerprint(&fp), Some(bytes));
+        assert_eq!(parse_fingerprint(&fp.replace(' ', "")), Some(bytes));
+        assert_eq!(parse_fingerprint(&fp.to_uppercase()), Some(bytes));
+        for bad in [
+            "",
+            "abcd",
+            &fp[..fp.len() - 1],
+            &format!("{fp}0"),
+            &fp.replace('a', "g"),
+        ] {
+            if bad != fp {
+                assert_eq!(parse_fingerprint(bad), None, "{bad:?}");
+            }
+        }
+        assert_eq!(parse_fingerprint(&"é".repeat(16)), None);
     }
 }

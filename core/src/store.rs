@@ -4,9 +4,15 @@
 //! method returns only once its effect is durable (committed). [`crate::link::Link`] calls
 //! it in the order the contract needs: a received batch is persisted in one call and only
 //! then acked; an own message is composed (stored) before it is shown or sent.
+//!
+//! The peer's key is bound to its device id in the same call that opens the chat
+//! ([`Store::open_chat`]), so that two processes on one store cannot both pin a first
+//! contact: reading the pin, creating the chat and pinning are one transaction, and
+//! [`key_verdict`] is the one rule every store applies.
 
 use crate::ids::DeviceId;
 use crate::message::Message;
+use crate::secure::PublicKey;
 use crate::session::PeerHello;
 
 /// How far this device has got in a chat, read from storage when a peer is accepted.
@@ -19,6 +25,60 @@ pub struct ChatResume {
     /// Own messages written while no session with the peer was established: they wait,
     /// unnumbered, for the next sync (see [`Store::compose_batch`]).
     pub unnumbered: u64,
+    /// The delivery mark as stored: the peer held our messages up to here at the last sync
+    /// or ack. (The link writes the sync's value only when it differs.)
+    pub delivered_up_to: u64,
+}
+
+/// What [`Store::open_chat`] found.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ChatOpening {
+    /// The chat is open (created and, over an encrypted link, the key pinned if this was
+    /// the first contact); this device has got this far in it.
+    Opened(ChatResume),
+    /// The peer's key is not the one bound to its device id: nothing was stored.
+    KeyMismatch {
+        /// The key pinned for that device id.
+        pinned: [u8; 32],
+    },
+}
+
+/// What a store does with the key a peer proved ([`key_verdict`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum KeyVerdict {
+    /// The key is the pinned one: open the chat.
+    Known,
+    /// Pin the key (replacing any other and clearing the expected fingerprint), then open the
+    /// chat: the first contact, or the key the user accepted by its fingerprint.
+    Pin,
+    /// Refuse the peer; store nothing.
+    Refuse,
+}
+
+/// The rule binding a device id to a key, which every store applies inside the transaction
+/// of [`Store::open_chat`]. `pinned` is the key pinned for the chat, `expected` the
+/// fingerprint the user accepted for it (`--trust-new-key`), `presented` the key the peer
+/// proved.
+///
+/// - With an expected fingerprint, only a key with that fingerprint is accepted, and it is
+///   pinned; every other key is refused, the old pinned one included (the user said the
+///   peer's key changed: whoever still holds the old one is not the peer any more).
+/// - Without one: no pin yet pins the key (trust on first use); the pinned key is accepted;
+///   any other is refused.
+pub fn key_verdict(
+    pinned: Option<[u8; 32]>,
+    expected: Option<[u8; 16]>,
+    presented: &[u8; 32],
+) -> KeyVerdict {
+    match (expected, pinned) {
+        (Some(fingerprint), _) if PublicKey(*presented).fingerprint_bytes() == fingerprint => {
+            KeyVerdict::Pin
+        }
+        (Some(_), _) => KeyVerdict::Refuse,
+        (None, None) => KeyVerdict::Pin,
+        (None, Some(pinned)) if pinned == *presented => KeyVerdict::Known,
+        (None, Some(_)) => KeyVerdict::Refuse,
+    }
 }
 
 /// Durable storage of chats, one per peer device. Each method's effect is durable when it
@@ -38,8 +98,24 @@ pub trait Store {
     type Error: std::fmt::Display;
 
     /// Opens the chat with `peer` (creating it the first time), records the peer's current
-    /// name, and says how far this device has got in it.
-    fn open_chat(&mut self, peer: &PeerHello) -> Result<ChatResume, Self::Error>;
+    /// name, and says how far this device has got in it — after binding the peer's device id
+    /// to `key`, the static key it proved over an encrypted link (`None` on a plain link:
+    /// no key is checked or stored).
+    ///
+    /// All of it is one transaction: the store reads the pinned key and the expected
+    /// fingerprint, decides with [`key_verdict`], and either pins and opens, opens, or
+    /// returns [`ChatOpening::KeyMismatch`] having written nothing. So of two processes
+    /// opening a first contact with the same device id and two different keys, the first to
+    /// commit pins its key and the other gets the mismatch.
+    ///
+    /// A temporary `peer` (`peer.temporary`) writes nothing at all: its key is checked
+    /// against the pin the same way (a key [`KeyVerdict::Pin`] would pin is accepted but not
+    /// pinned), and the resume is the default.
+    fn open_chat(
+        &mut self,
+        peer: &PeerHello,
+        key: Option<[u8; 32]>,
+    ) -> Result<ChatOpening, Self::Error>;
 
     /// Writes new own messages in the chat with `peer`, in order, in one transaction (one
     /// durable commit for a burst of typed lines). The texts have been checked already; each
@@ -115,18 +191,25 @@ pub trait Store {
     /// The peer's sync says it holds our messages up to exactly `up_to`: set the mark to
     /// it, lower if the peer's store went back in time (those messages are sent again).
     fn set_delivered(&mut self, peer: DeviceId, up_to: u64) -> Result<(), Self::Error>;
+}
 
-    /// The static public key pinned for `peer` on first contact, if any. A store without
-    /// keys (plain links only) keeps the default.
-    fn pinned_key(&mut self, peer: DeviceId) -> Result<Option<[u8; 32]>, Self::Error> {
-        let _ = peer;
-        Ok(None)
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// Pins `key` for `peer` (first contact over an encrypted link; called after
-    /// [`Store::open_chat`]).
-    fn pin_key(&mut self, peer: DeviceId, key: [u8; 32]) -> Result<(), Self::Error> {
-        let _ = (peer, key);
-        Ok(())
+    #[test]
+    fn the_key_rule() {
+        let (a, b) = ([1; 32], [2; 32]);
+        let fp_b = PublicKey(b).fingerprint_bytes();
+        assert_eq!(key_verdict(None, None, &a), KeyVerdict::Pin);
+        assert_eq!(key_verdict(Some(a), None, &a), KeyVerdict::Known);
+        assert_eq!(key_verdict(Some(a), None, &b), KeyVerdict::Refuse);
+        assert_eq!(key_verdict(Some(a), Some(fp_b), &b), KeyVerdict::Pin);
+        assert_eq!(key_verdict(Some(a), Some(fp_b), &a), KeyVerdict::Refuse);
+        assert_eq!(
+            key_verdict(Some(a), Some(fp_b), &[3; 32]),
+            KeyVerdict::Refuse
+        );
+        assert_eq!(key_verdict(None, Some(fp_b), &b), KeyVerdict::Pin);
     }
 }

@@ -485,10 +485,7 @@ fn an_impostor_with_a_known_device_id_but_another_key_gets_nothing() {
         .expect("a is warned with both keys");
     assert_eq!(mismatch.1, real_bob_key.public());
     assert_ne!(mismatch.0, mismatch.1);
-    assert_eq!(
-        closes(&pair.b.notices),
-        [(CloseCode::IdentityMismatch, Side::Peer)]
-    );
+    assert_eq!(closes(&pair.b.notices), [(CloseCode::Refused, Side::Peer)]);
     assert_eq!(pair.waiting(true), 1, "still waiting for the real bob");
     // The real bob comes back and gets everything.
     pair.b.keypair = real_bob_key;

@@ -5,12 +5,12 @@
 //! commit. A crash "inside" a store call therefore happens between commits: the calls made
 //! before it are kept, the one it interrupts and everything after never happen.
 //!
-//! Every method of [`Store`] is forwarded, the key pinning of encrypted links included (the
-//! trait's defaults for those do nothing: a wrapper that forgot them would silently turn
-//! trust-on-first-use off under the simulator).
+//! Every method of [`Store`] is forwarded; [`Store::open_chat`], which also binds the peer's
+//! key on an encrypted link, is a write for the faults (a commit), except for a temporary
+//! peer, whose opening writes nothing.
 
 use socketfalco_core::harness::{MemoryStore, MemoryStoreError};
-use socketfalco_core::{ChatResume, DeviceId, Message, PeerHello, Store};
+use socketfalco_core::{ChatOpening, DeviceId, Message, PeerHello, Store};
 use std::fmt;
 
 /// Faults armed on one device's disk.
@@ -106,9 +106,20 @@ impl<'a> Disk<'a> {
 impl Store for Disk<'_> {
     type Error = DiskError;
 
-    fn open_chat(&mut self, peer: &PeerHello) -> Result<ChatResume, DiskError> {
+    fn open_chat(
+        &mut self,
+        peer: &PeerHello,
+        key: Option<[u8; 32]>,
+    ) -> Result<ChatOpening, DiskError> {
+        if peer.temporary {
+            // Only a read: the key is checked, nothing is written.
+            if self.crashed {
+                return Err(DiskError::Crashed);
+            }
+            return self.store.open_chat(peer, key).map_err(DiskError::Store);
+        }
         self.before_write()?;
-        let result = self.store.open_chat(peer);
+        let result = self.store.open_chat(peer, key);
         self.after_write(result)
     }
 
@@ -193,19 +204,6 @@ impl Store for Disk<'_> {
     fn mark_delivered(&mut self, peer: DeviceId, up_to: u64) -> Result<(), DiskError> {
         self.before_write()?;
         let result = self.store.mark_delivered(peer, up_to);
-        self.after_write(result)
-    }
-
-    fn pinned_key(&mut self, peer: DeviceId) -> Result<Option<[u8; 32]>, DiskError> {
-        if self.crashed {
-            return Err(DiskError::Crashed);
-        }
-        self.store.pinned_key(peer).map_err(DiskError::Store)
-    }
-
-    fn pin_key(&mut self, peer: DeviceId, key: [u8; 32]) -> Result<(), DiskError> {
-        self.before_write()?;
-        let result = self.store.pin_key(peer, key);
         self.after_write(result)
     }
 }

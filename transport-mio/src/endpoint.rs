@@ -2,7 +2,8 @@
 //!
 //! An [`Endpoint`] owns the mio poll, the store and at most one live [`Connection`]. As a
 //! listener it accepts a caller, holds the chat, and goes back to accepting when the caller
-//! leaves; a second caller meanwhile gets a lone "busy" close frame. As a caller it connects,
+//! leaves; a second caller meanwhile gets, after the encrypted handshake, a lone "busy" close
+//! frame (no hello). As a caller it connects,
 //! and after a drop keeps the chat open — lines typed meanwhile are stored as waiting — and
 //! reconnects with exponential backoff; the re-sync then delivers both ways.
 //!
@@ -371,8 +372,9 @@ impl<S: Store> Endpoint<S> {
 
     /// Tells a second caller we are busy. It gets a link of its own (encrypted like any
     /// other, so that the caller can read it) whose session is closed with `Busy` from the
-    /// start: hello, close, half-close; then we drain what the caller sends for a moment so
-    /// that the close is read rather than reset. Nothing of it touches the store.
+    /// start ([`Link::refuse`]): after the handshake a lone close frame, no hello, then a
+    /// half-close; then we drain what the caller sends for a moment so that the close is
+    /// read rather than reset. Nothing of it touches the store.
     fn refuse_busy(&mut self, stream: TcpStream, addr: SocketAddr, out: &mut OutputQueue) {
         let now = self.clock.now_ms();
         let Some(mut link) = self.new_link(NoiseRole::Responder, now, out) else {

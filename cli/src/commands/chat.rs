@@ -113,13 +113,19 @@ fn failure_advice(me: &Me, invocation: &str) -> impl Fn(&EndpointError) -> Strin
     let fingerprint = me.fingerprint();
     let invocation = invocation.to_owned();
     move |e| match e {
-        EndpointError::Refused(close) if close.code == CloseCode::IdentityMismatch => format!(
-            "{e}.\nThe peer has another key pinned for this device id ({device}). If you \
-             reinstalled SocketFalco or lost your key file, give the peer your fingerprint \
-             ({fingerprint}; `{invocation} --fingerprint` shows it) over another channel; \
-             once it matches, they accept your new key with: \
-             socketfalco --trust-new-key {device}"
-        ),
+        // A refused key gets a bare `Refused` close (older peers sent `IdentityMismatch`): the
+        // peer does not say why, so the advice says what it may be.
+        EndpointError::Refused(close)
+            if matches!(close.code, CloseCode::Refused | CloseCode::IdentityMismatch) =>
+        {
+            format!(
+                "{e}.\nIf you reinstalled SocketFalco or lost your key file, the peer may still \
+                 have your old key pinned for this device id ({device}). Give the peer your \
+                 fingerprint ({fingerprint}; `{invocation} --fingerprint` shows it) over another \
+                 channel (in person, by phone); if it matches the one their warning shows, they \
+                 accept your new key with: socketfalco --trust-new-key {device} '{fingerprint}'"
+            )
+        }
         _ => e.to_string(),
     }
 }

@@ -129,7 +129,9 @@ pub fn run(cli: Cli) -> Result<(), AppError> {
         Command::EditName { name } => edit_name::run(&ctx, &name),
         Command::EditChat { chat } => edit_chat::run(&ctx, &chat),
         Command::Fingerprint => trust::fingerprint(&ctx),
-        Command::TrustNewKey { chat } => trust::trust_new_key(&ctx, &chat),
+        Command::TrustNewKey { chat, fingerprint } => {
+            trust::trust_new_key(&ctx, &chat, fingerprint)
+        }
     }
 }
 

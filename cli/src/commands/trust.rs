@@ -1,17 +1,21 @@
-//! `--fingerprint` and `--trust-new-key CHAT`: the two commands of trust on first use.
+//! `--fingerprint` and `--trust-new-key CHAT FINGERPRINT`: the two commands of trust on first
+//! use.
 //!
 //! Every connection proves each side's static key; the first one with a peer pins the
 //! peer's key to its device id, and a later peer presenting that id with another key is
 //! refused (the session shows both fingerprints). When the change is legitimate — the peer
-//! reinstalled SocketFalco or lost its key file — the user compares fingerprints with the
-//! peer over another channel (in person, by phone) and accepts the new key with
-//! `--trust-new-key`: the pinned key is forgotten, and the next connection pins the key it
-//! proves.
+//! reinstalled SocketFalco or lost its key file — the peer reads the user its new
+//! fingerprint (its own `--fingerprint`) over another channel (in person, by phone), and the
+//! user accepts exactly that key with `--trust-new-key CHAT FINGERPRINT`. The key itself
+//! cannot be derived from its fingerprint, so the fingerprint is stored as expected for the
+//! chat: the next connection that proves a key with that fingerprint pins it, every other
+//! key — the old pinned one included — is refused (see `Database::expect_key`).
 
 use super::{ensure_identity, AppError, Context};
+use crate::store::KeyExpectation;
 use crate::ui::Style;
 use serde_json::json;
-use socketfalco_core::PublicKey;
+use socketfalco_core::{format_fingerprint, PublicKey};
 
 /// Prints this device's id, name and key fingerprint.
 pub fn fingerprint(ctx: &Context) -> Result<(), AppError> {
@@ -37,9 +41,9 @@ pub fn fingerprint(ctx: &Context) -> Result<(), AppError> {
     Ok(())
 }
 
-/// Forgets the key pinned for the chat `prefix` (a unique prefix of the peer's device id),
-/// so that the next connection with that device pins the key it proves.
-pub fn trust_new_key(ctx: &Context, prefix: &str) -> Result<(), AppError> {
+/// Accepts, for the chat `prefix` (a unique prefix of the peer's device id), exactly the key
+/// whose fingerprint is `fingerprint`: it is pinned when it connects.
+pub fn trust_new_key(ctx: &Context, prefix: &str, fingerprint: [u8; 16]) -> Result<(), AppError> {
     let mut db = ctx.open_database()?;
     ensure_identity(ctx, &mut db)?;
     let peer = db.find_chat(prefix)?;
@@ -49,36 +53,54 @@ pub fn trust_new_key(ctx: &Context, prefix: &str) -> Result<(), AppError> {
         .find(|c| c.peer == peer)
         .map(|c| c.peer_name)
         .filter(|n| !n.is_empty());
-    let old = db.forget_key(peer)?.map(PublicKey);
+    let outcome = db.expect_key(peer, fingerprint)?;
+    let expected = format_fingerprint(&fingerprint);
     let who = match &name {
         Some(name) => format!("{} ({peer})", crate::ui::sanitize(name)),
         None => peer.to_string(),
     };
     if ctx.style == Style::Json {
+        let (status, old) = match outcome {
+            KeyExpectation::Expected { old } => ("expected", Some(PublicKey(old).fingerprint())),
+            KeyExpectation::AlreadyPinned => ("already_pinned", None),
+            KeyExpectation::NothingPinned => ("nothing_pinned", None),
+        };
         println!(
             "{}",
             json!({
-                "event": "key_forgotten",
+                "event": "key_expected",
+                "status": status,
                 "chat": peer.to_string(),
                 "peer_name": name,
-                "old_fingerprint": old.map(|k| k.fingerprint()),
+                "old_fingerprint": old,
+                "expected_fingerprint": expected,
             })
         );
         return Ok(());
     }
-    match old {
-        Some(old) => {
-            println!("Forgot the key pinned for {who}.");
-            println!("Old key fingerprint: {}", old.fingerprint());
+    match outcome {
+        KeyExpectation::Expected { old } => {
+            println!("Accepted the key with fingerprint {expected} for {who}.");
+            println!(
+                "The next connection that proves this key pins it; until then every other key \
+                 is refused, the one pinned so far ({}) included.",
+                PublicKey(old).fingerprint()
+            );
+            println!(
+                "Check after connecting that `{} -ls` shows {expected} for them.",
+                ctx.invocation()
+            );
         }
-        None => println!("No key was pinned for {who}; nothing to forget."),
+        KeyExpectation::AlreadyPinned => {
+            println!("The key pinned for {who} already has the fingerprint {expected}: nothing to change.");
+        }
+        KeyExpectation::NothingPinned => {
+            println!(
+                "No key is pinned for {who} yet: nothing was changed. The next connection pins \
+                 the key it proves; then check that `{} -ls` shows {expected} for them.",
+                ctx.invocation()
+            );
+        }
     }
-    println!(
-        "The next connection with this device id pins the key it proves, whoever it is. \
-         Before connecting, ask the peer for their fingerprint (`socketfalco --fingerprint`) \
-         over another channel (in person, by phone); after connecting, check that \
-         `{} -ls` shows the same one for them.",
-        ctx.invocation()
-    );
     Ok(())
 }

@@ -9,7 +9,8 @@
 //! A peer refused for presenting a known device id with another key
 //! ([`Output::KeyMismatch`]) is shown as a loud multi-line warning: who it claimed to be,
 //! from where, both key fingerprints, that nothing was sent or stored, and the exact command
-//! that accepts a new key once the fingerprints have been compared out of band.
+//! that accepts the presented key by its fingerprint — to run only if the peer's own
+//! `--fingerprint` shows the same.
 
 pub mod editor;
 
@@ -60,6 +61,8 @@ pub struct Presenter {
     delivered_up_to: u64,
     undelivered_shown: u64,
     invocation: String,
+    /// A key mismatch was just shown: the local close that follows is its refusal.
+    key_refused: bool,
 }
 
 impl Presenter {
@@ -74,6 +77,7 @@ impl Presenter {
             delivered_up_to: 0,
             undelivered_shown: 0,
             invocation: "socketfalco".to_owned(),
+            key_refused: false,
         }
     }
 
@@ -83,9 +87,9 @@ impl Presenter {
         invocation.clone_into(&mut self.invocation);
     }
 
-    /// The command that accepts a new key for `peer`.
-    fn accept_command(&self, peer: DeviceId) -> String {
-        format!("{} --trust-new-key {peer}", self.invocation)
+    /// The command that accepts exactly the key with `fingerprint` for `peer`.
+    fn accept_command(&self, peer: DeviceId, fingerprint: &str) -> String {
+        format!("{} --trust-new-key {peer} '{fingerprint}'", self.invocation)
     }
 
     /// The prompt for the terminal, with re-sync progress while one runs.
@@ -177,8 +181,10 @@ impl Presenter {
             Output::Disconnected { reason, by } => {
                 lines.extend(self.release_held(Instant::now(), true));
                 self.resync = None;
-                if *by == Side::Local && reason.code == CloseCode::IdentityMismatch {
-                    // The detail is written for the peer ("your key …"): say it our way.
+                let key_refused = std::mem::take(&mut self.key_refused);
+                if *by == Side::Local && (key_refused || reason.code == CloseCode::IdentityMismatch)
+                {
+                    // The close the peer got says only "refused": say why, our way.
                     lines.push(
                         "disconnected (closed): refused that device, its key does not match \
                          the one pinned for its device id (see the warning above)"
@@ -198,6 +204,7 @@ impl Presenter {
                 pinned,
                 addr,
             } => {
+                self.key_refused = true;
                 let name = sanitize(&peer.name);
                 lines.extend([
                     "!!! WARNING: KEY MISMATCH — CONNECTION REFUSED !!!".to_owned(),
@@ -214,13 +221,17 @@ impl Presenter {
                     "!!! Nothing was sent to it and nothing from it was stored.".to_owned(),
                     format!(
                         "!!! It may be an impostor. Or {name} reinstalled SocketFalco and has a \
-                         new key: ask {name} for their fingerprint (socketfalco --fingerprint) \
-                         over another channel (in person, by phone)."
+                         new key: ask {name} to run `socketfalco --fingerprint` on their own \
+                         device and read you the fingerprint over another channel (in person, \
+                         by phone)."
                     ),
-                    "!!! Only if it equals the presented fingerprint above, accept the new key \
-                     with:"
+                    "!!! Only if it is the same as the presented fingerprint above, accept \
+                     exactly that key with:"
                         .to_owned(),
-                    format!("!!!   {}", self.accept_command(peer.device)),
+                    format!(
+                        "!!!   {}",
+                        self.accept_command(peer.device, &presented.fingerprint())
+                    ),
                 ]);
             }
             Output::Reconnecting { in_ms } => lines.push(format!(
@@ -376,7 +387,7 @@ impl Presenter {
                 "addr": addr.to_string(),
                 "presented": presented.fingerprint(),
                 "pinned": pinned.fingerprint(),
-                "accept_command": self.accept_command(peer.device),
+                "accept_command": self.accept_command(peer.device, &presented.fingerprint()),
             }),
             Output::Reconnecting { in_ms } => json!({"event": "reconnecting", "in_ms": in_ms}),
             Output::RefusedBusy(addr) => json!({"event": "busy_refused", "addr": addr.to_string()}),
@@ -547,8 +558,9 @@ mod tests {
             assert!(text.contains("Nothing was sent"), "{text}");
             assert!(
                 text.contains(&format!(
-                    "socketfalco --data-dir '/my dir' --trust-new-key {}",
-                    peer.device
+                    "socketfalco --data-dir '/my dir' --trust-new-key {} '{}'",
+                    peer.device,
+                    presented.fingerprint()
                 )),
                 "{text}"
             );
@@ -565,18 +577,27 @@ mod tests {
         assert_eq!(v["pinned"], pinned.fingerprint());
         assert_eq!(
             v["accept_command"],
-            format!("socketfalco --trust-new-key {}", peer.device)
+            format!(
+                "socketfalco --trust-new-key {} '{}'",
+                peer.device,
+                presented.fingerprint()
+            )
         );
     }
 
     #[test]
     fn closes_for_keys_and_integrity_say_why() {
         let mut p = Presenter::new(Style::Plain, "alice");
-        let refused = p.output(&Output::Disconnected {
-            reason: socketfalco_core::Close::new(CloseCode::IdentityMismatch, "your key …"),
+        // The close of a refused key says only "refused"; the warning before it says why.
+        let close = Output::Disconnected {
+            reason: socketfalco_core::Close::new(CloseCode::Refused, "refused"),
             by: Side::Local,
-        });
+        };
+        p.output(&mismatch());
+        let refused = p.output(&close);
         assert!(refused[0].contains("refused that device"), "{refused:?}");
+        let other = p.output(&close);
+        assert!(!other[0].contains("refused that device"), "{other:?}");
         let broken = p.output(&Output::Disconnected {
             reason: socketfalco_core::Close::new(CloseCode::IntegrityFailure, "tampered"),
             by: Side::Local,

@@ -1059,6 +1059,7 @@ impl ScriptedWorld {
                     received_up_to: received_up_to.resolve(self.ctx()).min(MAX_COUNTER),
                     last_own_seq: last_own_seq.resolve(self.ctx()).min(MAX_COUNTER),
                     unnumbered: 0,
+                    delivered_up_to: 0,
                 };
                 self.accept(resume);
             }

@@ -4,7 +4,7 @@ use crate::ids::DeviceId;
 use crate::limits::MAX_COUNTER;
 use crate::message::{order_key, ChatHead, Message};
 use crate::session::PeerHello;
-use crate::store::{ChatResume, Store};
+use crate::store::{key_verdict, ChatOpening, ChatResume, KeyVerdict, Store};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -24,6 +24,9 @@ pub struct MemoryChat {
     pub delivered_up_to: u64,
     /// The peer's static key, pinned on first contact over an encrypted link.
     pub peer_key: Option<[u8; 32]>,
+    /// The fingerprint of the key the user accepted to replace `peer_key`
+    /// (`--trust-new-key`), until a peer presents it.
+    pub expected_fingerprint: Option<[u8; 16]>,
 }
 
 impl MemoryChat {
@@ -128,15 +131,39 @@ impl MemoryStore {
 impl Store for MemoryStore {
     type Error = MemoryStoreError;
 
-    fn open_chat(&mut self, peer: &PeerHello) -> Result<ChatResume, MemoryStoreError> {
+    fn open_chat(
+        &mut self,
+        peer: &PeerHello,
+        key: Option<[u8; 32]>,
+    ) -> Result<ChatOpening, MemoryStoreError> {
+        let existing = self.chats.get(&peer.device);
+        let verdict = key.map(|key| {
+            let (pinned, expected) =
+                existing.map_or((None, None), |c| (c.peer_key, c.expected_fingerprint));
+            (key, pinned, key_verdict(pinned, expected, &key))
+        });
+        if let Some((_, pinned, KeyVerdict::Refuse)) = verdict {
+            // Nothing is written; a refusal without a pinned key cannot be reported.
+            let pinned = pinned.ok_or(MemoryStoreError)?;
+            return Ok(ChatOpening::KeyMismatch { pinned });
+        }
+        if peer.temporary {
+            // A temporary session writes nothing, a key it would pin included.
+            return Ok(ChatOpening::Opened(ChatResume::default()));
+        }
         self.write()?;
         let chat = self.chats.entry(peer.device).or_default();
         chat.peer_name.clone_from(&peer.name);
-        Ok(ChatResume {
+        if let Some((key, _, KeyVerdict::Pin)) = verdict {
+            chat.peer_key = Some(key);
+            chat.expected_fingerprint = None;
+        }
+        Ok(ChatOpening::Opened(ChatResume {
             received_up_to: chat.received.last().map_or(0, |m| m.seq),
             last_own_seq: chat.last_own_seq(),
             unnumbered: chat.unnumbered.len() as u64,
-        })
+            delivered_up_to: chat.delivered_up_to,
+        }))
     }
 
     fn compose_batch(
@@ -264,16 +291,6 @@ impl Store for MemoryStore {
     fn set_delivered(&mut self, peer: DeviceId, up_to: u64) -> Result<(), MemoryStoreError> {
         self.write()?;
         self.chats.entry(peer).or_default().delivered_up_to = up_to;
-        Ok(())
-    }
-
-    fn pinned_key(&mut self, peer: DeviceId) -> Result<Option<[u8; 32]>, MemoryStoreError> {
-        Ok(self.chats.get(&peer).and_then(|c| c.peer_key))
-    }
-
-    fn pin_key(&mut self, peer: DeviceId, key: [u8; 32]) -> Result<(), MemoryStoreError> {
-        self.write()?;
-        self.chats.entry(peer).or_default().peer_key = Some(key);
         Ok(())
     }
 }
