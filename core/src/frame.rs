@@ -123,7 +123,8 @@ impl fmt::Display for Close {
 pub enum CloseCode {
     /// The user ended the session.
     Normal,
-    /// The listener is already in a chat with another peer.
+    /// The listener serves as many peers as it allows (or, before version 2, was in a chat
+    /// with another peer).
     Busy,
     /// The peers speak different protocol versions.
     VersionMismatch,
@@ -145,6 +146,9 @@ pub enum CloseCode {
     IdentityMismatch,
     /// The encrypted stream failed: handshake or integrity check.
     IntegrityFailure,
+    /// The same device connected again, and the newer connection took over (most likely the
+    /// same device after a network change).
+    Replaced,
     /// A code this build does not know (from a newer peer).
     Other(u16),
 }
@@ -165,6 +169,7 @@ impl CloseCode {
             CloseCode::ConnectionLost => 9,
             CloseCode::IdentityMismatch => 10,
             CloseCode::IntegrityFailure => 11,
+            CloseCode::Replaced => 12,
             CloseCode::Other(n) => n,
         }
     }
@@ -184,6 +189,7 @@ impl CloseCode {
             9 => CloseCode::ConnectionLost,
             10 => CloseCode::IdentityMismatch,
             11 => CloseCode::IntegrityFailure,
+            12 => CloseCode::Replaced,
             n => CloseCode::Other(n),
         }
     }
@@ -204,6 +210,7 @@ impl fmt::Display for CloseCode {
             CloseCode::ConnectionLost => write!(f, "connection lost"),
             CloseCode::IdentityMismatch => write!(f, "identity key mismatch"),
             CloseCode::IntegrityFailure => write!(f, "encrypted stream failed"),
+            CloseCode::Replaced => write!(f, "replaced by a newer connection"),
             CloseCode::Other(n) => write!(f, "closed (code {n})"),
         }
     }

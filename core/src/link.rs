@@ -67,6 +67,13 @@ pub enum Notice {
         /// The key pinned for that device id.
         pinned: PublicKey,
     },
+    /// The peer proved its key (on a plain link: said hello), and the link waits for the
+    /// driver's [`Link::admit`] or [`Link::refuse`] before it opens the chat. Only on a link
+    /// made with [`Link::require_admission`]. Nothing is stored yet.
+    PeerProved {
+        /// Who the peer says it is (the key check against the pin comes with the admission).
+        peer: PeerHello,
+    },
     /// The connection is over.
     Closed {
         /// Why.
@@ -135,6 +142,21 @@ pub struct Link {
     /// [`Link::refuse`] closed the session before the encrypted handshake: finish the
     /// handshake so that the close can be delivered.
     close_after_handshake: bool,
+    /// Where the link stands with the driver's admission ([`Link::require_admission`]).
+    admission: Admission,
+}
+
+/// The driver's say on a proved peer before its chat is opened.
+#[derive(Debug)]
+enum Admission {
+    /// Every peer is accepted (the default).
+    Automatic,
+    /// The next proved peer waits for [`Link::admit`].
+    Required,
+    /// A proved peer waits, with the key it proved.
+    Held(PeerHello, Option<PublicKey>),
+    /// Admitted.
+    Admitted,
 }
 
 impl Link {
@@ -151,6 +173,7 @@ impl Link {
             recovered: Vec::new(),
             notices: VecDeque::new(),
             ack_before_persist: false,
+            admission: Admission::Automatic,
             close_after_handshake: false,
         }
     }
@@ -259,11 +282,43 @@ impl Link {
         }
     }
 
-    /// Refuses the peer from the start (a busy listener): the session is closed with
-    /// `reason`, and on an encrypted link the handshake still runs so the peer can read why.
+    /// Makes the link wait, once the peer has proved its key, for the driver's [`Link::admit`]
+    /// or [`Link::refuse`] ([`Notice::PeerProved`]) before the chat is opened: a listener
+    /// serving many peers decides there whether it has room, after the handshake (so that
+    /// an unauthenticated connection never makes anyone busy) and before anything is stored.
+    pub fn require_admission(&mut self) {
+        self.admission = Admission::Required;
+    }
+
+    /// Admits the peer announced by [`Notice::PeerProved`]: its key is checked against the
+    /// pin and the chat opened (one store transaction), then the link goes on as usual.
+    /// Does nothing if no peer waits.
+    pub fn admit<S: Store>(&mut self, store: &mut S, now_ms: u64) -> Result<(), S::Error> {
+        let Admission::Held(peer, key) = std::mem::replace(&mut self.admission, Admission::Admitted)
+        else {
+            return Ok(());
+        };
+        if let Err(e) = self.open_peer(store, peer, key, now_ms) {
+            let detail = format!("this device could not store the chat: {e}");
+            self.session
+                .close(Close::new(CloseCode::StorageFailure, detail), now_ms);
+            return Err(e);
+        }
+        self.pump(store, now_ms)
+    }
+
+    /// Refuses the peer (a listener at its limit, before or after [`Notice::PeerProved`]):
+    /// the session is closed with `reason` before any hello of ours went out if none did,
+    /// and on an encrypted link the handshake still runs so the peer can read why.
     pub fn refuse(&mut self, reason: Close, now_ms: u64) {
         self.session.refuse(reason, now_ms);
         self.close_after_handshake = self.secure.is_some();
+    }
+
+    /// Ends the session with `reason` (the user leaves, or a newer connection of the same
+    /// device replaces this one): a close frame is queued and [`Notice::Closed`] follows.
+    pub fn close(&mut self, reason: Close, now_ms: u64) {
+        self.session.close(reason, now_ms);
     }
 
     /// Whether the driver should keep reading from the peer.
@@ -416,26 +471,12 @@ impl Link {
                         KeyCheck::Refused => continue,
                         KeyCheck::Accepted(key) => key,
                     };
-                    // One store call binds the key and opens the chat (for a temporary peer
-                    // it only checks the key): no other process can pin between the two.
-                    let opening = if peer.temporary && key.is_none() {
-                        ChatOpening::Opened(ChatResume::default())
-                    } else {
-                        store.open_chat(&peer, key.map(|k| k.0))?
-                    };
-                    match opening {
-                        ChatOpening::Opened(_) if peer.temporary => {
-                            self.resume = ChatResume::default();
-                        }
-                        ChatOpening::Opened(resume) => self.resume = resume,
-                        ChatOpening::KeyMismatch { pinned } => {
-                            self.refuse_key(peer, key, PublicKey(pinned), now_ms);
-                            continue;
-                        }
+                    if matches!(self.admission, Admission::Required) {
+                        self.notices.push_back(Notice::PeerProved { peer: peer.clone() });
+                        self.admission = Admission::Held(peer, key);
+                        continue;
                     }
-                    self.peer = Some(peer);
-                    // Cannot fail: the event says the session awaits exactly this.
-                    let _ = self.session.accept_peer(self.resume, now_ms);
+                    self.open_peer(store, peer, key, now_ms)?;
                 }
                 Event::Established {
                     peer_received_up_to,
@@ -504,6 +545,35 @@ impl Link {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Opens the chat with a peer whose key (if any) passed [`Link::check_peer_key`]: one
+    /// store call binds the key and opens the chat (for a temporary peer it only checks the
+    /// key), so no other process can pin between the two; then the session is accepted.
+    fn open_peer<S: Store>(
+        &mut self,
+        store: &mut S,
+        peer: PeerHello,
+        key: Option<PublicKey>,
+        now_ms: u64,
+    ) -> Result<(), S::Error> {
+        let opening = if peer.temporary && key.is_none() {
+            ChatOpening::Opened(ChatResume::default())
+        } else {
+            store.open_chat(&peer, key.map(|k| k.0))?
+        };
+        match opening {
+            ChatOpening::Opened(_) if peer.temporary => self.resume = ChatResume::default(),
+            ChatOpening::Opened(resume) => self.resume = resume,
+            ChatOpening::KeyMismatch { pinned } => {
+                self.refuse_key(peer, key, PublicKey(pinned), now_ms);
+                return Ok(());
+            }
+        }
+        self.peer = Some(peer);
+        // Cannot fail: the event said the session awaits exactly this.
+        let _ = self.session.accept_peer(self.resume, now_ms);
         Ok(())
     }
 

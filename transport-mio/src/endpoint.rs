@@ -1,15 +1,21 @@
-//! The event loop: one chat at a time over TCP, as listener or as caller.
+//! The event loop: chats over TCP, as a listener serving many peers or as a caller.
 //!
-//! An [`Endpoint`] owns the mio poll, the store and at most one live [`Connection`]. As a
-//! listener it accepts a caller, holds the chat, and goes back to accepting when the caller
-//! leaves; a second caller meanwhile gets, after the encrypted handshake, a lone "busy" close
-//! frame (no hello). As a caller it connects,
-//! and after a drop keeps the chat open — lines typed meanwhile are stored as waiting — and
-//! reconnects with exponential backoff; the re-sync then delivers both ways.
+//! An [`Endpoint`] owns the mio poll, the store and every open [`Connection`]. As a
+//! listener it accepts every caller and runs each one's Noise handshake alongside the
+//! others, each under its own deadline, at most [`EndpointConfig::max_pending_handshakes`]
+//! at once (the oldest is dropped first), so a silent or garbage-sending socket never holds
+//! anyone's place. A connection becomes a chat only once the peer has proved its key and the
+//! endpoint admitted it ([`socketfalco_core::Link::require_admission`]): up to
+//! [`EndpointConfig::max_peers`] devices at once, each in its own chat; one more is refused
+//! as busy (after the handshake, with a lone close frame, no hello), and a second connection
+//! of a device already connected replaces the first once its key is checked. As a caller it
+//! connects, and after a drop keeps the chat open — lines typed meanwhile are stored as
+//! waiting — and reconnects with exponential backoff (also when the listener was busy); the
+//! re-sync then delivers both ways.
 //!
 //! The user interface runs on another thread: it sends [`Command`]s through a [`Control`],
 //! which wakes the loop, and gets [`Output`]s through the callback given to
-//! [`Endpoint::run`].
+//! [`Endpoint::run`]. Every output about a chat names the peer's device.
 
 use crate::clock::Clock;
 use crate::connection::{Connection, Progress};
@@ -19,7 +25,7 @@ use socketfalco_core::{
     Close, CloseCode, ComposeError, DeviceId, Link, Message, Notice, PeerHello, PublicKey,
     Role as NoiseRole, SessionConfig, Side, StaticKeypair, Store,
 };
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -29,8 +35,8 @@ use std::time::Duration;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
-const CONNECTION: Token = Token(2);
-const FIRST_REFUSED: usize = 3;
+const DIALING: Token = Token(2);
+const FIRST_CONNECTION: usize = 3;
 
 /// Whether this endpoint waits for a caller or calls.
 #[derive(Clone, Debug)]
@@ -67,7 +73,25 @@ pub struct EndpointConfig {
     pub quit_grace_ms: u64,
     /// While connected, look this often for messages another process wrote into the chat.
     pub store_poll_ms: u64,
+    /// A listener chats with at most this many devices at once; one more is refused as busy
+    /// (and retries later).
+    pub max_peers: usize,
+    /// A listener runs at most this many handshakes at once; one more drops the oldest.
+    pub max_pending_handshakes: usize,
 }
+
+/// Default [`EndpointConfig::max_peers`]: far more contacts than anyone chats with at once,
+/// few enough that one device's memory and file descriptors are never the limit.
+pub const DEFAULT_MAX_PEERS: usize = 32;
+
+/// Default [`EndpointConfig::max_pending_handshakes`]. A handshake in progress costs a socket
+/// and at most one frame and one Noise message of buffered input (≈ 200 KiB at worst, ≈ 70
+/// KiB typically), so 64 of them stay under ≈ 13 MiB; and 64 is far more than honest peers
+/// ever need at once (a handshake takes one round trip), so a flood of silent sockets only
+/// ever pushes out other silent sockets: each honest handshake finishes long before 64
+/// newer connections arrive behind it, unless the flood is fast enough to fill the queue
+/// within one round trip.
+pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 64;
 
 impl EndpointConfig {
     /// Defaults: 10 s to connect, reconnect after 0.5 s doubling to 30 s, 5 s grace on
@@ -81,6 +105,8 @@ impl EndpointConfig {
             reconnect_max_ms: 30_000,
             quit_grace_ms: 5_000,
             store_poll_ms: 1_000,
+            max_peers: DEFAULT_MAX_PEERS,
+            max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
         }
     }
 }
@@ -88,8 +114,16 @@ impl EndpointConfig {
 /// What the user interface asks of the endpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
-    /// The user wrote a line.
+    /// The user wrote a line for the current chat: the peer who connected last (or the
+    /// caller's peer).
     Write(String),
+    /// The user wrote a line for the chat with `to`.
+    WriteTo {
+        /// The chat.
+        to: DeviceId,
+        /// The line.
+        text: String,
+    },
     /// The user wants to leave (quit, end of input, Ctrl-C, SIGTERM).
     Quit,
 }
@@ -138,8 +172,10 @@ pub enum Output {
         /// Cumulative sequence number.
         up_to: u64,
     },
-    /// The connection ended.
+    /// The connection ended (a listener reports only connections that became chats).
     Disconnected {
+        /// The chat, if the connection got that far.
+        peer: Option<DeviceId>,
         /// Why.
         reason: Close,
         /// Who ended it.
@@ -218,13 +254,24 @@ struct Dialing {
     index: usize,
 }
 
-/// A connection on its way out: a second caller being told that we are busy, or a finished
-/// connection draining after its half-close.
-struct Refused {
+/// A connection on its way out: its session ended and everything it had to say is written;
+/// half-closed, it drains what the peer still sends until the peer hangs up, so that our
+/// last frames — a close with its reason — are read rather than lost to a reset.
+struct Lingering {
     conn: Connection,
     deadline_ms: u64,
-    /// The close is written; now we only drain until the caller hangs up.
-    half_closed: bool,
+}
+
+/// An open connection: a handshake in progress, or a chat.
+struct Live {
+    conn: Connection,
+    /// When it was accepted or dialled: the oldest handshake goes first when there are too
+    /// many.
+    opened_ms: u64,
+    /// The device it was admitted as (its key is proved; checked against the pin next).
+    admitted: Option<DeviceId>,
+    /// The peer, once the chat is established.
+    chat: Option<PeerHello>,
 }
 
 /// The event loop. See the [module docs](self).
@@ -236,12 +283,13 @@ pub struct Endpoint<S: Store> {
     role: Role,
     commands: Receiver<Command>,
     listener: Option<TcpListener>,
-    conn: Option<Connection>,
+    /// Every open connection by token: handshakes in progress and chats.
+    conns: BTreeMap<Token, Live>,
     dialing: Option<Dialing>,
-    refused: Vec<Refused>,
-    next_refused_token: usize,
-    /// The chat that lines go to while no peer is connected.
-    chat: Option<PeerHello>,
+    lingering: Vec<Lingering>,
+    next_token: usize,
+    /// The chat that lines without a chat of their own go to: the peer who connected last.
+    current: Option<PeerHello>,
     /// Lines typed before any peer was known.
     pending: VecDeque<String>,
     ever_established: bool,
@@ -267,11 +315,11 @@ impl<S: Store> Endpoint<S> {
             role,
             commands,
             listener: None,
-            conn: None,
+            conns: BTreeMap::new(),
             dialing: None,
-            refused: Vec::new(),
-            next_refused_token: FIRST_REFUSED,
-            chat: None,
+            lingering: Vec::new(),
+            next_token: FIRST_CONNECTION,
+            current: None,
             pending: VecDeque::new(),
             ever_established: false,
             reconnect_at_ms: None,
@@ -315,7 +363,7 @@ impl<S: Store> Endpoint<S> {
             }
             Role::Connect { .. } => self.dial(0, out)?,
         }
-        let mut events = Events::with_capacity(64);
+        let mut events = Events::with_capacity(256);
         loop {
             out.flush(&mut self.store, on_output);
             if self.finished_quitting() {
@@ -334,9 +382,11 @@ impl<S: Store> Endpoint<S> {
                 match event.token() {
                     LISTENER => self.accept(out),
                     WAKER => self.take_commands(out),
-                    CONNECTION if self.dialing.is_some() => self.dial_progress(out)?,
-                    CONNECTION => self.connection_ready(out)?,
-                    token => self.refused_ready(token),
+                    DIALING => self.dial_progress(out)?,
+                    token if self.conns.contains_key(&token) => {
+                        self.connection_ready(token, out)?;
+                    }
+                    token => self.lingering_ready(token),
                 }
             }
             // Commands may arrive without a wake (the channel is checked every turn).
@@ -345,8 +395,17 @@ impl<S: Store> Endpoint<S> {
         }
     }
 
+    fn token(&mut self) -> Token {
+        let token = Token(self.next_token);
+        self.next_token += 1;
+        token
+    }
+
     // ----- listening -----
 
+    /// Accepts every waiting caller. Each runs its handshake alongside the others; when
+    /// there are more handshakes in progress than the configured bound, the oldest is
+    /// dropped first (a silent socket cannot hold a place for long, and never a chat's).
     fn accept(&mut self, out: &mut OutputQueue) {
         loop {
             let Some(listener) = self.listener.as_ref() else {
@@ -354,11 +413,12 @@ impl<S: Store> Endpoint<S> {
             };
             match listener.accept() {
                 Ok((stream, addr)) => {
-                    if self.conn.is_some() || self.quit_deadline_ms.is_some() {
-                        self.refuse_busy(stream, addr, out);
-                    } else {
-                        self.open_connection(stream, addr, NoiseRole::Responder, out);
+                    if self.quit_deadline_ms.is_some() {
+                        // Leaving: no new chat. Dropping the stream closes it.
+                        continue;
                     }
+                    self.make_room_for_a_handshake();
+                    self.open_connection(stream, addr, NoiseRole::Responder, out);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -370,71 +430,109 @@ impl<S: Store> Endpoint<S> {
         }
     }
 
-    /// Tells a second caller we are busy. It gets a link of its own (encrypted like any
-    /// other, so that the caller can read it) whose session is closed with `Busy` from the
-    /// start ([`Link::refuse`]): after the handshake a lone close frame, no hello, then a
-    /// half-close; then we drain what the caller sends for a moment so that the close is
-    /// read rather than reset. Nothing of it touches the store.
-    fn refuse_busy(&mut self, stream: TcpStream, addr: SocketAddr, out: &mut OutputQueue) {
-        let now = self.clock.now_ms();
-        let Some(mut link) = self.new_link(NoiseRole::Responder, now, out) else {
-            return;
-        };
-        let close = Close::new(
-            CloseCode::Busy,
-            "the listener is in a chat with another peer",
-        );
-        link.refuse(close, now);
-        let token = Token(self.next_refused_token);
-        self.next_refused_token += 1;
-        match Connection::new(self.poll.registry(), stream, token, addr, link) {
-            Ok(mut conn) => {
-                conn.after_command(self.poll.registry(), now);
-                self.refused.push(Refused {
-                    conn,
-                    deadline_ms: now + 5_000,
-                    half_closed: false,
-                });
-                out.push(Output::RefusedBusy(addr));
+    fn make_room_for_a_handshake(&mut self) {
+        loop {
+            let pending: Vec<(u64, Token)> = self
+                .conns
+                .iter()
+                .filter(|(_, live)| live.admitted.is_none())
+                .map(|(token, live)| (live.opened_ms, *token))
+                .collect();
+            if pending.len() < self.config.max_pending_handshakes.max(1) {
+                return;
             }
-            Err(e) => out.push(Output::Warning(format!("refusing {addr}: {e}"))),
+            let Some(&(_, oldest)) = pending.iter().min() else {
+                return;
+            };
+            if let Some(live) = self.conns.remove(&oldest) {
+                log::debug!(
+                    "dropping the oldest unauthenticated connection, from {}: {} handshakes \
+                     are in progress",
+                    live.conn.peer_addr(),
+                    pending.len()
+                );
+                live.conn.shutdown(self.poll.registry());
+            }
         }
     }
 
-    /// Ends a finished connection gracefully: half-close, then drain what the peer still
-    /// sends until it hangs up (or two seconds pass), so that our last frames — a close with
-    /// its reason — are read rather than lost to a reset.
+    /// Moves a finished connection to the lingering list: half-closed, drained until the
+    /// peer hangs up or two seconds pass.
     fn linger(&mut self, mut conn: Connection) {
-        let token = Token(self.next_refused_token);
-        self.next_refused_token += 1;
+        let token = self.token();
         conn.retoken(self.poll.registry(), token);
         conn.half_close();
-        self.refused.push(Refused {
+        self.lingering.push(Lingering {
             conn,
             deadline_ms: self.clock.now_ms() + 2_000,
-            half_closed: true,
         });
     }
 
-    fn refused_ready(&mut self, token: Token) {
-        let Some(i) = self.refused.iter().position(|r| r.conn.token() == token) else {
+    fn lingering_ready(&mut self, token: Token) {
+        let Some(i) = self.lingering.iter().position(|l| l.conn.token() == token) else {
             return;
         };
+        if self.lingering[i].conn.drain() {
+            let done = self.lingering.swap_remove(i);
+            done.conn.shutdown(self.poll.registry());
+        }
+    }
+
+    /// A proved peer asks to be let in: refused as busy when the listener already chats
+    /// with as many other devices as it allows (a device that is connected already may
+    /// come in: its newer connection replaces the older once its key is checked).
+    fn admit(&mut self, token: Token, peer: &PeerHello, out: &mut OutputQueue) {
         let now = self.clock.now_ms();
-        let refused = &mut self.refused[i];
-        if !refused.half_closed {
-            // The link's session is closed: no event reaches the store.
-            let progress = refused
-                .conn
-                .on_ready(self.poll.registry(), &mut self.store, now);
-            if matches!(progress, Ok(Progress::Finished) | Err(_)) {
-                refused.conn.half_close();
-                refused.half_closed = true;
+        let others = self
+            .conns
+            .iter()
+            .filter(|(t, live)| **t != token && live.admitted.is_some_and(|d| d != peer.device))
+            .map(|(_, live)| live.admitted)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        let max = self.config.max_peers.max(1);
+        let Some(live) = self.conns.get_mut(&token) else {
+            return;
+        };
+        if self.quit_deadline_ms.is_some() {
+            let close = Close::new(CloseCode::Normal, "the user left");
+            live.conn.link_mut().refuse(close, now);
+        } else if others >= max {
+            let close = Close::new(
+                CloseCode::Busy,
+                format!("the listener chats with as many peers as it allows ({max})"),
+            );
+            live.conn.link_mut().refuse(close, now);
+            out.push(Output::RefusedBusy(live.conn.peer_addr()));
+        } else {
+            live.admitted = Some(peer.device);
+            if let Err(e) = live.conn.link_mut().admit(&mut self.store, now) {
+                out.push(Output::Warning(format!("storage failure: {e}")));
             }
         }
-        if refused.half_closed && refused.conn.drain() {
-            let done = self.refused.swap_remove(i);
-            done.conn.shutdown(self.poll.registry());
+        live.conn.after_command(self.poll.registry(), now);
+    }
+
+    /// The chat with `device` is now on `token`: any older connection of the same device is
+    /// closed (most likely the same device after a network change).
+    fn replace_older(&mut self, token: Token, device: DeviceId) {
+        let now = self.clock.now_ms();
+        let older: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(t, live)| **t != token && live.admitted == Some(device))
+            .map(|(t, _)| *t)
+            .collect();
+        for old in older {
+            if let Some(live) = self.conns.get_mut(&old) {
+                live.admitted = None;
+                let close = Close::new(
+                    CloseCode::Replaced,
+                    "the same device connected again; the newer connection goes on",
+                );
+                live.conn.link_mut().close(close, now);
+                live.conn.after_command(self.poll.registry(), now);
+            }
         }
     }
 
@@ -456,7 +554,7 @@ impl<S: Store> Endpoint<S> {
                     .registry()
                     .register(
                         &mut stream,
-                        CONNECTION,
+                        DIALING,
                         Interest::READABLE | Interest::WRITABLE,
                     )
                     .map_err(io_error)?;
@@ -528,7 +626,7 @@ impl<S: Store> Endpoint<S> {
         out.push(Output::Reconnecting { in_ms: delay });
     }
 
-    // ----- the connection -----
+    // ----- connections -----
 
     /// A link for a new connection: encrypted when this endpoint has a key.
     fn new_link(&self, role: NoiseRole, now: u64, out: &mut OutputQueue) -> Option<Link> {
@@ -546,6 +644,8 @@ impl<S: Store> Endpoint<S> {
         Some(Link::new_secure(config, now, role, keypair, seed))
     }
 
+    /// A new connection: a listener's waits for [`Endpoint::admit`] once the peer proved
+    /// its key.
     fn open_connection(
         &mut self,
         stream: TcpStream,
@@ -554,30 +654,59 @@ impl<S: Store> Endpoint<S> {
         out: &mut OutputQueue,
     ) {
         let now = self.clock.now_ms();
-        let Some(link) = self.new_link(role, now, out) else {
+        let Some(mut link) = self.new_link(role, now, out) else {
             return;
         };
-        match Connection::new(self.poll.registry(), stream, CONNECTION, addr, link) {
-            Ok(conn) => self.conn = Some(conn),
+        if matches!(self.role, Role::Listen { .. }) {
+            link.require_admission();
+        }
+        let token = self.token();
+        match Connection::new(self.poll.registry(), stream, token, addr, link) {
+            Ok(conn) => {
+                self.conns.insert(
+                    token,
+                    Live {
+                        conn,
+                        opened_ms: now,
+                        admitted: None,
+                        chat: None,
+                    },
+                );
+            }
             Err(e) => out.push(Output::Warning(format!(
                 "could not set up the connection: {e}"
             ))),
         }
     }
 
-    fn connection_ready(&mut self, out: &mut OutputQueue) -> Result<(), EndpointError> {
+    fn connection_ready(&mut self, token: Token, out: &mut OutputQueue) -> Result<(), EndpointError> {
         let now = self.clock.now_ms();
-        let Some(conn) = self.conn.as_mut() else {
+        let Some(live) = self.conns.get_mut(&token) else {
             return Ok(());
         };
-        let result = conn.on_ready(self.poll.registry(), &mut self.store, now);
-        self.after_connection_step(result.map_err(|e| e.to_string()), out)
+        let result = live
+            .conn
+            .on_ready(self.poll.registry(), &mut self.store, now);
+        self.after_connection_step(token, result.map_err(|e| e.to_string()), out)
     }
 
-    /// Moves notices out, composes pending lines once a peer is known, and tears the
-    /// connection down when it is finished.
+    /// The established chat with `device`, if any.
+    fn chat_token(&self, device: DeviceId) -> Option<Token> {
+        self.conns
+            .iter()
+            .filter(|(_, live)| {
+                live.chat.as_ref().is_some_and(|c| c.device == device)
+                    && live.conn.link().session().is_established()
+            })
+            .map(|(token, _)| *token)
+            .next_back()
+    }
+
+    /// Moves a connection's notices out, admits a proved peer, composes lines typed before
+    /// any peer once one is there, and tears the connection down when it is finished.
     fn after_connection_step(
         &mut self,
+        token: Token,
         result: Result<Progress, String>,
         out: &mut OutputQueue,
     ) -> Result<(), EndpointError> {
@@ -585,161 +714,153 @@ impl<S: Store> Endpoint<S> {
             out.push(Output::Warning(format!("storage failure: {e}")));
         }
         let mut refused_for_good = None;
-        if let Some(conn) = self.conn.as_mut() {
-            let addr = conn.peer_addr();
-            while let Some(notice) = conn.link_mut().poll_notice() {
-                match notice {
-                    Notice::Connected {
+        loop {
+            let Some(live) = self.conns.get_mut(&token) else {
+                break;
+            };
+            let Some(notice) = live.conn.link_mut().poll_notice() else {
+                break;
+            };
+            let addr = live.conn.peer_addr();
+            let peer_device = live.conn.link().peer().map(|p| p.device);
+            match notice {
+                Notice::PeerProved { peer } => self.admit(token, &peer, out),
+                Notice::Connected {
+                    peer,
+                    incoming,
+                    outgoing,
+                } => {
+                    live.chat = Some(peer.clone());
+                    live.admitted = Some(peer.device);
+                    self.ever_established = true;
+                    self.reconnect_delay_ms = self.config.reconnect_min_ms;
+                    self.current = Some(peer.clone());
+                    self.replace_older(token, peer.device);
+                    out.push(Output::Connected {
                         peer,
+                        addr,
                         incoming,
                         outgoing,
-                    } => {
-                        self.ever_established = true;
-                        self.reconnect_delay_ms = self.config.reconnect_min_ms;
-                        self.chat = Some(peer.clone());
-                        out.push(Output::Connected {
+                    });
+                }
+                Notice::Received { message, stored } => {
+                    if let Some(peer) = peer_device {
+                        out.push(Output::Received {
                             peer,
-                            addr,
-                            incoming,
-                            outgoing,
+                            message,
+                            stored,
                         });
                     }
-                    Notice::Received { message, stored } => {
-                        if let Some(peer) = conn.link().peer() {
-                            out.push(Output::Received {
-                                peer: peer.device,
-                                message,
-                                stored,
+                }
+                Notice::Delivered { up_to } => {
+                    if let Some(peer) = peer_device {
+                        out.push(Output::Delivered { peer, up_to });
+                    }
+                }
+                Notice::KeyMismatch {
+                    peer,
+                    presented,
+                    pinned,
+                } => out.push(Output::KeyMismatch {
+                    peer,
+                    presented,
+                    pinned,
+                    addr,
+                }),
+                Notice::Closed { reason, by } => {
+                    let chat = live.chat.as_ref().map(|c| c.device);
+                    live.admitted = None;
+                    match self.role {
+                        Role::Connect { .. } => {
+                            // A caller whose very first connection ends before the chat is
+                            // established (busy, wrong version, our own identity, a key
+                            // mismatch, not a SocketFalco peer, …) stops with that reason
+                            // rather than retrying forever — except busy, which passes;
+                            // later drops are retried.
+                            let left_on_purpose =
+                                by == Side::Local && reason.code == CloseCode::Normal;
+                            if !self.ever_established && !left_on_purpose {
+                                refused_for_good = Some(reason.clone());
+                            }
+                            out.push(Output::Disconnected {
+                                peer: chat,
+                                reason,
+                                by,
                             });
                         }
-                    }
-                    Notice::Delivered { up_to } => {
-                        if let Some(peer) = conn.link().peer() {
-                            out.push(Output::Delivered {
-                                peer: peer.device,
-                                up_to,
-                            });
+                        // An unauthenticated connection never appears in the chat view.
+                        Role::Listen { .. } if chat.is_none() => {
+                            log::debug!("a connection from {addr} ended before its chat: {reason}");
                         }
-                    }
-                    Notice::KeyMismatch {
-                        peer,
-                        presented,
-                        pinned,
-                    } => out.push(Output::KeyMismatch {
-                        peer,
-                        presented,
-                        pinned,
-                        addr,
-                    }),
-                    Notice::Closed { reason, by } => {
-                        // A caller whose very first connection ends before the chat is
-                        // established (busy, wrong version, our own identity, a key
-                        // mismatch, not a SocketFalco peer, …) stops with that reason
-                        // rather than retrying forever; later drops are retried.
-                        let left_on_purpose = by == Side::Local && reason.code == CloseCode::Normal;
-                        if !self.ever_established && !left_on_purpose {
-                            refused_for_good = Some(reason.clone());
-                        }
-                        out.push(Output::Disconnected { reason, by });
+                        Role::Listen { .. } => out.push(Output::Disconnected {
+                            peer: chat,
+                            reason,
+                            by,
+                        }),
                     }
                 }
             }
         }
         self.compose_pending(out);
-        let finished = matches!(result, Ok(Progress::Finished))
-            || self
-                .conn
-                .as_ref()
-                .is_some_and(|c| c.link().session().is_closed() && result.is_err());
-        if finished {
-            if let Some(conn) = self.conn.take() {
-                self.linger(conn);
-            }
-            if let Some(reason) = refused_for_good {
-                if matches!(self.role, Role::Connect { .. }) {
-                    return Err(EndpointError::Refused(reason));
+        let Some(live) = self.conns.get(&token) else {
+            return Ok(());
+        };
+        let session_closed = live.conn.link().session().is_closed();
+        let finished = live.conn.link().is_finished()
+            || matches!(result, Ok(Progress::Finished))
+            || (session_closed && result.is_err());
+        if !finished {
+            return Ok(());
+        }
+        if let Some(live) = self.conns.remove(&token) {
+            self.linger(live.conn);
+        }
+        if matches!(self.role, Role::Connect { .. }) {
+            match refused_for_good {
+                // A listener at its limit of peers: try again later, unless the user leaves.
+                Some(reason) if reason.code == CloseCode::Busy => {
+                    if self.quit_deadline_ms.is_none() {
+                        self.schedule_reconnect(out);
+                    }
                 }
-            }
-            if matches!(self.role, Role::Connect { .. }) && self.quit_deadline_ms.is_none() {
-                self.schedule_reconnect(out);
+                Some(reason) => return Err(EndpointError::Refused(reason)),
+                None if self.quit_deadline_ms.is_none() => self.schedule_reconnect(out),
+                None => {}
             }
         }
         Ok(())
     }
 
     fn compose_pending(&mut self, out: &mut OutputQueue) {
-        let ready = self
-            .conn
-            .as_ref()
-            .is_some_and(|c| c.link().session().is_established());
-        if !ready {
+        if self.pending.is_empty() {
+            return;
+        }
+        let Some(peer) = self.current.clone() else {
+            return;
+        };
+        if self.chat_token(peer.device).is_none() {
             return;
         }
         while let Some(text) = self.pending.pop_front() {
-            self.write_line(text, out);
+            self.write_line(None, text, out);
         }
     }
 
     // ----- the user's commands -----
 
     fn take_commands(&mut self, out: &mut OutputQueue) {
-        // Lines typed (or pasted) since the last turn are written in one store transaction:
-        // one durable commit per burst instead of one per line.
+        // Lines typed (or pasted) since the last turn are written in one store transaction
+        // per chat: one durable commit per burst instead of one per line.
         let mut burst = Vec::new();
         self.take_commands_into(&mut burst);
         self.write_lines(burst, out);
     }
 
-    fn write_lines(&mut self, lines: Vec<String>, out: &mut OutputQueue) {
-        let established = self
-            .conn
-            .as_ref()
-            .is_some_and(|c| c.link().session().is_established());
-        if lines.len() < 2 || !established {
-            for text in lines {
-                self.write_line(text, out);
-            }
-            return;
-        }
-        let now = self.clock.now_ms();
-        let wall = self.clock.wall_ms();
-        let Some(conn) = self.conn.as_mut() else {
-            return;
-        };
-        let peer = conn.link().peer().map(|p| p.device);
-        match conn
-            .link_mut()
-            .compose_batch(&mut self.store, &lines, wall, now)
-        {
-            Ok(messages) => {
-                if let Some(peer) = peer {
-                    for message in messages {
-                        // Written while our history is still coming back: it waits for its
-                        // number, like a line written offline.
-                        let live = message.seq != 0;
-                        out.push(Output::Sent {
-                            peer,
-                            message,
-                            live,
-                        });
-                    }
-                }
-                conn.after_command(self.poll.registry(), now);
-            }
-            // One bad line (or a store failure) refuses the batch: retry line by line so
-            // that each line gets its own verdict, as before.
-            Err(_) => {
-                for text in lines {
-                    self.write_line(text, out);
-                }
-            }
-        }
-    }
-
-    fn take_commands_into(&mut self, burst: &mut Vec<String>) {
+    fn take_commands_into(&mut self, burst: &mut Vec<(Option<DeviceId>, String)>) {
         loop {
             match self.commands.try_recv() {
-                Ok(Command::Write(text)) => burst.push(text),
+                Ok(Command::Write(text)) => burst.push((None, text)),
+                Ok(Command::WriteTo { to, text }) => burst.push((Some(to), text)),
                 Ok(Command::Quit) | Err(TryRecvError::Disconnected) => {
                     if self.quit_deadline_ms.is_none() {
                         self.quit_deadline_ms =
@@ -753,53 +874,104 @@ impl<S: Store> Endpoint<S> {
         }
     }
 
-    fn write_line(&mut self, text: String, out: &mut OutputQueue) {
+    /// Writes a burst of lines: runs of lines for the same established chat go in one store
+    /// transaction, every other line on its own.
+    fn write_lines(&mut self, lines: Vec<(Option<DeviceId>, String)>, out: &mut OutputQueue) {
+        let mut lines = lines.into_iter().peekable();
+        while let Some((to, text)) = lines.next() {
+            let target = to.or_else(|| self.current.as_ref().map(|p| p.device));
+            let token = target.and_then(|device| self.chat_token(device));
+            let (Some(device), Some(token)) = (target, token) else {
+                self.write_line(to, text, out);
+                continue;
+            };
+            let mut run = vec![text];
+            while let Some((next_to, _)) = lines.peek() {
+                if next_to.or_else(|| self.current.as_ref().map(|p| p.device)) != Some(device) {
+                    break;
+                }
+                if let Some((_, text)) = lines.next() {
+                    run.push(text);
+                }
+            }
+            self.write_run(token, device, run, out);
+        }
+    }
+
+    /// Lines for the established chat on `token`: one store transaction for all; if one is
+    /// refused, each line gets its own verdict.
+    fn write_run(&mut self, token: Token, device: DeviceId, run: Vec<String>, out: &mut OutputQueue) {
         let now = self.clock.now_ms();
         let wall = self.clock.wall_ms();
-        let established = self
-            .conn
-            .as_ref()
-            .is_some_and(|c| c.link().session().is_established());
-        if established {
-            let Some(conn) = self.conn.as_mut() else {
-                return;
-            };
-            let peer = conn.link().peer().map(|p| p.device);
-            match conn.link_mut().compose(&mut self.store, &text, wall, now) {
-                Ok(message) => {
-                    if let Some(peer) = peer {
-                        let live = message.seq != 0;
-                        out.push(Output::Sent {
-                            peer,
-                            message,
-                            live,
-                        });
-                    }
-                }
-                Err(e) => out.push(Output::Rejected {
-                    text,
-                    reason: e.to_string(),
-                }),
-            }
-            conn.after_command(self.poll.registry(), now);
+        let Some(live) = self.conns.get_mut(&token) else {
             return;
+        };
+        match live
+            .conn
+            .link_mut()
+            .compose_batch(&mut self.store, &run, wall, now)
+        {
+            Ok(messages) => {
+                for message in messages {
+                    // Written while our history is still coming back: it waits for its
+                    // number, like a line written offline.
+                    let live = message.seq != 0;
+                    out.push(Output::Sent {
+                        peer: device,
+                        message,
+                        live,
+                    });
+                }
+                live.conn.after_command(self.poll.registry(), now);
+            }
+            Err(e) if run.len() == 1 => {
+                live.conn.after_command(self.poll.registry(), now);
+                for text in run {
+                    out.push(Output::Rejected {
+                        text,
+                        reason: e.to_string(),
+                    });
+                }
+            }
+            Err(_) => {
+                for text in run {
+                    self.write_run(token, device, vec![text], out);
+                }
+            }
         }
-        match self.chat.clone() {
-            Some(peer) if peer.temporary => out.push(Output::Rejected {
+    }
+
+    /// One line for a chat with no established connection (stored to wait for the next
+    /// one), or, with no chat known yet, kept until the first peer connects.
+    fn write_line(&mut self, to: Option<DeviceId>, text: String, out: &mut OutputQueue) {
+        let target = to.or_else(|| self.current.as_ref().map(|p| p.device));
+        if let Some(device) = target {
+            if let Some(token) = self.chat_token(device) {
+                self.write_run(token, device, vec![text], out);
+                return;
+            }
+        }
+        let wall = self.clock.wall_ms();
+        let current_is_target = self
+            .current
+            .as_ref()
+            .filter(|p| Some(p.device) == target);
+        match (target, current_is_target) {
+            (Some(_), Some(peer)) if peer.temporary => out.push(Output::Rejected {
                 text,
                 reason: "the temporary session has ended; nothing of it is stored".into(),
             }),
-            Some(peer) => {
+            (Some(device), _) => {
                 let result = socketfalco_core::check_text(&text)
                     .map_err(ComposeError::Text)
                     .and_then(|()| {
                         self.store
-                            .compose(peer.device, &text, wall)
+                            .compose(device, &text, wall)
                             .map_err(ComposeError::Store)
                     });
                 match result {
                     Ok(message) => out.push(Output::Sent {
-                        peer: peer.device,
+                        peer: device,
                         message,
                         live: false,
                     }),
@@ -809,7 +981,7 @@ impl<S: Store> Endpoint<S> {
                     }),
                 }
             }
-            None => match socketfalco_core::check_text(&text) {
+            (None, _) => match socketfalco_core::check_text(&text) {
                 Ok(()) => {
                     out.push(Output::Pending(text.clone()));
                     self.pending.push_back(text);
@@ -825,17 +997,20 @@ impl<S: Store> Endpoint<S> {
     // ----- time -----
 
     fn next_deadline(&self) -> Option<u64> {
-        let conn = self.conn.as_ref();
-        let store_poll = conn
-            .filter(|c| c.link().session().is_established())
-            .map(|_| self.next_store_poll_ms);
+        let established = self
+            .conns
+            .values()
+            .any(|live| live.conn.link().session().is_established());
         [
-            conn.and_then(|c| c.link().poll_timeout()),
+            self.conns
+                .values()
+                .filter_map(|live| live.conn.link().poll_timeout())
+                .min(),
             self.dialing.as_ref().map(|d| d.deadline_ms),
             self.reconnect_at_ms,
             self.quit_deadline_ms,
-            self.refused.iter().map(|r| r.deadline_ms).min(),
-            store_poll,
+            self.lingering.iter().map(|l| l.deadline_ms).min(),
+            established.then_some(self.next_store_poll_ms),
         ]
         .into_iter()
         .flatten()
@@ -844,16 +1019,25 @@ impl<S: Store> Endpoint<S> {
 
     fn timers(&mut self, out: &mut OutputQueue) -> Result<(), EndpointError> {
         let now = self.clock.now_ms();
-        if let Some(conn) = self.conn.as_mut() {
-            let due = conn.link().poll_timeout().is_some_and(|t| t <= now);
-            let poll_store =
-                conn.link().session().is_established() && now >= self.next_store_poll_ms;
-            if due || poll_store {
-                if poll_store {
-                    self.next_store_poll_ms = now + self.config.store_poll_ms;
-                }
-                let result = conn.on_timeout(self.poll.registry(), &mut self.store, now);
-                self.after_connection_step(result.map_err(|e| e.to_string()), out)?;
+        let poll_store = now >= self.next_store_poll_ms;
+        if poll_store {
+            self.next_store_poll_ms = now + self.config.store_poll_ms;
+        }
+        let tokens: Vec<Token> = self.conns.keys().copied().collect();
+        for token in tokens {
+            let Some(live) = self.conns.get_mut(&token) else {
+                continue;
+            };
+            let link = live.conn.link();
+            let due = link.poll_timeout().is_some_and(|t| t <= now);
+            // Messages another process wrote into the chat (an offline writer on the same
+            // data directory) go out within a store poll.
+            let poll = poll_store && link.session().is_established();
+            if due || poll {
+                let result = live
+                    .conn
+                    .on_timeout(self.poll.registry(), &mut self.store, now);
+                self.after_connection_step(token, result.map_err(|e| e.to_string()), out)?;
             }
         }
         if self.dialing.as_ref().is_some_and(|d| d.deadline_ms <= now) {
@@ -865,54 +1049,67 @@ impl<S: Store> Endpoint<S> {
         }
         if self.reconnect_at_ms.is_some_and(|t| t <= now) {
             self.reconnect_at_ms = None;
-            if self.conn.is_none() && self.dialing.is_none() {
+            if self.conns.is_empty() && self.dialing.is_none() {
                 self.dial(0, out)?;
             }
         }
-        let (expired, kept): (Vec<Refused>, Vec<Refused>) = std::mem::take(&mut self.refused)
-            .into_iter()
-            .partition(|r| r.deadline_ms <= now);
-        self.refused = kept;
-        for r in expired {
-            r.conn.shutdown(self.poll.registry());
+        let (expired, kept): (Vec<Lingering>, Vec<Lingering>) =
+            std::mem::take(&mut self.lingering)
+                .into_iter()
+                .partition(|l| l.deadline_ms <= now);
+        self.lingering = kept;
+        for l in expired {
+            l.conn.shutdown(self.poll.registry());
         }
         if self.quit_deadline_ms.is_some() {
-            self.progress_quit(now, out);
+            self.progress_quit(now, out)?;
         }
         Ok(())
     }
 
-    /// On quit: once nothing is pending or in flight (or the grace period is over), close
-    /// the session with a normal close and let the loop end when it is written.
-    fn progress_quit(&mut self, now: u64, out: &mut OutputQueue) {
+    /// On quit: each chat is closed with a normal close once it is settled — the handshake
+    /// done, every line written and acked, the re-sync from the peer complete (or the grace
+    /// period is over); handshakes in progress are closed at once. The loop ends when every
+    /// close is written.
+    fn progress_quit(&mut self, now: u64, out: &mut OutputQueue) -> Result<(), EndpointError> {
         let Some(deadline) = self.quit_deadline_ms else {
-            return;
+            return Ok(());
         };
         let expired = now >= deadline;
-        match self.conn.as_mut() {
-            Some(conn) if !conn.link().session().is_closed() => {
-                // Settled: the handshake is done, every line is written and acked, and the
-                // re-sync from the peer is complete. Until then (within the grace period)
-                // leaving waits, so that `socketfalco -c HOST < /dev/null` syncs and exits.
-                let session = conn.link().session();
-                let settled = session.is_established()
-                    && !session.is_recovering()
-                    && self.pending.is_empty()
-                    && session.in_flight() == 0
-                    && session.persisted_up_to() >= session.peer_last_seq();
-                if settled || expired {
-                    conn.link_mut()
-                        .session_mut()
-                        .close(Close::new(CloseCode::Normal, "the user left"), now);
-                    conn.after_command(self.poll.registry(), now);
-                }
+        let tokens: Vec<Token> = self.conns.keys().copied().collect();
+        for token in tokens {
+            let Some(live) = self.conns.get_mut(&token) else {
+                continue;
+            };
+            let session = live.conn.link().session();
+            if session.is_closed() {
+                continue;
             }
-            _ => {
-                if self.dialing.is_some() && !expired {
-                    return;
-                }
-                self.dialing = None;
+            // A caller that is still shaking hands waits (within the grace period), so that
+            // `socketfalco -c HOST < /dev/null` syncs and exits; a listener's unauthenticated
+            // connections are closed at once.
+            let handshaking = !session.is_established()
+                && !(matches!(self.role, Role::Listen { .. }) && live.admitted.is_none());
+            let settled = session.is_established()
+                && !session.is_recovering()
+                && self.pending.is_empty()
+                && session.in_flight() == 0
+                && session.persisted_up_to() >= session.peer_last_seq();
+            if settled || expired || !handshaking && !session.is_established() {
+                live.conn
+                    .link_mut()
+                    .close(Close::new(CloseCode::Normal, "the user left"), now);
+                live.conn.after_command(self.poll.registry(), now);
+                let progress = if live.conn.link().is_finished() {
+                    Progress::Finished
+                } else {
+                    Progress::Open
+                };
+                self.after_connection_step(token, Ok(progress), out)?;
             }
+        }
+        if self.conns.is_empty() && self.dialing.is_some() && expired {
+            self.dialing = None;
         }
         if expired && !self.pending.is_empty() {
             let n = self.pending.len();
@@ -921,6 +1118,7 @@ impl<S: Store> Endpoint<S> {
                 "{n} line(s) were not sent: no peer connected in time"
             )));
         }
+        Ok(())
     }
 
     fn finished_quitting(&mut self) -> bool {
@@ -928,18 +1126,26 @@ impl<S: Store> Endpoint<S> {
             return false;
         };
         let now = self.clock.now_ms();
-        if let Some(conn) = self.conn.as_ref() {
-            let link = conn.link();
-            let flushed = !link.wants_write() || now >= deadline + 1_000;
-            if !(link.session().is_closed() && flushed) {
-                return false;
-            }
-            if let Some(conn) = self.conn.take() {
-                self.linger(conn);
+        let done: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, live)| {
+                let link = live.conn.link();
+                let flushed = !link.wants_write() || now >= deadline + 1_000;
+                link.session().is_closed() && flushed
+            })
+            .map(|(token, _)| *token)
+            .collect();
+        for token in done {
+            if let Some(live) = self.conns.remove(&token) {
+                self.linger(live.conn);
             }
         }
-        // Wait (briefly: lingering has its own deadline) until the peer has read our close.
-        (self.dialing.is_none() || now >= deadline) && self.refused.is_empty()
+        if !self.conns.is_empty() {
+            return false;
+        }
+        // Wait (briefly: lingering has its own deadline) until the peers have read our close.
+        (self.dialing.is_none() || now >= deadline) && self.lingering.is_empty()
     }
 }
 
