@@ -10,7 +10,11 @@
 //! ([`Output::KeyMismatch`]) is shown as a loud multi-line warning: who it claimed to be,
 //! from where, both key fingerprints, that nothing was sent or stored, and the exact command
 //! that accepts a new key once the fingerprints have been compared out of band.
+//!
+//! The line editor ([`editor`]) owns the interactive terminal; [`console`] tells, without
+//! reading, whether the terminal is still there.
 
+pub mod console;
 pub mod editor;
 
 use chrono::{Local, TimeZone};
