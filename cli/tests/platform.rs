@@ -334,14 +334,15 @@ fn closing_the_console_window_ends_a_connected_caller_cleanly() {
         return;
     }
     if windows_console::under_wine() {
-        // Wine gap, not ours: wine 8.0's wineserver propagates console control events for
-        // CTRL_C_EVENT only (see ctrl_break_ends_a_connected_listener_cleanly), so closing
-        // the console cannot reach the session as CTRL_CLOSE_EVENT. Runs on Windows. See the
-        // README, Platforms.
+        // Wine gap, not ours: the session's console has no window under wine started without
+        // a display (GetConsoleWindow returns null: tried), and wine 8.0's wineserver
+        // propagates console control events for CTRL_C_EVENT only (see
+        // ctrl_break_ends_a_connected_listener_cleanly). Runs on Windows. See the README,
+        // Platforms.
         let _ = writeln!(
             std::io::stderr(),
-            "{TEST}: SKIPPED under wine: wine 8 does not deliver CTRL_CLOSE_EVENT; it runs on \
-             Windows"
+            "{TEST}: SKIPPED under wine: the console has no window to close (GetConsoleWindow \
+             returns null) and wine 8 delivers no CTRL_CLOSE_EVENT; it runs on Windows"
         );
         return;
     }
