@@ -2,12 +2,12 @@
 //! in a terminal window or over SSH, and the test closes the terminal's master side, which is
 //! what closing the window or dropping the connection does: the session (the controlling
 //! terminal's session leader) gets SIGHUP, and reads of the terminal give end of file or EIO.
-//! Whatever the session was doing — connected as caller or listener, reconnecting to a peer
-//! that is gone, asking for the name at first start-up, editing a chat offline — it must end
-//! within 3 s, without burning CPU (the bug was a read loop at 100% that even SIGTERM could
-//! not end), and every line typed before is stored and later delivered. Some sessions run on
-//! a terminal that is not their controlling terminal: no SIGHUP then, only end of file and
-//! EIO, so the reading alone must notice.
+//! Whatever the session was doing — connected as caller or listener, waiting for a peer,
+//! reconnecting to a peer that is gone, asking for the name at first start-up, editing a chat
+//! offline — it must end within 3 s, without burning CPU (the bug was a read loop at 100%
+//! that even SIGTERM could not end), and every line typed before is stored and later
+//! delivered. Some sessions run on a terminal that is not their controlling terminal: no
+//! SIGHUP then, only end of file and EIO, so the reading alone must notice.
 //!
 //! Unix only: Windows has no pseudo-terminal to hang up (its console close is a control event,
 //! covered in the README's Platforms section).
@@ -311,6 +311,20 @@ fn closing_the_terminal_of_a_connected_listener_ends_it_like_quit() {
     caller.finish();
     assert_eq!(alice.history(&bob), ["typed by Alice"]);
     assert_eq!(bob.history(&alice), ["typed by Alice"]);
+}
+
+/// A listener still waiting for its first peer.
+#[test]
+fn closing_the_terminal_of_a_waiting_listener_ends_it() {
+    let alice = Device::new("Alice");
+    let mut listener = Terminal::spawn(
+        alice.command(&["-l", "-p", "0", "--bind", "127.0.0.1"]),
+        true,
+    );
+    listener.wait_for(" — waiting for a peer");
+    let ticks = listener.close();
+    let status = listener.ends_promptly(ticks);
+    assert!(status.success(), "{status:?}");
 }
 
 /// The caller's peer is gone, so it is waiting to reconnect: what was typed meanwhile is

@@ -158,6 +158,8 @@ pub struct LineEditor<W: Write = Stdout> {
     watch: Box<dyn FnMut() -> bool>,
     /// Whether this editor put the terminal in raw mode (and restores it).
     raw: bool,
+    /// The terminal's size when last drawn (asked only in raw mode).
+    size: Option<(u16, u16)>,
     gone: bool,
     told_gone: bool,
     prompt: String,
@@ -174,6 +176,7 @@ impl LineEditor {
         let mut editor =
             LineEditor::with(io::stdout(), TerminalKeys::default(), terminal_gone, prompt)?;
         editor.raw = true;
+        editor.size = terminal::size().ok();
         // Paste support is a nicety: some terminals refuse it.
         let _ = queue!(editor.out, EnableBracketedPaste);
         editor.redraw();
@@ -198,6 +201,7 @@ impl<W: Write> LineEditor<W> {
             stop,
             watch: Box::new(watch),
             raw: false,
+            size: None,
             gone: false,
             told_gone: false,
             prompt: prompt.to_owned(),
@@ -265,6 +269,14 @@ impl<W: Write> LineEditor<W> {
                 if (self.watch)() {
                     self.lose(&io::Error::other("hang-up"));
                     return Some(self.gone_again(Duration::ZERO));
+                }
+                // crossterm reports a resize only while it reads; redraw for it here.
+                if self.raw {
+                    let size = terminal::size().ok();
+                    if size != self.size {
+                        self.size = size;
+                        self.redraw();
+                    }
                 }
                 return None;
             }
