@@ -10,8 +10,10 @@
 //! - [`store`]: the SQLite database (identity, chats, messages) implementing the core's
 //!   durability contract.
 //! - [`commands`]: one module per command (`chat` for `-l`/`-c`, `edit_chat`, `edit_name`,
-//!   `list`, `keys` for `--fingerprint` and `--trust-new-key`); start there to add a command.
-//! - [`ui`]: how events are shown (terminal, plain lines, JSON) and the line editor.
+//!   `list`, `trust` for `--fingerprint` and `--trust-new-key`, `leave` for the signals and
+//!   Windows console events that end a session); start there to add a command.
+//! - [`ui`]: how events are shown (terminal, plain lines, JSON), the line editor, and whether
+//!   the terminal is still there (a terminal that hangs up ends the session like `quit`).
 //!
 //! The protocol lives in the `socketfalco-core` crate, the sockets in
 //! `socketfalco-transport`; this crate only wires them to the user and the disk.

@@ -2,6 +2,7 @@
 //! Everything but parsing the arguments and the exit status lives in the library (`lib.rs`).
 
 use socketfalco::{args, commands};
+use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -13,7 +14,8 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", e.message);
+            // Not eprintln!: with the terminal gone, a failed write must not panic.
+            let _ = writeln!(std::io::stderr(), "error: {}", e.message);
             ExitCode::from(e.code)
         }
     }

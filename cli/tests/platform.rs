@@ -1,10 +1,11 @@
 //! Platform behaviour of the real `socketfalco` binary, with real processes and sockets on
 //! 127.0.0.1: the default data folder (XDG on Linux, `%LOCALAPPDATA%` on Windows), data
 //! folders whose names have spaces and non-ASCII characters, console input that is not a
-//! terminal, and Ctrl-C / SIGTERM in a connected session.
+//! terminal, Ctrl-C / SIGTERM in a connected session, and on Windows closing its console
+//! window (a terminal that hangs up on Unix is `hangup.rs`).
 //!
 //! These run on Linux, on Windows, and cross-built for Windows under wine (`.ci/run`). The
-//! one test wine cannot run says so where it is skipped; see the README's Platforms section.
+//! two tests wine cannot run say so where they are skipped; see the README's Platforms section.
 
 mod common;
 
@@ -321,6 +322,54 @@ fn ctrl_break_ends_a_connected_listener_cleanly() {
     );
 }
 
+/// Windows: closing the session's console window (CTRL_CLOSE_EVENT, as clicking the window's
+/// close button does) ends a connected session like `quit`: its handler holds the process
+/// until the session has closed, so the peer sees a normal close and nothing is lost. Windows
+/// then ends the process itself, so its exit status is 0 or STATUS_CONTROL_C_EXIT.
+#[cfg(windows)]
+#[test]
+fn closing_the_console_window_ends_a_connected_caller_cleanly() {
+    const TEST: &str = "closing_the_console_window_ends_a_connected_caller_cleanly";
+    if windows_console::run_as_helper() {
+        return;
+    }
+    if windows_console::under_wine() {
+        // Wine gap, not ours: the session's console has no window under wine started without
+        // a display (GetConsoleWindow returns null: tried), and wine 8.0's wineserver
+        // propagates console control events for CTRL_C_EVENT only (see
+        // ctrl_break_ends_a_connected_listener_cleanly). Runs on Windows. See the README,
+        // Platforms.
+        let _ = writeln!(
+            std::io::stderr(),
+            "{TEST}: SKIPPED under wine: the console has no window to close (GetConsoleWindow \
+             returns null) and wine 8 delivers no CTRL_CLOSE_EVENT; it runs on Windows"
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let alice = Device::at(tmp.path().join("alice"), "Alice");
+    let bob = Device::at(tmp.path().join("bob"), "Bob");
+    let (mut listener, mut caller) =
+        connected_pair(&alice, &bob, |_| {}, windows_console::own_console);
+    exchange(&mut listener, &mut caller, "typed by Bob", "typed by Alice");
+    windows_console::send(windows_console::CLOSE_WINDOW, &caller.child, TEST);
+    let (status, lines, stderr) = caller.exit();
+    // STATUS_CONTROL_C_EXIT: Windows ended the process when the handler returned.
+    let ended_by_windows = status.code().map(|c| c as u32) == Some(0xC000_013A);
+    assert!(
+        status.success() || ended_by_windows,
+        "exit {status:?}\nstdout: {}\nstderr: {stderr}",
+        lines.concat()
+    );
+    let left = listener.wait_for("peer left", |e| e["event"] == "peer_left");
+    assert_eq!(left["code"], 0, "a normal close: {left}");
+    assert_eq!(left["by"], "peer", "{left}");
+    listener.finish();
+    let both = vec!["typed by Bob".to_owned(), "typed by Alice".to_owned()];
+    assert_eq!(alice.history(&bob), both);
+    assert_eq!(bob.history(&alice), both);
+}
+
 /// Sending console control events to one session, from the test setup only.
 #[cfg(windows)]
 mod windows_console {
@@ -332,6 +381,10 @@ mod windows_console {
     use windows_sys::Win32::System::Threading::CREATE_NEW_CONSOLE;
 
     pub use windows_sys::Win32::System::Console::{CTRL_BREAK_EVENT, CTRL_C_EVENT};
+
+    /// Not a control event: the helper closes the session's console window instead, which
+    /// sends CTRL_CLOSE_EVENT (GenerateConsoleCtrlEvent cannot).
+    pub const CLOSE_WINDOW: u32 = u32::MAX;
 
     /// Set in the helper's environment: "EVENT PID", the event and the process whose console
     /// gets it.
@@ -396,6 +449,23 @@ mod windows_console {
                 "AttachConsole({pid}): {}",
                 std::io::Error::last_os_error()
             );
+            if event == CLOSE_WINDOW {
+                let window = windows_sys::Win32::System::Console::GetConsoleWindow();
+                assert!(!window.is_null(), "the session's console has no window");
+                // Leave the console first: the close is for the session, not for us.
+                FreeConsole();
+                assert!(
+                    windows_sys::Win32::UI::WindowsAndMessaging::PostMessageW(
+                        window,
+                        windows_sys::Win32::UI::WindowsAndMessaging::WM_CLOSE,
+                        0,
+                        0
+                    ) != 0,
+                    "PostMessageW(WM_CLOSE): {}",
+                    std::io::Error::last_os_error()
+                );
+                return true;
+            }
             // A handler, not SetConsoleCtrlHandler(None, TRUE): that ignores only Ctrl-C,
             // and Ctrl-Break would end this helper with STATUS_CONTROL_C_EXIT.
             assert!(SetConsoleCtrlHandler(Some(ignore), 1) != 0);

@@ -8,8 +8,15 @@
 //! static key pair and runs a Noise XX handshake before anything else; the peer's device id
 //! is accepted only with the key pinned for it (or pinned now, on first contact). A peer
 //! refused for presenting another key is shown as a loud warning by the [`Presenter`].
+//!
+//! A terminal that goes away (window closed, SSH dropped: SIGHUP, then end of input or EIO)
+//! ends the session like `quit`: the endpoint is told to leave (what was typed is already
+//! stored, the peer gets a normal close) and this thread, showing nothing any more, waits for
+//! it to finish; the process exits with status 0. SIGTERM, Ctrl-C and, on Windows, closing the
+//! console window do the same in every state (see [`super::leave`]). A script session whose
+//! output can no longer be written ends the same way.
 
-use super::{ensure_identity, AppError, Context, Me};
+use super::{ensure_identity, leave, AppError, Context, Me};
 use crate::ui::editor::{EditorEvent, LineEditor};
 use crate::ui::{Presenter, Style};
 use socketfalco_core::{CloseCode, SessionConfig};
@@ -17,7 +24,7 @@ use socketfalco_transport::endpoint::EndpointError;
 use socketfalco_transport::{Command, Control, Endpoint, EndpointConfig, Output, Role};
 use std::io::{self, BufRead, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -90,21 +97,24 @@ fn run(ctx: &Context, role: Role, temporary: bool) -> Result<(), AppError> {
             });
             let _ = net_tx.send(Update::Finished(result.map_err(|e| refused(&e))));
         })?;
-    let on_signal = control.clone();
-    // Ctrl-C outside raw mode, SIGTERM, and Ctrl-Break on Windows: leave cleanly.
-    if let Err(e) = ctrlc::set_handler(move || {
-        on_signal.send(Command::Quit);
-    }) {
-        log::warn!("no signal handler: {e}");
-    }
+    let on_signal = std::sync::Mutex::new(control.clone());
+    // Ctrl-C outside raw mode, SIGTERM, SIGHUP, Ctrl-Break and closing the console window on
+    // Windows: leave cleanly.
+    leave::on_leave(move || {
+        if let Ok(control) = on_signal.lock() {
+            control.send(Command::Quit);
+        }
+    });
     let mut presenter = Presenter::new(ctx.style, &me.name);
     presenter.set_invocation(&invocation);
-    if ctx.style == Style::Terminal {
+    let result = if ctx.style == Style::Terminal {
         terminal_loop(&mut presenter, &control, &updates)
     } else {
         spawn_stdin_reader(tx)?;
         script_loop(&mut presenter, &control, &updates)
-    }
+    };
+    leave::closed();
+    result
 }
 
 /// The message for the endpoint's failure: a refusal for our key gets advice on top.
@@ -155,7 +165,7 @@ fn terminal_loop(
             match updates.try_recv() {
                 Ok(Update::Net(output)) => {
                     for line in presenter.output(&output) {
-                        editor.print_above(&line)?;
+                        editor.print_above(&line);
                     }
                 }
                 Ok(Update::Finished(result)) => {
@@ -163,26 +173,48 @@ fn terminal_loop(
                     return result.map_err(AppError::new);
                 }
                 Ok(Update::Line(_) | Update::EndOfInput) => {}
-                Err(_) => break,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    drop(editor);
+                    return Err(AppError::new("the network thread stopped"));
+                }
             }
         }
         for line in presenter.tick(Instant::now()) {
-            editor.print_above(&line)?;
+            editor.print_above(&line);
         }
-        editor.set_prompt(&presenter.prompt())?;
-        match editor.poll(Duration::from_millis(50))? {
+        editor.set_prompt(&presenter.prompt());
+        match editor.poll(Duration::from_millis(50)) {
             Some(EditorEvent::Line(line)) if !leaving && submit(control, &line) => {
                 leaving = true;
-                editor.print_above("leaving…")?;
+                editor.print_above("leaving…");
             }
             Some(EditorEvent::Interrupt | EditorEvent::Eof) if !leaving => {
                 leaving = true;
                 control.send(Command::Quit);
-                editor.print_above("leaving…")?;
+                editor.print_above("leaving…");
+            }
+            Some(EditorEvent::TerminalGone) => {
+                if !leaving {
+                    control.send(Command::Quit);
+                }
+                drop(editor);
+                return wait_for_the_end(updates);
             }
             _ => {}
         }
     }
+}
+
+/// Once nothing can be shown any more (the terminal is gone, the output is closed) and the
+/// endpoint was told to leave: waits for it to finish, showing nothing.
+fn wait_for_the_end(updates: &Receiver<Update>) -> Result<(), AppError> {
+    for update in updates {
+        if let Update::Finished(result) = update {
+            return result.map_err(AppError::new);
+        }
+    }
+    Err(AppError::new("the network thread stopped"))
 }
 
 fn script_loop(
@@ -200,10 +232,18 @@ fn script_loop(
         };
         match update {
             Update::Net(output) => {
-                for line in presenter.output(&output) {
-                    writeln!(stdout, "{line}")?;
+                let written = presenter
+                    .output(&output)
+                    .iter()
+                    .try_for_each(|line| writeln!(stdout, "{line}"))
+                    .and_then(|()| stdout.flush());
+                if let Err(e) = written {
+                    log::debug!("the output is gone: {e}");
+                    if !leaving {
+                        control.send(Command::Quit);
+                    }
+                    return wait_for_the_end(updates);
                 }
-                stdout.flush()?;
             }
             Update::Finished(result) => return result.map_err(AppError::new),
             Update::Line(line) if !leaving => leaving = submit(control, &line),

@@ -3,14 +3,20 @@
 //!
 //! Another process (a running listener) may use the same database at the same time: each
 //! message is one short immediate transaction, and the listener picks new messages up.
+//!
+//! On a terminal, leaving is `quit`, Ctrl-C, Ctrl-D, SIGTERM, SIGHUP, or the terminal going
+//! away (end of input, EIO): every message was stored when typed, so each just ends the
+//! command with status 0.
 
-use super::{ensure_identity, AppError, Context};
+use super::{ensure_identity, leave, AppError, Context};
 use crate::store::Database;
 use crate::ui::editor::{EditorEvent, LineEditor};
 use crate::ui::{HistoryEntry, Presenter, Style};
 use socketfalco_core::{check_text, DeviceId, Store};
 use socketfalco_transport::clock::Clock;
 use std::io::{self, BufRead};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Opens the chat named by `prefix` (a unique prefix of the peer's uuid).
@@ -54,26 +60,34 @@ pub fn run(ctx: &Context, prefix: &str) -> Result<(), AppError> {
         }
     };
     if ctx.style == Style::Terminal {
+        let asked_to_leave = Arc::new(AtomicBool::new(false));
+        let on_signal = Arc::clone(&asked_to_leave);
+        leave::on_leave(move || on_signal.store(true, Ordering::Relaxed));
         let mut editor = LineEditor::start(&format!("{}> ", me.name))?;
         for line in &lines {
-            editor.print_above(line)?;
+            editor.print_above(line);
         }
-        editor.print_above("(offline: what you write is stored and delivered at the next connection; \"quit\" or Ctrl-D to leave)")?;
-        loop {
-            match editor.poll(Duration::from_millis(500))? {
+        editor.print_above("(offline: what you write is stored and delivered at the next connection; \"quit\" or Ctrl-D to leave)");
+        while !asked_to_leave.load(Ordering::Relaxed) {
+            match editor.poll(Duration::from_millis(200)) {
                 Some(EditorEvent::Line(line)) => {
                     if line.trim() == "quit" {
-                        return Ok(());
+                        break;
                     }
                     if !line.trim().is_empty() {
                         let shown = write(&mut db, &line);
-                        editor.print_above(&shown)?;
+                        editor.print_above(&shown);
                     }
                 }
-                Some(EditorEvent::Interrupt | EditorEvent::Eof) => return Ok(()),
+                Some(EditorEvent::Interrupt | EditorEvent::Eof | EditorEvent::TerminalGone) => {
+                    break
+                }
                 None => {}
             }
         }
+        drop(editor);
+        leave::closed();
+        return Ok(());
     }
     for line in &lines {
         println!("{line}");

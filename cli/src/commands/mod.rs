@@ -7,6 +7,7 @@
 mod chat;
 mod edit_chat;
 mod edit_name;
+mod leave;
 mod list;
 mod trust;
 
@@ -168,21 +169,27 @@ fn ensure_device(ctx: &Context, db: &mut Database) -> Result<Identity, AppError>
     Ok(Identity { device, name })
 }
 
+/// Asks for this device's name on the terminal (cooked mode, line by line). A terminal that
+/// goes away meanwhile ends the process: SIGHUP's default action (no handler is installed
+/// yet), or, with SIGHUP ignored, the end of input or the error (never a loop); nothing is
+/// stored then, so the next start asks again.
 fn ask_name() -> Result<String, AppError> {
     let stdin = io::stdin();
     let mut lines = stdin.lock().lines();
+    let mut stdout = io::stdout();
     loop {
-        print!(
+        write!(
+            stdout,
             "Welcome to SocketFalco. Choose your name (2–{MAX_NAME_CHARS_FOR_USERS} characters): "
-        );
-        io::stdout().flush()?;
+        )?;
+        stdout.flush()?;
         let Some(line) = lines.next() else {
             return Err(AppError::new("no name given"));
         };
         let name = line?.trim().to_owned();
         match check_name(&name) {
             Ok(()) => return Ok(name),
-            Err(e) => println!("{e}; try again."),
+            Err(e) => writeln!(stdout, "{e}; try again.")?,
         }
     }
 }

@@ -4,9 +4,17 @@
 //! Why not rustyline or reedline: both block inside `readline` with no way for another
 //! thread to end it, so a session that ends on the network side (peer refused us, store
 //! failed) would leave the terminal in raw mode or wait for a key press. Here the main
-//! thread owns the terminal, polls keys with a timeout, and prints network events between
-//! polls. It handles what a chat needs: editing keys, history, bracketed paste (a pasted
-//! multi-line text stays one message), Ctrl-C, Ctrl-D, and it works in Windows consoles.
+//! thread owns the terminal's output and polls keys with a timeout, printing network events
+//! between polls. It handles what a chat needs: editing keys, history, bracketed paste (a
+//! pasted multi-line text stays one message), Ctrl-C, Ctrl-D, and it works in Windows
+//! consoles.
+//!
+//! A terminal that goes away (window closed, SSH dropped) is [`EditorEvent::TerminalGone`],
+//! never a loop: keys are read on a thread of their own from a [`KeySource`] that stops at the
+//! first end of input or lasting error; on Unix it waits with poll(2) itself and lets
+//! crossterm read only when bytes are there (see [`super::console`]), and the editor also
+//! looks at the terminal whenever no key came, so even a reader stuck inside crossterm
+//! cannot hold the session. After the first failed write, nothing is drawn any more.
 
 use crossterm::event::{
     self, DisableBracketedPaste, EnableBracketedPaste, Event, KeyCode, KeyEvent, KeyEventKind,
@@ -16,6 +24,10 @@ use crossterm::style::Print;
 use crossterm::terminal::{self, Clear, ClearType};
 use crossterm::{cursor, queue};
 use std::io::{self, Stdout, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread;
 use std::time::Duration;
 use unicode_width::UnicodeWidthChar;
 
@@ -28,11 +40,128 @@ pub enum EditorEvent {
     Interrupt,
     /// Ctrl-D on an empty line.
     Eof,
+    /// The terminal went away (hang-up, end of input, a read or write error). Nothing is
+    /// shown any more; asked again, the editor waits the timeout and says it again.
+    TerminalGone,
+}
+
+/// Where the editor's keys come from; read on a thread of its own.
+pub trait KeySource: Send + 'static {
+    /// Waits up to `timeout` for the next terminal event; `Ok(None)` when none came. An
+    /// interruption or "would block" is retried; any other error, end of input included
+    /// ([`io::ErrorKind::UnexpectedEof`]), means the terminal is gone and ends the reading.
+    fn next(&mut self, timeout: Duration) -> io::Result<Option<Event>>;
+}
+
+/// How long the key reader waits before it checks whether the editor still wants keys.
+const READER_TICK: Duration = Duration::from_millis(100);
+
+/// The terminal's keys through crossterm. On Unix crossterm reads only once poll(2) saw
+/// bytes (or to hand out the events it parsed from its last read), so a hung-up terminal is
+/// reported instead of re-read forever.
+#[derive(Default)]
+struct TerminalKeys {
+    /// crossterm's last read may have parsed more events than it returned.
+    #[cfg(unix)]
+    parsed: bool,
+}
+
+impl KeySource for TerminalKeys {
+    #[cfg(unix)]
+    fn next(&mut self, timeout: Duration) -> io::Result<Option<Event>> {
+        use super::console::{look, Look};
+        // Asking crossterm with no wait returns an event it already parsed; with none left it
+        // polls the terminal once more, which could only read a hung-up terminal if the
+        // hang-up came since our own look (the editor's watch covers that case).
+        if self.parsed {
+            if event::poll(Duration::ZERO)? {
+                return event::read().map(Some);
+            }
+            self.parsed = false;
+        }
+        match look(libc::STDIN_FILENO, timeout) {
+            Look::Quiet => Ok(None),
+            Look::Gone => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the terminal is gone",
+            )),
+            Look::Input => {
+                self.parsed = true;
+                if event::poll(Duration::ZERO)? {
+                    event::read().map(Some)
+                } else {
+                    Ok(None)
+                }
+            }
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn next(&mut self, timeout: Duration) -> io::Result<Option<Event>> {
+        if event::poll(timeout)? {
+            event::read().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// Whether the terminal is gone, looked at without reading (Unix; elsewhere the key reader's
+/// errors say it).
+fn terminal_gone() -> bool {
+    #[cfg(unix)]
+    {
+        super::console::look(libc::STDIN_FILENO, Duration::ZERO) == super::console::Look::Gone
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
+}
+
+/// Reads `source` on a thread until `stop`, the first lasting error, or nobody listening.
+fn spawn_reader(
+    mut source: impl KeySource,
+    stop: Arc<AtomicBool>,
+) -> io::Result<Receiver<io::Result<Event>>> {
+    let (tx, keys) = mpsc::channel();
+    thread::Builder::new().name("keys".into()).spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            match source.next(READER_TICK) {
+                Ok(Some(event)) => {
+                    if tx.send(Ok(event)).is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+                    ) => {}
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            }
+        }
+    })?;
+    Ok(keys)
 }
 
 /// The prompt line at the bottom of the terminal.
-pub struct LineEditor {
-    out: Stdout,
+pub struct LineEditor<W: Write = Stdout> {
+    out: W,
+    keys: Receiver<io::Result<Event>>,
+    stop: Arc<AtomicBool>,
+    /// Looks at the terminal without reading; true when it is gone.
+    watch: Box<dyn FnMut() -> bool>,
+    /// Whether this editor put the terminal in raw mode (and restores it).
+    raw: bool,
+    /// The terminal's size when last drawn (asked only in raw mode).
+    size: Option<(u16, u16)>,
+    gone: bool,
+    told_gone: bool,
     prompt: String,
     buffer: Vec<char>,
     cursor: usize,
@@ -44,48 +173,119 @@ impl LineEditor {
     /// Takes over the terminal (raw mode, bracketed paste) and draws the prompt.
     pub fn start(prompt: &str) -> io::Result<LineEditor> {
         terminal::enable_raw_mode()?;
-        let mut editor = LineEditor {
-            out: io::stdout(),
+        let mut editor =
+            LineEditor::with(io::stdout(), TerminalKeys::default(), terminal_gone, prompt)?;
+        editor.raw = true;
+        editor.size = terminal::size().ok();
+        // Paste support is a nicety: some terminals refuse it.
+        let _ = queue!(editor.out, EnableBracketedPaste);
+        editor.redraw();
+        Ok(editor)
+    }
+}
+
+impl<W: Write> LineEditor<W> {
+    /// An editor writing to `out`, its keys from `source`, `watch` telling whether the
+    /// terminal is gone; it leaves the terminal's mode alone.
+    pub fn with(
+        out: W,
+        source: impl KeySource,
+        watch: impl FnMut() -> bool + 'static,
+        prompt: &str,
+    ) -> io::Result<LineEditor<W>> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let keys = spawn_reader(source, Arc::clone(&stop))?;
+        Ok(LineEditor {
+            out,
+            keys,
+            stop,
+            watch: Box::new(watch),
+            raw: false,
+            size: None,
+            gone: false,
+            told_gone: false,
             prompt: prompt.to_owned(),
             buffer: Vec::new(),
             cursor: 0,
             history: Vec::new(),
             history_pos: None,
-        };
-        // Paste support is a nicety: some terminals refuse it.
-        let _ = queue!(editor.out, EnableBracketedPaste);
-        editor.redraw()?;
-        Ok(editor)
+        })
+    }
+
+    /// Whether the terminal went away.
+    pub fn is_gone(&self) -> bool {
+        self.gone
+    }
+
+    /// Queues output, unless the terminal is gone; a failed write means it is.
+    fn emit(&mut self, draw: impl FnOnce(&mut W) -> io::Result<()>) {
+        if self.gone {
+            return;
+        }
+        if let Err(e) = draw(&mut self.out) {
+            self.lose(&e);
+        }
+    }
+
+    fn lose(&mut self, why: &io::Error) {
+        if !self.gone {
+            log::debug!("the terminal is gone: {why}");
+            self.gone = true;
+        }
     }
 
     /// Prints `text` (may span lines) above the prompt, then redraws the prompt.
-    pub fn print_above(&mut self, text: &str) -> io::Result<()> {
-        queue!(
-            self.out,
-            cursor::MoveToColumn(0),
-            Clear(ClearType::CurrentLine)
-        )?;
-        for line in text.split('\n') {
-            queue!(self.out, Print(line), Print("\r\n"))?;
-        }
-        self.redraw()
+    pub fn print_above(&mut self, text: &str) {
+        self.emit(|out| {
+            queue!(out, cursor::MoveToColumn(0), Clear(ClearType::CurrentLine))?;
+            for line in text.split('\n') {
+                queue!(out, Print(line), Print("\r\n"))?;
+            }
+            Ok(())
+        });
+        self.redraw();
     }
 
     /// Changes the prompt (for example to show re-sync progress).
-    pub fn set_prompt(&mut self, prompt: &str) -> io::Result<()> {
+    pub fn set_prompt(&mut self, prompt: &str) {
         if prompt != self.prompt {
             prompt.clone_into(&mut self.prompt);
-            self.redraw()?;
+            self.redraw();
         }
-        Ok(())
     }
 
     /// Waits up to `timeout` for a key and applies it.
-    pub fn poll(&mut self, timeout: Duration) -> io::Result<Option<EditorEvent>> {
-        if !event::poll(timeout)? {
-            return Ok(None);
+    pub fn poll(&mut self, timeout: Duration) -> Option<EditorEvent> {
+        if self.gone {
+            return Some(self.gone_again(timeout));
         }
-        let result = match event::read()? {
+        let event = match self.keys.recv_timeout(timeout) {
+            Ok(Ok(event)) => event,
+            Ok(Err(e)) => {
+                self.lose(&e);
+                return Some(self.gone_again(Duration::ZERO));
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if (self.watch)() {
+                    self.lose(&io::Error::other("hang-up"));
+                    return Some(self.gone_again(Duration::ZERO));
+                }
+                // crossterm reports a resize only while it reads; redraw for it here.
+                if self.raw {
+                    let size = terminal::size().ok();
+                    if size != self.size {
+                        self.size = size;
+                        self.redraw();
+                    }
+                }
+                return None;
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                self.lose(&io::Error::other("the key reader stopped"));
+                return Some(self.gone_again(Duration::ZERO));
+            }
+        };
+        let result = match event {
             Event::Key(key) if key.kind != KeyEventKind::Release => self.key(key),
             Event::Paste(text) => {
                 let text = text.replace("\r\n", "\n").replace('\r', "\n");
@@ -93,10 +293,20 @@ impl LineEditor {
                 None
             }
             Event::Resize(..) => None,
-            _ => return Ok(None),
+            _ => return None,
         };
-        self.redraw()?;
-        Ok(result)
+        self.redraw();
+        result
+    }
+
+    /// [`EditorEvent::TerminalGone`]: at once the first time, after `timeout` afterwards, so
+    /// that a caller polling in a loop cannot spin.
+    fn gone_again(&mut self, timeout: Duration) -> EditorEvent {
+        if self.told_gone {
+            thread::sleep(timeout);
+        }
+        self.told_gone = true;
+        EditorEvent::TerminalGone
     }
 
     fn key(&mut self, key: KeyEvent) -> Option<EditorEvent> {
@@ -130,7 +340,7 @@ impl LineEditor {
                 self.cursor = start;
             }
             KeyCode::Char('l') if ctrl => {
-                let _ = queue!(self.out, Clear(ClearType::All), cursor::MoveTo(0, 0));
+                self.emit(|out| queue!(out, Clear(ClearType::All), cursor::MoveTo(0, 0)));
             }
             KeyCode::Char(c) if !ctrl => self.insert(&c.to_string()),
             KeyCode::Enter => {
@@ -185,7 +395,10 @@ impl LineEditor {
 
     /// Draws the prompt and the part of the buffer around the cursor that fits the width
     /// (long lines scroll sideways rather than wrap). Newlines in a paste show as `⏎`.
-    fn redraw(&mut self) -> io::Result<()> {
+    fn redraw(&mut self) {
+        if self.gone {
+            return;
+        }
         let width = terminal::size().map_or(80, |(w, _)| usize::from(w)).max(10);
         let prompt_width: usize = self.prompt.chars().map(char_width).sum();
         let room = width.saturating_sub(prompt_width + 1).max(1);
@@ -216,15 +429,18 @@ impl LineEditor {
             .map(|&c| char_width(c))
             .sum();
         let col = u16::try_from(prompt_width + cursor_col).unwrap_or(u16::MAX);
-        queue!(
-            self.out,
-            cursor::MoveToColumn(0),
-            Clear(ClearType::CurrentLine),
-            Print(&self.prompt),
-            Print(visible),
-            cursor::MoveToColumn(col)
-        )?;
-        self.out.flush()
+        let prompt = self.prompt.clone();
+        self.emit(|out| {
+            queue!(
+                out,
+                cursor::MoveToColumn(0),
+                Clear(ClearType::CurrentLine),
+                Print(prompt),
+                Print(visible),
+                cursor::MoveToColumn(col)
+            )?;
+            out.flush()
+        });
     }
 }
 
@@ -232,15 +448,172 @@ fn char_width(c: char) -> usize {
     c.width().unwrap_or(0)
 }
 
-impl Drop for LineEditor {
+impl<W: Write> Drop for LineEditor<W> {
     fn drop(&mut self) {
-        let _ = queue!(
-            self.out,
-            DisableBracketedPaste,
-            cursor::MoveToColumn(0),
-            Clear(ClearType::CurrentLine)
+        self.stop.store(true, Ordering::Relaxed);
+        if !self.gone {
+            let _ = queue!(
+                self.out,
+                DisableBracketedPaste,
+                cursor::MoveToColumn(0),
+                Clear(ClearType::CurrentLine)
+            );
+            let _ = self.out.flush();
+        }
+        if self.raw {
+            let _ = terminal::disable_raw_mode();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossterm::event::KeyEvent;
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    /// A terminal that sends what the test scripted, then waits.
+    struct Scripted(VecDeque<io::Result<Option<Event>>>);
+
+    impl KeySource for Scripted {
+        fn next(&mut self, timeout: Duration) -> io::Result<Option<Event>> {
+            match self.0.pop_front() {
+                Some(step) => step,
+                None => {
+                    thread::sleep(timeout);
+                    Ok(None)
+                }
+            }
+        }
+    }
+
+    fn typed(text: &str) -> Vec<io::Result<Option<Event>>> {
+        text.chars()
+            .map(|c| {
+                let code = if c == '\n' {
+                    KeyCode::Enter
+                } else {
+                    KeyCode::Char(c)
+                };
+                Ok(Some(Event::Key(KeyEvent::new(code, KeyModifiers::NONE))))
+            })
+            .collect()
+    }
+
+    /// Output that fails after `ok` writes, as a hung-up terminal's writes fail with EIO.
+    #[derive(Clone, Default)]
+    struct Screen {
+        bytes: Arc<Mutex<Vec<u8>>>,
+        fail: Arc<AtomicBool>,
+    }
+
+    impl Write for Screen {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.fail.load(Ordering::Relaxed) {
+                return Err(io::Error::from_raw_os_error(5));
+            }
+            self.bytes.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn editor(steps: Vec<io::Result<Option<Event>>>, screen: &Screen) -> LineEditor<Screen> {
+        LineEditor::with(screen.clone(), Scripted(steps.into()), || false, "me> ").unwrap()
+    }
+
+    /// Polls until something happens (the keys come from another thread).
+    fn next_event(editor: &mut LineEditor<Screen>) -> EditorEvent {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(event) = editor.poll(Duration::from_millis(50)) {
+                return event;
+            }
+        }
+        panic!("no event");
+    }
+
+    #[test]
+    fn end_of_input_after_a_line_gives_the_line_then_terminal_gone() {
+        let screen = Screen::default();
+        let mut steps = typed("hi\n");
+        steps.push(Err(io::ErrorKind::UnexpectedEof.into()));
+        let mut editor = editor(steps, &screen);
+        assert_eq!(next_event(&mut editor), EditorEvent::Line("hi".into()));
+        assert_eq!(next_event(&mut editor), EditorEvent::TerminalGone);
+        assert!(editor.is_gone());
+        // Asked again it says so again, after the timeout: a loop around it cannot spin.
+        let start = Instant::now();
+        assert_eq!(
+            editor.poll(Duration::from_millis(100)),
+            Some(EditorEvent::TerminalGone)
         );
-        let _ = self.out.flush();
-        let _ = terminal::disable_raw_mode();
+        assert!(start.elapsed() >= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn eio_from_the_terminal_is_terminal_gone_and_nothing_is_drawn_after() {
+        let screen = Screen::default();
+        let mut steps = typed("ab");
+        steps.push(Err(io::Error::from_raw_os_error(5)));
+        let mut editor = editor(steps, &screen);
+        assert_eq!(next_event(&mut editor), EditorEvent::TerminalGone);
+        let drawn = screen.bytes.lock().unwrap().len();
+        editor.print_above("a message after the hang-up");
+        editor.set_prompt("other> ");
+        drop(editor);
+        assert_eq!(screen.bytes.lock().unwrap().len(), drawn);
+    }
+
+    #[test]
+    fn interruptions_are_retried() {
+        let screen = Screen::default();
+        let mut steps = vec![Err(io::ErrorKind::Interrupted.into())];
+        steps.extend(typed("x\n"));
+        let mut editor = editor(steps, &screen);
+        assert_eq!(next_event(&mut editor), EditorEvent::Line("x".into()));
+    }
+
+    #[test]
+    fn a_failed_write_is_terminal_gone() {
+        let screen = Screen::default();
+        let mut editor = editor(Vec::new(), &screen);
+        assert_eq!(editor.poll(Duration::from_millis(10)), None);
+        screen.fail.store(true, Ordering::Relaxed);
+        editor.print_above("hello");
+        assert_eq!(
+            editor.poll(Duration::from_millis(10)),
+            Some(EditorEvent::TerminalGone)
+        );
+    }
+
+    #[test]
+    fn the_watch_ends_the_session_even_if_the_reader_is_stuck() {
+        struct Stuck;
+        impl KeySource for Stuck {
+            fn next(&mut self, _: Duration) -> io::Result<Option<Event>> {
+                thread::sleep(Duration::from_secs(3600));
+                Ok(None)
+            }
+        }
+        let gone = Arc::new(AtomicBool::new(false));
+        let watched = Arc::clone(&gone);
+        let mut editor = LineEditor::with(
+            Screen::default(),
+            Stuck,
+            move || watched.load(Ordering::Relaxed),
+            "me> ",
+        )
+        .unwrap();
+        assert_eq!(editor.poll(Duration::from_millis(10)), None);
+        gone.store(true, Ordering::Relaxed);
+        assert_eq!(
+            editor.poll(Duration::from_millis(10)),
+            Some(EditorEvent::TerminalGone)
+        );
     }
 }

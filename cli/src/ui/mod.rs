@@ -11,7 +11,11 @@
 //! from where, both key fingerprints, that nothing was sent or stored, and the exact command
 //! that accepts the presented key by its fingerprint — to run only if the peer's own
 //! `--fingerprint` shows the same.
+//!
+//! The line editor ([`editor`]) owns the interactive terminal; [`console`] tells, without
+//! reading, whether the terminal is still there.
 
+pub mod console;
 pub mod editor;
 
 use chrono::{Local, TimeZone};
