@@ -67,7 +67,7 @@ impl RunningEndpoint {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.outputs.recv_timeout(left) {
-                Ok(Output::Disconnected { reason, by }) => {
+                Ok(Output::Disconnected { reason, by, .. }) => {
                     panic!("waiting for {what}: disconnected by {by:?}: {reason}")
                 }
                 Ok(output) if pred(&output) => return output,

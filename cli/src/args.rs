@@ -134,6 +134,11 @@ pub enum Command {
         /// `--bind ADDR`: the local IP address to listen on. `None` means
         /// all interfaces (dual-stack `[::]`, or `0.0.0.0` without IPv6).
         bind: Option<IpAddr>,
+        /// `--serve`: headless, for an always-on device: no terminal, standard input not
+        /// read, one line (or JSON object) per event, until SIGTERM or Ctrl-C.
+        serve: bool,
+        /// `--max-peers N`: chat with at most this many devices at once.
+        max_peers: usize,
     },
     /// `-c`, `-connect`, `--connect ADDRESS`: connect to a listening peer.
     Connect {
@@ -410,6 +415,8 @@ const ADDRESS: &str = "address";
 const TEMPORARY: &str = "temporary";
 const PORT: &str = "port";
 const BIND: &str = "bind";
+const SERVE: &str = "serve";
+const MAX_PEERS: &str = "max_peers";
 const DATA_DIR: &str = "data_dir";
 const JSON: &str = "json";
 const VERBOSE: &str = "verbose";
@@ -418,7 +425,7 @@ const VERBOSE: &str = "verbose";
 const BIN: &str = "socketfalco";
 
 const USAGE: &str = "\
-socketfalco [OPTIONS] -l | -listen [-t]
+socketfalco [OPTIONS] -l | -listen [-t] [--serve] [--max-peers N]
        socketfalco [OPTIONS] -c | -connect [-t] <ADDRESS>
        socketfalco [OPTIONS] -ls | -list
        socketfalco [OPTIONS] -eN | -editName <NAME>
@@ -585,6 +592,30 @@ fn build_command() -> clap::Command {
                 .help("IP address to listen on (only with -l) [default: all interfaces]"),
         )
         .arg(
+            Arg::new(SERVE)
+                .help_heading(OPTIONS)
+                .long("serve")
+                .action(ArgAction::SetTrue)
+                .requires(LISTEN)
+                .help(
+                    "With -l: run headless (an always-on device, a service): standard input is \
+                     not read, one line (or JSON object) per event, until SIGTERM or Ctrl-C",
+                ),
+        )
+        .arg(
+            Arg::new(MAX_PEERS)
+                .help_heading(OPTIONS)
+                .long("max-peers")
+                .value_name("N")
+                .value_parser(value_parser!(u16).range(1..))
+                .requires(LISTEN)
+                .help(format!(
+                    "With -l: chat with at most N devices at once; one more is told the \
+                     listener is busy and retries later [default: {}]",
+                    socketfalco_transport::endpoint::DEFAULT_MAX_PEERS
+                )),
+        )
+        .arg(
             Arg::new(DATA_DIR)
                 .help_heading(OPTIONS)
                 .long("data-dir")
@@ -663,6 +694,12 @@ fn cli_from_matches(cmd: &mut clap::Command, m: &ArgMatches) -> Result<Cli, clap
             temporary,
             port,
             bind: m.get_one::<IpAddr>(BIND).copied(),
+            serve: m.get_flag(SERVE),
+            max_peers: m
+                .get_one::<u16>(MAX_PEERS)
+                .map_or(socketfalco_transport::endpoint::DEFAULT_MAX_PEERS, |n| {
+                    usize::from(*n)
+                }),
         }
     } else if m.get_flag(LIST) {
         Command::List
@@ -816,6 +853,8 @@ mod tests {
             temporary,
             port: DEFAULT_PORT,
             bind: None,
+            serve: false,
+            max_peers: socketfalco_transport::endpoint::DEFAULT_MAX_PEERS,
         })
     }
 
@@ -1112,6 +1151,8 @@ SocketFalco -listen ; SocketFalco -listen -t ; SocketFalco -connect 192.168.0.1 
             temporary: false,
             port,
             bind,
+            serve: false,
+            max_peers: socketfalco_transport::endpoint::DEFAULT_MAX_PEERS,
         }
     }
 

@@ -199,10 +199,14 @@ fn a_killed_peer_loses_nothing_and_nothing_is_doubled() {
 }
 
 #[test]
-fn garbage_and_oversized_bytes_do_not_stop_the_listener() {
+fn silent_and_garbage_connections_never_keep_a_peer_out() {
     let alice = Device::new("alice");
     let bob = Device::new("bob");
     let (mut listener, port) = alice.listen();
+    // Ten connections that say nothing and stay open (a port scanner, `nc` left running).
+    let idle: Vec<TcpStream> = (0..10)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
     for garbage in [
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
         vec![0xff; 64],
@@ -222,36 +226,63 @@ fn garbage_and_oversized_bytes_do_not_stop_the_listener() {
             !reply.windows(5).any(|w| w == b"alice"),
             "the listener's hello leaked in the clear: {reply:?}"
         );
-        listener.wait_for("a clean close", |e| e["event"] == "peer_left");
-        listener.seen.clear();
     }
     // A connection that says nothing and hangs up.
     drop(TcpStream::connect(("127.0.0.1", port)).unwrap());
-    // The listener still serves a real peer.
+    // With the silent ones still open, a real peer connects and chats as usual.
     let mut caller = bob.connect(port);
     caller.wait_for("connected", |e| e["event"] == "connected");
     caller.say("still there?");
     listener.received("still there?");
+    listener.say("yes");
+    caller.received("yes");
     caller.finish();
+    listener.wait_for("bob left", |e| e["event"] == "peer_left");
+    // Unauthenticated connections never appear in the chat view.
+    let lefts = listener
+        .seen
+        .iter()
+        .filter(|l| l.contains("peer_left"))
+        .count();
+    assert_eq!(
+        lefts, 1,
+        "only the real peer's leaving is shown: {:?}",
+        listener.seen
+    );
+    drop(idle);
     listener.kill();
 }
 
 #[test]
-fn a_second_caller_gets_busy_and_an_unreachable_address_fails_clearly() {
+fn a_caller_past_the_listeners_limit_waits_its_turn_and_an_unreachable_address_fails_clearly() {
     let alice = Device::new("alice");
     let bob = Device::new("bob");
     let carol = Device::new("carol");
-    let (mut listener, port) = alice.listen();
-    let caller = bob.connect(port);
+    let (mut listener, port) = alice.listen_with(|cmd| {
+        cmd.args(["--max-peers", "1"]);
+    });
+    let mut first = bob.connect(port);
+    first.connected();
     listener.wait_for("connected", |e| e["event"] == "connected");
-    let port_s = port.to_string();
-    let out = carol.run(&["-connect", "127.0.0.1", "-p", &port_s]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("busy"), "{}", stderr(&out));
+    // One peer at most: carol is told the listener is busy, and tries again later instead of
+    // giving up.
+    let mut second = carol.connect(port);
+    let refused = second.wait_for("busy", |e| e["event"] == "peer_left");
+    assert_eq!(refused["code"], 1, "{refused}");
+    assert!(
+        refused["reason"].as_str().unwrap().contains("busy"),
+        "{refused}"
+    );
+    second.wait_for("retry", |e| e["event"] == "reconnecting");
     listener.wait_for("refusal", |e| e["event"] == "busy_refused");
-    caller.finish();
-    listener.kill();
     assert!(carol.list().is_empty(), "a refused caller stores no chat");
+    // Once bob leaves, carol's next attempt gets in.
+    first.finish();
+    second.wait_for("connected", |e| e["event"] == "connected");
+    second.say("my turn");
+    listener.received("my turn");
+    second.finish();
+    listener.kill();
 
     let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -157,6 +157,8 @@ enum Admission {
     Held(PeerHello, Option<PublicKey>),
     /// Admitted.
     Admitted,
+    /// Refused: only the close goes out.
+    Refused,
 }
 
 impl Link {
@@ -250,10 +252,14 @@ impl Link {
     /// written with [`advance_transmit`](Self::advance_transmit).
     #[must_use]
     pub fn poll_transmit(&mut self, now_ms: u64) -> &[u8] {
+        let holding = self.holding_output();
         let Some(secure) = self.secure.as_mut() else {
+            if holding {
+                return &[];
+            }
             return self.session.poll_transmit(now_ms);
         };
-        if secure.channel.is_established() {
+        if secure.channel.is_established() && !holding {
             let plain = self.session.poll_transmit(now_ms);
             let n = plain.len();
             if n > 0 && secure.channel.write(plain) {
@@ -273,13 +279,22 @@ impl Link {
 
     /// Whether there are bytes to write.
     pub fn wants_write(&self) -> bool {
+        let session = !self.holding_output() && self.session.wants_write();
         match &self.secure {
             Some(secure) => {
                 !secure.channel.pending_output().is_empty()
-                    || (secure.channel.is_established() && self.session.wants_write())
+                    || (secure.channel.is_established() && session)
             }
-            None => self.session.wants_write(),
+            None => session,
         }
+    }
+
+    /// Until the driver has decided on the peer ([`Link::require_admission`]), nothing of
+    /// the session goes out, not even our hello: a peer refused as busy learns only the
+    /// reason, and stores nothing of us.
+    fn holding_output(&self) -> bool {
+        matches!(self.admission, Admission::Required | Admission::Held(..))
+            && !self.session.is_closed()
     }
 
     /// Makes the link wait, once the peer has proved its key, for the driver's [`Link::admit`]
@@ -294,7 +309,8 @@ impl Link {
     /// pin and the chat opened (one store transaction), then the link goes on as usual.
     /// Does nothing if no peer waits.
     pub fn admit<S: Store>(&mut self, store: &mut S, now_ms: u64) -> Result<(), S::Error> {
-        let Admission::Held(peer, key) = std::mem::replace(&mut self.admission, Admission::Admitted)
+        let Admission::Held(peer, key) =
+            std::mem::replace(&mut self.admission, Admission::Admitted)
         else {
             return Ok(());
         };
@@ -311,6 +327,9 @@ impl Link {
     /// the session is closed with `reason` before any hello of ours went out if none did,
     /// and on an encrypted link the handshake still runs so the peer can read why.
     pub fn refuse(&mut self, reason: Close, now_ms: u64) {
+        if matches!(self.admission, Admission::Required | Admission::Held(..)) {
+            self.admission = Admission::Refused;
+        }
         self.session.refuse(reason, now_ms);
         self.close_after_handshake = self.secure.is_some();
     }
@@ -472,7 +491,8 @@ impl Link {
                         KeyCheck::Accepted(key) => key,
                     };
                     if matches!(self.admission, Admission::Required) {
-                        self.notices.push_back(Notice::PeerProved { peer: peer.clone() });
+                        self.notices
+                            .push_back(Notice::PeerProved { peer: peer.clone() });
                         self.admission = Admission::Held(peer, key);
                         continue;
                     }

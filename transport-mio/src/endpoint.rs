@@ -679,7 +679,11 @@ impl<S: Store> Endpoint<S> {
         }
     }
 
-    fn connection_ready(&mut self, token: Token, out: &mut OutputQueue) -> Result<(), EndpointError> {
+    fn connection_ready(
+        &mut self,
+        token: Token,
+        out: &mut OutputQueue,
+    ) -> Result<(), EndpointError> {
         let now = self.clock.now_ms();
         let Some(live) = self.conns.get_mut(&token) else {
             return Ok(());
@@ -714,10 +718,7 @@ impl<S: Store> Endpoint<S> {
             out.push(Output::Warning(format!("storage failure: {e}")));
         }
         let mut refused_for_good = None;
-        loop {
-            let Some(live) = self.conns.get_mut(&token) else {
-                break;
-            };
+        while let Some(live) = self.conns.get_mut(&token) {
             let Some(notice) = live.conn.link_mut().poll_notice() else {
                 break;
             };
@@ -769,6 +770,9 @@ impl<S: Store> Endpoint<S> {
                 }),
                 Notice::Closed { reason, by } => {
                     let chat = live.chat.as_ref().map(|c| c.device);
+                    // A proved, admitted peer is shown leaving even before its chat opened
+                    // (refused for its key, after the warning): it is a real event.
+                    let shown = chat.is_some() || live.admitted.is_some();
                     live.admitted = None;
                     match self.role {
                         Role::Connect { .. } => {
@@ -789,7 +793,7 @@ impl<S: Store> Endpoint<S> {
                             });
                         }
                         // An unauthenticated connection never appears in the chat view.
-                        Role::Listen { .. } if chat.is_none() => {
+                        Role::Listen { .. } if !shown => {
                             log::debug!("a connection from {addr} ended before its chat: {reason}");
                         }
                         Role::Listen { .. } => out.push(Output::Disconnected {
@@ -818,11 +822,12 @@ impl<S: Store> Endpoint<S> {
         if matches!(self.role, Role::Connect { .. }) {
             match refused_for_good {
                 // A listener at its limit of peers: try again later, unless the user leaves.
-                Some(reason) if reason.code == CloseCode::Busy => {
-                    if self.quit_deadline_ms.is_none() {
-                        self.schedule_reconnect(out);
-                    }
+                Some(reason)
+                    if reason.code == CloseCode::Busy && self.quit_deadline_ms.is_none() =>
+                {
+                    self.schedule_reconnect(out);
                 }
+                Some(reason) if reason.code == CloseCode::Busy => {}
                 Some(reason) => return Err(EndpointError::Refused(reason)),
                 None if self.quit_deadline_ms.is_none() => self.schedule_reconnect(out),
                 None => {}
@@ -900,7 +905,13 @@ impl<S: Store> Endpoint<S> {
 
     /// Lines for the established chat on `token`: one store transaction for all; if one is
     /// refused, each line gets its own verdict.
-    fn write_run(&mut self, token: Token, device: DeviceId, run: Vec<String>, out: &mut OutputQueue) {
+    fn write_run(
+        &mut self,
+        token: Token,
+        device: DeviceId,
+        run: Vec<String>,
+        out: &mut OutputQueue,
+    ) {
         let now = self.clock.now_ms();
         let wall = self.clock.wall_ms();
         let Some(live) = self.conns.get_mut(&token) else {
@@ -952,10 +963,7 @@ impl<S: Store> Endpoint<S> {
             }
         }
         let wall = self.clock.wall_ms();
-        let current_is_target = self
-            .current
-            .as_ref()
-            .filter(|p| Some(p.device) == target);
+        let current_is_target = self.current.as_ref().filter(|p| Some(p.device) == target);
         match (target, current_is_target) {
             (Some(_), Some(peer)) if peer.temporary => out.push(Output::Rejected {
                 text,
@@ -1053,10 +1061,9 @@ impl<S: Store> Endpoint<S> {
                 self.dial(0, out)?;
             }
         }
-        let (expired, kept): (Vec<Lingering>, Vec<Lingering>) =
-            std::mem::take(&mut self.lingering)
-                .into_iter()
-                .partition(|l| l.deadline_ms <= now);
+        let (expired, kept): (Vec<Lingering>, Vec<Lingering>) = std::mem::take(&mut self.lingering)
+            .into_iter()
+            .partition(|l| l.deadline_ms <= now);
         self.lingering = kept;
         for l in expired {
             l.conn.shutdown(self.poll.registry());
@@ -1088,8 +1095,9 @@ impl<S: Store> Endpoint<S> {
             // A caller that is still shaking hands waits (within the grace period), so that
             // `socketfalco -c HOST < /dev/null` syncs and exits; a listener's unauthenticated
             // connections are closed at once.
-            let handshaking = !session.is_established()
-                && !(matches!(self.role, Role::Listen { .. }) && live.admitted.is_none());
+            let unauthenticated =
+                matches!(self.role, Role::Listen { .. }) && live.admitted.is_none();
+            let handshaking = !session.is_established() && !unauthenticated;
             let settled = session.is_established()
                 && !session.is_recovering()
                 && self.pending.is_empty()

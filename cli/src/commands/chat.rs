@@ -9,6 +9,13 @@
 //! is accepted only with the key pinned for it (or pinned now, on first contact). A peer
 //! refused for presenting another key is shown as a loud warning by the [`Presenter`].
 //!
+//! A listener serves many peers at once, each in its own chat. Typed lines go to the current
+//! chat — the peer who connected last, or the one chosen with `/to NAME` — shown in the
+//! prompt (`Alice→Bob> `) when more than one is live; `/to NAME TEXT` sends one line to
+//! another chat, `/chats` lists the live chats, `//…` sends a line starting with `/`.
+//! Scripts may also write `{"to": "PREFIX", "text": "…"}` lines. `-l --serve` runs headless:
+//! standard input is not read, and only a signal ends it.
+//!
 //! A terminal that goes away (window closed, SSH dropped: SIGHUP, then end of input or EIO)
 //! ends the session like `quit`: the endpoint is told to leave (what was typed is already
 //! stored, the peer gets a normal close) and this thread, showing nothing any more, waits for
@@ -36,12 +43,22 @@ enum Update {
     EndOfInput,
 }
 
+/// How a listener runs.
+#[derive(Clone, Copy, Debug)]
+pub struct ListenOptions {
+    /// Headless: standard input is not read; only a signal ends it.
+    pub serve: bool,
+    /// Most devices chatting at once.
+    pub max_peers: usize,
+}
+
 /// Listens on `bind` (all IPv4 interfaces by default) and `port`.
 pub fn listen(
     ctx: &Context,
     temporary: bool,
     port: u16,
     bind: Option<IpAddr>,
+    options: ListenOptions,
 ) -> Result<(), AppError> {
     let ip = bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     run(
@@ -50,6 +67,7 @@ pub fn listen(
             bind: SocketAddr::new(ip, port),
         },
         temporary,
+        Some(options),
     )
 }
 
@@ -67,15 +85,24 @@ pub fn connect(ctx: &Context, host: &str, port: u16, temporary: bool) -> Result<
     if addrs.is_empty() {
         return Err(AppError::new(format!("{label} has no address")));
     }
-    run(ctx, Role::Connect { addrs, label }, temporary)
+    run(ctx, Role::Connect { addrs, label }, temporary, None)
 }
 
-fn run(ctx: &Context, role: Role, temporary: bool) -> Result<(), AppError> {
+fn run(
+    ctx: &Context,
+    role: Role,
+    temporary: bool,
+    listen: Option<ListenOptions>,
+) -> Result<(), AppError> {
     let mut db = ctx.open_database()?;
     let me = ensure_identity(ctx, &mut db)?;
     let mut session = SessionConfig::new(me.device, me.name.clone());
     session.temporary = temporary;
-    let config = EndpointConfig::new(session, Some(me.keypair.clone()));
+    let mut config = EndpointConfig::new(session, Some(me.keypair.clone()));
+    let serve = listen.is_some_and(|o| o.serve);
+    if let Some(options) = listen {
+        config.max_peers = options.max_peers;
+    }
     let (endpoint, control) = Endpoint::new(role, config, db)?;
     let invocation = ctx.invocation();
     let refused = failure_advice(&me, &invocation);
@@ -107,7 +134,17 @@ fn run(ctx: &Context, role: Role, temporary: bool) -> Result<(), AppError> {
     });
     let mut presenter = Presenter::new(ctx.style, &me.name);
     presenter.set_invocation(&invocation);
-    let result = if ctx.style == Style::Terminal {
+    let result = if serve {
+        // Headless: the lines a user writes meanwhile come from `-eC` in the same data
+        // directory; only a signal ends the process.
+        presenter.set_style(if ctx.style == Style::Json {
+            Style::Json
+        } else {
+            Style::Plain
+        });
+        drop(tx);
+        script_loop(&mut presenter, &control, &updates)
+    } else if ctx.style == Style::Terminal {
         terminal_loop(&mut presenter, &control, &updates)
     } else {
         spawn_stdin_reader(tx)?;
@@ -140,17 +177,124 @@ fn failure_advice(me: &Me, invocation: &str) -> impl Fn(&EndpointError) -> Strin
     }
 }
 
-/// Forwards a line or the wish to leave to the endpoint; true when the user leaves.
-fn submit(control: &Control, line: &str) -> bool {
+/// What one line of input asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Input {
+    /// `quit`.
+    Quit,
+    /// A line to send: to the current chat, or to the chat a `/to NAME TEXT` or a JSON line
+    /// names.
+    Say {
+        /// The chat, as the user named it.
+        to: Option<String>,
+        /// The text.
+        text: String,
+    },
+    /// `/to NAME`: make NAME the current chat.
+    Switch(String),
+    /// `/chats`.
+    Chats,
+    /// A `/command` this program does not know: not sent.
+    Unknown(String),
+    /// An empty line.
+    Nothing,
+}
+
+/// Reads one line of input: `quit`, `/to NAME [TEXT]`, `/chats`, `//…` (a line starting
+/// with `/`), `{"to": "NAME", "text": "…"}` (scripts), or a line for the current chat.
+fn parse_input(line: &str) -> Input {
     let text = line.trim_end_matches(['\r', '\n']);
     if text.trim() == "quit" {
-        control.send(Command::Quit);
-        return true;
+        return Input::Quit;
     }
-    if !text.trim().is_empty() {
-        control.send(Command::Write(text.to_owned()));
+    if text.trim().is_empty() {
+        return Input::Nothing;
     }
-    false
+    if let Some(rest) = text.strip_prefix("//") {
+        return Input::Say {
+            to: None,
+            text: format!("/{rest}"),
+        };
+    }
+    if text.starts_with('{') {
+        if let Ok(serde_json::Value::Object(object)) = serde_json::from_str(text) {
+            if let Some(body) = object.get("text").and_then(|t| t.as_str()) {
+                let to = object.get("to").and_then(|t| t.as_str()).map(str::to_owned);
+                return Input::Say {
+                    to,
+                    text: body.to_owned(),
+                };
+            }
+        }
+    }
+    if text == "/to" || text.starts_with("/to ") {
+        let rest = text[3..].trim_start();
+        return match rest.split_once(' ') {
+            Some((name, body)) if !body.trim().is_empty() => Input::Say {
+                to: Some(name.to_owned()),
+                text: body.to_owned(),
+            },
+            _ => Input::Switch(rest.trim().to_owned()),
+        };
+    }
+    if text.trim() == "/chats" {
+        return Input::Chats;
+    }
+    if text.starts_with('/') {
+        let command = text.split_whitespace().next().unwrap_or(text);
+        return Input::Unknown(command.to_owned());
+    }
+    Input::Say {
+        to: None,
+        text: text.to_owned(),
+    }
+}
+
+/// Carries out one line of input: forwards a line (to the chat it names, or the current
+/// one) or the wish to leave to the endpoint, switches or lists chats. Returns whether the
+/// user leaves, and the lines to show the user.
+fn submit(control: &Control, presenter: &mut Presenter, line: &str) -> (bool, Vec<String>) {
+    let mut shown = Vec::new();
+    match parse_input(line) {
+        Input::Quit => {
+            control.send(Command::Quit);
+            return (true, shown);
+        }
+        Input::Nothing => {}
+        Input::Say {
+            to: Some(name),
+            text,
+        } => match presenter.resolve(&name) {
+            Ok(to) => {
+                control.send(Command::WriteTo { to, text });
+            }
+            Err(e) => shown.push(presenter.input_error(&format!("not sent: {e}"))),
+        },
+        Input::Say { to: None, text } => match presenter.current() {
+            Some(to) => {
+                control.send(Command::WriteTo { to, text });
+            }
+            None => {
+                control.send(Command::Write(text));
+            }
+        },
+        Input::Switch(name) => match presenter.resolve(&name) {
+            Ok(peer) => {
+                presenter.set_current(peer);
+                shown.push(presenter.note(&format!(
+                    "now writing to {} ({peer})",
+                    crate::ui::sanitize(&presenter.name_of(peer))
+                )));
+            }
+            Err(e) => shown.push(presenter.input_error(&e)),
+        },
+        Input::Chats => shown.extend(presenter.chat_list()),
+        Input::Unknown(command) => shown.push(presenter.input_error(&format!(
+            "unknown command {command}: /to NAME [TEXT] chooses the chat (or sends one line \
+             to it), /chats lists the live chats; //… sends a line starting with /"
+        ))),
+    }
+    (false, shown)
 }
 
 fn terminal_loop(
@@ -184,10 +328,23 @@ fn terminal_loop(
             editor.print_above(&line);
         }
         editor.set_prompt(&presenter.prompt());
+        editor.set_completions(
+            presenter
+                .live_chats()
+                .into_iter()
+                .map(|(_, name)| name)
+                .collect(),
+        );
         match editor.poll(Duration::from_millis(50)) {
-            Some(EditorEvent::Line(line)) if !leaving && submit(control, &line) => {
-                leaving = true;
-                editor.print_above("leaving…");
+            Some(EditorEvent::Line(line)) if !leaving => {
+                let (leaves, shown) = submit(control, presenter, &line);
+                for line in shown {
+                    editor.print_above(&line);
+                }
+                if leaves {
+                    leaving = true;
+                    editor.print_above("leaving…");
+                }
             }
             Some(EditorEvent::Interrupt | EditorEvent::Eof) if !leaving => {
                 leaving = true;
@@ -246,7 +403,17 @@ fn script_loop(
                 }
             }
             Update::Finished(result) => return result.map_err(AppError::new),
-            Update::Line(line) if !leaving => leaving = submit(control, &line),
+            Update::Line(line) if !leaving => {
+                let (leaves, shown) = submit(control, presenter, &line);
+                leaving = leaves;
+                let written = shown
+                    .iter()
+                    .try_for_each(|line| writeln!(stdout, "{line}"))
+                    .and_then(|()| stdout.flush());
+                if let Err(e) = written {
+                    log::debug!("the output is gone: {e}");
+                }
+            }
             Update::EndOfInput if !leaving => {
                 leaving = true;
                 control.send(Command::Quit);
@@ -277,4 +444,41 @@ fn spawn_stdin_reader(tx: Sender<Update>) -> io::Result<()> {
             let _ = tx.send(Update::EndOfInput);
         })
         .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn say(to: Option<&str>, text: &str) -> Input {
+        Input::Say {
+            to: to.map(str::to_owned),
+            text: text.to_owned(),
+        }
+    }
+
+    #[test]
+    fn input_lines_are_messages_commands_or_addressed_messages() {
+        assert_eq!(parse_input("hello\r\n"), say(None, "hello"));
+        assert_eq!(parse_input(" quit "), Input::Quit);
+        assert_eq!(parse_input("   "), Input::Nothing);
+        assert_eq!(parse_input("/to Bob"), Input::Switch("Bob".into()));
+        assert_eq!(
+            parse_input("/to 5d0c hi there"),
+            say(Some("5d0c"), "hi there")
+        );
+        assert_eq!(parse_input("/to"), Input::Switch(String::new()));
+        assert_eq!(parse_input("/chats"), Input::Chats);
+        assert_eq!(parse_input("//etc/hosts"), say(None, "/etc/hosts"));
+        assert_eq!(parse_input("/shrug ok"), Input::Unknown("/shrug".into()));
+        assert_eq!(
+            parse_input(r#"{"to": "bob", "text": "hi {json}"}"#),
+            say(Some("bob"), "hi {json}")
+        );
+        assert_eq!(parse_input(r#"{"text": "no chat"}"#), say(None, "no chat"));
+        // Not a JSON message: sent as typed.
+        assert_eq!(parse_input("{braces}"), say(None, "{braces}"));
+        // "/today" is not "/to day".
+        assert_eq!(parse_input("/today"), Input::Unknown("/today".into()));
+    }
 }

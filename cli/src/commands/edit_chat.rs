@@ -31,7 +31,7 @@ pub fn run(ctx: &Context, prefix: &str) -> Result<(), AppError> {
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| "peer".to_owned());
     let mut presenter = Presenter::new(ctx.style, &me.name);
-    presenter.set_peer_name(&peer_name);
+    presenter.set_peer_name(peer, &peer_name);
     let entry = |m: socketfalco_core::Message, mine: bool, delivered: bool| HistoryEntry {
         author_name: if mine {
             me.name.clone()

@@ -120,7 +120,15 @@ pub fn run(cli: Cli) -> Result<(), AppError> {
             temporary,
             port,
             bind,
-        } => chat::listen(&ctx, temporary, port, bind),
+            serve,
+            max_peers,
+        } => chat::listen(
+            &ctx,
+            temporary,
+            port,
+            bind,
+            chat::ListenOptions { serve, max_peers },
+        ),
         Command::Connect {
             host,
             port,

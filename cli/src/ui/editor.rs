@@ -167,6 +167,8 @@ pub struct LineEditor<W: Write = Stdout> {
     cursor: usize,
     history: Vec<String>,
     history_pos: Option<usize>,
+    /// What Tab completes after `/to `: the live chats' names.
+    completions: Vec<String>,
 }
 
 impl LineEditor {
@@ -209,6 +211,7 @@ impl<W: Write> LineEditor<W> {
             cursor: 0,
             history: Vec::new(),
             history_pos: None,
+            completions: Vec::new(),
         })
     }
 
@@ -363,11 +366,28 @@ impl<W: Write> LineEditor<W> {
             KeyCode::Right => self.cursor = (self.cursor + 1).min(self.buffer.len()),
             KeyCode::Home => self.cursor = 0,
             KeyCode::End => self.cursor = self.buffer.len(),
+            KeyCode::Tab => self.complete(),
             KeyCode::Up => self.recall(true),
             KeyCode::Down => self.recall(false),
             _ => {}
         }
         None
+    }
+
+    /// The words Tab completes after `/to ` (the live chats' names).
+    pub fn set_completions(&mut self, words: Vec<String>) {
+        self.completions = words;
+    }
+
+    fn complete(&mut self) {
+        if self.cursor != self.buffer.len() {
+            return;
+        }
+        let line: String = self.buffer.iter().collect();
+        if let Some(done) = complete_line(&line, &self.completions) {
+            self.buffer = done.chars().collect();
+            self.cursor = self.buffer.len();
+        }
     }
 
     fn insert(&mut self, text: &str) {
@@ -466,6 +486,37 @@ impl<W: Write> Drop for LineEditor<W> {
     }
 }
 
+/// Tab completion of a chat command: `/to PREFIX` (or `/to` and a space) becomes `/to NAME `
+/// when one of `names` starts with PREFIX (any case), or the longest prefix all the
+/// candidates share. `None`: nothing to complete.
+pub fn complete_line(line: &str, names: &[String]) -> Option<String> {
+    let prefix = line.strip_prefix("/to ")?;
+    if prefix.contains(' ') && !names.iter().any(|n| n.starts_with(prefix)) {
+        return None;
+    }
+    let lower = prefix.to_lowercase();
+    let candidates: Vec<&String> = names
+        .iter()
+        .filter(|n| n.to_lowercase().starts_with(&lower))
+        .collect();
+    match candidates[..] {
+        [] => None,
+        [one] => Some(format!("/to {one} ")),
+        _ => {
+            let first: Vec<char> = candidates[0].chars().collect();
+            let common = candidates.iter().skip(1).fold(first.len(), |len, n| {
+                n.chars()
+                    .zip(&first)
+                    .take(len)
+                    .take_while(|(a, b)| a.to_lowercase().eq(b.to_lowercase()))
+                    .count()
+            });
+            let common: String = first[..common].iter().collect();
+            (common.chars().count() > prefix.chars().count()).then(|| format!("/to {common}"))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,6 +524,29 @@ mod tests {
     use std::collections::VecDeque;
     use std::sync::Mutex;
     use std::time::Instant;
+
+    #[test]
+    fn tab_completes_a_chat_name_after_to() {
+        let names = vec!["Bob".to_owned(), "Bea".to_owned(), "Carol Ann".to_owned()];
+        assert_eq!(
+            complete_line("/to c", &names).as_deref(),
+            Some("/to Carol Ann ")
+        );
+        assert_eq!(
+            complete_line("/to b", &names),
+            None,
+            "Bob and Bea share only B"
+        );
+        assert_eq!(complete_line("/to bo", &names).as_deref(), Some("/to Bob "));
+        assert_eq!(complete_line("/to ", &names), None);
+        assert_eq!(complete_line("hello", &names), None);
+        assert_eq!(complete_line("/to x", &names), None);
+        let two = vec!["Alexander".to_owned(), "Alexandra".to_owned()];
+        assert_eq!(
+            complete_line("/to al", &two).as_deref(),
+            Some("/to Alexand")
+        );
+    }
 
     /// A terminal that sends what the test scripted, then waits.
     struct Scripted(VecDeque<io::Result<Option<Event>>>);

@@ -22,7 +22,7 @@ use chrono::{Local, TimeZone};
 use serde_json::json;
 use socketfalco_core::{CloseCode, DeviceId, Message, Side};
 use socketfalco_transport::Output;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// How long the terminal waits for a delivery before showing an own line as not yet
@@ -55,14 +55,26 @@ pub struct HistoryEntry {
     pub peer: DeviceId,
 }
 
-/// Turns events into lines. See the [module docs](self).
+/// What the presenter knows of one chat.
+#[derive(Clone, Debug, Default)]
+struct ChatView {
+    name: String,
+    /// Re-sync progress: messages arrived, messages announced.
+    resync: Option<(u64, u64)>,
+    delivered_up_to: u64,
+}
+
+/// Turns events into lines, and keeps which chats are live and which one is current (the
+/// one typed lines go to). See the [module docs](self).
 pub struct Presenter {
     style: Style,
     me: String,
-    peer_name: String,
-    resync: Option<(u64, u64)>,
-    held: VecDeque<(Message, Instant)>,
-    delivered_up_to: u64,
+    chats: BTreeMap<DeviceId, ChatView>,
+    /// Live chats, in the order they connected.
+    live: Vec<DeviceId>,
+    /// The chat typed lines go to: the peer who connected last, or the one chosen.
+    current: Option<DeviceId>,
+    held: VecDeque<(DeviceId, Message, Instant)>,
     undelivered_shown: u64,
     invocation: String,
     /// A key mismatch was just shown: the local close that follows is its refusal.
@@ -75,14 +87,113 @@ impl Presenter {
         Presenter {
             style,
             me: me.to_owned(),
-            peer_name: "peer".to_owned(),
-            resync: None,
+            chats: BTreeMap::new(),
+            live: Vec::new(),
+            current: None,
             held: VecDeque::new(),
-            delivered_up_to: 0,
             undelivered_shown: 0,
             invocation: "socketfalco".to_owned(),
             key_refused: false,
         }
+    }
+
+    /// The chat typed lines go to, if any peer was known.
+    pub fn current(&self) -> Option<DeviceId> {
+        self.current
+    }
+
+    /// Makes `peer` the chat typed lines go to.
+    pub fn set_current(&mut self, peer: DeviceId) {
+        self.current = Some(peer);
+    }
+
+    /// The name shown for `peer`.
+    pub fn name_of(&self, peer: DeviceId) -> String {
+        self.chats
+            .get(&peer)
+            .map(|c| c.name.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "peer".to_owned())
+    }
+
+    /// The live chats, in the order they connected: `(peer, name)`.
+    pub fn live_chats(&self) -> Vec<(DeviceId, String)> {
+        self.live.iter().map(|&d| (d, self.name_of(d))).collect()
+    }
+
+    /// The live chat `query` names: a peer's name (any case) or a unique prefix of it, or a
+    /// unique prefix of its device id (with or without hyphens).
+    pub fn resolve(&self, query: &str) -> Result<DeviceId, String> {
+        let query = query.trim();
+        if query.is_empty() {
+            return Err("say which chat: /to NAME".into());
+        }
+        let q = query.to_lowercase();
+        let by_name: Vec<DeviceId> = self
+            .live
+            .iter()
+            .copied()
+            .filter(|&d| self.name_of(d).to_lowercase() == q)
+            .collect();
+        if let [one] = by_name[..] {
+            return Ok(one);
+        }
+        let hex = q.replace('-', "");
+        let matching: Vec<DeviceId> = self
+            .live
+            .iter()
+            .copied()
+            .filter(|&d| {
+                self.name_of(d).to_lowercase().starts_with(&q)
+                    || (!hex.is_empty()
+                        && hex.chars().all(|c| c.is_ascii_hexdigit())
+                        && d.to_string().replace('-', "").starts_with(&hex))
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        match matching[..] {
+            [one] => Ok(one),
+            [] => Err(format!(
+                "no live chat is called {query:?} (/chats lists them)"
+            )),
+            _ => Err(format!(
+                "{query:?} names more than one chat: {} (give more of the name or the id)",
+                matching
+                    .iter()
+                    .map(|&d| format!("{} ({d})", self.name_of(d)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+
+    /// The lines of `/chats`: one per live chat, the current one marked.
+    pub fn chat_list(&self) -> Vec<String> {
+        if self.style == Style::Json {
+            let chats: Vec<serde_json::Value> = self
+                .live
+                .iter()
+                .map(|&d| {
+                    json!({
+                        "peer": d.to_string(),
+                        "name": self.name_of(d),
+                        "current": Some(d) == self.current,
+                    })
+                })
+                .collect();
+            return vec![json!({"event": "chats", "chats": chats}).to_string()];
+        }
+        if self.live.is_empty() {
+            return vec!["no live chat".into()];
+        }
+        self.live
+            .iter()
+            .map(|&d| {
+                let mark = if Some(d) == self.current { "*" } else { " " };
+                format!("{mark} {} ({d})", sanitize(&self.name_of(d)))
+            })
+            .collect()
     }
 
     /// How the user runs this program (`socketfalco`, with `--data-dir DIR` if given), for
@@ -96,12 +207,20 @@ impl Presenter {
         format!("{} --trust-new-key {peer} '{fingerprint}'", self.invocation)
     }
 
-    /// The prompt for the terminal, with re-sync progress while one runs.
+    /// The prompt for the terminal, with re-sync progress while one runs, and the chat typed
+    /// lines go to when more than one is live (`Alice→Bob> `).
     pub fn prompt(&self) -> String {
-        match self.resync {
-            Some((done, total)) => format!("[re-sync {done}/{total}] {}> ", self.me),
-            None => format!("{}> ", self.me),
-        }
+        let resync = self
+            .current
+            .and_then(|d| self.chats.get(&d))
+            .and_then(|c| c.resync)
+            .map(|(done, total)| format!("[re-sync {done}/{total}] "))
+            .unwrap_or_default();
+        let target = match self.current {
+            Some(d) if self.live.len() > 1 => format!("→{}", sanitize(&self.name_of(d))),
+            _ => String::new(),
+        };
+        format!("{resync}{}{target}> ", self.me)
     }
 
     /// Lines for one session event.
@@ -121,8 +240,13 @@ impl Presenter {
                 incoming,
                 outgoing,
             } => {
-                self.peer_name.clone_from(&peer.name);
-                self.delivered_up_to = 0;
+                let chat = self.chats.entry(peer.device).or_default();
+                chat.name.clone_from(&peer.name);
+                chat.delivered_up_to = 0;
+                chat.resync = (*incoming > 0).then_some((0, *incoming));
+                self.live.retain(|&d| d != peer.device);
+                self.live.push(peer.device);
+                self.current = Some(peer.device);
                 let mut line = format!("connected to {} ({}) at {addr}", peer.name, peer.device);
                 if peer.temporary {
                     let who = if peer.peer_temporary {
@@ -138,32 +262,37 @@ impl Presenter {
                         " — {incoming} message(s) arriving, {outgoing} of yours going out"
                     ));
                 }
-                if *incoming > 0 {
-                    self.resync = Some((0, *incoming));
-                }
                 lines.push(line);
             }
             Output::Received {
-                message, stored, ..
+                peer,
+                message,
+                stored,
             } => {
-                if let Some((done, total)) = self.resync.as_mut() {
+                let chat = self.chats.entry(*peer).or_default();
+                if let Some((done, total)) = chat.resync.as_mut() {
                     *done += 1;
                     if *done >= *total {
-                        self.resync = None;
+                        chat.resync = None;
                     }
                 }
-                let name = self.peer_name.clone();
+                let name = self.name_of(*peer);
                 let mut line = self.message_line(&name, message);
                 if !stored && self.style == Style::Terminal {
                     line.push_str("  (temporary)");
                 }
                 lines.push(line);
             }
-            Output::Sent { message, live, .. } => {
+            Output::Sent {
+                peer,
+                message,
+                live,
+            } => {
                 if *live && self.style == Style::Terminal {
-                    self.held.push_back((message.clone(), Instant::now()));
+                    self.held
+                        .push_back((*peer, message.clone(), Instant::now()));
                 } else {
-                    let me = self.me.clone();
+                    let me = self.own_label(*peer);
                     let mut line = self.message_line(&me, message);
                     if !live {
                         line.push_str(match self.style {
@@ -175,31 +304,47 @@ impl Presenter {
                     lines.push(line);
                 }
             }
-            Output::Delivered { up_to, .. } => {
-                self.delivered_up_to = self.delivered_up_to.max(*up_to);
+            Output::Delivered { peer, up_to } => {
+                let chat = self.chats.entry(*peer).or_default();
+                chat.delivered_up_to = chat.delivered_up_to.max(*up_to);
                 match self.style {
                     Style::Terminal => lines.extend(self.release_held(Instant::now(), true)),
                     _ => lines.push(format!("delivered up to #{up_to}")),
                 }
             }
-            Output::Disconnected { reason, by } => {
+            Output::Disconnected { peer, reason, by } => {
                 lines.extend(self.release_held(Instant::now(), true));
-                self.resync = None;
+                let several = self.live.len() > 1;
+                if let Some(peer) = peer {
+                    if let Some(chat) = self.chats.get_mut(peer) {
+                        chat.resync = None;
+                    }
+                    self.live.retain(|d| d != peer);
+                    // Lines keep going to this chat (stored to wait) unless another is live.
+                    if self.current == Some(*peer) {
+                        if let Some(&last) = self.live.last() {
+                            self.current = Some(last);
+                        }
+                    }
+                }
+                let from = match peer {
+                    Some(peer) if several => format!(" from {}", sanitize(&self.name_of(*peer))),
+                    _ => String::new(),
+                };
                 let key_refused = std::mem::take(&mut self.key_refused);
                 if *by == Side::Local && (key_refused || reason.code == CloseCode::IdentityMismatch)
                 {
                     // The close the peer got says only "refused": say why, our way.
-                    lines.push(
-                        "disconnected (closed): refused that device, its key does not match \
-                         the one pinned for its device id (see the warning above)"
-                            .to_owned(),
-                    );
+                    lines.push(format!(
+                        "disconnected{from} (closed): refused that device, its key does not \
+                         match the one pinned for its device id (see the warning above)"
+                    ));
                 } else {
                     let who = match by {
                         Side::Local => "closed",
                         Side::Peer => "the peer closed",
                     };
-                    lines.push(format!("disconnected ({who}): {reason}"));
+                    lines.push(format!("disconnected{from} ({who}): {reason}"));
                 }
             }
             Output::KeyMismatch {
@@ -243,7 +388,9 @@ impl Presenter {
                 *in_ms as f64 / 1000.0
             )),
             Output::RefusedBusy(addr) => {
-                lines.push(format!("told {addr} that you are busy in this chat"));
+                lines.push(format!(
+                    "told {addr} that you chat with as many peers as allowed (--max-peers)"
+                ));
             }
             Output::Rejected { reason, .. } => lines.push(format!("not sent: {reason}")),
             Output::Pending(_) => lines.push(
@@ -260,14 +407,26 @@ impl Presenter {
         self.release_held(now, false)
     }
 
+    /// How an own line is labelled: the user's name, and the chat when several are live.
+    fn own_label(&self, peer: DeviceId) -> String {
+        if self.live.len() > 1 {
+            format!("{}→{}", self.me, sanitize(&self.name_of(peer)))
+        } else {
+            self.me.clone()
+        }
+    }
+
     fn release_held(&mut self, now: Instant, all: bool) -> Vec<String> {
         let mut lines = Vec::new();
-        while let Some((message, at)) = self.held.front() {
-            let delivered = message.seq <= self.delivered_up_to;
+        let mut last_delivered = 0;
+        while let Some((peer, message, at)) = self.held.front() {
+            let up_to = self.chats.get(peer).map_or(0, |c| c.delivered_up_to);
+            let delivered = message.seq <= up_to;
             if !(delivered || all || now.duration_since(*at) >= HOLD_FOR_DELIVERY) {
                 break;
             }
-            let me = self.me.clone();
+            last_delivered = up_to;
+            let me = self.own_label(*peer);
             let mut line = self.message_line(&me, message);
             line.push_str(if delivered { "  ✓" } else { "  ⧗" });
             if !delivered {
@@ -278,8 +437,12 @@ impl Presenter {
         }
         if self.undelivered_shown > 0 && self.held.is_empty() && all {
             // A later delivery covers lines already shown as waiting.
-            if self.delivered_up_to > 0 && self.style == Style::Terminal {
-                lines.push(format!("✓ delivered up to #{}", self.delivered_up_to));
+            let up_to = self
+                .current
+                .and_then(|d| self.chats.get(&d))
+                .map_or(last_delivered, |c| c.delivered_up_to);
+            if up_to > 0 && self.style == Style::Terminal {
+                lines.push(format!("✓ delivered up to #{up_to}"));
                 self.undelivered_shown = 0;
             }
         }
@@ -373,8 +536,9 @@ impl Presenter {
             Output::Delivered { peer, up_to } => {
                 json!({"event": "delivered", "peer": peer.to_string(), "up_to": up_to})
             }
-            Output::Disconnected { reason, by } => json!({
+            Output::Disconnected { peer, reason, by } => json!({
                 "event": "peer_left",
+                "peer": peer.map(|p| p.to_string()),
                 "reason": reason.to_string(),
                 "code": reason.code.to_wire(),
                 "by": match by { Side::Local => "local", Side::Peer => "peer" },
@@ -403,6 +567,30 @@ impl Presenter {
         }
     }
 
+    /// Shows events in `style` from now on (a headless listener never uses the terminal).
+    pub fn set_style(&mut self, style: Style) {
+        self.style = style;
+    }
+
+    /// A line that answers the user (a chat chosen, …).
+    pub fn note(&self, message: &str) -> String {
+        match self.style {
+            Style::Json => json!({"event": "note", "message": message}).to_string(),
+            _ => message.to_owned(),
+        }
+    }
+
+    /// The line for input that could not be carried out (an unknown command, a chat that
+    /// is not live): the session goes on.
+    pub fn input_error(&self, message: &str) -> String {
+        match self.style {
+            Style::Json => {
+                json!({"event": "error", "kind": "input", "message": message}).to_string()
+            }
+            _ => format!("error: {message}"),
+        }
+    }
+
     /// The line for a fatal error.
     pub fn error(&self, message: &str) -> String {
         match self.style {
@@ -413,9 +601,9 @@ impl Presenter {
         }
     }
 
-    /// The name of the peer, once connected.
-    pub fn set_peer_name(&mut self, name: &str) {
-        name.clone_into(&mut self.peer_name);
+    /// The name of `peer`, for the `-eC` view (which has no connection).
+    pub fn set_peer_name(&mut self, peer: DeviceId, name: &str) {
+        name.clone_into(&mut self.chats.entry(peer).or_default().name);
     }
 }
 
@@ -467,7 +655,7 @@ mod tests {
     #[test]
     fn plain_lines_carry_the_name_and_the_text() {
         let mut p = Presenter::new(Style::Plain, "alice");
-        p.set_peer_name("bob");
+        p.set_peer_name(DeviceId([1; 16]), "bob");
         let lines = p.output(&Output::Received {
             peer: DeviceId([1; 16]),
             message: message(1, "hello"),
@@ -594,6 +782,7 @@ mod tests {
         let mut p = Presenter::new(Style::Plain, "alice");
         // The close of a refused key says only "refused"; the warning before it says why.
         let close = Output::Disconnected {
+            peer: None,
             reason: socketfalco_core::Close::new(CloseCode::Refused, "refused"),
             by: Side::Local,
         };
@@ -603,6 +792,7 @@ mod tests {
         let other = p.output(&close);
         assert!(!other[0].contains("refused that device"), "{other:?}");
         let broken = p.output(&Output::Disconnected {
+            peer: None,
             reason: socketfalco_core::Close::new(CloseCode::IntegrityFailure, "tampered"),
             by: Side::Local,
         });
@@ -637,5 +827,70 @@ mod tests {
             stored: true,
         });
         assert_eq!(p.prompt(), "alice> ");
+    }
+
+    fn hello(byte: u8, name: &str) -> socketfalco_core::PeerHello {
+        socketfalco_core::PeerHello {
+            device: DeviceId([byte; 16]),
+            name: name.into(),
+            peer_temporary: false,
+            temporary: false,
+        }
+    }
+
+    fn connected(p: &mut Presenter, byte: u8, name: &str) {
+        let _ = p.output(&Output::Connected {
+            peer: hello(byte, name),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            incoming: 0,
+            outgoing: 0,
+        });
+    }
+
+    #[test]
+    fn with_several_chats_the_prompt_and_own_lines_name_the_chat() {
+        let mut p = Presenter::new(Style::Plain, "alice");
+        connected(&mut p, 1, "bob");
+        assert_eq!(p.prompt(), "alice> ", "one chat: as before");
+        connected(&mut p, 2, "carol");
+        assert_eq!(p.prompt(), "alice→carol> ", "the peer who connected last");
+        p.set_current(DeviceId([1; 16]));
+        assert_eq!(p.prompt(), "alice→bob> ");
+        let lines = p.output(&Output::Sent {
+            peer: DeviceId([2; 16]),
+            message: message(1, "hi carol"),
+            live: false,
+        });
+        assert!(lines[0].contains("alice→carol: hi carol"), "{lines:?}");
+        let lines = p.output(&Output::Received {
+            peer: DeviceId([1; 16]),
+            message: message(1, "hi alice"),
+            stored: true,
+        });
+        assert!(lines[0].contains("bob: hi alice"), "{lines:?}");
+        let listed = p.chat_list().join("\n");
+        assert!(listed.contains("* bob"), "{listed}");
+        assert!(listed.contains("  carol"), "{listed}");
+        // Bob leaves: lines go to the chat still live.
+        let _ = p.output(&Output::Disconnected {
+            peer: Some(DeviceId([1; 16])),
+            reason: socketfalco_core::Close::new(CloseCode::Normal, "bye"),
+            by: Side::Peer,
+        });
+        assert_eq!(p.current(), Some(DeviceId([2; 16])));
+        assert_eq!(p.prompt(), "alice> ");
+    }
+
+    #[test]
+    fn a_chat_is_named_by_its_name_or_a_unique_prefix_of_name_or_id() {
+        let mut p = Presenter::new(Style::Plain, "alice");
+        connected(&mut p, 0x1b, "Bob");
+        connected(&mut p, 0x2c, "Bea");
+        connected(&mut p, 0x3d, "carol");
+        assert_eq!(p.resolve("bob"), Ok(DeviceId([0x1b; 16])));
+        assert_eq!(p.resolve("CAR"), Ok(DeviceId([0x3d; 16])));
+        assert_eq!(p.resolve("2c2c"), Ok(DeviceId([0x2c; 16])));
+        assert!(p.resolve("b").unwrap_err().contains("more than one"));
+        assert!(p.resolve("dave").unwrap_err().contains("no live chat"));
     }
 }

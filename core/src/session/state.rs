@@ -575,11 +575,12 @@ impl Session {
         Ok(())
     }
 
-    /// Refuses the peer before saying anything (a busy listener): the queued hello is
-    /// withdrawn if none of it was transmitted yet, so that only the close frame goes out
-    /// and the peer learns nothing but the reason.
+    /// Refuses the peer before saying anything (a listener at its limit): the queued hello
+    /// is withdrawn if none of it was transmitted yet (before or after the peer's hello),
+    /// so that only the close frame goes out and the peer learns nothing but the reason.
     pub fn refuse(&mut self, reason: Close, now_ms: u64) {
-        if self.state == State::AwaitingHello && self.out.nothing_sent() {
+        let before_accept = matches!(self.state, State::AwaitingHello | State::AwaitingAccept);
+        if before_accept && self.out.nothing_sent() {
             self.out.clear();
         }
         self.close(reason, now_ms);
