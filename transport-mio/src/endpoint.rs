@@ -783,7 +783,11 @@ impl<S: Store> Endpoint<S> {
                             // later drops are retried.
                             let left_on_purpose =
                                 by == Side::Local && reason.code == CloseCode::Normal;
-                            if !self.ever_established && !left_on_purpose {
+                            // Replaced by the peer: another copy of this device (same id, same
+                            // key) connected to it; reconnecting would push that one out in
+                            // turn, forever. Stop and say why.
+                            let replaced = by == Side::Peer && reason.code == CloseCode::Replaced;
+                            if (!self.ever_established && !left_on_purpose) || replaced {
                                 refused_for_good = Some(reason.clone());
                             }
                             out.push(Output::Disconnected {

@@ -137,25 +137,102 @@ fn a_chat_over_loopback_delivers_both_ways_and_stores_it() {
 }
 
 #[test]
-fn a_second_caller_is_told_the_listener_is_busy() {
+fn a_listener_chats_with_several_peers_at_once_each_in_its_own_chat() {
     let (alice, addr) = listen(DEVICE_A, "alice");
+    let carol_id = socketfalco_core::DeviceId([0xcc; 16]);
+    let bob = dial(DEVICE_B, "bob", addr);
+    let carol = dial(carol_id, "carol", addr);
+    for peer in [&bob, &carol] {
+        wait_for(&peer.outputs, "connected", |o| {
+            matches!(o, Output::Connected { .. })
+        });
+    }
+    bob.control.send(Command::Write("from bob".into()));
+    carol.control.send(Command::Write("from carol".into()));
+    wait_for(
+        &alice.outputs,
+        "bob's line",
+        |o| matches!(o, Output::Received { peer, message, .. } if *peer == DEVICE_B && message.text == "from bob"),
+    );
+    wait_for(
+        &alice.outputs,
+        "carol's line",
+        |o| matches!(o, Output::Received { peer, message, .. } if *peer == carol_id && message.text == "from carol"),
+    );
+    alice.control.send(Command::WriteTo {
+        to: DEVICE_B,
+        text: "to bob".into(),
+    });
+    alice.control.send(Command::WriteTo {
+        to: carol_id,
+        text: "to carol".into(),
+    });
+    wait_for(
+        &bob.outputs,
+        "alice's line",
+        |o| matches!(o, Output::Received { message, .. } if message.text == "to bob"),
+    );
+    wait_for(
+        &carol.outputs,
+        "alice's line",
+        |o| matches!(o, Output::Received { message, .. } if message.text == "to carol"),
+    );
+    for peer in [bob, carol] {
+        peer.control.send(Command::Quit);
+        peer.thread.join().unwrap().0.unwrap();
+    }
+    alice.control.send(Command::Quit);
+    let (result, store) = alice.thread.join().unwrap();
+    result.unwrap();
+    let texts = |peer| -> Vec<String> {
+        store
+            .history(DEVICE_A, peer)
+            .into_iter()
+            .map(|(_, m)| m.text)
+            .collect()
+    };
+    assert_eq!(texts(DEVICE_B), ["from bob", "to bob"]);
+    assert_eq!(texts(carol_id), ["from carol", "to carol"]);
+}
+
+#[test]
+fn past_its_limit_a_listener_refuses_a_caller_as_busy_and_the_caller_waits_its_turn() {
+    let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let mut limited = config(DEVICE_A, "alice");
+    limited.max_peers = 1;
+    let alice = start(Role::Listen { bind }, limited);
+    let addr = match wait_for(&alice.outputs, "listening", |o| {
+        matches!(o, Output::Listening(_))
+    }) {
+        Output::Listening(addr) => addr,
+        _ => unreachable!(),
+    };
     let bob = dial(DEVICE_B, "bob", addr);
     wait_for(&alice.outputs, "connected", |o| {
         matches!(o, Output::Connected { .. })
     });
     let carol = dial(socketfalco_core::DeviceId([0xcc; 16]), "carol", addr);
-    let (result, carol_store) = carol.thread.join().unwrap();
-    let error = result.unwrap_err();
-    assert!(error.contains("busy"), "{error}");
-    assert!(
-        carol_store.chats.is_empty(),
-        "a refused caller learns nothing but the reason, and stores nothing"
-    );
+    let refused = wait_for(&carol.outputs, "busy", |o| {
+        matches!(o, Output::Disconnected { .. })
+    });
+    match refused {
+        Output::Disconnected { reason, .. } => assert_eq!(reason.code, CloseCode::Busy),
+        _ => unreachable!(),
+    }
+    wait_for(&carol.outputs, "retry", |o| {
+        matches!(o, Output::Reconnecting { .. })
+    });
     wait_for(&alice.outputs, "refusal", |o| {
         matches!(o, Output::RefusedBusy(_))
     });
+    // Bob leaves; carol's next attempt gets in.
     bob.control.send(Command::Quit);
     bob.thread.join().unwrap().0.unwrap();
+    wait_for(&carol.outputs, "connected", |o| {
+        matches!(o, Output::Connected { .. })
+    });
+    carol.control.send(Command::Quit);
+    carol.thread.join().unwrap().0.unwrap();
     alice.control.send(Command::Quit);
     alice.thread.join().unwrap().0.unwrap();
 }
