@@ -225,6 +225,8 @@ impl Presenter {
 
     /// Lines for one session event.
     pub fn output(&mut self, output: &Output) -> Vec<String> {
+        let several_before = self.live.len() > 1;
+        self.track(output);
         if self.style == Style::Json {
             return vec![self.json(output).to_string()];
         }
@@ -240,13 +242,6 @@ impl Presenter {
                 incoming,
                 outgoing,
             } => {
-                let chat = self.chats.entry(peer.device).or_default();
-                chat.name.clone_from(&peer.name);
-                chat.delivered_up_to = 0;
-                chat.resync = (*incoming > 0).then_some((0, *incoming));
-                self.live.retain(|&d| d != peer.device);
-                self.live.push(peer.device);
-                self.current = Some(peer.device);
                 let mut line = format!("connected to {} ({}) at {addr}", peer.name, peer.device);
                 if peer.temporary {
                     let who = if peer.peer_temporary {
@@ -269,13 +264,6 @@ impl Presenter {
                 message,
                 stored,
             } => {
-                let chat = self.chats.entry(*peer).or_default();
-                if let Some((done, total)) = chat.resync.as_mut() {
-                    *done += 1;
-                    if *done >= *total {
-                        chat.resync = None;
-                    }
-                }
                 let name = self.name_of(*peer);
                 let mut line = self.message_line(&name, message);
                 if !stored && self.style == Style::Terminal {
@@ -304,31 +292,16 @@ impl Presenter {
                     lines.push(line);
                 }
             }
-            Output::Delivered { peer, up_to } => {
-                let chat = self.chats.entry(*peer).or_default();
-                chat.delivered_up_to = chat.delivered_up_to.max(*up_to);
-                match self.style {
-                    Style::Terminal => lines.extend(self.release_held(Instant::now(), true)),
-                    _ => lines.push(format!("delivered up to #{up_to}")),
-                }
-            }
+            Output::Delivered { up_to, .. } => match self.style {
+                Style::Terminal => lines.extend(self.release_held(Instant::now(), true)),
+                _ => lines.push(format!("delivered up to #{up_to}")),
+            },
             Output::Disconnected { peer, reason, by } => {
                 lines.extend(self.release_held(Instant::now(), true));
-                let several = self.live.len() > 1;
-                if let Some(peer) = peer {
-                    if let Some(chat) = self.chats.get_mut(peer) {
-                        chat.resync = None;
-                    }
-                    self.live.retain(|d| d != peer);
-                    // Lines keep going to this chat (stored to wait) unless another is live.
-                    if self.current == Some(*peer) {
-                        if let Some(&last) = self.live.last() {
-                            self.current = Some(last);
-                        }
-                    }
-                }
                 let from = match peer {
-                    Some(peer) if several => format!(" from {}", sanitize(&self.name_of(*peer))),
+                    Some(peer) if several_before => {
+                        format!(" from {}", sanitize(&self.name_of(*peer)))
+                    }
                     _ => String::new(),
                 };
                 let key_refused = std::mem::take(&mut self.key_refused);
@@ -400,6 +373,50 @@ impl Presenter {
             Output::Warning(text) => lines.push(format!("warning: {text}")),
         }
         lines
+    }
+
+    /// Keeps the chats' state (which are live, the current one, re-sync progress, delivery
+    /// marks) whatever the output style.
+    fn track(&mut self, output: &Output) {
+        match output {
+            Output::Connected { peer, incoming, .. } => {
+                let chat = self.chats.entry(peer.device).or_default();
+                chat.name.clone_from(&peer.name);
+                chat.delivered_up_to = 0;
+                chat.resync = (*incoming > 0).then_some((0, *incoming));
+                self.live.retain(|&d| d != peer.device);
+                self.live.push(peer.device);
+                self.current = Some(peer.device);
+            }
+            Output::Received { peer, .. } => {
+                let chat = self.chats.entry(*peer).or_default();
+                if let Some((done, total)) = chat.resync.as_mut() {
+                    *done += 1;
+                    if *done >= *total {
+                        chat.resync = None;
+                    }
+                }
+            }
+            Output::Delivered { peer, up_to } => {
+                let chat = self.chats.entry(*peer).or_default();
+                chat.delivered_up_to = chat.delivered_up_to.max(*up_to);
+            }
+            Output::Disconnected {
+                peer: Some(peer), ..
+            } => {
+                if let Some(chat) = self.chats.get_mut(peer) {
+                    chat.resync = None;
+                }
+                self.live.retain(|d| d != peer);
+                // Lines keep going to this chat (stored to wait) unless another is live.
+                if self.current == Some(*peer) {
+                    if let Some(&last) = self.live.last() {
+                        self.current = Some(last);
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Own lines held for their delivered mark that have waited long enough.

@@ -85,6 +85,8 @@ pub fn wait_with_timeout(child: &mut Child) -> ExitStatus {
 /// One device: a data directory of its own, given with `--data-dir`.
 pub struct Device {
     dir: PathBuf,
+    /// The name given at creation (empty for [`Device::unnamed`]).
+    name: String,
     /// The temporary directory `dir` is, for a device made by [`Device::new`]: removed with
     /// the device.
     _temp: Option<tempfile::TempDir>,
@@ -93,9 +95,15 @@ pub struct Device {
 impl Device {
     /// A device in a new temporary directory, named `name`.
     pub fn new(name: &str) -> Device {
-        let device = Device::unnamed();
+        let mut device = Device::unnamed();
         assert_ok(&device.run(&["-eN", name]));
+        device.name = name.to_owned();
         device
+    }
+
+    /// The name given at creation.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// A device in a new, empty temporary directory: the binary has not run there yet.
@@ -103,13 +111,18 @@ impl Device {
         let temp = tempfile::tempdir().unwrap();
         Device {
             dir: temp.path().to_owned(),
+            name: String::new(),
             _temp: Some(temp),
         }
     }
 
     /// A device in `dir` (created by the binary) named `name`.
     pub fn at(dir: PathBuf, name: &str) -> Device {
-        let device = Device { dir, _temp: None };
+        let device = Device {
+            dir,
+            name: name.to_owned(),
+            _temp: None,
+        };
         assert_ok(&device.run(&["-eN", name]));
         device
     }

@@ -1,0 +1,229 @@
+//! End-to-end: the always-on listener — the real binary serving several peers at once, a
+//! `/to` that reaches only its chat, a listener killed mid-stream that all peers resync
+//! with, the headless `-l --serve`, and hundreds of silent connections that neither keep a
+//! peer out nor grow the listener's memory.
+
+mod common;
+
+use common::{Device, Session, WAIT};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// A `--json` listener for `device` on 127.0.0.1:`port` (a fixed port: it is restarted on
+/// it), with `extra` options.
+fn listener_on(device: &Device, port: u16, extra: &[&str]) -> Session {
+    let port = port.to_string();
+    let mut args = vec!["-l", "-p", &port, "--bind", "127.0.0.1", "--json"];
+    args.extend_from_slice(extra);
+    let mut session = Session::spawn(device.command(&args));
+    session.wait_for("listening", |e| e["event"] == "listening");
+    session
+}
+
+/// A free port on 127.0.0.1 (bound then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The texts of a chat as `-eC --json` shows them, in order.
+fn texts(device: &Device, peer: &Device) -> Vec<String> {
+    device.history(peer)
+}
+
+fn assert_no_duplicates(texts: &[String], what: &str) {
+    let unique: BTreeSet<&String> = texts.iter().collect();
+    assert_eq!(
+        unique.len(),
+        texts.len(),
+        "{what}: a line is doubled: {texts:?}"
+    );
+}
+
+#[test]
+fn three_peers_chat_with_one_listener_at_once_and_resync_after_it_is_killed() {
+    let alice = Device::new("alice");
+    let peers = [
+        Device::new("bob"),
+        Device::new("carol"),
+        Device::new("dave"),
+    ];
+    let port = free_port();
+    let mut listener = listener_on(&alice, port, &[]);
+    let mut callers: Vec<Session> = peers.iter().map(|p| p.connect(port)).collect();
+    for caller in &mut callers {
+        caller.connected();
+    }
+    for peer in &peers {
+        let name = peer.name().to_owned();
+        listener.wait_for("all three chats", |e| {
+            e["event"] == "connected" && e["name"] == name.as_str()
+        });
+    }
+    // Lines both ways, interleaved across the three chats.
+    for i in 0..5 {
+        for (caller, peer) in callers.iter_mut().zip(&peers) {
+            caller.say(&format!("{} to alice {i}", peer.name()));
+        }
+        for peer in &peers {
+            listener.say(&format!("/to {} alice to {} {i}", peer.name(), peer.name()));
+        }
+    }
+    for (caller, peer) in callers.iter_mut().zip(&peers) {
+        for i in 0..5 {
+            listener.received(&format!("{} to alice {i}", peer.name()));
+            caller.received(&format!("alice to {} {i}", peer.name()));
+        }
+    }
+    // Every incoming line names its chat.
+    let bob_id = peers[0].id();
+    let from_bob = listener.received("bob to alice 0");
+    assert_eq!(from_bob["peer"], bob_id.as_str());
+
+    // The listener is killed while all three stream; it comes back on the same port and
+    // every peer reconnects by itself.
+    for i in 0..20 {
+        for (caller, peer) in callers.iter_mut().zip(&peers) {
+            caller.say(&format!("{} burst {i}", peer.name()));
+        }
+        if i == 10 {
+            listener.kill();
+            listener = listener_on(&alice, port, &[]);
+        }
+    }
+    for (caller, peer) in callers.iter_mut().zip(&peers) {
+        caller.wait_for("all delivered", |e| {
+            e["event"] == "delivered" && e["up_to"].as_u64() >= Some(25)
+        });
+        let _ = peer;
+    }
+    for caller in callers {
+        caller.finish();
+    }
+    listener.finish();
+    for peer in &peers {
+        let mine = texts(&alice, peer);
+        let theirs = texts(peer, &alice);
+        assert_eq!(
+            mine,
+            theirs,
+            "{}: the same chat in the same order",
+            peer.name()
+        );
+        assert_no_duplicates(&mine, peer.name());
+        assert_eq!(mine.len(), 5 + 5 + 20, "{}: {mine:?}", peer.name());
+        for line in &mine {
+            assert!(line.contains(peer.name()), "{line:?} is in the wrong chat");
+        }
+    }
+}
+
+#[test]
+fn serve_runs_headless_and_delivers_lines_written_meanwhile() {
+    let alice = Device::new("alice");
+    let bob = Device::new("bob");
+    let carol = Device::new("carol");
+    let port = free_port();
+    // Alice knows both: one chat each, once.
+    let listener = listener_on(&alice, port, &[]);
+    for peer in [&bob, &carol] {
+        let mut caller = peer.connect(port);
+        caller.connected();
+        caller.finish();
+    }
+    listener.finish();
+
+    // Headless, standard input closed at once: it keeps running.
+    let mut serve = listener_on(&alice, port, &["--serve"]);
+    drop(serve.stdin.take());
+    let out = alice.run_with_input(&["-eC", &bob.id()], "for bob, written meanwhile\n");
+    assert!(out.status.success());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(serve.child.try_wait().unwrap().is_none(), "--serve ended");
+
+    let mut b = bob.connect(port);
+    b.received("for bob, written meanwhile");
+    b.finish();
+
+    let out = alice.run_with_input(&["-eC", &carol.id()], "for carol, before\n");
+    assert!(out.status.success());
+    let mut c = carol.connect(port);
+    c.received("for carol, before");
+    // Written while carol is connected: delivered without a new connection.
+    let out = alice.run_with_input(&["-eC", &carol.id()], "for carol, while connected\n");
+    assert!(out.status.success());
+    let started = Instant::now();
+    c.received("for carol, while connected");
+    assert!(started.elapsed() < WAIT);
+    c.finish();
+
+    // SIGTERM ends it cleanly.
+    #[cfg(unix)]
+    {
+        let pid = serve.child.id().to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let (status, _, stderr) = serve.exit();
+        assert!(status.success(), "exit {status:?}: {stderr}");
+    }
+    #[cfg(not(unix))]
+    serve.kill();
+}
+
+/// Peak resident memory of a process, from /proc (Linux).
+#[cfg(target_os = "linux")]
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn five_hundred_idle_connections_keep_neither_a_peer_out_nor_memory_up() {
+    let alice = Device::new("alice");
+    let bob = Device::new("bob");
+    let carol = Device::new("carol");
+    let port = free_port();
+    let mut listener = listener_on(&alice, port, &[]);
+    let mut b = bob.connect(port);
+    b.connected();
+    let idle: Vec<TcpStream> = (0..500)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    assert!(idle.len() >= 450, "only {} connections opened", idle.len());
+    // The connected peer keeps chatting, and a new one gets in.
+    b.say("still here");
+    listener.received("still here");
+    let mut c = carol.connect(port);
+    c.connected();
+    c.say("me too");
+    listener.received("me too");
+    let listener_pid = listener.child.id();
+    let peak = peak_rss_kib(listener_pid);
+    assert!(peak < 64 * 1024, "the listener's peak memory is {peak} KiB");
+    let events: Vec<Value> = listener
+        .seen
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        !events.iter().any(|e| e["event"] == "peer_left"),
+        "unauthenticated connections do not appear: {events:?}"
+    );
+    drop(idle);
+    b.finish();
+    c.finish();
+    listener.finish();
+}
