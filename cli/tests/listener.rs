@@ -6,9 +6,7 @@
 mod common;
 
 use common::{Device, Session, WAIT};
-use serde_json::Value;
 use std::collections::BTreeSet;
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 /// A `--json` listener for `device` on 127.0.0.1:`port` (a fixed port: it is restarted on
@@ -199,8 +197,8 @@ fn five_hundred_idle_connections_keep_neither_a_peer_out_nor_memory_up() {
     let mut listener = listener_on(&alice, port, &[]);
     let mut b = bob.connect(port);
     b.connected();
-    let idle: Vec<TcpStream> = (0..500)
-        .filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok())
+    let idle: Vec<std::net::TcpStream> = (0..500)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
         .collect();
     assert!(idle.len() >= 450, "only {} connections opened", idle.len());
     // The connected peer keeps chatting, and a new one gets in.
@@ -213,7 +211,7 @@ fn five_hundred_idle_connections_keep_neither_a_peer_out_nor_memory_up() {
     let listener_pid = listener.child.id();
     let peak = peak_rss_kib(listener_pid);
     assert!(peak < 64 * 1024, "the listener's peak memory is {peak} KiB");
-    let events: Vec<Value> = listener
+    let events: Vec<serde_json::Value> = listener
         .seen
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())
