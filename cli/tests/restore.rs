@@ -70,6 +70,15 @@ fn own(history: &[(String, Option<u64>, bool, bool)]) -> Vec<(Option<u64>, Strin
         .collect()
 }
 
+/// `device`'s copy of `peer`'s messages as `(seq, text)`.
+fn received(device: &Device, peer: &Device) -> Vec<(Option<u64>, String)> {
+    history(device, peer)
+        .into_iter()
+        .filter(|(_, _, _, mine)| !mine)
+        .map(|(text, seq, _, _)| (seq, text))
+        .collect()
+}
+
 fn numbered(texts: &[&str]) -> Vec<(Option<u64>, String)> {
     texts
         .iter()
@@ -114,10 +123,7 @@ fn restored_data_directories_lose_nothing_mark_nothing_delivered_unsent_and_neve
     let all = ["r-one", "r-two", "r-three", "r-hello", "r-hello live"];
     assert_eq!(own(&history(&alice, &bob)), numbered(&all));
     assert_eq!(
-        history(&bob, &alice)
-            .iter()
-            .map(|(text, seq, _, _)| (*seq, text.clone()))
-            .collect::<Vec<_>>(),
+        received(&bob, &alice),
         numbered(&all),
         "Bob: every id with one text, the same as Alice's"
     );
@@ -144,13 +150,7 @@ fn restored_data_directories_lose_nothing_mark_nothing_delivered_unsent_and_neve
         "r-after",
     ];
     assert_eq!(own(&history(&alice, &bob)), numbered(&all));
-    assert_eq!(
-        history(&bob, &alice)
-            .iter()
-            .map(|(text, seq, _, _)| (*seq, text.clone()))
-            .collect::<Vec<_>>(),
-        numbered(&all)
-    );
+    assert_eq!(received(&bob, &alice), numbered(&all));
     assert_eq!(alice.list()[0]["waiting"], 0);
 }
 

@@ -537,31 +537,26 @@ fn plain_links_still_work_for_comparison() {
 
 // ----- a device restored from an older copy of its store (docs/PROTOCOL.md §2) -----
 
-/// Own messages of `a` (if `a_side`) or `b` as its store numbers them: `(seq, text)`.
-fn own_numbered(pair: &Pair, a_side: bool) -> Vec<(u64, String)> {
+/// Own (`own`) or received messages of `a` (if `a_side`) or `b` as its store numbers them:
+/// `(seq, text)`.
+fn stored(pair: &Pair, a_side: bool, own: bool) -> Vec<(u64, String)> {
     let (store, peer) = if a_side {
         (&pair.a.store, DEVICE_B)
     } else {
         (&pair.b.store, DEVICE_A)
     };
     store.chats.get(&peer).map_or_else(Vec::new, |chat| {
-        chat.own.iter().map(|m| (m.seq, m.text.clone())).collect()
+        let messages = if own { &chat.own } else { &chat.received };
+        messages.iter().map(|m| (m.seq, m.text.clone())).collect()
     })
 }
 
-/// The peer's messages as `a` (if `a_side`) or `b` stores them: `(seq, text)`.
+fn own_numbered(pair: &Pair, a_side: bool) -> Vec<(u64, String)> {
+    stored(pair, a_side, true)
+}
+
 fn received_numbered(pair: &Pair, a_side: bool) -> Vec<(u64, String)> {
-    let (store, peer) = if a_side {
-        (&pair.a.store, DEVICE_B)
-    } else {
-        (&pair.b.store, DEVICE_A)
-    };
-    store.chats.get(&peer).map_or_else(Vec::new, |chat| {
-        chat.received
-            .iter()
-            .map(|m| (m.seq, m.text.clone()))
-            .collect()
-    })
+    stored(pair, a_side, false)
 }
 
 fn numbered(texts: &[&str]) -> Vec<(u64, String)> {
