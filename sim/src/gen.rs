@@ -37,6 +37,7 @@ enum Kind {
     ClockRate,
     Wall,
     StoreFail,
+    Restore,
 }
 
 const WEIGHTS: &[(Kind, u32)] = &[
@@ -63,6 +64,7 @@ const WEIGHTS: &[(Kind, u32)] = &[
     (Kind::ClockRate, 1),
     (Kind::Wall, 2),
     (Kind::StoreFail, 1),
+    (Kind::Restore, 2),
 ];
 
 /// Turns a seed into events; see the [module docs](self).
@@ -268,6 +270,17 @@ impl Generator {
                 who: self.who(),
                 fails: u32::try_from(self.rng.range(1, 2)).unwrap_or(1),
                 after: u32::try_from(self.rng.below(3)).unwrap_or(0),
+            },
+            Kind::Restore => Event::Restore {
+                any: world.options.restore_any && self.rng.chance(1, 2),
+                who: self.who(),
+                // Mostly a few commits back (a lost write cache, a backup of a moment ago),
+                // sometimes far (an old backup), sometimes to before the chat existed.
+                back: match self.rng.below(10) {
+                    0..=5 => self.rng.range(1, 6),
+                    6..=8 => self.rng.range(6, 60),
+                    _ => 100_000,
+                },
             },
         }
     }

@@ -1,5 +1,6 @@
 //! Core bugs the simulator found, each kept as a minimal regression test: it failed before
-//! the fix in the core and must pass from then on.
+//! the fix in the core and must pass from then on. A bug not fixed yet is `#[ignore]`d, so
+//! the workspace stays green: `cargo test -p socketfalco-sim --test core_bugs -- --ignored`.
 
 use socketfalco_core::harness::{Pair, DEVICE_A};
 use socketfalco_core::ComposeError;
@@ -47,6 +48,25 @@ fn the_compose_bug_scenario_passes() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../testdata/sim/bugs/compose-error-but-stored.sim"
+    );
+    let text = std::fs::read_to_string(path).expect("the scenario exists");
+    let scenario = Scenario::parse(&text).expect("it parses");
+    let outcome = run(&scenario);
+    assert!(outcome.failure.is_none(), "{:?}", outcome.failure);
+}
+
+/// Protocol 2 reuses an own number once both stores have lost the message that had it; a
+/// store later restored to an older state (from a future an earlier restore abandoned) then
+/// holds the first text under that id, and the chats differ for good. Found with restores to
+/// any earlier state (`option restore-any-state`); see
+/// testdata/sim/bugs/id-reused-after-both-lost.sim. Ignored until the protocol is fixed:
+/// `cargo test -p socketfalco-sim --test core_bugs -- --ignored`.
+#[test]
+#[ignore = "protocol gap, not fixed yet: an id is reused after both stores lost it"]
+fn an_id_is_never_given_two_texts_after_restores_to_any_state() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../testdata/sim/bugs/id-reused-after-both-lost.sim"
     );
     let text = std::fs::read_to_string(path).expect("the scenario exists");
     let scenario = Scenario::parse(&text).expect("it parses");
