@@ -4,6 +4,10 @@
 //! when nothing is connected, cuts at byte offsets that fall inside what is about to be
 //! written), but it only ever produces [`Event`]s: the recorded trace alone replays the run,
 //! and the shrinker works on that trace.
+//!
+//! Restores (weight 2) go back a few commits, sometimes tens, sometimes to before the chat
+//! existed, on either device; along the store's own past, or with
+//! [`Options::restore_any`](crate::Options) half of them to any state ever committed.
 
 use crate::event::{Event, Who};
 use crate::rng::Rng;

@@ -124,6 +124,14 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
                     ""
                 }
             );
+            println!(
+                "restores: {}",
+                if options.restore_any {
+                    "to any state ever committed (abandoned futures included)"
+                } else {
+                    "along each store's own past"
+                }
+            );
             let progress = |seeds: u64, stats: &socketfalco_sim::Stats| {
                 if seeds % 10_000 < 1_000 * jobs as u64 {
                     eprintln!("  {seeds} seeds, {} faults", stats.faults);

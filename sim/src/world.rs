@@ -23,8 +23,18 @@
 //! can fall in a handshake message, a Noise length or a ciphertext body; `option
 //! plain-links` puts the frames straight on the wire instead.
 //!
+//! # Restores
+//! Every driver call goes through a [`Disk`] that records the store's state after each
+//! commit in the device's [`StoreHistory`]; [`Event::Restore`] puts the store back to one of
+//! those states (along its own past, or any state with `any`) while the process is down —
+//! its link is dropped as in a crash — and tells the oracle, which starts its baselines of
+//! that store again. The final [`Event::Heal`] first ends the connection, takes the writes
+//! some store still holds as the ones the chat must end with (writes both devices lost are
+//! gone), then opens one clean connection on which everything must converge.
+//!
 //! The invariants ([`crate::oracle`], plus memory bounds, temporary sessions and honest
-//! closes here) are checked after every pump and every event.
+//! closes here — a storage-failure close only when a store call of that link failed) are
+//! checked after every pump and every event.
 
 use crate::disk::{Disk, DiskFaults, StoreHistory};
 use crate::event::{Event, Expectation, Options, Who};
