@@ -151,7 +151,8 @@ pub struct RestoreCoverage {
     pub returned_waiting: u64,
     /// Ids given a new text after both devices had lost their first one.
     pub ids_reused: u64,
-    /// Writes numbered a second time after both devices had lost their first number.
+    /// Writes numbered a second time after both devices had lost their first number (the
+    /// same number or another).
     pub renumbered: u64,
     /// Delivered marks a sync set lower than they were (the peer's store went back).
     pub marks_set_down: u64,
@@ -730,11 +731,17 @@ impl Oracle {
         let peer_has = |seq: u64| received(pair, peer).get(usize::try_from(seq).ok()? - 1);
         let known = author.numbering.get(&m.seq);
         if known == Some(m) {
-            // Seen before (a full check, or the message came back after a restore).
+            // Seen before: a full check, the message came back from the peer after a restore
+            // (the peer holds it: no number the peer holds is ever given again), or both
+            // devices lost it and the author gave the waiting write the same number again.
             if !self.held[i].contains(&m.text) || self.waiting[i].contains(&m.text) {
-                self.coverage.recovered += 1;
-                if self.waiting[i].contains(&m.text) {
-                    self.coverage.returned_waiting += 1;
+                if peer_has(m.seq) == Some(m) {
+                    self.coverage.recovered += 1;
+                    if self.waiting[i].contains(&m.text) {
+                        self.coverage.returned_waiting += 1;
+                    }
+                } else {
+                    self.coverage.renumbered += 1;
                 }
             }
             return Ok(());
