@@ -380,10 +380,11 @@ impl fmt::Display for Soak {
         )?;
         writeln!(
             f,
-            "  restores {}: own messages recovered from the peer {} (of them waiting writes kept once {}), \
+            "  restores {} ({} during a recovery): own messages recovered from the peer {} (of them waiting writes kept once {}), \
              marks set down by a sync {}, ids or writes numbered again after both devices lost them {}, \
              writes lost by both devices {}",
             s.restores,
+            s.restores_mid_recovery,
             s.recovered,
             s.returned_waiting,
             s.marks_set_down,

@@ -121,6 +121,8 @@ pub struct Stats {
     pub integrity_failures: u64,
     /// Stores put back to an earlier committed state.
     pub restores: u64,
+    /// Coverage: restores of a device whose session was getting its own messages back.
+    pub restores_mid_recovery: u64,
     /// Coverage: own numbered messages that came back to their author after a restore.
     pub recovered: u64,
     /// Coverage: of those, writes that waited unnumbered in the restored store (kept once).
@@ -164,6 +166,7 @@ impl Stats {
         self.window_full += other.window_full;
         self.integrity_failures += other.integrity_failures;
         self.restores += other.restores;
+        self.restores_mid_recovery += other.restores_mid_recovery;
         self.recovered += other.recovered;
         self.returned_waiting += other.returned_waiting;
         self.marks_set_down += other.marks_set_down;
@@ -305,6 +308,15 @@ impl World {
         self.conn
             .as_ref()
             .map_or(0, |c| c.wires[from.index()].written())
+    }
+
+    /// Whether the device's session is getting its own messages back from the peer (its
+    /// store went back in time).
+    pub fn is_recovering(&self, who: Who) -> bool {
+        device(&self.pair, who)
+            .link
+            .as_ref()
+            .is_some_and(|l| l.session().is_recovering())
     }
 
     /// Whether the device asks for temporary sessions.
@@ -603,6 +615,9 @@ impl World {
     fn restore(&mut self, who: Who, back: u64, any: bool) -> Result<(), Violation> {
         let i = who.index();
         let was_up = self.up[i];
+        if self.is_recovering(who) {
+            self.stats.restores_mid_recovery += 1;
+        }
         if was_up {
             self.stop(who);
         }

@@ -57,6 +57,7 @@ fn random_seeds_hold_every_invariant() {
         ("short reads", total.short_reads),
         ("short writes", total.short_writes),
         ("restores", total.restores),
+        ("restores during a recovery", total.restores_mid_recovery),
         ("own messages recovered after a restore", total.recovered),
         (
             "waiting writes that came back numbered",
