@@ -7,6 +7,7 @@
 //! option break-durability      # self-test: links ack before they persist
 //! option plain-links           # no Noise encryption (frames straight on the wire)
 //! option tolerate compose-error-but-stored   # go on past this known core bug
+//! option restore-any-state     # random restores may also pick states of abandoned futures
 //! connect                      # new connection: the dialer's session first, then the listener's
 //! swap-roles                   # the other device listens from the next connection on
 //! send a 3 size 200            # a's user writes 3 messages of 200 bytes (count, size optional)
@@ -19,6 +20,8 @@
 //! crash b                      # b dies now: its link is gone, its store stays
 //! crash b after-commits 1      # b dies inside its next store call after 1 more commit
 //! restart b                    # b runs again (not connected)
+//! restore a 3                  # a's store goes back 3 commits along its own past
+//! restore b 5 any              # b's store goes back to the state of its 5th-last commit, abandoned futures included
 //! store-fail b 1 after 2       # b's store fails 1 write after 2 more successful ones
 //! temporary a on               # a asks for temporary sessions from the next connection
 //! window a 4                   # a's send window from the next connection
@@ -269,6 +272,21 @@ pub enum Event {
     },
     /// A dead device runs again.
     Restart(Who),
+    /// The device's store goes back to an earlier committed state: `back` commits along its
+    /// own past (the states its current state grew from), or with `any` the state of its
+    /// `back`-th last commit in the order the commits were made, a state of a future an
+    /// earlier restore abandoned included; or the nearest older state kept (see
+    /// [`StoreHistory`](crate::disk::StoreHistory)). The process is down while it happens:
+    /// its link is gone, as in a crash; a running device runs again at once with the old
+    /// store, a device that is down stays down.
+    Restore {
+        /// The device.
+        who: Who,
+        /// Commits back (at least 1 to take effect).
+        back: u64,
+        /// Counted over every state ever committed, not only the current one's past.
+        any: bool,
+    },
     /// The device's store fails `fails` writes after `after` more successful ones.
     StoreFail {
         /// The device.
@@ -337,6 +355,7 @@ impl Event {
                 | Event::Tamper { .. }
                 | Event::Crash(_)
                 | Event::CrashAfterCommits { .. }
+                | Event::Restore { .. }
                 | Event::StoreFail { .. }
                 | Event::ClockJump { .. }
                 | Event::ClockRate { .. }
@@ -411,6 +430,24 @@ impl Event {
                         who: *who,
                         commits: u32::try_from(c).unwrap_or(0),
                     });
+                }
+            }
+            Event::Restore { who, back, any } => {
+                if *any {
+                    out.push(Event::Restore {
+                        who: *who,
+                        back: *back,
+                        any: false,
+                    });
+                }
+                for b in halves(*back) {
+                    if b > 0 {
+                        out.push(Event::Restore {
+                            who: *who,
+                            back: b,
+                            any: *any,
+                        });
+                    }
                 }
             }
             Event::AdvanceClock(ms) => {
@@ -525,6 +562,9 @@ impl fmt::Display for Event {
                 write!(f, "crash {who} after-commits {commits}")
             }
             Event::Restart(w) => write!(f, "restart {w}"),
+            Event::Restore { who, back, any } => {
+                write!(f, "restore {who} {back}{}", if *any { " any" } else { "" })
+            }
             Event::StoreFail { who, fails, after } => {
                 write!(f, "store-fail {who} {fails}")?;
                 if *after > 0 {
@@ -682,6 +722,21 @@ impl FromStr for Event {
                 arity(2)?;
                 Event::Restart(who(1)?)
             }
+            "restore" => {
+                let any = match w.len() {
+                    3 => false,
+                    4 => {
+                        keyword(w.get(3), "any", line)?;
+                        true
+                    }
+                    _ => return Err(format!("`{line}`: restore <who> <commits> [any]")),
+                };
+                Event::Restore {
+                    who: who(1)?,
+                    back: number(w.get(2), line)?,
+                    any,
+                }
+            }
             "store-fail" => {
                 let who = who(1)?;
                 let fails = number(w.get(2), line)?;
@@ -773,6 +828,10 @@ pub struct Options {
     /// store failure for a message it did store (`option tolerate compose-error-but-stored`).
     /// The message then counts as written.
     pub tolerate_compose_error: bool,
+    /// The generator's restores may also go back to states of a future an earlier restore
+    /// abandoned (`restore … any`), not only along the store's own past
+    /// (`option restore-any-state`).
+    pub restore_any: bool,
 }
 
 /// A whole run: options, events, and the invariant it must violate if it is meant to fail.
@@ -805,6 +864,7 @@ impl Scenario {
                         "tolerate compose-error-but-stored" => {
                             scenario.options.tolerate_compose_error = true;
                         }
+                        "restore-any-state" => scenario.options.restore_any = true,
                         other => return Err(at(format!("unknown option `{other}`"))),
                     }
                 } else if let Some(kind) = line.strip_prefix("expect violation ") {
@@ -838,6 +898,9 @@ impl fmt::Display for Scenario {
         if self.options.tolerate_compose_error {
             writeln!(f, "option tolerate compose-error-but-stored")?;
         }
+        if self.options.restore_any {
+            writeln!(f, "option restore-any-state")?;
+        }
         for event in &self.events {
             writeln!(f, "{event}")?;
         }
@@ -857,6 +920,7 @@ mod tests {
         let text = "option break-durability
 option plain-links
 option tolerate compose-error-but-stored
+option restore-any-state
 connect
 swap-roles
 drop
@@ -877,6 +941,8 @@ pump b
 crash b
 crash a after-commits 2
 restart b
+restore a 3
+restore b 40 any
 store-fail a 1
 store-fail b 2 after 3
 advance-clock 5000

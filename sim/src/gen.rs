@@ -4,6 +4,13 @@
 //! when nothing is connected, cuts at byte offsets that fall inside what is about to be
 //! written), but it only ever produces [`Event`]s: the recorded trace alone replays the run,
 //! and the shrinker works on that trace.
+//!
+//! Restores (weight 2) go back a few commits, sometimes tens, sometimes to before the chat
+//! existed, on either device; along the store's own past, or with
+//! [`Options::restore_any`](crate::Options) half of them to any state ever committed. While
+//! a session is recovering its own messages after a restore, another restore of either side
+//! comes with a chance of 1 in 8 per event; and a third of the restores are followed by a
+//! connection, a few rounds (the recovery under way) and another restore of either side.
 
 use crate::event::{Event, Who};
 use crate::rng::Rng;
@@ -37,6 +44,7 @@ enum Kind {
     ClockRate,
     Wall,
     StoreFail,
+    Restore,
 }
 
 const WEIGHTS: &[(Kind, u32)] = &[
@@ -63,6 +71,7 @@ const WEIGHTS: &[(Kind, u32)] = &[
     (Kind::ClockRate, 1),
     (Kind::Wall, 2),
     (Kind::StoreFail, 1),
+    (Kind::Restore, 2),
 ];
 
 /// Turns a seed into events; see the [module docs](self).
@@ -129,6 +138,22 @@ impl Generator {
         }
         if !world.has_connection() && self.rng.chance(1, 4) {
             return Event::Connect;
+        }
+        // A recovery lasts a few rounds: go back in time again right then, now and then, on
+        // the recovering side (a batch stored, the next not yet) or on the side answering.
+        for who in Who::BOTH {
+            if world.is_recovering(who) && self.rng.chance(1, 8) {
+                let target = if self.rng.chance(2, 3) {
+                    who
+                } else {
+                    who.other()
+                };
+                return Event::Restore {
+                    who: target,
+                    back: self.rng.range(1, 4),
+                    any: false,
+                };
+            }
         }
         let weights: Vec<u32> = WEIGHTS.iter().map(|&(_, w)| w).collect();
         let kind = WEIGHTS[self.rng.weighted(&weights)].0;
@@ -269,6 +294,38 @@ impl Generator {
                 fails: u32::try_from(self.rng.range(1, 2)).unwrap_or(1),
                 after: u32::try_from(self.rng.below(3)).unwrap_or(0),
             },
+            Kind::Restore => {
+                let who = self.who();
+                if self.rng.chance(1, 3) {
+                    // Then reconnect, let the recovery run a few rounds, and go back in time
+                    // again on one side, mid-recovery (a batch stored, the next not yet).
+                    self.queued.push_back(Event::Connect);
+                    self.queued.push_back(Event::Step(
+                        u32::try_from(self.rng.range(1, 8)).unwrap_or(1),
+                    ));
+                    self.queued.push_back(Event::Restore {
+                        who: if self.rng.chance(2, 3) {
+                            who
+                        } else {
+                            who.other()
+                        },
+                        back: self.rng.range(1, 3),
+                        any: false,
+                    });
+                }
+                Event::Restore {
+                    any: world.options.restore_any && self.rng.chance(1, 2),
+                    who,
+                    // Mostly a few commits back (a lost write cache, a backup of a moment
+                    // ago), sometimes far (an old backup), sometimes to before the chat
+                    // existed.
+                    back: match self.rng.below(10) {
+                        0..=5 => self.rng.range(1, 6),
+                        6..=8 => self.rng.range(6, 60),
+                        _ => 100_000,
+                    },
+                }
+            }
         }
     }
 

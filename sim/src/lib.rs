@@ -4,8 +4,9 @@
 //! product, over the [`MemoryStore`](socketfalco_core::harness::MemoryStore) storage model,
 //! which has the SQLite store's durability contract — over a simulated network and clock,
 //! injects faults from a seeded PRNG (cuts at any byte, short reads and writes, delays,
-//! crashes at any instant, disk failures, clock skew and jumps, role swaps, temporary
-//! sessions, flipped bits), and checks invariants after every step.
+//! crashes at any instant, disk failures, stores restored to an earlier committed state,
+//! clock skew and jumps, role swaps, temporary sessions, flipped bits), and checks
+//! invariants after every step.
 //!
 //! A seed reproduces a run exactly: there is no other source of randomness, no real clock,
 //! no thread. A failing run is shrunk to the shortest trace that fails the same way and
@@ -17,13 +18,13 @@
 //! - [`event`]: the [`Event`]s and [`Scenario`]s, and their one-event-per-line text format
 //!   (`Display` and `FromStr` are inverses: a printed trace is a scenario file).
 //! - [`gen`]: the random [`Generator`]: a seed becomes a trace, each fault with a weight.
-//! - [`disk`]: a device's store seen through disk faults — failed writes, and a process
-//!   that dies between two commits.
+//! - [`disk`]: a device's store seen through disk faults — failed writes, a process that
+//!   dies between two commits — and the history of its committed states, for restores.
 //! - [`world`]: the [`World`] that applies events: two devices, two byte-exact
 //!   [`Wire`](socketfalco_core::harness::Wire)s, the clocks, rounds of transmit / receive /
 //!   pump; memory bounds, temporary sessions and honest closes are checked here.
-//! - [`oracle`]: the independent record of what users wrote and were told, and the
-//!   invariants held against it.
+//! - [`oracle`]: the independent record of what users wrote (by text) and were told, how
+//!   each author numbered its writes, and the invariants held against it.
 //! - [`shrink`]: delta debugging down to the shortest failing trace.
 //! - [`runner`]: running scenarios and seeds, reports, the soak.
 //!

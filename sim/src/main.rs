@@ -1,21 +1,21 @@
 //! `sim`: replay a seed, a scenario file or a one-line trace, or soak many seeds.
 //!
 //! ```text
-//! sim seed <n> [--break-durability] [--plain-links] [--tolerate-compose-error] [--quiet]     replay one seed, printing its trace
+//! sim seed <n> [--break-durability] [--plain-links] [--tolerate-compose-error] [--restore-any-state] [--quiet]     replay one seed, printing its trace
 //! sim scenario <file.sim> [--log]                  replay a scenario file, check its verdict
 //! sim trace '<event>; <event>; …' [--log]          replay a one-line trace
 //!                                                  (--log: events, wire bytes, notices)
-//! sim soak <count> [--from <seed>] [--jobs <n>] [--break-durability] [--plain-links] [--tolerate-compose-error]
+//! sim soak <count> [--from <seed>] [--jobs <n>] [--break-durability] [--plain-links] [--tolerate-compose-error] [--restore-any-state]
 //! ```
 
 use socketfalco_sim::{check_scenario, check_seed, run_seed, soak, Options, Report, Scenario};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage:
-  sim seed <n> [--break-durability] [--plain-links] [--tolerate-compose-error] [--quiet]
+  sim seed <n> [--break-durability] [--plain-links] [--tolerate-compose-error] [--restore-any-state] [--quiet]
   sim scenario <file.sim> [--log]
   sim trace '<event>; <event>; ...' [--log]
-  sim soak <count> [--from <seed>] [--jobs <n>] [--break-durability] [--plain-links] [--tolerate-compose-error]";
+  sim soak <count> [--from <seed>] [--jobs <n>] [--break-durability] [--plain-links] [--tolerate-compose-error] [--restore-any-state]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -48,6 +48,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
         break_durability: args.iter().any(|a| a == "--break-durability"),
         plain_links: args.iter().any(|a| a == "--plain-links"),
         tolerate_compose_error: args.iter().any(|a| a == "--tolerate-compose-error"),
+        restore_any: args.iter().any(|a| a == "--restore-any-state"),
     };
     match args.first().map(String::as_str) {
         Some("seed") => {
@@ -121,6 +122,14 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
                     ", durability deliberately broken"
                 } else {
                     ""
+                }
+            );
+            println!(
+                "restores: {}",
+                if options.restore_any {
+                    "to any state ever committed (abandoned futures included)"
+                } else {
+                    "along each store's own past"
                 }
             );
             let progress = |seeds: u64, stats: &socketfalco_sim::Stats| {

@@ -1,31 +1,49 @@
 //! The oracle: what the users did and were told, recorded independently of the code under
 //! test, and the invariants that hold the stores to it.
 //!
-//! The oracle never asks the core what *should* be: it keeps its own list of every message
-//! each user wrote (as the compose call returned it), the highest "delivered" each sender
-//! was told, and what each user was shown, and checks the stores and notices against that:
+//! The oracle never asks the core what *should* be. It keeps its own record of every write
+//! each user made (by its text: the simulator's texts are unique, so a text *is* a write),
+//! of how each author numbered its writes (the **numbering history**, `seq → message`, which
+//! survives the author's restores: it is what the author's store said when it numbered), the
+//! highest "delivered" each sender was told, and what each user was shown. Protocol 2
+//! numbers a message written offline only later, in a session (docs/PROTOCOL.md §2.1), so
+//! the compose call's `seq` identifies nothing; the invariants are about writes and ids:
 //!
-//! - **own-mismatch** — a device's own messages are exactly what its user wrote, numbered
-//!   1, 2, 3… with nothing missing, extra or changed;
-//! - **received-mismatch** — a device's stored copy of the peer's messages is an exact
-//!   prefix of what the peer's user wrote: same number, same text, same order, no duplicate,
-//!   nothing nobody wrote;
-//! - **received-lost** — what a device stored from its peer never shrinks (across crashes);
-//! - **acked-lost** — every message a sender was told is delivered (a `Delivered` notice, or
-//!   its store's delivered mark) is in the receiver's store, at every instant;
-//! - **delivered-regressed**, **delivered-beyond-written** — the delivered mark only grows and
-//!   never passes what was written;
-//! - **shown-mismatch** — a message shown as received and stored is the author's, and is
-//!   stored;
+//! - **own-mismatch** — a device's own numbered messages are exactly `1..=M` with no gap,
+//!   each a write of its user with the write's Lamport counter and time; its unnumbered
+//!   messages (`seq` 0) are writes of its user, in the order written;
+//! - **own-lost**, **received-lost**, **write-lost** — a store never loses a numbered own
+//!   message, a received message or a write it held, except by a restore of that store;
+//! - **write-twice** — a write is held at most once in its author's store (numbered or
+//!   waiting, not both);
+//! - **renumbered** — a write, once numbered, is never numbered again while a store still
+//!   holds it under its first number (a numbered message never changes);
+//! - **id-two-texts** — an id `(author, seq)` never has two texts: a device's stored copy of
+//!   the peer's messages is a gap-free prefix `1..=R` whose every message equals the author's
+//!   numbering of that id, and an author gives an id a new text only when no store holds it
+//!   any more (both devices lost it to restores: then, and only then, the number is free);
+//! - **acked-lost** — nothing is marked delivered (a `Delivered` notice, or the sender's
+//!   store mark) that the receiver does not hold at that instant, unless the receiver's store
+//!   (or the sender's) went back in time since; then the sender's mark must come down to what
+//!   the receiver holds at the sender's first sync on a later connection;
+//! - **delivered-regressed**, **delivered-beyond-written** — the mark only goes down across a
+//!   restore (until that sync), and never passes the highest number the author gave;
+//! - **shown-mismatch** — a message shown as received and stored is the author's numbering of
+//!   that id, and is stored;
 //! - **temporary-phantom**, **temporary-duplicate** — a message shown in a temporary session
 //!   was written by the peer in a temporary session, and shown once per connection;
-//! - **not-converged** (at the end) — both hold the same chat in the same order, holding
-//!   everything either user wrote, with nothing waiting.
+//! - **not-converged** (at the end) — both hold the same chat in the same order: every write
+//!   still held by at least one store when the faults stopped (writes that *both* devices
+//!   lost to restores are legitimately gone), numbered, on both sides, with nothing waiting.
+//!
+//! With no restore in a run, every one of these is exactly as strict as protocol 1's: no
+//! store ever loses anything, no mark ever goes down, no id is ever reused.
 
 use crate::event::Who;
 use socketfalco_core::harness::{MemoryChat, Pair};
+use socketfalco_core::limits::MAX_COUNTER;
 use socketfalco_core::{encode_frame, Frame, Message, Notice};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// A broken invariant: a stable kind (what the shrinker preserves) and the details.
@@ -65,6 +83,10 @@ fn own(pair: &Pair, who: Who) -> &[Message] {
     chat(pair, who).map_or(&[], |c| c.own.as_slice())
 }
 
+fn unnumbered(pair: &Pair, who: Who) -> &[Message] {
+    chat(pair, who).map_or(&[], |c| c.unnumbered.as_slice())
+}
+
 fn received(pair: &Pair, who: Who) -> &[Message] {
     chat(pair, who).map_or(&[], |c| c.received.as_slice())
 }
@@ -80,11 +102,73 @@ pub fn frame_bytes(message: &Message) -> usize {
     out.len()
 }
 
+/// The largest frame a write can become once numbered (its `seq` may be any number).
+fn numbered_frame_bytes(message: &Message) -> usize {
+    let mut numbered = message.clone();
+    numbered.seq = MAX_COUNTER - 1;
+    frame_bytes(&numbered)
+}
+
+/// Short text of a message for reports.
+fn short(text: &str) -> String {
+    let mut s: String = text.chars().take(24).collect();
+    if s.len() < text.len() {
+        s.push('…');
+    }
+    s
+}
+
+/// One write, as its compose call (or the store, after a crash inside it) returned it.
+#[derive(Clone, Debug)]
+struct Write {
+    /// Position among the author's writes (0, 1, 2, …).
+    order: usize,
+    lamport: u64,
+    sent_at_ms: i64,
+    /// Written while no session was established: it waited unnumbered, and takes a new
+    /// Lamport counter, above the one it was written with, when it is numbered.
+    waited: bool,
+}
+
+/// What the oracle knows of one author.
+#[derive(Clone, Debug, Default)]
+struct Author {
+    /// Every stored write, by text.
+    writes: BTreeMap<String, Write>,
+    /// The numbering history: the message each id was last given (survives restores).
+    numbering: BTreeMap<u64, Message>,
+    /// The number each write was last given.
+    numbered_as: BTreeMap<String, u64>,
+    /// The highest number ever given.
+    max_seq: u64,
+}
+
+/// Counters of restore-related moments the run reached (coverage, for the soak figures).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RestoreCoverage {
+    /// Own numbered messages that came back into their author's store after a restore
+    /// (returned by the peer).
+    pub recovered: u64,
+    /// Of those, writes that were waiting unnumbered in the restored store and came back
+    /// numbered (kept once).
+    pub returned_waiting: u64,
+    /// Ids given a new text after both devices had lost their first one.
+    pub ids_reused: u64,
+    /// Writes numbered a second time after both devices had lost their first number (the
+    /// same number or another).
+    pub renumbered: u64,
+    /// Delivered marks a sync set lower than they were (the peer's store went back).
+    pub marks_set_down: u64,
+    /// Writes gone from both stores (lost to restores) when the faults stopped.
+    pub writes_lost_to_restores: u64,
+}
+
 /// The independent record; see the [module docs](self).
 #[derive(Clone, Debug, Default)]
 pub struct Oracle {
-    /// Every stored message each user wrote, as composed, in order.
-    written: [Vec<Message>; 2],
+    authors: [Author; 2],
+    /// Stored writes per user.
+    writes: [usize; 2],
     /// Texts handed to compose so far, per user (they make texts unique).
     attempts: [u64; 2],
     /// Texts each user wrote in temporary sessions.
@@ -93,14 +177,27 @@ pub struct Oracle {
     temporary_shown: BTreeSet<(u64, Who, String)>,
     /// Peer messages shown to each user.
     shown: [usize; 2],
-    /// The highest "delivered up to" each sender's user was told by a notice.
+    /// The highest "delivered up to" each sender's user was told by a notice (lowered to
+    /// what the receiver still holds when the receiver's store goes back).
     told_delivered: [u64; 2],
-    /// How much of each store's lists has been checked already (they only grow).
+    /// How much of each store's lists has been checked already (they only grow, except by
+    /// a restore).
     checked_own: [usize; 2],
     checked_received: [usize; 2],
     last_delivered: [u64; 2],
+    /// A store went back in time on connection `n` (or before it): the sender's mark may
+    /// exceed what the receiver holds until the sender's sync on a later connection.
+    stale_mark: [Option<u64>; 2],
+    /// Writes each author's store holds (numbered or waiting), as of the last full check.
+    held: [BTreeSet<String>; 2],
+    /// Of those, the ones waiting unnumbered.
+    waiting: [BTreeSet<String>; 2],
+    /// Restores of each device so far.
+    restores: [u64; 2],
     /// Largest message frame each user wrote, for the memory bound.
     max_frame: [usize; 2],
+    /// Restore coverage so far.
+    pub coverage: RestoreCoverage,
 }
 
 impl Oracle {
@@ -133,22 +230,30 @@ impl Oracle {
         text
     }
 
-    /// `who`'s user wrote `message`, stored (the compose call returned it, or it was found
-    /// stored after a crash inside compose).
-    pub fn wrote(&mut self, who: Who, message: Message) -> Result<(), Violation> {
-        let list = &mut self.written[who.index()];
-        let expected = list.len() as u64 + 1;
-        if message.seq != expected {
+    /// `who`'s user wrote `message`, stored (the compose call returned it, numbered or not,
+    /// or it was found stored after a crash inside compose).
+    pub fn wrote(&mut self, who: Who, message: &Message) -> Result<(), Violation> {
+        let i = who.index();
+        let author = &mut self.authors[i];
+        if author.writes.contains_key(&message.text) {
             return Err(Violation::new(
                 "own-mismatch",
-                format!(
-                    "{who}'s message {:?} was numbered {}, expected {expected} (ids must be 1, 2, 3…)",
-                    message.text, message.seq
-                ),
+                format!("{who}'s user wrote {:?} twice", short(&message.text)),
             ));
         }
-        self.max_frame[who.index()] = self.max_frame[who.index()].max(frame_bytes(&message));
-        list.push(message);
+        author.writes.insert(
+            message.text.clone(),
+            Write {
+                order: self.writes[i],
+                lamport: message.lamport,
+                sent_at_ms: message.sent_at_ms,
+                waited: message.seq == 0,
+            },
+        );
+        self.writes[i] += 1;
+        // From now on its author's store must hold it (until a restore of that store).
+        self.held[i].insert(message.text.clone());
+        self.max_frame[i] = self.max_frame[i].max(numbered_frame_bytes(message));
         Ok(())
     }
 
@@ -158,9 +263,14 @@ impl Oracle {
         self.temporary[who.index()].insert(message.text.clone());
     }
 
-    /// Stored messages `who`'s user wrote.
-    pub fn written(&self, who: Who) -> &[Message] {
-        &self.written[who.index()]
+    /// Stored writes `who`'s user made.
+    pub fn writes(&self, who: Who) -> usize {
+        self.writes[who.index()]
+    }
+
+    /// Restores of `who`'s store so far.
+    pub fn restores(&self, who: Who) -> u64 {
+        self.restores[who.index()]
     }
 
     /// Peer messages shown to `who`'s user so far.
@@ -171,6 +281,40 @@ impl Oracle {
     /// Largest message frame `who` wrote so far (0 if none).
     pub fn max_frame(&self, who: Who) -> usize {
         self.max_frame[who.index()]
+    }
+
+    /// `who`'s store was just put back to an earlier committed state, on (or before)
+    /// connection `connection`; its link is gone. What it held before may be gone: the
+    /// baselines of its lists start again from the restored state, its peer's delivered mark
+    /// may be stale until the peer's next sync, and its own mark too.
+    pub fn restored(&mut self, pair: &Pair, who: Who, connection: u64) -> Result<(), Violation> {
+        let i = who.index();
+        let peer = who.other();
+        let p = peer.index();
+        self.restores[i] += 1;
+        self.checked_own[i] = 0;
+        self.checked_received[i] = 0;
+        let (held, waiting) = held_texts(pair, who);
+        self.held[i] = held;
+        self.waiting[i] = waiting;
+        // The peer's mark of what this store holds may now be too high: the sync of a later
+        // connection sets it.
+        self.stale_mark[p] = Some(connection);
+        let now_held = received(pair, who).len() as u64;
+        self.told_delivered[p] = self.told_delivered[p].min(now_held);
+        // This store's own mark is an old one; the peer may since have lost messages too.
+        let mark = delivered(pair, who);
+        self.last_delivered[i] = mark;
+        let peer_holds = received(pair, peer).len() as u64;
+        if mark > peer_holds {
+            self.stale_mark[i] = Some(connection);
+        }
+        self.told_delivered[i] = self.told_delivered[i].min(peer_holds);
+        // The restored state is the new baseline: check it (nothing in it counts as new).
+        let coverage = self.coverage;
+        let result = self.check_device(pair, who);
+        self.coverage = coverage;
+        result
     }
 
     /// A notice `viewer`'s link produced on connection `connection`, in a session that is
@@ -189,25 +333,24 @@ impl Oracle {
                 message,
                 stored: true,
             } => {
-                let index = usize::try_from(message.seq).unwrap_or(usize::MAX);
-                let written = &self.written[author.index()];
-                if index == 0 || written.get(index - 1) != Some(message) {
+                let numbered = self.authors[author.index()].numbering.get(&message.seq);
+                if numbered != Some(message) {
                     return Err(Violation::new(
                         "shown-mismatch",
                         format!(
-                            "{viewer} was shown {author}'s message #{} {:?} as stored, but {author} wrote {} message(s){}",
+                            "{viewer} was shown {author}'s message #{} {:?} as stored, but {author} numbered {}",
                             message.seq,
-                            message.text,
-                            written.len(),
-                            written
-                                .get(index.wrapping_sub(1))
-                                .map(|m| format!(", #{} being {:?}", m.seq, m.text))
-                                .unwrap_or_default()
+                            short(&message.text),
+                            numbered.map_or("nothing".to_owned(), |m| format!(
+                                "#{} {:?}",
+                                m.seq,
+                                short(&m.text)
+                            ))
                         ),
                     ));
                 }
-                let held = received(pair, viewer).len();
-                if held < index {
+                let held = received(pair, viewer).len() as u64;
+                if held < message.seq {
                     return Err(Violation::new(
                         "shown-mismatch",
                         format!(
@@ -227,7 +370,7 @@ impl Oracle {
                         "shown-mismatch",
                         format!(
                             "{viewer} was shown {author}'s message {:?} as not stored, in a session that is not temporary",
-                            message.text
+                            short(&message.text)
                         ),
                     ));
                 }
@@ -236,7 +379,7 @@ impl Oracle {
                         "temporary-phantom",
                         format!(
                             "{viewer} was shown {:?} in a temporary session; {author} never wrote it there",
-                            message.text
+                            short(&message.text)
                         ),
                     ));
                 }
@@ -248,13 +391,20 @@ impl Oracle {
                         "temporary-duplicate",
                         format!(
                             "{viewer} was shown {:?} twice in one temporary session",
-                            message.text
+                            short(&message.text)
                         ),
                     ));
                 }
                 self.shown[viewer.index()] += 1;
             }
-            Notice::Delivered { up_to } if !temporary => {
+            Notice::Connected { peer, .. } if !peer.temporary => {
+                self.synced(pair, viewer, connection)?;
+            }
+            // While a store is back in time, acks of the connection it was on may still
+            // arrive: true when written, stale now. The next sync decides.
+            Notice::Delivered { up_to }
+                if !temporary && self.stale_mark[viewer.index()].is_none() =>
+            {
                 let told = &mut self.told_delivered[viewer.index()];
                 *told = (*told).max(*up_to);
                 self.check_acked(pair, viewer)?;
@@ -264,32 +414,65 @@ impl Oracle {
         Ok(())
     }
 
-    /// Every message `sender` was told is delivered is in the peer's store.
-    fn check_acked(&self, pair: &Pair, sender: Who) -> Result<(), Violation> {
+    /// `sender`'s link has just applied the peer's sync on `connection` (its `Connected`
+    /// notice): if a store went back in time on an earlier connection, the mark must now be
+    /// what the receiver holds, no more.
+    fn synced(&mut self, pair: &Pair, sender: Who, connection: u64) -> Result<(), Violation> {
+        let s = sender.index();
+        let Some(since) = self.stale_mark[s] else {
+            return Ok(());
+        };
+        if connection <= since {
+            // A sync the peer wrote before its store went back.
+            return Ok(());
+        }
         let receiver = sender.other();
-        let told = self.told_delivered[sender.index()];
         let mark = delivered(pair, sender);
         let held = received(pair, receiver).len() as u64;
-        if told.max(mark) > held {
-            let how = if told >= mark {
-                format!("a Delivered notice told {sender}'s user")
+        if mark > held {
+            return Err(Violation::new(
+                "acked-lost",
+                format!(
+                    "after a store went back in time, {sender}'s sync left its mark at #{mark} delivered, but {receiver}'s store holds {held} of its messages"
+                ),
+            ));
+        }
+        if mark < self.last_delivered[s] {
+            self.coverage.marks_set_down += 1;
+        }
+        self.stale_mark[s] = None;
+        self.last_delivered[s] = mark;
+        self.told_delivered[s] = self.told_delivered[s].min(held);
+        Ok(())
+    }
+
+    /// Every message `sender` was told is delivered is in the peer's store.
+    fn check_acked(&self, pair: &Pair, sender: Who) -> Result<(), Violation> {
+        let s = sender.index();
+        let receiver = sender.other();
+        let told = self.told_delivered[s];
+        let mark = delivered(pair, sender);
+        let held = received(pair, receiver).len() as u64;
+        let stale = self.stale_mark[s].is_some();
+        if told > held || (!stale && mark > held) {
+            let (how, up_to) = if told > held {
+                (format!("a Delivered notice told {sender}'s user"), told)
             } else {
-                format!("{sender}'s store marks")
+                (format!("{sender}'s store marks"), mark)
             };
             return Err(Violation::new(
                 "acked-lost",
                 format!(
-                    "{how} that {receiver} holds {sender}'s messages up to #{}, but {receiver}'s store holds {held}",
-                    told.max(mark)
+                    "{how} that {receiver} holds {sender}'s messages up to #{up_to}, but {receiver}'s store holds {held}"
                 ),
             ));
         }
-        if mark > self.written[sender.index()].len() as u64 {
+        let max_seq = self.authors[s].max_seq;
+        if mark > max_seq {
             return Err(Violation::new(
                 "delivered-beyond-written",
                 format!(
-                    "{sender}'s store marks #{mark} delivered, but {sender} wrote {}",
-                    self.written[sender.index()].len()
+                    "{sender}'s store marks #{mark} delivered, but {sender} never numbered beyond #{max_seq}"
                 ),
             ));
         }
@@ -297,7 +480,7 @@ impl Oracle {
     }
 
     /// The invariants on both stores, looking only at what changed since the last call
-    /// (stores only ever append).
+    /// (stores only ever append, except by a restore).
     pub fn check(&mut self, pair: &Pair) -> Result<(), Violation> {
         for who in Who::BOTH {
             self.check_device(pair, who)?;
@@ -305,65 +488,134 @@ impl Oracle {
         Ok(())
     }
 
-    /// The invariants on both stores, every message compared again.
+    /// The invariants on both stores, every message compared again, and every write each
+    /// author's store held still held.
     pub fn check_full(&mut self, pair: &Pair) -> Result<(), Violation> {
         let (own, received) = (self.checked_own, self.checked_received);
         self.checked_own = [0; 2];
         self.checked_received = [0; 2];
-        self.check(pair)?;
+        let coverage = self.coverage;
+        let result = self.check(pair);
+        self.coverage = coverage;
+        result?;
         for who in Who::BOTH {
             let i = who.index();
-            if self.checked_own[i] < own[i] || self.checked_received[i] < received[i] {
+            if self.checked_own[i] < own[i] {
+                return Err(Violation::new(
+                    "own-lost",
+                    format!(
+                        "{who}'s store held {} own numbered messages, now {}",
+                        own[i], self.checked_own[i]
+                    ),
+                ));
+            }
+            if self.checked_received[i] < received[i] {
                 return Err(Violation::new(
                     "received-lost",
-                    format!("{who}'s store lost messages it held earlier"),
+                    format!(
+                        "{who}'s store held {} of {}'s messages, now {}",
+                        received[i],
+                        who.other(),
+                        self.checked_received[i]
+                    ),
+                ));
+            }
+            self.check_writes(pair, who)?;
+        }
+        Ok(())
+    }
+
+    /// `who`'s store holds every write it held (or was told stored) since its last restore,
+    /// each once, and its waiting ones are writes of its user in the order written.
+    fn check_writes(&mut self, pair: &Pair, who: Who) -> Result<(), Violation> {
+        let i = who.index();
+        let author = &self.authors[i];
+        let mut now: BTreeSet<&str> = BTreeSet::new();
+        for m in own(pair, who) {
+            if !now.insert(m.text.as_str()) {
+                return Err(Violation::new(
+                    "write-twice",
+                    format!("{who}'s store numbers {:?} twice", short(&m.text)),
                 ));
             }
         }
+        let mut last_order = None;
+        let mut waiting = BTreeSet::new();
+        for m in unnumbered(pair, who) {
+            let Some(write) = author.writes.get(&m.text) else {
+                return Err(Violation::new(
+                    "own-mismatch",
+                    format!(
+                        "{who}'s store has {:?} waiting, which its user never wrote",
+                        short(&m.text)
+                    ),
+                ));
+            };
+            if m.seq != 0 || (m.lamport, m.sent_at_ms) != (write.lamport, write.sent_at_ms) {
+                return Err(Violation::new(
+                    "own-mismatch",
+                    format!(
+                        "{who}'s waiting message {m:?} is not the write its user made (lamport {}, time {})",
+                        write.lamport, write.sent_at_ms
+                    ),
+                ));
+            }
+            if last_order.is_some_and(|o| o > write.order) {
+                return Err(Violation::new(
+                    "own-mismatch",
+                    format!(
+                        "{who}'s waiting messages are out of the order written at {:?}",
+                        short(&m.text)
+                    ),
+                ));
+            }
+            last_order = Some(write.order);
+            if !now.insert(m.text.as_str()) {
+                return Err(Violation::new(
+                    "write-twice",
+                    format!(
+                        "{who}'s store holds {:?} both numbered and waiting (or waiting twice)",
+                        short(&m.text)
+                    ),
+                ));
+            }
+            waiting.insert(m.text.clone());
+        }
+        if let Some(lost) = self.held[i].iter().find(|t| !now.contains(t.as_str())) {
+            return Err(Violation::new(
+                "write-lost",
+                format!(
+                    "{who}'s store no longer holds {:?}, which it held (and was never restored since)",
+                    short(lost)
+                ),
+            ));
+        }
+        self.held[i] = now.into_iter().map(str::to_owned).collect();
+        self.waiting[i] = waiting;
         Ok(())
     }
 
     fn check_device(&mut self, pair: &Pair, who: Who) -> Result<(), Violation> {
         let i = who.index();
         let peer = who.other();
-        // Own messages: exactly what the user wrote.
-        let own = own(pair, who);
-        let written = &self.written[i];
-        if own.len() != written.len() {
-            let what = if own.len() > written.len() {
-                format!(
-                    "holds {:?}, which {who}'s user was never told was written",
-                    own[written.len()].text
-                )
-            } else {
-                format!("lost {:?}", written[own.len()].text)
-            };
+        // Own numbered messages: 1..=M, each a write of this user, ids consistent.
+        let own_list = own(pair, who);
+        if own_list.len() < self.checked_own[i] {
             return Err(Violation::new(
-                "own-mismatch",
+                "own-lost",
                 format!(
-                    "{who}'s store has {} own message(s), its user wrote {}: it {what}",
-                    own.len(),
-                    written.len()
+                    "{who}'s store held {} own numbered messages, now {}",
+                    self.checked_own[i],
+                    own_list.len()
                 ),
             ));
         }
-        for k in self.checked_own[i]..own.len() {
-            if own[k] != written[k] {
-                return Err(Violation::new(
-                    "own-mismatch",
-                    format!(
-                        "{who}'s own message #{} is {:?}, its user wrote {:?}",
-                        k + 1,
-                        own[k],
-                        written[k]
-                    ),
-                ));
-            }
+        for k in self.checked_own[i]..own_list.len() {
+            self.check_numbered(pair, who, k)?;
         }
-        self.checked_own[i] = own.len();
-        // The peer's messages: an exact prefix of what the peer wrote.
+        self.checked_own[i] = own_list.len();
+        // The peer's messages: a gap-free prefix, each the author's numbering of its id.
         let got = received(pair, who);
-        let theirs = &self.written[peer.index()];
         if got.len() < self.checked_received[i] {
             return Err(Violation::new(
                 "received-lost",
@@ -374,32 +626,62 @@ impl Oracle {
                 ),
             ));
         }
+        let numbering = &self.authors[peer.index()].numbering;
         for (k, message) in got.iter().enumerate().skip(self.checked_received[i]) {
-            if theirs.get(k) != Some(message) {
-                let expected = theirs
-                    .get(k)
-                    .map_or("nothing (the author wrote fewer)".to_owned(), |m| {
-                        format!("#{} {:?}", m.seq, m.text)
-                    });
+            if message.seq != k as u64 + 1 {
                 return Err(Violation::new(
                     "received-mismatch",
                     format!(
-                        "{who}'s stored message {} from {peer} is #{} {:?}; {peer} wrote {expected} there (a duplicate, a reordering or a message nobody wrote)",
+                        "{who}'s stored message {} from {peer} is #{} {:?} (a gap, a duplicate or a reordering)",
                         k + 1,
                         message.seq,
-                        message.text
+                        short(&message.text)
                     ),
                 ));
+            }
+            match numbering.get(&message.seq) {
+                Some(m) if m == message => {}
+                Some(m) => {
+                    let kind = if m.text == message.text {
+                        "received-mismatch"
+                    } else {
+                        "id-two-texts"
+                    };
+                    return Err(Violation::new(
+                        kind,
+                        format!(
+                            "{who} stores {peer}'s #{} as {:?} (lamport {}, time {}), but {peer} numbered #{} {:?} (lamport {}, time {})",
+                            message.seq,
+                            short(&message.text),
+                            message.lamport,
+                            message.sent_at_ms,
+                            m.seq,
+                            short(&m.text),
+                            m.lamport,
+                            m.sent_at_ms
+                        ),
+                    ));
+                }
+                None => {
+                    return Err(Violation::new(
+                        "received-mismatch",
+                        format!(
+                            "{who} stores {peer}'s #{} {:?}, a number {peer} never gave",
+                            message.seq,
+                            short(&message.text)
+                        ),
+                    ));
+                }
             }
         }
         self.checked_received[i] = got.len();
         // The delivered mark.
         let mark = delivered(pair, who);
-        if mark < self.last_delivered[i] {
+        if mark < self.last_delivered[i] && self.stale_mark[i].is_none() {
             return Err(Violation::new(
                 "delivered-regressed",
                 format!(
-                    "{who}'s delivered mark went back from {} to {mark}",
+                    "{who}'s delivered mark went back from {} to {mark}, though no store went back in time",
                     self.last_delivered[i]
                 ),
             ));
@@ -408,17 +690,177 @@ impl Oracle {
         self.check_acked(pair, who)
     }
 
-    /// The end state after healing: one chat, in one order, with everything in it.
-    pub fn check_converged(&mut self, pair: &Pair) -> Result<(), Violation> {
+    /// `who`'s own numbered message at index `k`: in place, a write of its user, and
+    /// consistent with every number given so far.
+    fn check_numbered(&mut self, pair: &Pair, who: Who, k: usize) -> Result<(), Violation> {
+        let i = who.index();
+        let peer = who.other();
+        let m = &own(pair, who)[k];
+        if m.seq != k as u64 + 1 {
+            return Err(Violation::new(
+                "own-mismatch",
+                format!(
+                    "{who}'s own message {} is numbered #{} {:?}: own numbering must be 1, 2, 3… with no gap",
+                    k + 1,
+                    m.seq,
+                    short(&m.text)
+                ),
+            ));
+        }
+        let author = &self.authors[i];
+        let Some(write) = author.writes.get(&m.text) else {
+            return Err(Violation::new(
+                "own-mismatch",
+                format!(
+                    "{who}'s store holds #{} {:?}, which {who}'s user was never told was written",
+                    m.seq,
+                    short(&m.text)
+                ),
+            ));
+        };
+        let lamport_ok = if write.waited {
+            m.lamport > write.lamport || m.lamport == socketfalco_core::limits::MAX_COUNTER
+        } else {
+            m.lamport == write.lamport
+        };
+        if !lamport_ok || m.sent_at_ms != write.sent_at_ms {
+            return Err(Violation::new(
+                "own-mismatch",
+                format!(
+                    "{who}'s #{} {:?} has lamport {} and time {}; its user's write had {} and {}",
+                    m.seq,
+                    short(&m.text),
+                    m.lamport,
+                    m.sent_at_ms,
+                    write.lamport,
+                    write.sent_at_ms
+                ),
+            ));
+        }
+        let peer_has = |seq: u64| received(pair, peer).get(usize::try_from(seq).ok()? - 1);
+        let known = author.numbering.get(&m.seq);
+        if known == Some(m) {
+            // Seen before: a full check, the message came back from the peer after a restore
+            // (the peer holds it: no number the peer holds is ever given again), or both
+            // devices lost it and the author gave the waiting write the same number again.
+            if !self.held[i].contains(&m.text) || self.waiting[i].contains(&m.text) {
+                if peer_has(m.seq) == Some(m) {
+                    self.coverage.recovered += 1;
+                    if self.waiting[i].contains(&m.text) {
+                        self.coverage.returned_waiting += 1;
+                    }
+                } else {
+                    self.coverage.renumbered += 1;
+                }
+            }
+            return Ok(());
+        }
+        if let Some(old) = known {
+            // The id had another text: only free again if no store holds it any more.
+            if let Some(held) = peer_has(m.seq).filter(|h| h.text == old.text) {
+                return Err(Violation::new(
+                    "id-two-texts",
+                    format!(
+                        "{who} numbered {:?} as #{}, but {peer} holds #{} as {:?}",
+                        short(&m.text),
+                        m.seq,
+                        held.seq,
+                        short(&held.text)
+                    ),
+                ));
+            }
+            self.coverage.ids_reused += 1;
+        }
+        if let Some(&first) = author.numbered_as.get(&m.text) {
+            if first != m.seq {
+                let in_own = own(pair, who)
+                    .get(usize::try_from(first).unwrap_or(usize::MAX) - 1)
+                    .is_some_and(|h| h.text == m.text);
+                let in_peer = peer_has(first).is_some_and(|h| h.text == m.text);
+                if in_own || in_peer {
+                    return Err(Violation::new(
+                        "renumbered",
+                        format!(
+                            "{who} numbered {:?} as #{}, though {} holds it as #{first}",
+                            short(&m.text),
+                            m.seq,
+                            if in_own { who } else { peer }
+                        ),
+                    ));
+                }
+                self.coverage.renumbered += 1;
+            }
+        }
+        let author = &mut self.authors[i];
+        author.numbering.insert(m.seq, m.clone());
+        author.numbered_as.insert(m.text.clone(), m.seq);
+        author.max_seq = author.max_seq.max(m.seq);
+        Ok(())
+    }
+
+    /// The writes of `author` that some store holds now (its own store, numbered or waiting,
+    /// or the peer's): what convergence must deliver. Writes outside it were lost by both
+    /// devices to restores.
+    pub fn held_anywhere(&self, pair: &Pair, author: Who) -> BTreeSet<String> {
+        let (mut held, _) = held_texts(pair, author);
+        held.extend(
+            received(pair, author.other())
+                .iter()
+                .map(|m| m.text.clone()),
+        );
+        held
+    }
+
+    /// The end state after healing: one chat, in one order, holding exactly `required` of
+    /// each author's writes (those some store held when the faults stopped), numbered, on
+    /// both sides, with nothing waiting.
+    pub fn check_converged(
+        &mut self,
+        pair: &Pair,
+        required: &[BTreeSet<String>; 2],
+    ) -> Result<(), Violation> {
         self.check_full(pair)?;
         for who in Who::BOTH {
             let peer = who.other();
-            let have = received(pair, who).len();
-            let wrote = self.written[peer.index()].len();
-            if have != wrote {
+            let mine = own(pair, who);
+            let theirs = received(pair, peer);
+            let waiting = unnumbered(pair, who).len();
+            if waiting != 0 {
                 return Err(Violation::new(
                     "not-converged",
-                    format!("{who} holds {have} of the {wrote} message(s) {peer} wrote"),
+                    format!("{waiting} of {who}'s messages are still waiting unnumbered"),
+                ));
+            }
+            if theirs.len() != mine.len() {
+                return Err(Violation::new(
+                    "not-converged",
+                    format!(
+                        "{peer} holds {} of the {} message(s) {who} numbered",
+                        theirs.len(),
+                        mine.len()
+                    ),
+                ));
+            }
+            let texts: BTreeSet<&str> = mine.iter().map(|m| m.text.as_str()).collect();
+            if let Some(missing) = required[who.index()]
+                .iter()
+                .find(|t| !texts.contains(t.as_str()))
+            {
+                return Err(Violation::new(
+                    "not-converged",
+                    format!(
+                        "{who}'s {:?} was held when the faults stopped, but is not in the chat",
+                        short(missing)
+                    ),
+                ));
+            }
+            if let Some(extra) = texts.iter().find(|t| !required[who.index()].contains(**t)) {
+                return Err(Violation::new(
+                    "not-converged",
+                    format!(
+                        "{who}'s {:?} is in the chat, but no store held it when the faults stopped",
+                        short(extra)
+                    ),
                 ));
             }
             let waiting = match who {
@@ -438,16 +880,33 @@ impl Oracle {
                 .iter()
                 .zip(&b)
                 .position(|(x, y)| x != y)
-                .unwrap_or(a.len());
+                .unwrap_or(a.len().min(b.len()));
             return Err(Violation::new(
                 "not-converged",
                 format!(
                     "the two chats differ at position {at}: a shows {:?}, b shows {:?}",
-                    a.get(at).map(|(_, m)| &m.text),
-                    b.get(at).map(|(_, m)| &m.text)
+                    a.get(at).map(|(_, m)| short(&m.text)),
+                    b.get(at).map(|(_, m)| short(&m.text))
                 ),
             ));
         }
+        let lost: usize = Who::BOTH
+            .iter()
+            .map(|w| self.writes[w.index()] - required[w.index()].len())
+            .sum();
+        self.coverage.writes_lost_to_restores = lost as u64;
+        self.stale_mark = [None; 2];
         Ok(())
     }
+}
+
+/// The writes `who`'s store holds (numbered or waiting), and those waiting.
+fn held_texts(pair: &Pair, who: Who) -> (BTreeSet<String>, BTreeSet<String>) {
+    let waiting: BTreeSet<String> = unnumbered(pair, who)
+        .iter()
+        .map(|m| m.text.clone())
+        .collect();
+    let mut held = waiting.clone();
+    held.extend(own(pair, who).iter().map(|m| m.text.clone()));
+    (held, waiting)
 }

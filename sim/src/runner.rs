@@ -217,6 +217,9 @@ impl Report {
         if self.options.tolerate_compose_error {
             flag.push_str(" --tolerate-compose-error");
         }
+        if self.options.restore_any {
+            flag.push_str(" --restore-any-state");
+        }
         self.seed
             .map(|seed| format!("cargo run -p socketfalco-sim --release -- seed {seed}{flag}"))
     }
@@ -374,6 +377,19 @@ impl fmt::Display for Soak {
             s.crashes_mid_call,
             s.window_full,
             s.integrity_failures
+        )?;
+        writeln!(
+            f,
+            "  restores {} ({} during a recovery): own messages recovered from the peer {} (of them waiting writes kept once {}), \
+             marks set down by a sync {}, ids or writes numbered again after both devices lost them {}, \
+             writes lost by both devices {}",
+            s.restores,
+            s.restores_mid_recovery,
+            s.recovered,
+            s.returned_waiting,
+            s.marks_set_down,
+            s.ids_reused,
+            s.writes_lost_to_restores
         )?;
         write!(f, "  tolerated known-bug hits: {}", s.tolerated)
     }

@@ -23,16 +23,31 @@
 //! can fall in a handshake message, a Noise length or a ciphertext body; `option
 //! plain-links` puts the frames straight on the wire instead.
 //!
+//! # Restores
+//! Every driver call goes through a [`Disk`] that records the store's state after each
+//! commit in the device's [`StoreHistory`]; [`Event::Restore`] puts the store back to one of
+//! those states (along its own past, or any state with `any`) while the process is down —
+//! its link is dropped as in a crash — and tells the oracle, which starts its baselines of
+//! that store again. The final [`Event::Heal`] first ends the connection, takes the writes
+//! some store still holds as the ones the chat must end with (writes both devices lost are
+//! gone), then opens one clean connection on which everything must converge.
+//!
 //! The invariants ([`crate::oracle`], plus memory bounds, temporary sessions and honest
-//! closes here) are checked after every pump and every event.
+//! closes here — a storage-failure close only when a store call of that link failed) are
+//! checked after every pump and every event.
 
-use crate::disk::{Disk, DiskFaults};
+use crate::disk::{Disk, DiskFaults, StoreHistory};
 use crate::event::{Event, Expectation, Options, Who};
 use crate::oracle::{chat, Oracle, Violation};
 use socketfalco_core::harness::{Device, Pair, Wire, WireKnobs, WireRead, WireWrite};
-use socketfalco_core::limits::{LENGTH_PREFIX_BYTES, MAX_FRAME_BYTES, MAX_IN_FLIGHT_MESSAGES};
+use socketfalco_core::limits::{
+    LENGTH_PREFIX_BYTES, MAX_FRAME_BYTES, MAX_IN_FLIGHT_MESSAGES, MAX_RECOVER_BATCH,
+};
 use socketfalco_core::secure::{MAX_NOISE_MESSAGE, TAG_BYTES};
-use socketfalco_core::{encode_frame, Close, CloseCode, Frame, Hello, Link, Notice, Role};
+use socketfalco_core::{
+    encode_frame, Close, CloseCode, Frame, Hello, Link, Notice, Role, Side, Store,
+};
+use std::collections::BTreeSet;
 
 /// Bytes a Noise message adds to its plaintext: a 2-byte length and the tag.
 const NOISE_OVERHEAD: usize = 2 + TAG_BYTES;
@@ -104,6 +119,21 @@ pub struct Stats {
     pub window_full: u64,
     /// Coverage: connections refused for integrity after a bit was flipped on them.
     pub integrity_failures: u64,
+    /// Stores put back to an earlier committed state.
+    pub restores: u64,
+    /// Coverage: restores of a device whose session was getting its own messages back.
+    pub restores_mid_recovery: u64,
+    /// Coverage: own numbered messages that came back to their author after a restore.
+    pub recovered: u64,
+    /// Coverage: of those, writes that waited unnumbered in the restored store (kept once).
+    pub returned_waiting: u64,
+    /// Coverage: delivered marks a sync set lower (the peer's store went back).
+    pub marks_set_down: u64,
+    /// Coverage: ids given a new text, and writes numbered again, after both devices lost
+    /// the first one.
+    pub ids_reused: u64,
+    /// Coverage: writes both devices had lost to restores when the faults stopped.
+    pub writes_lost_to_restores: u64,
 }
 
 impl Stats {
@@ -135,6 +165,13 @@ impl Stats {
         self.storage_failures += other.storage_failures;
         self.window_full += other.window_full;
         self.integrity_failures += other.integrity_failures;
+        self.restores += other.restores;
+        self.restores_mid_recovery += other.restores_mid_recovery;
+        self.recovered += other.recovered;
+        self.returned_waiting += other.returned_waiting;
+        self.marks_set_down += other.marks_set_down;
+        self.ids_reused += other.ids_reused;
+        self.writes_lost_to_restores += other.writes_lost_to_restores;
     }
 }
 
@@ -173,9 +210,13 @@ pub struct World {
     knobs: [WireKnobs; 2],
     clocks: [DeviceClock; 2],
     disk: [DiskFaults; 2],
+    /// Each store's committed states, for `restore`.
+    history: [StoreHistory; 2],
     link_window: [u64; 2],
     /// Bytes the session had waiting to be written at its last transmit.
     out_pending: [usize; 2],
+    /// A store call of the device's current link failed (a simulated disk failure).
+    link_disk_failed: [bool; 2],
     /// What happened, line by line, when asked for ([`World::enable_log`]).
     log: Option<Vec<String>>,
 }
@@ -209,8 +250,10 @@ impl World {
             knobs: [WireKnobs::default(); 2],
             clocks: [DeviceClock::default(); 2],
             disk: [DiskFaults::default(); 2],
+            history: [StoreHistory::new(), StoreHistory::new()],
             link_window: [0; 2],
             out_pending: [0; 2],
+            link_disk_failed: [false; 2],
             log: None,
         }
     }
@@ -267,6 +310,15 @@ impl World {
             .map_or(0, |c| c.wires[from.index()].written())
     }
 
+    /// Whether the device's session is getting its own messages back from the peer (its
+    /// store went back in time).
+    pub fn is_recovering(&self, who: Who) -> bool {
+        device(&self.pair, who)
+            .link
+            .as_ref()
+            .is_some_and(|l| l.session().is_recovering())
+    }
+
     /// Whether the device asks for temporary sessions.
     pub fn is_temporary(&self, who: Who) -> bool {
         device(&self.pair, who).config.temporary
@@ -296,8 +348,14 @@ impl World {
         self.stats.events += 1;
         let now = self.pair.now_ms;
         self.note(|| format!("[{now} ms] {event}"));
-        let effective = self.apply_inner(event)?;
-        if effective && event.is_fault() {
+        let result = self.apply_inner(event);
+        let coverage = self.oracle.coverage;
+        self.stats.recovered = coverage.recovered;
+        self.stats.returned_waiting = coverage.returned_waiting;
+        self.stats.marks_set_down = coverage.marks_set_down;
+        self.stats.ids_reused = coverage.ids_reused + coverage.renumbered;
+        self.stats.writes_lost_to_restores = coverage.writes_lost_to_restores;
+        if result? && event.is_fault() {
             self.stats.faults += 1;
         }
         self.check_all()
@@ -384,6 +442,13 @@ impl World {
                 let was_down = !self.up[who.index()];
                 self.up[who.index()] = true;
                 Ok(was_down)
+            }
+            Event::Restore { who, back, any } => {
+                if back == 0 {
+                    return Ok(false);
+                }
+                self.restore(who, back, any)?;
+                Ok(true)
             }
             Event::StoreFail { who, fails, after } => {
                 let disk = &mut self.disk[who.index()];
@@ -490,6 +555,7 @@ impl World {
         }
         self.link_window[who.index()] = dev.config.window.clamp(1, MAX_IN_FLIGHT_MESSAGES);
         self.out_pending[who.index()] = 0;
+        self.link_disk_failed[who.index()] = false;
         dev.link = Some(link);
         if let Some(conn) = self.conn.as_mut() {
             conn.eof_seen[who.index()] = false;
@@ -544,9 +610,31 @@ impl World {
         }
     }
 
+    /// The device's store goes back `back` commits (see [`Event::Restore`]) while its
+    /// process is down: its link is gone as in a crash; it runs again if it was running.
+    fn restore(&mut self, who: Who, back: u64, any: bool) -> Result<(), Violation> {
+        let i = who.index();
+        let was_up = self.up[i];
+        if self.is_recovering(who) {
+            self.stats.restores_mid_recovery += 1;
+        }
+        if was_up {
+            self.stop(who);
+        }
+        let (commit, state) = self.history[i].restore(back, any);
+        let commits = self.history[i].commits();
+        self.note(|| {
+            format!("    {who}'s store goes back to its state after commit {commit} of {commits}")
+        });
+        device_mut(&mut self.pair, who).store = state;
+        self.up[i] = was_up;
+        self.stats.restores += 1;
+        let connection = self.connections;
+        self.oracle.restored(&self.pair, who, connection)
+    }
+
     /// The device dies: its link vanishes without another step, its store stays.
     fn crash(&mut self, who: Who) {
-        let i = who.index();
         self.note(|| format!("    {who} crashes"));
         if let Some(link) = device(&self.pair, who).link.as_ref() {
             let s = link.session();
@@ -557,11 +645,18 @@ impl World {
                 self.stats.crashes_ack_unsent += 1;
             }
         }
+        self.stats.crashes += 1;
+        self.stop(who);
+    }
+
+    /// The process stops: its link vanishes without another step, its kernel closes the
+    /// socket (what it wrote still goes out, then the end of the stream).
+    fn stop(&mut self, who: Who) {
+        let i = who.index();
         device_mut(&mut self.pair, who).link = None;
         self.up[i] = false;
         self.disk[i].crash_after = None;
         self.out_pending[i] = 0;
-        self.stats.crashes += 1;
         if let Some(conn) = self.conn.as_mut() {
             // Its kernel closes the socket: what it wrote still goes out, then the end.
             conn.wires[i].close();
@@ -736,11 +831,12 @@ impl World {
         };
         let maybe_temporary = link.peer().map_or(dev.config.temporary, |p| p.temporary);
         let snapshot = maybe_temporary.then(|| dev.store.chats.clone());
-        let mut disk = Disk::new(&mut dev.store, &mut self.disk[i]);
+        let mut disk = Disk::with_history(&mut dev.store, &mut self.disk[i], &mut self.history[i]);
         // A store failure closes the session inside the link; the notices tell the rest.
         let _ = link.pump(&mut disk, now);
         let crashed = disk.crashed();
         let tried_to_store = disk.writes > 0;
+        self.link_disk_failed[i] |= disk.failures > 0;
         let temporary = link.peer().is_some_and(|p| p.temporary);
         let window_full =
             link.session().is_established() && link.session().in_flight() == self.link_window[i];
@@ -782,6 +878,19 @@ impl World {
             Notice::Received { .. } => self.stats.shown += 1,
             Notice::Closed { reason, by } => match reason.code {
                 CloseCode::Timeout => self.stats.timeouts += 1,
+                CloseCode::StorageFailure
+                    if *by == Side::Local && !self.link_disk_failed[who.index()] =>
+                {
+                    // The link closed for a storage failure though its store never failed:
+                    // it could not send back what the peer asked for, or its own numbering
+                    // had a gap (it would otherwise stall).
+                    return Err(Violation::new(
+                        "unexpected-close",
+                        format!(
+                            "{who}'s session was closed for a storage failure, though its store never failed: {reason}"
+                        ),
+                    ));
+                }
                 CloseCode::StorageFailure => self.stats.storage_failures += 1,
                 CloseCode::ConnectionLost => {}
                 CloseCode::IntegrityFailure if self.conn.as_ref().is_some_and(|c| c.tampered) => {
@@ -926,7 +1035,6 @@ impl World {
         let wall = self.wall(who);
         let connection = self.conn.as_ref().map_or(0, |c| c.id);
         let peer_id = device(&self.pair, who.other()).id;
-        let own_before = chat(&self.pair, who).map_or(0, |c| c.own.len());
         let dev = device_mut(&mut self.pair, who);
         let peer_temporary = dev
             .link
@@ -934,7 +1042,7 @@ impl World {
             .and_then(|l| l.peer())
             .map(|p| p.temporary);
         let snapshot = (peer_temporary == Some(true)).then(|| dev.store.chats.clone());
-        let mut disk = Disk::new(&mut dev.store, &mut self.disk[i]);
+        let mut disk = Disk::with_history(&mut dev.store, &mut self.disk[i], &mut self.history[i]);
         let (result, notices) = match (dev.link.as_mut(), peer_temporary) {
             (Some(link), Some(_)) => {
                 let result = link
@@ -944,7 +1052,6 @@ impl World {
                 (result, notices)
             }
             _ => {
-                use socketfalco_core::Store;
                 let result = disk
                     .compose(peer_id, &text, wall)
                     .map_err(|e| e.to_string());
@@ -953,25 +1060,23 @@ impl World {
         };
         let crashed = disk.crashed();
         let touched = disk.writes > 0;
-        let stored_last = dev
-            .store
-            .chats
-            .get(&peer_id)
-            .and_then(|c| c.own.get(own_before))
-            .cloned();
+        self.link_disk_failed[i] |= disk.failures > 0;
+        // The write, if the store holds it (numbered, or waiting for a session to number it).
+        let stored = dev.store.chats.get(&peer_id).and_then(|c| {
+            c.unnumbered
+                .iter()
+                .rev()
+                .chain(c.own.iter().rev())
+                .find(|m| m.text == text)
+                .cloned()
+        });
         if crashed {
             // The process died inside compose: the message is written if its commit was.
             self.stats.crashes_mid_call += 1;
             self.crash(who);
-            if let Some(message) = stored_last {
-                if message.text != text {
-                    return Err(Violation::new(
-                        "own-mismatch",
-                        format!("{who} stored {:?} while writing {text:?}", message.text),
-                    ));
-                }
+            if let Some(message) = stored {
                 self.stats.messages += 1;
-                self.oracle.wrote(who, message)?;
+                self.oracle.wrote(who, &message)?;
             }
             return self.oracle.check(&self.pair);
         }
@@ -987,20 +1092,34 @@ impl World {
                 self.oracle.wrote_temporary(who, &message);
             }
             Ok(message) => {
+                // Numbered at once in an established session, otherwise waiting (seq 0); the
+                // store must hold exactly what the user was shown.
+                let same = stored.as_ref().is_some_and(|m| {
+                    (message.seq == 0 || m.seq == message.seq)
+                        && (m.lamport, m.sent_at_ms) == (message.lamport, message.sent_at_ms)
+                });
+                if !same {
+                    return Err(Violation::new(
+                        "own-mismatch",
+                        format!(
+                            "{who}'s user was shown {message:?} as written, but its store holds {stored:?}"
+                        ),
+                    ));
+                }
                 self.stats.messages += 1;
-                self.oracle.wrote(who, message)?;
+                self.oracle.wrote(who, &message)?;
             }
-            Err(_) if stored_last.is_some() && self.options.tolerate_compose_error => {
+            Err(_) if stored.is_some() && self.options.tolerate_compose_error => {
                 // The known bug: the user was told it failed, yet it is stored and will be
                 // delivered. Count it as written.
                 self.stats.tolerated += 1;
                 self.stats.messages += 1;
-                if let Some(message) = stored_last {
-                    self.oracle.wrote(who, message)?;
+                if let Some(message) = stored {
+                    self.oracle.wrote(who, &message)?;
                 }
             }
             Err(error) => {
-                if let Some(message) = stored_last {
+                if let Some(message) = stored {
                     return Err(Violation::new(
                         "compose-error-but-stored",
                         format!(
@@ -1045,12 +1164,22 @@ impl World {
         let window = usize::try_from(self.link_window[who.index()]).unwrap_or(usize::MAX);
         let peer_window =
             usize::try_from(self.link_window[who.other().index()].max(1)).unwrap_or(usize::MAX);
-        let frames = window + peer_window + 2 + PINGS;
-        let plain = window * frame + (peer_window + 2) * ack_frame_bytes() + control_frames_bytes();
+        // A batch of the peer's own messages sent back (the peer's store went back in time).
+        let returned = usize::try_from(MAX_RECOVER_BATCH).unwrap_or(usize::MAX);
+        let returned_frame = self
+            .oracle
+            .max_frame(who.other())
+            .min(MAX_FRAME_BYTES + LENGTH_PREFIX_BYTES);
+        let frames = window + peer_window + 2 + PINGS + returned + 1;
+        let plain = window * frame
+            + returned * returned_frame
+            + (peer_window + 2) * ack_frame_bytes()
+            + control_frames_bytes();
         if self.options.plain_links {
             plain
         } else {
-            let pieces_per_frame = frame.div_ceil(MAX_NOISE_MESSAGE - TAG_BYTES).max(1);
+            let largest = frame.max(returned_frame);
+            let pieces_per_frame = largest.div_ceil(MAX_NOISE_MESSAGE - TAG_BYTES).max(1);
             plain + frames * pieces_per_frame * NOISE_OVERHEAD + NOISE_HANDSHAKE_BYTES
         }
     }
@@ -1102,6 +1231,11 @@ impl World {
         self.up = [true; 2];
         self.pair.a.config.temporary = false;
         self.pair.b.config.temporary = false;
+        // The faults stop here: what is in flight lands (or is lost with the connection), and
+        // then the writes some store holds are exactly what the chat must hold in the end.
+        // Writes that both devices lost to restores are gone for good.
+        self.lose_connection()?;
+        let required = self.required();
         self.connect()?;
         self.settle()?;
         if !self.is_established() {
@@ -1139,7 +1273,15 @@ impl World {
                 ));
             }
         }
-        self.oracle.check_converged(&self.pair)
+        self.oracle.check_converged(&self.pair, &required)
+    }
+
+    /// Each author's writes that some store holds now.
+    fn required(&self) -> [BTreeSet<String>; 2] {
+        [
+            self.oracle.held_anywhere(&self.pair, Who::A),
+            self.oracle.held_anywhere(&self.pair, Who::B),
+        ]
     }
 
     fn expect(&mut self, expectation: &Expectation) -> Result<(), Violation> {
@@ -1153,10 +1295,12 @@ impl World {
             chat(&self.pair, who).map_or(0, f)
         };
         match *expectation {
-            Expectation::Converged => self
-                .oracle
-                .check_converged(&self.pair)
-                .or_else(|v| fail(v.detail)),
+            Expectation::Converged => {
+                let required = self.required();
+                self.oracle
+                    .check_converged(&self.pair, &required)
+                    .or_else(|v| fail(v.detail))
+            }
             Expectation::Established => {
                 if self.is_established() {
                     Ok(())

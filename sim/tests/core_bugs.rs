@@ -1,5 +1,6 @@
 //! Core bugs the simulator found, each kept as a minimal regression test: it failed before
-//! the fix in the core and must pass from then on.
+//! the fix in the core and must pass from then on. A bug not fixed yet is `#[ignore]`d, so
+//! the workspace stays green: `cargo test -p socketfalco-sim --test core_bugs -- --ignored`.
 
 use socketfalco_core::harness::{Pair, DEVICE_A};
 use socketfalco_core::ComposeError;
@@ -52,4 +53,25 @@ fn the_compose_bug_scenario_passes() {
     let scenario = Scenario::parse(&text).expect("it parses");
     let outcome = run(&scenario);
     assert!(outcome.failure.is_none(), "{:?}", outcome.failure);
+}
+
+/// Protocol 2 reuses an own number once no store holds the message that had it (both stores
+/// lost it, or the author lost it before it was ever sent); a store later restored to a
+/// state from a future an earlier restore abandoned then holds the first text under that id,
+/// and the chats differ for good. Found with restores to any earlier state (`option
+/// restore-any-state`); see testdata/sim/bugs/id-reused-*.sim. Ignored until the protocol is
+/// fixed: `cargo test -p socketfalco-sim --test core_bugs -- --ignored`.
+#[test]
+#[ignore = "protocol gap, not fixed yet: an own number is given again once no store holds it"]
+fn an_id_is_never_given_two_texts_after_restores_to_any_state() {
+    for name in [
+        "id-reused-after-both-lost.sim",
+        "id-reused-after-a-write-never-sent.sim",
+    ] {
+        let path = format!("{}/../testdata/sim/bugs/{name}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).expect("the scenario exists");
+        let scenario = Scenario::parse(&text).expect("it parses");
+        let outcome = run(&scenario);
+        assert!(outcome.failure.is_none(), "{name}: {:?}", outcome.failure);
+    }
 }

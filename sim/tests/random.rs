@@ -22,10 +22,11 @@ fn random_seeds_hold_every_invariant() {
         }
     }
     eprintln!(
-        "{count} seeds from {first}: {} faults injected, {} events, {} crashes, {} messages, {:.1} s",
+        "{count} seeds from {first}: {} faults injected, {} events, {} crashes, {} restores, {} messages, {:.1} s",
         total.faults,
         total.events,
         total.crashes,
+        total.restores,
         total.messages,
         started.elapsed().as_secs_f64()
     );
@@ -55,6 +56,15 @@ fn random_seeds_hold_every_invariant() {
         ("storage failures", total.storage_failures),
         ("short reads", total.short_reads),
         ("short writes", total.short_writes),
+        ("restores", total.restores),
+        ("restores during a recovery", total.restores_mid_recovery),
+        ("own messages recovered after a restore", total.recovered),
+        (
+            "waiting writes that came back numbered",
+            total.returned_waiting,
+        ),
+        ("marks set down by a sync", total.marks_set_down),
+        ("writes lost by both devices", total.writes_lost_to_restores),
     ] {
         assert!(count < 500 || n > 0, "{count} seeds never produced {what}");
     }
