@@ -447,7 +447,17 @@ pins its key; a peer that later presents the same id with another key is refused
 warning that shows the fingerprint it presented. If that peer really reinstalled, ask them to
 run --fingerprint on their device and read it to you over another channel (in person, by
 phone); only if it equals the presented one, accept exactly that key with
---trust-new-key CHAT 'FINGERPRINT'.";
+--trust-new-key CHAT 'FINGERPRINT'.
+
+A listener serves several peers at once. In a session, lines go to the current chat (the
+peer who connected last), shown in the prompt as you→peer when several are live:
+  /to NAME         write to NAME from now on (a name, or a unique prefix of it or of the
+                   peer's id; Tab completes)
+  /to NAME TEXT    send one line to NAME
+  /chats           list the live chats
+  //TEXT           send a line that starts with /
+  quit             leave (so do Ctrl-C, Ctrl-D and closing the terminal)
+Scripts may also write {\"to\": \"NAME\", \"text\": \"...\"} lines.";
 
 /// The commands that are not a session: `-t`, `-p` and `--bind` conflict with them.
 const NOT_SESSIONS: [&str; 5] = [LIST, EDIT_NAME, EDIT_CHAT, FINGERPRINT, TRUST_NEW_KEY];
