@@ -769,6 +769,10 @@ impl<S: Store> Endpoint<S> {
                     addr,
                 }),
                 Notice::Closed { reason, by } => {
+                    if by == Side::Local && reason.code == CloseCode::StorageFailure {
+                        // Never silent: what could not be stored or sent is also in the log.
+                        log::warn!("connection with {addr} closed: {reason}");
+                    }
                     let chat = live.chat.as_ref().map(|c| c.device);
                     // A proved, admitted peer is shown leaving even before its chat opened
                     // (refused for its key, after the warning): it is a real event.
