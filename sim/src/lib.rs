@@ -46,7 +46,8 @@ pub mod world;
 pub use event::{Event, Expectation, Options, Scenario, Who};
 pub use gen::Generator;
 pub use listener::{
-    run_listener_seed, run_listener_seed_with, ListenerFailure, ListenerStats, ListenerWorld,
+    run_listener_seed, run_listener_seed_with, ListenerFailure, ListenerScenario, ListenerStats,
+    ListenerWorld,
 };
 pub use oracle::{ChatStores, ChatView, Oracle, Violation};
 pub use runner::{

@@ -41,7 +41,7 @@ const MAX_SETTLE_ROUNDS: u64 = 200_000;
 /// Timer firings one `advance-clock` may take before it is called a livelock.
 const MAX_TIMER_FIRINGS: u64 = 10_000;
 /// Seeds `cargo test` runs by default (`SIM_LISTENER_SEEDS` changes it).
-pub const DEFAULT_LISTENER_SEEDS: u64 = 300;
+pub const DEFAULT_LISTENER_SEEDS: u64 = 500;
 
 /// Device index 0 is the listener; 1.. are the peers.
 fn device_name(d: usize) -> char {
@@ -55,9 +55,10 @@ fn peer_id(d: usize) -> DeviceId {
 /// One step of a listener run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
-    /// Peer `peer` dials `a`. Its open connection, if any, is abandoned on its side: its
-    /// socket vanishes `silently` (no FIN: `a` sees nothing) or is closed (a FIN after
-    /// what it wrote). At most two connections per peer: a third loses the oldest.
+    /// Peer `peer` dials `a` (`connect b`). Its open connection, if any, is abandoned on
+    /// its side: its socket vanishes `silent`ly (`connect b silent`: no FIN, `a` sees
+    /// nothing) or is closed (a FIN after what it wrote). At most two connections per peer:
+    /// a third loses the oldest.
     Connect {
         /// The dialing peer.
         peer: usize,
@@ -160,11 +161,7 @@ impl fmt::Display for Step {
                 f,
                 "connect {}{}",
                 device_name(*peer),
-                if *silent {
-                    " (old socket vanishes)"
-                } else {
-                    ""
-                }
+                if *silent { " silent" } else { "" }
             ),
             Step::Round { conn } => write!(f, "round #{conn}"),
             Step::RoundAll => write!(f, "round"),
@@ -219,6 +216,261 @@ impl fmt::Display for Step {
             Step::Heal => write!(f, "heal"),
         }
     }
+}
+
+fn parse_device(word: &str) -> Result<usize, String> {
+    match word.as_bytes() {
+        [c @ b'a'..=b'd'] => Ok(usize::from(c - b'a')),
+        _ => Err(format!("{word:?} is not a device (a, b, c or d)")),
+    }
+}
+
+fn parse_conn(word: &str) -> Result<u64, String> {
+    word.trim_start_matches('#')
+        .parse()
+        .map_err(|_| format!("{word:?} is not a connection (#1, #2, …)"))
+}
+
+fn parse_number<T: std::str::FromStr>(word: &str, what: &str) -> Result<T, String> {
+    word.parse()
+        .map_err(|_| format!("{what}: {word:?} is not a number"))
+}
+
+fn parse_direction(word: &str) -> Result<bool, String> {
+    match word {
+        "a->peer" => Ok(true),
+        "peer->a" => Ok(false),
+        other => Err(format!("{other:?} is not a direction (a->peer, peer->a)")),
+    }
+}
+
+fn parse_peer(word: &str) -> Result<usize, String> {
+    match parse_device(word)? {
+        0 => Err("a is the listener, not a peer".to_owned()),
+        d => Ok(d),
+    }
+}
+
+impl std::str::FromStr for Step {
+    type Err = String;
+
+    /// The inverse of `Display`.
+    fn from_str(line: &str) -> Result<Step, String> {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let step = match w.as_slice() {
+            ["connect", p] => Step::Connect {
+                peer: parse_peer(p)?,
+                silent: false,
+            },
+            ["connect", p, "silent"] => Step::Connect {
+                peer: parse_peer(p)?,
+                silent: true,
+            },
+            ["round"] => Step::RoundAll,
+            ["round", c] => Step::Round {
+                conn: parse_conn(c)?,
+            },
+            ["settle"] => Step::Settle,
+            ["send", chat, count] => {
+                let (from, to) = chat
+                    .split_once("->")
+                    .ok_or_else(|| format!("{chat:?} is not a chat (a->b, b->a, …)"))?;
+                let count = parse_number(count, "the count")?;
+                match (parse_device(from)?, parse_device(to)?) {
+                    (0, p) if p > 0 => Step::Send {
+                        peer: p,
+                        by_listener: true,
+                        count,
+                    },
+                    (p, 0) if p > 0 => Step::Send {
+                        peer: p,
+                        by_listener: false,
+                        count,
+                    },
+                    _ => return Err(format!("{chat:?}: every chat is between a and a peer")),
+                }
+            }
+            ["drop", c] => Step::Drop {
+                conn: parse_conn(c)?,
+            },
+            ["drop-after", c, dir, after] => Step::Cut {
+                conn: parse_conn(c)?,
+                from_listener: parse_direction(dir)?,
+                after: parse_number(after, "the bytes")?,
+            },
+            ["pieces", c, dir, "write", write, "read", read] => Step::Pieces {
+                conn: parse_conn(c)?,
+                from_listener: parse_direction(dir)?,
+                write: parse_number(write, "the write size")?,
+                read: parse_number(read, "the read size")?,
+            },
+            ["latency", p, ms] => Step::Latency {
+                peer: parse_peer(p)?,
+                ms: parse_number(ms, "the latency")?,
+            },
+            ["crash", d] => Step::Crash {
+                device: parse_device(d)?,
+                after_commits: None,
+            },
+            ["crash", d, "after-commits", n] => Step::Crash {
+                device: parse_device(d)?,
+                after_commits: Some(parse_number(n, "the commits")?),
+            },
+            ["restart", d] => Step::Restart {
+                device: parse_device(d)?,
+            },
+            ["store-fail", d, count, "after", after] => Step::StoreFail {
+                device: parse_device(d)?,
+                count: parse_number(count, "the failures")?,
+                after: parse_number(after, "the successes")?,
+            },
+            ["advance-clock", ms] => Step::AdvanceClock {
+                ms: parse_number(ms, "the milliseconds")?,
+            },
+            ["heal"] => Step::Heal,
+            _ => return Err(format!("unknown step {line:?}")),
+        };
+        Ok(step)
+    }
+}
+
+/// Cuts a comment off a line: `#` followed by anything but a digit (`#3` is a connection).
+fn strip_comment(line: &str) -> &str {
+    let bytes = line.as_bytes();
+    let at = (0..bytes.len())
+        .find(|&i| bytes[i] == b'#' && !bytes.get(i + 1).is_some_and(u8::is_ascii_digit));
+    at.map_or(line, |i| &line[..i])
+}
+
+/// A listener run written down: `peers N` (2 or 3), `option break-durability`, steps one a
+/// line (or separated by `;`), `#` comments, and `expect violation KIND`. Every run ends
+/// with an implicit `heal`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerScenario {
+    /// Peers besides `a`.
+    pub peers: usize,
+    /// The self-test: every link acks before it stores.
+    pub break_durability: bool,
+    /// The steps.
+    pub steps: Vec<Step>,
+    /// The run must fail with this invariant.
+    pub expect_violation: Option<String>,
+}
+
+impl ListenerScenario {
+    /// Reads the text form.
+    pub fn parse(text: &str) -> Result<ListenerScenario, String> {
+        let mut scenario = ListenerScenario {
+            peers: 2,
+            break_durability: false,
+            steps: Vec::new(),
+            expect_violation: None,
+        };
+        for (n, raw) in text.lines().enumerate() {
+            for part in strip_comment(raw)
+                .split(';')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+            {
+                let w: Vec<&str> = part.split_whitespace().collect();
+                match w.as_slice() {
+                    ["peers", k] => {
+                        scenario.peers = k
+                            .parse()
+                            .ok()
+                            .filter(|k| (2..=3).contains(k))
+                            .ok_or_else(|| format!("line {}: peers is 2 or 3", n + 1))?;
+                    }
+                    ["option", "break-durability"] => scenario.break_durability = true,
+                    ["expect", "violation", kind] => {
+                        scenario.expect_violation = Some((*kind).to_owned());
+                    }
+                    _ => scenario
+                        .steps
+                        .push(part.parse().map_err(|e| format!("line {}: {e}", n + 1))?),
+                }
+            }
+        }
+        let too_high = scenario.steps.iter().find_map(|s| match s {
+            Step::Connect { peer, .. } | Step::Latency { peer, .. } | Step::Send { peer, .. }
+                if *peer > scenario.peers =>
+            {
+                Some(*peer)
+            }
+            Step::Crash { device, .. }
+            | Step::Restart { device }
+            | Step::StoreFail { device, .. }
+                if *device > scenario.peers =>
+            {
+                Some(*device)
+            }
+            _ => None,
+        });
+        if let Some(bad) = too_high {
+            return Err(format!(
+                "device {} is not one of the {} peers",
+                device_name(bad),
+                scenario.peers
+            ));
+        }
+        Ok(scenario)
+    }
+
+    /// Runs it: the steps, then `heal`. The counters, or the violation and the number of
+    /// steps applied when it happened.
+    pub fn run(&self) -> Result<ListenerStats, (usize, Violation)> {
+        let mut world = ListenerWorld::new(self.peers);
+        world.break_durability = self.break_durability;
+        let heal = [Step::Heal];
+        let mut applied = 0;
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for step in self.steps.iter().chain(&heal) {
+                applied += 1;
+                world.apply(step)?;
+            }
+            Ok(world.stats)
+        }));
+        match outcome {
+            Ok(Ok(stats)) => Ok(stats),
+            Ok(Err(v)) => Err((applied, v)),
+            Err(panic) => Err((applied, panic_violation(panic.as_ref()))),
+        }
+    }
+
+    /// Runs it and compares with its `expect violation` line, if any.
+    pub fn check(&self) -> Result<ListenerStats, String> {
+        match (self.run(), &self.expect_violation) {
+            (Ok(stats), None) => Ok(stats),
+            (Ok(_), Some(kind)) => Err(format!("expected a {kind} violation, the run held")),
+            (Err((_, v)), Some(kind)) if v.kind == kind => Ok(ListenerStats::default()),
+            (Err((at, v)), _) => Err(format!("at step {at}: {v}")),
+        }
+    }
+}
+
+impl fmt::Display for ListenerScenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "peers {}", self.peers)?;
+        if self.break_durability {
+            writeln!(f, "option break-durability")?;
+        }
+        for step in &self.steps {
+            writeln!(f, "{step}")?;
+        }
+        if let Some(kind) = &self.expect_violation {
+            writeln!(f, "expect violation {kind}")?;
+        }
+        Ok(())
+    }
+}
+
+fn panic_violation(panic: &(dyn std::any::Any + Send)) -> Violation {
+    let what = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_default();
+    Violation::new("panic", what)
 }
 
 /// One connection between `a` and a peer. Side 0 is `a`'s, side 1 the peer's; `wires[s]`
@@ -1296,10 +1548,18 @@ impl fmt::Display for ListenerFailure {
             self.peers
         )?;
         writeln!(f, "---")?;
-        for (i, step) in self.trace.iter().enumerate() {
-            writeln!(f, "{:>4}  {step}", i + 1)?;
-        }
+        let scenario = ListenerScenario {
+            peers: self.peers,
+            break_durability: self.break_durability,
+            steps: self.trace.clone(),
+            expect_violation: Some(self.violation.kind.to_owned()),
+        };
+        write!(f, "{scenario}")?;
         writeln!(f, "---")?;
+        writeln!(
+            f,
+            "(a scenario file: sim listener-scenario FILE replays it; the heal at the end is implicit)"
+        )?;
         write!(
             f,
             "replay: cargo run -p socketfalco-sim --release -- listener {}{}",
@@ -1344,14 +1604,7 @@ pub fn run_listener_seed_with(
     let violation = match outcome {
         Ok(Ok(stats)) => return Ok(stats),
         Ok(Err(v)) => v,
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_default();
-            Violation::new("panic", what)
-        }
+        Err(panic) => panic_violation(panic.as_ref()),
     };
     Err(Box::new(ListenerFailure {
         seed,

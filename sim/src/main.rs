@@ -7,12 +7,13 @@
 //!                                                  (--log: events, wire bytes, notices)
 //! sim soak <count> [--from <seed>] [--jobs <n>] [--break-durability] [--plain-links] [--tolerate-compose-error] [--restore-any-state]
 //! sim listener <seed> [--break-durability]         replay one listener seed (a serving 2-3 peers)
+//! sim listener-scenario <file.sim>                 replay a listener scenario file
 //! sim listener-soak <count> [--from <seed>] [--break-durability]   many listener seeds
 //! ```
 
 use socketfalco_sim::{
-    check_scenario, check_seed, run_listener_seed_with, run_seed, soak, ListenerStats, Options,
-    Report, Scenario,
+    check_scenario, check_seed, run_listener_seed_with, run_seed, soak, ListenerScenario,
+    ListenerStats, Options, Report, Scenario,
 };
 use std::process::ExitCode;
 
@@ -22,6 +23,7 @@ const USAGE: &str = "usage:
   sim trace '<event>; <event>; ...' [--log]
   sim soak <count> [--from <seed>] [--jobs <n>] [--break-durability] [--plain-links] [--tolerate-compose-error] [--restore-any-state]
   sim listener <seed> [--break-durability]
+  sim listener-scenario <file.sim>
   sim listener-soak <count> [--from <seed>] [--break-durability]";
 
 fn main() -> ExitCode {
@@ -165,6 +167,22 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
                 }
                 Err(failure) => {
                     println!("{failure}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Some("listener-scenario") => {
+            let path = args.get(1).ok_or("missing the scenario file")?;
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+            let scenario = ListenerScenario::parse(&text)?;
+            match scenario.check() {
+                Ok(stats) => {
+                    println!("# {stats:?}");
+                    println!("{path}: ok");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    println!("{path}: {e}");
                     Ok(ExitCode::FAILURE)
                 }
             }

@@ -1,11 +1,14 @@
 //! The listener world: one device serving two or three peers at once, several links on one
-//! store. Random seeds (300 by default; `SIM_LISTENER_SEEDS=n` for more,
+//! store. Random seeds (500 by default; `SIM_LISTENER_SEEDS=n` for more,
 //! `SIM_LISTENER_SEED_START` to start elsewhere) must hold every per-chat invariant and reach
 //! the moments the listener is about; a seed replays exactly; the self-test is caught; and
 //! the listener's story, step by step.
 
 use socketfalco_sim::listener::{listener_seeds_from_env, Step, DEFAULT_LISTENER_SEEDS};
-use socketfalco_sim::{run_listener_seed, run_listener_seed_with, ListenerStats, ListenerWorld};
+use socketfalco_sim::{
+    run_listener_seed, run_listener_seed_with, ListenerScenario, ListenerStats, ListenerWorld,
+};
+use std::path::PathBuf;
 
 #[test]
 fn listener_seeds_hold_every_invariant() {
@@ -89,6 +92,77 @@ fn the_self_test_is_caught_with_a_replay_command() {
         report.contains(&format!("-- listener {} --break-durability", failure.seed)),
         "{report}"
     );
+    // The trace in the report is a scenario file that fails the same way.
+    let text = report
+        .split("---\n")
+        .nth(1)
+        .expect("the report holds the trace between two --- lines");
+    let scenario = ListenerScenario::parse(text).expect("the printed trace parses");
+    assert_eq!(scenario.steps, failure.trace);
+    let (_, again) = scenario.run().expect_err("the trace fails again");
+    assert_eq!(again, failure.violation);
+    scenario.check().expect("it fails as it says it does");
+}
+
+fn scenario_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/sim/listener")
+}
+
+/// Each scenario file, and the counters that prove it reached what it is about.
+#[test]
+fn every_listener_scenario_holds_and_reaches_its_moment() {
+    type Probe = fn(&ListenerStats) -> u64;
+    let table: &[(&str, &str, Probe)] = &[
+        (
+            "crash-between-persist-and-ack-while-another-streams.sim",
+            "crashes of a with an ack not yet written while another chat streams",
+            |s| s.listener_crashes_ack_unsent_other_streaming,
+        ),
+        (
+            "crash-between-persist-and-ack-while-another-streams.sim",
+            "crashes between two commits",
+            |s| s.crashes_mid_call,
+        ),
+        (
+            "reconnect-while-old-open.sim",
+            "pumps of two links of a for one chat",
+            |s| s.pumps_two_links_one_chat,
+        ),
+        (
+            "reconnect-while-old-open.sim",
+            "older connections replaced",
+            |s| s.replaced,
+        ),
+        ("reconnect-while-old-open.sim", "cuts", |s| s.cuts),
+    ];
+    let mut names: Vec<String> = std::fs::read_dir(scenario_dir())
+        .expect("testdata/sim/listener exists")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".sim"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 2, "{names:?}");
+    for name in &names {
+        let text = std::fs::read_to_string(scenario_dir().join(name)).expect("readable");
+        let scenario = ListenerScenario::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let again = ListenerScenario::parse(&scenario.to_string()).expect("parses again");
+        assert_eq!(scenario, again, "{name} round-trips through the text form");
+        let stats = scenario.check().unwrap_or_else(|e| {
+            panic!(
+                "{name}: {e}\nreplay: cargo run -p socketfalco-sim --release -- listener-scenario testdata/sim/listener/{name}"
+            )
+        });
+        for (file, what, probe) in table {
+            if file == name {
+                assert!(probe(&stats) > 0, "{name} no longer reaches: {what}");
+            }
+        }
+        assert!(
+            table.iter().any(|(file, ..)| file == name),
+            "{name} has no probe in the table"
+        );
+    }
 }
 
 fn run(world: &mut ListenerWorld, steps: &[Step]) {
