@@ -137,6 +137,12 @@ pub enum Step {
         /// Successful writes first.
         after: u32,
     },
+    /// The clock moves on without any round: bytes in flight become due, timers are not
+    /// fired (`round #N` then delivers exactly what is due on that connection).
+    Wait {
+        /// Milliseconds.
+        ms: u64,
+    },
     /// Time passes; timers fire on the way.
     AdvanceClock {
         /// Milliseconds.
@@ -212,6 +218,7 @@ impl fmt::Display for Step {
                 "store-fail {} {count} after {after}",
                 device_name(*device)
             ),
+            Step::Wait { ms } => write!(f, "wait {ms}"),
             Step::AdvanceClock { ms } => write!(f, "advance-clock {ms}"),
             Step::Heal => write!(f, "heal"),
         }
@@ -323,6 +330,9 @@ impl std::str::FromStr for Step {
                 device: parse_device(d)?,
                 count: parse_number(count, "the failures")?,
                 after: parse_number(after, "the successes")?,
+            },
+            ["wait", ms] => Step::Wait {
+                ms: parse_number(ms, "the milliseconds")?,
             },
             ["advance-clock", ms] => Step::AdvanceClock {
                 ms: parse_number(ms, "the milliseconds")?,
@@ -437,6 +447,19 @@ impl ListenerScenario {
         }
     }
 
+    /// Runs it, printing each step and the connections after it.
+    pub fn run_logged(&self) -> Result<ListenerStats, (usize, Violation)> {
+        let mut world = ListenerWorld::new(self.peers);
+        world.break_durability = self.break_durability;
+        for (i, step) in self.steps.iter().chain(&[Step::Heal]).enumerate() {
+            println!("{step}");
+            let result = world.apply(step);
+            println!("{}", world.describe());
+            result.map_err(|v| (i + 1, v))?;
+        }
+        Ok(world.stats)
+    }
+
     /// Runs it and compares with its `expect violation` line, if any.
     pub fn check(&self) -> Result<ListenerStats, String> {
         match (self.run(), &self.expect_violation) {
@@ -487,6 +510,9 @@ struct Conn {
     write_broken: [bool; 2],
     /// A store call of this side's link failed.
     disk_failed: [bool; 2],
+    /// `a`'s driver admitted the proved peer on it (the endpoint's `admitted`): only such a
+    /// connection is replaced by a newer one of the same peer.
+    admitted: bool,
 }
 
 impl Conn {
@@ -630,6 +656,48 @@ impl ListenerWorld {
         self.conns.iter().map(|c| c.id).collect()
     }
 
+    /// One line per open connection: its links' states (for `--log`).
+    pub fn describe(&self) -> String {
+        let state = |l: &Option<Link>| {
+            l.as_ref().map_or_else(
+                || "no link".to_owned(),
+                |l| {
+                    let s = l.session();
+                    if s.is_established() {
+                        format!(
+                            "established, received {}, in flight {}",
+                            s.received_up_to(),
+                            s.in_flight()
+                        )
+                    } else if let Some(c) = s.close_reason() {
+                        format!("closed: {c}")
+                    } else {
+                        "handshake".to_owned()
+                    }
+                },
+            )
+        };
+        let mut out = format!("    t={} ms", self.now_ms);
+        for c in &self.conns {
+            out.push_str(&format!(
+                "\n    #{} {}{}: a: {}; {}: {}; bytes a->{} {} written, {} read; {}->a {} written, {} read",
+                c.id,
+                device_name(c.peer),
+                if c.admitted { " (admitted)" } else { "" },
+                state(&c.links[0]),
+                device_name(c.peer),
+                state(&c.links[1]),
+                device_name(c.peer),
+                c.wires[0].written(),
+                c.wires[0].bytes_read(),
+                device_name(c.peer),
+                c.wires[1].written(),
+                c.wires[1].bytes_read(),
+            ));
+        }
+        out
+    }
+
     /// Whether a link of `a`'s has persisted a message whose ack it has not written yet.
     pub fn ack_unsent(&self) -> bool {
         self.conns.iter().any(|c| {
@@ -728,6 +796,7 @@ impl ListenerWorld {
                 self.disk[*device].fail_count = *count;
                 self.disk[*device].fail_after = *after;
             }
+            Step::Wait { ms } => self.now_ms = self.now_ms.saturating_add(*ms),
             Step::AdvanceClock { ms } => self.advance(*ms)?,
             Step::Heal => self.heal()?,
         }
@@ -801,6 +870,7 @@ impl ListenerWorld {
             eof_seen: [false; 2],
             write_broken: [false; 2],
             disk_failed: [false; 2],
+            admitted: false,
         });
         let ci = self.conns.len() - 1;
         self.accept_due(ci);
@@ -1025,6 +1095,7 @@ impl ListenerWorld {
             if let Notice::PeerProved { peer: hello } = &notice {
                 if hello.device == peer_id(peer) {
                     // As the endpoint does: a storage failure closes the session.
+                    conn.admitted = true;
                     let _ = link.admit(&mut disk, now);
                 } else {
                     wrong_peer = Some(hello.device);
@@ -1120,7 +1191,7 @@ impl ListenerWorld {
                     self.stats.established += 1;
                 }
                 if side == 0 {
-                    self.replace_older(id, peer);
+                    self.replace_older(id, peer)?;
                 }
             }
             _ => {}
@@ -1130,18 +1201,30 @@ impl ListenerWorld {
             .map_err(|v| in_chat(peer, v))
     }
 
-    /// As the endpoint does: the chat with `peer` is now on connection `id`; every older
-    /// link of `a`'s for the same peer is closed.
-    fn replace_older(&mut self, id: u64, peer: usize) {
+    /// As the endpoint does (`Endpoint::replace_older`): the chat with `peer` is now on
+    /// connection `id`; every other link of `a`'s admitted for the same peer is closed. The
+    /// endpoint closes a *newer* one too; that must never happen (`newer-replaced`: the
+    /// peer's dialer takes `Replaced` as another copy of itself and stops for good).
+    fn replace_older(&mut self, id: u64, peer: usize) -> Result<(), Violation> {
         let now = self.now_ms;
         for conn in self
             .conns
             .iter_mut()
-            .filter(|c| c.id != id && c.peer == peer)
+            .filter(|c| c.id != id && c.peer == peer && c.admitted)
         {
             if let Some(link) = conn.links[0].as_mut() {
                 if !link.session().is_closed() {
                     self.stats.replaced += 1;
+                    if conn.id > id {
+                        return Err(Violation::new(
+                            "newer-replaced",
+                            format!(
+                                "a's driver closed {}'s newer connection #{} (Replaced) because its older connection #{id} was established after it; the dialer stops for good on Replaced",
+                                device_name(peer),
+                                conn.id
+                            ),
+                        ));
+                    }
                     link.close(
                         Close::new(
                             CloseCode::Replaced,
@@ -1152,6 +1235,7 @@ impl ListenerWorld {
                 }
             }
         }
+        Ok(())
     }
 
     /// Closes the socket of every closed session with nothing left to write.
@@ -1447,7 +1531,7 @@ fn next_step(rng: &mut Rng, world: &ListenerWorld) -> Step {
             silent: rng.chance(1, 2),
         };
     }
-    const WEIGHTS: [u32; 13] = [
+    const WEIGHTS: [u32; 14] = [
         8,  // connect
         40, // round of one connection
         10, // round of all
@@ -1461,6 +1545,7 @@ fn next_step(rng: &mut Rng, world: &ListenerWorld) -> Step {
         2,  // crash a peer
         2,  // store failure
         1,  // advance clock
+        4,  // wait (the clock moves, no round)
     ];
     match rng.weighted(&WEIGHTS) {
         0 => Step::Connect {
@@ -1516,8 +1601,11 @@ fn next_step(rng: &mut Rng, world: &ListenerWorld) -> Step {
             count: u32::try_from(rng.range(1, 2)).unwrap_or(1),
             after: u32::try_from(rng.below(4)).unwrap_or(0),
         },
-        _ => Step::AdvanceClock {
+        12 => Step::AdvanceClock {
             ms: rng.range(1_000, 120_000),
+        },
+        _ => Step::Wait {
+            ms: rng.range(1, 60),
         },
     }
 }

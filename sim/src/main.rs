@@ -7,7 +7,7 @@
 //!                                                  (--log: events, wire bytes, notices)
 //! sim soak <count> [--from <seed>] [--jobs <n>] [--break-durability] [--plain-links] [--tolerate-compose-error] [--restore-any-state]
 //! sim listener <seed> [--break-durability]         replay one listener seed (a serving 2-3 peers)
-//! sim listener-scenario <file.sim>                 replay a listener scenario file
+//! sim listener-scenario <file.sim> [--log]         replay a listener scenario file
 //! sim listener-soak <count> [--from <seed>] [--break-durability]   many listener seeds
 //! ```
 
@@ -23,7 +23,7 @@ const USAGE: &str = "usage:
   sim trace '<event>; <event>; ...' [--log]
   sim soak <count> [--from <seed>] [--jobs <n>] [--break-durability] [--plain-links] [--tolerate-compose-error] [--restore-any-state]
   sim listener <seed> [--break-durability]
-  sim listener-scenario <file.sim>
+  sim listener-scenario <file.sim> [--log]
   sim listener-soak <count> [--from <seed>] [--break-durability]";
 
 fn main() -> ExitCode {
@@ -175,6 +175,11 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             let path = args.get(1).ok_or("missing the scenario file")?;
             let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
             let scenario = ListenerScenario::parse(&text)?;
+            if args.iter().any(|a| a == "--log") {
+                if let Err((at, v)) = scenario.run_logged() {
+                    println!("at step {at}: {v}");
+                }
+            }
             match scenario.check() {
                 Ok(stats) => {
                     println!("# {stats:?}");

@@ -134,6 +134,12 @@ fn every_listener_scenario_holds_and_reaches_its_moment() {
             |s| s.replaced,
         ),
         ("reconnect-while-old-open.sim", "cuts", |s| s.cuts),
+        (
+            "old-handshake-ends-late.sim",
+            "pumps of two links of a for one chat",
+            |s| s.pumps_two_links_one_chat,
+        ),
+        ("old-handshake-ends-late.sim", "timeouts", |s| s.timeouts),
     ];
     let mut names: Vec<String> = std::fs::read_dir(scenario_dir())
         .expect("testdata/sim/listener exists")
