@@ -27,12 +27,16 @@
 //!   each author numbered its writes, and the invariants held against it.
 //! - [`shrink`]: delta debugging down to the shortest failing trace.
 //! - [`runner`]: running scenarios and seeds, reports, the soak.
+//! - [`listener`]: a second world, one listener serving two or three peers at once (several
+//!   links on one store, a peer's new connection beside its old one), random runs checked by
+//!   one [`Oracle`] per chat.
 //!
 //! The binary (`src/main.rs`) replays a seed, a scenario file or a one-line trace, and soaks.
 
 pub mod disk;
 pub mod event;
 pub mod gen;
+pub mod listener;
 pub mod oracle;
 pub mod rng;
 pub mod runner;
@@ -41,7 +45,11 @@ pub mod world;
 
 pub use event::{Event, Expectation, Options, Scenario, Who};
 pub use gen::Generator;
-pub use oracle::{Oracle, Violation};
+pub use listener::{
+    run_listener_seed, run_listener_seed_with, ListenerFailure, ListenerScenario, ListenerStats,
+    ListenerWorld,
+};
+pub use oracle::{ChatStores, ChatView, Oracle, Violation};
 pub use runner::{
     check_scenario, check_seed, run, run_logged, run_seed, seeds_from_env, soak, Failure, Outcome,
     Report, Soak, DEFAULT_SEEDS,

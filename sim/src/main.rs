@@ -6,16 +6,25 @@
 //! sim trace '<event>; <event>; …' [--log]          replay a one-line trace
 //!                                                  (--log: events, wire bytes, notices)
 //! sim soak <count> [--from <seed>] [--jobs <n>] [--break-durability] [--plain-links] [--tolerate-compose-error] [--restore-any-state]
+//! sim listener <seed> [--break-durability]         replay one listener seed (a serving 2-3 peers)
+//! sim listener-scenario <file.sim> [--log]         replay a listener scenario file
+//! sim listener-soak <count> [--from <seed>] [--break-durability]   many listener seeds
 //! ```
 
-use socketfalco_sim::{check_scenario, check_seed, run_seed, soak, Options, Report, Scenario};
+use socketfalco_sim::{
+    check_scenario, check_seed, run_listener_seed_with, run_seed, soak, ListenerScenario,
+    ListenerStats, Options, Report, Scenario,
+};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage:
   sim seed <n> [--break-durability] [--plain-links] [--tolerate-compose-error] [--restore-any-state] [--quiet]
   sim scenario <file.sim> [--log]
   sim trace '<event>; <event>; ...' [--log]
-  sim soak <count> [--from <seed>] [--jobs <n>] [--break-durability] [--plain-links] [--tolerate-compose-error] [--restore-any-state]";
+  sim soak <count> [--from <seed>] [--jobs <n>] [--break-durability] [--plain-links] [--tolerate-compose-error] [--restore-any-state]
+  sim listener <seed> [--break-durability]
+  sim listener-scenario <file.sim> [--log]
+  sim listener-soak <count> [--from <seed>] [--break-durability]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -146,6 +155,64 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+        Some("listener") => {
+            let seed = number(args, 1, "the seed")?;
+            let broken = args.iter().any(|a| a == "--break-durability");
+            match run_listener_seed_with(seed, broken) {
+                Ok(stats) => {
+                    println!("# {stats:?}");
+                    println!("listener seed {seed}: ok");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(failure) => {
+                    println!("{failure}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Some("listener-scenario") => {
+            let path = args.get(1).ok_or("missing the scenario file")?;
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+            let scenario = ListenerScenario::parse(&text)?;
+            if args.iter().any(|a| a == "--log") {
+                if let Err((at, v)) = scenario.run_logged() {
+                    println!("at step {at}: {v}");
+                }
+            }
+            match scenario.check() {
+                Ok(stats) => {
+                    println!("# {stats:?}");
+                    println!("{path}: ok");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    println!("{path}: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Some("listener-soak") => {
+            let count = number(args, 1, "the number of seeds")?;
+            let first = flag_value(args, "--from")?.unwrap_or(0);
+            let broken = args.iter().any(|a| a == "--break-durability");
+            let started = std::time::Instant::now();
+            let mut total = ListenerStats::default();
+            for seed in first..first + count {
+                match run_listener_seed_with(seed, broken) {
+                    Ok(stats) => total.add(&stats),
+                    Err(failure) => {
+                        println!("{failure}");
+                        return Ok(ExitCode::FAILURE);
+                    }
+                }
+            }
+            println!(
+                "listener seeds {first}..{}: ok, {:.1} s\n{total:#?}",
+                first + count,
+                started.elapsed().as_secs_f64()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         _ => Err("unknown command".into()),
     }

@@ -40,8 +40,9 @@
 //! store ever loses anything, no mark ever goes down, no id is ever reused.
 
 use crate::event::Who;
-use socketfalco_core::harness::{MemoryChat, Pair};
+use socketfalco_core::harness::{MemoryChat, MemoryStore, Pair};
 use socketfalco_core::limits::MAX_COUNTER;
+use socketfalco_core::DeviceId;
 use socketfalco_core::{encode_frame, Frame, Message, Notice};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -71,27 +72,75 @@ impl fmt::Display for Violation {
     }
 }
 
-/// The chat as device `who` stores it, if it has one.
-pub fn chat(pair: &Pair, who: Who) -> Option<&MemoryChat> {
-    match who {
-        Who::A => pair.a.store.chats.get(&pair.b.id),
-        Who::B => pair.b.store.chats.get(&pair.a.id),
+/// The two devices of one chat as the oracle sees them: device `a` and device `b`, each
+/// with its store. A [`Pair`] is one; so is one chat of a listener serving many peers
+/// ([`ChatView`]), whose store also holds its chats with other peers.
+pub trait ChatStores {
+    /// The id of device `who`.
+    fn id(&self, who: Who) -> DeviceId;
+    /// The store of device `who`.
+    fn store(&self, who: Who) -> &MemoryStore;
+}
+
+impl ChatStores for Pair {
+    fn id(&self, who: Who) -> DeviceId {
+        match who {
+            Who::A => self.a.id,
+            Who::B => self.b.id,
+        }
+    }
+
+    fn store(&self, who: Who) -> &MemoryStore {
+        match who {
+            Who::A => &self.a.store,
+            Who::B => &self.b.store,
+        }
     }
 }
 
-fn own(pair: &Pair, who: Who) -> &[Message] {
+/// One chat between two devices, each given by its id and its store.
+#[derive(Clone, Copy, Debug)]
+pub struct ChatView<'a> {
+    /// Device `a`: its id and its store.
+    pub a: (DeviceId, &'a MemoryStore),
+    /// Device `b`: its id and its store.
+    pub b: (DeviceId, &'a MemoryStore),
+}
+
+impl ChatStores for ChatView<'_> {
+    fn id(&self, who: Who) -> DeviceId {
+        match who {
+            Who::A => self.a.0,
+            Who::B => self.b.0,
+        }
+    }
+
+    fn store(&self, who: Who) -> &MemoryStore {
+        match who {
+            Who::A => self.a.1,
+            Who::B => self.b.1,
+        }
+    }
+}
+
+/// The chat as device `who` stores it, if it has one.
+pub fn chat(pair: &impl ChatStores, who: Who) -> Option<&MemoryChat> {
+    pair.store(who).chats.get(&pair.id(who.other()))
+}
+
+fn own(pair: &impl ChatStores, who: Who) -> &[Message] {
     chat(pair, who).map_or(&[], |c| c.own.as_slice())
 }
 
-fn unnumbered(pair: &Pair, who: Who) -> &[Message] {
+fn unnumbered(pair: &impl ChatStores, who: Who) -> &[Message] {
     chat(pair, who).map_or(&[], |c| c.unnumbered.as_slice())
 }
 
-fn received(pair: &Pair, who: Who) -> &[Message] {
+fn received(pair: &impl ChatStores, who: Who) -> &[Message] {
     chat(pair, who).map_or(&[], |c| c.received.as_slice())
 }
 
-fn delivered(pair: &Pair, who: Who) -> u64 {
+fn delivered(pair: &impl ChatStores, who: Who) -> u64 {
     chat(pair, who).map_or(0, |c| c.delivered_up_to)
 }
 
@@ -287,7 +336,12 @@ impl Oracle {
     /// connection `connection`; its link is gone. What it held before may be gone: the
     /// baselines of its lists start again from the restored state, its peer's delivered mark
     /// may be stale until the peer's next sync, and its own mark too.
-    pub fn restored(&mut self, pair: &Pair, who: Who, connection: u64) -> Result<(), Violation> {
+    pub fn restored(
+        &mut self,
+        pair: &impl ChatStores,
+        who: Who,
+        connection: u64,
+    ) -> Result<(), Violation> {
         let i = who.index();
         let peer = who.other();
         let p = peer.index();
@@ -321,7 +375,7 @@ impl Oracle {
     /// `temporary` or not.
     pub fn observe(
         &mut self,
-        pair: &Pair,
+        pair: &impl ChatStores,
         viewer: Who,
         notice: &Notice,
         temporary: bool,
@@ -417,7 +471,12 @@ impl Oracle {
     /// `sender`'s link has just applied the peer's sync on `connection` (its `Connected`
     /// notice): if a store went back in time on an earlier connection, the mark must now be
     /// what the receiver holds, no more.
-    fn synced(&mut self, pair: &Pair, sender: Who, connection: u64) -> Result<(), Violation> {
+    fn synced(
+        &mut self,
+        pair: &impl ChatStores,
+        sender: Who,
+        connection: u64,
+    ) -> Result<(), Violation> {
         let s = sender.index();
         let Some(since) = self.stale_mark[s] else {
             return Ok(());
@@ -447,7 +506,7 @@ impl Oracle {
     }
 
     /// Every message `sender` was told is delivered is in the peer's store.
-    fn check_acked(&self, pair: &Pair, sender: Who) -> Result<(), Violation> {
+    fn check_acked(&self, pair: &impl ChatStores, sender: Who) -> Result<(), Violation> {
         let s = sender.index();
         let receiver = sender.other();
         let told = self.told_delivered[s];
@@ -481,7 +540,7 @@ impl Oracle {
 
     /// The invariants on both stores, looking only at what changed since the last call
     /// (stores only ever append, except by a restore).
-    pub fn check(&mut self, pair: &Pair) -> Result<(), Violation> {
+    pub fn check(&mut self, pair: &impl ChatStores) -> Result<(), Violation> {
         for who in Who::BOTH {
             self.check_device(pair, who)?;
         }
@@ -490,7 +549,7 @@ impl Oracle {
 
     /// The invariants on both stores, every message compared again, and every write each
     /// author's store held still held.
-    pub fn check_full(&mut self, pair: &Pair) -> Result<(), Violation> {
+    pub fn check_full(&mut self, pair: &impl ChatStores) -> Result<(), Violation> {
         let (own, received) = (self.checked_own, self.checked_received);
         self.checked_own = [0; 2];
         self.checked_received = [0; 2];
@@ -527,7 +586,7 @@ impl Oracle {
 
     /// `who`'s store holds every write it held (or was told stored) since its last restore,
     /// each once, and its waiting ones are writes of its user in the order written.
-    fn check_writes(&mut self, pair: &Pair, who: Who) -> Result<(), Violation> {
+    fn check_writes(&mut self, pair: &impl ChatStores, who: Who) -> Result<(), Violation> {
         let i = who.index();
         let author = &self.authors[i];
         let mut now: BTreeSet<&str> = BTreeSet::new();
@@ -595,7 +654,7 @@ impl Oracle {
         Ok(())
     }
 
-    fn check_device(&mut self, pair: &Pair, who: Who) -> Result<(), Violation> {
+    fn check_device(&mut self, pair: &impl ChatStores, who: Who) -> Result<(), Violation> {
         let i = who.index();
         let peer = who.other();
         // Own numbered messages: 1..=M, each a write of this user, ids consistent.
@@ -692,7 +751,12 @@ impl Oracle {
 
     /// `who`'s own numbered message at index `k`: in place, a write of its user, and
     /// consistent with every number given so far.
-    fn check_numbered(&mut self, pair: &Pair, who: Who, k: usize) -> Result<(), Violation> {
+    fn check_numbered(
+        &mut self,
+        pair: &impl ChatStores,
+        who: Who,
+        k: usize,
+    ) -> Result<(), Violation> {
         let i = who.index();
         let peer = who.other();
         let m = &own(pair, who)[k];
@@ -801,7 +865,7 @@ impl Oracle {
     /// The writes of `author` that some store holds now (its own store, numbered or waiting,
     /// or the peer's): what convergence must deliver. Writes outside it were lost by both
     /// devices to restores.
-    pub fn held_anywhere(&self, pair: &Pair, author: Who) -> BTreeSet<String> {
+    pub fn held_anywhere(&self, pair: &impl ChatStores, author: Who) -> BTreeSet<String> {
         let (mut held, _) = held_texts(pair, author);
         held.extend(
             received(pair, author.other())
@@ -816,7 +880,7 @@ impl Oracle {
     /// both sides, with nothing waiting.
     pub fn check_converged(
         &mut self,
-        pair: &Pair,
+        pair: &impl ChatStores,
         required: &[BTreeSet<String>; 2],
     ) -> Result<(), Violation> {
         self.check_full(pair)?;
@@ -863,10 +927,7 @@ impl Oracle {
                     ),
                 ));
             }
-            let waiting = match who {
-                Who::A => pair.waiting(true),
-                Who::B => pair.waiting(false),
-            };
+            let waiting = pair.store(who).waiting(pair.id(peer));
             if waiting != 0 {
                 return Err(Violation::new(
                     "not-converged",
@@ -874,7 +935,8 @@ impl Oracle {
                 ));
             }
         }
-        let (a, b) = (pair.history(true), pair.history(false));
+        let history = |who: Who| pair.store(who).history(pair.id(who), pair.id(who.other()));
+        let (a, b) = (history(Who::A), history(Who::B));
         if a != b {
             let at = a
                 .iter()
@@ -901,7 +963,7 @@ impl Oracle {
 }
 
 /// The writes `who`'s store holds (numbered or waiting), and those waiting.
-fn held_texts(pair: &Pair, who: Who) -> (BTreeSet<String>, BTreeSet<String>) {
+fn held_texts(pair: &impl ChatStores, who: Who) -> (BTreeSet<String>, BTreeSet<String>) {
     let waiting: BTreeSet<String> = unnumbered(pair, who)
         .iter()
         .map(|m| m.text.clone())

@@ -1,0 +1,1712 @@
+//! The listener world: one device (`a`) serving two or three peers (`b`, `c`, `d`) at once,
+//! each connection its own pair of [`Link`]s, every link of `a` on `a`'s one store.
+//!
+//! This is the always-on listener of the product (transport-mio's endpoint): `a`'s links
+//! wait for admission ([`Link::require_admission`]); the driver answers
+//! [`Notice::PeerProved`] with [`Link::admit`], and on [`Notice::Connected`] closes every
+//! older link of the same peer ([`CloseCode::Replaced`]), as `Endpoint::replace_older` does.
+//! A peer dials; it may dial again while its old connection is still open on `a`'s side
+//! (its old socket vanished silently, or was closed with a FIN whose end is still on its
+//! way): both links of `a` then run on `a`'s store for the same chat until the old one is
+//! cut, times out, or is replaced.
+//!
+//! A run is a seed. The generator looks at the world and emits one [`Step`] at a time (the
+//! connections' rounds interleaved one connection at a time, writes on every device online
+//! and offline, cuts at any byte, short reads and writes, crashes of `a` — which drop all of
+//! its links at once — at an event boundary or between two commits of one driver call,
+//! crashes of peers, disk failures, time passing), applies it, and checks every chat
+//! `a`↔peer with its own [`Oracle`] — the same per-pair invariants as the two-device world,
+//! seen through [`ChatView`] — after every pump and compose. Each run ends with a heal:
+//! faults off, every device up, every connection lost, then one clean connection per peer,
+//! all at once, settled; each chat must then have converged.
+//!
+//! There is no text form and no shrinker here: the trace is printed on failure and the seed
+//! replays it exactly (`sim listener SEED`).
+
+use crate::disk::{Disk, DiskFaults};
+use crate::event::Who;
+use crate::oracle::{ChatView, Oracle, Violation};
+use crate::rng::Rng;
+use socketfalco_core::harness::{Device, Wire, WireKnobs, WireRead, WireWrite};
+use socketfalco_core::{Close, CloseCode, DeviceId, Link, Notice, Role, Side, Store};
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// The listener's device id.
+pub const LISTENER: DeviceId = DeviceId([0xa0; 16]);
+/// Write calls a device makes per round on one connection at most.
+const WRITE_CALLS_PER_ROUND: usize = 16;
+/// Rounds one `settle` may take before it is called a livelock.
+const MAX_SETTLE_ROUNDS: u64 = 200_000;
+/// Timer firings one `advance-clock` may take before it is called a livelock.
+const MAX_TIMER_FIRINGS: u64 = 10_000;
+/// Seeds `cargo test` runs by default (`SIM_LISTENER_SEEDS` changes it).
+pub const DEFAULT_LISTENER_SEEDS: u64 = 500;
+
+/// Device index 0 is the listener; 1.. are the peers.
+fn device_name(d: usize) -> char {
+    char::from(b'a' + u8::try_from(d).unwrap_or(0))
+}
+
+fn peer_id(d: usize) -> DeviceId {
+    DeviceId([0xb0 + u8::try_from(d).unwrap_or(0); 16])
+}
+
+/// One step of a listener run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Peer `peer` dials `a` (`connect b`). Its open connection, if any, is abandoned on
+    /// its side: its socket vanishes `silent`ly (`connect b silent`: no FIN, `a` sees
+    /// nothing) or is closed (a FIN after what it wrote). At most two connections per peer:
+    /// a third loses the oldest.
+    Connect {
+        /// The dialing peer.
+        peer: usize,
+        /// The old socket vanishes without a FIN.
+        silent: bool,
+    },
+    /// One round of one connection (transmit, receive, timers, pump on both sides).
+    Round {
+        /// The connection.
+        conn: u64,
+    },
+    /// One round of every connection, oldest first.
+    RoundAll,
+    /// Rounds of every connection until nothing moves.
+    Settle,
+    /// A user writes `count` messages in the chat `a`↔`peer`: `a`'s user (`by_listener`) or
+    /// the peer's. Through the newest link of that chat whose peer is known, else offline.
+    Send {
+        /// The chat.
+        peer: usize,
+        /// `a` writes (else the peer).
+        by_listener: bool,
+        /// How many messages.
+        count: u32,
+    },
+    /// The connection is lost now, both ways.
+    Drop {
+        /// The connection.
+        conn: u64,
+    },
+    /// The connection breaks after `after` more bytes in one direction.
+    Cut {
+        /// The connection.
+        conn: u64,
+        /// The direction `a`->peer (else peer->`a`).
+        from_listener: bool,
+        /// Bytes that still get through.
+        after: u64,
+    },
+    /// Short writes and reads in one direction of a connection (0: whole).
+    Pieces {
+        /// The connection.
+        conn: u64,
+        /// The direction `a`->peer (else peer->`a`).
+        from_listener: bool,
+        /// Largest write call.
+        write: usize,
+        /// Largest read call.
+        read: usize,
+    },
+    /// Latency of the peer's later connections, both ways.
+    Latency {
+        /// The peer.
+        peer: usize,
+        /// Milliseconds.
+        ms: u64,
+    },
+    /// A device dies: now, or at its next store write after `after_commits` more commits.
+    Crash {
+        /// The device (0: `a`).
+        device: usize,
+        /// Inside a driver call, after this many more commits.
+        after_commits: Option<u32>,
+    },
+    /// A dead device runs again, not connected.
+    Restart {
+        /// The device.
+        device: usize,
+    },
+    /// `count` store writes fail after `after` more successful ones.
+    StoreFail {
+        /// The device.
+        device: usize,
+        /// Failing writes.
+        count: u32,
+        /// Successful writes first.
+        after: u32,
+    },
+    /// The clock moves on without any round: bytes in flight become due, timers are not
+    /// fired (`round #N` then delivers exactly what is due on that connection).
+    Wait {
+        /// Milliseconds.
+        ms: u64,
+    },
+    /// Time passes; timers fire on the way.
+    AdvanceClock {
+        /// Milliseconds.
+        ms: u64,
+    },
+    /// Faults off, every device up, every connection lost, one clean connection per peer,
+    /// settle: every chat must have converged.
+    Heal,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dir = |from_listener: bool, conn: &u64| {
+            if from_listener {
+                format!("#{conn} a->peer")
+            } else {
+                format!("#{conn} peer->a")
+            }
+        };
+        match self {
+            Step::Connect { peer, silent } => write!(
+                f,
+                "connect {}{}",
+                device_name(*peer),
+                if *silent { " silent" } else { "" }
+            ),
+            Step::Round { conn } => write!(f, "round #{conn}"),
+            Step::RoundAll => write!(f, "round"),
+            Step::Settle => write!(f, "settle"),
+            Step::Send {
+                peer,
+                by_listener,
+                count,
+            } => {
+                if *by_listener {
+                    write!(f, "send a->{} {count}", device_name(*peer))
+                } else {
+                    write!(f, "send {}->a {count}", device_name(*peer))
+                }
+            }
+            Step::Drop { conn } => write!(f, "drop #{conn}"),
+            Step::Cut {
+                conn,
+                from_listener,
+                after,
+            } => write!(f, "drop-after {} {after}", dir(*from_listener, conn)),
+            Step::Pieces {
+                conn,
+                from_listener,
+                write,
+                read,
+            } => write!(
+                f,
+                "pieces {} write {write} read {read}",
+                dir(*from_listener, conn)
+            ),
+            Step::Latency { peer, ms } => write!(f, "latency {} {ms}", device_name(*peer)),
+            Step::Crash {
+                device,
+                after_commits: None,
+            } => write!(f, "crash {}", device_name(*device)),
+            Step::Crash {
+                device,
+                after_commits: Some(n),
+            } => write!(f, "crash {} after-commits {n}", device_name(*device)),
+            Step::Restart { device } => write!(f, "restart {}", device_name(*device)),
+            Step::StoreFail {
+                device,
+                count,
+                after,
+            } => write!(
+                f,
+                "store-fail {} {count} after {after}",
+                device_name(*device)
+            ),
+            Step::Wait { ms } => write!(f, "wait {ms}"),
+            Step::AdvanceClock { ms } => write!(f, "advance-clock {ms}"),
+            Step::Heal => write!(f, "heal"),
+        }
+    }
+}
+
+fn parse_device(word: &str) -> Result<usize, String> {
+    match word.as_bytes() {
+        [c @ b'a'..=b'd'] => Ok(usize::from(c - b'a')),
+        _ => Err(format!("{word:?} is not a device (a, b, c or d)")),
+    }
+}
+
+fn parse_conn(word: &str) -> Result<u64, String> {
+    word.trim_start_matches('#')
+        .parse()
+        .map_err(|_| format!("{word:?} is not a connection (#1, #2, …)"))
+}
+
+fn parse_number<T: std::str::FromStr>(word: &str, what: &str) -> Result<T, String> {
+    word.parse()
+        .map_err(|_| format!("{what}: {word:?} is not a number"))
+}
+
+fn parse_direction(word: &str) -> Result<bool, String> {
+    match word {
+        "a->peer" => Ok(true),
+        "peer->a" => Ok(false),
+        other => Err(format!("{other:?} is not a direction (a->peer, peer->a)")),
+    }
+}
+
+fn parse_peer(word: &str) -> Result<usize, String> {
+    match parse_device(word)? {
+        0 => Err("a is the listener, not a peer".to_owned()),
+        d => Ok(d),
+    }
+}
+
+impl std::str::FromStr for Step {
+    type Err = String;
+
+    /// The inverse of `Display`.
+    fn from_str(line: &str) -> Result<Step, String> {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let step = match w.as_slice() {
+            ["connect", p] => Step::Connect {
+                peer: parse_peer(p)?,
+                silent: false,
+            },
+            ["connect", p, "silent"] => Step::Connect {
+                peer: parse_peer(p)?,
+                silent: true,
+            },
+            ["round"] => Step::RoundAll,
+            ["round", c] => Step::Round {
+                conn: parse_conn(c)?,
+            },
+            ["settle"] => Step::Settle,
+            ["send", chat, count] => {
+                let (from, to) = chat
+                    .split_once("->")
+                    .ok_or_else(|| format!("{chat:?} is not a chat (a->b, b->a, …)"))?;
+                let count = parse_number(count, "the count")?;
+                match (parse_device(from)?, parse_device(to)?) {
+                    (0, p) if p > 0 => Step::Send {
+                        peer: p,
+                        by_listener: true,
+                        count,
+                    },
+                    (p, 0) if p > 0 => Step::Send {
+                        peer: p,
+                        by_listener: false,
+                        count,
+                    },
+                    _ => return Err(format!("{chat:?}: every chat is between a and a peer")),
+                }
+            }
+            ["drop", c] => Step::Drop {
+                conn: parse_conn(c)?,
+            },
+            ["drop-after", c, dir, after] => Step::Cut {
+                conn: parse_conn(c)?,
+                from_listener: parse_direction(dir)?,
+                after: parse_number(after, "the bytes")?,
+            },
+            ["pieces", c, dir, "write", write, "read", read] => Step::Pieces {
+                conn: parse_conn(c)?,
+                from_listener: parse_direction(dir)?,
+                write: parse_number(write, "the write size")?,
+                read: parse_number(read, "the read size")?,
+            },
+            ["latency", p, ms] => Step::Latency {
+                peer: parse_peer(p)?,
+                ms: parse_number(ms, "the latency")?,
+            },
+            ["crash", d] => Step::Crash {
+                device: parse_device(d)?,
+                after_commits: None,
+            },
+            ["crash", d, "after-commits", n] => Step::Crash {
+                device: parse_device(d)?,
+                after_commits: Some(parse_number(n, "the commits")?),
+            },
+            ["restart", d] => Step::Restart {
+                device: parse_device(d)?,
+            },
+            ["store-fail", d, count, "after", after] => Step::StoreFail {
+                device: parse_device(d)?,
+                count: parse_number(count, "the failures")?,
+                after: parse_number(after, "the successes")?,
+            },
+            ["wait", ms] => Step::Wait {
+                ms: parse_number(ms, "the milliseconds")?,
+            },
+            ["advance-clock", ms] => Step::AdvanceClock {
+                ms: parse_number(ms, "the milliseconds")?,
+            },
+            ["heal"] => Step::Heal,
+            _ => return Err(format!("unknown step {line:?}")),
+        };
+        Ok(step)
+    }
+}
+
+/// Cuts a comment off a line: `#` followed by anything but a digit (`#3` is a connection).
+fn strip_comment(line: &str) -> &str {
+    let bytes = line.as_bytes();
+    let at = (0..bytes.len())
+        .find(|&i| bytes[i] == b'#' && !bytes.get(i + 1).is_some_and(u8::is_ascii_digit));
+    at.map_or(line, |i| &line[..i])
+}
+
+/// A listener run written down: `peers N` (2 or 3), `option break-durability`, steps one a
+/// line (or separated by `;`), `#` comments, and `expect violation KIND`. Every run ends
+/// with an implicit `heal`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerScenario {
+    /// Peers besides `a`.
+    pub peers: usize,
+    /// The self-test: every link acks before it stores.
+    pub break_durability: bool,
+    /// The steps.
+    pub steps: Vec<Step>,
+    /// The run must fail with this invariant.
+    pub expect_violation: Option<String>,
+}
+
+impl ListenerScenario {
+    /// Reads the text form.
+    pub fn parse(text: &str) -> Result<ListenerScenario, String> {
+        let mut scenario = ListenerScenario {
+            peers: 2,
+            break_durability: false,
+            steps: Vec::new(),
+            expect_violation: None,
+        };
+        for (n, raw) in text.lines().enumerate() {
+            for part in strip_comment(raw)
+                .split(';')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+            {
+                let w: Vec<&str> = part.split_whitespace().collect();
+                match w.as_slice() {
+                    ["peers", k] => {
+                        scenario.peers = k
+                            .parse()
+                            .ok()
+                            .filter(|k| (2..=3).contains(k))
+                            .ok_or_else(|| format!("line {}: peers is 2 or 3", n + 1))?;
+                    }
+                    ["option", "break-durability"] => scenario.break_durability = true,
+                    ["expect", "violation", kind] => {
+                        scenario.expect_violation = Some((*kind).to_owned());
+                    }
+                    _ => scenario
+                        .steps
+                        .push(part.parse().map_err(|e| format!("line {}: {e}", n + 1))?),
+                }
+            }
+        }
+        let too_high = scenario.steps.iter().find_map(|s| match s {
+            Step::Connect { peer, .. } | Step::Latency { peer, .. } | Step::Send { peer, .. }
+                if *peer > scenario.peers =>
+            {
+                Some(*peer)
+            }
+            Step::Crash { device, .. }
+            | Step::Restart { device }
+            | Step::StoreFail { device, .. }
+                if *device > scenario.peers =>
+            {
+                Some(*device)
+            }
+            _ => None,
+        });
+        if let Some(bad) = too_high {
+            return Err(format!(
+                "device {} is not one of the {} peers",
+                device_name(bad),
+                scenario.peers
+            ));
+        }
+        Ok(scenario)
+    }
+
+    /// Runs it: the steps, then `heal`. The counters, or the violation and the number of
+    /// steps applied when it happened.
+    pub fn run(&self) -> Result<ListenerStats, (usize, Violation)> {
+        let mut world = ListenerWorld::new(self.peers);
+        world.break_durability = self.break_durability;
+        let heal = [Step::Heal];
+        let mut applied = 0;
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for step in self.steps.iter().chain(&heal) {
+                applied += 1;
+                world.apply(step)?;
+            }
+            Ok(world.stats)
+        }));
+        match outcome {
+            Ok(Ok(stats)) => Ok(stats),
+            Ok(Err(v)) => Err((applied, v)),
+            Err(panic) => Err((applied, panic_violation(panic.as_ref()))),
+        }
+    }
+
+    /// Runs it, printing each step and the connections after it.
+    pub fn run_logged(&self) -> Result<ListenerStats, (usize, Violation)> {
+        let mut world = ListenerWorld::new(self.peers);
+        world.break_durability = self.break_durability;
+        for (i, step) in self.steps.iter().chain(&[Step::Heal]).enumerate() {
+            println!("{step}");
+            let result = world.apply(step);
+            println!("{}", world.describe());
+            result.map_err(|v| (i + 1, v))?;
+        }
+        Ok(world.stats)
+    }
+
+    /// Runs it and compares with its `expect violation` line, if any.
+    pub fn check(&self) -> Result<ListenerStats, String> {
+        match (self.run(), &self.expect_violation) {
+            (Ok(stats), None) => Ok(stats),
+            (Ok(_), Some(kind)) => Err(format!("expected a {kind} violation, the run held")),
+            (Err((_, v)), Some(kind)) if v.kind == kind => Ok(ListenerStats::default()),
+            (Err((at, v)), _) => Err(format!("at step {at}: {v}")),
+        }
+    }
+}
+
+impl fmt::Display for ListenerScenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "peers {}", self.peers)?;
+        if self.break_durability {
+            writeln!(f, "option break-durability")?;
+        }
+        for step in &self.steps {
+            writeln!(f, "{step}")?;
+        }
+        if let Some(kind) = &self.expect_violation {
+            writeln!(f, "expect violation {kind}")?;
+        }
+        Ok(())
+    }
+}
+
+fn panic_violation(panic: &(dyn std::any::Any + Send)) -> Violation {
+    let what = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_default();
+    Violation::new("panic", what)
+}
+
+/// One connection between `a` and a peer. Side 0 is `a`'s, side 1 the peer's; `wires[s]`
+/// carries what side `s` writes.
+#[derive(Debug)]
+struct Conn {
+    id: u64,
+    peer: usize,
+    links: [Option<Link>; 2],
+    wires: [Wire; 2],
+    /// `a`'s link starts when the connection reaches it.
+    accept_at: Option<u64>,
+    eof_seen: [bool; 2],
+    write_broken: [bool; 2],
+    /// A store call of this side's link failed.
+    disk_failed: [bool; 2],
+    /// `a`'s driver admitted the proved peer on it (the endpoint's `admitted`): only such a
+    /// connection is replaced by a newer one of the same peer.
+    admitted: bool,
+}
+
+impl Conn {
+    fn is_over(&self) -> bool {
+        self.accept_at.is_none() && self.links.iter().all(Option::is_none)
+    }
+}
+
+/// Counters of listener runs: how often the delicate moments were reached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListenerStats {
+    /// Steps applied.
+    pub steps: u64,
+    /// Connections opened.
+    pub connections: u64,
+    /// Sessions established on both sides.
+    pub established: u64,
+    /// Messages written (stored).
+    pub messages: u64,
+    /// Pumps of a link of `a` while another link of `a` for the same peer was open.
+    pub pumps_two_links_one_chat: u64,
+    /// Older links of `a` closed because the same peer connected again.
+    pub replaced: u64,
+    /// Crashes of `a` (all its links at once).
+    pub listener_crashes: u64,
+    /// Crashes of `a` with a persisted message whose ack was not yet written.
+    pub listener_crashes_ack_unsent: u64,
+    /// Of those, while another chat had messages in flight.
+    pub listener_crashes_ack_unsent_other_streaming: u64,
+    /// Crashes inside a driver call, between two commits.
+    pub crashes_mid_call: u64,
+    /// Peer crashes.
+    pub peer_crashes: u64,
+    /// Connections cut by a write reaching the cut point.
+    pub cuts: u64,
+    /// Sessions closed for a storage failure.
+    pub storage_failures: u64,
+    /// Sessions closed by a timeout.
+    pub timeouts: u64,
+}
+
+impl ListenerStats {
+    /// Adds another run's counters.
+    pub fn add(&mut self, o: &ListenerStats) {
+        self.steps += o.steps;
+        self.connections += o.connections;
+        self.established += o.established;
+        self.messages += o.messages;
+        self.pumps_two_links_one_chat += o.pumps_two_links_one_chat;
+        self.replaced += o.replaced;
+        self.listener_crashes += o.listener_crashes;
+        self.listener_crashes_ack_unsent += o.listener_crashes_ack_unsent;
+        self.listener_crashes_ack_unsent_other_streaming +=
+            o.listener_crashes_ack_unsent_other_streaming;
+        self.crashes_mid_call += o.crashes_mid_call;
+        self.peer_crashes += o.peer_crashes;
+        self.cuts += o.cuts;
+        self.storage_failures += o.storage_failures;
+        self.timeouts += o.timeouts;
+    }
+}
+
+/// The listener world; see the [module docs](self).
+#[derive(Debug)]
+pub struct ListenerWorld {
+    /// Device 0 is `a`, the listener; 1.. the peers.
+    devices: Vec<Device>,
+    up: Vec<bool>,
+    disk: Vec<DiskFaults>,
+    /// Latency of each peer's new connections.
+    latency: Vec<u64>,
+    conns: Vec<Conn>,
+    connections: u64,
+    now_ms: u64,
+    /// One oracle per chat: `oracles[p - 1]` for `a`↔peer `p` (`a` is its `Who::A`).
+    oracles: Vec<Oracle>,
+    texts: u64,
+    /// Self-test: every link acks what it receives before storing it.
+    break_durability: bool,
+    /// Counters.
+    pub stats: ListenerStats,
+}
+
+fn view(devices: &[Device], peer: usize) -> ChatView<'_> {
+    ChatView {
+        a: (devices[0].id, &devices[0].store),
+        b: (devices[peer].id, &devices[peer].store),
+    }
+}
+
+fn who(side: usize) -> Who {
+    if side == 0 {
+        Who::A
+    } else {
+        Who::B
+    }
+}
+
+/// In a chat's report, `a` and `b` are `a` and that chat's peer.
+fn in_chat(peer: usize, v: Violation) -> Violation {
+    Violation::new(
+        v.kind,
+        format!(
+            "chat a<->{} (below, \"b\" is {}): {}",
+            device_name(peer),
+            device_name(peer),
+            v.detail
+        ),
+    )
+}
+
+impl ListenerWorld {
+    /// `a` and `peers` peers, all running, empty stores, nothing connected.
+    pub fn new(peers: usize) -> ListenerWorld {
+        let mut devices = vec![Device::new(LISTENER, "listener a")];
+        for p in 1..=peers {
+            devices.push(Device::new(peer_id(p), &format!("peer {}", device_name(p))));
+        }
+        ListenerWorld {
+            up: vec![true; peers + 1],
+            disk: vec![DiskFaults::default(); peers + 1],
+            latency: vec![0; peers + 1],
+            devices,
+            conns: Vec::new(),
+            connections: 0,
+            now_ms: 0,
+            oracles: vec![Oracle::new(); peers],
+            texts: 0,
+            break_durability: false,
+            stats: ListenerStats::default(),
+        }
+    }
+
+    /// Number of peers.
+    pub fn peers(&self) -> usize {
+        self.devices.len() - 1
+    }
+
+    /// Ids of the open connections, oldest first.
+    pub fn open_connections(&self) -> Vec<u64> {
+        self.conns.iter().map(|c| c.id).collect()
+    }
+
+    /// One line per open connection: its links' states (for `--log`).
+    pub fn describe(&self) -> String {
+        let state = |l: &Option<Link>| {
+            l.as_ref().map_or_else(
+                || "no link".to_owned(),
+                |l| {
+                    let s = l.session();
+                    if s.is_established() {
+                        format!(
+                            "established, received {}, in flight {}",
+                            s.received_up_to(),
+                            s.in_flight()
+                        )
+                    } else if let Some(c) = s.close_reason() {
+                        format!("closed: {c}")
+                    } else {
+                        "handshake".to_owned()
+                    }
+                },
+            )
+        };
+        let mut out = format!("    t={} ms", self.now_ms);
+        for c in &self.conns {
+            out.push_str(&format!(
+                "\n    #{} {}{}: a: {}; {}: {}; bytes a->{} {} written, {} read; {}->a {} written, {} read",
+                c.id,
+                device_name(c.peer),
+                if c.admitted { " (admitted)" } else { "" },
+                state(&c.links[0]),
+                device_name(c.peer),
+                state(&c.links[1]),
+                device_name(c.peer),
+                c.wires[0].written(),
+                c.wires[0].bytes_read(),
+                device_name(c.peer),
+                c.wires[1].written(),
+                c.wires[1].bytes_read(),
+            ));
+        }
+        out
+    }
+
+    /// Whether a link of `a`'s has persisted a message whose ack it has not written yet.
+    pub fn ack_unsent(&self) -> bool {
+        self.conns.iter().any(|c| {
+            c.links[0].as_ref().is_some_and(|l| {
+                let s = l.session();
+                s.is_established() && s.persisted_up_to() > s.acked_up_to()
+            })
+        })
+    }
+
+    /// Whether device `d` runs.
+    pub fn is_up(&self, d: usize) -> bool {
+        self.up[d]
+    }
+
+    fn device_of(conn: &Conn, side: usize) -> usize {
+        if side == 0 {
+            0
+        } else {
+            conn.peer
+        }
+    }
+
+    fn index(&self, id: u64) -> Option<usize> {
+        self.conns.iter().position(|c| c.id == id)
+    }
+
+    /// Applies one step, then checks every chat in full.
+    pub fn apply(&mut self, step: &Step) -> Result<(), Violation> {
+        self.stats.steps += 1;
+        match step {
+            Step::Connect { peer, silent } => self.connect(*peer, *silent)?,
+            Step::Round { conn } => {
+                if let Some(ci) = self.index(*conn) {
+                    self.round(ci)?;
+                }
+            }
+            Step::RoundAll => {
+                self.round_all()?;
+            }
+            Step::Settle => self.settle()?,
+            Step::Send {
+                peer,
+                by_listener,
+                count,
+            } => {
+                for _ in 0..*count {
+                    self.send(*peer, *by_listener)?;
+                }
+            }
+            Step::Drop { conn } => self.lose(*conn)?,
+            Step::Cut {
+                conn,
+                from_listener,
+                after,
+            } => {
+                if let Some(ci) = self.index(*conn) {
+                    self.conns[ci].wires[usize::from(!*from_listener)].cut_after(*after);
+                }
+            }
+            Step::Pieces {
+                conn,
+                from_listener,
+                write,
+                read,
+            } => {
+                if let Some(ci) = self.index(*conn) {
+                    let wire = &mut self.conns[ci].wires[usize::from(!*from_listener)];
+                    wire.knobs.max_write = *write;
+                    wire.knobs.max_read = *read;
+                }
+            }
+            Step::Latency { peer, ms } => self.latency[*peer] = *ms,
+            Step::Crash {
+                device,
+                after_commits: None,
+            } => {
+                if self.up[*device] {
+                    self.crash(*device);
+                }
+            }
+            Step::Crash {
+                device,
+                after_commits: Some(n),
+            } => {
+                if self.up[*device] {
+                    self.disk[*device].crash_after = Some(*n);
+                }
+            }
+            Step::Restart { device } => self.up[*device] = true,
+            Step::StoreFail {
+                device,
+                count,
+                after,
+            } => {
+                self.disk[*device].fail_count = *count;
+                self.disk[*device].fail_after = *after;
+            }
+            Step::Wait { ms } => self.now_ms = self.now_ms.saturating_add(*ms),
+            Step::AdvanceClock { ms } => self.advance(*ms)?,
+            Step::Heal => self.heal()?,
+        }
+        self.conns.retain(|c| !c.is_over());
+        self.check_full()
+    }
+
+    fn check_full(&mut self) -> Result<(), Violation> {
+        for p in 1..=self.peers() {
+            self.oracles[p - 1]
+                .check_full(&view(&self.devices, p))
+                .map_err(|v| in_chat(p, v))?;
+        }
+        Ok(())
+    }
+
+    // ----- connections -----
+
+    fn new_link(&self, conn: u64, d: usize, role: Role) -> Link {
+        let dev = &self.devices[d];
+        let mut seed = [0x6c; 32];
+        seed[..8].copy_from_slice(&conn.to_le_bytes());
+        seed[8] = u8::try_from(d).unwrap_or(0);
+        let mut link = Link::new_secure(dev.config.clone(), self.now_ms, role, &dev.keypair, seed);
+        if d == 0 {
+            link.require_admission();
+        }
+        if self.break_durability {
+            link.break_durability_for_simulator_self_test();
+        }
+        link
+    }
+
+    fn connect(&mut self, peer: usize, silent: bool) -> Result<(), Violation> {
+        if !(self.up[0] && self.up[peer]) {
+            return Ok(());
+        }
+        // The peer's process leaves its old socket: a vanished route, or a close.
+        for conn in self.conns.iter_mut().filter(|c| c.peer == peer) {
+            if conn.links[1].take().is_some() {
+                conn.wires[0].drop_reader();
+                if !silent {
+                    conn.wires[1].close();
+                }
+            }
+        }
+        let mine: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|c| c.peer == peer)
+            .map(|c| c.id)
+            .collect();
+        if mine.len() >= 2 {
+            self.lose(mine[0])?;
+        }
+        self.connections += 1;
+        self.stats.connections += 1;
+        let id = self.connections;
+        let salt = |dir: u64| id.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ dir;
+        let knobs = WireKnobs {
+            latency_ms: self.latency[peer],
+            ..WireKnobs::default()
+        };
+        let link = self.new_link(id, peer, Role::Initiator);
+        self.conns.push(Conn {
+            id,
+            peer,
+            links: [None, Some(link)],
+            wires: [Wire::new(knobs, salt(1)), Wire::new(knobs, salt(2))],
+            accept_at: Some(self.now_ms + self.latency[peer]),
+            eof_seen: [false; 2],
+            write_broken: [false; 2],
+            disk_failed: [false; 2],
+            admitted: false,
+        });
+        let ci = self.conns.len() - 1;
+        self.accept_due(ci);
+        Ok(())
+    }
+
+    /// `a`'s link starts once the connection has reached it.
+    fn accept_due(&mut self, ci: usize) -> bool {
+        let Some(at) = self.conns[ci].accept_at else {
+            return false;
+        };
+        if at > self.now_ms {
+            return false;
+        }
+        self.conns[ci].accept_at = None;
+        if !self.up[0] {
+            // Nobody listens: the dialer's connection is refused.
+            self.conns[ci].wires[0].close();
+            return true;
+        }
+        let link = self.new_link(self.conns[ci].id, 0, Role::Responder);
+        self.conns[ci].links[0] = Some(link);
+        true
+    }
+
+    /// The connection is lost now, both ways: each side still on it sees the end of the
+    /// stream and pumps once more.
+    fn lose(&mut self, id: u64) -> Result<(), Violation> {
+        let Some(ci) = self.index(id) else {
+            return Ok(());
+        };
+        for side in [1, 0] {
+            let now = self.now_ms;
+            if let Some(link) = self.conns[ci].links[side].as_mut() {
+                link.handle_eof(now);
+                self.pump(ci, side)?;
+            }
+            if let Some(ci) = self.index(id) {
+                self.conns[ci].links[side] = None;
+            }
+        }
+        if let Some(ci) = self.index(id) {
+            self.conns[ci].accept_at = None;
+        }
+        Ok(())
+    }
+
+    /// Device `d` dies: every link of it vanishes at once, its sockets are closed by its
+    /// kernel (what it wrote still goes out, then the end), its store stays.
+    fn crash(&mut self, d: usize) {
+        if d == 0 {
+            self.stats.listener_crashes += 1;
+            let streaming: Vec<(usize, bool, bool)> = self
+                .conns
+                .iter()
+                .filter_map(|c| {
+                    let s = c.links[0].as_ref()?.session();
+                    Some((
+                        c.peer,
+                        s.is_established() && s.persisted_up_to() > s.acked_up_to(),
+                        s.in_flight() > 0
+                            || c.links[1]
+                                .as_ref()
+                                .is_some_and(|l| l.session().in_flight() > 0),
+                    ))
+                })
+                .collect();
+            for &(peer, unacked, _) in &streaming {
+                if unacked {
+                    self.stats.listener_crashes_ack_unsent += 1;
+                    if streaming.iter().any(|&(q, _, busy)| q != peer && busy) {
+                        self.stats.listener_crashes_ack_unsent_other_streaming += 1;
+                    }
+                }
+            }
+        } else {
+            self.stats.peer_crashes += 1;
+        }
+        for conn in &mut self.conns {
+            let side = if d == 0 {
+                0
+            } else if conn.peer == d {
+                1
+            } else {
+                continue;
+            };
+            if conn.links[side].take().is_some() {
+                conn.wires[side].close();
+                conn.wires[1 - side].drop_reader();
+            }
+            if side == 0 && conn.accept_at.take().is_some() {
+                conn.wires[0].close();
+            }
+        }
+        self.up[d] = false;
+        self.disk[d].crash_after = None;
+    }
+
+    // ----- rounds -----
+
+    fn round_all(&mut self) -> Result<bool, Violation> {
+        let ids = self.open_connections();
+        let mut moved = false;
+        for id in ids {
+            if let Some(ci) = self.index(id) {
+                moved |= self.round(ci)?;
+            }
+        }
+        self.conns.retain(|c| !c.is_over());
+        Ok(moved)
+    }
+
+    /// One round of one connection: the dialer (the peer) first.
+    fn round(&mut self, ci: usize) -> Result<bool, Violation> {
+        let id = self.conns[ci].id;
+        let mut moved = self.accept_due(ci);
+        for side in [1, 0] {
+            moved |= self.transmit(ci, side);
+        }
+        for side in [1, 0] {
+            moved |= self.receive(ci, side);
+        }
+        for side in [1, 0] {
+            let now = self.now_ms;
+            if let Some(link) = self.conns[ci].links[side].as_mut() {
+                link.handle_timeout(now);
+            }
+            moved |= self.pump(ci, side)?;
+        }
+        // A crash of `a` inside the pump may have ended this connection; it stays listed
+        // until the step is over, so `ci` is still valid.
+        debug_assert_eq!(self.conns[ci].id, id);
+        moved |= self.close_finished(ci);
+        Ok(moved)
+    }
+
+    fn transmit(&mut self, ci: usize, side: usize) -> bool {
+        let now = self.now_ms;
+        let conn = &mut self.conns[ci];
+        let Some(link) = conn.links[side].as_mut() else {
+            return false;
+        };
+        if conn.write_broken[side] {
+            return false;
+        }
+        let mut moved = false;
+        for _ in 0..WRITE_CALLS_PER_ROUND {
+            let bytes = link.poll_transmit(now);
+            if bytes.is_empty() {
+                break;
+            }
+            match conn.wires[side].write(bytes, now) {
+                WireWrite::Accepted(n) => {
+                    link.advance_transmit(n);
+                    moved = true;
+                }
+                WireWrite::Broken(n) => {
+                    self.stats.cuts += 1;
+                    link.advance_transmit(n);
+                    link.handle_eof(now);
+                    conn.write_broken[side] = true;
+                    conn.wires[1 - side].drop_reader();
+                    moved = true;
+                    break;
+                }
+            }
+        }
+        moved
+    }
+
+    fn receive(&mut self, ci: usize, side: usize) -> bool {
+        let now = self.now_ms;
+        let conn = &mut self.conns[ci];
+        let Some(link) = conn.links[side].as_mut() else {
+            return false;
+        };
+        let mut moved = false;
+        loop {
+            match conn.wires[1 - side].read(now) {
+                WireRead::Data(bytes) => {
+                    link.handle_input(&bytes, now);
+                    moved = true;
+                }
+                WireRead::Eof => {
+                    if !conn.eof_seen[side] {
+                        conn.eof_seen[side] = true;
+                        link.handle_eof(now);
+                        moved = true;
+                    }
+                    break;
+                }
+                WireRead::Nothing => break,
+            }
+        }
+        moved
+    }
+
+    /// The driver pumps one link (admitting a proved peer on `a`'s side), then the chat's
+    /// invariants are checked.
+    fn pump(&mut self, ci: usize, side: usize) -> Result<bool, Violation> {
+        let now = self.now_ms;
+        let d = Self::device_of(&self.conns[ci], side);
+        let peer = self.conns[ci].peer;
+        let id = self.conns[ci].id;
+        let others_open = side == 0
+            && self
+                .conns
+                .iter()
+                .any(|c| c.id != id && c.peer == peer && c.links[0].is_some());
+        let conn = &mut self.conns[ci];
+        let Some(link) = conn.links[side].as_mut() else {
+            return Ok(false);
+        };
+        if others_open {
+            self.stats.pumps_two_links_one_chat += 1;
+        }
+        let mut disk = Disk::new(&mut self.devices[d].store, &mut self.disk[d]);
+        let _ = link.pump(&mut disk, now);
+        let mut notices = Vec::new();
+        let mut wrong_peer = None;
+        while let Some(notice) = link.poll_notice() {
+            if let Notice::PeerProved { peer: hello } = &notice {
+                if hello.device == peer_id(peer) {
+                    // As the endpoint does: a storage failure closes the session.
+                    conn.admitted = true;
+                    let _ = link.admit(&mut disk, now);
+                } else {
+                    wrong_peer = Some(hello.device);
+                }
+            }
+            notices.push(notice);
+        }
+        let crashed = disk.crashed();
+        conn.disk_failed[side] |= disk.failures > 0;
+        let disk_failed = conn.disk_failed[side];
+        if let Some(device) = wrong_peer {
+            return Err(Violation::new(
+                "unexpected-close",
+                format!(
+                    "a's link of connection #{id}, dialed by {}, proved device {device:?}",
+                    device_name(peer)
+                ),
+            ));
+        }
+        if crashed {
+            self.stats.crashes_mid_call += 1;
+            self.crash(d);
+            return Ok(true);
+        }
+        for notice in &notices {
+            self.observe(ci, side, notice, disk_failed)?;
+        }
+        self.check_chats(d, peer)?;
+        Ok(!notices.is_empty())
+    }
+
+    /// After a store call of device `d` in the chat with `peer`: that chat, and every chat of
+    /// `a`'s (one store serves them all).
+    fn check_chats(&mut self, d: usize, peer: usize) -> Result<(), Violation> {
+        if d == 0 {
+            for p in 1..=self.peers() {
+                self.oracles[p - 1]
+                    .check(&view(&self.devices, p))
+                    .map_err(|v| in_chat(p, v))?;
+            }
+            Ok(())
+        } else {
+            self.oracles[peer - 1]
+                .check(&view(&self.devices, peer))
+                .map_err(|v| in_chat(peer, v))
+        }
+    }
+
+    fn observe(
+        &mut self,
+        ci: usize,
+        side: usize,
+        notice: &Notice,
+        disk_failed: bool,
+    ) -> Result<(), Violation> {
+        let (id, peer) = (self.conns[ci].id, self.conns[ci].peer);
+        let name = device_name(Self::device_of(&self.conns[ci], side));
+        match notice {
+            Notice::Closed { reason, by } => match reason.code {
+                CloseCode::Timeout => self.stats.timeouts += 1,
+                CloseCode::StorageFailure if *by == Side::Local && !disk_failed => {
+                    return Err(Violation::new(
+                        "unexpected-close",
+                        format!(
+                            "{name}'s session on connection #{id} was closed for a storage failure, though its store never failed: {reason}"
+                        ),
+                    ));
+                }
+                CloseCode::StorageFailure => self.stats.storage_failures += 1,
+                CloseCode::ConnectionLost => {}
+                // `a`'s driver replaces an older connection of the same peer.
+                CloseCode::Replaced if (side == 0) == (*by == Side::Local) => {}
+                _ => {
+                    return Err(Violation::new(
+                        "unexpected-close",
+                        format!(
+                            "{name}'s session on connection #{id} was closed by {by:?}: {reason}"
+                        ),
+                    ));
+                }
+            },
+            Notice::KeyMismatch { .. } => {
+                return Err(Violation::new(
+                    "unexpected-close",
+                    format!("{name} refused its peer's key on connection #{id}"),
+                ));
+            }
+            Notice::Connected { .. } => {
+                let other_established = self.conns[ci].links[1 - side]
+                    .as_ref()
+                    .is_some_and(|l| l.session().is_established());
+                if other_established {
+                    self.stats.established += 1;
+                }
+                if side == 0 {
+                    self.replace_older(id, peer)?;
+                }
+            }
+            _ => {}
+        }
+        self.oracles[peer - 1]
+            .observe(&view(&self.devices, peer), who(side), notice, false, id)
+            .map_err(|v| in_chat(peer, v))
+    }
+
+    /// As the endpoint does (`Endpoint::replace_older`): the chat with `peer` is now on
+    /// connection `id`; every other link of `a`'s admitted for the same peer is closed. The
+    /// endpoint closes a *newer* one too; that must never happen (`newer-replaced`: the
+    /// peer's dialer takes `Replaced` as another copy of itself and stops for good).
+    fn replace_older(&mut self, id: u64, peer: usize) -> Result<(), Violation> {
+        let now = self.now_ms;
+        for conn in self
+            .conns
+            .iter_mut()
+            .filter(|c| c.id != id && c.peer == peer && c.admitted)
+        {
+            if let Some(link) = conn.links[0].as_mut() {
+                if !link.session().is_closed() {
+                    self.stats.replaced += 1;
+                    if conn.id > id {
+                        return Err(Violation::new(
+                            "newer-replaced",
+                            format!(
+                                "a's driver closed {}'s newer connection #{} (Replaced) because its older connection #{id} was established after it; the dialer stops for good on Replaced",
+                                device_name(peer),
+                                conn.id
+                            ),
+                        ));
+                    }
+                    link.close(
+                        Close::new(
+                            CloseCode::Replaced,
+                            "the same device connected again; the newer connection goes on",
+                        ),
+                        now,
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the socket of every closed session with nothing left to write.
+    fn close_finished(&mut self, ci: usize) -> bool {
+        let conn = &mut self.conns[ci];
+        let mut moved = false;
+        for side in 0..2 {
+            let finished = conn.links[side].as_ref().is_some_and(|l| {
+                l.is_finished() || (l.session().is_closed() && conn.write_broken[side])
+            });
+            if finished {
+                conn.links[side] = None;
+                conn.wires[side].close();
+                conn.wires[1 - side].drop_reader();
+                moved = true;
+            }
+        }
+        moved
+    }
+
+    fn advance_to_next_delivery(&mut self) -> bool {
+        let mut next: Option<u64> = None;
+        for conn in &self.conns {
+            let mut consider = |t: u64| next = Some(next.map_or(t, |n| n.min(t)));
+            if let Some(at) = conn.accept_at {
+                consider(at);
+            }
+            for side in 0..2 {
+                if conn.links[side].is_some() {
+                    if let Some(due) = conn.wires[1 - side].next_due() {
+                        consider(due);
+                    }
+                }
+            }
+        }
+        match next {
+            Some(at) if at > self.now_ms => {
+                self.now_ms = at;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn settle(&mut self) -> Result<(), Violation> {
+        for _ in 0..MAX_SETTLE_ROUNDS {
+            if !self.round_all()? && !self.advance_to_next_delivery() {
+                return Ok(());
+            }
+        }
+        Err(Violation::new(
+            "livelock",
+            format!("still moving after {MAX_SETTLE_ROUNDS} rounds"),
+        ))
+    }
+
+    fn advance(&mut self, ms: u64) -> Result<(), Violation> {
+        let end = self.now_ms.saturating_add(ms);
+        for _ in 0..MAX_TIMER_FIRINGS {
+            self.settle()?;
+            let next = self
+                .conns
+                .iter()
+                .flat_map(|c| c.links.iter().flatten())
+                .filter_map(Link::poll_timeout)
+                .min();
+            match next {
+                Some(at) if at <= end => {
+                    self.now_ms = self.now_ms.max(at);
+                    self.round_all()?;
+                }
+                _ => {
+                    self.now_ms = self.now_ms.max(end);
+                    return self.settle();
+                }
+            }
+        }
+        Err(Violation::new(
+            "livelock",
+            format!("more than {MAX_TIMER_FIRINGS} timer firings in {ms} ms"),
+        ))
+    }
+
+    // ----- users -----
+
+    /// One message in the chat `a`↔`peer`, by `a`'s user or the peer's: through the newest
+    /// link of that chat on the writer's side whose peer is known, offline otherwise.
+    fn send(&mut self, peer: usize, by_listener: bool) -> Result<(), Violation> {
+        let (d, side, other) = if by_listener {
+            (0, 0, peer)
+        } else {
+            (peer, 1, 0)
+        };
+        if !self.up[d] {
+            return Ok(());
+        }
+        self.texts += 1;
+        let text = if by_listener {
+            format!("a{}{}", device_name(peer), self.texts)
+        } else {
+            format!("{}{}", device_name(peer), self.texts)
+        };
+        let now = self.now_ms;
+        let wall = i64::try_from(now).unwrap_or(i64::MAX);
+        let other_id = self.devices[other].id;
+        let ci = self.conns.iter().rposition(|c| {
+            c.peer == peer && c.links[side].as_ref().is_some_and(|l| l.peer().is_some())
+        });
+        let mut disk = Disk::new(&mut self.devices[d].store, &mut self.disk[d]);
+        let (result, notices) = match ci {
+            Some(ci) => {
+                let link = self.conns[ci].links[side].as_mut().expect("chosen above");
+                let result = link
+                    .compose(&mut disk, &text, wall, now)
+                    .map_err(|e| e.to_string());
+                let notices: Vec<Notice> = std::iter::from_fn(|| link.poll_notice()).collect();
+                (result, notices)
+            }
+            None => (
+                disk.compose(other_id, &text, wall)
+                    .map_err(|e| e.to_string()),
+                Vec::new(),
+            ),
+        };
+        let crashed = disk.crashed();
+        let failed = disk.failures > 0;
+        if let Some(ci) = ci {
+            self.conns[ci].disk_failed[side] |= failed;
+        }
+        let stored = self.devices[d].store.chats.get(&other_id).and_then(|c| {
+            c.unnumbered
+                .iter()
+                .rev()
+                .chain(c.own.iter().rev())
+                .find(|m| m.text == text)
+                .cloned()
+        });
+        let oracle = peer - 1;
+        if crashed {
+            self.stats.crashes_mid_call += 1;
+            self.crash(d);
+            if let Some(message) = stored {
+                self.stats.messages += 1;
+                self.oracles[oracle]
+                    .wrote(who(side), &message)
+                    .map_err(|v| in_chat(peer, v))?;
+            }
+            return self.check_chats(d, peer);
+        }
+        match result {
+            Ok(message) => {
+                let same = stored.as_ref().is_some_and(|m| {
+                    (message.seq == 0 || m.seq == message.seq)
+                        && (m.lamport, m.sent_at_ms) == (message.lamport, message.sent_at_ms)
+                });
+                if !same {
+                    return Err(in_chat(
+                        peer,
+                        Violation::new(
+                            "own-mismatch",
+                            format!(
+                                "{}'s user was shown {message:?} as written, but its store holds {stored:?}",
+                                device_name(d)
+                            ),
+                        ),
+                    ));
+                }
+                self.stats.messages += 1;
+                self.oracles[oracle]
+                    .wrote(who(side), &message)
+                    .map_err(|v| in_chat(peer, v))?;
+            }
+            Err(error) => {
+                if let Some(message) = stored {
+                    return Err(in_chat(
+                        peer,
+                        Violation::new(
+                            "compose-error-but-stored",
+                            format!(
+                                "{}'s user was told {text:?} could not be written ({error}), yet it is stored as #{}",
+                                device_name(d),
+                                message.seq
+                            ),
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(ci) = ci {
+            let disk_failed = self.conns[ci].disk_failed[side];
+            for notice in &notices {
+                self.observe(ci, side, notice, disk_failed)?;
+            }
+        }
+        self.check_chats(d, peer)
+    }
+
+    // ----- the end -----
+
+    /// Faults off, everybody up, every connection lost; then one clean connection per peer,
+    /// all at once, settled: every chat must have converged on it.
+    fn heal(&mut self) -> Result<(), Violation> {
+        for d in 0..self.devices.len() {
+            self.disk[d] = DiskFaults::default();
+            self.up[d] = true;
+            self.latency[d] = 0;
+        }
+        for id in self.open_connections() {
+            self.lose(id)?;
+        }
+        self.conns.retain(|c| !c.is_over());
+        let required: Vec<[BTreeSet<String>; 2]> = (1..=self.peers())
+            .map(|p| {
+                let v = view(&self.devices, p);
+                [
+                    self.oracles[p - 1].held_anywhere(&v, Who::A),
+                    self.oracles[p - 1].held_anywhere(&v, Who::B),
+                ]
+            })
+            .collect();
+        for p in 1..=self.peers() {
+            self.connect(p, false)?;
+        }
+        self.settle()?;
+        for p in 1..=self.peers() {
+            let conn = self.conns.iter().rfind(|c| c.peer == p);
+            let state = |side: usize| {
+                conn.and_then(|c| c.links[side].as_ref()).map_or_else(
+                    || "no link".to_owned(),
+                    |l| {
+                        let s = l.session();
+                        if s.is_established() {
+                            format!("{} in flight", s.in_flight())
+                        } else {
+                            s.close_reason()
+                                .map_or("not established".to_owned(), |c| c.to_string())
+                        }
+                    },
+                )
+            };
+            let fine = |side: usize| {
+                conn.and_then(|c| c.links[side].as_ref())
+                    .is_some_and(|l| l.session().is_established() && l.session().in_flight() == 0)
+            };
+            if !(fine(0) && fine(1)) {
+                return Err(in_chat(
+                    p,
+                    Violation::new(
+                        "not-converged",
+                        format!(
+                            "after healing, the connection is not established with nothing in flight (a: {}; {}: {})",
+                            state(0),
+                            device_name(p),
+                            state(1)
+                        ),
+                    ),
+                ));
+            }
+            self.oracles[p - 1]
+                .check_converged(&view(&self.devices, p), &required[p - 1])
+                .map_err(|v| in_chat(p, v))?;
+        }
+        Ok(())
+    }
+}
+
+// ----- the generator and the runner -----
+
+/// The next step, chosen by `rng` from what the world looks like. Only the seed matters:
+/// the same seed gives the same steps.
+fn next_step(rng: &mut Rng, world: &ListenerWorld) -> Step {
+    let peers = world.peers();
+    let conns = world.open_connections();
+    let any_peer = |rng: &mut Rng| 1 + usize::try_from(rng.below(peers as u64)).unwrap_or(0);
+    let any_conn =
+        |rng: &mut Rng| conns[usize::try_from(rng.below(conns.len() as u64)).unwrap_or(0)];
+    let down: Vec<usize> = (0..=peers).filter(|&d| !world.is_up(d)).collect();
+    if !down.is_empty() && rng.chance(1, 3) {
+        return Step::Restart {
+            device: down[usize::try_from(rng.below(down.len() as u64)).unwrap_or(0)],
+        };
+    }
+    // Aim at the listener's delicate moment: a batch persisted, its ack not written yet.
+    if world.ack_unsent() && rng.chance(1, 4) {
+        return Step::Crash {
+            device: 0,
+            after_commits: None,
+        };
+    }
+    if conns.is_empty() {
+        return Step::Connect {
+            peer: any_peer(rng),
+            silent: rng.chance(1, 2),
+        };
+    }
+    const WEIGHTS: [u32; 14] = [
+        8,  // connect
+        40, // round of one connection
+        10, // round of all
+        4,  // settle
+        18, // send
+        2,  // drop
+        4,  // cut
+        3,  // pieces
+        2,  // latency
+        3,  // crash a (now or between commits)
+        2,  // crash a peer
+        2,  // store failure
+        1,  // advance clock
+        4,  // wait (the clock moves, no round)
+    ];
+    match rng.weighted(&WEIGHTS) {
+        0 => Step::Connect {
+            peer: any_peer(rng),
+            silent: rng.chance(1, 2),
+        },
+        1 => Step::Round {
+            conn: any_conn(rng),
+        },
+        2 => Step::RoundAll,
+        3 => Step::Settle,
+        4 => Step::Send {
+            peer: any_peer(rng),
+            by_listener: rng.chance(1, 2),
+            count: if rng.chance(1, 5) {
+                u32::try_from(rng.range(2, 40)).unwrap_or(2)
+            } else {
+                1
+            },
+        },
+        5 => Step::Drop {
+            conn: any_conn(rng),
+        },
+        6 => Step::Cut {
+            conn: any_conn(rng),
+            from_listener: rng.chance(1, 2),
+            after: rng.below(400),
+        },
+        7 => Step::Pieces {
+            conn: any_conn(rng),
+            from_listener: rng.chance(1, 2),
+            write: usize::try_from(rng.below(40)).unwrap_or(0),
+            read: usize::try_from(rng.below(40)).unwrap_or(0),
+        },
+        8 => Step::Latency {
+            peer: any_peer(rng),
+            ms: rng.below(50),
+        },
+        9 => Step::Crash {
+            device: 0,
+            after_commits: rng
+                .chance(1, 2)
+                .then(|| u32::try_from(rng.below(4)).unwrap_or(0)),
+        },
+        10 => Step::Crash {
+            device: any_peer(rng),
+            after_commits: rng
+                .chance(1, 3)
+                .then(|| u32::try_from(rng.below(3)).unwrap_or(0)),
+        },
+        11 => Step::StoreFail {
+            device: usize::try_from(rng.below(peers as u64 + 1)).unwrap_or(0),
+            count: u32::try_from(rng.range(1, 2)).unwrap_or(1),
+            after: u32::try_from(rng.below(4)).unwrap_or(0),
+        },
+        12 => Step::AdvanceClock {
+            ms: rng.range(1_000, 120_000),
+        },
+        _ => Step::Wait {
+            ms: rng.range(1, 60),
+        },
+    }
+}
+
+/// A failed listener run.
+#[derive(Clone, Debug)]
+pub struct ListenerFailure {
+    /// The seed.
+    pub seed: u64,
+    /// Peers of the run.
+    pub peers: usize,
+    /// What was broken.
+    pub violation: Violation,
+    /// The steps, up to and including the failing one.
+    pub trace: Vec<Step>,
+    /// The run was the self-test (durability deliberately broken).
+    pub break_durability: bool,
+}
+
+impl fmt::Display for ListenerFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "LISTENER SIMULATION FAILED: seed {}", self.seed)?;
+        writeln!(f, "violation: {}", self.violation)?;
+        writeln!(
+            f,
+            "at step {} of the trace ({} peers):",
+            self.trace.len(),
+            self.peers
+        )?;
+        writeln!(f, "---")?;
+        let scenario = ListenerScenario {
+            peers: self.peers,
+            break_durability: self.break_durability,
+            steps: self.trace.clone(),
+            expect_violation: Some(self.violation.kind.to_owned()),
+        };
+        write!(f, "{scenario}")?;
+        writeln!(f, "---")?;
+        writeln!(
+            f,
+            "(a scenario file: sim listener-scenario FILE replays it; the heal at the end is implicit)"
+        )?;
+        write!(
+            f,
+            "replay: cargo run -p socketfalco-sim --release -- listener {}{}",
+            self.seed,
+            if self.break_durability {
+                " --break-durability"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+/// Runs one seed: 2 or 3 peers, 30 to 120 steps, then the heal. Returns the counters, or
+/// the failure (a panic of the code under test included).
+pub fn run_listener_seed(seed: u64) -> Result<ListenerStats, Box<ListenerFailure>> {
+    run_listener_seed_with(seed, false)
+}
+
+/// The same; with `break_durability` (the self-test) every link acks what it receives
+/// before storing it, which the oracle must catch.
+pub fn run_listener_seed_with(
+    seed: u64,
+    break_durability: bool,
+) -> Result<ListenerStats, Box<ListenerFailure>> {
+    let mut rng = Rng::new(seed ^ 0x6c69_7374_656e_6572);
+    let peers = 2 + usize::try_from(rng.below(2)).unwrap_or(0);
+    let steps = rng.range(30, 120);
+    let mut trace = Vec::new();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut world = ListenerWorld::new(peers);
+        world.break_durability = break_durability;
+        for _ in 0..steps {
+            let step = next_step(&mut rng, &world);
+            trace.push(step.clone());
+            world.apply(&step)?;
+        }
+        trace.push(Step::Heal);
+        world.apply(&Step::Heal)?;
+        Ok(world.stats)
+    }));
+    let violation = match outcome {
+        Ok(Ok(stats)) => return Ok(stats),
+        Ok(Err(v)) => v,
+        Err(panic) => panic_violation(panic.as_ref()),
+    };
+    Err(Box::new(ListenerFailure {
+        seed,
+        peers,
+        violation,
+        trace,
+        break_durability,
+    }))
+}
+
+/// Seeds from `SIM_LISTENER_SEEDS` (default `default`).
+pub fn listener_seeds_from_env(default: u64) -> u64 {
+    std::env::var("SIM_LISTENER_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
