@@ -313,6 +313,25 @@ fn closing_the_terminal_of_a_connected_listener_ends_it_like_quit() {
     assert_eq!(bob.history(&alice), ["typed by Alice"]);
 }
 
+/// A caller whose handshake never finishes (the listener's port accepts and says nothing):
+/// closing its terminal ends it at once, without quit's grace period for a handshake.
+#[test]
+fn closing_the_terminal_of_a_caller_still_connecting_ends_it() {
+    let bob = Device::new("Bob");
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let holder = std::thread::spawn(move || silent.accept().map(|(stream, _)| stream));
+    let mut caller = Terminal::spawn(
+        bob.command(&["-c", "127.0.0.1", "-p", &port.to_string()]),
+        true,
+    );
+    caller.wait_for("connecting to 127.0.0.1");
+    let _accepted = holder.join().unwrap().unwrap();
+    let ticks = caller.close();
+    let status = caller.ends_promptly(ticks);
+    assert!(status.success(), "{status:?}");
+}
+
 /// A listener still waiting for its first peer.
 #[test]
 fn closing_the_terminal_of_a_waiting_listener_ends_it() {

@@ -124,8 +124,12 @@ pub enum Command {
         /// The line.
         text: String,
     },
-    /// The user wants to leave (quit, end of input, Ctrl-C, SIGTERM).
+    /// The user wants to leave (quit, end of input, Ctrl-C): each chat is closed once it is
+    /// settled, within [`EndpointConfig::quit_grace_ms`].
     Quit,
+    /// Leave now (the terminal went away, SIGTERM): every session is closed at once with a
+    /// normal close; what is not acked yet stays stored and waiting, never lost.
+    QuitNow,
 }
 
 /// What the endpoint tells the user interface.
@@ -880,6 +884,12 @@ impl<S: Store> Endpoint<S> {
                             Some(self.clock.now_ms() + self.config.quit_grace_ms);
                         self.reconnect_at_ms = None;
                     }
+                    return;
+                }
+                Ok(Command::QuitNow) => {
+                    let now = self.clock.now_ms();
+                    self.quit_deadline_ms = Some(self.quit_deadline_ms.map_or(now, |d| d.min(now)));
+                    self.reconnect_at_ms = None;
                     return;
                 }
                 Err(TryRecvError::Empty) => return,

@@ -352,9 +352,9 @@ fn terminal_loop(
                 editor.print_above("leaving…");
             }
             Some(EditorEvent::TerminalGone) => {
-                if !leaving {
-                    control.send(Command::Quit);
-                }
+                // Nobody is there to wait for: leave now (a handshake still in progress is
+                // not given quit's grace period; nothing typed is lost either way).
+                control.send(Command::QuitNow);
                 drop(editor);
                 return wait_for_the_end(updates);
             }
@@ -396,9 +396,7 @@ fn script_loop(
                     .and_then(|()| stdout.flush());
                 if let Err(e) = written {
                     log::debug!("the output is gone: {e}");
-                    if !leaving {
-                        control.send(Command::Quit);
-                    }
+                    control.send(Command::QuitNow);
                     return wait_for_the_end(updates);
                 }
             }
