@@ -45,7 +45,13 @@ const APPLICATION_ID: i32 = 0x5346_6331;
 /// The schema, as an ordered list of migrations: entry `i` takes `user_version` from `i` to
 /// `i + 1`, in a transaction of its own. To change the schema, append an entry; never edit
 /// one that has shipped.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4_WAITING];
+const MIGRATIONS: &[&str] = &[
+    SCHEMA_V1,
+    SCHEMA_V2,
+    SCHEMA_V3,
+    SCHEMA_V4_WAITING,
+    SCHEMA_V5_COUNTS,
+];
 
 /// Version 1.
 ///
@@ -151,6 +157,20 @@ CREATE TABLE waiting (
 CREATE INDEX waiting_chat ON waiting (chat, position);
 ";
 
+/// Version 5: per-chat counters kept in the transaction that changes them, so that `-ls`
+/// never counts a history: `message_count` (messages of both authors, waiting ones
+/// included) and `unread` (the peer's messages stored since a chat view of this chat was
+/// last open on a terminal, [`Database::mark_read`]). A database of an earlier version counts
+/// its messages once here; its messages start as read.
+const SCHEMA_V5_COUNTS: &str = "
+ALTER TABLE chats ADD COLUMN message_count INTEGER NOT NULL DEFAULT 0
+    CHECK (message_count >= 0);
+ALTER TABLE chats ADD COLUMN unread INTEGER NOT NULL DEFAULT 0 CHECK (unread >= 0);
+UPDATE chats SET message_count =
+    (SELECT count(*) FROM messages m WHERE m.chat = chats.peer)
+  + (SELECT count(*) FROM waiting w WHERE w.chat = chats.peer);
+";
+
 /// This device: its id (the key of every chat's own messages) and its display name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
@@ -173,6 +193,9 @@ pub struct ChatSummary {
     pub messages: u64,
     /// Own messages the peer is not known to hold yet.
     pub waiting: u64,
+    /// The peer's messages stored since a chat view of this chat was last open on a
+    /// terminal.
+    pub unread: u64,
     /// When a message was last written or received here (this device's clock); `None` for a
     /// chat without messages.
     pub last_activity_ms: Option<i64>,
@@ -662,12 +685,11 @@ impl Database {
             };
             let mut stmt = tx.prepare_cached(
                 "SELECT c.peer, c.peer_name, c.last_address, c.last_activity_ms,
-                        (SELECT COUNT(*) FROM messages m WHERE m.chat = c.peer)
-                          + (SELECT COUNT(*) FROM waiting w WHERE w.chat = c.peer),
+                        c.message_count,
                         (SELECT COUNT(*) FROM messages m
                           WHERE m.chat = c.peer AND m.author = ?1 AND m.seq > c.delivered_up_to)
                           + (SELECT COUNT(*) FROM waiting w WHERE w.chat = c.peer),
-                        c.peer_key
+                        c.peer_key, c.unread
                    FROM chats c
                   ORDER BY c.last_activity_ms DESC NULLS LAST, c.created_at_ms DESC, c.peer",
             )?;
@@ -682,18 +704,25 @@ impl Database {
                     row.get::<_, i64>(4)?,
                     row.get::<_, i64>(5)?,
                     row.get::<_, Option<Vec<u8>>>(6)?,
+                    row.get::<_, i64>(7)?,
                 ))
             })?;
             let mut chats = Vec::new();
             for row in rows {
-                let ((peer, peer_name, last_address, last_activity_ms), messages, waiting, key) =
-                    row?;
+                let (
+                    (peer, peer_name, last_address, last_activity_ms),
+                    messages,
+                    waiting,
+                    key,
+                    unread,
+                ) = row?;
                 chats.push(ChatSummary {
                     peer,
                     peer_name,
                     last_address,
                     messages: from_db(messages, "message count")?,
                     waiting: from_db(waiting, "waiting count")?,
+                    unread: from_db(unread, "unread count")?,
                     last_activity_ms,
                     peer_key: key_from_db(key)?,
                 });
@@ -780,6 +809,16 @@ impl Database {
                 });
             }
             Ok(history)
+        })
+    }
+
+    /// A chat view of the chat with `peer` is open on a terminal, showing its newest lines:
+    /// everything in it is read now.
+    pub fn mark_read(&mut self, peer: DeviceId) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.prepare_cached("UPDATE chats SET unread = 0 WHERE peer = ?1 AND unread != 0")?
+                .execute([peer.0])?;
+            Ok(())
         })
     }
 
@@ -959,6 +998,7 @@ impl Store for Database {
             }
             if !messages.is_empty() {
                 touch(tx, peer, now)?;
+                count_messages(tx, peer, messages.len(), false)?;
             }
             Ok(messages)
         })
@@ -1015,15 +1055,16 @@ impl Store for Database {
             // a message at or below the highest one stored is already here and is skipped.
             // INSERT OR IGNORE guards the same rule at the key level: never doubled.
             let mut last = max_seq(tx, peer, peer)?;
-            let mut stored = false;
+            let mut stored = 0;
             for message in batch {
                 if message.seq > last {
-                    stored |= insert_message(tx, INSERT_OR_IGNORE, peer, peer, message, now)? > 0;
+                    stored += insert_message(tx, INSERT_OR_IGNORE, peer, peer, message, now)?;
                     last = message.seq;
                 }
             }
-            if stored {
+            if stored > 0 {
                 touch(tx, peer, now)?;
+                count_messages(tx, peer, stored, true)?;
             }
             Ok(())
         })
@@ -1067,16 +1108,25 @@ impl Store for Database {
                 }
                 insert_message(tx, INSERT, peer, me, message, now)?;
                 last = message.seq;
+                // One more message in the chat, unless it replaces its waiting twin below.
+                count_messages(tx, peer, 1, false)?;
                 // The same write, still waiting here: it was numbered (and delivered) before
                 // this store went back in time. Keep the numbered copy only (one waiting copy
                 // per returned message: two identical lines written in the same millisecond
                 // are two writes).
-                tx.prepare_cached(
-                    "DELETE FROM waiting WHERE position = (
-                       SELECT min(position) FROM waiting
-                        WHERE chat = ?1 AND sent_at_ms = ?2 AND text = ?3)",
-                )?
-                .execute(params![peer.0, message.sent_at_ms, message.text])?;
+                let twins = tx
+                    .prepare_cached(
+                        "DELETE FROM waiting WHERE position = (
+                           SELECT min(position) FROM waiting
+                            WHERE chat = ?1 AND sent_at_ms = ?2 AND text = ?3)",
+                    )?
+                    .execute(params![peer.0, message.sent_at_ms, message.text])?;
+                if twins > 0 {
+                    tx.prepare_cached(
+                        "UPDATE chats SET message_count = message_count - ?2 WHERE peer = ?1",
+                    )?
+                    .execute(params![peer.0, i64::try_from(twins).unwrap_or(0)])?;
+                }
             }
             Ok(())
         })
@@ -1181,6 +1231,23 @@ fn ensure_chat(tx: &Transaction<'_>, peer: DeviceId, now: i64) -> Result<(), Sto
          ON CONFLICT (peer) DO NOTHING",
     )?
     .execute(params![peer.0, now])?;
+    Ok(())
+}
+
+/// `n` more messages in the chat with `peer` (`unread`: the peer's, stored now).
+fn count_messages(
+    tx: &Transaction<'_>,
+    peer: DeviceId,
+    n: usize,
+    unread: bool,
+) -> Result<(), StoreError> {
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    tx.prepare_cached(
+        "UPDATE chats SET message_count = message_count + ?2,
+                          unread = unread + CASE WHEN ?3 THEN ?2 ELSE 0 END
+          WHERE peer = ?1",
+    )?
+    .execute(params![peer.0, n, unread])?;
     Ok(())
 }
 
@@ -1991,6 +2058,7 @@ mod tests {
                 last_address: Some("10.0.0.2:30000".into()),
                 messages: 3,
                 waiting: 1,
+                unread: 0,
                 last_activity_ms: Some(7),
                 peer_key: None,
             }]
@@ -2453,6 +2521,55 @@ mod tests {
             .map(|s| s.delivered)
             .collect();
         assert_eq!(delivered, [true, false]);
+    }
+
+    #[test]
+    fn message_and_unread_counts_are_kept_with_the_messages() {
+        let (_dir, mut db) = fresh();
+        let peer = id(&[0x42]);
+        db.open_chat(&hello(peer, "Peer"), None)
+            .map(opened)
+            .unwrap();
+        let counts = |db: &Database| {
+            let chats = db.list_chats().unwrap();
+            let c = chats.iter().find(|c| c.peer == peer).unwrap();
+            (c.messages, c.unread, c.waiting)
+        };
+        let waiting = db.compose(peer, "offline", 7).unwrap();
+        db.compose_live(peer, "live", 8).unwrap();
+        assert_eq!(counts(&db), (2, 0, 2));
+        db.persist_received(peer, &[msg(1, 1, "a"), msg(2, 2, "b")])
+            .unwrap();
+        db.persist_received(peer, &[msg(2, 2, "b again"), msg(3, 3, "c")])
+            .unwrap();
+        assert_eq!(
+            counts(&db),
+            (5, 3, 2),
+            "a re-sent message is not counted twice"
+        );
+        db.mark_read(peer).unwrap();
+        assert_eq!(counts(&db), (5, 0, 2));
+        db.number_waiting(peer, 1).unwrap();
+        assert_eq!(counts(&db), (5, 0, 2), "numbering moves, never counts");
+        db.set_delivered(peer, 3).unwrap();
+        assert_eq!(counts(&db).2, 0);
+        // Our own message 4 comes back from the peer while its twin still waits here.
+        let other = id(&[0x43]);
+        let twin = db.compose(other, "twin", 9).unwrap();
+        let returned = Message { seq: 1, ..twin };
+        db.restore_own(other, &[returned, msg_at(2, 5, 10, "lost")])
+            .unwrap();
+        let other_chat = db
+            .list_chats()
+            .unwrap()
+            .into_iter()
+            .find(|c| c.peer == other)
+            .unwrap();
+        assert_eq!(other_chat.messages, 2, "the twin counted once");
+        let _ = waiting;
+        // The counts are what counting the history gives.
+        let history = db.history(peer).unwrap().len() as u64;
+        assert_eq!(counts(&db).0, history);
     }
 
     #[test]

@@ -87,6 +87,9 @@ fn a_chat_both_ways_then_listed_by_both() {
     assert_eq!(chats[0]["peer_name"], "bob");
     assert_eq!(chats[0]["messages"], 2);
     assert_eq!(chats[0]["waiting"], 0);
+    // A script session reads nothing for the user: bob's line is unread until a chat view
+    // is open on a terminal.
+    assert_eq!(chats[0]["unread"], 1);
     assert_eq!(chats[0]["chat"], bob.id());
     assert!(chats[0]["last_address"]
         .as_str()

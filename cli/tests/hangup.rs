@@ -408,6 +408,28 @@ fn closing_the_terminal_of_an_offline_chat_editor_keeps_what_was_typed() {
     assert_eq!(bob.history(&alice), ["written offline"]);
 }
 
+/// Unread counts: what a script session received stays unread; a chat view open on a
+/// terminal (`-eC` shows the newest lines) reads the chat.
+#[test]
+fn a_chat_view_on_a_terminal_reads_the_chat() {
+    let (alice, bob) = (Device::new("Alice"), Device::new("Bob"));
+    let (mut listener, port) = alice.listen();
+    let mut caller = bob.connect(port);
+    caller.connected();
+    for line in ["one", "two"] {
+        caller.say(line);
+        listener.received(line);
+    }
+    caller.finish();
+    listener.finish();
+    assert_eq!(alice.list()[0]["unread"], 2);
+    let mut view = Terminal::spawn(alice.command(&["-eC", &bob.id()]), false);
+    view.wait_for("(offline:");
+    let ticks = view.close();
+    assert!(view.ends_promptly(ticks).success());
+    assert_eq!(alice.list()[0]["unread"], 0);
+}
+
 /// First start-up asks for a name; closing the terminal then ends the process (SIGHUP) and
 /// stores nothing, so the next start asks again.
 #[test]

@@ -108,6 +108,10 @@ fn run(
     let refused = failure_advice(&me, &invocation);
     let (tx, updates) = mpsc::channel();
     let net_tx = tx.clone();
+    // A chat shown on a terminal (a live session, whose view always shows the newest lines)
+    // is read: its unread count is reset when it connects and when it ends. Scripts and
+    // `--serve` read nothing for the user.
+    let on_terminal = ctx.style == Style::Terminal && !serve;
     thread::Builder::new()
         .name("network".into())
         .spawn(move || {
@@ -118,6 +122,16 @@ fn run(
                         if let Err(e) = db.set_last_address(peer.device, &addr.to_string()) {
                             log::warn!("could not record the peer's address: {e}");
                         }
+                    }
+                }
+                let read = match &output {
+                    Output::Connected { peer, .. } if !peer.temporary => Some(peer.device),
+                    Output::Disconnected { peer, .. } => *peer,
+                    _ => None,
+                };
+                if let (true, Some(peer)) = (on_terminal, read) {
+                    if let Err(e) = db.mark_read(peer) {
+                        log::warn!("could not mark the chat read: {e}");
                     }
                 }
                 let _ = net_tx.send(Update::Net(output));

@@ -67,6 +67,8 @@ pub fn run(ctx: &Context, prefix: &str) -> Result<(), AppError> {
         for line in &lines {
             editor.print_above(line);
         }
+        // The view is open on a terminal with the newest lines shown: the chat is read.
+        db.mark_read(peer)?;
         editor.print_above("(offline: what you write is stored and delivered at the next connection; \"quit\" or Ctrl-D to leave)");
         while !asked_to_leave.load(Ordering::Relaxed) {
             match editor.poll(Duration::from_millis(200)) {

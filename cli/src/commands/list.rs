@@ -1,4 +1,5 @@
-//! `-ls` / `-list`: one row per chat, or a JSON array for scripts. The header names this
+//! `-ls` / `-list`: one row per chat (with its unread and waiting counts, kept by the store so
+//! that listing never counts a history), or a JSON array for scripts. The header names this
 //! device and its key fingerprint; each row shows the fingerprint of the key pinned for the
 //! peer (`-` before the first encrypted connection), so that two people can compare them out
 //! of band.
@@ -25,6 +26,7 @@ pub fn run(ctx: &Context) -> Result<(), AppError> {
                     "last_address": c.last_address,
                     "messages": c.messages,
                     "waiting": c.waiting,
+                    "unread": c.unread,
                     "last_activity_ms": c.last_activity_ms,
                     "peer_fingerprint": fingerprint(c.peer_key),
                 })
@@ -44,8 +46,8 @@ pub fn run(ctx: &Context) -> Result<(), AppError> {
         return Ok(());
     }
     println!(
-        "{:<36}  {:<15}  {:<24}  {:>8}  {:>7}  {:<16}  PEER KEY FINGERPRINT",
-        "CHAT", "PEER", "LAST ADDRESS", "MESSAGES", "WAITING", "LAST ACTIVITY"
+        "{:<36}  {:<15}  {:<24}  {:>8}  {:>6}  {:>7}  {:<16}  PEER KEY FINGERPRINT",
+        "CHAT", "PEER", "LAST ADDRESS", "MESSAGES", "UNREAD", "WAITING", "LAST ACTIVITY"
     );
     for c in &chats {
         let activity = c
@@ -56,7 +58,7 @@ pub fn run(ctx: &Context) -> Result<(), AppError> {
                 |t| t.format("%Y-%m-%d %H:%M").to_string(),
             );
         println!(
-            "{:<36}  {:<15}  {:<24}  {:>8}  {:>7}  {:<16}  {}",
+            "{:<36}  {:<15}  {:<24}  {:>8}  {:>6}  {:>7}  {:<16}  {}",
             c.peer.to_string(),
             if c.peer_name.is_empty() {
                 "?"
@@ -65,6 +67,7 @@ pub fn run(ctx: &Context) -> Result<(), AppError> {
             },
             c.last_address.as_deref().unwrap_or("-"),
             c.messages,
+            c.unread,
             c.waiting,
             activity,
             fingerprint(c.peer_key).unwrap_or_else(|| "-".to_owned())
