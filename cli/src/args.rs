@@ -122,6 +122,81 @@ pub struct Cli {
     pub json: bool,
 }
 
+/// Which part of a chat's history `-eC` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HistoryView {
+    /// `--last N`: only the newest N messages.
+    pub last: Option<u64>,
+    /// `--since WHEN`: only messages written (by the author's clock) since then.
+    pub since: Option<Since>,
+}
+
+/// `--since DATE|DURATION`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    /// A moment, in ms since the Unix epoch (a date or date and time, local time).
+    At(i64),
+    /// This long before now, in ms (`90s`, `30m`, `2h`, `7d`, `2w`).
+    Ago(i64),
+}
+
+impl Since {
+    /// The moment, in ms since the Unix epoch, given the wall clock `now_ms`.
+    pub fn resolve(self, now_ms: i64) -> i64 {
+        match self {
+            Since::At(ms) => ms,
+            Since::Ago(ms) => now_ms.saturating_sub(ms),
+        }
+    }
+}
+
+/// Reads `--since`: `YYYY-MM-DD`, `YYYY-MM-DD HH:MM` (or with a `T`), in local time, or a
+/// duration: a number and one of `s`, `m`, `h`, `d`, `w`.
+pub fn parse_since(text: &str) -> Result<Since, String> {
+    let text = text.trim();
+    let units: [(char, i64); 5] = [
+        ('s', 1_000),
+        ('m', 60_000),
+        ('h', 3_600_000),
+        ('d', 86_400_000),
+        ('w', 604_800_000),
+    ];
+    if let Some(&(_, unit)) = units.iter().find(|(u, _)| text.ends_with(*u)) {
+        if let Ok(n) = text[..text.len() - 1].parse::<i64>() {
+            if n >= 0 {
+                return Ok(Since::Ago(n.saturating_mul(unit)));
+            }
+        }
+    }
+    use chrono::{Local, NaiveDate, NaiveDateTime, TimeZone};
+    let local = |naive: NaiveDateTime| {
+        Local
+            .from_local_datetime(&naive)
+            .earliest()
+            .map(|t| Since::At(t.timestamp_millis()))
+    };
+    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        if let Some(since) = date.and_hms_opt(0, 0, 0).and_then(local) {
+            return Ok(since);
+        }
+    }
+    for format in [
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+    ] {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(text, format) {
+            if let Some(since) = local(naive) {
+                return Ok(since);
+            }
+        }
+    }
+    Err(format!(
+        "'{text}' is not a date (2026-11-30, 2026-11-30 14:00) nor a duration (90s, 30m, 2h, 7d, 2w)"
+    ))
+}
+
 /// The one thing the program was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -161,6 +236,8 @@ pub enum Command {
     EditChat {
         /// The chat identifier exactly as given; it is validated elsewhere.
         chat: String,
+        /// `--last N` and `--since WHEN`: which part of the history to show.
+        view: HistoryView,
     },
     /// `--fingerprint`: show this device's id, name and key fingerprint.
     Fingerprint,
@@ -417,6 +494,8 @@ const PORT: &str = "port";
 const BIND: &str = "bind";
 const SERVE: &str = "serve";
 const MAX_PEERS: &str = "max_peers";
+const LAST: &str = "last";
+const SINCE: &str = "since";
 const DATA_DIR: &str = "data_dir";
 const JSON: &str = "json";
 const VERBOSE: &str = "verbose";
@@ -606,7 +685,6 @@ fn build_command() -> clap::Command {
                 .help_heading(OPTIONS)
                 .long("serve")
                 .action(ArgAction::SetTrue)
-                .requires(LISTEN)
                 .help(
                     "With -l: run headless (an always-on device, a service): standard input is \
                      not read, one line (or JSON object) per event, until SIGTERM or Ctrl-C",
@@ -618,12 +696,30 @@ fn build_command() -> clap::Command {
                 .long("max-peers")
                 .value_name("N")
                 .value_parser(value_parser!(u16).range(1..))
-                .requires(LISTEN)
                 .help(format!(
                     "With -l: chat with at most N devices at once; one more is told the \
                      listener is busy and retries later [default: {}]",
                     socketfalco_transport::endpoint::DEFAULT_MAX_PEERS
                 )),
+        )
+        .arg(
+            Arg::new(LAST)
+                .help_heading(OPTIONS)
+                .long("last")
+                .value_name("N")
+                .value_parser(value_parser!(u64).range(1..))
+                .help("With -eC: show only the newest N messages"),
+        )
+        .arg(
+            Arg::new(SINCE)
+                .help_heading(OPTIONS)
+                .long("since")
+                .value_name("WHEN")
+                .value_parser(|text: &str| parse_since(text))
+                .help(
+                    "With -eC: show only messages written since WHEN: a date (2026-11-30), a \
+                     date and time (2026-11-30 14:00), or a duration ago (90s, 30m, 2h, 7d, 2w)",
+                ),
         )
         .arg(
             Arg::new(DATA_DIR)
@@ -750,7 +846,13 @@ fn cli_from_matches(cmd: &mut clap::Command, m: &ArgMatches) -> Result<Cli, clap
     } else if let Some(name) = m.get_one::<String>(EDIT_NAME) {
         Command::EditName { name: name.clone() }
     } else if let Some(chat) = m.get_one::<String>(EDIT_CHAT) {
-        Command::EditChat { chat: chat.clone() }
+        Command::EditChat {
+            chat: chat.clone(),
+            view: HistoryView {
+                last: m.get_one::<u64>(LAST).copied(),
+                since: m.get_one::<Since>(SINCE).copied(),
+            },
+        }
     } else if m.get_flag(FINGERPRINT) {
         Command::Fingerprint
     } else if let Some(values) = m.get_many::<String>(TRUST_NEW_KEY) {
@@ -758,6 +860,28 @@ fn cli_from_matches(cmd: &mut clap::Command, m: &ArgMatches) -> Result<Cli, clap
     } else {
         return Err(missing_command_error(cmd));
     };
+
+    // Options that belong to one command (clap's `requires` does not see a missing flag,
+    // whose default is `false`).
+    let given = |id: &str| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+    for (option, flag, owner) in [
+        (SERVE, "--serve", "-l"),
+        (MAX_PEERS, "--max-peers", "-l"),
+        (LAST, "--last", "-eC"),
+        (SINCE, "--since", "-eC"),
+    ] {
+        let fits = match &command {
+            Command::Listen { .. } => owner == "-l",
+            Command::EditChat { .. } => owner == "-eC",
+            _ => false,
+        };
+        if given(option) && !fits {
+            return Err(cmd.error(
+                ErrorKind::ArgumentConflict,
+                format!("{flag} goes only with {owner}"),
+            ));
+        }
+    }
 
     Ok(Cli {
         command,
@@ -885,6 +1009,7 @@ mod tests {
     fn edit_chat(chat: &str) -> Cli {
         cli(Command::EditChat {
             chat: chat.to_owned(),
+            view: HistoryView::default(),
         })
     }
 
@@ -1639,5 +1764,45 @@ SocketFalco -listen ; SocketFalco -listen -t ; SocketFalco -connect 192.168.0.1 
         assert_eq!(help, err("-h").to_string());
         assert_eq!(help, err("-help").to_string());
         assert_eq!(help, err("-l -help").to_string());
+    }
+
+    #[test]
+    fn since_takes_dates_times_and_durations() {
+        assert_eq!(parse_since("90s"), Ok(Since::Ago(90_000)));
+        assert_eq!(parse_since("2h"), Ok(Since::Ago(7_200_000)));
+        assert_eq!(parse_since("7d"), Ok(Since::Ago(604_800_000)));
+        assert!(matches!(parse_since("2026-11-30"), Ok(Since::At(_))));
+        assert!(matches!(parse_since("2026-11-30 14:00"), Ok(Since::At(_))));
+        assert!(matches!(
+            parse_since("2026-11-30T14:00:05"),
+            Ok(Since::At(_))
+        ));
+        let (Ok(Since::At(day)), Ok(Since::At(later))) =
+            (parse_since("2026-11-30"), parse_since("2026-11-30 14:00"))
+        else {
+            unreachable!()
+        };
+        assert_eq!(later - day, 14 * 3_600_000);
+        for bad in ["yesterday", "-5m", "2026-13-01", "5y", ""] {
+            assert!(parse_since(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Since::Ago(1_000).resolve(5_000), 4_000);
+        let cli =
+            parse_from(["socketfalco", "-eC", "ab", "--last", "20", "--since", "1h"]).unwrap();
+        assert_eq!(
+            cli.command,
+            Command::EditChat {
+                chat: "ab".into(),
+                view: HistoryView {
+                    last: Some(20),
+                    since: Some(Since::Ago(3_600_000)),
+                },
+            }
+        );
+        assert!(parse_from(["socketfalco", "-ls", "--last", "5"]).is_err());
+        assert!(parse_from(["socketfalco", "-ls", "--serve"]).is_err());
+        assert!(parse_from(["socketfalco", "-c", "h", "--max-peers", "3"]).is_err());
+        assert!(parse_from(["socketfalco", "-l", "--serve", "--max-peers", "3"]).is_ok());
+        assert!(parse_from(["socketfalco", "-eC", "ab", "--last", "0"]).is_err());
     }
 }

@@ -779,6 +779,26 @@ impl Database {
     /// The chat with `peer` in display order (the core's `order_key`: Lamport counter, then
     /// author, then sequence number); empty for an unknown chat.
     pub fn history(&self, peer: DeviceId) -> Result<Vec<StoredMessage>, StoreError> {
+        let mut history = Vec::new();
+        self.for_each_message(peer, None, None, |m| {
+            history.push(m);
+            true
+        })?;
+        Ok(history)
+    }
+
+    /// Hands the chat with `peer` to `each`, one message at a time in display order, until it
+    /// returns false: a chat of any length in constant memory (SQLite sorts the waiting and
+    /// stored messages together, spilling to its temporary files if it must). `last`: only
+    /// the newest that many; `since_ms`: only messages whose author's clock says they were
+    /// written at or after it.
+    pub fn for_each_message(
+        &self,
+        peer: DeviceId,
+        last: Option<u64>,
+        since_ms: Option<i64>,
+        mut each: impl FnMut(StoredMessage) -> bool,
+    ) -> Result<(), StoreError> {
         self.read(|tx| {
             let me = match self.me {
                 Some(me) => me,
@@ -787,28 +807,39 @@ impl Database {
             let delivered_up_to = delivered_up_to(tx, peer)?;
             // Own messages waiting for a number sort with `seq` 0 (before any numbered one of
             // the same Lamport counter, which only a saturated counter can share).
-            let mut stmt = tx.prepare_cached(
-                "SELECT author, seq, lamport, sent_at_ms, text FROM messages WHERE chat = ?1
-                 UNION ALL
-                 SELECT ?2, 0, lamport, sent_at_ms, text FROM waiting WHERE chat = ?1
-                 ORDER BY 3, 1, 2",
-            )?;
-            let rows = stmt.query_map(params![peer.0, me.0], |row| {
-                Ok((DeviceId(row.get(0)?), read_message(row, 1)?))
-            })?;
-            let mut history = Vec::new();
-            for row in rows {
-                let (author, message) = row?;
-                let message = message?;
+            const BOTH: &str = "SELECT author, seq, lamport, sent_at_ms, text FROM messages
+                                 WHERE chat = ?1 AND sent_at_ms >= ?3
+                                UNION ALL
+                                SELECT ?2, 0, lamport, sent_at_ms, text FROM waiting
+                                 WHERE chat = ?1 AND sent_at_ms >= ?3";
+            let sql = if last.is_some() {
+                format!("SELECT * FROM ({BOTH} ORDER BY 3 DESC, 1 DESC, 2 DESC LIMIT ?4) ORDER BY 3, 1, 2")
+            } else {
+                format!("{BOTH} ORDER BY 3, 1, 2")
+            };
+            let limit = last.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+            let mut stmt = tx.prepare_cached(&sql)?;
+            let since = since_ms.unwrap_or(i64::MIN);
+            let mut rows = if last.is_some() {
+                stmt.query(params![peer.0, me.0, since, limit])?
+            } else {
+                stmt.query(params![peer.0, me.0, since])?
+            };
+            while let Some(row) = rows.next()? {
+                let author = DeviceId(row.get(0)?);
+                let message = read_message(row, 1)??;
                 let mine = author == me;
-                history.push(StoredMessage {
+                let stored = StoredMessage {
                     author,
                     mine,
                     delivered: !mine || (message.seq != 0 && message.seq <= delivered_up_to),
                     message,
-                });
+                };
+                if !each(stored) {
+                    break;
+                }
             }
-            Ok(history)
+            Ok(())
         })
     }
 

@@ -363,3 +363,39 @@ fn unknown_and_ambiguous_chats_are_clear_errors() {
     assert_eq!(out.status.code(), Some(1));
     assert!(!stderr(&out).is_empty());
 }
+
+#[test]
+fn edit_chat_can_show_only_the_newest_or_the_recent_messages() {
+    let alice = Device::new("alice");
+    let bob = Device::new("bob");
+    let (mut listener, port) = alice.listen();
+    let mut caller = bob.connect(port);
+    caller.connected();
+    for i in 0..5 {
+        caller.say(&format!("line {i}"));
+        listener.received(&format!("line {i}"));
+    }
+    caller.finish();
+    listener.finish();
+    let texts = |args: &[&str]| -> Vec<String> {
+        let id = bob.id();
+        let mut all = vec!["-eC", id.as_str(), "--json"];
+        all.extend_from_slice(args);
+        let out = alice.run(&all);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v["event"] == "history")
+            .map(|v| v["text"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(texts(&[]).len(), 5);
+    assert_eq!(texts(&["--last", "2"]), ["line 3", "line 4"]);
+    assert_eq!(texts(&["--since", "1h"]).len(), 5);
+    assert!(texts(&["--since", "2999-01-01"]).is_empty());
+    assert_eq!(texts(&["--since", "1h", "--last", "1"]), ["line 4"]);
+    let out = alice.run(&["-eC", &bob.id(), "--since", "someday"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not a date"), "{}", stderr(&out));
+}

@@ -4,23 +4,28 @@
 //! Another process (a running listener) may use the same database at the same time: each
 //! message is one short immediate transaction, and the listener picks new messages up.
 //!
+//! Without a terminal (a script, `--json`) the history is streamed: a chat of any length is
+//! printed in constant memory; `--last N` and `--since WHEN` narrow it.
+//!
 //! On a terminal, leaving is `quit`, Ctrl-C, Ctrl-D, SIGTERM, SIGHUP, or the terminal going
 //! away (end of input, EIO): every message was stored when typed, so each just ends the
 //! command with status 0.
 
 use super::{ensure_identity, leave, AppError, Context};
+use crate::args::HistoryView;
 use crate::store::Database;
 use crate::ui::editor::{EditorEvent, LineEditor};
 use crate::ui::{HistoryEntry, Presenter, Style};
 use socketfalco_core::{check_text, DeviceId, Store};
 use socketfalco_transport::clock::Clock;
-use std::io::{self, BufRead};
+use std::io::{self, BufRead, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Opens the chat named by `prefix` (a unique prefix of the peer's uuid).
-pub fn run(ctx: &Context, prefix: &str) -> Result<(), AppError> {
+/// Opens the chat named by `prefix` (a unique prefix of the peer's uuid), showing the part
+/// of its history `view` asks for.
+pub fn run(ctx: &Context, prefix: &str, view: HistoryView) -> Result<(), AppError> {
     let mut db = ctx.open_database()?;
     let me = ensure_identity(ctx, &mut db)?;
     let peer = db.find_chat(prefix)?;
@@ -43,6 +48,7 @@ pub fn run(ctx: &Context, prefix: &str) -> Result<(), AppError> {
         message: m,
         peer,
     };
+    let since = view.since.map(|s| s.resolve(Clock::new().wall_ms()));
     let mut lines = Vec::new();
     if ctx.style != Style::Json {
         let waiting = summary.as_ref().map_or(0, |c| c.waiting);
@@ -50,8 +56,38 @@ pub fn run(ctx: &Context, prefix: &str) -> Result<(), AppError> {
             "chat with {peer_name} ({peer}) — {waiting} message(s) waiting for delivery"
         ));
     }
-    for stored in db.history(peer)? {
-        lines.push(presenter.history_line(&entry(stored.message, stored.mine, stored.delivered)));
+    let line_of = |stored: crate::store::StoredMessage| -> String {
+        presenter.history_line(&entry(stored.message, stored.mine, stored.delivered))
+    };
+    if ctx.style != Style::Terminal {
+        // Streamed: printed as read, never held.
+        let mut out = io::stdout().lock();
+        let mut failed = lines.iter().try_for_each(|l| writeln!(out, "{l}")).err();
+        db.for_each_message(peer, view.last, since, |stored| {
+            match failed
+                .is_none()
+                .then(|| writeln!(out, "{}", line_of(stored)))
+            {
+                Some(Ok(())) => true,
+                Some(Err(e)) => {
+                    failed = Some(e);
+                    false
+                }
+                None => false,
+            }
+        })?;
+        match failed {
+            // A reader that stopped reading (`| head`) is not an error.
+            Some(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+            Some(e) => return Err(e.into()),
+            None => out.flush()?,
+        }
+        lines.clear();
+    } else {
+        db.for_each_message(peer, view.last, since, |stored| {
+            lines.push(line_of(stored));
+            true
+        })?;
     }
     let write = |db: &mut Database, text: &str| -> String {
         match compose(db, peer, text) {

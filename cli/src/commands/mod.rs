@@ -136,7 +136,7 @@ pub fn run(cli: Cli) -> Result<(), AppError> {
         } => chat::connect(&ctx, &host, port, temporary),
         Command::List => list::run(&ctx),
         Command::EditName { name } => edit_name::run(&ctx, &name),
-        Command::EditChat { chat } => edit_chat::run(&ctx, &chat),
+        Command::EditChat { chat, view } => edit_chat::run(&ctx, &chat, view),
         Command::Fingerprint => trust::fingerprint(&ctx),
         Command::TrustNewKey { chat, fingerprint } => {
             trust::trust_new_key(&ctx, &chat, fingerprint)
