@@ -79,6 +79,22 @@ pub struct Presenter {
     invocation: String,
     /// A key mismatch was just shown: the local close that follows is its refusal.
     key_refused: bool,
+    /// A caller's reconnection in progress (the quiet status): shown in the prompt, not as
+    /// a line per attempt.
+    reconnect: Option<Reconnect>,
+    /// A connection attempt was shown already (later attempts are not).
+    connecting_shown: bool,
+}
+
+/// Where a caller's reconnection stands.
+#[derive(Clone, Copy, Debug)]
+struct Reconnect {
+    /// Attempts so far since the connection was lost.
+    attempt: u32,
+    /// When the next attempt is due.
+    next_at: Instant,
+    /// When the connection was lost (wall clock, ms since the epoch), for "offline since".
+    since_ms: i64,
 }
 
 impl Presenter {
@@ -94,6 +110,8 @@ impl Presenter {
             undelivered_shown: 0,
             invocation: "socketfalco".to_owned(),
             key_refused: false,
+            reconnect: None,
+            connecting_shown: false,
         }
     }
 
@@ -220,7 +238,23 @@ impl Presenter {
             Some(d) if self.live.len() > 1 => format!("→{}", sanitize(&self.name_of(d))),
             _ => String::new(),
         };
-        format!("{resync}{}{target}> ", self.me)
+        let status = self.reconnect.map_or_else(String::new, |r| {
+            let left = r.next_at.saturating_duration_since(Instant::now());
+            let since = format_time(r.since_ms, Style::Terminal);
+            if left.is_zero() {
+                format!(
+                    "[connecting, attempt {}, offline since {since}] ",
+                    r.attempt
+                )
+            } else {
+                format!(
+                    "[reconnecting in {:.0} s, attempt {}, offline since {since}] ",
+                    left.as_secs_f64().ceil(),
+                    r.attempt + 1
+                )
+            }
+        });
+        format!("{status}{resync}{}{target}> ", self.me)
     }
 
     /// Lines for one session event.
@@ -235,14 +269,27 @@ impl Presenter {
             Output::Listening(addr) => lines.push(format!(
                 "listening on {addr} — waiting for a peer (Ctrl-C or \"quit\" to leave)"
             )),
-            Output::Connecting(addr) => lines.push(format!("connecting to {addr}…")),
+            // The quiet status: the first attempt is a line; later ones live in the prompt.
+            Output::Connecting(addr) => {
+                if !std::mem::replace(&mut self.connecting_shown, true) {
+                    lines.push(format!("connecting to {addr}…"));
+                }
+            }
             Output::Connected {
                 peer,
                 addr,
                 incoming,
                 outgoing,
             } => {
+                let back = self.reconnect.take();
                 let mut line = format!("connected to {} ({}) at {addr}", peer.name, peer.device);
+                if let Some(r) = back {
+                    line.push_str(&format!(
+                        " — back after {} attempt(s), offline since {}",
+                        r.attempt + 1,
+                        format_time(r.since_ms, self.style)
+                    ));
+                }
                 if peer.temporary {
                     let who = if peer.peer_temporary {
                         "the peer"
@@ -356,10 +403,24 @@ impl Presenter {
                     ),
                 ]);
             }
-            Output::Reconnecting { in_ms } => lines.push(format!(
-                "reconnecting in {:.1} s — what you write meanwhile is stored and sent then",
-                *in_ms as f64 / 1000.0
-            )),
+            Output::Reconnecting { in_ms } => {
+                // One line per transition (the connection is lost), not per attempt.
+                let first = self.reconnect.is_none();
+                let attempt = self.reconnect.map_or(0, |r| r.attempt + 1);
+                let since_ms = self.reconnect.map_or_else(wall_clock_ms, |r| r.since_ms);
+                self.reconnect = Some(Reconnect {
+                    attempt,
+                    next_at: Instant::now() + Duration::from_millis(*in_ms),
+                    since_ms,
+                });
+                if first {
+                    lines.push(format!(
+                        "not connected — trying again by itself (first in {:.1} s); what you \
+                         write meanwhile is stored and sent then",
+                        *in_ms as f64 / 1000.0
+                    ));
+                }
+            }
             Output::RefusedBusy(addr) => {
                 lines.push(format!(
                     "told {addr} that you chat with as many peers as allowed (--max-peers)"
@@ -622,6 +683,11 @@ impl Presenter {
     pub fn set_peer_name(&mut self, peer: DeviceId, name: &str) {
         name.clone_into(&mut self.chats.entry(peer).or_default().name);
     }
+}
+
+/// The wall clock, ms since the Unix epoch (for "offline since").
+fn wall_clock_ms() -> i64 {
+    Local::now().timestamp_millis()
 }
 
 /// Local time of a message: `HH:MM` on a terminal, the full date in plain output.
@@ -909,5 +975,42 @@ mod tests {
         assert_eq!(p.resolve("2c2c"), Ok(DeviceId([0x2c; 16])));
         assert!(p.resolve("b").unwrap_err().contains("more than one"));
         assert!(p.resolve("dave").unwrap_err().contains("no live chat"));
+    }
+
+    #[test]
+    fn reconnecting_is_a_status_not_a_line_per_attempt() {
+        for style in [Style::Terminal, Style::Plain] {
+            let mut p = Presenter::new(style, "bob");
+            let addr: std::net::SocketAddr = "127.0.0.1:4000".parse().unwrap();
+            let mut lines = p.output(&Output::Connecting(addr));
+            connected(&mut p, 1, "alice");
+            lines.extend(p.output(&Output::Disconnected {
+                peer: Some(DeviceId([1; 16])),
+                reason: socketfalco_core::Close::new(CloseCode::Normal, "the user left"),
+                by: Side::Peer,
+            }));
+            let before = lines.len();
+            // Twenty seconds of attempts: twelve of them.
+            for delay in [
+                500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000,
+            ] {
+                lines.extend(p.output(&Output::Reconnecting { in_ms: delay }));
+                lines.extend(p.output(&Output::Connecting(addr)));
+            }
+            assert_eq!(lines.len() - before, 1, "{style:?}: {lines:?}");
+            if style == Style::Terminal {
+                let prompt = p.prompt();
+                assert!(prompt.contains("attempt 9"), "{prompt}");
+                assert!(prompt.contains("offline since"), "{prompt}");
+            }
+            let back = p.output(&Output::Connected {
+                peer: hello(1, "alice"),
+                addr,
+                incoming: 0,
+                outgoing: 0,
+            });
+            assert!(back[0].contains("back after 9 attempt(s)"), "{back:?}");
+            assert_eq!(p.prompt(), "bob> ");
+        }
     }
 }
