@@ -155,7 +155,9 @@ enum Admission {
     Required,
     /// A proved peer waits, with the key it proved.
     Held(PeerHello, Option<PublicKey>),
-    /// Admitted.
+    /// Admitted; its chat is opened by the next pump.
+    Admitting(PeerHello, Option<PublicKey>),
+    /// Admitted, and its chat opened.
     Admitted,
     /// Refused: only the close goes out.
     Refused,
@@ -314,12 +316,8 @@ impl Link {
         else {
             return Ok(());
         };
-        if let Err(e) = self.open_peer(store, peer, key, now_ms) {
-            let detail = format!("this device could not store the chat: {e}");
-            self.session
-                .close(Close::new(CloseCode::StorageFailure, detail), now_ms);
-            return Err(e);
-        }
+        // The pump opens the chat, so a store failure closes the session as any other does.
+        self.admission = Admission::Admitting(peer, key);
         self.pump(store, now_ms)
     }
 
@@ -468,6 +466,10 @@ impl Link {
     }
 
     fn pump_inner<S: Store>(&mut self, store: &mut S, now_ms: u64) -> Result<(), S::Error> {
+        match std::mem::replace(&mut self.admission, Admission::Admitted) {
+            Admission::Admitting(peer, key) => self.open_peer(store, peer, key, now_ms)?,
+            other => self.admission = other,
+        }
         if self.ack_before_persist && !self.received.is_empty() {
             // The broken rule: this batch was acked on arrival, in an earlier pump.
             self.persist_received(store)?;
