@@ -42,11 +42,13 @@ pub mod store;
 pub use codec::{encode_frame, FrameDecoder};
 pub use frame::{Close, CloseCode, Frame, FrameError, Hello, SyncPoint};
 pub use ids::{DeviceId, MessageId};
-pub use link::{ComposeError, Link, Notice};
+pub use link::{ComposeError, Link, Notice, RequestId};
 pub use message::{check_name, check_text, ChatHead, Message, NameError, TextError};
 pub use secure::{
     format_fingerprint, parse_fingerprint, PublicKey, Role, SecureChannel, SecureError,
     StaticKeypair,
 };
 pub use session::{ApiMisuse, Event, PeerHello, Session, SessionConfig, Side};
-pub use store::{key_verdict, ChatOpening, ChatResume, KeyVerdict, Store};
+pub use store::{
+    execute, key_verdict, ChatOpening, ChatResume, KeyVerdict, Store, StoreReply, StoreRequest,
+};

@@ -90,7 +90,7 @@ impl Connection {
         now_ms: u64,
     ) -> Result<Progress, S::Error> {
         self.read_available(now_ms);
-        let pumped = self.link.pump(store, now_ms);
+        let pumped = self.link.pump_with(store, now_ms);
         self.after_command(registry, now_ms);
         pumped?;
         Ok(self.progress())
@@ -104,7 +104,7 @@ impl Connection {
         now_ms: u64,
     ) -> Result<Progress, S::Error> {
         self.link.handle_timeout(now_ms);
-        let pumped = self.link.pump(store, now_ms);
+        let pumped = self.link.pump_with(store, now_ms);
         self.after_command(registry, now_ms);
         pumped?;
         Ok(self.progress())

@@ -141,6 +141,8 @@ pub enum ApiMisuse {
     Text(TextError),
     /// `send_returned` with messages other than exactly the ones the peer asked for.
     NotRequested,
+    /// A storage completion that is not the next one the link awaits.
+    UnexpectedCompletion,
     /// `confirm_persisted` outside what was received and not yet confirmed.
     PersistOutOfRange {
         /// The value passed.
@@ -158,6 +160,9 @@ impl fmt::Display for ApiMisuse {
             ApiMisuse::NotAwaitingAccept => write!(f, "no peer is waiting to be accepted"),
             ApiMisuse::NotEstablished => write!(f, "the session is not established"),
             ApiMisuse::WindowFull => write!(f, "the send window is full"),
+            ApiMisuse::UnexpectedCompletion => {
+                write!(f, "a storage completion out of the order of the requests")
+            }
             ApiMisuse::OutOfOrder { expected, got } => {
                 write!(f, "message {got} sent out of order; expected {expected}")
             }
