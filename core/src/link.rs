@@ -851,7 +851,12 @@ impl Link {
     /// temporary peer it only checks the key), so no other process can pin between the two.
     fn open_peer(&mut self, peer: PeerHello, key: Option<PublicKey>, now_ms: u64) {
         if peer.temporary && key.is_none() {
-            self.opened(peer, None, ChatOpening::Opened(ChatResume::default()), now_ms);
+            self.opened(
+                peer,
+                None,
+                ChatOpening::Opened(ChatResume::default()),
+                now_ms,
+            );
             return;
         }
         let request = StoreRequest::OpenChat {

@@ -353,9 +353,9 @@ pub fn execute<S: Store + ?Sized>(
         } => store
             .compose_batch(*peer, texts, *sent_at_ms, *number_after)
             .map(StoreReply::Composed),
-        StoreRequest::NumberWaiting { peer, after } => {
-            store.number_waiting(*peer, *after).map(StoreReply::Numbered)
-        }
+        StoreRequest::NumberWaiting { peer, after } => store
+            .number_waiting(*peer, *after)
+            .map(StoreReply::Numbered),
         StoreRequest::ReadOwn {
             peer,
             from_seq,

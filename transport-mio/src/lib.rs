@@ -17,5 +17,6 @@
 pub mod clock;
 pub mod connection;
 pub mod endpoint;
+pub mod storage;
 
 pub use endpoint::{Command, Control, Endpoint, EndpointConfig, Output, Role};

@@ -24,6 +24,7 @@
 //! output can no longer be written ends the same way.
 
 use super::{ensure_identity, leave, AppError, Context, Me};
+use crate::store::Database;
 use crate::ui::editor::{EditorEvent, LineEditor};
 use crate::ui::{Presenter, Style};
 use socketfalco_core::{CloseCode, SessionConfig};
@@ -116,12 +117,17 @@ fn run(
         .name("network".into())
         .spawn(move || {
             let mut endpoint = endpoint;
-            let result = endpoint.run(|db, output| {
+            // The bookkeeping below runs on the storage thread, in its next commit: the
+            // loop never waits for the disk.
+            let result = endpoint.run(|storage, output| {
                 if let Output::Connected { peer, addr, .. } = &output {
                     if !peer.temporary {
-                        if let Err(e) = db.set_last_address(peer.device, &addr.to_string()) {
-                            log::warn!("could not record the peer's address: {e}");
-                        }
+                        let (device, address) = (peer.device, addr.to_string());
+                        storage.task(move |db: &mut Database| {
+                            if let Err(e) = db.set_last_address(device, &address) {
+                                log::warn!("could not record the peer's address: {e}");
+                            }
+                        });
                     }
                 }
                 let read = match &output {
@@ -130,9 +136,11 @@ fn run(
                     _ => None,
                 };
                 if let (true, Some(peer)) = (on_terminal, read) {
-                    if let Err(e) = db.mark_read(peer) {
-                        log::warn!("could not mark the chat read: {e}");
-                    }
+                    storage.task(move |db: &mut Database| {
+                        if let Err(e) = db.mark_read(peer) {
+                            log::warn!("could not mark the chat read: {e}");
+                        }
+                    });
                 }
                 let _ = net_tx.send(Update::Net(output));
             });
