@@ -15,9 +15,10 @@
 //!   ([`SecureChannel`]), static keys and fingerprints.
 //! - [`session`]: one connection as a state machine ([`Session`]): handshake, send, ack,
 //!   re-sync, keepalive, close.
-//! - [`store`]: the durability contract ([`Store`]) a driver's storage implements.
-//! - [`link`]: a session joined to a store ([`Link`]), the driver logic every front end
-//!   shares.
+//! - [`store`]: the durability contract ([`Store`]) a driver's storage implements, and the
+//!   storage requests ([`StoreRequest`]) a link asks a driver to carry out.
+//! - [`link`]: a session joined to storage as an effect ([`Link`]): the driver logic every
+//!   front end shares.
 //! - [`harness`]: an in-memory store, byte pipe and [`harness::Pair`] for tests, the
 //!   simulator, fuzzing and benches.
 //!

@@ -37,8 +37,10 @@ use crate::store::{execute, ChatOpening, ChatResume, Store, StoreReply, StoreReq
 use std::collections::VecDeque;
 use std::fmt;
 
-/// Most own messages read from the store in one request while filling the send window.
-const REFILL_BATCH: usize = 256;
+/// Most own messages read from the store in one request while filling the send window: a
+/// read waits behind the storage thread's current commit, so one read per commit must cover
+/// what the window lets go meanwhile (docs/PERFORMANCE.md).
+const REFILL_BATCH: usize = 1024;
 
 /// Names one storage request of a link; its completion carries the same id.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -154,6 +156,8 @@ enum Awaiting {
     ReadPeer,
     /// Confirm the recovered batch up to this sequence number.
     Restore(u64),
+    /// Nothing (an advisory delivery mark; only a failure matters).
+    Mark,
 }
 
 /// The encrypted layer of a link.
@@ -461,15 +465,20 @@ impl Link {
     }
 
     /// The next storage request to carry out (see [`StoreRequest`] for the rules); its
-    /// result goes back with [`Link::handle_store_completion`] unless it is a delivery mark.
+    /// result goes back with [`Link::handle_store_completion`].
     #[must_use]
     pub fn poll_store_request(&mut self) -> Option<(RequestId, StoreRequest)> {
         self.requests.pop_front()
     }
 
-    /// Whether a storage request waits to be taken or completed.
+    /// Whether a storage request waits to be taken or completed (an advisory delivery mark
+    /// taken by the driver does not count: nothing waits for it).
     pub fn has_store_work(&self) -> bool {
-        !self.requests.is_empty() || !self.awaiting.is_empty()
+        !self.requests.is_empty()
+            || self
+                .awaiting
+                .iter()
+                .any(|(_, awaiting)| !matches!(awaiting, Awaiting::Mark))
     }
 
     /// Deliberately breaks the durability rule — received messages are acked before they
@@ -588,6 +597,7 @@ impl Link {
             (Awaiting::ReadPeer, StoreReply::Messages(messages)) => {
                 self.send_returned(&messages, now_ms);
             }
+            (Awaiting::Mark, StoreReply::Done) => {}
             (Awaiting::Restore(last), StoreReply::Done) => {
                 if !self.store_failed {
                     // Cannot fail: these are exactly the messages returned since the last
@@ -680,10 +690,8 @@ impl Link {
                     }
                 }
             };
-            if request.wants_completion() {
-                // Cannot fail: completions go back in the order the requests came.
-                let _ = self.handle_store_completion(id, result, now_ms);
-            }
+            // Cannot fail: completions go back in the order the requests came.
+            let _ = self.handle_store_completion(id, result, now_ms);
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -788,7 +796,7 @@ impl Link {
                                 peer: peer.device,
                                 up_to: peer_received_up_to,
                             },
-                            None,
+                            Some(Awaiting::Mark),
                         );
                         self.resume.delivered_up_to = peer_received_up_to;
                     }
@@ -833,7 +841,10 @@ impl Link {
                         }
                         Some(peer) => {
                             let peer = peer.device;
-                            self.request(StoreRequest::MarkDelivered { peer, up_to }, None);
+                            self.request(
+                                StoreRequest::MarkDelivered { peer, up_to },
+                                Some(Awaiting::Mark),
+                            );
                         }
                         None => {}
                     }

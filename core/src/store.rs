@@ -227,9 +227,10 @@ pub trait Store {
 ///   of that link fails without being carried out: a failed batch never leaves a hole below
 ///   a stored one.
 /// - **Durable before completed.** A write's completion is handed back only once its effect
-///   is durable. The two delivery marks are the exception: they are advisory (each
-///   connection's sync says what the peer really holds), get no completion, and may ride in a
-///   later commit or be lost in a crash (docs/PROTOCOL.md §5).
+///   is durable. The two delivery marks are advisory (each connection's sync says what the
+///   peer really holds): a driver may hold them back for a later commit and a crash may lose
+///   them; nothing waits for their completion, but a failed one closes the session like any
+///   other failure (docs/PROTOCOL.md §6).
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum StoreRequest {
     /// [`Store::open_chat`]: answered with [`StoreReply::Opened`].
@@ -289,14 +290,16 @@ pub enum StoreRequest {
         /// Own messages the peer sent back.
         batch: Vec<Message>,
     },
-    /// [`Store::mark_delivered`]: advisory, no completion.
+    /// [`Store::mark_delivered`]: advisory; answered with [`StoreReply::Done`], which nothing
+    /// waits for.
     MarkDelivered {
         /// The chat.
         peer: DeviceId,
         /// Cumulative.
         up_to: u64,
     },
-    /// [`Store::set_delivered`]: advisory, no completion.
+    /// [`Store::set_delivered`]: advisory; answered with [`StoreReply::Done`], which nothing
+    /// waits for.
     SetDelivered {
         /// The chat.
         peer: DeviceId,
@@ -306,12 +309,6 @@ pub enum StoreRequest {
 }
 
 impl StoreRequest {
-    /// Whether the link waits for this request's completion: every request but the advisory
-    /// delivery marks.
-    pub fn wants_completion(&self) -> bool {
-        !self.is_delivery_mark()
-    }
-
     /// Whether this is one of the advisory delivery marks, which a driver may hold back for
     /// its next commit.
     pub fn is_delivery_mark(&self) -> bool {

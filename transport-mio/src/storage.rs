@@ -13,7 +13,8 @@
 //! requests failed, its later ones fail without being carried out; a completion is sent only
 //! after the commit that made its effect durable. The delivery marks are advisory and cost no
 //! commit of their own: they wait for the next group that commits anyway (at most
-//! [`MARK_DELAY`]), or for the end.
+//! [`MARK_DELAY`]), or for the end; held back, they still come before every later request
+//! of their link, so the order holds.
 
 use mio::{Token, Waker};
 use socketfalco_core::{execute, RequestId, Store, StoreReply, StoreRequest};
@@ -239,9 +240,7 @@ fn commit_group<S: Store>(
         if let (Err(_), Origin::Link(token)) = (&result, origin) {
             failed.insert(token);
         }
-        if request.wants_completion() {
-            completions.push(Completion { origin, id, result });
-        }
+        completions.push(Completion { origin, id, result });
     }
     if begun.is_ok() {
         if let Err(e) = store.commit_group() {
