@@ -967,8 +967,8 @@ impl<S: Store + Send + 'static> Endpoint<S> {
     // ----- the user's commands -----
 
     fn take_commands(&mut self, out: &mut OutputQueue) {
-        // Lines typed (or pasted) since the last turn are written in one store transaction
-        // per chat: one durable commit per burst instead of one per line.
+        // Lines typed (or pasted) since the last turn go to the store as one request per
+        // chat (and the storage thread commits many requests at once).
         let mut burst = Vec::new();
         self.take_commands_into(&mut burst);
         self.write_lines(burst, out);
@@ -999,7 +999,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
     }
 
     /// Writes a burst of lines: runs of lines for the same established chat go in one store
-    /// transaction, every other line on its own.
+    /// request, every other line on its own.
     fn write_lines(&mut self, lines: Vec<(Option<DeviceId>, String)>, out: &mut OutputQueue) {
         let mut lines = lines.into_iter().peekable();
         while let Some((to, text)) = lines.next() {
