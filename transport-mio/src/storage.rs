@@ -2,14 +2,16 @@
 //! many per durable commit, so that the event loop never waits for a disk.
 //!
 //! The loop hands requests over ([`Storage::submit`]) and goes on reading, decoding and
-//! writing; the thread takes everything queued since its previous commit, carries it out in
-//! one group ([`Store::begin_group`] … [`Store::commit_group`]: one fsync for the received
+//! writing; the thread takes what queued since its previous commit, carries it out in one
+//! group ([`Store::begin_group`] … [`Store::commit_group`]: one fsync for the received
 //! batches of every chat, the typed lines and the delivery marks together), then sends the
 //! completions back and wakes the loop through its [`mio::Waker`]. While one commit runs, the
-//! next group queues up; the disk is the only limit.
+//! next group queues up; the disk is the only limit. A group takes one request of each chat
+//! in turn, up to [`MAX_GROUP_ROWS`] messages, so a chat re-syncing a long backlog delays
+//! another chat's live line by at most one short commit.
 //!
 //! The rules of [`socketfalco_core::StoreRequest`] hold here: a link's requests take effect
-//! and complete in the order they came (one thread, one queue); once one of a link's
+//! and complete in the order they came (one thread, one queue per chat); once one of a link's
 //! requests failed, its later ones fail without being carried out; a completion is sent only
 //! after the commit that made its effect durable. The delivery marks are advisory and cost no
 //! commit of their own: they wait for the next group that commits anyway (at most
@@ -17,8 +19,8 @@
 //! of their link, so the order holds.
 
 use mio::{Token, Waker};
-use socketfalco_core::{execute, RequestId, Store, StoreReply, StoreRequest};
-use std::collections::HashSet;
+use socketfalco_core::{execute, DeviceId, RequestId, Store, StoreReply, StoreRequest};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -140,7 +142,115 @@ impl<S> Drop for Storage<S> {
     }
 }
 
-/// The thread: one group per turn, until the loop hangs up.
+/// Most rows (messages stored) in one group: the group's commit is what a live line of
+/// another chat may have to wait for, so it stays short (about what SQLite commits fastest
+/// per row, `docs/PERFORMANCE.md`) however much a re-sync queues.
+pub const MAX_GROUP_ROWS: usize = 1024;
+
+/// Which queue a job waits in: one per chat (its links' requests keep their order), one for
+/// the front end's tasks.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum QueueKey {
+    Chat([u8; 16]),
+    Tasks,
+}
+
+/// The jobs waiting for a group, by chat, served in turn: a chat that queued a whole re-sync
+/// does not hold back another chat's live line for more than one group.
+struct Queues<S> {
+    by_key: HashMap<QueueKey, VecDeque<Job<S>>>,
+    /// The keys with jobs, in serving order.
+    turn: VecDeque<QueueKey>,
+    /// Jobs that are not delivery marks.
+    real: usize,
+    len: usize,
+}
+
+impl<S> Queues<S> {
+    fn new() -> Queues<S> {
+        Queues {
+            by_key: HashMap::new(),
+            turn: VecDeque::new(),
+            real: 0,
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, job: Job<S>) {
+        let key = match &job {
+            Job::Request { request, .. } => QueueKey::Chat(chat_of(request).0),
+            Job::Task(_) => QueueKey::Tasks,
+        };
+        if !is_mark(&job) {
+            self.real += 1;
+        }
+        self.len += 1;
+        let queue = self.by_key.entry(key).or_default();
+        if queue.is_empty() {
+            self.turn.push_back(key);
+        }
+        queue.push_back(job);
+    }
+
+    /// One job from each chat in turn, until `max_rows` rows or nothing is left.
+    fn take_group(&mut self, max_rows: usize) -> Vec<Job<S>> {
+        let mut group = Vec::new();
+        let mut rows = 0;
+        while rows < max_rows && group.len() < MAX_GROUP_JOBS {
+            let Some(key) = self.turn.pop_front() else {
+                break;
+            };
+            let Some(queue) = self.by_key.get_mut(&key) else {
+                continue;
+            };
+            if let Some(job) = queue.pop_front() {
+                rows += rows_of(&job);
+                if !is_mark(&job) {
+                    self.real -= 1;
+                }
+                self.len -= 1;
+                group.push(job);
+            }
+            if queue.is_empty() {
+                self.by_key.remove(&key);
+            } else {
+                self.turn.push_back(key);
+            }
+        }
+        group
+    }
+}
+
+/// The chat a request belongs to.
+fn chat_of(request: &StoreRequest) -> DeviceId {
+    match request {
+        StoreRequest::OpenChat { peer, .. } => peer.device,
+        StoreRequest::Compose { peer, .. }
+        | StoreRequest::NumberWaiting { peer, .. }
+        | StoreRequest::ReadOwn { peer, .. }
+        | StoreRequest::PersistReceived { peer, .. }
+        | StoreRequest::ReadPeer { peer, .. }
+        | StoreRequest::RestoreOwn { peer, .. }
+        | StoreRequest::MarkDelivered { peer, .. }
+        | StoreRequest::SetDelivered { peer, .. } => *peer,
+    }
+}
+
+/// Messages a job stores (what a commit's length grows with).
+fn rows_of<S>(job: &Job<S>) -> usize {
+    match job {
+        Job::Request { request, .. } => match request {
+            StoreRequest::PersistReceived { batch, .. }
+            | StoreRequest::RestoreOwn { batch, .. } => batch.len().max(1),
+            StoreRequest::Compose { texts, .. } => texts.len().max(1),
+            StoreRequest::MarkDelivered { .. } | StoreRequest::SetDelivered { .. } => 0,
+            _ => 1,
+        },
+        Job::Task(_) => 1,
+    }
+}
+
+/// The thread: one group per turn, until the loop hangs up and everything queued is done.
 fn run<S: Store>(
     mut store: S,
     queue: &Receiver<Job<S>>,
@@ -148,48 +258,47 @@ fn run<S: Store>(
     waker: &Waker,
 ) -> S {
     let mut failed: HashSet<Token> = HashSet::new();
-    let mut held_marks: Vec<Job<S>> = Vec::new();
+    let mut queues = Queues::new();
     let mut open = true;
-    while open || !held_marks.is_empty() {
-        let first = if !open {
-            None
-        } else if held_marks.is_empty() {
-            queue.recv().ok()
-        } else {
-            match queue.recv_timeout(MARK_DELAY) {
-                Ok(job) => Some(job),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => {
-                    open = false;
-                    None
-                }
-            }
-        };
-        if open && first.is_none() && held_marks.is_empty() {
-            // The loop hung up with nothing queued.
-            break;
-        }
-        let timed_out = first.is_none();
-        let mut group: Vec<Job<S>> = first.into_iter().collect();
-        while group.len() < MAX_GROUP_JOBS {
-            match queue.try_recv() {
-                Ok(job) => group.push(job),
-                Err(mpsc::TryRecvError::Empty) => break,
-                Err(mpsc::TryRecvError::Disconnected) => {
-                    open = false;
+    loop {
+        // Delivery marks alone wait (at most MARK_DELAY) for a commit that happens anyway.
+        let mut flush_marks = !open;
+        if queues.real == 0 {
+            if queues.len == 0 {
+                if !open {
                     break;
                 }
+                match queue.recv() {
+                    Ok(job) => queues.push(job),
+                    Err(_) => {
+                        open = false;
+                        continue;
+                    }
+                }
+            } else if open {
+                match queue.recv_timeout(MARK_DELAY) {
+                    Ok(job) => queues.push(job),
+                    Err(RecvTimeoutError::Timeout) => flush_marks = true,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        open = false;
+                        flush_marks = true;
+                    }
+                }
             }
         }
-        let only_marks = group.iter().all(is_mark);
-        if only_marks && open && !timed_out {
-            // Advisory: they wait for a commit that happens anyway.
-            held_marks.append(&mut group);
+        // Everything that queued meanwhile: the next groups take it.
+        while open {
+            match queue.try_recv() {
+                Ok(job) => queues.push(job),
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => open = false,
+            }
+        }
+        if queues.real == 0 && !flush_marks {
             continue;
         }
-        let mut jobs = std::mem::take(&mut held_marks);
-        jobs.append(&mut group);
-        let completions = commit_group(&mut store, jobs, &mut failed);
+        let group = queues.take_group(MAX_GROUP_ROWS);
+        let completions = commit_group(&mut store, group, &mut failed);
         if !completions.is_empty() {
             for completion in completions {
                 let _ = done.send(completion);
@@ -255,4 +364,90 @@ fn commit_group<S: Store>(
         }
     }
     completions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use socketfalco_core::Message;
+
+    fn persist(chat: u8, id: u64, rows: usize) -> Job<()> {
+        let message = Message {
+            seq: 1,
+            lamport: 1,
+            sent_at_ms: 0,
+            text: "x".into(),
+        };
+        Job::Request {
+            origin: Origin::Link(Token(usize::from(chat))),
+            id: RequestId(id),
+            request: StoreRequest::PersistReceived {
+                peer: DeviceId([chat; 16]),
+                batch: vec![message; rows],
+            },
+        }
+    }
+
+    fn ids(group: &[Job<()>]) -> Vec<(u8, u64)> {
+        group
+            .iter()
+            .filter_map(|job| match job {
+                Job::Request { origin, id, .. } => match origin {
+                    Origin::Link(token) => Some((token.0 as u8, id.0)),
+                    Origin::Endpoint => None,
+                },
+                Job::Task(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_group_serves_every_chat_in_turn_and_keeps_each_chats_order() {
+        let mut queues = Queues::new();
+        // Chat 1 queued a long re-sync before chat 2's live line arrived.
+        for id in 1..=10 {
+            queues.push(persist(1, id, 512));
+        }
+        queues.push(persist(2, 1, 1));
+        let first = queues.take_group(MAX_GROUP_ROWS);
+        assert_eq!(
+            ids(&first),
+            vec![(1, 1), (2, 1), (1, 2)],
+            "the live line is in the first group"
+        );
+        let second = queues.take_group(MAX_GROUP_ROWS);
+        assert_eq!(
+            ids(&second),
+            vec![(1, 3), (1, 4)],
+            "at most MAX_GROUP_ROWS rows"
+        );
+        let mut rest = Vec::new();
+        while queues.len > 0 {
+            rest.extend(ids(&queues.take_group(MAX_GROUP_ROWS)));
+        }
+        assert_eq!(rest, (5..=10).map(|id| (1, id)).collect::<Vec<_>>());
+        assert_eq!(queues.real, 0);
+    }
+
+    #[test]
+    fn delivery_marks_count_no_rows_and_are_not_real_work() {
+        let mut queues: Queues<()> = Queues::new();
+        queues.push(Job::Request {
+            origin: Origin::Link(Token(1)),
+            id: RequestId(1),
+            request: StoreRequest::MarkDelivered {
+                peer: DeviceId([1; 16]),
+                up_to: 3,
+            },
+        });
+        assert_eq!((queues.len, queues.real), (1, 0));
+        queues.push(persist(1, 2, 1));
+        assert_eq!((queues.len, queues.real), (2, 1));
+        let group = queues.take_group(1);
+        assert_eq!(
+            group.len(),
+            2,
+            "the mark rides with the next request of its chat"
+        );
+    }
 }
