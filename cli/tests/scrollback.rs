@@ -1,0 +1,293 @@
+//! Everyday chat on a real terminal: the real binary runs in tmux (a real terminal emulator,
+//! driven with send-keys and read with capture-pane) on a real SQLite database holding
+//! 200,000 messages. The chat view opens on its last screenful with the unread marker, PgUp
+//! pages back, a line arriving while the user reads back is counted under the page and does
+//! not move it, End returns and shows it, and `-ls` counts unread lines before and after.
+//!
+//! tmux is required on Linux (CI installs it; see `.ci/run`): the tests fail there without it.
+//! Elsewhere (Windows under wine) they are skipped with a printed reason.
+
+mod common;
+
+use common::{Device, WAIT};
+use socketfalco::store::Database;
+use socketfalco_core::{DeviceId, Message, PeerHello, Store};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// How many messages the big chat holds.
+const MESSAGES: u64 = 200_000;
+/// How many of them (the newest) are unread.
+const UNREAD: u64 = 10;
+/// The terminal's size.
+const WIDTH: u16 = 100;
+const HEIGHT: u16 = 30;
+
+/// Whether tmux can be used; on Linux its absence is a failure (CI installs it).
+fn tmux_present() -> bool {
+    let found = Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        if cfg!(target_os = "linux") {
+            panic!("tmux is needed for these tests on Linux (apt-get install tmux; .ci/run does)");
+        }
+        eprintln!("skipped: tmux is not installed on this platform");
+    }
+    found
+}
+
+/// A tmux server of the test's own (its own socket), running one command in one pane.
+struct Tmux {
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmux {
+    fn start(args: &[&str]) -> Tmux {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("tmux.sock");
+        let command = std::iter::once(common::BIN)
+            .chain(args.iter().copied())
+            .map(quote)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let tmux = Tmux { socket, _dir: dir };
+        let out = tmux
+            .command()
+            .args(["new-session", "-d", "-x"])
+            .arg(WIDTH.to_string())
+            .arg("-y")
+            .arg(HEIGHT.to_string())
+            .arg("-e")
+            .arg("RUST_LOG=warn")
+            .arg(command)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "tmux: {}", common::stderr(&out));
+        tmux
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new("tmux");
+        cmd.arg("-S").arg(&self.socket);
+        cmd
+    }
+
+    /// The screen, one string per row.
+    fn screen(&self) -> Vec<String> {
+        let out = self
+            .command()
+            .args(["capture-pane", "-p"])
+            .output()
+            .unwrap();
+        common::stdout(&out).lines().map(str::to_owned).collect()
+    }
+
+    /// Waits until the screen satisfies `pred`; returns it.
+    #[track_caller]
+    fn wait_for(&self, what: &str, pred: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let screen = self.screen();
+            if pred(&screen) {
+                return screen;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}; the screen:\n{}",
+                    screen.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let out = self.command().arg("send-keys").args(keys).output().unwrap();
+        assert!(out.status.success(), "send-keys: {}", common::stderr(&out));
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.command().arg("kill-server").output();
+    }
+}
+
+fn quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', "'\\''"))
+}
+
+/// The message numbers on the screen ("… Bob: message 123"), top to bottom.
+fn numbers(screen: &[String]) -> Vec<u64> {
+    screen
+        .iter()
+        .filter_map(|row| row.split("Bob: message ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+fn contains(screen: &[String], text: &str) -> bool {
+    screen.iter().any(|row| row.contains(text))
+}
+
+/// Stores `MESSAGES` messages from `peer` in the database in `dir`, the newest `UNREAD` of
+/// them unread, through the store's own API (the way a long re-sync stores them).
+fn seed(dir: &Path, peer: DeviceId) {
+    let started = Instant::now();
+    let mut db = Database::open(dir).unwrap();
+    let hello = PeerHello {
+        device: peer,
+        name: "Bob".to_owned(),
+        peer_temporary: false,
+        temporary: false,
+    };
+    db.open_chat(&hello, None).unwrap();
+    let base_ms = 1_767_225_600_000; // 2026-01-01
+    let batch = |seqs: std::ops::RangeInclusive<u64>| -> Vec<Message> {
+        seqs.map(|seq| Message {
+            seq,
+            lamport: seq,
+            sent_at_ms: base_ms + i64::try_from(seq).unwrap() * 1_000,
+            text: format!("message {seq}"),
+        })
+        .collect()
+    };
+    let read_up_to = MESSAGES - UNREAD;
+    let mut from = 1;
+    while from <= read_up_to {
+        let to = (from + 19_999).min(read_up_to);
+        db.persist_received(peer, &batch(from..=to)).unwrap();
+        from = to + 1;
+    }
+    db.mark_read(peer).unwrap();
+    db.persist_received(peer, &batch(read_up_to + 1..=MESSAGES))
+        .unwrap();
+    eprintln!("seeded {MESSAGES} messages in {:?}", started.elapsed());
+}
+
+fn unread(device: &Device, peer: &str) -> u64 {
+    let chats = device.list();
+    let chat = chats
+        .iter()
+        .find(|c| c["chat"] == peer)
+        .unwrap_or_else(|| panic!("no chat {peer} in {chats:?}"));
+    chat["unread"].as_u64().unwrap()
+}
+
+#[test]
+fn a_long_chat_opens_on_its_last_screen_pages_back_and_is_read_live() {
+    if !tmux_present() {
+        return;
+    }
+    let alice = Device::new("Alice");
+    let bob = Device::new("Bob");
+    let bob_id = bob.id();
+    seed(alice.path(), bob_id.parse().unwrap());
+    assert_eq!(unread(&alice, &bob_id), UNREAD);
+    let data_dir = alice.path().to_str().unwrap().to_owned();
+
+    // -eC: the last screenful at once, the marker above the first unread line.
+    let started = Instant::now();
+    let view = Tmux::start(&["--data-dir", &data_dir, "-eC", &bob_id]);
+    let opening = view.wait_for("the last line and the prompt", |s| {
+        contains(s, &format!("Bob: message {MESSAGES}")) && contains(s, "Alice>")
+    });
+    eprintln!(
+        "-eC on {MESSAGES} messages: the last line on screen after {:?} (process start included)",
+        started.elapsed()
+    );
+    let marker = opening
+        .iter()
+        .position(|row| row.contains(&format!(" {UNREAD} unread ")))
+        .unwrap_or_else(|| panic!("no unread marker:\n{}", opening.join("\n")));
+    assert!(
+        opening[marker + 1].contains(&format!("Bob: message {}", MESSAGES - UNREAD + 1)),
+        "the marker is above the first unread line:\n{}",
+        opening.join("\n")
+    );
+    let first_screen = numbers(&opening);
+    assert_eq!(first_screen.last(), Some(&MESSAGES));
+    assert!(first_screen.len() > 10, "a screenful: {first_screen:?}");
+    // Viewing it read it.
+    assert_eq!(unread(&alice, &bob_id), 0);
+
+    // PgUp twice: earlier lines, contiguous, right above what was shown.
+    view.keys(&["PageUp"]);
+    let up1 = view.wait_for("a page back", |s| {
+        contains(s, "reading back") && numbers(s).last() < first_screen.first()
+    });
+    view.keys(&["PageUp"]);
+    let up1_numbers = numbers(&up1);
+    let up2 = view.wait_for("two pages back", |s| {
+        numbers(s).last() < up1_numbers.first()
+    });
+    let up2_numbers = numbers(&up2);
+    assert_eq!(
+        up2_numbers.last().unwrap() + 1,
+        *up1_numbers.first().unwrap(),
+        "no line skipped between pages"
+    );
+    assert!(
+        up2_numbers.windows(2).all(|w| w[1] == w[0] + 1),
+        "{up2_numbers:?}"
+    );
+    // End: the live view again, as it was.
+    view.keys(&["End"]);
+    view.wait_for("the live view", |s| {
+        !contains(s, "reading back") && numbers(s).last() == Some(&MESSAGES)
+    });
+    view.keys(&["quit", "Enter"]);
+    drop(view);
+
+    // A live session: Bob connects, Alice reads back, Bob writes.
+    let live = Tmux::start(&[
+        "--data-dir",
+        &data_dir,
+        "-l",
+        "-p",
+        "0",
+        "--bind",
+        "127.0.0.1",
+    ]);
+    let screen = live.wait_for("listening", |s| contains(s, "listening on 127.0.0.1:"));
+    let port: u16 = screen
+        .iter()
+        .find_map(|row| row.split("listening on 127.0.0.1:").nth(1))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .expect("the port");
+    let mut caller = bob.connect(port);
+    caller.connected();
+    live.wait_for("first contact", |s| {
+        contains(s, "first contact with Bob: key fingerprint")
+            && contains(s, "--fingerprint\" on Bob's device")
+    });
+    live.keys(&["PageUp"]);
+    let reading = live.wait_for("a page back", |s| contains(s, "reading back"));
+    let page: Vec<String> = reading[..reading.len() - 2].to_vec();
+    assert!(numbers(&page).last() < Some(&MESSAGES), "{page:?}");
+    caller.say("hello while you read");
+    let counted = live.wait_for("the new line counted", |s| contains(s, "1 new line below"));
+    assert_eq!(
+        counted[..counted.len() - 2],
+        page[..],
+        "the page did not move"
+    );
+    assert!(!contains(&counted, "hello while you read"));
+    // Not read while Alice reads back; read as soon as she is back.
+    assert_eq!(unread(&alice, &bob_id), 1);
+    live.keys(&["End"]);
+    live.wait_for("the new line", |s| {
+        contains(s, "Bob: hello while you read") && !contains(s, "reading back")
+    });
+    let deadline = Instant::now() + WAIT;
+    while unread(&alice, &bob_id) != 0 {
+        assert!(Instant::now() < deadline, "the chat was not marked read");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    live.keys(&["quit", "Enter"]);
+    caller.hang_up();
+}
