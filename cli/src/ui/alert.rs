@@ -129,11 +129,13 @@ fn start_worker() -> Option<SyncSender<(String, String)>> {
 #[cfg(any(all(unix, not(target_os = "macos")), windows))]
 fn show(summary: &str, body: &str) -> Result<(), String> {
     // Notification servers on Linux may read the body as markup.
-    #[cfg(unix)]
-    let body = body
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;");
+    let body = if cfg!(unix) {
+        body.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    } else {
+        body.to_owned()
+    };
     notify_rust::Notification::new()
         .appname("SocketFalco")
         .summary(summary)
