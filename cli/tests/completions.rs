@@ -116,8 +116,7 @@ fn the_manual_page_renders_with_the_legacy_spellings_and_the_keys() {
             }
         })
         .collect::<String>()
-        .replace('\u{2010}', "-")
-        .replace('\u{2212}', "-");
+        .replace(['\u{2010}', '\u{2212}'], "-");
     for word in [
         "-listen",
         "-ls",
