@@ -3,6 +3,9 @@
 //! 200,000 messages. The chat view opens on its last screenful with the unread marker, PgUp
 //! pages back, a line arriving while the user reads back is counted under the page and does
 //! not move it, End returns and shows it, and `-ls` counts unread lines before and after.
+//! With several peers, the prompt counts the unread lines of the other chats, `--bell` rings
+//! for a line in another chat (never for one seen where it arrives), and `/to` reads the chat
+//! it switches to. A first contact shows the pinned fingerprint.
 //!
 //! tmux is required on Linux (CI installs it; see `.ci/run`): the tests fail there without it.
 //! Elsewhere (Windows under wine) they are skipped with a printed reason.
@@ -290,4 +293,80 @@ fn a_long_chat_opens_on_its_last_screen_pages_back_and_is_read_live() {
     }
     live.keys(&["quit", "Enter"]);
     caller.hang_up();
+}
+
+impl Tmux {
+    /// Whether the terminal rang its bell (tmux keeps the flag once set).
+    fn rang(&self) -> bool {
+        let out = self
+            .command()
+            .args(["display", "-p", "#{window_bell_flag}"])
+            .output()
+            .unwrap();
+        common::stdout(&out).trim() == "1"
+    }
+}
+
+#[test]
+fn the_prompt_counts_the_other_chats_unread_lines_and_the_bell_rings_for_them() {
+    if !tmux_present() {
+        return;
+    }
+    let alice = Device::new("Alice");
+    let (bob, carol) = (Device::new("Bob"), Device::new("Carol"));
+    let data_dir = alice.path().to_str().unwrap().to_owned();
+    let live = Tmux::start(&[
+        "--data-dir",
+        &data_dir,
+        "-l",
+        "-p",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--bell",
+    ]);
+    let screen = live.wait_for("listening", |s| contains(s, "listening on 127.0.0.1:"));
+    let port: u16 = screen
+        .iter()
+        .find_map(|row| row.split("listening on 127.0.0.1:").nth(1))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .expect("the port");
+    let mut from_bob = bob.connect(port);
+    from_bob.connected();
+    live.wait_for("Bob", |s| contains(s, "first contact with Bob"));
+    from_bob.say("one");
+    live.wait_for("Bob's line", |s| contains(s, "Bob: one"));
+    // Seen where it arrives: read at once, no bell.
+    let deadline = Instant::now() + WAIT;
+    while unread(&alice, &bob.id()) != 0 {
+        assert!(Instant::now() < deadline, "Bob's line was not read");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!live.rang(), "the bell rang for a line in the current chat");
+    // Carol connects last: hers is the current chat; Bob's next line is for another one.
+    let mut from_carol = carol.connect(port);
+    from_carol.connected();
+    live.wait_for("Carol", |s| contains(s, "Alice→Carol>"));
+    from_bob.say("two");
+    live.wait_for("the unread count in the prompt", |s| {
+        contains(s, "[1 unread] Alice→Carol>")
+    });
+    assert!(live.rang(), "no bell for a line in another chat");
+    assert_eq!(unread(&alice, &bob.id()), 1);
+    // Switching to Bob's chat reads it.
+    live.keys(&["/to Bob", "Enter"]);
+    live.wait_for("Bob's chat", |s| {
+        s.iter().any(|row| row.starts_with("Alice→Bob>"))
+    });
+    let deadline = Instant::now() + WAIT;
+    while unread(&alice, &bob.id()) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "switching did not read Bob's chat"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    live.keys(&["quit", "Enter"]);
+    from_bob.hang_up();
+    from_carol.hang_up();
 }

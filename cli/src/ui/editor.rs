@@ -882,4 +882,72 @@ mod tests {
             Some(EditorEvent::TerminalGone)
         );
     }
+
+    #[test]
+    fn lines_printed_while_reading_back_are_held_counted_and_printed_on_the_way_back() {
+        let screen = Screen::default();
+        let mut editor = editor(Vec::new(), &screen);
+        let drawn =
+            |screen: &Screen| String::from_utf8_lossy(&screen.bytes.lock().unwrap()).into_owned();
+        editor.print_above("before");
+        editor.show_page(&["old 1".to_owned(), "old 2".to_owned()], "reading back");
+        assert!(editor.is_reading());
+        assert!(
+            drawn(&screen).contains("\u{1b}[?1049h"),
+            "the alternate screen"
+        );
+        let mark = screen.bytes.lock().unwrap().len();
+        editor.print_above("new while reading");
+        let since: String = drawn(&screen)[mark..].to_owned();
+        assert!(
+            !since.contains("new while reading"),
+            "the page did not move"
+        );
+        assert!(since.contains("1 new line below"), "{since:?}");
+        assert_eq!(editor.new_below(), 1);
+        editor.leave_page();
+        assert!(!editor.is_reading());
+        let after: String = drawn(&screen)[mark..].to_owned();
+        let left = after.find("\u{1b}[?1049l").expect("back to the live log");
+        assert!(
+            after[left..].contains("new while reading"),
+            "printed on the way back"
+        );
+    }
+
+    #[test]
+    fn paging_keys_are_events_and_end_moves_the_cursor_unless_reading_back() {
+        let key = |code, modifiers| Ok(Some(Event::Key(KeyEvent::new(code, modifiers))));
+        let screen = Screen::default();
+        let mut e = editor(
+            vec![
+                key(KeyCode::PageUp, KeyModifiers::NONE),
+                key(KeyCode::Up, KeyModifiers::SHIFT),
+            ],
+            &screen,
+        );
+        assert_eq!(next_event(&mut e), EditorEvent::PageUp);
+        assert_eq!(next_event(&mut e), EditorEvent::PageUp);
+        let mut e = editor(
+            vec![
+                key(KeyCode::End, KeyModifiers::NONE),
+                key(KeyCode::PageDown, KeyModifiers::NONE),
+                key(KeyCode::Down, KeyModifiers::SHIFT),
+                key(KeyCode::End, KeyModifiers::NONE),
+            ],
+            &screen,
+        );
+        // Not reading back: End is the end of the line, PgDn does nothing.
+        assert_eq!(e.poll(Duration::from_secs(5)), None);
+        assert_eq!(e.poll(Duration::from_secs(5)), None);
+        e.show_page(&[], "reading back");
+        let mut events = Vec::new();
+        while events.len() < 2 {
+            if let Some(event) = e.poll(Duration::from_millis(200)) {
+                events.push(event);
+            }
+        }
+        // Shift+Down and End while reading back.
+        assert_eq!(events, [EditorEvent::PageDown, EditorEvent::Bottom]);
+    }
 }
