@@ -181,6 +181,17 @@ fn unread(device: &Device, peer: &str) -> u64 {
     chat["unread"].as_u64().unwrap()
 }
 
+/// Waits until the chat with `peer` has `n` unread lines (they are marked right after they
+/// are drawn).
+#[track_caller]
+fn wait_unread(device: &Device, peer: &str, n: u64, otherwise: &str) {
+    let deadline = Instant::now() + WAIT;
+    while unread(device, peer) != n {
+        assert!(Instant::now() < deadline, "{otherwise}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn a_long_chat_opens_on_its_last_screen_pages_back_and_is_read_live() {
     if !tmux_present() {
@@ -216,17 +227,27 @@ fn a_long_chat_opens_on_its_last_screen_pages_back_and_is_read_live() {
     assert_eq!(first_screen.last(), Some(&MESSAGES));
     assert!(first_screen.len() > 10, "a screenful: {first_screen:?}");
     // Viewing it read it.
-    assert_eq!(unread(&alice, &bob_id), 0);
+    wait_unread(&alice, &bob_id, 0, "viewing did not read the chat");
 
     // PgUp twice: earlier lines, contiguous, right above what was shown.
     view.keys(&["PageUp"]);
+    // A page is whole once its status row (drawn last) shows.
     let up1 = view.wait_for("a page back", |s| {
-        contains(s, "reading back") && numbers(s).last() < first_screen.first()
+        contains(s, "reading back")
+            && !numbers(s).is_empty()
+            && numbers(s).last() < first_screen.first()
     });
-    view.keys(&["PageUp"]);
     let up1_numbers = numbers(&up1);
+    assert_eq!(
+        up1_numbers.last().unwrap() + 1,
+        *first_screen.first().unwrap(),
+        "the first page ends right above the opening screen"
+    );
+    view.keys(&["PageUp"]);
     let up2 = view.wait_for("two pages back", |s| {
-        numbers(s).last() < up1_numbers.first()
+        contains(s, "reading back")
+            && !numbers(s).is_empty()
+            && numbers(s).last() < up1_numbers.first()
     });
     let up2_numbers = numbers(&up2);
     assert_eq!(
@@ -268,10 +289,11 @@ fn a_long_chat_opens_on_its_last_screen_pages_back_and_is_read_live() {
         contains(s, "first contact with Bob: key fingerprint")
             && contains(s, "--fingerprint\" on Bob's device")
     });
+    // The session's log shows events, not the history: the first page is the chat's end.
     live.keys(&["PageUp"]);
     let reading = live.wait_for("a page back", |s| contains(s, "reading back"));
     let page: Vec<String> = reading[..reading.len() - 2].to_vec();
-    assert!(numbers(&page).last() < Some(&MESSAGES), "{page:?}");
+    assert_eq!(numbers(&page).last(), Some(&MESSAGES), "{page:?}");
     caller.say("hello while you read");
     let counted = live.wait_for("the new line counted", |s| contains(s, "1 new line below"));
     assert_eq!(
@@ -286,11 +308,7 @@ fn a_long_chat_opens_on_its_last_screen_pages_back_and_is_read_live() {
     live.wait_for("the new line", |s| {
         contains(s, "Bob: hello while you read") && !contains(s, "reading back")
     });
-    let deadline = Instant::now() + WAIT;
-    while unread(&alice, &bob_id) != 0 {
-        assert!(Instant::now() < deadline, "the chat was not marked read");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_unread(&alice, &bob_id, 0, "the chat was not marked read");
     live.keys(&["quit", "Enter"]);
     caller.hang_up();
 }
@@ -337,11 +355,7 @@ fn the_prompt_counts_the_other_chats_unread_lines_and_the_bell_rings_for_them() 
     from_bob.say("one");
     live.wait_for("Bob's line", |s| contains(s, "Bob: one"));
     // Seen where it arrives: read at once, no bell.
-    let deadline = Instant::now() + WAIT;
-    while unread(&alice, &bob.id()) != 0 {
-        assert!(Instant::now() < deadline, "Bob's line was not read");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_unread(&alice, &bob.id(), 0, "Bob's line was not read");
     assert!(!live.rang(), "the bell rang for a line in the current chat");
     // Carol connects last: hers is the current chat; Bob's next line is for another one.
     let mut from_carol = carol.connect(port);
@@ -358,14 +372,7 @@ fn the_prompt_counts_the_other_chats_unread_lines_and_the_bell_rings_for_them() 
     live.wait_for("Bob's chat", |s| {
         s.iter().any(|row| row.starts_with("Alice→Bob>"))
     });
-    let deadline = Instant::now() + WAIT;
-    while unread(&alice, &bob.id()) != 0 {
-        assert!(
-            Instant::now() < deadline,
-            "switching did not read Bob's chat"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_unread(&alice, &bob.id(), 0, "switching did not read Bob's chat");
     live.keys(&["quit", "Enter"]);
     from_bob.hang_up();
     from_carol.hang_up();

@@ -211,7 +211,8 @@ fn run(
             db,
             me: me.name.clone(),
             alerts,
-            scroll: Scroll::new(None),
+            // The log shows events, not the chat's history: the first PgUp shows its end.
+            scroll: Scroll::new(None, 0),
         };
         terminal_loop(&mut presenter, &control, &updates, &mut live)
     } else {

@@ -123,6 +123,8 @@ pub fn run(ctx: &Context, prefix: &str, view: HistoryView) -> Result<(), AppErro
         let note = "(offline: lines are stored, sent at the next connection; PgUp reads back; \
                     \"quit\" to leave)";
         let mut follow = Follow::new(&db, peer)?;
+        // How many rows of the chat's newest lines the opening shows.
+        let mut live_rows = 0;
         if explicit {
             for line in &lines {
                 editor.print_above(line);
@@ -136,6 +138,7 @@ pub fn run(ctx: &Context, prefix: &str, view: HistoryView) -> Result<(), AppErro
                 .map(|l| crate::ui::scrollback::wrap(l, width).len())
                 .sum();
             let rows = height.saturating_sub(around + 1).max(1);
+            live_rows = rows;
             let mut pages = ChatPages {
                 db: &db,
                 peer,
@@ -152,7 +155,7 @@ pub fn run(ctx: &Context, prefix: &str, view: HistoryView) -> Result<(), AppErro
         // The view is open on a terminal with the newest lines shown: the chat is read.
         db.mark_read(peer)?;
         editor.print_above(note);
-        let mut scroll = Scroll::new(marker);
+        let mut scroll = Scroll::new(marker, live_rows);
         let mut looked = Instant::now();
         while !asked_to_leave.load(Ordering::Relaxed) {
             if looked.elapsed() >= FOLLOW_EVERY {

@@ -74,15 +74,20 @@ pub struct Scroll {
     chat: Option<DeviceId>,
     /// The row above the first unread line.
     pub marker: Option<Marker<DisplayKey>>,
+    /// How many rows of the chat's newest lines the live view shows (the opening screenful
+    /// of `-eC`); 0 when the live view is a session's log rather than the chat's history.
+    live_rows: usize,
 }
 
 impl Scroll {
-    /// A scroll in the live view.
-    pub fn new(marker: Option<Marker<DisplayKey>>) -> Scroll {
+    /// A scroll in the live view, which shows the chat's newest `live_rows` rows (0: none,
+    /// the first PgUp then shows the chat's last screenful).
+    pub fn new(marker: Option<Marker<DisplayKey>>, live_rows: usize) -> Scroll {
         Scroll {
             view: None,
             chat: None,
             marker,
+            live_rows,
         }
     }
 
@@ -106,9 +111,15 @@ impl Scroll {
         let moved = match (event, &self.view) {
             (EditorEvent::PageUp, None) => {
                 self.chat = Some(pages.peer);
-                // The screen before the live view's last screenful.
+                let live_rows = self.live_rows;
+                // The screen just above the chat's lines the live view shows, or the chat's
+                // last screen when it shows none.
                 scrollback::last_screen(pages, area, width, marker.as_ref()).and_then(|last| {
-                    match scrollback::page_up(pages, &last, area, width, marker.as_ref())? {
+                    if live_rows == 0 {
+                        return Ok(Some((last, "reading back")));
+                    }
+                    let shown = scrollback::last_screen(pages, live_rows, width, marker.as_ref())?;
+                    match scrollback::page_up(pages, &shown, area, width, marker.as_ref())? {
                         Some(up) => Ok(Some((up, "reading back"))),
                         None => Ok(Some((last, "the beginning of the chat"))),
                     }
