@@ -20,7 +20,7 @@
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
-use socketfalco_benches::data::{message, message_frame, message_stream, SHORT_LINE};
+use socketfalco_benches::data::{message, message_frame, message_stream, text_4k, SHORT_LINE};
 use socketfalco_benches::memory::BenchStore;
 use socketfalco_benches::net::{connected_endpoints, RawEcho, RawSink, RunningEndpoint};
 use socketfalco_benches::sqlite::{open_database, temp_dir, PlainTable};
@@ -59,12 +59,14 @@ struct Sender {
     alice: RunningEndpoint,
     bob: RunningEndpoint,
     typed: u64,
+    /// The line typed.
+    text: String,
 }
 
 impl Sender {
     fn type_and_wait(&mut self, count: u64) {
         for _ in 0..count {
-            self.bob.control.send(Command::Write(SHORT_LINE.to_owned()));
+            self.bob.control.send(Command::Write(self.text.clone()));
         }
         self.typed += count;
         self.bob.wait_delivered(self.typed);
@@ -82,6 +84,7 @@ fn memory_chat(secure: bool) -> Sender {
         alice,
         bob,
         typed: 0,
+        text: SHORT_LINE.to_owned(),
     }
 }
 
@@ -95,6 +98,7 @@ fn sqlite_chat(secure: bool) -> (Sender, [tempfile::TempDir; 2]) {
             alice,
             bob,
             typed: 0,
+            text: SHORT_LINE.to_owned(),
         },
         dirs,
     )
@@ -152,6 +156,11 @@ fn throughput_benches(c: &mut Criterion) {
 
     print_commit_latency("the sqlite throughput runs");
     let sqlite_count = sqlite_messages();
+    let ceiling = print_insert_ceiling(SHORT_LINE);
+    eprintln!(
+        "[loopback] target for endpoints/sqlite: at least half of that, {:.0} msg/s",
+        ceiling / 2.0
+    );
     group.throughput(throughput(sqlite_count));
     for (mode, secure) in MODES {
         let (mut chat, _dirs) = sqlite_chat(secure);
@@ -161,13 +170,65 @@ fn throughput_benches(c: &mut Criterion) {
         });
         chat.quit();
     }
+
+    // 4 KiB messages, durable, encrypted: beside SQLite's byte rate for such rows and the
+    // raw loopback bytes of the same frames.
+    let long = text_4k();
+    let long_count = (sqlite_count / 4).max(100);
+    let long_stream = message_stream(1, long_count, &long);
+    let mut sink = RawSink::start().unwrap_or_else(|e| panic!("raw tcp: {e}"));
+    group.throughput(Throughput::ElementsAndBytes {
+        elements: long_count,
+        bytes: long_stream.len() as u64,
+    });
+    group.bench_function(BenchmarkId::new("raw_tcp/buffered_4KiB", long_count), |b| {
+        b.iter(|| {
+            sink.push(&long_stream, 64 * 1024)
+                .unwrap_or_else(|e| panic!("push: {e}"))
+        })
+    });
+    drop(sink);
+    let rows = print_insert_ceiling(&long);
+    eprintln!(
+        "[loopback] SQLite's byte rate for 4 KiB rows: {:.1} MiB/s",
+        rows * long.len() as f64 / (1024.0 * 1024.0)
+    );
+    let (mut chat, _dirs) = sqlite_chat(true);
+    chat.text = long;
+    let id = BenchmarkId::new("endpoints/sqlite/secure_4KiB", long_count);
+    group.bench_function(id, |b| {
+        b.iter_custom(|iters| measure_typing(&mut chat, long_count, iters))
+    });
+    chat.quit();
     group.finish();
+}
+
+/// Measures and prints SQLite's own rate for rows of `text` at 1,024 rows per
+/// `synchronous = FULL` commit, into a plain table on the chats' disk: the ceiling the
+/// durable end-to-end figures are held against, in the same run. Returns rows per second.
+fn print_insert_ceiling(text: &str) -> f64 {
+    let dir = temp_dir(TMP);
+    let mut table = PlainTable::create(dir.path(), "FULL");
+    let batches = 8u64;
+    let mut seq = 1;
+    let start = Instant::now();
+    for _ in 0..batches {
+        let batch: Vec<_> = (seq..seq + 1024).map(|s| message(s, text)).collect();
+        seq += 1024;
+        table.insert(DEVICE_B, &batch);
+    }
+    let rate = (batches * 1024) as f64 / start.elapsed().as_secs_f64();
+    eprintln!(
+        "[loopback] ceiling: SQLite FULL inserts of {}-byte rows, 1,024 per commit: {rate:.0} rows/s",
+        text.len()
+    );
+    rate
 }
 
 /// Prints what one durable commit costs right now (single-row transactions into a plain
 /// table, WAL, `synchronous = FULL`, on the disk the chats use): this shared disk's fsync
 /// latency swings tenfold within minutes, so each durable figure needs its own.
-fn print_commit_latency(before: &str) {
+fn print_commit_latency(before: &str) -> Option<Percentiles> {
     let dir = temp_dir(TMP);
     let mut table = PlainTable::create(dir.path(), "FULL");
     let mut samples = Vec::new();
@@ -177,9 +238,9 @@ fn print_commit_latency(before: &str) {
         table.insert(DEVICE_B, &batch);
         samples.push(start.elapsed());
     }
-    if let Some(p) = Percentiles::of(&samples) {
-        eprintln!("[loopback] one durable commit now (before {before}): {p}");
-    }
+    let p = Percentiles::of(&samples)?;
+    eprintln!("[loopback] one durable commit now (before {before}): {p}");
+    Some(p)
 }
 
 /// Runs `round_trip` `count` times and prints the percentiles.
@@ -218,7 +279,23 @@ fn round_trip_benches(c: &mut Criterion) {
         chat.quit();
     }
 
-    print_commit_latency("the sqlite round trips");
+    let commit = print_commit_latency("the sqlite round trips");
+    let mut raw = RawEcho::start(64, 16).unwrap_or_else(|e| panic!("raw tcp: {e}"));
+    let mut samples = Vec::new();
+    for _ in 0..2_000 {
+        let start = Instant::now();
+        raw.round_trip().unwrap_or_else(|e| panic!("echo: {e}"));
+        samples.push(start.elapsed());
+    }
+    drop(raw);
+    if let (Some(raw), Some(commit)) = (Percentiles::of(&samples), commit) {
+        eprintln!(
+            "[loopback] target for the sqlite round trips: p50 ≤ raw p50 {:.1} µs + 2 × commit p50 {:.1} µs = {:.1} µs",
+            raw.p50.as_secs_f64() * 1e6,
+            commit.p50.as_secs_f64() * 1e6,
+            raw.p50.as_secs_f64() * 1e6 + 2.0 * commit.p50.as_secs_f64() * 1e6
+        );
+    }
     for (mode, secure) in MODES {
         let name = format!("endpoints/sqlite/{mode}");
         let (mut chat, _dirs) = sqlite_chat(secure);

@@ -2,7 +2,7 @@
 //! another peer re-syncs a large backlog into the same listener.
 //!
 //! ```text
-//! cargo run --release -p socketfalco-benches --example fairness [BACKLOG]
+//! cargo run --release -p socketfalco-benches --example fairness [BACKLOG] [COMMIT_MS]
 //! ```
 //!
 //! Alice listens (the real SQLite store, on the build's disk, encrypted connections as the
@@ -10,9 +10,13 @@
 //! ack of it comes back — first alone, then while Bob connects with `BACKLOG` (default
 //! 100,000) lines written offline, which re-sync into alice's store at the same time. It
 //! prints the round-trip percentiles of both phases and how long the re-sync took.
+//!
+//! With `COMMIT_MS`, every group commit of alice's store takes that much longer (a slow disk,
+//! [`SlowCommits`]): carol's live line should then wait about one commit, not the re-sync's
+//! many, because alice's event loop never waits for her disk.
 
 use socketfalco_benches::net::RunningEndpoint;
-use socketfalco_benches::sqlite::{open_database, temp_dir};
+use socketfalco_benches::sqlite::{open_database, temp_dir, SlowCommits};
 use socketfalco_core::{DeviceId, SessionConfig, StaticKeypair, Store};
 use socketfalco_transport::{Command, EndpointConfig, Output, Role};
 use std::net::SocketAddr;
@@ -74,6 +78,10 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(100_000);
+    let commit_ms: u64 = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(0);
     // On the build's disk (never a tmpfs, where an fsync costs nothing).
     let base = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/tmp");
     let (dir_a, dir_b, dir_c) = (temp_dir(base), temp_dir(base), temp_dir(base));
@@ -89,7 +97,14 @@ fn main() {
     }
 
     let bind: SocketAddr = "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!());
-    let alice = RunningEndpoint::start(Role::Listen { bind }, config(ALICE, "alice"), alice_db);
+    let alice_store = SlowCommits {
+        inner: alice_db,
+        delay: Duration::from_millis(commit_ms),
+    };
+    if commit_ms > 0 {
+        println!("alice's store: every group commit takes {commit_ms} ms more");
+    }
+    let alice = RunningEndpoint::start(Role::Listen { bind }, config(ALICE, "alice"), alice_store);
     let addr = match alice.wait_for("listening", |o| matches!(o, Output::Listening(_))) {
         Output::Listening(addr) => addr,
         _ => unreachable!(),

@@ -375,7 +375,7 @@ where
         let n_ab = out.len();
         self.b.handle_input(out, now);
         self.a.advance_transmit(n_ab);
-        if let Err(e) = self.b.pump(&mut self.store_b, now) {
+        if let Err(e) = self.b.pump_with(&mut self.store_b, now) {
             panic!("bob's store: {e:?}");
         }
         while let Some(notice) = self.b.poll_notice() {
@@ -389,7 +389,7 @@ where
         let n_ba = out.len();
         self.a.handle_input(out, now);
         self.b.advance_transmit(n_ba);
-        if let Err(e) = self.a.pump(&mut self.store_a, now) {
+        if let Err(e) = self.a.pump_with(&mut self.store_a, now) {
             panic!("alice's store: {e:?}");
         }
         while let Some(notice) = self.a.poll_notice() {
@@ -417,7 +417,7 @@ where
             for _ in 0..burst.min(count - typed) {
                 match self
                     .a
-                    .compose(&mut self.store_a, text, SENT_AT_MS, self.now_ms)
+                    .compose_one_with(&mut self.store_a, text, SENT_AT_MS, self.now_ms)
                 {
                     Ok(m) => target = m.seq,
                     Err(e) => panic!("compose: {e:?}"),

@@ -21,7 +21,7 @@
 //! The schema is versioned with `PRAGMA user_version` and grows by appending to
 //! `MIGRATIONS`; a database written by a newer build is refused, never downgraded.
 
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 use rusqlite::{Row, TransactionBehavior};
 use socketfalco_core::{
     check_name, check_text, key_verdict, ChatHead, ChatOpening, ChatResume, DeviceId, KeyVerdict,
@@ -462,6 +462,8 @@ pub struct Database {
     path: PathBuf,
     /// This device's id, once known (it never changes once created).
     me: Option<DeviceId>,
+    /// A group commit is open ([`Store::begin_group`]): calls run in savepoints.
+    in_group: bool,
     /// The wall clock for bookkeeping times (`stored_at_ms`, `last_activity_ms`,
     /// `created_at_ms`); [`wall_clock_ms`] except in tests.
     clock: fn() -> i64,
@@ -481,6 +483,7 @@ impl Database {
             conn,
             path,
             me: None,
+            in_group: false,
             clock: wall_clock_ms,
         };
         // Switching to WAL (and the first migration) can report "busy" at once, without
@@ -588,9 +591,17 @@ impl Database {
     /// of it is kept (the transaction rolls back when dropped).
     fn write<T>(
         &mut self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let result = (|| {
+            if self.in_group {
+                // Inside a group commit: a savepoint, so that a failing call leaves no trace
+                // and the others stand; the group's COMMIT makes it durable.
+                let savepoint = self.conn.savepoint()?;
+                let value = f(&savepoint)?;
+                savepoint.commit()?;
+                return Ok(value);
+            }
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -605,9 +616,13 @@ impl Database {
     /// writes. Never upgraded to a write, so it cannot deadlock with one.
     fn read<T>(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let result = (|| {
+            if self.in_group {
+                // Inside a group commit's transaction already.
+                return f(&self.conn);
+            }
             let tx = self.conn.unchecked_transaction()?;
             f(&tx)
             // Dropping `tx` ends the read transaction.
@@ -1373,6 +1388,27 @@ impl Store for Database {
             Ok(())
         })
     }
+
+    /// `BEGIN IMMEDIATE`: the write lock is taken at once, so a group never has to upgrade
+    /// a read lock (which could deadlock with another process's writer).
+    fn begin_group(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| StoreError::from(e).at(&self.path))?;
+        self.in_group = true;
+        Ok(())
+    }
+
+    /// `COMMIT`, with the full fsync of `synchronous = FULL`: the one durable commit of the
+    /// group. On failure everything of the group is rolled back.
+    fn commit_group(&mut self) -> Result<(), StoreError> {
+        self.in_group = false;
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(StoreError::from(e).at(&self.path));
+        }
+        Ok(())
+    }
 }
 
 const INSERT: &str = "INSERT INTO messages
@@ -1386,7 +1422,7 @@ const INSERT_OR_IGNORE: &str = "INSERT OR IGNORE INTO messages
 /// Inserts one message with `sql` ([`INSERT`] or [`INSERT_OR_IGNORE`]); returns the rows
 /// inserted.
 fn insert_message(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     sql: &str,
     chat: DeviceId,
     author: DeviceId,
@@ -1410,7 +1446,7 @@ fn insert_message(
 /// `None` if there is no such chat.
 #[allow(clippy::type_complexity)]
 fn chat_keys(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     peer: DeviceId,
 ) -> Result<Option<(Option<[u8; 32]>, Option<[u8; 16]>)>, StoreError> {
     let row: Option<(Option<Vec<u8>>, Option<Vec<u8>>)> = tx
@@ -1443,7 +1479,7 @@ fn mismatch(pinned: Option<[u8; 32]>) -> Result<ChatOpening, StoreError> {
 }
 
 /// Creates the chat with `peer` if it does not exist, with an unknown (empty) name.
-fn ensure_chat(tx: &Transaction<'_>, peer: DeviceId, now: i64) -> Result<(), StoreError> {
+fn ensure_chat(tx: &Connection, peer: DeviceId, now: i64) -> Result<(), StoreError> {
     tx.prepare_cached(
         "INSERT INTO chats (peer, peer_name, created_at_ms) VALUES (?1, '', ?2)
          ON CONFLICT (peer) DO NOTHING",
@@ -1454,7 +1490,7 @@ fn ensure_chat(tx: &Transaction<'_>, peer: DeviceId, now: i64) -> Result<(), Sto
 
 /// `n` more messages in the chat with `peer` (`unread`: the peer's, stored now).
 fn count_messages(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     peer: DeviceId,
     n: usize,
     unread: bool,
@@ -1470,14 +1506,14 @@ fn count_messages(
 }
 
 /// Records activity in the chat now.
-fn touch(tx: &Transaction<'_>, peer: DeviceId, now: i64) -> Result<(), StoreError> {
+fn touch(tx: &Connection, peer: DeviceId, now: i64) -> Result<(), StoreError> {
     tx.prepare_cached("UPDATE chats SET last_activity_ms = ?2 WHERE peer = ?1")?
         .execute(params![peer.0, now])?;
     Ok(())
 }
 
 /// The highest sequence number of `author`'s messages in the chat with `chat`, 0 if none.
-fn max_seq(tx: &Transaction<'_>, chat: DeviceId, author: DeviceId) -> Result<u64, StoreError> {
+fn max_seq(tx: &Connection, chat: DeviceId, author: DeviceId) -> Result<u64, StoreError> {
     let max: Option<i64> = tx
         .prepare_cached("SELECT max(seq) FROM messages WHERE chat = ?1 AND author = ?2")?
         .query_row(params![chat.0, author.0], |row| row.get(0))?;
@@ -1486,7 +1522,7 @@ fn max_seq(tx: &Transaction<'_>, chat: DeviceId, author: DeviceId) -> Result<u64
 
 /// The highest Lamport counter in the chat with `chat`, either author, numbered or
 /// waiting, 0 if none.
-fn max_lamport(tx: &Transaction<'_>, chat: DeviceId) -> Result<u64, StoreError> {
+fn max_lamport(tx: &Connection, chat: DeviceId) -> Result<u64, StoreError> {
     let max: Option<i64> = tx
         .prepare_cached(
             "SELECT max(coalesce((SELECT max(lamport) FROM messages WHERE chat = ?1), 0),
@@ -1497,7 +1533,7 @@ fn max_lamport(tx: &Transaction<'_>, chat: DeviceId) -> Result<u64, StoreError> 
 }
 
 /// Own messages waiting for a number in the chat with `chat`.
-fn count_waiting(tx: &Transaction<'_>, chat: DeviceId) -> Result<u64, StoreError> {
+fn count_waiting(tx: &Connection, chat: DeviceId) -> Result<u64, StoreError> {
     let count: i64 = tx
         .prepare_cached("SELECT count(*) FROM waiting WHERE chat = ?1")?
         .query_row([chat.0], |row| row.get(0))?;
@@ -1508,7 +1544,7 @@ fn count_waiting(tx: &Transaction<'_>, chat: DeviceId) -> Result<u64, StoreError
 /// `max(after, last own seq)`, each with a Lamport counter above everything in the chat now
 /// (saturating at the protocol's limit), and moves them to `messages`. Returns how many.
 fn number_waiting(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     chat: DeviceId,
     me: DeviceId,
     after: u64,
@@ -1531,7 +1567,7 @@ fn number_waiting(
 }
 
 /// The chat's delivery mark, 0 for an unknown chat.
-fn delivered_up_to(tx: &Transaction<'_>, chat: DeviceId) -> Result<u64, StoreError> {
+fn delivered_up_to(tx: &Connection, chat: DeviceId) -> Result<u64, StoreError> {
     let mark: Option<i64> = tx
         .prepare_cached("SELECT delivered_up_to FROM chats WHERE peer = ?1")?
         .query_row([chat.0], |row| row.get(0))
@@ -1539,7 +1575,7 @@ fn delivered_up_to(tx: &Transaction<'_>, chat: DeviceId) -> Result<u64, StoreErr
     from_db(mark.unwrap_or(0), "delivery mark")
 }
 
-fn read_identity_device(tx: &Transaction<'_>) -> Result<Option<DeviceId>, StoreError> {
+fn read_identity_device(tx: &Connection) -> Result<Option<DeviceId>, StoreError> {
     Ok(tx
         .query_row("SELECT device_id FROM identity WHERE id = 1", [], |row| {
             row.get(0).map(DeviceId)

@@ -15,9 +15,10 @@
 //!   ([`SecureChannel`]), static keys and fingerprints.
 //! - [`session`]: one connection as a state machine ([`Session`]): handshake, send, ack,
 //!   re-sync, keepalive, close.
-//! - [`store`]: the durability contract ([`Store`]) a driver's storage implements.
-//! - [`link`]: a session joined to a store ([`Link`]), the driver logic every front end
-//!   shares.
+//! - [`store`]: the durability contract ([`Store`]) a driver's storage implements, and the
+//!   storage requests ([`StoreRequest`]) a link asks a driver to carry out.
+//! - [`link`]: a session joined to storage as an effect ([`Link`]): the driver logic every
+//!   front end shares.
 //! - [`harness`]: an in-memory store, byte pipe and [`harness::Pair`] for tests, the
 //!   simulator, fuzzing and benches.
 //!
@@ -42,11 +43,13 @@ pub mod store;
 pub use codec::{encode_frame, FrameDecoder};
 pub use frame::{Close, CloseCode, Frame, FrameError, Hello, SyncPoint};
 pub use ids::{DeviceId, MessageId};
-pub use link::{ComposeError, Link, Notice};
+pub use link::{ComposeError, Link, Notice, RequestId};
 pub use message::{check_name, check_text, ChatHead, Message, NameError, TextError};
 pub use secure::{
     format_fingerprint, parse_fingerprint, PublicKey, Role, SecureChannel, SecureError,
     StaticKeypair,
 };
 pub use session::{ApiMisuse, Event, PeerHello, Session, SessionConfig, Side};
-pub use store::{key_verdict, ChatOpening, ChatResume, KeyVerdict, Store};
+pub use store::{
+    execute, key_verdict, ChatOpening, ChatResume, KeyVerdict, Store, StoreReply, StoreRequest,
+};

@@ -34,6 +34,15 @@ pub const MAX_CLOSE_DETAIL_BYTES: usize = 256;
 /// receiver enforces it too: a peer that sends more without waiting for acks is cut off.
 pub const MAX_IN_FLIGHT_MESSAGES: u64 = 4096;
 
+/// Most text bytes a sender may configure in flight on one connection
+/// ([`SessionConfig::window_bytes`](crate::SessionConfig::window_bytes)). A sender-side bound:
+/// the receiver's memory is bounded by [`MAX_IN_FLIGHT_MESSAGES`] × [`MAX_FRAME_BYTES`] in any
+/// case, and by this in practice.
+pub const MAX_IN_FLIGHT_BYTES: usize = 16 * 1024 * 1024;
+
+/// The default bytes-in-flight window: 2 MiB, 512 messages of 4 KiB.
+pub const DEFAULT_WINDOW_BYTES: usize = 2 * 1024 * 1024;
+
 /// Largest sequence number or Lamport counter a message may carry: 2^53, so that every
 /// counter fits SQLite's signed 64-bit integers and JSON numbers exactly, and a peer cannot
 /// push a chat's counters to the end of their range (they grow by one per message).

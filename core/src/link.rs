@@ -1,12 +1,20 @@
 //! A session joined to a store: the standard driver logic every front end shares.
 //!
-//! [`Link`] wraps a [`Session`] and, on each [`pump`](Link::pump), does what the session's
-//! events ask of a driver against a [`Store`]: it opens the chat when the peer says hello,
-//! persists each batch of received messages in one store call and only then confirms it (so
-//! one cumulative ack covers the batch), records deliveries, and keeps the send window full
-//! from the store. Temporary sessions keep their messages in memory and never write to the
-//! store (an encrypted one only has its key checked against the pin). The real binary, the in-memory harness and the simulator all drive this same code,
-//! so what the tests prove is what users run.
+//! [`Link`] wraps a [`Session`] and, on each [`pump`](Link::pump), turns what the session's
+//! events ask of a driver into storage effects: it asks to open the chat when the peer says
+//! hello, to persist each batch of received messages (and confirms the batch to the session
+//! only when the store's completion says it is durable, so one cumulative ack covers it), to
+//! record deliveries, and to read our own messages to keep the send window full. The link
+//! calls no store itself: it hands out [`StoreRequest`] values
+//! ([`Link::poll_store_request`]) and takes their results back
+//! ([`Link::handle_store_completion`]), as sans-IO as the session — so a driver may carry the
+//! requests out on a storage thread that commits many at once while its event loop goes on
+//! reading and writing. Drivers without such a thread (tests, the simulator, the fuzz
+//! targets, benchmarks) use [`Link::pump_with`], which carries every request out at once.
+//! Temporary sessions keep their messages in memory and never write to the store (an
+//! encrypted one only has its key checked against the pin). The real binary, the in-memory
+//! harness and the simulator all drive this same code, so what the tests prove is what users
+//! run.
 //!
 //! A link is plain ([`Link::new`]) or encrypted ([`Link::new_secure`]): an encrypted link runs
 //! a Noise handshake ([`crate::secure`]) before any frame and hands the static key the peer
@@ -16,21 +24,27 @@
 //! ([`Notice::KeyMismatch`]), the peer gets a close that does not say why.
 //!
 //! A driver's loop works on the link's bytes, which are ciphertext for an encrypted link:
-//! feed input with [`Link::handle_input`], call [`Link::pump`], write
+//! feed input with [`Link::handle_input`], call [`Link::pump`], carry out
+//! [`Link::poll_store_request`] and report with [`Link::handle_store_completion`], write
 //! [`Link::poll_transmit`] and report it with [`Link::advance_transmit`], show
-//! [`Link::poll_notice`], sleep until input or [`Link::poll_timeout`].
+//! [`Link::poll_notice`], sleep until input, a completion or [`Link::poll_timeout`].
 
 use crate::frame::{Close, CloseCode};
-use crate::ids::DeviceId;
 use crate::message::{check_text, ChatHead, Message, TextError};
 use crate::secure::{PublicKey, Role, SecureChannel, StaticKeypair};
-use crate::session::{Event, PeerHello, Session, SessionConfig, Side};
-use crate::store::{ChatOpening, ChatResume, Store};
+use crate::session::{ApiMisuse, Event, PeerHello, Session, SessionConfig, Side};
+use crate::store::{execute, ChatOpening, ChatResume, Store, StoreReply, StoreRequest};
 use std::collections::VecDeque;
 use std::fmt;
 
-/// Most own messages read from the store in one call while filling the send window.
-const REFILL_BATCH: usize = 256;
+/// Most own messages read from the store in one request while filling the send window: a
+/// read waits behind the storage thread's current commit, so one read per commit must cover
+/// what the window lets go meanwhile (docs/PERFORMANCE.md).
+const REFILL_BATCH: usize = 1024;
+
+/// Names one storage request of a link; its completion carries the same id.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct RequestId(pub u64);
 
 /// What a user interface may show, from [`Link::poll_notice`].
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -50,6 +64,25 @@ pub enum Notice {
         message: Message,
         /// Whether it is stored (false in a temporary session).
         stored: bool,
+    },
+    /// Lines given to [`Link::compose_batch`] are written: durable (kept in memory in a
+    /// temporary session), and sent as the window allows. A message with `seq` 0 waits
+    /// unnumbered for the next sync.
+    Composed {
+        /// The request that wrote them (what [`Link::compose_batch`] returned).
+        request: RequestId,
+        /// The messages, in order.
+        messages: Vec<Message>,
+    },
+    /// Lines given to [`Link::compose_batch`] could not be stored: nothing of them was
+    /// written.
+    ComposeFailed {
+        /// The request (what [`Link::compose_batch`] returned).
+        request: RequestId,
+        /// The texts.
+        texts: Vec<String>,
+        /// The store's error.
+        reason: String,
     },
     /// The peer holds our messages up to `up_to`.
     Delivered {
@@ -83,18 +116,18 @@ pub enum Notice {
     },
 }
 
-/// Why [`Link::compose`] could not write a message.
-#[derive(Debug)]
-pub enum ComposeError<E> {
+/// Why [`Link::compose_batch`] could not take lines.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum ComposeError {
     /// The peer is not known yet (no hello received): there is no chat to write in.
     NoPeer,
     /// The text is outside the limits.
     Text(TextError),
     /// The store failed; nothing was written.
-    Store(E),
+    Store(String),
 }
 
-impl<E: fmt::Display> fmt::Display for ComposeError<E> {
+impl fmt::Display for ComposeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ComposeError::NoPeer => write!(f, "not connected to a peer yet"),
@@ -104,7 +137,28 @@ impl<E: fmt::Display> fmt::Display for ComposeError<E> {
     }
 }
 
-impl<E: fmt::Debug + fmt::Display> std::error::Error for ComposeError<E> {}
+impl std::error::Error for ComposeError {}
+
+/// What a link does with the completion of a request it made.
+#[derive(Debug)]
+enum Awaiting {
+    /// Accept the peer (or refuse its key) with what the store found.
+    Open(PeerHello, Option<PublicKey>),
+    /// Tell the user the lines are stored; send the ones numbered next in line.
+    Compose(Vec<String>),
+    /// Read again if something was numbered.
+    Number,
+    /// Send what was read (`max` asked for).
+    ReadOwn(usize),
+    /// Confirm the batch to the session and show it.
+    Persist(Vec<Message>),
+    /// Send the peer's own messages back.
+    ReadPeer,
+    /// Confirm the recovered batch up to this sequence number.
+    Restore(u64),
+    /// Nothing (an advisory delivery mark; only a failure matters).
+    Mark,
+}
 
 /// The encrypted layer of a link.
 #[derive(Debug)]
@@ -123,7 +177,7 @@ enum KeyCheck {
     Refused,
 }
 
-/// A [`Session`] plus the driver logic that joins it to a [`Store`].
+/// A [`Session`] plus the driver logic that joins it to a store.
 #[derive(Debug)]
 pub struct Link {
     session: Session,
@@ -133,10 +187,24 @@ pub struct Link {
     /// Own messages of a temporary session, kept until the peer acks them.
     temp_outbox: VecDeque<Message>,
     temp_head: ChatHead,
+    /// The peer's messages received since the last persist request.
     received: Vec<Message>,
-    /// Own messages the peer sent back (our store had lost them), not yet stored.
+    /// Own messages the peer sent back (our store had lost them), not yet asked to be stored.
     recovered: Vec<Message>,
     notices: VecDeque<Notice>,
+    /// Requests made and not yet taken by the driver.
+    requests: VecDeque<(RequestId, StoreRequest)>,
+    /// Requests whose completion is awaited, in the order they were made.
+    awaiting: VecDeque<(RequestId, Awaiting)>,
+    next_request: u64,
+    /// A read of own messages (or a numbering of waiting ones) is in flight.
+    refilling: bool,
+    /// The store may hold numbered own messages not sent yet.
+    own_maybe_pending: bool,
+    /// The store may hold own messages waiting unnumbered.
+    waiting_maybe: bool,
+    /// A request failed: the session is closed and no request is made any more.
+    store_failed: bool,
     /// Simulator self-test only: confirm received messages before storing them.
     ack_before_persist: bool,
     /// [`Link::refuse`] closed the session before the encrypted handshake: finish the
@@ -157,7 +225,7 @@ enum Admission {
     Held(PeerHello, Option<PublicKey>),
     /// Admitted; its chat is opened by the next pump.
     Admitting(PeerHello, Option<PublicKey>),
-    /// Admitted, and its chat opened.
+    /// Admitted, and its chat opened (or being opened).
     Admitted,
     /// Refused: only the close goes out.
     Refused,
@@ -176,6 +244,13 @@ impl Link {
             received: Vec::new(),
             recovered: Vec::new(),
             notices: VecDeque::new(),
+            requests: VecDeque::new(),
+            awaiting: VecDeque::new(),
+            next_request: 1,
+            refilling: false,
+            own_maybe_pending: false,
+            waiting_maybe: false,
+            store_failed: false,
             ack_before_persist: false,
             admission: Admission::Automatic,
             close_after_handshake: false,
@@ -308,17 +383,16 @@ impl Link {
     }
 
     /// Admits the peer announced by [`Notice::PeerProved`]: its key is checked against the
-    /// pin and the chat opened (one store transaction), then the link goes on as usual.
-    /// Does nothing if no peer waits.
-    pub fn admit<S: Store>(&mut self, store: &mut S, now_ms: u64) -> Result<(), S::Error> {
+    /// pin and the chat opened (one store request), then the link goes on as usual. Does
+    /// nothing if no peer waits.
+    pub fn admit(&mut self, now_ms: u64) {
         let Admission::Held(peer, key) =
             std::mem::replace(&mut self.admission, Admission::Admitted)
         else {
-            return Ok(());
+            return;
         };
-        // The pump opens the chat, so a store failure closes the session as any other does.
         self.admission = Admission::Admitting(peer, key);
-        self.pump(store, now_ms)
+        self.pump(now_ms);
     }
 
     /// Refuses the peer (a listener at its limit, before or after [`Notice::PeerProved`]):
@@ -343,10 +417,13 @@ impl Link {
         !self.session.is_closed() || self.awaiting_handshake_for_close()
     }
 
-    /// Whether the session is closed and everything it could still say is written: the
-    /// driver drops the connection.
+    /// Whether the session is closed, everything it could still say is written, and every
+    /// storage request it made is completed: the driver drops the connection.
     pub fn is_finished(&self) -> bool {
-        self.session.is_closed() && !self.wants_write() && !self.awaiting_handshake_for_close()
+        self.session.is_closed()
+            && !self.wants_write()
+            && !self.awaiting_handshake_for_close()
+            && !self.has_store_work()
     }
 
     fn awaiting_handshake_for_close(&self) -> bool {
@@ -387,6 +464,23 @@ impl Link {
         self.notices.pop_front()
     }
 
+    /// The next storage request to carry out (see [`StoreRequest`] for the rules); its
+    /// result goes back with [`Link::handle_store_completion`].
+    #[must_use]
+    pub fn poll_store_request(&mut self) -> Option<(RequestId, StoreRequest)> {
+        self.requests.pop_front()
+    }
+
+    /// Whether a storage request waits to be taken or completed (an advisory delivery mark
+    /// taken by the driver does not count: nothing waits for it).
+    pub fn has_store_work(&self) -> bool {
+        !self.requests.is_empty()
+            || self
+                .awaiting
+                .iter()
+                .any(|(_, awaiting)| !matches!(awaiting, Awaiting::Mark))
+    }
+
     /// Deliberately breaks the durability rule — received messages are acked before they
     /// are stored — so that the simulator can prove it catches such a bug. Never use it
     /// elsewhere.
@@ -395,53 +489,152 @@ impl Link {
         self.ack_before_persist = true;
     }
 
-    /// Acts on everything the session has produced: accepts the peer, persists received
-    /// messages in one batch and confirms them, records deliveries, fills the send window.
-    /// On a store failure the session is closed (the peer re-sends next time) and the error
-    /// returned.
-    pub fn pump<S: Store>(&mut self, store: &mut S, now_ms: u64) -> Result<(), S::Error> {
-        let result = self.pump_inner(store, now_ms);
-        if let Err(e) = &result {
-            let detail = format!("this device could not store the chat: {e}");
-            self.session
-                .close(Close::new(CloseCode::StorageFailure, detail), now_ms);
-            self.drain_events(store, now_ms)?;
+    /// Acts on everything the session has produced: asks to open the chat for a peer, to
+    /// persist received messages, to record deliveries, to read own messages for the send
+    /// window. Call after input, a timeout or a completion.
+    pub fn pump(&mut self, now_ms: u64) {
+        if let Admission::Admitting(..) = self.admission {
+            if let Admission::Admitting(peer, key) =
+                std::mem::replace(&mut self.admission, Admission::Admitted)
+            {
+                self.open_peer(peer, key, now_ms);
+            }
         }
-        result
+        if self.ack_before_persist {
+            // The broken rule: what arrived in an earlier pump was acked on arrival, and is
+            // stored only now.
+            self.persist_received();
+        }
+        self.drain_events(now_ms);
+        if !self.ack_before_persist {
+            self.persist_received();
+        }
+        if !self.recovered.is_empty() {
+            let batch = std::mem::take(&mut self.recovered);
+            let last = batch.last().map_or(0, |m| m.seq);
+            match self.peer.as_ref().map(|p| p.device) {
+                Some(peer) if !self.store_failed => {
+                    self.request(
+                        StoreRequest::RestoreOwn { peer, batch },
+                        Some(Awaiting::Restore(last)),
+                    );
+                }
+                _ => {}
+            }
+        }
+        self.fill_window(now_ms);
     }
 
-    /// Writes a new own message: stored durably (unless the session is temporary) before it
-    /// is returned, and sent as soon as the window allows. See [`Link::compose_batch`].
-    pub fn compose<S: Store>(
-        &mut self,
-        store: &mut S,
-        text: &str,
-        sent_at_ms: i64,
-        now_ms: u64,
-    ) -> Result<Message, ComposeError<S::Error>> {
-        let mut messages = self.compose_batch(store, &[text.to_owned()], sent_at_ms, now_ms)?;
-        Ok(messages.remove(0))
+    /// Asks to store the peer's messages received since the last request, as one batch.
+    fn persist_received(&mut self) {
+        if self.received.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.received);
+        match self.peer.as_ref().map(|p| p.device) {
+            Some(peer) if !self.store_failed => {
+                let request = StoreRequest::PersistReceived {
+                    peer,
+                    batch: batch.clone(),
+                };
+                self.request(request, Some(Awaiting::Persist(batch)));
+            }
+            _ => {}
+        }
     }
 
-    /// Writes several new own messages at once ([`Store::compose_batch`]: one durable commit
-    /// for all), then sends them as the window allows. Every text is checked first; one
-    /// outside the limits refuses the whole batch. While the session is not established, or
-    /// still recovering our own history, the messages are stored unnumbered (`seq` 0) and
-    /// numbered once it is (docs/PROTOCOL.md §2).
-    pub fn compose_batch<S: Store>(
+    /// Looks again for own messages to send: another process (an offline writer on the same
+    /// store) may have written some. A driver calls it now and then while established.
+    pub fn refill(&mut self, now_ms: u64) {
+        self.own_maybe_pending = true;
+        self.waiting_maybe = true;
+        self.fill_window(now_ms);
+    }
+
+    /// Takes the result of a storage request made by this link, in the order they were
+    /// made. An `Err` (the store's error, as text) closes the session: the peer re-sends
+    /// next time, and lines being composed are reported as not stored. A completion out of
+    /// order is the driver's bug: it is refused and changes nothing.
+    pub fn handle_store_completion(
         &mut self,
-        store: &mut S,
-        texts: &[String],
+        id: RequestId,
+        result: Result<StoreReply, String>,
+        now_ms: u64,
+    ) -> Result<(), ApiMisuse> {
+        match self.awaiting.front() {
+            Some((expected, _)) if *expected == id => {}
+            _ => return Err(ApiMisuse::UnexpectedCompletion),
+        }
+        let Some((_, awaiting)) = self.awaiting.pop_front() else {
+            return Err(ApiMisuse::UnexpectedCompletion);
+        };
+        let reply = match result {
+            Ok(reply) => reply,
+            Err(reason) => {
+                self.store_failure(id, awaiting, reason, now_ms);
+                return Ok(());
+            }
+        };
+        match (awaiting, reply) {
+            (Awaiting::Open(peer, key), StoreReply::Opened(opening)) => {
+                self.opened(peer, key, opening, now_ms);
+            }
+            (Awaiting::Compose(_), StoreReply::Composed(messages)) => {
+                self.composed(id, messages, now_ms);
+            }
+            (Awaiting::Number, StoreReply::Numbered(n)) => {
+                self.refilling = false;
+                self.waiting_maybe = false;
+                if n > 0 {
+                    self.own_maybe_pending = true;
+                }
+            }
+            (Awaiting::ReadOwn(max), StoreReply::Messages(messages)) => {
+                self.refilling = false;
+                self.own_read(max, &messages, now_ms);
+            }
+            (Awaiting::Persist(batch), StoreReply::Done) => self.persisted(batch),
+            (Awaiting::ReadPeer, StoreReply::Messages(messages)) => {
+                self.send_returned(&messages, now_ms);
+            }
+            (Awaiting::Mark, StoreReply::Done) => {}
+            (Awaiting::Restore(last), StoreReply::Done) => {
+                if !self.store_failed {
+                    // Cannot fail: these are exactly the messages returned since the last
+                    // confirm.
+                    let _ = self.session.confirm_recovered(last, now_ms);
+                }
+            }
+            (awaiting, _) => {
+                let reason = "the store answered a request with another kind of result";
+                self.store_failure(id, awaiting, reason.to_owned(), now_ms);
+                return Ok(());
+            }
+        }
+        self.pump(now_ms);
+        Ok(())
+    }
+
+    /// Takes new own messages: checked, then written to the store (unless the session is
+    /// temporary) and sent as the window allows. The result comes as [`Notice::Composed`]
+    /// (or [`Notice::ComposeFailed`]) carrying the returned id; only then are the lines
+    /// durable and may be shown as sent. Every text is checked first; one outside the limits
+    /// refuses the whole batch. While the session is not established, or still recovering
+    /// our own history, the messages are stored unnumbered (`seq` 0) and numbered once it is
+    /// (docs/PROTOCOL.md §2). All of them go in one store request: one durable commit.
+    pub fn compose_batch(
+        &mut self,
+        texts: Vec<String>,
         sent_at_ms: i64,
         now_ms: u64,
-    ) -> Result<Vec<Message>, ComposeError<S::Error>> {
-        for text in texts {
+    ) -> Result<RequestId, ComposeError> {
+        for text in &texts {
             check_text(text).map_err(ComposeError::Text)?;
         }
         let peer = self.peer.as_ref().ok_or(ComposeError::NoPeer)?;
-        let messages = if peer.temporary {
+        if peer.temporary {
             let mut messages = Vec::with_capacity(texts.len());
-            for text in texts {
+            for text in &texts {
                 let message = self
                     .temp_head
                     .compose(text, sent_at_ms)
@@ -450,41 +643,129 @@ impl Link {
                 self.temp_outbox.push_back(message.clone());
                 messages.push(message);
             }
-            messages
-        } else {
-            let number_after = (self.session.is_established() && !self.session.is_recovering())
-                .then(|| self.session.next_send_seq() - 1);
-            store
-                .compose_batch(peer.device, texts, sent_at_ms, number_after)
-                .map_err(ComposeError::Store)?
+            let request = RequestId(self.next_request);
+            self.next_request += 1;
+            self.notices
+                .push_back(Notice::Composed { request, messages });
+            self.fill_window(now_ms);
+            return Ok(request);
+        }
+        if self.store_failed {
+            return Err(ComposeError::Store(
+                "an earlier storage request of this connection failed".into(),
+            ));
+        }
+        let live = self.session.is_established() && !self.session.is_recovering();
+        let number_after = live.then(|| self.session.next_send_seq() - 1);
+        if number_after.is_none() {
+            self.waiting_maybe = true;
+        }
+        let request = StoreRequest::Compose {
+            peer: peer.device,
+            texts: texts.clone(),
+            sent_at_ms,
+            number_after,
         };
-        // The messages are stored: that is what the caller learns. A failure of the pump
-        // that follows (storing a batch that arrived meanwhile) closes the session with its
-        // own notice, and these messages go out on the next connection.
-        let _ = self.pump(store, now_ms);
-        Ok(messages)
+        Ok(self.request(request, Some(Awaiting::Compose(texts))))
     }
 
-    fn pump_inner<S: Store>(&mut self, store: &mut S, now_ms: u64) -> Result<(), S::Error> {
-        match std::mem::replace(&mut self.admission, Admission::Admitted) {
-            Admission::Admitting(peer, key) => self.open_peer(store, peer, key, now_ms)?,
-            other => self.admission = other,
+    /// Carries out every storage request at once against `store`, in order, pumping after
+    /// each completion, until the link asks for nothing more: the driver for a front end
+    /// without a storage thread (tests, the simulator, fuzzing, benchmarks). The first store
+    /// error is returned; the link has closed the session by then, and later requests of
+    /// the link failed without being carried out.
+    pub fn pump_with<S: Store>(&mut self, store: &mut S, now_ms: u64) -> Result<(), S::Error> {
+        self.pump(now_ms);
+        let mut first_error = None;
+        while let Some((id, request)) = self.poll_store_request() {
+            let result = if first_error.is_some() {
+                Err("an earlier storage request of this connection failed".to_owned())
+            } else {
+                match execute(store, &request) {
+                    Ok(reply) => Ok(reply),
+                    Err(e) => {
+                        let text = e.to_string();
+                        first_error = Some(e);
+                        Err(text)
+                    }
+                }
+            };
+            // Cannot fail: completions go back in the order the requests came.
+            let _ = self.handle_store_completion(id, result, now_ms);
         }
-        if self.ack_before_persist && !self.received.is_empty() {
-            // The broken rule: this batch was acked on arrival, in an earlier pump.
-            self.persist_received(store)?;
-        }
-        self.drain_events(store, now_ms)?;
-        if !self.ack_before_persist && !self.received.is_empty() {
-            self.persist_received(store)?;
-        }
-        if !self.recovered.is_empty() {
-            self.restore_own(store, now_ms)?;
-        }
-        self.fill_window(store, now_ms)
+        first_error.map_or(Ok(()), Err)
     }
 
-    fn drain_events<S: Store>(&mut self, store: &mut S, now_ms: u64) -> Result<(), S::Error> {
+    /// [`Link::compose_batch`] carried out at once against `store` ([`Link::pump_with`]):
+    /// returns the messages as stored, without a [`Notice::Composed`].
+    pub fn compose_with<S: Store>(
+        &mut self,
+        store: &mut S,
+        texts: &[String],
+        sent_at_ms: i64,
+        now_ms: u64,
+    ) -> Result<Vec<Message>, ComposeError> {
+        let request = self.compose_batch(texts.to_vec(), sent_at_ms, now_ms)?;
+        // A failure of another request (a batch that arrived meanwhile) closes the session
+        // with its own notice; what matters here is this request's outcome.
+        let _ = self.pump_with(store, now_ms);
+        let position = self.notices.iter().position(|notice| match notice {
+            Notice::Composed { request: r, .. } | Notice::ComposeFailed { request: r, .. } => {
+                *r == request
+            }
+            _ => false,
+        });
+        match position.and_then(|i| self.notices.remove(i)) {
+            Some(Notice::Composed { messages, .. }) => Ok(messages),
+            Some(Notice::ComposeFailed { reason, .. }) => Err(ComposeError::Store(reason)),
+            _ => Err(ComposeError::Store("the store did not answer".into())),
+        }
+    }
+
+    /// One message, as [`Link::compose_with`].
+    pub fn compose_one_with<S: Store>(
+        &mut self,
+        store: &mut S,
+        text: &str,
+        sent_at_ms: i64,
+        now_ms: u64,
+    ) -> Result<Message, ComposeError> {
+        let mut messages = self.compose_with(store, &[text.to_owned()], sent_at_ms, now_ms)?;
+        Ok(messages.remove(0))
+    }
+
+    fn request(&mut self, request: StoreRequest, awaiting: Option<Awaiting>) -> RequestId {
+        let id = RequestId(self.next_request);
+        self.next_request += 1;
+        if let Some(awaiting) = awaiting {
+            self.awaiting.push_back((id, awaiting));
+        }
+        self.requests.push_back((id, request));
+        id
+    }
+
+    /// A request failed: close the session (once) with the reason; lines being composed are
+    /// reported as not stored. No request is made any more (fail-stop: a later batch must
+    /// never be stored above a lost one).
+    fn store_failure(&mut self, id: RequestId, awaiting: Awaiting, reason: String, now_ms: u64) {
+        if let Awaiting::Compose(texts) = awaiting {
+            self.notices.push_back(Notice::ComposeFailed {
+                request: id,
+                texts,
+                reason: reason.clone(),
+            });
+        }
+        self.refilling = false;
+        if !self.store_failed {
+            self.store_failed = true;
+            let detail = format!("this device could not store the chat: {reason}");
+            self.session
+                .close(Close::new(CloseCode::StorageFailure, detail), now_ms);
+            self.drain_events(now_ms);
+        }
+    }
+
+    fn drain_events(&mut self, now_ms: u64) {
         while let Some(event) = self.session.poll_event() {
             match event {
                 Event::PeerHello(peer) => {
@@ -498,7 +779,7 @@ impl Link {
                         self.admission = Admission::Held(peer, key);
                         continue;
                     }
-                    self.open_peer(store, peer, key, now_ms)?;
+                    self.open_peer(peer, key, now_ms);
                 }
                 Event::Established {
                     peer_received_up_to,
@@ -510,11 +791,19 @@ impl Link {
                     if !peer.temporary && self.resume.delivered_up_to != peer_received_up_to {
                         // The sync is the authority: the mark may go down (the peer's store
                         // went back in time, and those messages are sent again now).
-                        store.set_delivered(peer.device, peer_received_up_to)?;
+                        self.request(
+                            StoreRequest::SetDelivered {
+                                peer: peer.device,
+                                up_to: peer_received_up_to,
+                            },
+                            Some(Awaiting::Mark),
+                        );
                         self.resume.delivered_up_to = peer_received_up_to;
                     }
                     let outgoing = self.resume.last_own_seq.saturating_sub(peer_received_up_to)
                         + self.resume.unnumbered;
+                    self.own_maybe_pending = true;
+                    self.waiting_maybe = self.resume.unnumbered > 0;
                     self.notices.push_back(Notice::Connected {
                         peer,
                         incoming,
@@ -529,18 +818,11 @@ impl Link {
                 }
                 Event::OwnRecovered(message) => self.recovered.push(message),
                 Event::ReturnRequested { from, to } => {
-                    let Some(peer) = self.peer.as_ref().map(|p| p.device) else {
-                        continue;
-                    };
-                    let messages = store.peer_messages(peer, from, to)?;
-                    if self.session.send_returned(&messages, now_ms).is_err() {
-                        let detail = format!(
-                            "this device cannot send back the peer's messages {from}..={to}: \
-                             its store holds {} of them",
-                            messages.len()
+                    if let Some(peer) = self.peer.as_ref().map(|p| p.device) {
+                        self.request(
+                            StoreRequest::ReadPeer { peer, from, to },
+                            Some(Awaiting::ReadPeer),
                         );
-                        self.session
-                            .close(Close::new(CloseCode::StorageFailure, detail), now_ms);
                     }
                 }
                 Event::TemporaryMessage(message) => {
@@ -557,7 +839,13 @@ impl Link {
                                 self.temp_outbox.pop_front();
                             }
                         }
-                        Some(peer) => store.mark_delivered(peer.device, up_to)?,
+                        Some(peer) => {
+                            let peer = peer.device;
+                            self.request(
+                                StoreRequest::MarkDelivered { peer, up_to },
+                                Some(Awaiting::Mark),
+                            );
+                        }
                         None => {}
                     }
                     self.notices.push_back(Notice::Delivered { up_to });
@@ -567,36 +855,130 @@ impl Link {
                 }
             }
         }
-        Ok(())
     }
 
-    /// Opens the chat with a peer whose key (if any) passed [`Link::check_peer_key`]: one
-    /// store call binds the key and opens the chat (for a temporary peer it only checks the
-    /// key), so no other process can pin between the two; then the session is accepted.
-    fn open_peer<S: Store>(
+    /// Asks to open the chat with a peer whose key (if any) passed
+    /// [`Link::check_peer_key`]: one store request binds the key and opens the chat (for a
+    /// temporary peer it only checks the key), so no other process can pin between the two.
+    fn open_peer(&mut self, peer: PeerHello, key: Option<PublicKey>, now_ms: u64) {
+        if peer.temporary && key.is_none() {
+            self.opened(
+                peer,
+                None,
+                ChatOpening::Opened(ChatResume::default()),
+                now_ms,
+            );
+            return;
+        }
+        let request = StoreRequest::OpenChat {
+            peer: peer.clone(),
+            key: key.map(|k| k.0),
+        };
+        self.request(request, Some(Awaiting::Open(peer, key)));
+    }
+
+    /// The store opened the chat (or refused the key): the session is accepted.
+    fn opened(
         &mut self,
-        store: &mut S,
         peer: PeerHello,
         key: Option<PublicKey>,
+        opening: ChatOpening,
         now_ms: u64,
-    ) -> Result<(), S::Error> {
-        let opening = if peer.temporary && key.is_none() {
-            ChatOpening::Opened(ChatResume::default())
-        } else {
-            store.open_chat(&peer, key.map(|k| k.0))?
-        };
+    ) {
         match opening {
             ChatOpening::Opened(_) if peer.temporary => self.resume = ChatResume::default(),
             ChatOpening::Opened(resume) => self.resume = resume,
             ChatOpening::KeyMismatch { pinned } => {
                 self.refuse_key(peer, key, PublicKey(pinned), now_ms);
-                return Ok(());
+                return;
             }
         }
         self.peer = Some(peer);
-        // Cannot fail: the event said the session awaits exactly this.
+        // Fails only if the session closed meanwhile (a timeout): then there is nothing to
+        // accept.
         let _ = self.session.accept_peer(self.resume, now_ms);
-        Ok(())
+    }
+
+    /// Lines are stored: tell the user, and send those numbered next in line at once (a
+    /// live line needs no read of what was just written).
+    fn composed(&mut self, request: RequestId, messages: Vec<Message>, now_ms: u64) {
+        let next = self.session.next_send_seq();
+        let in_line = self.session.is_established()
+            && messages.first().is_some_and(|m| m.seq == next)
+            && !self.refilling
+            && !self.own_maybe_pending;
+        if in_line {
+            for message in &messages {
+                if self.session.send_capacity() == 0 || message.seq != self.session.next_send_seq()
+                {
+                    self.own_maybe_pending = true;
+                    break;
+                }
+                self.send_own(message, now_ms);
+            }
+        } else if messages.iter().any(|m| m.seq != 0) {
+            self.own_maybe_pending = true;
+        }
+        self.notices
+            .push_back(Notice::Composed { request, messages });
+    }
+
+    /// Own messages read from the store: send them; read on while there may be more.
+    fn own_read(&mut self, max: usize, messages: &[Message], now_ms: u64) {
+        for message in messages {
+            if !self.session.is_established()
+                || self.session.send_capacity() == 0
+                || message.seq != self.session.next_send_seq()
+            {
+                // The window or the session moved on meanwhile: read again later.
+                return;
+            }
+            self.send_own(message, now_ms);
+        }
+        if messages.len() < max {
+            self.own_maybe_pending = false;
+        }
+    }
+
+    fn send_own(&mut self, message: &Message, now_ms: u64) {
+        if let Err(e) = self.session.send(message, now_ms) {
+            // Own numbering is contiguous by design (docs/PROTOCOL.md §2), so only a broken
+            // store gets here. Never stall in silence: close with the reason, which the user
+            // sees; the messages stay waiting.
+            let detail = format!("this device cannot send its next message: {e}");
+            self.session
+                .close(Close::new(CloseCode::StorageFailure, detail), now_ms);
+        }
+    }
+
+    fn persisted(&mut self, batch: Vec<Message>) {
+        if self.store_failed {
+            return;
+        }
+        if let Some(last) = batch.last() {
+            if !self.ack_before_persist {
+                // Cannot fail: the batches are confirmed in the order they arrived.
+                let _ = self.session.confirm_persisted(last.seq);
+            }
+        }
+        for message in batch {
+            self.notices.push_back(Notice::Received {
+                message,
+                stored: true,
+            });
+        }
+    }
+
+    fn send_returned(&mut self, messages: &[Message], now_ms: u64) {
+        if self.session.send_returned(messages, now_ms).is_err() && !self.session.is_closed() {
+            let detail = format!(
+                "this device cannot send back the peer's messages: its store holds {} of \
+                 those asked for",
+                messages.len()
+            );
+            self.session
+                .close(Close::new(CloseCode::StorageFailure, detail), now_ms);
+        }
     }
 
     /// On an encrypted link, the key the peer proved, to be bound to its device id by
@@ -645,83 +1027,60 @@ impl Link {
             .close(Close::new(CloseCode::Refused, ""), now_ms);
     }
 
-    fn persist_received<S: Store>(&mut self, store: &mut S) -> Result<(), S::Error> {
-        let Some(peer) = self.peer.as_ref().map(|p| p.device) else {
-            return Ok(());
-        };
-        store.persist_received(peer, &self.received)?;
-        if let Some(last) = self.received.last() {
-            // Cannot fail: these are exactly the messages received since the last confirm.
-            let _ = self.session.confirm_persisted(last.seq);
-        }
-        for message in self.received.drain(..) {
-            self.notices.push_back(Notice::Received {
-                message,
-                stored: true,
-            });
-        }
-        Ok(())
-    }
-
-    fn restore_own<S: Store>(&mut self, store: &mut S, now_ms: u64) -> Result<(), S::Error> {
-        let Some(peer) = self.peer.as_ref().map(|p| p.device) else {
-            return Ok(());
-        };
-        store.restore_own(peer, &self.recovered)?;
-        if let Some(last) = self.recovered.last() {
-            // Cannot fail: these are exactly the messages returned since the last confirm.
-            let _ = self.session.confirm_recovered(last.seq, now_ms);
-        }
-        self.recovered.clear();
-        Ok(())
-    }
-
-    fn fill_window<S: Store>(&mut self, store: &mut S, now_ms: u64) -> Result<(), S::Error> {
+    /// Keeps the send window full: a temporary session from memory, a stored one by asking
+    /// the store for the next own messages (one read in flight at a time), and, when nothing
+    /// numbered is left, by numbering what was written while no session was established
+    /// (another process's offline writes included) — unless our own history is still coming
+    /// back from the peer.
+    fn fill_window(&mut self, now_ms: u64) {
         let Some(peer) = self.peer.as_ref() else {
-            return Ok(());
+            return;
         };
-        let peer_device: DeviceId = peer.device;
-        let temporary = peer.temporary;
-        while self.session.send_capacity() > 0 {
+        if !self.session.is_established() || self.session.send_capacity() == 0 {
+            return;
+        }
+        let device = peer.device;
+        if peer.temporary {
             let from = self.session.next_send_seq();
+            let max = usize::try_from(self.session.send_capacity()).unwrap_or(usize::MAX);
+            let batch: Vec<Message> = self
+                .temp_outbox
+                .iter()
+                .skip_while(|m| m.seq < from)
+                .take(max)
+                .cloned()
+                .collect();
+            for message in &batch {
+                self.send_own(message, now_ms);
+            }
+            return;
+        }
+        if self.refilling || self.store_failed {
+            return;
+        }
+        let from = self.session.next_send_seq();
+        if self.own_maybe_pending {
             let max = usize::try_from(self.session.send_capacity())
                 .unwrap_or(REFILL_BATCH)
                 .min(REFILL_BATCH);
-            let batch: Vec<Message> = if temporary {
-                self.temp_outbox
-                    .iter()
-                    .skip_while(|m| m.seq < from)
-                    .take(max)
-                    .cloned()
-                    .collect()
-            } else {
-                let batch = store.own_messages(peer_device, from, max)?;
-                // Nothing numbered is left to send: number what was written while no session
-                // was established (another process's offline writes included), unless our
-                // own history is still coming back from the peer.
-                if batch.is_empty()
-                    && !self.session.is_recovering()
-                    && store.number_waiting(peer_device, from - 1)? > 0
-                {
-                    continue;
-                }
-                batch
-            };
-            if batch.is_empty() {
-                break;
-            }
-            for message in &batch {
-                if let Err(e) = self.session.send(message, now_ms) {
-                    // Own numbering is contiguous by design (docs/PROTOCOL.md §2), so only a
-                    // broken store gets here. Never stall in silence: close with the reason,
-                    // which the user sees; the messages stay waiting.
-                    let detail = format!("this device cannot send its next message: {e}");
-                    self.session
-                        .close(Close::new(CloseCode::StorageFailure, detail), now_ms);
-                    return Ok(());
-                }
-            }
+            self.refilling = true;
+            self.request(
+                StoreRequest::ReadOwn {
+                    peer: device,
+                    from_seq: from,
+                    max,
+                },
+                Some(Awaiting::ReadOwn(max)),
+            );
+        } else if self.waiting_maybe && !self.session.is_recovering() {
+            self.refilling = true;
+            self.request(
+                StoreRequest::NumberWaiting {
+                    peer: device,
+                    after: from - 1,
+                },
+                Some(Awaiting::Number),
+            );
         }
-        Ok(())
     }
 }

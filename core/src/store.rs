@@ -1,9 +1,12 @@
 //! The durability contract between the core and whatever stores a chat.
 //!
-//! The core does no I/O. A driver stores messages through the [`Store`] trait, whose every
-//! method returns only once its effect is durable (committed). [`crate::link::Link`] calls
-//! it in the order the contract needs: a received batch is persisted in one call and only
-//! then acked; an own message is composed (stored) before it is shown or sent.
+//! The core does no I/O. Storage is an effect: [`crate::link::Link`] asks for it with
+//! [`StoreRequest`] values and takes the results back as completions, in the order the
+//! contract needs: a received batch is persisted and only then acked; an own message is
+//! composed (stored) before it is shown or sent. A driver carries the requests out against a
+//! [`Store`], whose every method returns only once its effect is durable, with [`execute`]:
+//! at once on its own thread (tests, the simulator), or on a storage thread that commits
+//! many requests in one transaction ([`Store::begin_group`]).
 //!
 //! The peer's key is bound to its device id in the same call that opens the chat
 //! ([`Store::open_chat`]), so that two processes on one store cannot both pin a first
@@ -191,6 +194,188 @@ pub trait Store {
     /// The peer's sync says it holds our messages up to exactly `up_to`: set the mark to
     /// it, lower if the peer's store went back in time (those messages are sent again).
     fn set_delivered(&mut self, peer: DeviceId, up_to: u64) -> Result<(), Self::Error>;
+
+    /// Opens a group commit: every call until [`Store::commit_group`] takes effect in one
+    /// durable commit, made by `commit_group` (a call that fails inside the group leaves no
+    /// trace, and the others stand). A store whose every call commits on its own needs
+    /// neither (the default does nothing).
+    ///
+    /// The delivery marks are advisory: a store may hold them back until its next commit,
+    /// and a crash may lose them. Nothing depends on them but what the user sees as
+    /// delivered until the next sync, which sets the mark again (docs/PROTOCOL.md §5).
+    fn begin_group(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    /// Commits the group opened by [`Store::begin_group`]. On `Err` nothing of the group took
+    /// effect.
+    fn commit_group(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+/// One storage effect a [`crate::link::Link`] asks for ([`crate::link::Link::poll_store_request`]).
+///
+/// A driver carries requests out with [`execute`] (or inside a group, see
+/// [`Store::begin_group`]) and hands each result back with
+/// [`crate::link::Link::handle_store_completion`]. The rules a driver keeps:
+///
+/// - **In order, per link.** A link's requests take effect in the order the link made them,
+///   and their completions come back in that order. (Requests of different links may be
+///   carried out and completed in any interleaving.)
+/// - **Fail-stop, per link.** Once one of a link's requests has failed, every later request
+///   of that link fails without being carried out: a failed batch never leaves a hole below
+///   a stored one.
+/// - **Durable before completed.** A write's completion is handed back only once its effect
+///   is durable. The two delivery marks are advisory (each connection's sync says what the
+///   peer really holds): a driver may hold them back for a later commit and a crash may lose
+///   them; nothing waits for their completion, but a failed one closes the session like any
+///   other failure (docs/PROTOCOL.md §6).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum StoreRequest {
+    /// [`Store::open_chat`]: answered with [`StoreReply::Opened`].
+    OpenChat {
+        /// Who.
+        peer: PeerHello,
+        /// The static key the peer proved over an encrypted link.
+        key: Option<[u8; 32]>,
+    },
+    /// [`Store::compose_batch`]: answered with [`StoreReply::Composed`].
+    Compose {
+        /// The chat.
+        peer: DeviceId,
+        /// The texts, already checked.
+        texts: Vec<String>,
+        /// Wall-clock time of writing.
+        sent_at_ms: i64,
+        /// Number after this (an established session), or store unnumbered (`None`).
+        number_after: Option<u64>,
+    },
+    /// [`Store::number_waiting`]: answered with [`StoreReply::Numbered`].
+    NumberWaiting {
+        /// The chat.
+        peer: DeviceId,
+        /// Number after this.
+        after: u64,
+    },
+    /// [`Store::own_messages`]: answered with [`StoreReply::Messages`].
+    ReadOwn {
+        /// The chat.
+        peer: DeviceId,
+        /// First sequence number.
+        from_seq: u64,
+        /// Most messages.
+        max: usize,
+    },
+    /// [`Store::persist_received`]: answered with [`StoreReply::Done`].
+    PersistReceived {
+        /// The chat.
+        peer: DeviceId,
+        /// The peer's messages, in order.
+        batch: Vec<Message>,
+    },
+    /// [`Store::peer_messages`]: answered with [`StoreReply::Messages`].
+    ReadPeer {
+        /// The chat.
+        peer: DeviceId,
+        /// First sequence number.
+        from: u64,
+        /// Last sequence number.
+        to: u64,
+    },
+    /// [`Store::restore_own`]: answered with [`StoreReply::Done`].
+    RestoreOwn {
+        /// The chat.
+        peer: DeviceId,
+        /// Own messages the peer sent back.
+        batch: Vec<Message>,
+    },
+    /// [`Store::mark_delivered`]: advisory; answered with [`StoreReply::Done`], which nothing
+    /// waits for.
+    MarkDelivered {
+        /// The chat.
+        peer: DeviceId,
+        /// Cumulative.
+        up_to: u64,
+    },
+    /// [`Store::set_delivered`]: advisory; answered with [`StoreReply::Done`], which nothing
+    /// waits for.
+    SetDelivered {
+        /// The chat.
+        peer: DeviceId,
+        /// Exactly.
+        up_to: u64,
+    },
+}
+
+impl StoreRequest {
+    /// Whether this is one of the advisory delivery marks, which a driver may hold back for
+    /// its next commit.
+    pub fn is_delivery_mark(&self) -> bool {
+        matches!(
+            self,
+            StoreRequest::MarkDelivered { .. } | StoreRequest::SetDelivered { .. }
+        )
+    }
+}
+
+/// What a carried-out [`StoreRequest`] returned.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum StoreReply {
+    /// For [`StoreRequest::OpenChat`].
+    Opened(ChatOpening),
+    /// For [`StoreRequest::Compose`]: the messages as stored.
+    Composed(Vec<Message>),
+    /// For [`StoreRequest::NumberWaiting`]: how many were numbered.
+    Numbered(u64),
+    /// For [`StoreRequest::ReadOwn`] and [`StoreRequest::ReadPeer`].
+    Messages(Vec<Message>),
+    /// For the other writes.
+    Done,
+}
+
+/// Carries out one request against `store`: the one place that maps requests to the
+/// [`Store`] contract's methods.
+pub fn execute<S: Store + ?Sized>(
+    store: &mut S,
+    request: &StoreRequest,
+) -> Result<StoreReply, S::Error> {
+    match request {
+        StoreRequest::OpenChat { peer, key } => store.open_chat(peer, *key).map(StoreReply::Opened),
+        StoreRequest::Compose {
+            peer,
+            texts,
+            sent_at_ms,
+            number_after,
+        } => store
+            .compose_batch(*peer, texts, *sent_at_ms, *number_after)
+            .map(StoreReply::Composed),
+        StoreRequest::NumberWaiting { peer, after } => store
+            .number_waiting(*peer, *after)
+            .map(StoreReply::Numbered),
+        StoreRequest::ReadOwn {
+            peer,
+            from_seq,
+            max,
+        } => store
+            .own_messages(*peer, *from_seq, *max)
+            .map(StoreReply::Messages),
+        StoreRequest::PersistReceived { peer, batch } => store
+            .persist_received(*peer, batch)
+            .map(|()| StoreReply::Done),
+        StoreRequest::ReadPeer { peer, from, to } => store
+            .peer_messages(*peer, *from, *to)
+            .map(StoreReply::Messages),
+        StoreRequest::RestoreOwn { peer, batch } => {
+            store.restore_own(*peer, batch).map(|()| StoreReply::Done)
+        }
+        StoreRequest::MarkDelivered { peer, up_to } => store
+            .mark_delivered(*peer, *up_to)
+            .map(|()| StoreReply::Done),
+        StoreRequest::SetDelivered { peer, up_to } => store
+            .set_delivered(*peer, *up_to)
+            .map(|()| StoreReply::Done),
+    }
 }
 
 #[cfg(test)]

@@ -121,8 +121,8 @@ fn drive<S: Store, T: Store>(
             a.handle_input(&out, 0);
             moved = true;
         }
-        let _ = a.pump(a_store, 0);
-        let _ = b.pump(b_store, 0);
+        let _ = a.pump_with(a_store, 0);
+        let _ = b.pump_with(b_store, 0);
         while let Some(n) = a.poll_notice() {
             a_notices.push(n);
             moved = true;

@@ -52,11 +52,12 @@ fn step(conn: &mut Conn, alice_store: &mut MemoryStore, peer_store: &mut MemoryS
         conn.listener.handle_input(&out, 0);
         moved = true;
     }
-    let _ = conn.listener.pump(alice_store, 0);
-    let _ = conn.peer.pump(peer_store, 0);
+    let _ = conn.listener.pump_with(alice_store, 0);
+    let _ = conn.peer.pump_with(peer_store, 0);
     while let Some(notice) = conn.listener.poll_notice() {
         if let Notice::PeerProved { .. } = notice {
-            conn.listener.admit(alice_store, 0).unwrap();
+            conn.listener.admit(0);
+            conn.listener.pump_with(alice_store, 0).unwrap();
         }
         moved = true;
     }
@@ -94,16 +95,16 @@ fn two_chats_interleave_survive_a_crash_between_persist_and_ack_and_converge() {
     let bob_lines: Vec<String> = (0..300).map(|i| format!("bob {i}")).collect();
     to_bob
         .peer
-        .compose_batch(&mut b_store, &bob_lines, 1, 0)
+        .compose_with(&mut b_store, &bob_lines, 1, 0)
         .unwrap();
     for i in 0..20 {
         to_carol
             .peer
-            .compose(&mut c_store, &format!("carol {i}"), 2, 0)
+            .compose_one_with(&mut c_store, &format!("carol {i}"), 2, 0)
             .unwrap();
         to_carol
             .listener
-            .compose(&mut a_store, &format!("alice to carol {i}"), 3, 0)
+            .compose_one_with(&mut a_store, &format!("alice to carol {i}"), 3, 0)
             .unwrap();
         step(&mut to_bob, &mut a_store, &mut b_store);
         step(&mut to_carol, &mut a_store, &mut c_store);
@@ -113,7 +114,7 @@ fn two_chats_interleave_survive_a_crash_between_persist_and_ack_and_converge() {
     let out = to_bob.peer.poll_transmit(0).to_vec();
     to_bob.peer.advance_transmit(out.len());
     to_bob.listener.handle_input(&out, 0);
-    let _ = to_bob.listener.pump(&mut a_store, 0);
+    let _ = to_bob.listener.pump_with(&mut a_store, 0);
     drop(to_bob);
     drop(to_carol);
 
@@ -126,7 +127,7 @@ fn two_chats_interleave_survive_a_crash_between_persist_and_ack_and_converge() {
     }
     carol_old
         .peer
-        .compose(&mut c_store, "carol on the old connection", 4, 0)
+        .compose_one_with(&mut c_store, "carol on the old connection", 4, 0)
         .unwrap();
     let mut carol_new = connect(&alice, &carol, 5);
     for _ in 0..200 {

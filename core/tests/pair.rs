@@ -727,3 +727,39 @@ fn repeated_restores_on_both_sides_converge_without_a_stall() {
         assert_converged(&pair);
     }
 }
+
+#[test]
+fn the_window_is_bounded_in_bytes_as_well_as_messages() {
+    use socketfalco_core::limits::MAX_TEXT_BYTES;
+    let mut pair = Pair::new();
+    // The smallest byte window: one message of the largest size.
+    pair.a.config.window_bytes = 0;
+    pair.connect_and_drive();
+    let long = "x".repeat(4096);
+    let n = MAX_TEXT_BYTES / long.len() + 4;
+    let mut written = Vec::new();
+    for i in 0..n {
+        written.push(pair.write(true, &format!("{i:04}{long}")).seq);
+    }
+    // Nothing may be in flight beyond the byte window (plus the one message that opened
+    // it), whatever the message window says.
+    let session = pair.a.link.as_ref().unwrap().session();
+    assert!(
+        session.in_flight_bytes() <= MAX_TEXT_BYTES + long.len() + 4,
+        "{} bytes in flight",
+        session.in_flight_bytes()
+    );
+    assert!(
+        session.in_flight() < n as u64,
+        "the byte bound held some back"
+    );
+    // Acks open the window again: everything arrives, once, in order.
+    pair.drive();
+    let texts = received_texts(&pair.b.notices);
+    assert_eq!(texts.len(), n);
+    assert!(texts
+        .iter()
+        .enumerate()
+        .all(|(i, t)| t.starts_with(&format!("{i:04}"))));
+    assert_eq!(pair.a.link.as_ref().unwrap().session().in_flight_bytes(), 0);
+}

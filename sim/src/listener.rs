@@ -1088,7 +1088,7 @@ impl ListenerWorld {
             self.stats.pumps_two_links_one_chat += 1;
         }
         let mut disk = Disk::new(&mut self.devices[d].store, &mut self.disk[d]);
-        let _ = link.pump(&mut disk, now);
+        let _ = link.pump_with(&mut disk, now);
         let mut notices = Vec::new();
         let mut wrong_peer = None;
         while let Some(notice) = link.poll_notice() {
@@ -1096,7 +1096,8 @@ impl ListenerWorld {
                 if hello.device == peer_id(peer) {
                     // As the endpoint does: a storage failure closes the session.
                     conn.admitted = true;
-                    let _ = link.admit(&mut disk, now);
+                    link.admit(now);
+                    let _ = link.pump_with(&mut disk, now);
                 } else {
                     wrong_peer = Some(hello.device);
                 }
@@ -1349,7 +1350,7 @@ impl ListenerWorld {
             Some(ci) => {
                 let link = self.conns[ci].links[side].as_mut().expect("chosen above");
                 let result = link
-                    .compose(&mut disk, &text, wall, now)
+                    .compose_one_with(&mut disk, &text, wall, now)
                     .map_err(|e| e.to_string());
                 let notices: Vec<Notice> = std::iter::from_fn(|| link.poll_notice()).collect();
                 (result, notices)

@@ -833,7 +833,7 @@ impl World {
         let snapshot = maybe_temporary.then(|| dev.store.chats.clone());
         let mut disk = Disk::with_history(&mut dev.store, &mut self.disk[i], &mut self.history[i]);
         // A store failure closes the session inside the link; the notices tell the rest.
-        let _ = link.pump(&mut disk, now);
+        let _ = link.pump_with(&mut disk, now);
         let crashed = disk.crashed();
         let tried_to_store = disk.writes > 0;
         self.link_disk_failed[i] |= disk.failures > 0;
@@ -1046,7 +1046,7 @@ impl World {
         let (result, notices) = match (dev.link.as_mut(), peer_temporary) {
             (Some(link), Some(_)) => {
                 let result = link
-                    .compose(&mut disk, &text, wall, now)
+                    .compose_one_with(&mut disk, &text, wall, now)
                     .map_err(|e| e.to_string());
                 let notices: Vec<Notice> = std::iter::from_fn(|| link.poll_notice()).collect();
                 (result, notices)

@@ -34,7 +34,7 @@ fn compose_never_reports_failure_for_a_message_it_stored() {
         fail_count: 1,
     };
     let mut disk = Disk::new(&mut pair.b.store, &mut faults);
-    let result = b.compose(&mut disk, "from b", 0, now);
+    let result = b.compose_one_with(&mut disk, "from b", 0, now);
     let stored = pair.b.store.chats[&DEVICE_A].own.len();
     assert!(
         !(matches!(result, Err(ComposeError::Store(_))) && stored == 1),

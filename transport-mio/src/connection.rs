@@ -2,13 +2,15 @@
 //!
 //! A readiness event is handled in three moves: read until the socket would block, feeding
 //! every piece to the session; pump the link once (so everything that arrived in this event
-//! is stored in one transaction and acked with one cumulative ack); write until the socket
-//! would block. The mio interest is then derived from the session: always readable while
-//! open, writable only while bytes wait.
+//! goes to the storage thread as one batch, to be acked with one cumulative ack once it is
+//! durable) and hand its storage requests over; write until the socket would block. A
+//! storage completion is handled the same way. The mio interest is then derived from the
+//! session: always readable while open, writable only while bytes wait.
 
+use crate::storage::{Origin, Storage};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
-use socketfalco_core::{Link, Store};
+use socketfalco_core::{Link, RequestId, Store, StoreReply};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 
@@ -81,37 +83,60 @@ impl Connection {
         self.token
     }
 
-    /// Reads what is there, pumps the link once, writes what it can. Store errors close the
-    /// session (the link does that) and are returned for the user to see.
-    pub fn on_ready<S: Store>(
+    /// Reads what is there, pumps the link once, hands its storage requests over, writes
+    /// what it can.
+    pub fn on_ready<S: Store + Send + 'static>(
         &mut self,
         registry: &Registry,
-        store: &mut S,
+        storage: &Storage<S>,
         now_ms: u64,
-    ) -> Result<Progress, S::Error> {
+    ) -> Progress {
         self.read_available(now_ms);
-        let pumped = self.link.pump(store, now_ms);
-        self.after_command(registry, now_ms);
-        pumped?;
-        Ok(self.progress())
+        self.link.pump(now_ms);
+        self.after_command(registry, storage, now_ms);
+        self.progress()
     }
 
     /// Handles a due timer: keepalive, dead peer, stalled handshake.
-    pub fn on_timeout<S: Store>(
+    pub fn on_timeout<S: Store + Send + 'static>(
         &mut self,
         registry: &Registry,
-        store: &mut S,
+        storage: &Storage<S>,
         now_ms: u64,
-    ) -> Result<Progress, S::Error> {
+    ) -> Progress {
         self.link.handle_timeout(now_ms);
-        let pumped = self.link.pump(store, now_ms);
-        self.after_command(registry, now_ms);
-        pumped?;
-        Ok(self.progress())
+        self.link.pump(now_ms);
+        self.after_command(registry, storage, now_ms);
+        self.progress()
     }
 
-    /// Writes what a command (compose, close) queued, and updates the interest.
-    pub fn after_command(&mut self, registry: &Registry, now_ms: u64) {
+    /// Hands a storage completion to the link (which pumps), then goes on as after input.
+    pub fn on_completion<S: Store + Send + 'static>(
+        &mut self,
+        registry: &Registry,
+        storage: &Storage<S>,
+        id: RequestId,
+        result: Result<StoreReply, String>,
+        now_ms: u64,
+    ) -> Progress {
+        if let Err(e) = self.link.handle_store_completion(id, result, now_ms) {
+            log::error!("storage completion refused: {e}");
+        }
+        self.after_command(registry, storage, now_ms);
+        self.progress()
+    }
+
+    /// Hands the link's storage requests over, writes what a command (compose, close)
+    /// queued, and updates the interest.
+    pub fn after_command<S: Store + Send + 'static>(
+        &mut self,
+        registry: &Registry,
+        storage: &Storage<S>,
+        now_ms: u64,
+    ) {
+        while let Some((id, request)) = self.link.poll_store_request() {
+            storage.submit(Origin::Link(self.token), id, request);
+        }
         self.write_available(now_ms);
         let wants_write = self.link.wants_write() && !self.write_failed;
         let interest = if wants_write {
@@ -161,7 +186,9 @@ impl Connection {
     }
 
     fn progress(&self) -> Progress {
-        if self.link.is_finished() || (self.link.session().is_closed() && self.write_failed) {
+        let write_failed =
+            self.link.session().is_closed() && self.write_failed && !self.link.has_store_work();
+        if self.link.is_finished() || write_failed {
             Progress::Finished
         } else {
             Progress::Open

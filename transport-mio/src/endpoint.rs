@@ -1,6 +1,8 @@
 //! The event loop: chats over TCP, as a listener serving many peers or as a caller.
 //!
-//! An [`Endpoint`] owns the mio poll, the store and every open [`Connection`]. As a
+//! An [`Endpoint`] owns the mio poll, every open [`Connection`] and the [`Storage`] thread
+//! that owns the store: the loop hands the links' storage requests over and goes on, and
+//! the completions wake it (see [`crate::storage`]). As a
 //! listener it accepts every caller and runs each one's Noise handshake alongside the
 //! others, each under its own deadline, at most [`EndpointConfig::max_pending_handshakes`]
 //! at once (the oldest is dropped first), so a silent or garbage-sending socket never holds
@@ -19,11 +21,12 @@
 
 use crate::clock::Clock;
 use crate::connection::{Connection, Progress};
+use crate::storage::{Completion, Origin, Storage};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use socketfalco_core::{
-    Close, CloseCode, ComposeError, DeviceId, Link, Message, Notice, PeerHello, PublicKey,
-    Role as NoiseRole, SessionConfig, Side, StaticKeypair, Store,
+    Close, CloseCode, DeviceId, Link, Message, Notice, PeerHello, PublicKey, RequestId,
+    Role as NoiseRole, SessionConfig, Side, StaticKeypair, Store, StoreReply, StoreRequest,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -279,9 +282,14 @@ struct Live {
 }
 
 /// The event loop. See the [module docs](self).
-pub struct Endpoint<S: Store> {
+pub struct Endpoint<S: Store + Send + 'static> {
     poll: Poll,
-    store: S,
+    storage: Storage<S>,
+    /// The store, back from the storage thread once [`Endpoint::run`] has ended.
+    store_back: Option<S>,
+    /// Lines for chats with no connection, being stored: which chat each request is for.
+    offline: BTreeMap<RequestId, DeviceId>,
+    next_offline: u64,
     clock: Clock,
     config: EndpointConfig,
     role: Role,
@@ -301,18 +309,25 @@ pub struct Endpoint<S: Store> {
     reconnect_delay_ms: u64,
     quit_deadline_ms: Option<u64>,
     next_store_poll_ms: u64,
+    /// A caller's connection was closed in a way that ends the endpoint (or, busy, waits
+    /// for a retry) once the connection is finished.
+    refused_for_good: Option<Close>,
 }
 
-impl<S: Store> Endpoint<S> {
+impl<S: Store + Send + 'static> Endpoint<S> {
     /// Prepares an endpoint (nothing is bound or dialled until [`run`](Self::run)). The
     /// [`Control`] sends it commands from other threads.
     pub fn new(role: Role, config: EndpointConfig, store: S) -> io::Result<(Endpoint<S>, Control)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, commands) = mpsc::channel();
+        let storage = Storage::start(store, Arc::clone(&waker))?;
         let endpoint = Endpoint {
             poll,
-            store,
+            storage,
+            store_back: None,
+            offline: BTreeMap::new(),
+            next_offline: 1,
             clock: Clock::new(),
             reconnect_delay_ms: config.reconnect_min_ms,
             config,
@@ -329,29 +344,37 @@ impl<S: Store> Endpoint<S> {
             reconnect_at_ms: None,
             quit_deadline_ms: None,
             next_store_poll_ms: 0,
+            refused_for_good: None,
         };
         Ok((endpoint, Control { tx, waker }))
     }
 
-    /// The store, for the output callback's bookkeeping.
-    pub fn store_mut(&mut self) -> &mut S {
-        &mut self.store
+    /// The store, once [`run`](Self::run) has ended and the storage thread carried out
+    /// everything queued.
+    pub fn take_store(&mut self) -> Option<S> {
+        self.store_back.take()
     }
 
     /// Runs until the user quits (`Ok`) or the endpoint cannot go on (`Err`). Every output
-    /// goes to `on_output` with the store, so the caller can record extra facts (such as the
-    /// peer's address) in it.
-    pub fn run(&mut self, mut on_output: impl FnMut(&mut S, Output)) -> Result<(), EndpointError> {
+    /// goes to `on_output` with the storage thread, so the caller can record extra facts
+    /// (such as the peer's address) with [`Storage::task`], off the loop. When it returns,
+    /// everything queued for the store is carried out (and [`take_store`](Self::take_store)
+    /// hands the store back).
+    pub fn run(
+        &mut self,
+        mut on_output: impl FnMut(&Storage<S>, Output),
+    ) -> Result<(), EndpointError> {
         let mut out = OutputQueue::default();
         let result = self.run_inner(&mut out, &mut on_output);
-        out.flush(&mut self.store, &mut on_output);
+        out.flush(&self.storage, &mut on_output);
+        self.store_back = self.storage.stop();
         result
     }
 
     fn run_inner(
         &mut self,
         out: &mut OutputQueue,
-        on_output: &mut impl FnMut(&mut S, Output),
+        on_output: &mut impl FnMut(&Storage<S>, Output),
     ) -> Result<(), EndpointError> {
         match self.role.clone() {
             Role::Listen { bind } => {
@@ -369,9 +392,15 @@ impl<S: Store> Endpoint<S> {
         }
         let mut events = Events::with_capacity(256);
         loop {
-            out.flush(&mut self.store, on_output);
+            out.flush(&self.storage, on_output);
             if self.finished_quitting() {
-                return Ok(());
+                // Quitting does not hide a refusal that came meanwhile.
+                return match self.refused_for_good.take() {
+                    Some(reason) if reason.code != CloseCode::Busy => {
+                        Err(EndpointError::Refused(reason))
+                    }
+                    _ => Ok(()),
+                };
             }
             let timeout = self.next_deadline().map(|deadline| {
                 Duration::from_millis(deadline.saturating_sub(self.clock.now_ms()) + 1)
@@ -393,7 +422,9 @@ impl<S: Store> Endpoint<S> {
                     token => self.lingering_ready(token),
                 }
             }
-            // Commands may arrive without a wake (the channel is checked every turn).
+            // Completions and commands may arrive without a wake of their own (both are
+            // checked every turn).
+            self.take_completions(out)?;
             self.take_commands(out);
             self.timers(out)?;
         }
@@ -510,11 +541,10 @@ impl<S: Store> Endpoint<S> {
             out.push(Output::RefusedBusy(live.conn.peer_addr()));
         } else {
             live.admitted = Some(peer.device);
-            if let Err(e) = live.conn.link_mut().admit(&mut self.store, now) {
-                out.push(Output::Warning(format!("storage failure: {e}")));
-            }
+            live.conn.link_mut().admit(now);
         }
-        live.conn.after_command(self.poll.registry(), now);
+        live.conn
+            .after_command(self.poll.registry(), &self.storage, now);
     }
 
     /// The chat with `device` is now on `token`: any older connection of the same device is
@@ -535,7 +565,8 @@ impl<S: Store> Endpoint<S> {
                     "the same device connected again; the newer connection goes on",
                 );
                 live.conn.link_mut().close(close, now);
-                live.conn.after_command(self.poll.registry(), now);
+                live.conn
+                    .after_command(self.poll.registry(), &self.storage, now);
             }
         }
     }
@@ -692,10 +723,64 @@ impl<S: Store> Endpoint<S> {
         let Some(live) = self.conns.get_mut(&token) else {
             return Ok(());
         };
-        let result = live
-            .conn
-            .on_ready(self.poll.registry(), &mut self.store, now);
-        self.after_connection_step(token, result.map_err(|e| e.to_string()), out)
+        let progress = live.conn.on_ready(self.poll.registry(), &self.storage, now);
+        self.after_connection_step(token, progress, out)
+    }
+
+    /// Hands every storage completion that is ready to its link (or, for a line written
+    /// with no connection, reports it).
+    fn take_completions(&mut self, out: &mut OutputQueue) -> Result<(), EndpointError> {
+        loop {
+            let completion = self.storage.next_completion().map_err(EndpointError::Io)?;
+            let Some(Completion { origin, id, result }) = completion else {
+                return Ok(());
+            };
+            match origin {
+                Origin::Endpoint => self.offline_written(id, result, out),
+                Origin::Link(token) => {
+                    let now = self.clock.now_ms();
+                    let Some(live) = self.conns.get_mut(&token) else {
+                        // Unreachable: a connection stays until its requests completed.
+                        continue;
+                    };
+                    let progress = live.conn.on_completion(
+                        self.poll.registry(),
+                        &self.storage,
+                        id,
+                        result,
+                        now,
+                    );
+                    self.after_connection_step(token, progress, out)?;
+                }
+            }
+        }
+    }
+
+    /// A line for a chat with no connection is stored (or not).
+    fn offline_written(
+        &mut self,
+        id: RequestId,
+        result: Result<StoreReply, String>,
+        out: &mut OutputQueue,
+    ) {
+        let Some(device) = self.offline.remove(&id) else {
+            return;
+        };
+        match result {
+            Ok(StoreReply::Composed(messages)) => {
+                for message in messages {
+                    out.push(Output::Sent {
+                        peer: device,
+                        message,
+                        live: false,
+                    });
+                }
+            }
+            Ok(_) => out.push(Output::Warning(
+                "the store answered a line with another kind of result".into(),
+            )),
+            Err(e) => out.push(Output::Warning(format!("a line could not be stored: {e}"))),
+        }
     }
 
     /// The established chat with `device`, if any.
@@ -715,13 +800,9 @@ impl<S: Store> Endpoint<S> {
     fn after_connection_step(
         &mut self,
         token: Token,
-        result: Result<Progress, String>,
+        progress: Progress,
         out: &mut OutputQueue,
     ) -> Result<(), EndpointError> {
-        if let Err(e) = &result {
-            out.push(Output::Warning(format!("storage failure: {e}")));
-        }
-        let mut refused_for_good = None;
         while let Some(live) = self.conns.get_mut(&token) {
             let Some(notice) = live.conn.link_mut().poll_notice() else {
                 break;
@@ -754,6 +835,29 @@ impl<S: Store> Endpoint<S> {
                             peer,
                             message,
                             stored,
+                        });
+                    }
+                }
+                Notice::Composed { messages, .. } => {
+                    if let Some(peer) = peer_device {
+                        for message in messages {
+                            // Written while our history is still coming back (or the
+                            // connection ended meanwhile): it waits for its number, like a
+                            // line written offline.
+                            let live = message.seq != 0;
+                            out.push(Output::Sent {
+                                peer,
+                                message,
+                                live,
+                            });
+                        }
+                    }
+                }
+                Notice::ComposeFailed { texts, reason, .. } => {
+                    for text in texts {
+                        out.push(Output::Rejected {
+                            text,
+                            reason: format!("could not store the message: {reason}"),
                         });
                     }
                 }
@@ -796,7 +900,7 @@ impl<S: Store> Endpoint<S> {
                             // turn, forever. Stop and say why.
                             let replaced = by == Side::Peer && reason.code == CloseCode::Replaced;
                             if (!self.ever_established && !left_on_purpose) || replaced {
-                                refused_for_good = Some(reason.clone());
+                                self.refused_for_good = Some(reason.clone());
                             }
                             out.push(Output::Disconnected {
                                 peer: chat,
@@ -821,10 +925,7 @@ impl<S: Store> Endpoint<S> {
         let Some(live) = self.conns.get(&token) else {
             return Ok(());
         };
-        let session_closed = live.conn.link().session().is_closed();
-        let finished = live.conn.link().is_finished()
-            || matches!(result, Ok(Progress::Finished))
-            || (session_closed && result.is_err());
+        let finished = live.conn.link().is_finished() || progress == Progress::Finished;
         if !finished {
             return Ok(());
         }
@@ -832,7 +933,7 @@ impl<S: Store> Endpoint<S> {
             self.linger(live.conn);
         }
         if matches!(self.role, Role::Connect { .. }) {
-            match refused_for_good {
+            match self.refused_for_good.take() {
                 // A listener at its limit of peers: try again later, unless the user leaves.
                 Some(reason)
                     if reason.code == CloseCode::Busy && self.quit_deadline_ms.is_none() =>
@@ -866,8 +967,8 @@ impl<S: Store> Endpoint<S> {
     // ----- the user's commands -----
 
     fn take_commands(&mut self, out: &mut OutputQueue) {
-        // Lines typed (or pasted) since the last turn are written in one store transaction
-        // per chat: one durable commit per burst instead of one per line.
+        // Lines typed (or pasted) since the last turn go to the store as one request per
+        // chat (and the storage thread commits many requests at once).
         let mut burst = Vec::new();
         self.take_commands_into(&mut burst);
         self.write_lines(burst, out);
@@ -898,7 +999,7 @@ impl<S: Store> Endpoint<S> {
     }
 
     /// Writes a burst of lines: runs of lines for the same established chat go in one store
-    /// transaction, every other line on its own.
+    /// request, every other line on its own.
     fn write_lines(&mut self, lines: Vec<(Option<DeviceId>, String)>, out: &mut OutputQueue) {
         let mut lines = lines.into_iter().peekable();
         while let Some((to, text)) = lines.next() {
@@ -917,57 +1018,44 @@ impl<S: Store> Endpoint<S> {
                     run.push(text);
                 }
             }
-            self.write_run(token, device, run, out);
+            self.write_run(token, run, out);
         }
     }
 
-    /// Lines for the established chat on `token`: one store transaction for all; if one is
-    /// refused, each line gets its own verdict.
-    fn write_run(
-        &mut self,
-        token: Token,
-        device: DeviceId,
-        run: Vec<String>,
-        out: &mut OutputQueue,
-    ) {
+    /// Lines for the established chat on `token`: one store request (one commit) for all
+    /// that are within the limits; each other line is rejected on its own.
+    fn write_run(&mut self, token: Token, run: Vec<String>, out: &mut OutputQueue) {
         let now = self.clock.now_ms();
         let wall = self.clock.wall_ms();
+        let (good, bad): (Vec<String>, Vec<String>) = run
+            .into_iter()
+            .partition(|text| socketfalco_core::check_text(text).is_ok());
+        for text in bad {
+            let reason = socketfalco_core::check_text(&text)
+                .err()
+                .map_or_else(String::new, |e| e.to_string());
+            out.push(Output::Rejected { text, reason });
+        }
+        if good.is_empty() {
+            return;
+        }
         let Some(live) = self.conns.get_mut(&token) else {
             return;
         };
-        match live
-            .conn
-            .link_mut()
-            .compose_batch(&mut self.store, &run, wall, now)
-        {
-            Ok(messages) => {
-                for message in messages {
-                    // Written while our history is still coming back: it waits for its
-                    // number, like a line written offline.
-                    let live = message.seq != 0;
-                    out.push(Output::Sent {
-                        peer: device,
-                        message,
-                        live,
-                    });
-                }
-                live.conn.after_command(self.poll.registry(), now);
-            }
-            Err(e) if run.len() == 1 => {
-                live.conn.after_command(self.poll.registry(), now);
-                for text in run {
+        match live.conn.link_mut().compose_batch(good.clone(), wall, now) {
+            Ok(_) => {}
+            Err(e) => {
+                for text in good {
                     out.push(Output::Rejected {
                         text,
                         reason: e.to_string(),
                     });
                 }
             }
-            Err(_) => {
-                for text in run {
-                    self.write_run(token, device, vec![text], out);
-                }
-            }
         }
+        // The lines show as sent when the store has them (`Notice::Composed`).
+        live.conn
+            .after_command(self.poll.registry(), &self.storage, now);
     }
 
     /// One line for a chat with no established connection (stored to wait for the next
@@ -976,7 +1064,7 @@ impl<S: Store> Endpoint<S> {
         let target = to.or_else(|| self.current.as_ref().map(|p| p.device));
         if let Some(device) = target {
             if let Some(token) = self.chat_token(device) {
-                self.write_run(token, device, vec![text], out);
+                self.write_run(token, vec![text], out);
                 return;
             }
         }
@@ -987,26 +1075,25 @@ impl<S: Store> Endpoint<S> {
                 text,
                 reason: "the temporary session has ended; nothing of it is stored".into(),
             }),
-            (Some(device), _) => {
-                let result = socketfalco_core::check_text(&text)
-                    .map_err(ComposeError::Text)
-                    .and_then(|()| {
-                        self.store
-                            .compose(device, &text, wall)
-                            .map_err(ComposeError::Store)
-                    });
-                match result {
-                    Ok(message) => out.push(Output::Sent {
+            (Some(device), _) => match socketfalco_core::check_text(&text) {
+                Ok(()) => {
+                    // Stored unnumbered, to wait for the next sync; shown once stored.
+                    let id = RequestId(self.next_offline);
+                    self.next_offline += 1;
+                    self.offline.insert(id, device);
+                    let request = StoreRequest::Compose {
                         peer: device,
-                        message,
-                        live: false,
-                    }),
-                    Err(e) => out.push(Output::Rejected {
-                        text,
-                        reason: e.to_string(),
-                    }),
+                        texts: vec![text],
+                        sent_at_ms: wall,
+                        number_after: None,
+                    };
+                    self.storage.submit(Origin::Endpoint, id, request);
                 }
-            }
+                Err(e) => out.push(Output::Rejected {
+                    text,
+                    reason: e.to_string(),
+                }),
+            },
             (None, _) => match socketfalco_core::check_text(&text) {
                 Ok(()) => {
                     out.push(Output::Pending(text.clone()));
@@ -1058,12 +1145,14 @@ impl<S: Store> Endpoint<S> {
             let due = link.poll_timeout().is_some_and(|t| t <= now);
             // Messages another process wrote into the chat (an offline writer on the same
             // data directory) go out within a store poll.
-            let poll = poll_store && link.session().is_established();
-            if due || poll {
-                let result = live
+            if poll_store && link.session().is_established() {
+                live.conn.link_mut().refill(now);
+            }
+            if due || poll_store {
+                let progress = live
                     .conn
-                    .on_timeout(self.poll.registry(), &mut self.store, now);
-                self.after_connection_step(token, result.map_err(|e| e.to_string()), out)?;
+                    .on_timeout(self.poll.registry(), &self.storage, now);
+                self.after_connection_step(token, progress, out)?;
             }
         }
         if self.dialing.as_ref().is_some_and(|d| d.deadline_ms <= now) {
@@ -1117,6 +1206,7 @@ impl<S: Store> Endpoint<S> {
                 matches!(self.role, Role::Listen { .. }) && live.admitted.is_none();
             let handshaking = !session.is_established() && !unauthenticated;
             let settled = session.is_established()
+                && !live.conn.link().has_store_work()
                 && !session.is_recovering()
                 && self.pending.is_empty()
                 && session.in_flight() == 0
@@ -1125,13 +1215,14 @@ impl<S: Store> Endpoint<S> {
                 live.conn
                     .link_mut()
                     .close(Close::new(CloseCode::Normal, "the user left"), now);
-                live.conn.after_command(self.poll.registry(), now);
+                live.conn
+                    .after_command(self.poll.registry(), &self.storage, now);
                 let progress = if live.conn.link().is_finished() {
                     Progress::Finished
                 } else {
                     Progress::Open
                 };
-                self.after_connection_step(token, Ok(progress), out)?;
+                self.after_connection_step(token, progress, out)?;
             }
         }
         if self.conns.is_empty() && self.dialing.is_some() && expired {
@@ -1158,7 +1249,9 @@ impl<S: Store> Endpoint<S> {
             .filter(|(_, live)| {
                 let link = live.conn.link();
                 let flushed = !link.wants_write() || now >= deadline + 1_000;
-                link.session().is_closed() && flushed
+                // A connection stays until its storage requests are completed: what it
+                // received is stored and shown, its lines reported.
+                link.session().is_closed() && flushed && !link.has_store_work()
             })
             .map(|(token, _)| *token)
             .collect();
@@ -1167,7 +1260,7 @@ impl<S: Store> Endpoint<S> {
                 self.linger(live.conn);
             }
         }
-        if !self.conns.is_empty() {
+        if !self.conns.is_empty() || !self.offline.is_empty() {
             return false;
         }
         // Wait (briefly: lingering has its own deadline) until the peers have read our close.
@@ -1188,9 +1281,9 @@ impl OutputQueue {
         self.0.push(output);
     }
 
-    fn flush<S>(&mut self, store: &mut S, on_output: &mut impl FnMut(&mut S, Output)) {
+    fn flush<S>(&mut self, storage: &Storage<S>, on_output: &mut impl FnMut(&Storage<S>, Output)) {
         for output in self.0.drain(..) {
-            on_output(store, output);
+            on_output(storage, output);
         }
     }
 }

@@ -5,8 +5,11 @@
 //! - [`clock`]: the monotonic clock the core's timers run on, and the wall clock messages
 //!   are stamped with.
 //! - [`connection`]: one TCP stream joined to one link — read everything available, pump the
-//!   link once per readiness event (one store transaction, one ack), write until the socket
-//!   would block, and derive the mio interest from what the session wants.
+//!   link once per readiness event (one batch for the store, one ack once it is durable),
+//!   hand its storage requests over, write until the socket would block, and derive the mio
+//!   interest from what the session wants.
+//! - [`storage`]: the storage thread: the links' storage requests, many per durable commit
+//!   (group commit), off the event loop, completions back through the loop's waker.
 //! - [`endpoint`]: the event loop: listen or connect, refuse a second caller as busy,
 //!   reconnect with backoff after a drop, take the user's lines from another thread, and
 //!   report everything as [`Output`] values.
@@ -17,5 +20,6 @@
 pub mod clock;
 pub mod connection;
 pub mod endpoint;
+pub mod storage;
 
 pub use endpoint::{Command, Control, Endpoint, EndpointConfig, Output, Role};

@@ -23,7 +23,7 @@ fn start(role: Role, config: EndpointConfig) -> Running {
         let result = endpoint.run(|_, output| {
             let _ = tx.send(output);
         });
-        let store = std::mem::take(endpoint.store_mut());
+        let store = endpoint.take_store().unwrap_or_default();
         (result.map_err(|e| e.to_string()), store)
     });
     Running {
@@ -284,7 +284,7 @@ fn the_caller_reconnects_after_the_listener_comes_back_and_resyncs() {
         });
         (
             result.map_err(|e| e.to_string()),
-            std::mem::take(endpoint.store_mut()),
+            endpoint.take_store().unwrap_or_default(),
         )
     });
     let outputs = Events::new(outputs);

@@ -148,40 +148,39 @@ fn run(
         .name("network".into())
         .spawn(move || {
             let mut endpoint = endpoint;
-            let result = endpoint.run(|db, output| {
+            // The bookkeeping below runs on the storage thread, in its next commit: the
+            // loop never waits for the disk.
+            let result = endpoint.run(|storage, output| {
                 if let Output::Connected { peer, addr, .. } = &output {
                     if !peer.temporary {
-                        if let Err(e) = db.set_last_address(peer.device, &addr.to_string()) {
-                            log::warn!("could not record the peer's address: {e}");
-                        }
+                        let (device, address) = (peer.device, addr.to_string());
+                        storage.task(move |db: &mut Database| {
+                            if let Err(e) = db.set_last_address(device, &address) {
+                                log::warn!("could not record the peer's address: {e}");
+                            }
+                        });
                     }
                 }
-                let first = match &output {
-                    Output::Connected { peer, .. }
-                        if !peer.temporary && !pinned.contains(&peer.device) =>
-                    {
-                        match db.key_state(peer.device) {
+                // A peer whose key was not pinned before this session: its key was pinned
+                // now, by the opening of its chat. The fingerprint is read on the storage
+                // thread, after that opening; its line follows the connection's.
+                if let Output::Connected { peer, .. } = &output {
+                    if !peer.temporary && pinned.insert(peer.device) {
+                        let (device, name, tx) = (peer.device, peer.name.clone(), net_tx.clone());
+                        storage.task(move |db: &mut Database| match db.key_state(device) {
                             Ok(Some((Some(key), _))) => {
-                                pinned.insert(peer.device);
-                                Some(Update::FirstContact {
-                                    peer: peer.device,
-                                    name: peer.name.clone(),
+                                let _ = tx.send(Update::FirstContact {
+                                    peer: device,
+                                    name,
                                     fingerprint: PublicKey(key).fingerprint(),
-                                })
+                                });
                             }
-                            Ok(_) => None,
-                            Err(e) => {
-                                log::warn!("could not read the peer's pinned key: {e}");
-                                None
-                            }
-                        }
+                            Ok(_) => {}
+                            Err(e) => log::warn!("could not read the peer's pinned key: {e}"),
+                        });
                     }
-                    _ => None,
-                };
-                let _ = net_tx.send(Update::Net(output));
-                if let Some(first) = first {
-                    let _ = net_tx.send(first);
                 }
+                let _ = net_tx.send(Update::Net(output));
             });
             let _ = net_tx.send(Update::Finished(result.map_err(|e| refused(&e))));
         })?;

@@ -1491,7 +1491,7 @@ impl LinkedWorld {
                     link.session_mut().handle_input(piece, now);
                 }
             }
-            let _ = link.pump(&mut device.store, now);
+            let _ = link.pump_with(&mut device.store, now);
             while link.poll_notice().is_some() {}
         }
     }
@@ -1615,7 +1615,7 @@ impl LinkedWorld {
             (&mut self.pair.a, DEVICE_B, self.pair.wall_a_ms)
         };
         if let Some(link) = device.link.as_mut() {
-            match link.compose(&mut device.store, text, wall, now) {
+            match link.compose_one_with(&mut device.store, text, wall, now) {
                 Err(ComposeError::NoPeer) => {}
                 Ok(_) | Err(_) => return,
             }

@@ -54,7 +54,7 @@ impl Device {
             return false;
         };
         // A store failure closes the session inside the link; the test sees the notice.
-        let _ = link.pump(&mut self.store, now_ms);
+        let _ = link.pump_with(&mut self.store, now_ms);
         let mut any = false;
         while let Some(notice) = link.poll_notice() {
             self.notices.push(notice);
@@ -277,7 +277,7 @@ impl Pair {
             (&mut self.b, DEVICE_A, self.wall_b_ms)
         };
         if let Some(link) = me.link.as_mut() {
-            match link.compose(&mut me.store, text, wall, self.now_ms) {
+            match link.compose_one_with(&mut me.store, text, wall, self.now_ms) {
                 Ok(message) => return message,
                 Err(ComposeError::NoPeer) => {}
                 Err(e) => panic!("compose failed in the harness: {e}"),
