@@ -555,8 +555,8 @@ peer who connected last), shown in the prompt as you→peer when several are liv
   quit             leave (so do Ctrl-C, Ctrl-D and closing the terminal)
 Scripts may also write {\"to\": \"NAME\", \"text\": \"...\"} lines.
 
-A chat view on a terminal (-eC, and the current chat of a session) opens on the last
-screenful, with a marker above the first unread line:
+-eC on a terminal opens on the chat's last screenful, with a marker above the first unread
+line. There, and in a session for the current chat:
   PgUp, Shift+Up   read back a page (the chat is never loaded whole)
   PgDn, Shift+Down a page forward; past the last page, back to the live view
   End              back to the live view (while reading back)
