@@ -101,6 +101,9 @@ use std::path::PathBuf;
 
 use clap::error::ErrorKind;
 use clap::{value_parser, Arg, ArgAction, ArgGroup, ArgMatches};
+use clap_complete::Shell;
+
+use crate::ui::alert::Notify;
 
 /// The port used when neither `-p` nor the `-c` address gives one.
 pub const DEFAULT_PORT: u16 = 30000;
@@ -120,6 +123,11 @@ pub struct Cli {
     /// `--json`: machine-readable output for `-ls`, `--fingerprint`,
     /// `--trust-new-key` and sessions.
     pub json: bool,
+    /// `--bell`: ring the terminal bell on a line that comes in where the user is not
+    /// looking (sessions only).
+    pub bell: bool,
+    /// `--notify[=name|text]`: desktop notifications (sessions only).
+    pub notify: Notify,
 }
 
 /// Which part of a chat's history `-eC` shows.
@@ -249,6 +257,10 @@ pub enum Command {
         /// The fingerprint's 16 bytes, parsed and checked here.
         fingerprint: [u8; 16],
     },
+    /// `--completions SHELL`: print the shell's completion script.
+    Completions(Shell),
+    /// `--man`: print the manual page (roff).
+    Man,
 }
 
 /// Parses the process arguments (including `argv[0]`); on error or
@@ -497,6 +509,10 @@ const MAX_PEERS: &str = "max_peers";
 const LAST: &str = "last";
 const SINCE: &str = "since";
 const DATA_DIR: &str = "data_dir";
+const BELL: &str = "bell";
+const NOTIFY: &str = "notify";
+const COMPLETIONS: &str = "completions";
+const MAN: &str = "man";
 const JSON: &str = "json";
 const VERBOSE: &str = "verbose";
 
@@ -510,7 +526,8 @@ socketfalco [OPTIONS] -l | -listen [-t] [--serve] [--max-peers N]
        socketfalco [OPTIONS] -eN | -editName <NAME>
        socketfalco [OPTIONS] -eC | -editChat <CHAT_UUID>
        socketfalco [OPTIONS] --fingerprint
-       socketfalco [OPTIONS] --trust-new-key <CHAT_UUID> <FINGERPRINT>";
+       socketfalco [OPTIONS] --trust-new-key <CHAT_UUID> <FINGERPRINT>
+       socketfalco --completions <SHELL> | --man";
 
 const EXAMPLES: &str = "\
 Legacy single-dash forms (-listen, -ls, -list, -connect, -eN, -editName, -eC, -editChat, -help)
@@ -536,10 +553,112 @@ peer who connected last), shown in the prompt as you→peer when several are liv
   /chats           list the live chats
   //TEXT           send a line that starts with /
   quit             leave (so do Ctrl-C, Ctrl-D and closing the terminal)
-Scripts may also write {\"to\": \"NAME\", \"text\": \"...\"} lines.";
+Scripts may also write {\"to\": \"NAME\", \"text\": \"...\"} lines.
+
+-eC on a terminal opens on the chat's last screenful, with a marker above the first unread
+line. There, and in a session for the current chat:
+  PgUp, Shift+Up   read back a page (the chat is never loaded whole)
+  PgDn, Shift+Down a page forward; past the last page, back to the live view
+  End              back to the live view (while reading back)
+While you read back, new lines do not move the page: the status row counts them (\"2 new
+lines below\"). --bell rings the terminal bell, and --notify shows a desktop notification,
+for a line that comes in while you read back or for another chat than the current one.
+
+Completions and manual page:
+  socketfalco --completions bash > ~/.local/share/bash-completion/completions/socketfalco
+  socketfalco --man > ~/.local/share/man/man1/socketfalco.1";
 
 /// The commands that are not a session: `-t`, `-p` and `--bind` conflict with them.
-const NOT_SESSIONS: [&str; 5] = [LIST, EDIT_NAME, EDIT_CHAT, FINGERPRINT, TRUST_NEW_KEY];
+const NOT_SESSIONS: [&str; 7] = [
+    LIST,
+    EDIT_NAME,
+    EDIT_CHAT,
+    FINGERPRINT,
+    TRUST_NEW_KEY,
+    COMPLETIONS,
+    MAN,
+];
+
+/// The clap definition of the command line, as `--completions` and `--man` describe it. The
+/// legacy single-dash spellings are not clap options (see the module documentation): the
+/// help of each command and the text after the options name them, so the manual page shows
+/// them; the completion scripts get them as extra words ([`completion_script`]).
+pub fn command() -> clap::Command {
+    build_command()
+}
+
+/// The legacy single-dash spellings, for the completion scripts.
+pub fn legacy_flags() -> impl Iterator<Item = &'static str> {
+    LEGACY_FLAGS.iter().map(|(legacy, _)| *legacy)
+}
+
+/// The completion script for `shell`: clap_complete's, with the legacy single-dash
+/// spellings added as candidates where the shell's script has a plain word list (bash,
+/// fish's old-style options, zsh's option specs). PowerShell and elvish complete the GNU
+/// forms only (their scripts list options per command in a form that has no place for
+/// them; the legacy forms still work when typed).
+pub fn completion_script(shell: Shell) -> String {
+    let mut cmd = build_command();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, BIN, &mut out);
+    let script = String::from_utf8_lossy(&out).into_owned();
+    let legacy: Vec<&str> = legacy_flags().collect();
+    match shell {
+        Shell::Bash => {
+            // The top-level word list: `opts="-l -c … --man"` for the binary itself.
+            let words = legacy.join(" ");
+            let mut done = false;
+            script
+                .lines()
+                .map(|line| {
+                    let trimmed = line.trim_start();
+                    if !done && trimmed.starts_with("opts=\"") && trimmed.contains("--listen") {
+                        done = true;
+                        line.replacen("opts=\"", &format!("opts=\"{words} "), 1)
+                    } else {
+                        line.to_owned()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+                + "\n"
+        }
+        Shell::Fish => {
+            let mut script = script;
+            script.push_str("# The legacy single-dash spellings of the original SocketFalco.\n");
+            for (legacy, gnu) in LEGACY_FLAGS {
+                let needs_value = matches!(*gnu, "--connect" | "--edit-name" | "--edit-chat");
+                script.push_str(&format!(
+                    "complete -c {BIN} -o {}{} -d 'same as {gnu}'\n",
+                    &legacy[1..],
+                    if needs_value { " -r" } else { "" }
+                ));
+            }
+            script
+        }
+        Shell::Zsh => {
+            // Each option is one spec line of the `_arguments` call; the legacy ones go
+            // before the first.
+            let specs: String = LEGACY_FLAGS
+                .iter()
+                .map(|(legacy, gnu)| {
+                    let value = match *gnu {
+                        "--connect" => ":address: ",
+                        "--edit-name" => ":name: ",
+                        "--edit-chat" => ":chat: ",
+                        _ => "",
+                    };
+                    format!("'{legacy}[same as {gnu}]{value}' \\\n")
+                })
+                .collect();
+            match script.find("'-l[") {
+                Some(at) => format!("{}{specs}{}", &script[..at], &script[at..]),
+                None => script,
+            }
+        }
+        _ => script,
+    }
+}
 
 /// Builds the clap definition of the command line (after legacy rewriting).
 fn build_command() -> clap::Command {
@@ -722,6 +841,51 @@ fn build_command() -> clap::Command {
                 ),
         )
         .arg(
+            Arg::new(BELL)
+                .help_heading(OPTIONS)
+                .long("bell")
+                .action(ArgAction::SetTrue)
+                .help(
+                    "With -l or -c: ring the terminal bell on a line that comes in while you \
+                     read back or for another chat than the current one (with --serve: on every \
+                     line, when standard error is a terminal)",
+                ),
+        )
+        .arg(
+            Arg::new(NOTIFY)
+                .help_heading(OPTIONS)
+                .long("notify")
+                .value_name("WHAT")
+                .num_args(0..=1)
+                .require_equals(true)
+                .default_missing_value("name")
+                .value_parser(["name", "text"])
+                .help(
+                    "With -l or -c: a desktop notification for a line that comes in while you \
+                     read back, for another chat, or while the terminal is in the background \
+                     (with --serve: every line). It names the peer only; --notify=text adds \
+                     the message text",
+                ),
+        )
+        .arg(
+            Arg::new(COMPLETIONS)
+                .long("completions")
+                .value_name("SHELL")
+                .value_parser(value_parser!(Shell))
+                .help_heading(COMMANDS)
+                .help(
+                    "Print the completion script for SHELL (bash, zsh, fish, powershell, \
+                     elvish); see the README for where to put it",
+                ),
+        )
+        .arg(
+            Arg::new(MAN)
+                .long("man")
+                .action(ArgAction::SetTrue)
+                .help_heading(COMMANDS)
+                .help("Print the manual page (roff), e.g. socketfalco --man | man -l -"),
+        )
+        .arg(
             Arg::new(DATA_DIR)
                 .help_heading(OPTIONS)
                 .long("data-dir")
@@ -773,6 +937,8 @@ fn build_command() -> clap::Command {
                     EDIT_CHAT,
                     FINGERPRINT,
                     TRUST_NEW_KEY,
+                    COMPLETIONS,
+                    MAN,
                 ])
                 .multiple(false),
         )
@@ -857,6 +1023,10 @@ fn cli_from_matches(cmd: &mut clap::Command, m: &ArgMatches) -> Result<Cli, clap
         Command::Fingerprint
     } else if let Some(values) = m.get_many::<String>(TRUST_NEW_KEY) {
         trust_new_key(cmd, &values.collect::<Vec<_>>())?
+    } else if let Some(shell) = m.get_one::<Shell>(COMPLETIONS) {
+        Command::Completions(*shell)
+    } else if m.get_flag(MAN) {
+        Command::Man
     } else {
         return Err(missing_command_error(cmd));
     };
@@ -869,9 +1039,12 @@ fn cli_from_matches(cmd: &mut clap::Command, m: &ArgMatches) -> Result<Cli, clap
         (MAX_PEERS, "--max-peers", "-l"),
         (LAST, "--last", "-eC"),
         (SINCE, "--since", "-eC"),
+        (BELL, "--bell", "-l or -c"),
+        (NOTIFY, "--notify", "-l or -c"),
     ] {
         let fits = match &command {
-            Command::Listen { .. } => owner == "-l",
+            Command::Listen { .. } => owner.starts_with("-l"),
+            Command::Connect { .. } => owner == "-l or -c",
             Command::EditChat { .. } => owner == "-eC",
             _ => false,
         };
@@ -888,6 +1061,12 @@ fn cli_from_matches(cmd: &mut clap::Command, m: &ArgMatches) -> Result<Cli, clap
         data_dir: m.get_one::<PathBuf>(DATA_DIR).cloned(),
         verbose: m.get_count(VERBOSE),
         json: m.get_flag(JSON),
+        bell: m.get_flag(BELL),
+        notify: match m.get_one::<String>(NOTIFY).map(String::as_str) {
+            None => Notify::Off,
+            Some("text") => Notify::Text,
+            Some(_) => Notify::Name,
+        },
     })
 }
 
@@ -979,6 +1158,8 @@ mod tests {
             data_dir: None,
             verbose: 0,
             json: false,
+            bell: false,
+            notify: Notify::Off,
         }
     }
 
@@ -1277,6 +1458,8 @@ SocketFalco -listen ; SocketFalco -listen -t ; SocketFalco -connect 192.168.0.1 
                 data_dir: Some(PathBuf::from("d")),
                 verbose: 2,
                 json: true,
+                bell: false,
+                notify: Notify::Off,
             }
         );
     }
@@ -1804,5 +1987,78 @@ SocketFalco -listen ; SocketFalco -listen -t ; SocketFalco -connect 192.168.0.1 
         assert!(parse_from(["socketfalco", "-c", "h", "--max-peers", "3"]).is_err());
         assert!(parse_from(["socketfalco", "-l", "--serve", "--max-peers", "3"]).is_ok());
         assert!(parse_from(["socketfalco", "-eC", "ab", "--last", "0"]).is_err());
+    }
+
+    #[test]
+    fn bell_and_notify_go_with_sessions_only() {
+        assert!(ok("-l --bell").bell);
+        assert_eq!(ok("-c h --notify").notify, Notify::Name);
+        assert_eq!(ok("-l --serve --notify=text --bell").notify, Notify::Text);
+        assert_eq!(ok("-l --notify=name").notify, Notify::Name);
+        assert_eq!(ok("-l").notify, Notify::Off);
+        assert_eq!(err("-ls --bell").kind(), ErrorKind::ArgumentConflict);
+        assert_eq!(err("-eC ab --notify").kind(), ErrorKind::ArgumentConflict);
+        assert_eq!(err("-l --notify=loud").kind(), ErrorKind::InvalidValue);
+    }
+
+    #[test]
+    fn completions_and_the_manual_page_are_commands() {
+        assert_eq!(
+            ok("--completions bash").command,
+            Command::Completions(Shell::Bash)
+        );
+        assert_eq!(
+            ok("--completions zsh").command,
+            Command::Completions(Shell::Zsh)
+        );
+        assert_eq!(ok("--man").command, Command::Man);
+        assert_eq!(err("--man -ls").kind(), ErrorKind::ArgumentConflict);
+        assert_eq!(err("--completions tcsh").kind(), ErrorKind::InvalidValue);
+    }
+
+    #[test]
+    fn the_completion_scripts_offer_the_legacy_spellings() {
+        let bash = completion_script(Shell::Bash);
+        let top = bash
+            .lines()
+            .find(|l| l.contains("opts=\"") && l.contains("--listen"))
+            .unwrap();
+        for legacy in legacy_flags() {
+            assert!(
+                top.split(['"', ' ']).any(|w| w == legacy),
+                "{legacy}: {top}"
+            );
+        }
+        let fish = completion_script(Shell::Fish);
+        assert!(
+            fish.contains("complete -c socketfalco -o editChat -r"),
+            "{fish}"
+        );
+        let zsh = completion_script(Shell::Zsh);
+        assert!(zsh.contains("'-eC[same as --edit-chat]:chat: '"), "{zsh}");
+        // The others are clap_complete's as they are.
+        assert!(completion_script(Shell::PowerShell).contains("--edit-chat"));
+        assert!(completion_script(Shell::Elvish).contains("--edit-chat"));
+    }
+
+    #[test]
+    fn the_manual_page_names_the_legacy_spellings_and_the_keys() {
+        let mut page = Vec::new();
+        clap_mangen::Man::new(command()).render(&mut page).unwrap();
+        let page = String::from_utf8(page).unwrap();
+        for legacy in [
+            "\\-listen",
+            "\\-ls",
+            "\\-list",
+            "\\-connect",
+            "\\-eN",
+            "\\-editName",
+            "\\-eC",
+            "\\-editChat",
+            "\\-help",
+        ] {
+            assert!(page.contains(legacy), "{legacy} not in the manual page");
+        }
+        assert!(page.contains("PgUp"));
     }
 }

@@ -11,9 +11,11 @@
 //!   durability contract.
 //! - [`commands`]: one module per command (`chat` for `-l`/`-c`, `edit_chat`, `edit_name`,
 //!   `list`, `trust` for `--fingerprint` and `--trust-new-key`, `leave` for the signals and
-//!   Windows console events that end a session); start there to add a command.
-//! - [`ui`]: how events are shown (terminal, plain lines, JSON), the line editor, and whether
-//!   the terminal is still there (a terminal that hangs up ends the session like `quit`).
+//!   Windows console events that end a session, `view` for the chat view that `-eC` and
+//!   sessions share: its opening screenful and reading back); start there to add a command.
+//! - [`ui`]: how events are shown (terminal, plain lines, JSON), the line editor, the
+//!   scrollback's paging, the bell and desktop notifications, and whether the terminal is
+//!   still there (a terminal that hangs up ends the session like `quit`).
 //!
 //! The protocol lives in the `socketfalco-core` crate, the sockets in
 //! `socketfalco-transport`; this crate only wires them to the user and the disk.

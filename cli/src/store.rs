@@ -935,6 +935,193 @@ impl Database {
     }
 }
 
+/// Where a message stands in its chat's display order: the core's `order_key` (Lamport
+/// counter, author, sequence number; an own message still waiting for its number has `seq` 0).
+/// The scrollback pages through a chat by keyset queries on it ([`Database::page`]), on the
+/// `messages_display` index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DisplayKey {
+    /// The Lamport counter.
+    pub lamport: u64,
+    /// The author.
+    pub author: DeviceId,
+    /// The author's sequence number; 0 for an own message waiting for its number.
+    pub seq: u64,
+}
+
+impl StoredMessage {
+    /// Where the message stands in the chat's display order.
+    pub fn display_key(&self) -> DisplayKey {
+        DisplayKey {
+            lamport: self.message.lamport,
+            author: self.author,
+            seq: self.message.seq,
+        }
+    }
+}
+
+/// Which side of a [`DisplayKey`] [`Database::page`] reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageSide {
+    /// The messages just before the key (the newest of the chat without one).
+    Older,
+    /// The messages just after the key (the oldest of the chat without one).
+    Newer,
+}
+
+impl Database {
+    /// At most `limit` messages of the chat with `peer` next to `from` on `side` (not `from`
+    /// itself), in display order: the newest that many before it, or the oldest that many
+    /// after it; without `from`, the newest (`Older`) or oldest (`Newer`) of the chat. A
+    /// keyset query on the display index: its cost depends on `limit`, not on the chat's
+    /// length or the position.
+    pub fn page(
+        &self,
+        peer: DeviceId,
+        from: Option<DisplayKey>,
+        side: PageSide,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let (op, order, bound) = match (side, from) {
+            (PageSide::Older, Some(k)) => ("<", "DESC", k),
+            (PageSide::Newer, Some(k)) => (">", "ASC", k),
+            (PageSide::Older, None) => ("<=", "DESC", DisplayKey::LAST),
+            (PageSide::Newer, None) => (">=", "ASC", DisplayKey::FIRST),
+        };
+        let lamport = i64::try_from(bound.lamport).unwrap_or(i64::MAX);
+        let seq = i64::try_from(bound.seq).unwrap_or(i64::MAX);
+        self.read(|tx| {
+            let me = match self.me {
+                Some(me) => me,
+                None => read_identity_device(tx)?.ok_or(StoreError::NoIdentity { path: None })?,
+            };
+            let delivered_up_to = delivered_up_to(tx, peer)?;
+            let mut page = Vec::new();
+            let stored = format!(
+                "SELECT author, seq, lamport, sent_at_ms, text FROM messages
+                  WHERE chat = ?1 AND (lamport, author, seq) {op} (?2, ?3, ?4)
+                  ORDER BY lamport {order}, author {order}, seq {order} LIMIT ?5"
+            );
+            let mut stmt = tx.prepare_cached(&stored)?;
+            let mut rows = stmt.query(params![peer.0, lamport, bound.author.0, seq, limit])?;
+            while let Some(row) = rows.next()? {
+                page.push((DeviceId(row.get(0)?), read_message(row, 1)??));
+            }
+            // Own messages waiting for a number sort as (lamport, me, 0).
+            let waiting = format!(
+                "SELECT 0, lamport, sent_at_ms, text FROM waiting
+                  WHERE chat = ?1 AND (lamport, ?6, 0) {op} (?2, ?3, ?4)
+                  ORDER BY lamport {order}, position {order} LIMIT ?5"
+            );
+            let mut stmt = tx.prepare_cached(&waiting)?;
+            let mut rows =
+                stmt.query(params![peer.0, lamport, bound.author.0, seq, limit, me.0])?;
+            while let Some(row) = rows.next()? {
+                page.push((me, read_message(row, 0)??));
+            }
+            let key = |(author, m): &(DeviceId, Message)| (m.lamport, *author, m.seq);
+            page.sort_by_key(key);
+            match side {
+                PageSide::Older => {
+                    let extra = page
+                        .len()
+                        .saturating_sub(usize::try_from(limit).unwrap_or(0));
+                    page.drain(..extra);
+                }
+                PageSide::Newer => page.truncate(usize::try_from(limit).unwrap_or(0)),
+            }
+            Ok(page
+                .into_iter()
+                .map(|(author, message)| {
+                    let mine = author == me;
+                    StoredMessage {
+                        author,
+                        mine,
+                        delivered: !mine || (message.seq != 0 && message.seq <= delivered_up_to),
+                        message,
+                    }
+                })
+                .collect())
+        })
+    }
+
+    /// The chat with `peer`'s message and unread counts (see [`ChatSummary`]), read from its
+    /// counters; `None` for an unknown chat.
+    pub fn chat_counts(&self, peer: DeviceId) -> Result<Option<(u64, u64)>, StoreError> {
+        self.read(|tx| {
+            let row: Option<(i64, i64)> = tx
+                .prepare_cached("SELECT message_count, unread FROM chats WHERE peer = ?1")?
+                .query_row([peer.0], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()?;
+            row.map(|(messages, unread)| {
+                Ok((
+                    from_db(messages, "message count")?,
+                    from_db(unread, "unread count")?,
+                ))
+            })
+            .transpose()
+        })
+    }
+
+    /// The first unread line of the chat with `peer`, for the marker a chat view draws above
+    /// it: the oldest of the peer's newest `unread` messages. `None` when nothing is unread.
+    pub fn first_unread(&self, peer: DeviceId) -> Result<Option<DisplayKey>, StoreError> {
+        self.read(|tx| {
+            let unread: Option<i64> = tx
+                .prepare_cached("SELECT unread FROM chats WHERE peer = ?1")?
+                .query_row([peer.0], |row| row.get(0))
+                .optional()?;
+            let Some(unread) = unread.filter(|&n| n > 0) else {
+                return Ok(None);
+            };
+            let row: Option<(i64, i64)> = tx
+                .prepare_cached(
+                    "SELECT lamport, seq FROM messages WHERE chat = ?1 AND author = ?1
+                      ORDER BY seq DESC LIMIT 1 OFFSET ?2",
+                )?
+                .query_row(params![peer.0, unread - 1], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()?;
+            // More unread than stored (a count from an older copy): everything is unread.
+            let row = match row {
+                Some(row) => Some(row),
+                None => tx
+                    .prepare_cached(
+                        "SELECT lamport, seq FROM messages WHERE chat = ?1 AND author = ?1
+                          ORDER BY seq LIMIT 1",
+                    )?
+                    .query_row([peer.0], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()?,
+            };
+            row.map(|(lamport, seq)| {
+                Ok(DisplayKey {
+                    lamport: from_db(lamport, "Lamport counter")?,
+                    author: peer,
+                    seq: from_db(seq, "sequence number")?,
+                })
+            })
+            .transpose()
+        })
+    }
+}
+
+impl DisplayKey {
+    /// Before every message.
+    pub const FIRST: DisplayKey = DisplayKey {
+        lamport: 0,
+        author: DeviceId([0; 16]),
+        seq: 0,
+    };
+    /// After every message.
+    pub const LAST: DisplayKey = DisplayKey {
+        lamport: i64::MAX as u64,
+        author: DeviceId([0xff; 16]),
+        seq: i64::MAX as u64,
+    };
+}
+
 impl Store for Database {
     type Error = StoreError;
 
@@ -2693,5 +2880,115 @@ mod tests {
             .map(|c| (c.peer, c.last_activity_ms))
             .collect();
         assert_eq!(order, [(b, Some(300)), (a, Some(200)), (c, None)]);
+    }
+
+    #[test]
+    fn pages_in_both_directions_are_the_history_cut_at_a_key() {
+        let (_dir, mut db) = fresh();
+        let peer = id(&[0x42]);
+        db.open_chat(&hello(peer, "Peer"), None)
+            .map(opened)
+            .unwrap();
+        let batch: Vec<Message> = (1..=40).map(|i| msg(i, i * 2, "p")).collect();
+        db.persist_received(peer, &batch).unwrap();
+        db.compose_live(peer, "numbered", 5).unwrap();
+        db.compose(peer, "waiting one", 6).unwrap();
+        db.compose(peer, "waiting two", 7).unwrap();
+        let all: Vec<DisplayKey> = db
+            .history(peer)
+            .unwrap()
+            .iter()
+            .map(StoredMessage::display_key)
+            .collect();
+        assert_eq!(all.len(), 43);
+        let keys = |page: Vec<StoredMessage>| -> Vec<DisplayKey> {
+            page.iter().map(StoredMessage::display_key).collect()
+        };
+        // The newest and the oldest pages.
+        assert_eq!(
+            keys(db.page(peer, None, PageSide::Older, 5).unwrap()),
+            all[38..]
+        );
+        assert_eq!(
+            keys(db.page(peer, None, PageSide::Newer, 5).unwrap()),
+            all[..5]
+        );
+        // Walking back from the end, then forward from the start, gives every message once.
+        let mut back = Vec::new();
+        let mut from = None;
+        loop {
+            let page = keys(db.page(peer, from, PageSide::Older, 7).unwrap());
+            let Some(&first) = page.first() else { break };
+            back.splice(0..0, page);
+            from = Some(first);
+        }
+        assert_eq!(back, all);
+        let mut forth = Vec::new();
+        let mut from = None;
+        loop {
+            let page = keys(db.page(peer, from, PageSide::Newer, 6).unwrap());
+            let Some(&last) = page.last() else { break };
+            forth.extend(page);
+            from = Some(last);
+        }
+        assert_eq!(forth, all);
+        // A page next to a waiting message, both ways.
+        let waiting = all[42];
+        assert_eq!(waiting.seq, 0);
+        assert_eq!(
+            keys(db.page(peer, Some(waiting), PageSide::Older, 2).unwrap()),
+            all[40..42]
+        );
+        assert!(db
+            .page(peer, Some(waiting), PageSide::Newer, 2)
+            .unwrap()
+            .is_empty());
+        // The stored messages are read on the display index, never sorted.
+        let plan: Vec<String> = db
+            .conn
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT author, seq FROM messages
+                  WHERE chat = ?1 AND (lamport, author, seq) < (?2, ?3, ?4)
+                  ORDER BY lamport DESC, author DESC, seq DESC LIMIT 10",
+            )
+            .unwrap()
+            .query_map(params![peer.0, 10, peer.0, 3], |row| {
+                row.get::<_, String>(3)
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(
+            plan.iter().any(|p| p.contains("messages_display")),
+            "{plan:?}"
+        );
+        assert!(!plan.iter().any(|p| p.contains("TEMP B-TREE")), "{plan:?}");
+    }
+
+    #[test]
+    fn the_first_unread_line_is_the_oldest_of_the_newest_unread() {
+        let (_dir, mut db) = fresh();
+        let peer = id(&[0x42]);
+        db.open_chat(&hello(peer, "Peer"), None)
+            .map(opened)
+            .unwrap();
+        assert_eq!(db.first_unread(peer).unwrap(), None);
+        db.persist_received(peer, &[msg(1, 1, "a"), msg(2, 2, "b")])
+            .unwrap();
+        db.mark_read(peer).unwrap();
+        assert_eq!(db.first_unread(peer).unwrap(), None);
+        db.compose_live(peer, "mine", 5).unwrap();
+        db.persist_received(peer, &[msg(3, 4, "c"), msg(4, 5, "d")])
+            .unwrap();
+        assert_eq!(db.chat_counts(peer).unwrap(), Some((5, 2)));
+        assert_eq!(
+            db.first_unread(peer).unwrap(),
+            Some(DisplayKey {
+                lamport: 4,
+                author: peer,
+                seq: 3
+            })
+        );
+        assert_eq!(db.chat_counts(id(&[0x99])).unwrap(), None);
     }
 }

@@ -16,6 +16,17 @@
 //! Scripts may also write `{"to": "PREFIX", "text": "…"}` lines. `-l --serve` runs headless:
 //! standard input is not read, and only a signal ends it.
 //!
+//! On a terminal the current chat is the chat view: PgUp/PgDn (or Shift+Up/Down) read it back
+//! page by page and End returns (see [`super::view`]); lines arriving meanwhile are counted
+//! under the page, not drawn. A line for the current chat shown in the live view is read at
+//! once (its unread count is reset); lines for the other live chats stay unread and their
+//! total is in the prompt (`[3 unread] Alice→Bob> `) until the user switches to them.
+//! `--bell` and `--notify` tell of the lines that come in where the user is not looking
+//! (see [`crate::ui::alert`]).
+//!
+//! On the first connection with a peer — its key was pinned in this session — one line shows
+//! the pinned fingerprint and how to compare it, as SSH does for a new host; nothing waits.
+//!
 //! A terminal that goes away (window closed, SSH dropped: SIGHUP, then end of input or EIO)
 //! ends the session like `quit`: the endpoint is told to leave (what was typed is already
 //! stored, the peer gets a normal close) and this thread, showing nothing any more, waits for
@@ -23,14 +34,17 @@
 //! console window do the same in every state (see [`super::leave`]). A script session whose
 //! output can no longer be written ends the same way.
 
+use super::view::{ChatPages, Scroll};
 use super::{ensure_identity, leave, AppError, Context, Me};
 use crate::store::Database;
+use crate::ui::alert::{wants_alert, Alerts};
 use crate::ui::editor::{EditorEvent, LineEditor};
 use crate::ui::{Presenter, Style};
-use socketfalco_core::{CloseCode, SessionConfig};
+use socketfalco_core::{CloseCode, DeviceId, PublicKey, SessionConfig};
 use socketfalco_transport::endpoint::EndpointError;
 use socketfalco_transport::{Command, Control, Endpoint, EndpointConfig, Output, Role};
-use std::io::{self, BufRead, Write};
+use std::collections::HashSet;
+use std::io::{self, BufRead, IsTerminal, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::thread;
@@ -39,6 +53,12 @@ use std::time::{Duration, Instant};
 /// Everything the user interface reacts to.
 enum Update {
     Net(Output),
+    /// The first connection with this peer: its key was just pinned.
+    FirstContact {
+        peer: DeviceId,
+        name: String,
+        fingerprint: String,
+    },
     Finished(Result<(), String>),
     Line(String),
     EndOfInput,
@@ -104,15 +124,26 @@ fn run(
     if let Some(options) = listen {
         config.max_peers = options.max_peers;
     }
+    // The peers whose key is pinned already: a connection from any other is a first contact.
+    let mut pinned: HashSet<DeviceId> = db
+        .list_chats()?
+        .into_iter()
+        .filter(|c| c.peer_key.is_some())
+        .map(|c| c.peer)
+        .collect();
     let (endpoint, control) = Endpoint::new(role, config, db)?;
     let invocation = ctx.invocation();
     let refused = failure_advice(&me, &invocation);
     let (tx, updates) = mpsc::channel();
     let net_tx = tx.clone();
-    // A chat shown on a terminal (a live session, whose view always shows the newest lines)
-    // is read: its unread count is reset when it connects and when it ends. Scripts and
-    // `--serve` read nothing for the user.
+    // On a terminal the user interface marks chats read (with a handle of its own on the
+    // store); scripts and `--serve` read nothing for the user.
     let on_terminal = ctx.style == Style::Terminal && !serve;
+    let reader = if on_terminal {
+        Some(ctx.open_database()?)
+    } else {
+        None
+    };
     thread::Builder::new()
         .name("network".into())
         .spawn(move || {
@@ -130,17 +161,24 @@ fn run(
                         });
                     }
                 }
-                let read = match &output {
-                    Output::Connected { peer, .. } if !peer.temporary => Some(peer.device),
-                    Output::Disconnected { peer, .. } => *peer,
-                    _ => None,
-                };
-                if let (true, Some(peer)) = (on_terminal, read) {
-                    storage.task(move |db: &mut Database| {
-                        if let Err(e) = db.mark_read(peer) {
-                            log::warn!("could not mark the chat read: {e}");
-                        }
-                    });
+                // A peer whose key was not pinned before this session: its key was pinned
+                // now, by the opening of its chat. The fingerprint is read on the storage
+                // thread, after that opening; its line follows the connection's.
+                if let Output::Connected { peer, .. } = &output {
+                    if !peer.temporary && pinned.insert(peer.device) {
+                        let (device, name, tx) = (peer.device, peer.name.clone(), net_tx.clone());
+                        storage.task(move |db: &mut Database| match db.key_state(device) {
+                            Ok(Some((Some(key), _))) => {
+                                let _ = tx.send(Update::FirstContact {
+                                    peer: device,
+                                    name,
+                                    fingerprint: PublicKey(key).fingerprint(),
+                                });
+                            }
+                            Ok(_) => {}
+                            Err(e) => log::warn!("could not read the peer's pinned key: {e}"),
+                        });
+                    }
                 }
                 let _ = net_tx.send(Update::Net(output));
             });
@@ -156,6 +194,7 @@ fn run(
     });
     let mut presenter = Presenter::new(ctx.style, &me.name);
     presenter.set_invocation(&invocation);
+    let mut alerts = Alerts::new(ctx.bell, ctx.notify);
     let result = if serve {
         // Headless: the lines a user writes meanwhile come from `-eC` in the same data
         // directory; only a signal ends the process.
@@ -165,12 +204,19 @@ fn run(
             Style::Plain
         });
         drop(tx);
-        script_loop(&mut presenter, &control, &updates)
-    } else if ctx.style == Style::Terminal {
-        terminal_loop(&mut presenter, &control, &updates)
+        script_loop(&mut presenter, &control, &updates, &mut alerts)
+    } else if let Some(db) = reader {
+        let mut live = Live {
+            db,
+            me: me.name.clone(),
+            alerts,
+            // The log shows events, not the chat's history: the first PgUp shows its end.
+            scroll: Scroll::new(None, 0),
+        };
+        terminal_loop(&mut presenter, &control, &updates, &mut live)
     } else {
         spawn_stdin_reader(tx)?;
-        script_loop(&mut presenter, &control, &updates)
+        script_loop(&mut presenter, &control, &updates, &mut alerts)
     };
     leave::closed();
     result
@@ -319,18 +365,98 @@ fn submit(control: &Control, presenter: &mut Presenter, line: &str) -> (bool, Ve
     (false, shown)
 }
 
+/// What a session on a terminal keeps beside the presenter: a read handle on the store (the
+/// chat view's pages, its unread counts), the alerts, and the page being read back.
+struct Live {
+    db: Database,
+    me: String,
+    alerts: Alerts,
+    scroll: Scroll,
+}
+
+impl Live {
+    /// The current chat is shown at its newest lines: it is read.
+    fn mark_current_read(&mut self, presenter: &Presenter) {
+        if let Some(peer) = presenter.current() {
+            if let Err(e) = self.db.mark_read(peer) {
+                log::warn!("could not mark the chat read: {e}");
+            }
+        }
+    }
+
+    /// Counts the unread lines of the live chats other than the current one, for the prompt.
+    fn count_unread_elsewhere(&self, presenter: &mut Presenter) {
+        let current = presenter.current();
+        let mut total = 0;
+        for (peer, _) in presenter.live_chats() {
+            if Some(peer) != current {
+                match self.db.chat_counts(peer) {
+                    Ok(counts) => total += counts.map_or(0, |(_, unread)| unread),
+                    Err(e) => log::warn!("could not count the unread lines: {e}"),
+                }
+            }
+        }
+        presenter.set_unread_elsewhere(total);
+    }
+
+    /// An incoming line: the bell and a notification where the user is not looking.
+    fn alert<W: Write>(
+        &mut self,
+        presenter: &Presenter,
+        editor: &mut LineEditor<W>,
+        output: &Output,
+    ) {
+        let Output::Received { peer, message, .. } = output else {
+            return;
+        };
+        let reading = editor.is_reading();
+        if self.alerts.bell() && wants_alert(reading, presenter.current(), *peer) {
+            editor.bell();
+        }
+        if wants_alert(reading || !editor.has_focus(), presenter.current(), *peer) {
+            self.alerts.notify(&presenter.name_of(*peer), &message.text);
+        }
+    }
+}
+
 fn terminal_loop(
     presenter: &mut Presenter,
     control: &Control,
     updates: &Receiver<Update>,
+    live: &mut Live,
 ) -> Result<(), AppError> {
     let mut editor = LineEditor::start(&presenter.prompt())?;
     let mut leaving = false;
     loop {
+        // Whether the current chat got lines (read at once in the live view), and whether the
+        // other chats' unread counts may have changed.
+        let mut seen = false;
+        let mut recount = false;
         loop {
             match updates.try_recv() {
                 Ok(Update::Net(output)) => {
+                    match &output {
+                        Output::Received { stored: true, .. } | Output::Disconnected { .. } => {
+                            seen = true;
+                            recount = true;
+                        }
+                        Output::Connected { .. } => {
+                            seen = true;
+                            recount = true;
+                        }
+                        _ => {}
+                    }
                     for line in presenter.output(&output) {
+                        editor.print_above(&line);
+                    }
+                    live.alert(presenter, &mut editor, &output);
+                }
+                Ok(Update::FirstContact {
+                    peer,
+                    name,
+                    fingerprint,
+                }) => {
+                    for line in presenter.first_contact(peer, &name, &fingerprint) {
                         editor.print_above(&line);
                     }
                 }
@@ -349,6 +475,12 @@ fn terminal_loop(
         for line in presenter.tick(Instant::now()) {
             editor.print_above(&line);
         }
+        if seen && !editor.is_reading() {
+            live.mark_current_read(presenter);
+        }
+        if recount {
+            live.count_unread_elsewhere(presenter);
+        }
         editor.set_prompt(&presenter.prompt());
         editor.set_completions(
             presenter
@@ -359,9 +491,17 @@ fn terminal_loop(
         );
         match editor.poll(Duration::from_millis(50)) {
             Some(EditorEvent::Line(line)) if !leaving => {
+                let before = presenter.current();
                 let (leaves, shown) = submit(control, presenter, &line);
                 for line in shown {
                     editor.print_above(&line);
+                }
+                if presenter.current() != before {
+                    // Switched chats: the new current one is the one looked at now.
+                    if !editor.is_reading() {
+                        live.mark_current_read(presenter);
+                    }
+                    live.count_unread_elsewhere(presenter);
                 }
                 if leaves {
                     leaving = true;
@@ -379,6 +519,22 @@ fn terminal_loop(
                 control.send(Command::QuitNow);
                 drop(editor);
                 return wait_for_the_end(updates);
+            }
+            Some(paging @ (EditorEvent::PageUp | EditorEvent::PageDown | EditorEvent::Bottom)) => {
+                let Some(peer) = live.scroll.chat().or(presenter.current()) else {
+                    editor.print_above(&presenter.note("no chat to read back yet"));
+                    continue;
+                };
+                let mut pages = ChatPages {
+                    db: &live.db,
+                    peer,
+                    presenter,
+                    me: &live.me,
+                };
+                if live.scroll.key(&paging, &mut pages, &mut editor) {
+                    live.mark_current_read(presenter);
+                    live.count_unread_elsewhere(presenter);
+                }
             }
             _ => {}
         }
@@ -400,6 +556,7 @@ fn script_loop(
     presenter: &mut Presenter,
     control: &Control,
     updates: &Receiver<Update>,
+    alerts: &mut Alerts,
 ) -> Result<(), AppError> {
     let mut stdout = io::stdout().lock();
     let mut leaving = false;
@@ -410,7 +567,28 @@ fn script_loop(
             Err(RecvTimeoutError::Disconnected) => return Ok(()),
         };
         match update {
+            Update::FirstContact {
+                peer,
+                name,
+                fingerprint,
+            } => {
+                let written = presenter
+                    .first_contact(peer, &name, &fingerprint)
+                    .iter()
+                    .try_for_each(|line| writeln!(stdout, "{line}"))
+                    .and_then(|()| stdout.flush());
+                if let Err(e) = written {
+                    log::debug!("the output is gone: {e}");
+                }
+            }
             Update::Net(output) => {
+                if let Output::Received { peer, message, .. } = &output {
+                    // No view: nobody is looking, every line alerts.
+                    if alerts.bell() && io::stderr().is_terminal() {
+                        let _ = write!(io::stderr(), "\u{7}");
+                    }
+                    alerts.notify(&presenter.name_of(*peer), &message.text);
+                }
                 let written = presenter
                     .output(&output)
                     .iter()

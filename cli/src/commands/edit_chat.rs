@@ -7,21 +7,33 @@
 //! Without a terminal (a script, `--json`) the history is streamed: a chat of any length is
 //! printed in constant memory; `--last N` and `--since WHEN` narrow it.
 //!
+//! On a terminal the view opens at once on the chat's last screenful, whatever its length,
+//! with a marker row above the first unread line; PgUp/PgDn (or Shift+Up/Down) read it back
+//! page by page and End returns (see [`super::view`]); the chat is never loaded. Lines that
+//! another process stores meanwhile (a listener running with `--serve` on the same data
+//! directory) are shown as they come, or counted under the page while reading back. `--last`
+//! and `--since` print what they select instead of the last screenful.
+//!
 //! On a terminal, leaving is `quit`, Ctrl-C, Ctrl-D, SIGTERM, SIGHUP, or the terminal going
 //! away (end of input, EIO): every message was stored when typed, so each just ends the
 //! command with status 0.
 
+use super::view::{opening_rows, ChatPages, Scroll};
 use super::{ensure_identity, leave, AppError, Context};
 use crate::args::HistoryView;
-use crate::store::Database;
+use crate::store::{Database, DisplayKey, PageSide};
 use crate::ui::editor::{EditorEvent, LineEditor};
+use crate::ui::scrollback::Marker;
 use crate::ui::{HistoryEntry, Presenter, Style};
 use socketfalco_core::{check_text, DeviceId, Store};
 use socketfalco_transport::clock::Clock;
 use std::io::{self, BufRead, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How often a chat view on a terminal looks for lines another process stored.
+const FOLLOW_EVERY: Duration = Duration::from_millis(300);
 
 /// Opens the chat named by `prefix` (a unique prefix of the peer's uuid), showing the part
 /// of its history `view` asks for.
@@ -49,6 +61,8 @@ pub fn run(ctx: &Context, prefix: &str, view: HistoryView) -> Result<(), AppErro
         peer,
     };
     let since = view.since.map(|s| s.resolve(Clock::new().wall_ms()));
+    // `--last` or `--since` on a terminal: what they select, printed; else the last screenful.
+    let explicit = view.last.is_some() || since.is_some();
     let mut lines = Vec::new();
     if ctx.style != Style::Json {
         let waiting = summary.as_ref().map_or(0, |c| c.waiting);
@@ -83,7 +97,7 @@ pub fn run(ctx: &Context, prefix: &str, view: HistoryView) -> Result<(), AppErro
             None => out.flush()?,
         }
         lines.clear();
-    } else {
+    } else if explicit {
         db.for_each_message(peer, view.last, since, |stored| {
             lines.push(line_of(stored));
             true
@@ -100,25 +114,102 @@ pub fn run(ctx: &Context, prefix: &str, view: HistoryView) -> Result<(), AppErro
         let on_signal = Arc::clone(&asked_to_leave);
         leave::on_leave(move || on_signal.store(true, Ordering::Relaxed));
         let mut editor = LineEditor::start(&format!("{}> ", me.name))?;
-        for line in &lines {
-            editor.print_above(line);
+        let unread = db.chat_counts(peer)?.map_or(0, |(_, unread)| unread);
+        let marker = db.first_unread(peer)?.map(|key| Marker {
+            key,
+            label: format!("{unread} unread"),
+        });
+        let opened = Instant::now();
+        let note = "(offline: lines are stored, sent at the next connection; PgUp reads back; \
+                    \"quit\" to leave)";
+        let mut follow = Follow::new(&db, peer)?;
+        // How many rows of the chat's newest lines the opening shows.
+        let mut live_rows = 0;
+        if explicit {
+            for line in &lines {
+                editor.print_above(line);
+            }
+        } else {
+            // The last screenful, at once, whatever the chat's length.
+            let (width, height) = editor.size();
+            let around: usize = lines
+                .iter()
+                .chain(std::iter::once(&note.to_owned()))
+                .map(|l| crate::ui::scrollback::wrap(l, width).len())
+                .sum();
+            let rows = height.saturating_sub(around + 1).max(1);
+            live_rows = rows;
+            let mut pages = ChatPages {
+                db: &db,
+                peer,
+                presenter: &presenter,
+                me: &me.name,
+            };
+            let shown =
+                opening_rows(&mut pages, rows, width, marker.as_ref()).map_err(AppError::new)?;
+            for line in lines.iter().chain(&shown) {
+                editor.print_above(line);
+            }
         }
+        log::debug!("the chat view opened in {:?}", opened.elapsed());
         // The view is open on a terminal with the newest lines shown: the chat is read.
         db.mark_read(peer)?;
-        editor.print_above("(offline: what you write is stored and delivered at the next connection; \"quit\" or Ctrl-D to leave)");
+        editor.print_above(note);
+        let mut scroll = Scroll::new(marker, live_rows);
+        let mut looked = Instant::now();
         while !asked_to_leave.load(Ordering::Relaxed) {
-            match editor.poll(Duration::from_millis(200)) {
+            if looked.elapsed() >= FOLLOW_EVERY {
+                looked = Instant::now();
+                let new = follow.new_lines(&db, peer, &line_of)?;
+                for line in &new {
+                    editor.print_above(line);
+                }
+                if !new.is_empty() && !editor.is_reading() {
+                    db.mark_read(peer)?;
+                }
+            }
+            let event = editor.poll(Duration::from_millis(100));
+            match event {
                 Some(EditorEvent::Line(line)) => {
                     if line.trim() == "quit" {
                         break;
                     }
                     if !line.trim().is_empty() {
-                        let shown = write(&mut db, &line);
+                        let (shown, key) = match compose(&mut db, peer, &line) {
+                            Ok(message) => {
+                                let key = DisplayKey {
+                                    lamport: message.lamport,
+                                    author: me.device,
+                                    seq: message.seq,
+                                };
+                                (
+                                    presenter.history_line(&entry(message, true, false)),
+                                    Some(key),
+                                )
+                            }
+                            Err(e) => {
+                                (presenter.error(&format!("not stored: {}", e.message)), None)
+                            }
+                        };
+                        if let Some(key) = key {
+                            follow.shown_own(key);
+                        }
                         editor.print_above(&shown);
                     }
                 }
                 Some(EditorEvent::Interrupt | EditorEvent::Eof | EditorEvent::TerminalGone) => {
                     break
+                }
+                Some(paging) => {
+                    let mut pages = ChatPages {
+                        db: &db,
+                        peer,
+                        presenter: &presenter,
+                        me: &me.name,
+                    };
+                    if scroll.key(&paging, &mut pages, &mut editor) {
+                        db.mark_read(peer)?;
+                    }
                 }
                 None => {}
             }
@@ -141,6 +232,75 @@ pub fn run(ctx: &Context, prefix: &str, view: HistoryView) -> Result<(), AppErro
         }
     }
     Ok(())
+}
+
+/// Lines another process stores in the chat while the view is open (a listener running with
+/// `--serve` on the same data directory): found by the chat's message counter, read by a
+/// keyset query after the newest line shown. A line that sorts before the newest one shown
+/// (the peer wrote it concurrently with one of ours) is not shown as it comes; it is in
+/// the history at its place.
+struct Follow {
+    /// The chat's message count when last looked.
+    count: u64,
+    /// The newest line shown.
+    after: Option<DisplayKey>,
+    /// The newest own line shown: the same line numbered later is not shown again.
+    own_lamport: u64,
+}
+
+impl Follow {
+    fn new(db: &Database, peer: DeviceId) -> Result<Follow, AppError> {
+        let newest = db.page(peer, None, PageSide::Older, 1)?;
+        Ok(Follow {
+            count: db.chat_counts(peer)?.map_or(0, |(count, _)| count),
+            after: newest.last().map(crate::store::StoredMessage::display_key),
+            own_lamport: newest
+                .iter()
+                .filter(|m| m.mine)
+                .map(|m| m.message.lamport)
+                .max()
+                .unwrap_or(0),
+        })
+    }
+
+    /// An own line was written here and shown.
+    fn shown_own(&mut self, key: DisplayKey) {
+        self.count += 1;
+        self.own_lamport = self.own_lamport.max(key.lamport);
+        self.after = self.after.max(Some(key));
+    }
+
+    /// The lines stored since the last look, rendered.
+    fn new_lines(
+        &mut self,
+        db: &Database,
+        peer: DeviceId,
+        line_of: &dyn Fn(crate::store::StoredMessage) -> String,
+    ) -> Result<Vec<String>, AppError> {
+        let count = db.chat_counts(peer)?.map_or(0, |(count, _)| count);
+        if count == self.count {
+            return Ok(Vec::new());
+        }
+        self.count = count;
+        let mut lines = Vec::new();
+        loop {
+            let page = db.page(peer, self.after, PageSide::Newer, 256)?;
+            let full = page.len() == 256;
+            for stored in page {
+                self.after = Some(stored.display_key());
+                if stored.mine && stored.message.lamport <= self.own_lamport {
+                    continue;
+                }
+                if stored.mine {
+                    self.own_lamport = stored.message.lamport;
+                }
+                lines.push(line_of(stored));
+            }
+            if !full {
+                return Ok(lines);
+            }
+        }
+    }
 }
 
 fn compose(

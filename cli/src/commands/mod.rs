@@ -10,6 +10,7 @@ mod edit_name;
 mod leave;
 mod list;
 mod trust;
+mod view;
 
 use crate::args::{Cli, Command};
 use crate::paths::default_data_dir;
@@ -56,6 +57,10 @@ pub struct Context {
     /// Whether the data directory was given with `--data-dir` (then the commands this
     /// program suggests repeat it).
     pub explicit_data_dir: bool,
+    /// `--bell` (sessions).
+    pub bell: bool,
+    /// `--notify[=text]` (sessions).
+    pub notify: crate::ui::alert::Notify,
 }
 
 impl Context {
@@ -96,6 +101,18 @@ impl Me {
 
 /// Runs the command line's command.
 pub fn run(cli: Cli) -> Result<(), AppError> {
+    // What describes the program itself needs no data directory.
+    match cli.command {
+        Command::Completions(shell) => {
+            return print(&crate::args::completion_script(shell));
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(crate::args::command()).render(&mut page)?;
+            return print(&String::from_utf8_lossy(&page));
+        }
+        _ => {}
+    }
     let data_dir = match &cli.data_dir {
         Some(dir) => dir.clone(),
         None => default_data_dir().map_err(AppError::new)?,
@@ -113,6 +130,8 @@ pub fn run(cli: Cli) -> Result<(), AppError> {
         style,
         interactive,
         explicit_data_dir: cli.data_dir.is_some(),
+        bell: cli.bell,
+        notify: cli.notify,
     };
     log::debug!("data directory: {}", ctx.data_dir.display());
     match cli.command {
@@ -141,6 +160,17 @@ pub fn run(cli: Cli) -> Result<(), AppError> {
         Command::TrustNewKey { chat, fingerprint } => {
             trust::trust_new_key(&ctx, &chat, fingerprint)
         }
+        Command::Completions(_) | Command::Man => Ok(()),
+    }
+}
+
+/// Prints `text` on standard output; a reader that stopped reading (`| head`) is not an
+/// error.
+fn print(text: &str) -> Result<(), AppError> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }
 

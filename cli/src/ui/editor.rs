@@ -15,10 +15,18 @@
 //! crossterm read only when bytes are there (see [`super::console`]), and the editor also
 //! looks at the terminal whenever no key came, so even a reader stuck inside crossterm
 //! cannot hold the session. After the first failed write, nothing is drawn any more.
+//!
+//! Reading back: PgUp (or Shift+Up) is [`EditorEvent::PageUp`]; the command answers with a
+//! screen of history ([`LineEditor::show_page`]), drawn on the terminal's alternate screen
+//! so that the live log is left as it was. While a page is shown, lines printed above the
+//! prompt are held, not drawn, and the status row counts them ("3 new below"): the view does
+//! not move. End, or PgDn past the last page ([`EditorEvent::Bottom`],
+//! [`EditorEvent::PageDown`]), goes back: [`LineEditor::leave_page`] restores the live log
+//! and prints the held lines under it.
 
 use crossterm::event::{
-    self, DisableBracketedPaste, EnableBracketedPaste, Event, KeyCode, KeyEvent, KeyEventKind,
-    KeyModifiers,
+    self, DisableBracketedPaste, DisableFocusChange, EnableBracketedPaste, EnableFocusChange,
+    Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers,
 };
 use crossterm::style::Print;
 use crossterm::terminal::{self, Clear, ClearType};
@@ -43,6 +51,27 @@ pub enum EditorEvent {
     /// The terminal went away (hang-up, end of input, a read or write error). Nothing is
     /// shown any more; asked again, the editor waits the timeout and says it again.
     TerminalGone,
+    /// PgUp or Shift+Up: show the screen of history before the one shown (or before the
+    /// live view).
+    PageUp,
+    /// PgDn or Shift+Down while a page is shown: the screen after it.
+    PageDown,
+    /// End while a page is shown: back to the live view.
+    Bottom,
+}
+
+/// How many lines printed while a page is shown are kept to print when the user comes back
+/// (the older ones are in the history; a note says how many were left out).
+const HELD_LINES: usize = 500;
+
+/// A page of history on the alternate screen, and what arrived meanwhile.
+struct Reading {
+    /// What the status row says of the page ("reading back", "beginning of the chat").
+    note: String,
+    /// Lines printed meanwhile, to print under the live log on the way back.
+    held: std::collections::VecDeque<String>,
+    /// Lines printed meanwhile in all ("N new below").
+    new_lines: usize,
 }
 
 /// Where the editor's keys come from; read on a thread of its own.
@@ -169,6 +198,10 @@ pub struct LineEditor<W: Write = Stdout> {
     history_pos: Option<usize>,
     /// What Tab completes after `/to `: the live chats' names.
     completions: Vec<String>,
+    /// A page of history is shown (reading back).
+    reading: Option<Reading>,
+    /// The terminal has the focus (as far as it reports focus changes; true if it does not).
+    focused: bool,
 }
 
 impl LineEditor {
@@ -179,8 +212,8 @@ impl LineEditor {
             LineEditor::with(io::stdout(), TerminalKeys::default(), terminal_gone, prompt)?;
         editor.raw = true;
         editor.size = terminal::size().ok();
-        // Paste support is a nicety: some terminals refuse it.
-        let _ = queue!(editor.out, EnableBracketedPaste);
+        // Paste support and focus reports are niceties: some terminals refuse them.
+        let _ = queue!(editor.out, EnableBracketedPaste, EnableFocusChange);
         editor.redraw();
         Ok(editor)
     }
@@ -212,6 +245,8 @@ impl<W: Write> LineEditor<W> {
             history: Vec::new(),
             history_pos: None,
             completions: Vec::new(),
+            reading: None,
+            focused: true,
         })
     }
 
@@ -237,8 +272,19 @@ impl<W: Write> LineEditor<W> {
         }
     }
 
-    /// Prints `text` (may span lines) above the prompt, then redraws the prompt.
+    /// Prints `text` (may span lines) above the prompt, then redraws the prompt. While a page
+    /// of history is shown, the line is held for the way back and only counted.
     pub fn print_above(&mut self, text: &str) {
+        if let Some(reading) = self.reading.as_mut() {
+            reading.new_lines += 1;
+            reading.held.push_back(text.to_owned());
+            if reading.held.len() > HELD_LINES {
+                reading.held.pop_front();
+            }
+            self.draw_status();
+            self.redraw();
+            return;
+        }
         self.emit(|out| {
             queue!(out, cursor::MoveToColumn(0), Clear(ClearType::CurrentLine))?;
             for line in text.split('\n') {
@@ -247,6 +293,125 @@ impl<W: Write> LineEditor<W> {
             Ok(())
         });
         self.redraw();
+    }
+
+    /// The terminal's size, columns and rows (80×24 when it cannot be asked).
+    pub fn size(&self) -> (usize, usize) {
+        terminal::size().map_or((80, 24), |(w, h)| (usize::from(w), usize::from(h)))
+    }
+
+    /// How many rows a page of history has: the screen less the status row and the prompt.
+    pub fn page_rows(&self) -> usize {
+        self.size().1.saturating_sub(2).max(1)
+    }
+
+    /// Whether a page of history is shown.
+    pub fn is_reading(&self) -> bool {
+        self.reading.is_some()
+    }
+
+    /// Lines printed since the page of history was shown (0 when none is).
+    pub fn new_below(&self) -> usize {
+        self.reading.as_ref().map_or(0, |r| r.new_lines)
+    }
+
+    /// Shows `rows` (at most [`LineEditor::page_rows`], drawn at the bottom of the page) as a
+    /// page of history, with `note` in the status row under it; the first page switches to
+    /// the alternate screen.
+    pub fn show_page(&mut self, rows: &[String], note: &str) {
+        if self.reading.is_none() {
+            self.emit(|out| queue!(out, terminal::EnterAlternateScreen));
+            self.reading = Some(Reading {
+                note: String::new(),
+                held: std::collections::VecDeque::new(),
+                new_lines: 0,
+            });
+        }
+        if let Some(reading) = self.reading.as_mut() {
+            note.clone_into(&mut reading.note);
+        }
+        let area = self.page_rows();
+        let shown = &rows[rows.len().saturating_sub(area)..];
+        let first = area - shown.len();
+        let rows: Vec<String> = shown.to_vec();
+        self.emit(|out| {
+            queue!(out, Clear(ClearType::All))?;
+            for (i, row) in rows.iter().enumerate() {
+                let y = u16::try_from(first + i).unwrap_or(u16::MAX);
+                queue!(out, cursor::MoveTo(0, y), Print(row))?;
+            }
+            Ok(())
+        });
+        self.draw_status();
+        self.redraw();
+    }
+
+    /// The status row under a page: its note, the lines that arrived meanwhile, the keys.
+    fn draw_status(&mut self) {
+        let Some(reading) = self.reading.as_ref() else {
+            return;
+        };
+        let (width, height) = self.size();
+        let new = match reading.new_lines {
+            0 => String::new(),
+            1 => " — 1 new line below".to_owned(),
+            n => format!(" — {n} new lines below"),
+        };
+        let mut status = format!("── {}{new} — End to return ──", reading.note);
+        let used: usize = status.chars().map(char_width).sum();
+        status.push_str(&"─".repeat(width.saturating_sub(used)));
+        let status: String = status
+            .chars()
+            .scan(0, |w, c| {
+                *w += char_width(c);
+                (*w <= width).then_some(c)
+            })
+            .collect();
+        let y = u16::try_from(height.saturating_sub(2)).unwrap_or(u16::MAX);
+        let prompt_row = u16::try_from(height.saturating_sub(1)).unwrap_or(u16::MAX);
+        self.emit(|out| {
+            queue!(
+                out,
+                cursor::MoveTo(0, y),
+                Clear(ClearType::CurrentLine),
+                crossterm::style::SetAttribute(crossterm::style::Attribute::Reverse),
+                Print(status),
+                crossterm::style::SetAttribute(crossterm::style::Attribute::Reset),
+                cursor::MoveTo(0, prompt_row)
+            )
+        });
+    }
+
+    /// Back from the pages of history to the live log, as it was, with the lines that
+    /// arrived meanwhile printed under it.
+    pub fn leave_page(&mut self) {
+        let Some(reading) = self.reading.take() else {
+            return;
+        };
+        self.emit(|out| queue!(out, Clear(ClearType::All), terminal::LeaveAlternateScreen));
+        let left_out = reading.new_lines - reading.held.len();
+        if left_out > 0 {
+            self.print_above(&format!(
+                "… {left_out} earlier line(s) not repeated here (PgUp reads the chat)"
+            ));
+        }
+        for line in reading.held {
+            self.print_above(&line);
+        }
+        self.redraw();
+    }
+
+    /// Whether the terminal has the focus (true when it does not report focus changes).
+    pub fn has_focus(&self) -> bool {
+        self.focused
+    }
+
+    /// Rings the terminal bell.
+    pub fn bell(&mut self) {
+        self.emit(|out| {
+            queue!(out, Print('\u{7}'))?;
+            out.flush()
+        });
     }
 
     /// Changes the prompt (for example to show re-sync progress).
@@ -296,6 +461,14 @@ impl<W: Write> LineEditor<W> {
                 None
             }
             Event::Resize(..) => None,
+            Event::FocusGained => {
+                self.focused = true;
+                return None;
+            }
+            Event::FocusLost => {
+                self.focused = false;
+                return None;
+            }
             _ => return None,
         };
         self.redraw();
@@ -362,6 +535,19 @@ impl<W: Write> LineEditor<W> {
             KeyCode::Delete if self.cursor < self.buffer.len() => {
                 self.buffer.remove(self.cursor);
             }
+            KeyCode::PageUp => return Some(EditorEvent::PageUp),
+            KeyCode::Up if key.modifiers.contains(KeyModifiers::SHIFT) => {
+                return Some(EditorEvent::PageUp)
+            }
+            KeyCode::PageDown if self.reading.is_some() => return Some(EditorEvent::PageDown),
+            KeyCode::Down
+                if key.modifiers.contains(KeyModifiers::SHIFT) && self.reading.is_some() =>
+            {
+                return Some(EditorEvent::PageDown)
+            }
+            // Not reading back: nothing below the live view.
+            KeyCode::Down if key.modifiers.contains(KeyModifiers::SHIFT) => {}
+            KeyCode::End if self.reading.is_some() => return Some(EditorEvent::Bottom),
             KeyCode::Left => self.cursor = self.cursor.saturating_sub(1),
             KeyCode::Right => self.cursor = (self.cursor + 1).min(self.buffer.len()),
             KeyCode::Home => self.cursor = 0,
@@ -471,7 +657,13 @@ fn char_width(c: char) -> usize {
 impl<W: Write> Drop for LineEditor<W> {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        if !self.gone && self.reading.take().is_some() {
+            let _ = queue!(self.out, terminal::LeaveAlternateScreen);
+        }
         if !self.gone {
+            if self.raw {
+                let _ = queue!(self.out, DisableFocusChange);
+            }
             let _ = queue!(
                 self.out,
                 DisableBracketedPaste,
@@ -689,5 +881,73 @@ mod tests {
             editor.poll(Duration::from_millis(10)),
             Some(EditorEvent::TerminalGone)
         );
+    }
+
+    #[test]
+    fn lines_printed_while_reading_back_are_held_counted_and_printed_on_the_way_back() {
+        let screen = Screen::default();
+        let mut editor = editor(Vec::new(), &screen);
+        let drawn =
+            |screen: &Screen| String::from_utf8_lossy(&screen.bytes.lock().unwrap()).into_owned();
+        editor.print_above("before");
+        editor.show_page(&["old 1".to_owned(), "old 2".to_owned()], "reading back");
+        assert!(editor.is_reading());
+        assert!(
+            drawn(&screen).contains("\u{1b}[?1049h"),
+            "the alternate screen"
+        );
+        let mark = screen.bytes.lock().unwrap().len();
+        editor.print_above("new while reading");
+        let since: String = drawn(&screen)[mark..].to_owned();
+        assert!(
+            !since.contains("new while reading"),
+            "the page did not move"
+        );
+        assert!(since.contains("1 new line below"), "{since:?}");
+        assert_eq!(editor.new_below(), 1);
+        editor.leave_page();
+        assert!(!editor.is_reading());
+        let after: String = drawn(&screen)[mark..].to_owned();
+        let left = after.find("\u{1b}[?1049l").expect("back to the live log");
+        assert!(
+            after[left..].contains("new while reading"),
+            "printed on the way back"
+        );
+    }
+
+    #[test]
+    fn paging_keys_are_events_and_end_moves_the_cursor_unless_reading_back() {
+        let key = |code, modifiers| Ok(Some(Event::Key(KeyEvent::new(code, modifiers))));
+        let screen = Screen::default();
+        let mut e = editor(
+            vec![
+                key(KeyCode::PageUp, KeyModifiers::NONE),
+                key(KeyCode::Up, KeyModifiers::SHIFT),
+            ],
+            &screen,
+        );
+        assert_eq!(next_event(&mut e), EditorEvent::PageUp);
+        assert_eq!(next_event(&mut e), EditorEvent::PageUp);
+        let mut e = editor(
+            vec![
+                key(KeyCode::End, KeyModifiers::NONE),
+                key(KeyCode::PageDown, KeyModifiers::NONE),
+                key(KeyCode::Down, KeyModifiers::SHIFT),
+                key(KeyCode::End, KeyModifiers::NONE),
+            ],
+            &screen,
+        );
+        // Not reading back: End is the end of the line, PgDn does nothing.
+        assert_eq!(e.poll(Duration::from_secs(5)), None);
+        assert_eq!(e.poll(Duration::from_secs(5)), None);
+        e.show_page(&[], "reading back");
+        let mut events = Vec::new();
+        while events.len() < 2 {
+            if let Some(event) = e.poll(Duration::from_millis(200)) {
+                events.push(event);
+            }
+        }
+        // Shift+Down and End while reading back.
+        assert_eq!(events, [EditorEvent::PageDown, EditorEvent::Bottom]);
     }
 }

@@ -13,10 +13,17 @@
 //! `--fingerprint` shows the same.
 //!
 //! The line editor ([`editor`]) owns the interactive terminal; [`console`] tells, without
-//! reading, whether the terminal is still there.
+//! reading, whether the terminal is still there; [`scrollback`] pages a chat's history for
+//! reading back; [`alert`] rings the bell and shows desktop notifications.
+//!
+//! The prompt carries the quiet status: a caller's reconnection, re-sync progress, the chat
+//! typed lines go to when several are live, and the unread lines of the other live chats
+//! (`[3 unread] Alice→Bob> `).
 
+pub mod alert;
 pub mod console;
 pub mod editor;
+pub mod scrollback;
 
 use chrono::{Local, TimeZone};
 use serde_json::json;
@@ -84,6 +91,8 @@ pub struct Presenter {
     reconnect: Option<Reconnect>,
     /// A connection attempt was shown already (later attempts are not).
     connecting_shown: bool,
+    /// Unread lines in the live chats other than the current one (shown in the prompt).
+    unread_elsewhere: u64,
 }
 
 /// Where a caller's reconnection stands.
@@ -112,7 +121,32 @@ impl Presenter {
             key_refused: false,
             reconnect: None,
             connecting_shown: false,
+            unread_elsewhere: 0,
         }
+    }
+
+    /// Sets the unread lines of the live chats other than the current one, for the prompt.
+    pub fn set_unread_elsewhere(&mut self, unread: u64) {
+        self.unread_elsewhere = unread;
+    }
+
+    /// The lines for the first connection with `peer`, whose key was just pinned: its
+    /// fingerprint, and how to check it (as SSH does for a new host). Nothing waits for it.
+    pub fn first_contact(&self, peer: DeviceId, name: &str, fingerprint: &str) -> Vec<String> {
+        if self.style == Style::Json {
+            return vec![json!({
+                "event": "first_contact",
+                "peer": peer.to_string(),
+                "name": name,
+                "fingerprint": fingerprint,
+            })
+            .to_string()];
+        }
+        let name = sanitize(name);
+        vec![format!(
+            "first contact with {name}: key fingerprint {fingerprint} pinned; compare it with \
+             \"socketfalco --fingerprint\" on {name}'s device"
+        )]
     }
 
     /// The chat typed lines go to, if any peer was known.
@@ -254,7 +288,11 @@ impl Presenter {
                 )
             }
         });
-        format!("{status}{resync}{}{target}> ", self.me)
+        let unread = match self.unread_elsewhere {
+            0 => String::new(),
+            n => format!("[{n} unread] "),
+        };
+        format!("{unread}{status}{resync}{}{target}> ", self.me)
     }
 
     /// Lines for one session event.
@@ -962,6 +1000,36 @@ mod tests {
         });
         assert_eq!(p.current(), Some(DeviceId([2; 16])));
         assert_eq!(p.prompt(), "alice> ");
+    }
+
+    #[test]
+    fn the_prompt_counts_the_unread_lines_of_the_other_chats() {
+        let mut p = Presenter::new(Style::Terminal, "Alice");
+        connected(&mut p, 1, "Bob");
+        connected(&mut p, 2, "Carol");
+        p.set_current(DeviceId([1; 16]));
+        p.set_unread_elsewhere(3);
+        assert_eq!(p.prompt(), "[3 unread] Alice→Bob> ");
+        p.set_unread_elsewhere(0);
+        assert_eq!(p.prompt(), "Alice→Bob> ");
+    }
+
+    #[test]
+    fn a_first_contact_shows_the_pinned_fingerprint_and_how_to_check_it() {
+        let p = Presenter::new(Style::Plain, "Alice");
+        let lines = p.first_contact(DeviceId([1; 16]), "Bob", "1a2b 3c4d");
+        assert_eq!(
+            lines,
+            [
+                "first contact with Bob: key fingerprint 1a2b 3c4d pinned; compare it with \
+              \"socketfalco --fingerprint\" on Bob's device"
+            ]
+        );
+        let p = Presenter::new(Style::Json, "Alice");
+        let v: serde_json::Value =
+            serde_json::from_str(&p.first_contact(DeviceId([1; 16]), "Bob", "1a2b")[0]).unwrap();
+        assert_eq!(v["event"], "first_contact");
+        assert_eq!(v["fingerprint"], "1a2b");
     }
 
     #[test]

@@ -1,0 +1,173 @@
+//! The chat view on a terminal, shared by `-eC` and live sessions: its opening screenful and
+//! reading it back page by page.
+//!
+//! [`ChatPages`] is the chat as the scrollback reads it: the store's keyset queries on the
+//! display index ([`Database::page`]), each line rendered as the presenter shows history.
+//! [`Scroll`] follows the keys PgUp, PgDn, Shift+Up/Down and End: it asks the scrollback for
+//! the screen before or after the one shown and hands it to the line editor, which draws it
+//! over the live log and holds what arrives meanwhile. No key ever loads the chat: each move
+//! reads at most a screenful and one line.
+
+use crate::store::{Database, DisplayKey, PageSide};
+use crate::ui::editor::{EditorEvent, LineEditor};
+use crate::ui::scrollback::{self, Marker, PageSource, Side, View};
+use crate::ui::{HistoryEntry, Presenter};
+use socketfalco_core::DeviceId;
+
+/// One chat, as the scrollback reads it.
+pub struct ChatPages<'a> {
+    /// The store (a read handle of its own in a live session).
+    pub db: &'a Database,
+    /// The chat.
+    pub peer: DeviceId,
+    /// Renders the lines.
+    pub presenter: &'a Presenter,
+    /// This device's name, for own lines.
+    pub me: &'a str,
+}
+
+impl PageSource for ChatPages<'_> {
+    type Key = DisplayKey;
+
+    fn page(
+        &mut self,
+        from: Option<DisplayKey>,
+        side: Side,
+        limit: usize,
+    ) -> Result<Vec<(DisplayKey, String)>, String> {
+        let side = match side {
+            Side::Older => PageSide::Older,
+            Side::Newer => PageSide::Newer,
+        };
+        let page = self
+            .db
+            .page(self.peer, from, side, limit)
+            .map_err(|e| e.to_string())?;
+        let peer_name = self.presenter.name_of(self.peer);
+        Ok(page
+            .into_iter()
+            .map(|stored| {
+                let key = stored.display_key();
+                let entry = HistoryEntry {
+                    author_name: if stored.mine {
+                        self.me.to_owned()
+                    } else {
+                        peer_name.clone()
+                    },
+                    mine: stored.mine,
+                    delivered: stored.delivered,
+                    message: stored.message,
+                    peer: self.peer,
+                };
+                (key, self.presenter.history_line(&entry))
+            })
+            .collect())
+    }
+}
+
+/// Reading a chat back: the page shown, if any, and the unread marker.
+#[derive(Default)]
+pub struct Scroll {
+    /// The page shown (`None`: the live view).
+    view: Option<View<DisplayKey>>,
+    /// The chat being read back (a live session's current chat may change meanwhile).
+    chat: Option<DeviceId>,
+    /// The row above the first unread line.
+    pub marker: Option<Marker<DisplayKey>>,
+    /// How many rows of the chat's newest lines the live view shows (the opening screenful
+    /// of `-eC`); 0 when the live view is a session's log rather than the chat's history.
+    live_rows: usize,
+}
+
+impl Scroll {
+    /// A scroll in the live view, which shows the chat's newest `live_rows` rows (0: none,
+    /// the first PgUp then shows the chat's last screenful).
+    pub fn new(marker: Option<Marker<DisplayKey>>, live_rows: usize) -> Scroll {
+        Scroll {
+            view: None,
+            chat: None,
+            marker,
+            live_rows,
+        }
+    }
+
+    /// The chat being read back, if a page is shown.
+    pub fn chat(&self) -> Option<DeviceId> {
+        self.view.as_ref().and(self.chat)
+    }
+
+    /// Carries out a paging key (`PageUp`, `PageDown`, `Bottom`) for the chat `pages` reads;
+    /// other events are left alone. Returns true when the view went back to the live one
+    /// (the chat is read then).
+    pub fn key<W: std::io::Write>(
+        &mut self,
+        event: &EditorEvent,
+        pages: &mut ChatPages<'_>,
+        editor: &mut LineEditor<W>,
+    ) -> bool {
+        let (width, _) = editor.size();
+        let area = editor.page_rows();
+        let marker = self.marker.clone();
+        let moved = match (event, &self.view) {
+            (EditorEvent::PageUp, None) => {
+                self.chat = Some(pages.peer);
+                let live_rows = self.live_rows;
+                // The screen just above the chat's lines the live view shows, or the chat's
+                // last screen when it shows none.
+                scrollback::last_screen(pages, area, width, marker.as_ref()).and_then(|last| {
+                    if live_rows == 0 {
+                        return Ok(Some((last, "reading back")));
+                    }
+                    let shown = scrollback::last_screen(pages, live_rows, width, marker.as_ref())?;
+                    match scrollback::page_up(pages, &shown, area, width, marker.as_ref())? {
+                        Some(up) => Ok(Some((up, "reading back"))),
+                        None => Ok(Some((last, "the beginning of the chat"))),
+                    }
+                })
+            }
+            (EditorEvent::PageUp, Some(view)) => {
+                scrollback::page_up(pages, view, area, width, marker.as_ref()).map(|up| {
+                    Some(match up {
+                        Some(up) => (up, "reading back"),
+                        None => (view.clone(), "the beginning of the chat"),
+                    })
+                })
+            }
+            (EditorEvent::PageDown, Some(view)) => {
+                scrollback::page_down(pages, view, area, width, marker.as_ref())
+                    .map(|down| down.map(|down| (down, "reading back")))
+            }
+            (EditorEvent::Bottom, Some(_)) => Ok(None),
+            _ => return false,
+        };
+        match moved {
+            Ok(Some((view, note))) => {
+                editor.show_page(&view.rows, note);
+                self.view = Some(view);
+                false
+            }
+            Ok(None) => {
+                self.view = None;
+                editor.leave_page();
+                true
+            }
+            Err(e) => {
+                self.view = None;
+                editor.leave_page();
+                editor.print_above(&format!("error: cannot read the chat back: {e}"));
+                true
+            }
+        }
+    }
+}
+
+/// The chat's newest lines that fill `rows` rows of `width` columns, as rows to print, with
+/// the unread marker above the first unread line if it is among them.
+pub fn opening_rows(
+    pages: &mut ChatPages<'_>,
+    rows: usize,
+    width: usize,
+    marker: Option<&Marker<DisplayKey>>,
+) -> Result<Vec<String>, String> {
+    Ok(scrollback::last_screen(pages, rows, width, marker)?.rows)
+}

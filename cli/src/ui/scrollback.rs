@@ -1,0 +1,390 @@
+//! Reading a chat back, a screenful at a time, without ever holding the chat in memory.
+//!
+//! This module owns the paging arithmetic of the scrollback and nothing else: which lines of
+//! a chat fill a screen above a given place, which screen comes before or after it, and how
+//! the lines wrap at the terminal's width. It reads the chat through a [`PageSource`] (the
+//! store's keyset queries on the display index, `Database::page`, in the program; a vector in
+//! the tests), never more than a screenful of entries per move, so a move costs the same at
+//! any history length and any position. Drawing is the line editor's; which chat and which
+//! store are the command's.
+//!
+//! A screen ([`View`]) is laid out from the bottom up: the entry at the bottom is shown
+//! whole, the entries above it as they fit, the topmost possibly cut (its first rows
+//! hidden). [`page_up`] shows the screen whose bottom entry is the one just above the
+//! screen's top (or the cut one, then shown whole); [`page_down`] the screen whose top is
+//! just below the screen's bottom, or says that the end was reached (back to the live view).
+//! A marker row ("── 3 unread ──") goes above the first unread entry wherever it shows.
+
+use unicode_width::UnicodeWidthChar;
+
+/// Which side of a place in the chat to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The entries just before it (the newest of the chat without a place).
+    Older,
+    /// The entries just after it (the oldest of the chat without a place).
+    Newer,
+}
+
+/// Where the entries of a chat come from, in display order, each with its text as shown
+/// (it may span lines: a message with newlines).
+pub trait PageSource {
+    /// A place in the chat's display order.
+    type Key: Copy + Eq;
+    /// At most `limit` entries next to `from` (not `from` itself) on `side`, in display order
+    /// (oldest first), the nearest ones; without `from`, the newest (`Older`) or the oldest
+    /// (`Newer`) of the chat.
+    fn page(
+        &mut self,
+        from: Option<Self::Key>,
+        side: Side,
+        limit: usize,
+    ) -> Result<Vec<(Self::Key, String)>, String>;
+}
+
+/// The row drawn above the first unread entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Marker<K> {
+    /// The first unread entry.
+    pub key: K,
+    /// What the row says.
+    pub label: String,
+}
+
+/// One screen of the chat.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct View<K> {
+    /// The rows to draw, top to bottom, each at most the width wide; fewer than the area when
+    /// the whole chat is shorter (drawn at the bottom of the area).
+    pub rows: Vec<String>,
+    /// The entries shown, top to bottom.
+    keys: Vec<K>,
+    /// The top entry is cut: its first rows are above the screen.
+    cut: bool,
+}
+
+impl<K: Copy + Eq> View<K> {
+    /// The entry at the bottom of the screen; `None` for an empty chat.
+    pub fn bottom(&self) -> Option<K> {
+        self.keys.last().copied()
+    }
+
+    /// The entry at the top of the screen (maybe cut); `None` for an empty chat.
+    pub fn top(&self) -> Option<K> {
+        self.keys.first().copied()
+    }
+}
+
+/// `text` as rows of at most `width` columns: split at its newlines, each line wrapped at
+/// the width (by display width: a wide character never straddles two rows). An empty line is
+/// one empty row.
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(2);
+    let mut rows = Vec::new();
+    for line in text.split('\n') {
+        let mut row = String::new();
+        let mut used = 0;
+        for c in line.chars() {
+            let w = c.width().unwrap_or(0);
+            if used + w > width {
+                rows.push(std::mem::take(&mut row));
+                used = 0;
+            }
+            row.push(c);
+            used += w;
+        }
+        rows.push(row);
+    }
+    rows
+}
+
+/// Lays `entries` (display order) out on a screen of `area` rows from the bottom up: the
+/// newest entry at the bottom, whole (or its first `area` rows if it is taller than the
+/// screen), older ones above as they fit, the topmost maybe cut.
+pub fn layout<K: Copy + Eq>(
+    entries: &[(K, String)],
+    area: usize,
+    width: usize,
+    marker: Option<&Marker<K>>,
+) -> View<K> {
+    let area = area.max(1);
+    let mut rows: Vec<String> = Vec::new();
+    let mut keys = Vec::new();
+    let mut cut = false;
+    for (key, text) in entries.iter().rev() {
+        let mut entry = Vec::new();
+        if marker.is_some_and(|m| m.key == *key) {
+            entry.push(marker_row(marker.map_or("", |m| &m.label), width));
+        }
+        entry.extend(wrap(text, width));
+        if keys.is_empty() && entry.len() > area {
+            // Taller than the screen and at the bottom: its beginning is what reads.
+            entry.truncate(area);
+        }
+        keys.push(*key);
+        let room = area - rows.len();
+        if entry.len() > room {
+            entry.drain(..entry.len() - room);
+            cut = true;
+        }
+        entry.append(&mut rows);
+        rows = entry;
+        if rows.len() == area {
+            break;
+        }
+    }
+    keys.reverse();
+    View { rows, keys, cut }
+}
+
+/// The marker row: the label centred in a rule as wide as the screen.
+pub fn marker_row(label: &str, width: usize) -> String {
+    let label = format!(" {label} ");
+    let used: usize = label.chars().map(|c| c.width().unwrap_or(0)).sum();
+    let left = width.saturating_sub(used) / 2;
+    let right = width.saturating_sub(used + left);
+    format!("{}{label}{}", "─".repeat(left), "─".repeat(right))
+}
+
+/// The newest screenful of the chat (the live view's screen).
+pub fn last_screen<S: PageSource>(
+    source: &mut S,
+    area: usize,
+    width: usize,
+    marker: Option<&Marker<S::Key>>,
+) -> Result<View<S::Key>, String> {
+    let entries = source.page(None, Side::Older, area.max(1))?;
+    Ok(layout(&entries, area, width, marker))
+}
+
+/// The screen before `view`; `None` when `view` shows the beginning of the chat.
+pub fn page_up<S: PageSource>(
+    source: &mut S,
+    view: &View<S::Key>,
+    area: usize,
+    width: usize,
+    marker: Option<&Marker<S::Key>>,
+) -> Result<Option<View<S::Key>>, String> {
+    // The cut top entry becomes the bottom one (shown whole), unless it is the only entry.
+    let below = match (&view.keys[..], view.cut) {
+        ([], _) => return Ok(None),
+        ([.., _], false) | ([_], true) => view.keys[0],
+        ([_, second, ..], true) => *second,
+    };
+    let entries = source.page(Some(below), Side::Older, area.max(1))?;
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(layout(&entries, area, width, marker)))
+}
+
+/// The screen after `view`; `None` when no full screen follows it (the caller returns to the
+/// live view, which shows the chat's end).
+pub fn page_down<S: PageSource>(
+    source: &mut S,
+    view: &View<S::Key>,
+    area: usize,
+    width: usize,
+    marker: Option<&Marker<S::Key>>,
+) -> Result<Option<View<S::Key>>, String> {
+    let Some(bottom) = view.bottom() else {
+        return Ok(None);
+    };
+    let area = area.max(1);
+    // Enough entries to fill a screen below, and one more to know that the chat goes on.
+    let newer = source.page(Some(bottom), Side::Newer, area + 1)?;
+    let mut filled = 0;
+    for (i, (key, text)) in newer.iter().enumerate() {
+        filled += wrap(text, width).len() + usize::from(marker.is_some_and(|m| m.key == *key));
+        if filled >= area {
+            if i + 1 == newer.len() {
+                // This screen ends the chat: that is the live view.
+                return Ok(None);
+            }
+            let entries = source.page(Some(newer[i + 1].0), Side::Older, area)?;
+            return Ok(Some(layout(&entries, area, width, marker)));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A chat in memory; counts what it was asked, to show that no move reads the chat.
+    struct Chat {
+        entries: Vec<(u32, String)>,
+        most_read: usize,
+    }
+
+    impl Chat {
+        fn of(texts: &[&str]) -> Chat {
+            Chat {
+                entries: (0u32..)
+                    .zip(texts.iter().map(|t| (*t).to_owned()))
+                    .collect(),
+                most_read: 0,
+            }
+        }
+
+        fn numbered(n: u32) -> Chat {
+            Chat {
+                entries: (0..n).map(|i| (i, format!("line {i}"))).collect(),
+                most_read: 0,
+            }
+        }
+    }
+
+    impl PageSource for Chat {
+        type Key = u32;
+        fn page(
+            &mut self,
+            from: Option<u32>,
+            side: Side,
+            limit: usize,
+        ) -> Result<Vec<(u32, String)>, String> {
+            let page: Vec<(u32, String)> = match side {
+                Side::Older => {
+                    let before: Vec<_> = self
+                        .entries
+                        .iter()
+                        .filter(|(k, _)| from.is_none_or(|f| *k < f))
+                        .cloned()
+                        .collect();
+                    before[before.len().saturating_sub(limit)..].to_vec()
+                }
+                Side::Newer => self
+                    .entries
+                    .iter()
+                    .filter(|(k, _)| from.is_none_or(|f| *k > f))
+                    .take(limit)
+                    .cloned()
+                    .collect(),
+            };
+            self.most_read = self.most_read.max(page.len());
+            Ok(page)
+        }
+    }
+
+    #[test]
+    fn wrapping_splits_at_newlines_and_at_the_width_by_display_width() {
+        assert_eq!(wrap("abcdef", 4), ["abcd", "ef"]);
+        assert_eq!(wrap("ab\n    cd", 10), ["ab", "    cd"]);
+        assert_eq!(wrap("", 10), [""]);
+        // A wide character that does not fit goes to the next row whole.
+        assert_eq!(wrap("abc日本", 4), ["abc", "日本"]);
+    }
+
+    #[test]
+    fn the_last_screen_ends_with_the_last_line() {
+        let mut chat = Chat::numbered(1000);
+        let view = last_screen(&mut chat, 5, 80, None).unwrap();
+        assert_eq!(
+            view.rows,
+            ["line 995", "line 996", "line 997", "line 998", "line 999"]
+        );
+        assert_eq!(view.bottom(), Some(999));
+        assert!(chat.most_read <= 5);
+    }
+
+    #[test]
+    fn a_short_chat_fills_only_part_of_the_screen() {
+        let mut chat = Chat::of(&["a", "b"]);
+        let view = last_screen(&mut chat, 5, 80, None).unwrap();
+        assert_eq!(view.rows, ["a", "b"]);
+        assert_eq!(page_up(&mut chat, &view, 5, 80, None).unwrap(), None);
+        assert_eq!(page_down(&mut chat, &view, 5, 80, None).unwrap(), None);
+        let empty = last_screen(&mut Chat::of(&[]), 5, 80, None).unwrap();
+        assert!(empty.rows.is_empty());
+        assert_eq!(
+            page_up(&mut Chat::of(&[]), &empty, 5, 80, None).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn paging_up_and_down_walks_the_whole_chat_a_screen_at_a_time() {
+        let mut chat = Chat::numbered(23);
+        let last = last_screen(&mut chat, 5, 80, None).unwrap();
+        let mut view = last.clone();
+        let mut seen = view.rows.clone();
+        while let Some(up) = page_up(&mut chat, &view, 5, 80, None).unwrap() {
+            assert_eq!(
+                up.bottom().unwrap() + 1,
+                view.top().unwrap(),
+                "no gap, no overlap"
+            );
+            seen.splice(0..0, up.rows.clone());
+            view = up;
+        }
+        let all: Vec<String> = (0..23).map(|i| format!("line {i}")).collect();
+        // The first screen is short of a full one only by what the chat lacks.
+        assert_eq!(seen, all);
+        assert_eq!(view.top(), Some(0));
+        // Down again: each screen starts just below the last, until the end is the live view.
+        let mut screens = 0;
+        while let Some(down) = page_down(&mut chat, &view, 5, 80, None).unwrap() {
+            assert!(down.top().unwrap() <= view.bottom().unwrap() + 1);
+            view = down;
+            screens += 1;
+        }
+        assert!(screens >= 3, "{screens}");
+        assert!(
+            view.bottom().unwrap() >= 17,
+            "the last screen before the live one"
+        );
+        assert!(
+            chat.most_read <= 6,
+            "never more than a screen and one: {}",
+            chat.most_read
+        );
+    }
+
+    #[test]
+    fn paging_back_and_forth_returns_to_the_same_screen() {
+        let mut chat = Chat::numbered(100);
+        let last = last_screen(&mut chat, 10, 80, None).unwrap();
+        let up1 = page_up(&mut chat, &last, 10, 80, None).unwrap().unwrap();
+        let up2 = page_up(&mut chat, &up1, 10, 80, None).unwrap().unwrap();
+        assert_eq!(up2.rows[0], "line 70");
+        let down = page_down(&mut chat, &up2, 10, 80, None).unwrap().unwrap();
+        assert_eq!(down, up1);
+        assert_eq!(
+            page_down(&mut chat, &down, 10, 80, None).unwrap(),
+            None,
+            "then live"
+        );
+    }
+
+    #[test]
+    fn long_entries_wrap_and_the_top_one_is_cut_then_shown_whole() {
+        let mut chat = Chat::of(&["first", "a long line that wraps", "x", "y"]);
+        // Width 10: the long entry is 3 rows; a screen of 4 rows shows its last row.
+        let view = last_screen(&mut chat, 4, 10, None).unwrap();
+        assert_eq!(view.rows, ["e that wra", "ps", "x", "y"]);
+        assert_eq!(view.top(), Some(1));
+        let up = page_up(&mut chat, &view, 4, 10, None).unwrap().unwrap();
+        assert_eq!(up.rows, ["first", "a long lin", "e that wra", "ps"]);
+        assert_eq!(up.bottom(), Some(1));
+        // An entry taller than the screen shows its beginning when at the bottom.
+        let mut tall = Chat::of(&["1\n2\n3\n4\n5\n6"]);
+        let view = last_screen(&mut tall, 3, 10, None).unwrap();
+        assert_eq!(view.rows, ["1", "2", "3"]);
+    }
+
+    #[test]
+    fn the_unread_marker_sits_above_the_first_unread_entry() {
+        let mut chat = Chat::numbered(10);
+        let marker = Marker {
+            key: 8,
+            label: "2 unread".to_owned(),
+        };
+        let view = last_screen(&mut chat, 4, 20, Some(&marker)).unwrap();
+        assert_eq!(view.rows.len(), 4);
+        assert_eq!(view.rows[0], "line 7");
+        assert!(view.rows[1].contains(" 2 unread "), "{:?}", view.rows);
+        assert_eq!(view.rows[1].chars().count(), 20);
+        assert_eq!(&view.rows[2..], ["line 8", "line 9"]);
+    }
+}

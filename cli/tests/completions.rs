@@ -1,0 +1,138 @@
+//! `--completions SHELL` and `--man` from the real binary: the bash script loads without an
+//! error and completes the legacy single-dash spellings; the manual page renders with
+//! `man -l` (or groff where `man` is missing) and names the legacy spellings and the keys of
+//! the chat view. zsh and fish check their scripts' syntax where they are installed.
+//!
+//! Unix only: the shells and `man` are Unix tools (the scripts for PowerShell are generated
+//! the same way, from the same definition).
+#![cfg(unix)]
+
+mod common;
+
+use common::{assert_ok, socketfalco, stderr, stdout};
+use std::process::Command;
+
+fn present(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn generated(args: &[&str], dir: &tempfile::TempDir, name: &str) -> std::path::PathBuf {
+    let out = socketfalco().args(args).output().unwrap();
+    assert_ok(&out);
+    let path = dir.path().join(name);
+    std::fs::write(&path, &out.stdout).unwrap();
+    path
+}
+
+#[test]
+fn the_bash_script_loads_and_completes_the_legacy_spellings() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = generated(&["--completions", "bash"], &dir, "socketfalco.bash");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source '{}' && complete -p socketfalco && \
+             COMP_WORDS=(socketfalco -e) COMP_CWORD=1 && \
+             _socketfalco socketfalco -e socketfalco && echo \"${{COMPREPLY[@]}}\"",
+            script.display()
+        ))
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert_eq!(stderr(&out), "", "loading printed errors");
+    let shown = stdout(&out);
+    for word in ["-eN", "-eC", "-editName", "-editChat"] {
+        assert!(
+            shown.split_whitespace().any(|w| w == word),
+            "{word}: {shown}"
+        );
+    }
+    // Also the way the README says to try it.
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!("source <('{}' --completions bash)", common::BIN))
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert_eq!(stderr(&out), "");
+}
+
+#[test]
+fn the_zsh_and_fish_scripts_parse_where_those_shells_are_installed() {
+    let dir = tempfile::tempdir().unwrap();
+    for (shell, check) in [("zsh", ["-n"]), ("fish", ["--no-execute"])] {
+        if !present(shell) {
+            eprintln!("skipped: {shell} is not installed");
+            continue;
+        }
+        let script = generated(&["--completions", shell], &dir, shell);
+        let out = Command::new(shell)
+            .args(check)
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert_ok(&out);
+    }
+}
+
+#[test]
+fn the_manual_page_renders_with_the_legacy_spellings_and_the_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = generated(&["--man"], &dir, "socketfalco.1");
+    let out = if present("man") {
+        Command::new("man")
+            .arg("-l")
+            .arg(&page)
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100")
+            .output()
+            .unwrap()
+    } else if present("groff") {
+        Command::new("groff")
+            .args(["-man", "-Tutf8"])
+            .arg(&page)
+            .output()
+            .unwrap()
+    } else {
+        if cfg!(target_os = "linux") {
+            panic!("neither man nor groff is installed (apt-get install man-db; .ci/run does)");
+        }
+        eprintln!("skipped: neither man nor groff is installed");
+        return;
+    };
+    assert_ok(&out);
+    // Bold and underline come as overstrikes without a terminal: drop them.
+    let text: String = stdout(&out)
+        .split('\u{8}')
+        .enumerate()
+        .map(|(i, part)| {
+            if i == 0 {
+                part.to_owned()
+            } else {
+                part.chars().skip(1).collect()
+            }
+        })
+        .collect::<String>()
+        .replace(['\u{2010}', '\u{2212}'], "-");
+    for word in [
+        "-listen",
+        "-ls",
+        "-list",
+        "-connect",
+        "-eN",
+        "-editName",
+        "-eC",
+        "-editChat",
+        "-help",
+        "PgUp",
+        "--completions",
+        "--man",
+        "--bell",
+        "--notify",
+    ] {
+        assert!(text.contains(word), "{word} is not in the page:\n{text}");
+    }
+}

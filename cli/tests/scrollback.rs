@@ -1,0 +1,379 @@
+//! Everyday chat on a real terminal: the real binary runs in tmux (a real terminal emulator,
+//! driven with send-keys and read with capture-pane) on a real SQLite database holding
+//! 200,000 messages. The chat view opens on its last screenful with the unread marker, PgUp
+//! pages back, a line arriving while the user reads back is counted under the page and does
+//! not move it, End returns and shows it, and `-ls` counts unread lines before and after.
+//! With several peers, the prompt counts the unread lines of the other chats, `--bell` rings
+//! for a line in another chat (never for one seen where it arrives), and `/to` reads the chat
+//! it switches to. A first contact shows the pinned fingerprint.
+//!
+//! tmux is required on Linux (CI installs it; see `.ci/run`): the tests fail there without it.
+//! Elsewhere (Windows under wine) they are skipped with a printed reason.
+
+mod common;
+
+use common::{Device, WAIT};
+use socketfalco::store::Database;
+use socketfalco_core::{DeviceId, Message, PeerHello, Store};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// How many messages the big chat holds.
+const MESSAGES: u64 = 200_000;
+/// How many of them (the newest) are unread.
+const UNREAD: u64 = 10;
+/// The terminal's size.
+const WIDTH: u16 = 100;
+const HEIGHT: u16 = 30;
+
+/// Whether tmux can be used; on Linux its absence is a failure (CI installs it).
+fn tmux_present() -> bool {
+    let found = Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        if cfg!(target_os = "linux") {
+            panic!("tmux is needed for these tests on Linux (apt-get install tmux; .ci/run does)");
+        }
+        eprintln!("skipped: tmux is not installed on this platform");
+    }
+    found
+}
+
+/// A tmux server of the test's own (its own socket), running one command in one pane.
+struct Tmux {
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmux {
+    fn start(args: &[&str]) -> Tmux {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("tmux.sock");
+        let command = std::iter::once(common::BIN)
+            .chain(args.iter().copied())
+            .map(quote)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let tmux = Tmux { socket, _dir: dir };
+        let out = tmux
+            .command()
+            .args(["new-session", "-d", "-x"])
+            .arg(WIDTH.to_string())
+            .arg("-y")
+            .arg(HEIGHT.to_string())
+            .arg("-e")
+            .arg("RUST_LOG=warn")
+            .arg(command)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "tmux: {}", common::stderr(&out));
+        tmux
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new("tmux");
+        cmd.arg("-S").arg(&self.socket);
+        cmd
+    }
+
+    /// The screen, one string per row.
+    fn screen(&self) -> Vec<String> {
+        let out = self
+            .command()
+            .args(["capture-pane", "-p"])
+            .output()
+            .unwrap();
+        common::stdout(&out).lines().map(str::to_owned).collect()
+    }
+
+    /// Waits until the screen satisfies `pred`; returns it.
+    #[track_caller]
+    fn wait_for(&self, what: &str, pred: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let screen = self.screen();
+            if pred(&screen) {
+                return screen;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}; the screen:\n{}",
+                    screen.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let out = self.command().arg("send-keys").args(keys).output().unwrap();
+        assert!(out.status.success(), "send-keys: {}", common::stderr(&out));
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.command().arg("kill-server").output();
+    }
+}
+
+fn quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', "'\\''"))
+}
+
+/// The message numbers on the screen ("… Bob: message 123"), top to bottom.
+fn numbers(screen: &[String]) -> Vec<u64> {
+    screen
+        .iter()
+        .filter_map(|row| row.split("Bob: message ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+fn contains(screen: &[String], text: &str) -> bool {
+    screen.iter().any(|row| row.contains(text))
+}
+
+/// Stores `MESSAGES` messages from `peer` in the database in `dir`, the newest `UNREAD` of
+/// them unread, through the store's own API (the way a long re-sync stores them).
+fn seed(dir: &Path, peer: DeviceId) {
+    let started = Instant::now();
+    let mut db = Database::open(dir).unwrap();
+    let hello = PeerHello {
+        device: peer,
+        name: "Bob".to_owned(),
+        peer_temporary: false,
+        temporary: false,
+    };
+    db.open_chat(&hello, None).unwrap();
+    let base_ms = 1_767_225_600_000; // 2026-01-01
+    let batch = |seqs: std::ops::RangeInclusive<u64>| -> Vec<Message> {
+        seqs.map(|seq| Message {
+            seq,
+            lamport: seq,
+            sent_at_ms: base_ms + i64::try_from(seq).unwrap() * 1_000,
+            text: format!("message {seq}"),
+        })
+        .collect()
+    };
+    let read_up_to = MESSAGES - UNREAD;
+    let mut from = 1;
+    while from <= read_up_to {
+        let to = (from + 19_999).min(read_up_to);
+        db.persist_received(peer, &batch(from..=to)).unwrap();
+        from = to + 1;
+    }
+    db.mark_read(peer).unwrap();
+    db.persist_received(peer, &batch(read_up_to + 1..=MESSAGES))
+        .unwrap();
+    eprintln!("seeded {MESSAGES} messages in {:?}", started.elapsed());
+}
+
+fn unread(device: &Device, peer: &str) -> u64 {
+    let chats = device.list();
+    let chat = chats
+        .iter()
+        .find(|c| c["chat"] == peer)
+        .unwrap_or_else(|| panic!("no chat {peer} in {chats:?}"));
+    chat["unread"].as_u64().unwrap()
+}
+
+/// Waits until the chat with `peer` has `n` unread lines (they are marked right after they
+/// are drawn).
+#[track_caller]
+fn wait_unread(device: &Device, peer: &str, n: u64, otherwise: &str) {
+    let deadline = Instant::now() + WAIT;
+    while unread(device, peer) != n {
+        assert!(Instant::now() < deadline, "{otherwise}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_long_chat_opens_on_its_last_screen_pages_back_and_is_read_live() {
+    if !tmux_present() {
+        return;
+    }
+    let alice = Device::new("Alice");
+    let bob = Device::new("Bob");
+    let bob_id = bob.id();
+    seed(alice.path(), bob_id.parse().unwrap());
+    assert_eq!(unread(&alice, &bob_id), UNREAD);
+    let data_dir = alice.path().to_str().unwrap().to_owned();
+
+    // -eC: the last screenful at once, the marker above the first unread line.
+    let started = Instant::now();
+    let view = Tmux::start(&["--data-dir", &data_dir, "-eC", &bob_id]);
+    let opening = view.wait_for("the last line and the prompt", |s| {
+        contains(s, &format!("Bob: message {MESSAGES}")) && contains(s, "Alice>")
+    });
+    eprintln!(
+        "-eC on {MESSAGES} messages: the last line on screen after {:?} (process start included)",
+        started.elapsed()
+    );
+    let marker = opening
+        .iter()
+        .position(|row| row.contains(&format!(" {UNREAD} unread ")))
+        .unwrap_or_else(|| panic!("no unread marker:\n{}", opening.join("\n")));
+    assert!(
+        opening[marker + 1].contains(&format!("Bob: message {}", MESSAGES - UNREAD + 1)),
+        "the marker is above the first unread line:\n{}",
+        opening.join("\n")
+    );
+    let first_screen = numbers(&opening);
+    assert_eq!(first_screen.last(), Some(&MESSAGES));
+    assert!(first_screen.len() > 10, "a screenful: {first_screen:?}");
+    // Viewing it read it.
+    wait_unread(&alice, &bob_id, 0, "viewing did not read the chat");
+
+    // PgUp twice: earlier lines, contiguous, right above what was shown.
+    view.keys(&["PageUp"]);
+    // A page is whole once its status row (drawn last) shows.
+    let up1 = view.wait_for("a page back", |s| {
+        contains(s, "reading back")
+            && !numbers(s).is_empty()
+            && numbers(s).last() < first_screen.first()
+    });
+    let up1_numbers = numbers(&up1);
+    assert_eq!(
+        up1_numbers.last().unwrap() + 1,
+        *first_screen.first().unwrap(),
+        "the first page ends right above the opening screen"
+    );
+    view.keys(&["PageUp"]);
+    let up2 = view.wait_for("two pages back", |s| {
+        contains(s, "reading back")
+            && !numbers(s).is_empty()
+            && numbers(s).last() < up1_numbers.first()
+    });
+    let up2_numbers = numbers(&up2);
+    assert_eq!(
+        up2_numbers.last().unwrap() + 1,
+        *up1_numbers.first().unwrap(),
+        "no line skipped between pages"
+    );
+    assert!(
+        up2_numbers.windows(2).all(|w| w[1] == w[0] + 1),
+        "{up2_numbers:?}"
+    );
+    // End: the live view again, as it was.
+    view.keys(&["End"]);
+    view.wait_for("the live view", |s| {
+        !contains(s, "reading back") && numbers(s).last() == Some(&MESSAGES)
+    });
+    view.keys(&["quit", "Enter"]);
+    drop(view);
+
+    // A live session: Bob connects, Alice reads back, Bob writes.
+    let live = Tmux::start(&[
+        "--data-dir",
+        &data_dir,
+        "-l",
+        "-p",
+        "0",
+        "--bind",
+        "127.0.0.1",
+    ]);
+    let screen = live.wait_for("listening", |s| contains(s, "listening on 127.0.0.1:"));
+    let port: u16 = screen
+        .iter()
+        .find_map(|row| row.split("listening on 127.0.0.1:").nth(1))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .expect("the port");
+    let mut caller = bob.connect(port);
+    caller.connected();
+    live.wait_for("first contact", |s| {
+        contains(s, "first contact with Bob: key fingerprint")
+            && contains(s, "--fingerprint\" on Bob's device")
+    });
+    // The session's log shows events, not the history: the first page is the chat's end.
+    live.keys(&["PageUp"]);
+    let reading = live.wait_for("a page back", |s| contains(s, "reading back"));
+    let page: Vec<String> = reading[..reading.len() - 2].to_vec();
+    assert_eq!(numbers(&page).last(), Some(&MESSAGES), "{page:?}");
+    caller.say("hello while you read");
+    let counted = live.wait_for("the new line counted", |s| contains(s, "1 new line below"));
+    assert_eq!(
+        counted[..counted.len() - 2],
+        page[..],
+        "the page did not move"
+    );
+    assert!(!contains(&counted, "hello while you read"));
+    // Not read while Alice reads back; read as soon as she is back.
+    assert_eq!(unread(&alice, &bob_id), 1);
+    live.keys(&["End"]);
+    live.wait_for("the new line", |s| {
+        contains(s, "Bob: hello while you read") && !contains(s, "reading back")
+    });
+    wait_unread(&alice, &bob_id, 0, "the chat was not marked read");
+    live.keys(&["quit", "Enter"]);
+    caller.hang_up();
+}
+
+impl Tmux {
+    /// Whether the terminal rang its bell (tmux keeps the flag once set).
+    fn rang(&self) -> bool {
+        let out = self
+            .command()
+            .args(["display", "-p", "#{window_bell_flag}"])
+            .output()
+            .unwrap();
+        common::stdout(&out).trim() == "1"
+    }
+}
+
+#[test]
+fn the_prompt_counts_the_other_chats_unread_lines_and_the_bell_rings_for_them() {
+    if !tmux_present() {
+        return;
+    }
+    let alice = Device::new("Alice");
+    let (bob, carol) = (Device::new("Bob"), Device::new("Carol"));
+    let data_dir = alice.path().to_str().unwrap().to_owned();
+    let live = Tmux::start(&[
+        "--data-dir",
+        &data_dir,
+        "-l",
+        "-p",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--bell",
+    ]);
+    let screen = live.wait_for("listening", |s| contains(s, "listening on 127.0.0.1:"));
+    let port: u16 = screen
+        .iter()
+        .find_map(|row| row.split("listening on 127.0.0.1:").nth(1))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .expect("the port");
+    let mut from_bob = bob.connect(port);
+    from_bob.connected();
+    live.wait_for("Bob", |s| contains(s, "first contact with Bob"));
+    from_bob.say("one");
+    live.wait_for("Bob's line", |s| contains(s, "Bob: one"));
+    // Seen where it arrives: read at once, no bell.
+    wait_unread(&alice, &bob.id(), 0, "Bob's line was not read");
+    assert!(!live.rang(), "the bell rang for a line in the current chat");
+    // Carol connects last: hers is the current chat; Bob's next line is for another one.
+    let mut from_carol = carol.connect(port);
+    from_carol.connected();
+    live.wait_for("Carol", |s| contains(s, "Alice→Carol>"));
+    from_bob.say("two");
+    live.wait_for("the unread count in the prompt", |s| {
+        contains(s, "[1 unread] Alice→Carol>")
+    });
+    assert!(live.rang(), "no bell for a line in another chat");
+    assert_eq!(unread(&alice, &bob.id()), 1);
+    // Switching to Bob's chat reads it.
+    live.keys(&["/to Bob", "Enter"]);
+    live.wait_for("Bob's chat", |s| {
+        s.iter().any(|row| row.starts_with("Alice→Bob>"))
+    });
+    wait_unread(&alice, &bob.id(), 0, "switching did not read Bob's chat");
+    live.keys(&["quit", "Enter"]);
+    from_bob.hang_up();
+    from_carol.hang_up();
+}
