@@ -488,19 +488,20 @@ impl Event {
                     mode: StorageMode::Now,
                 });
             }
-            Event::Commit { who, count } => {
-                if let Some(n) = count {
-                    out.push(Event::Commit {
-                        who: *who,
-                        count: None,
-                    });
-                    for c in halves(u64::from(*n)) {
-                        if c > 0 {
-                            out.push(Event::Commit {
-                                who: *who,
-                                count: Some(u32::try_from(c).unwrap_or(1)),
-                            });
-                        }
+            Event::Commit {
+                who,
+                count: Some(n),
+            } => {
+                out.push(Event::Commit {
+                    who: *who,
+                    count: None,
+                });
+                for c in halves(u64::from(*n)) {
+                    if c > 0 {
+                        out.push(Event::Commit {
+                            who: *who,
+                            count: Some(u32::try_from(c).unwrap_or(1)),
+                        });
                     }
                 }
             }

@@ -24,7 +24,7 @@
 //! model is durable when it returns).
 
 use crate::disk::{Disk, DiskError};
-use socketfalco_core::{execute, Message, RequestId, StoreReply, StoreRequest};
+use socketfalco_core::{execute, DeviceId, Message, RequestId, StoreReply, StoreRequest};
 use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 use std::str::FromStr;
@@ -92,6 +92,8 @@ pub struct Done {
     pub mark: bool,
     /// The store failed this very request (a simulated disk failure).
     pub disk_failed: bool,
+    /// The chat a compose request wrote in.
+    pub compose_peer: Option<DeviceId>,
 }
 
 impl Done {
@@ -270,7 +272,12 @@ impl StorageQueue {
                     self.stats.delayed += 1;
                 }
             }
+            let compose_peer = match &p.request {
+                StoreRequest::Compose { peer, .. } => Some(*peer),
+                _ => None,
+            };
             done.push(Done {
+                compose_peer,
                 link: p.link,
                 id: p.id,
                 result,

@@ -54,6 +54,23 @@ fn listener_seeds_hold_every_invariant() {
         ("cuts", total.cuts),
         ("storage failures", total.storage_failures),
         ("timeouts", total.timeouts),
+        ("completions delayed", total.storage.delayed),
+        (
+            "requests committed before another connection's",
+            total.storage.reordered,
+        ),
+        (
+            "crashes with storage requests in flight",
+            total.storage.crashes_in_flight,
+        ),
+        (
+            "delivery marks lost in a crash",
+            total.storage.marks_dropped,
+        ),
+        (
+            "marks set right after a crash lost some",
+            total.marks_resynced,
+        ),
     ] {
         assert!(n > 0, "the budget never reached: {what}");
     }
