@@ -14,6 +14,7 @@
 
 use crate::event::{Event, Who};
 use crate::rng::Rng;
+use crate::storage::StorageMode;
 use crate::world::World;
 use socketfalco_core::limits::MAX_TEXT_BYTES;
 use std::collections::VecDeque;
@@ -45,6 +46,9 @@ enum Kind {
     Wall,
     StoreFail,
     Restore,
+    StorageMode,
+    Commit,
+    CrashInFlight,
 }
 
 const WEIGHTS: &[(Kind, u32)] = &[
@@ -72,6 +76,9 @@ const WEIGHTS: &[(Kind, u32)] = &[
     (Kind::Wall, 2),
     (Kind::StoreFail, 1),
     (Kind::Restore, 2),
+    (Kind::StorageMode, 2),
+    (Kind::Commit, 4),
+    (Kind::CrashInFlight, 2),
 ];
 
 /// Turns a seed into events; see the [module docs](self).
@@ -98,6 +105,19 @@ impl Generator {
                     rng.range(1, 8)
                 };
                 queued.push_back(Event::Window { who, window });
+            }
+        }
+        // Half the runs start with a device whose storage is slow: its requests wait for a
+        // commit, or its delivery marks ride in later groups. The other half start with
+        // storage that completes at once (until a `storage` event changes it).
+        for who in Who::BOTH {
+            if rng.chance(1, 3) {
+                let mode = if rng.chance(1, 2) {
+                    StorageMode::Queued
+                } else {
+                    StorageMode::HoldMarks
+                };
+                queued.push_back(Event::Storage { who, mode });
             }
         }
         Generator {
@@ -138,6 +158,13 @@ impl Generator {
         }
         if !world.has_connection() && self.rng.chance(1, 4) {
             return Event::Connect;
+        }
+        // A slow disk still commits: now and then some or all of what waits.
+        for who in Who::BOTH {
+            let queued = world.queued(who) as u64;
+            if queued > 0 && world.is_up(who) && self.rng.chance(1, 4) {
+                return self.commit(who, queued);
+            }
         }
         // A recovery lasts a few rounds: go back in time again right then, now and then, on
         // the recovering side (a batch stored, the next not yet) or on the side answering.
@@ -187,6 +214,36 @@ impl Generator {
                 },
             },
             Kind::Crash => Event::Crash(self.who()),
+            Kind::StorageMode => Event::Storage {
+                who: self.who(),
+                mode: match self.rng.below(3) {
+                    0 => StorageMode::Now,
+                    1 => StorageMode::HoldMarks,
+                    _ => StorageMode::Queued,
+                },
+            },
+            Kind::Commit => {
+                let who = self.who();
+                let queued = world.queued(who) as u64;
+                self.commit(who, queued.max(1))
+            }
+            Kind::CrashInFlight => {
+                // Aim at a device with requests in flight: a prefix of them took effect.
+                let who = if world.queued(Who::A) > 0
+                    && (world.queued(Who::B) == 0 || self.rng.chance(1, 2))
+                {
+                    Who::A
+                } else if world.queued(Who::B) > 0 {
+                    Who::B
+                } else {
+                    self.who()
+                };
+                let queued = world.queued(who) as u64;
+                Event::CrashDurable {
+                    who,
+                    durable: u32::try_from(self.rng.below(queued + 1)).unwrap_or(0),
+                }
+            }
             Kind::CrashBeforePersist => {
                 let who = self.who();
                 self.queued.push_back(Event::Crash(who));
@@ -327,6 +384,16 @@ impl Generator {
                 }
             }
         }
+    }
+
+    /// Commits all of `who`'s queued requests, or some of them.
+    fn commit(&mut self, who: Who, queued: u64) -> Event {
+        let count = if self.rng.chance(1, 2) {
+            None
+        } else {
+            Some(u32::try_from(self.rng.range(1, queued.max(1))).unwrap_or(1))
+        };
+        Event::Commit { who, count }
     }
 
     fn send(&mut self, who: Who) -> Event {

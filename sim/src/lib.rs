@@ -20,6 +20,10 @@
 //! - [`gen`]: the random [`Generator`]: a seed becomes a trace, each fault with a weight.
 //! - [`disk`]: a device's store seen through disk faults — failed writes, a process that
 //!   dies between two commits — and the history of its committed states, for restores.
+//! - [`storage`]: a device's storage thread: the links' storage requests queue up and are
+//!   carried out at once, with delivery marks held back, or only at a `commit` event (some
+//!   of them, of one connection only, while bytes flow and timers fire); a crash keeps a
+//!   prefix of the queue durable and loses the rest.
 //! - [`world`]: the [`World`] that applies events: two devices, two byte-exact
 //!   [`Wire`](socketfalco_core::harness::Wire)s, the clocks, rounds of transmit / receive /
 //!   pump; memory bounds, temporary sessions and honest closes are checked here.
@@ -41,6 +45,7 @@ pub mod oracle;
 pub mod rng;
 pub mod runner;
 pub mod shrink;
+pub mod storage;
 pub mod world;
 
 pub use event::{Event, Expectation, Options, Scenario, Who};
@@ -54,4 +59,5 @@ pub use runner::{
     check_scenario, check_seed, run, run_logged, run_seed, seeds_from_env, soak, Failure, Outcome,
     Report, Soak, DEFAULT_SEEDS,
 };
+pub use storage::{StorageMode, StorageQueue, StorageStats};
 pub use world::{Stats, World};

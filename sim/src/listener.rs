@@ -25,10 +25,11 @@
 
 use crate::disk::{Disk, DiskFaults};
 use crate::event::Who;
-use crate::oracle::{ChatView, Oracle, Violation};
+use crate::oracle::{composed_as_stored, ChatView, Oracle, SyncLanded, Violation};
 use crate::rng::Rng;
+use crate::storage::{CommitEnd, Done, StorageMode, StorageQueue, StorageStats};
 use socketfalco_core::harness::{Device, Wire, WireKnobs, WireRead, WireWrite};
-use socketfalco_core::{Close, CloseCode, DeviceId, Link, Notice, Role, Side, Store};
+use socketfalco_core::{Close, CloseCode, DeviceId, Link, Message, Notice, Role, Side, Store};
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -40,6 +41,8 @@ const WRITE_CALLS_PER_ROUND: usize = 16;
 const MAX_SETTLE_ROUNDS: u64 = 200_000;
 /// Timer firings one `advance-clock` may take before it is called a livelock.
 const MAX_TIMER_FIRINGS: u64 = 10_000;
+/// Commits one driver call may make before it is called a livelock.
+const MAX_STORAGE_TURNS: usize = 100_000;
 /// Seeds `cargo test` runs by default (`SIM_LISTENER_SEEDS` changes it).
 pub const DEFAULT_LISTENER_SEEDS: u64 = 500;
 
@@ -122,6 +125,33 @@ pub enum Step {
         device: usize,
         /// Inside a driver call, after this many more commits.
         after_commits: Option<u32>,
+    },
+    /// A device dies with storage requests queued: the first `durable` of them (in queue
+    /// order, every connection's) had taken effect, no completion was handed back; the rest
+    /// never happened.
+    CrashDurable {
+        /// The device.
+        device: usize,
+        /// Queued requests that took effect.
+        durable: u32,
+    },
+    /// What a device's storage does with its driver calls' requests from now on.
+    Storage {
+        /// The device.
+        device: usize,
+        /// The mode.
+        mode: StorageMode,
+    },
+    /// A device's storage commits `count` of its queued requests (all with `None`) — of
+    /// connection `conn` only, if given (overtaking other connections' requests) — in queue
+    /// order, and hands their completions back.
+    Commit {
+        /// The device.
+        device: usize,
+        /// Requests to commit; `None`: all.
+        count: Option<u32>,
+        /// Only this connection's requests.
+        conn: Option<u64>,
     },
     /// A dead device runs again, not connected.
     Restart {
@@ -208,6 +238,24 @@ impl fmt::Display for Step {
                 device,
                 after_commits: Some(n),
             } => write!(f, "crash {} after-commits {n}", device_name(*device)),
+            Step::CrashDurable { device, durable } => {
+                write!(f, "crash {} durable {durable}", device_name(*device))
+            }
+            Step::Storage { device, mode } => write!(f, "storage {} {mode}", device_name(*device)),
+            Step::Commit {
+                device,
+                count,
+                conn,
+            } => {
+                write!(f, "commit {}", device_name(*device))?;
+                if let Some(n) = count {
+                    write!(f, " {n}")?;
+                }
+                if let Some(c) = conn {
+                    write!(f, " #{c}")?;
+                }
+                Ok(())
+            }
             Step::Restart { device } => write!(f, "restart {}", device_name(*device)),
             Step::StoreFail {
                 device,
@@ -323,6 +371,32 @@ impl std::str::FromStr for Step {
                 device: parse_device(d)?,
                 after_commits: Some(parse_number(n, "the commits")?),
             },
+            ["crash", d, "durable", n] => Step::CrashDurable {
+                device: parse_device(d)?,
+                durable: parse_number(n, "the durable requests")?,
+            },
+            ["storage", d, mode] => Step::Storage {
+                device: parse_device(d)?,
+                mode: mode.parse()?,
+            },
+            ["commit", d, rest @ ..] if rest.len() <= 2 => {
+                let mut count = None;
+                let mut conn = None;
+                for word in rest {
+                    if word.starts_with('#') && conn.is_none() {
+                        conn = Some(parse_conn(word)?);
+                    } else if count.is_none() && conn.is_none() {
+                        count = Some(parse_number(word, "the count")?);
+                    } else {
+                        return Err(format!("{line:?}: commit X [N] [#K]"));
+                    }
+                }
+                Step::Commit {
+                    device: parse_device(d)?,
+                    count,
+                    conn,
+                }
+            }
             ["restart", d] => Step::Restart {
                 device: parse_device(d)?,
             },
@@ -408,6 +482,9 @@ impl ListenerScenario {
                 Some(*peer)
             }
             Step::Crash { device, .. }
+            | Step::CrashDurable { device, .. }
+            | Step::Storage { device, .. }
+            | Step::Commit { device, .. }
             | Step::Restart { device }
             | Step::StoreFail { device, .. }
                 if *device > scenario.peers =>
@@ -513,6 +590,8 @@ struct Conn {
     /// `a`'s driver admitted the proved peer on it (the endpoint's `admitted`): only such a
     /// connection is replaced by a newer one of the same peer.
     admitted: bool,
+    /// A delivery mark of this side's link failed (the known core bug).
+    mark_failed: [bool; 2],
 }
 
 impl Conn {
@@ -552,6 +631,15 @@ pub struct ListenerStats {
     pub storage_failures: u64,
     /// Sessions closed by a timeout.
     pub timeouts: u64,
+    /// The storage queues' counters (delayed completions, reorders across connections,
+    /// marks held back and dropped, crashes with requests in flight).
+    pub storage: StorageStats,
+    /// `commit` steps that carried out queued requests.
+    pub commits: u64,
+    /// Syncs that set a mark right after a crash had lost delivery marks.
+    pub marks_resynced: u64,
+    /// Writes carried out by a crash's durable prefix, never shown as written.
+    pub writes_durable_unshown: u64,
 }
 
 impl ListenerStats {
@@ -572,6 +660,10 @@ impl ListenerStats {
         self.cuts += o.cuts;
         self.storage_failures += o.storage_failures;
         self.timeouts += o.timeouts;
+        self.storage.add(&o.storage);
+        self.commits += o.commits;
+        self.marks_resynced += o.marks_resynced;
+        self.writes_durable_unshown += o.writes_durable_unshown;
     }
 }
 
@@ -592,6 +684,16 @@ pub struct ListenerWorld {
     texts: u64,
     /// Self-test: every link acks what it receives before storing it.
     break_durability: bool,
+    /// Each device's storage thread: its links' requests, tagged with their connection.
+    storage: Vec<StorageQueue>,
+    /// Per chat (`p - 1`), per side: the connection whose sync waits to land.
+    sync_link: Vec<[Option<u64>; 2]>,
+    /// A crash lost delivery marks of the device, not yet set right by a sync.
+    marks_lost: Vec<bool>,
+    /// Known core bug tolerated: a failed delivery mark the link goes on after.
+    pub tolerate_mark_failure: bool,
+    /// Hits of it.
+    pub tolerated: u64,
     /// Counters.
     pub stats: ListenerStats,
 }
@@ -642,6 +744,11 @@ impl ListenerWorld {
             oracles: vec![Oracle::new(); peers],
             texts: 0,
             break_durability: false,
+            storage: vec![StorageQueue::default(); peers + 1],
+            sync_link: vec![[None; 2]; peers],
+            marks_lost: vec![false; peers + 1],
+            tolerate_mark_failure: false,
+            tolerated: 0,
             stats: ListenerStats::default(),
         }
     }
@@ -706,6 +813,28 @@ impl ListenerWorld {
                 s.is_established() && s.persisted_up_to() > s.acked_up_to()
             })
         })
+    }
+
+    /// Storage requests of device `d` waiting.
+    pub fn queued(&self, d: usize) -> usize {
+        self.storage[d].len()
+    }
+
+    /// Connections with storage requests of device `d` waiting, each with how many, that may
+    /// be committed alone: no other connection of the same chat has requests waiting (the
+    /// generator reorders requests across chats, not across two links of one chat).
+    pub fn queued_alone(&self, d: usize) -> Vec<(u64, usize)> {
+        let links = self.storage[d].links();
+        let peer_of = |id: u64| self.conns.iter().find(|c| c.id == id).map(|c| c.peer);
+        links
+            .iter()
+            .filter(|&&id| {
+                links
+                    .iter()
+                    .all(|&other| other == id || peer_of(other) != peer_of(id))
+            })
+            .map(|&id| (id, self.storage[d].len_of(id)))
+            .collect()
     }
 
     /// Whether device `d` runs.
@@ -776,7 +905,7 @@ impl ListenerWorld {
                 after_commits: None,
             } => {
                 if self.up[*device] {
-                    self.crash(*device);
+                    self.crash_durable(*device, 0)?;
                 }
             }
             Step::Crash {
@@ -785,6 +914,31 @@ impl ListenerWorld {
             } => {
                 if self.up[*device] {
                     self.disk[*device].crash_after = Some(*n);
+                }
+            }
+            Step::CrashDurable { device, durable } => {
+                if self.up[*device] {
+                    self.crash_durable(*device, usize::try_from(*durable).unwrap_or(usize::MAX))?;
+                }
+            }
+            Step::Storage { device, mode } => {
+                self.storage[*device].mode = *mode;
+                if self.up[*device] {
+                    self.service(*device, None)?;
+                }
+            }
+            Step::Commit {
+                device,
+                count,
+                conn,
+            } => {
+                let queued = conn.map_or(self.storage[*device].len(), |c| {
+                    self.storage[*device].len_of(c)
+                });
+                let n = count.map_or(queued, |c| queued.min(usize::try_from(c).unwrap_or(0)));
+                if self.up[*device] && n > 0 {
+                    self.stats.commits += 1;
+                    self.service(*device, Some((n, *conn)))?;
                 }
             }
             Step::Restart { device } => self.up[*device] = true,
@@ -801,6 +955,11 @@ impl ListenerWorld {
             Step::Heal => self.heal()?,
         }
         self.conns.retain(|c| !c.is_over());
+        let mut storage = StorageStats::default();
+        for queue in &self.storage {
+            storage.add(&queue.stats);
+        }
+        self.stats.storage = storage;
         self.check_full()
     }
 
@@ -834,7 +993,12 @@ impl ListenerWorld {
         if !(self.up[0] && self.up[peer]) {
             return Ok(());
         }
-        // The peer's process leaves its old socket: a vanished route, or a close.
+        // The peer's process leaves its old socket (a vanished route, or a close), once its
+        // storage requests are completed.
+        self.drain(peer)?;
+        if !self.up[peer] {
+            return Ok(());
+        }
         for conn in self.conns.iter_mut().filter(|c| c.peer == peer) {
             if conn.links[1].take().is_some() {
                 conn.wires[0].drop_reader();
@@ -871,6 +1035,7 @@ impl ListenerWorld {
             write_broken: [false; 2],
             disk_failed: [false; 2],
             admitted: false,
+            mark_failed: [false; 2],
         });
         let ci = self.conns.len() - 1;
         self.accept_due(ci);
@@ -907,6 +1072,8 @@ impl ListenerWorld {
             if let Some(link) = self.conns[ci].links[side].as_mut() {
                 link.handle_eof(now);
                 self.pump(ci, side)?;
+                // The driver keeps the link until its storage requests are completed.
+                self.drain(Self::device_of(&self.conns[ci], side))?;
             }
             if let Some(ci) = self.index(id) {
                 self.conns[ci].links[side] = None;
@@ -919,8 +1086,41 @@ impl ListenerWorld {
     }
 
     /// Device `d` dies: every link of it vanishes at once, its sockets are closed by its
-    /// kernel (what it wrote still goes out, then the end), its store stays.
-    fn crash(&mut self, d: usize) {
+    /// kernel (what it wrote still goes out, then the end), its store stays; its storage
+    /// requests still queued never happen. Lines whose completion a link had taken but the
+    /// user was not shown yet are written all the same.
+    fn crash(&mut self, d: usize) -> Result<(), Violation> {
+        let side = usize::from(d != 0);
+        let mut unshown: Vec<(usize, Message)> = Vec::new();
+        for conn in &mut self.conns {
+            if Self::side_of(conn, d).is_none() {
+                continue;
+            }
+            if let Some(link) = conn.links[side].as_mut() {
+                while let Some(notice) = link.poll_notice() {
+                    if let Notice::Composed { messages, .. } = notice {
+                        unshown.extend(messages.into_iter().map(|m| (conn.peer, m)));
+                    }
+                }
+            }
+        }
+        for (p, message) in unshown {
+            self.stats.messages += 1;
+            self.stats.writes_durable_unshown += 1;
+            self.oracles[p - 1]
+                .wrote(who(side), &message)
+                .map_err(|v| in_chat(p, v))?;
+        }
+        if self.storage[d].holds_marks() {
+            self.marks_lost[d] = true;
+        }
+        self.storage[d].lose_all();
+        for p in 1..=self.peers() {
+            if d == 0 || d == p {
+                self.sync_link[p - 1][side] = None;
+                self.oracles[p - 1].link_gone(who(side));
+            }
+        }
         if d == 0 {
             self.stats.listener_crashes += 1;
             let streaming: Vec<(usize, bool, bool)> = self
@@ -967,6 +1167,7 @@ impl ListenerWorld {
         }
         self.up[d] = false;
         self.disk[d].crash_after = None;
+        Ok(())
     }
 
     // ----- rounds -----
@@ -1003,7 +1204,7 @@ impl ListenerWorld {
         // A crash of `a` inside the pump may have ended this connection; it stays listed
         // until the step is over, so `ci` is still valid.
         debug_assert_eq!(self.conns[ci].id, id);
-        moved |= self.close_finished(ci);
+        moved |= self.close_finished(ci)?;
         Ok(moved)
     }
 
@@ -1068,8 +1269,8 @@ impl ListenerWorld {
         moved
     }
 
-    /// The driver pumps one link (admitting a proved peer on `a`'s side), then the chat's
-    /// invariants are checked.
+    /// The driver pumps one link (admitting a proved peer on `a`'s side), carries out the
+    /// device's storage requests as its storage mode says, then the chats are checked.
     fn pump(&mut self, ci: usize, side: usize) -> Result<bool, Violation> {
         let now = self.now_ms;
         let d = Self::device_of(&self.conns[ci], side);
@@ -1080,52 +1281,307 @@ impl ListenerWorld {
                 .conns
                 .iter()
                 .any(|c| c.id != id && c.peer == peer && c.links[0].is_some());
-        let conn = &mut self.conns[ci];
-        let Some(link) = conn.links[side].as_mut() else {
+        let Some(link) = self.conns[ci].links[side].as_mut() else {
             return Ok(false);
         };
         if others_open {
             self.stats.pumps_two_links_one_chat += 1;
         }
-        let mut disk = Disk::new(&mut self.devices[d].store, &mut self.disk[d]);
-        let _ = link.pump_with(&mut disk, now);
-        let mut notices = Vec::new();
-        let mut wrong_peer = None;
-        while let Some(notice) = link.poll_notice() {
-            if let Notice::PeerProved { peer: hello } = &notice {
-                if hello.device == peer_id(peer) {
-                    // As the endpoint does: a storage failure closes the session.
-                    conn.admitted = true;
-                    link.admit(now);
-                    let _ = link.pump_with(&mut disk, now);
-                } else {
-                    wrong_peer = Some(hello.device);
+        link.pump(now);
+        self.service(d, None)
+    }
+
+    /// Which side of `conn` is device `d`'s, if any.
+    fn side_of(conn: &Conn, d: usize) -> Option<usize> {
+        if d == 0 {
+            Some(0)
+        } else if conn.peer == d {
+            Some(1)
+        } else {
+            None
+        }
+    }
+
+    /// Moves the requests device `d`'s links have made into its storage queue.
+    fn take_requests(&mut self, d: usize) {
+        let event = self.stats.steps;
+        for conn in &mut self.conns {
+            let Some(side) = Self::side_of(conn, d) else {
+                continue;
+            };
+            if let Some(link) = conn.links[side].as_mut() {
+                while let Some((id, request)) = link.poll_store_request() {
+                    self.storage[d].push(conn.id, id, request, event);
                 }
             }
-            notices.push(notice);
         }
-        let crashed = disk.crashed();
-        conn.disk_failed[side] |= disk.failures > 0;
-        let disk_failed = conn.disk_failed[side];
-        if let Some(device) = wrong_peer {
-            return Err(Violation::new(
-                "unexpected-close",
-                format!(
-                    "a's link of connection #{id}, dialed by {}, proved device {device:?}",
-                    device_name(peer)
-                ),
-            ));
+    }
+
+    /// One driver turn of device `d`: notices of its links shown (a proved peer admitted),
+    /// `forced` requests committed first (a `commit` step), then as the storage mode says,
+    /// every completion handed back to its link, until nothing moves; then the chats are
+    /// checked. Returns whether anything moved.
+    fn service(
+        &mut self,
+        d: usize,
+        forced: Option<(usize, Option<u64>)>,
+    ) -> Result<bool, Violation> {
+        let now = self.now_ms;
+        let mut forced = forced;
+        let mut moved = false;
+        let mut turns = 0;
+        loop {
+            turns += 1;
+            if turns > MAX_STORAGE_TURNS {
+                return Err(Violation::new(
+                    "livelock",
+                    format!("device {} kept asking for storage", device_name(d)),
+                ));
+            }
+            let mut notices: Vec<(usize, usize, Notice, u64)> = Vec::new();
+            let mut wrong_peer = None;
+            for ci in 0..self.conns.len() {
+                let Some(side) = Self::side_of(&self.conns[ci], d) else {
+                    continue;
+                };
+                let peer = self.conns[ci].peer;
+                let conn = &mut self.conns[ci];
+                let Some(link) = conn.links[side].as_mut() else {
+                    continue;
+                };
+                while let Some(notice) = link.poll_notice() {
+                    if let Notice::PeerProved { peer: hello } = &notice {
+                        if hello.device == peer_id(peer) {
+                            // As the endpoint does: the chat is opened by a store request.
+                            conn.admitted = true;
+                            link.admit(now);
+                        } else {
+                            wrong_peer = Some((conn.id, peer, hello.device));
+                        }
+                    }
+                    let acked = link.session().peer_acked();
+                    notices.push((ci, side, notice, acked));
+                }
+            }
+            if let Some((id, peer, device)) = wrong_peer {
+                return Err(Violation::new(
+                    "unexpected-close",
+                    format!(
+                        "a's link of connection #{id}, dialed by {}, proved device {device:?}",
+                        device_name(peer)
+                    ),
+                ));
+            }
+            for (ci, side, notice, acked) in &notices {
+                if let Notice::Connected { peer, .. } = notice {
+                    if !peer.temporary {
+                        let (id, p) = (self.conns[*ci].id, self.conns[*ci].peer);
+                        self.sync_link[p - 1][*side] = Some(id);
+                        self.oracles[p - 1].sync_seen(who(*side), id, *acked);
+                    }
+                }
+                let disk_failed = self.conns[*ci].disk_failed[*side];
+                self.observe(*ci, *side, notice, disk_failed)?;
+            }
+            moved |= !notices.is_empty();
+            self.take_requests(d);
+            let (count, only) = forced.take().unwrap_or((self.storage[d].due(), None));
+            if count == 0 || self.storage[d].is_empty() {
+                if notices.is_empty() {
+                    break;
+                }
+                continue;
+            }
+            if !self.commit(d, count, only)? {
+                // The process died inside the commit.
+                return Ok(true);
+            }
+            moved = true;
         }
-        if crashed {
+        self.check_device_chats(d)?;
+        self.check_syncs(d)?;
+        Ok(moved)
+    }
+
+    /// Carries out `count` of device `d`'s queued requests (of connection `only`, if given)
+    /// and hands their completions back. Returns false if the process died inside it.
+    fn commit(&mut self, d: usize, count: usize, only: Option<u64>) -> Result<bool, Violation> {
+        let now = self.now_ms;
+        let event = self.stats.steps;
+        let mut disk = Disk::new(&mut self.devices[d].store, &mut self.disk[d]);
+        let (done, end) = self.storage[d].commit(&mut disk, count, only, event);
+        for dn in done.iter().filter(|dn| dn.disk_failed) {
+            if let Some(ci) = self.index(dn.link) {
+                if let Some(side) = Self::side_of(&self.conns[ci], d) {
+                    self.conns[ci].disk_failed[side] = true;
+                    if dn.mark {
+                        self.conns[ci].mark_failed[side] = true;
+                    }
+                }
+            }
+        }
+        if end == CommitEnd::Crashed {
             self.stats.crashes_mid_call += 1;
-            self.crash(d);
-            return Ok(true);
+            self.unshown_writes(d, &done)?;
+            self.crash(d)?;
+            self.check_device_chats(d)?;
+            return Ok(false);
         }
-        for notice in &notices {
-            self.observe(ci, side, notice, disk_failed)?;
+        let mut orphans = Vec::new();
+        for dn in done {
+            let target = self
+                .index(dn.link)
+                .and_then(|ci| Self::side_of(&self.conns[ci], d).map(|side| (ci, side)));
+            match target.and_then(|(ci, side)| self.conns[ci].links[side].as_mut()) {
+                Some(link) => {
+                    if dn.wants_completion {
+                        let id = dn.id;
+                        if let Err(e) = link.handle_store_completion(id, dn.result, now) {
+                            return Err(Violation::new(
+                                "driver-misuse",
+                                format!(
+                                    "a link of {} refused the completion of {id:?}: {e:?} (a simulator bug)",
+                                    device_name(d)
+                                ),
+                            ));
+                        }
+                    }
+                }
+                None => orphans.push(dn),
+            }
         }
-        self.check_chats(d, peer)?;
-        Ok(!notices.is_empty())
+        self.unshown_writes(d, &orphans)?;
+        Ok(true)
+    }
+
+    /// The chat of device `d` with device id `other`: its index `p` (`a`↔peer `p`).
+    fn chat_of(&self, d: usize, other: DeviceId) -> Option<usize> {
+        if d == 0 {
+            (1..=self.peers()).find(|&p| peer_id(p) == other)
+        } else {
+            Some(d)
+        }
+    }
+
+    /// Writes carried out whose completion never reached the user (the process died, or
+    /// the link is gone): written all the same.
+    fn unshown_writes(&mut self, d: usize, done: &[Done]) -> Result<(), Violation> {
+        let side = usize::from(d != 0);
+        for dn in done {
+            let (Some(messages), Some(other)) = (dn.composed(), dn.compose_peer) else {
+                continue;
+            };
+            let Some(p) = self.chat_of(d, other) else {
+                continue;
+            };
+            for message in messages {
+                self.stats.messages += 1;
+                self.stats.writes_durable_unshown += 1;
+                self.oracles[p - 1]
+                    .wrote(who(side), message)
+                    .map_err(|v| in_chat(p, v))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Everything queued on device `d` is carried out and completed, whatever its storage
+    /// mode: the driver keeps a link until its storage requests are done.
+    fn drain(&mut self, d: usize) -> Result<(), Violation> {
+        if !self.up[d] {
+            return Ok(());
+        }
+        let mode = self.storage[d].mode;
+        self.storage[d].mode = StorageMode::Now;
+        let result = self.service(d, None);
+        self.storage[d].mode = mode;
+        result.map(|_| ())
+    }
+
+    /// Device `d` dies with its storage requests in flight: the first `durable` queued take
+    /// effect (no completion), the rest never happen.
+    fn crash_durable(&mut self, d: usize, durable: usize) -> Result<(), Violation> {
+        self.take_requests(d);
+        let queued = self.storage[d].len();
+        if queued > 0 {
+            self.storage[d].stats.crashes_in_flight += 1;
+        }
+        let durable = durable.min(queued);
+        if durable > 0 {
+            let event = self.stats.steps;
+            let mut disk = Disk::new(&mut self.devices[d].store, &mut self.disk[d]);
+            let (done, _) = self.storage[d].commit(&mut disk, durable, None, event);
+            self.storage[d].stats.in_flight_durable += done.len() as u64;
+            self.unshown_writes(d, &done)?;
+        }
+        self.crash(d)?;
+        self.check_device_chats(d)
+    }
+
+    /// The chats whose store is device `d`'s: all of `a`'s, or the peer's one.
+    fn check_device_chats(&mut self, d: usize) -> Result<(), Violation> {
+        let peer = if d == 0 { 1 } else { d };
+        self.check_chats(d, peer)
+    }
+
+    /// Every sync of device `d`'s links whose storage requests are all carried out: the
+    /// stored mark must be what it said ([`Oracle::sync_landed`]).
+    fn check_syncs(&mut self, d: usize) -> Result<(), Violation> {
+        let side = usize::from(d != 0);
+        let chats: Vec<usize> = if d == 0 {
+            (1..=self.peers()).collect()
+        } else {
+            vec![d]
+        };
+        for p in chats {
+            let Some(id) = self.sync_link[p - 1][side] else {
+                continue;
+            };
+            let Some(ci) = self.index(id) else {
+                self.sync_link[p - 1][side] = None;
+                self.oracles[p - 1].link_gone(who(side));
+                continue;
+            };
+            let Some(link) = self.conns[ci].links[side].as_ref() else {
+                continue;
+            };
+            if link.has_store_work() || self.storage[d].len_of(id) > 0 {
+                continue;
+            }
+            let mark_failed = self.conns[ci].mark_failed[side];
+            let closed = link.session().is_closed();
+            self.sync_link[p - 1][side] = None;
+            if mark_failed && closed {
+                self.oracles[p - 1].link_gone(who(side));
+                continue;
+            }
+            match self.oracles[p - 1].sync_landed(&view(&self.devices, p), who(side)) {
+                Err(v) if mark_failed => {
+                    if self.tolerate_mark_failure {
+                        self.tolerated += 1;
+                    } else {
+                        return Err(in_chat(
+                            p,
+                            Violation::new(
+                                "mark-failure-ignored",
+                                format!(
+                                    "{}'s store failed a delivery mark; its link was not told and its session went on: {}",
+                                    device_name(d),
+                                    v.detail
+                                ),
+                            ),
+                        ));
+                    }
+                }
+                Err(v) => return Err(in_chat(p, v)),
+                Ok(SyncLanded::Right) if self.marks_lost[d] => {
+                    self.marks_lost[d] = false;
+                    self.stats.marks_resynced += 1;
+                }
+                Ok(_) => {}
+            }
+        }
+        Ok(())
     }
 
     /// After a store call of device `d` in the chat with `peer`: that chat, and every chat of
@@ -1195,6 +1651,18 @@ impl ListenerWorld {
                     self.replace_older(id, peer)?;
                 }
             }
+            Notice::Composed { messages, .. } => {
+                let d = Self::device_of(&self.conns[ci], side);
+                for message in messages {
+                    self.composed(d, peer, message)?;
+                }
+            }
+            Notice::ComposeFailed { texts, reason, .. } => {
+                let d = Self::device_of(&self.conns[ci], side);
+                for text in texts {
+                    self.compose_failed(d, peer, text, reason)?;
+                }
+            }
             _ => {}
         }
         self.oracles[peer - 1]
@@ -1202,59 +1670,76 @@ impl ListenerWorld {
             .map_err(|v| in_chat(peer, v))
     }
 
-    /// As the endpoint does (`Endpoint::replace_older`): the chat with `peer` is now on
-    /// connection `id`; every other link of `a`'s admitted for the same peer is closed. The
-    /// endpoint closes a *newer* one too; that must never happen (`newer-replaced`: the
-    /// peer's dialer takes `Replaced` as another copy of itself and stops for good).
+    /// As the endpoint does (`Endpoint::replace_older`): the chat with `peer` is now
+    /// established on connection `id`. The newest admitted connection of a device wins:
+    /// every older one is closed (`Replaced`), and if a newer one is admitted already (its
+    /// chat still being opened: admission and the open complete asynchronously), this one is
+    /// the older and is closed instead. A newer connection is never closed for an older one
+    /// (`newer-replaced`: the peer's dialer takes `Replaced` as another copy of itself and
+    /// stops for good).
     fn replace_older(&mut self, id: u64, peer: usize) -> Result<(), Violation> {
         let now = self.now_ms;
-        for conn in self
+        let open = |c: &&mut Conn| {
+            c.peer == peer
+                && c.admitted
+                && c.links[0]
+                    .as_ref()
+                    .is_some_and(|l| !l.session().is_closed())
+        };
+        let newest = self
             .conns
             .iter_mut()
-            .filter(|c| c.id != id && c.peer == peer && c.admitted)
-        {
+            .filter(|c| open(c))
+            .map(|c| c.id)
+            .max()
+            .unwrap_or(id)
+            .max(id);
+        for conn in self.conns.iter_mut().filter(|c| open(c) && c.id != newest) {
+            if conn.id > id {
+                return Err(Violation::new(
+                    "newer-replaced",
+                    format!(
+                        "a's driver closed {}'s newer connection #{} (Replaced) for its older connection #{id}",
+                        device_name(peer),
+                        conn.id
+                    ),
+                ));
+            }
             if let Some(link) = conn.links[0].as_mut() {
-                if !link.session().is_closed() {
-                    self.stats.replaced += 1;
-                    if conn.id > id {
-                        return Err(Violation::new(
-                            "newer-replaced",
-                            format!(
-                                "a's driver closed {}'s newer connection #{} (Replaced) because its older connection #{id} was established after it; the dialer stops for good on Replaced",
-                                device_name(peer),
-                                conn.id
-                            ),
-                        ));
-                    }
-                    link.close(
-                        Close::new(
-                            CloseCode::Replaced,
-                            "the same device connected again; the newer connection goes on",
-                        ),
-                        now,
-                    );
-                }
+                self.stats.replaced += 1;
+                link.close(
+                    Close::new(
+                        CloseCode::Replaced,
+                        "the same device connected again; the newer connection goes on",
+                    ),
+                    now,
+                );
             }
         }
         Ok(())
     }
 
-    /// Closes the socket of every closed session with nothing left to write.
-    fn close_finished(&mut self, ci: usize) -> bool {
-        let conn = &mut self.conns[ci];
+    /// Closes the socket of every closed session with nothing left to write (a link whose
+    /// socket broke is kept until its storage requests are completed).
+    fn close_finished(&mut self, ci: usize) -> Result<bool, Violation> {
         let mut moved = false;
         for side in 0..2 {
+            let conn = &self.conns[ci];
             let finished = conn.links[side].as_ref().is_some_and(|l| {
                 l.is_finished() || (l.session().is_closed() && conn.write_broken[side])
             });
-            if finished {
-                conn.links[side] = None;
+            if !finished {
+                continue;
+            }
+            self.drain(Self::device_of(&self.conns[ci], side))?;
+            let conn = &mut self.conns[ci];
+            if conn.links[side].take().is_some() {
                 conn.wires[side].close();
                 conn.wires[1 - side].drop_reader();
-                moved = true;
             }
+            moved = true;
         }
-        moved
+        Ok(moved)
     }
 
     fn advance_to_next_delivery(&mut self) -> bool {
@@ -1323,7 +1808,8 @@ impl ListenerWorld {
     // ----- users -----
 
     /// One message in the chat `a`↔`peer`, by `a`'s user or the peer's: through the newest
-    /// link of that chat on the writer's side whose peer is known, offline otherwise.
+    /// link of that chat on the writer's side whose peer is known (its outcome a notice,
+    /// once the storage has carried it out), offline otherwise.
     fn send(&mut self, peer: usize, by_listener: bool) -> Result<(), Violation> {
         let (d, side, other) = if by_listener {
             (0, 0, peer)
@@ -1345,39 +1831,26 @@ impl ListenerWorld {
         let ci = self.conns.iter().rposition(|c| {
             c.peer == peer && c.links[side].as_ref().is_some_and(|l| l.peer().is_some())
         });
-        let mut disk = Disk::new(&mut self.devices[d].store, &mut self.disk[d]);
-        let (result, notices) = match ci {
-            Some(ci) => {
-                let link = self.conns[ci].links[side].as_mut().expect("chosen above");
-                let result = link
-                    .compose_one_with(&mut disk, &text, wall, now)
-                    .map_err(|e| e.to_string());
-                let notices: Vec<Notice> = std::iter::from_fn(|| link.poll_notice()).collect();
-                (result, notices)
-            }
-            None => (
-                disk.compose(other_id, &text, wall)
-                    .map_err(|e| e.to_string()),
-                Vec::new(),
-            ),
-        };
-        let crashed = disk.crashed();
-        let failed = disk.failures > 0;
         if let Some(ci) = ci {
-            self.conns[ci].disk_failed[side] |= failed;
+            let link = self.conns[ci].links[side].as_mut().expect("chosen above");
+            return match link.compose_batch(vec![text.clone()], wall, now) {
+                Ok(_) => self.service(d, None).map(|_| ()),
+                Err(error) => {
+                    self.compose_failed(d, peer, &text, &error.to_string())?;
+                    self.check_chats(d, peer)
+                }
+            };
         }
-        let stored = self.devices[d].store.chats.get(&other_id).and_then(|c| {
-            c.unnumbered
-                .iter()
-                .rev()
-                .chain(c.own.iter().rev())
-                .find(|m| m.text == text)
-                .cloned()
-        });
+        let mut disk = Disk::new(&mut self.devices[d].store, &mut self.disk[d]);
+        let result = disk
+            .compose(other_id, &text, wall)
+            .map_err(|e| e.to_string());
+        let crashed = disk.crashed();
+        let stored = self.stored_write(d, peer, &text);
         let oracle = peer - 1;
         if crashed {
             self.stats.crashes_mid_call += 1;
-            self.crash(d);
+            self.crash(d)?;
             if let Some(message) = stored {
                 self.stats.messages += 1;
                 self.oracles[oracle]
@@ -1387,51 +1860,73 @@ impl ListenerWorld {
             return self.check_chats(d, peer);
         }
         match result {
-            Ok(message) => {
-                let same = stored.as_ref().is_some_and(|m| {
-                    (message.seq == 0 || m.seq == message.seq)
-                        && (m.lamport, m.sent_at_ms) == (message.lamport, message.sent_at_ms)
-                });
-                if !same {
-                    return Err(in_chat(
-                        peer,
-                        Violation::new(
-                            "own-mismatch",
-                            format!(
-                                "{}'s user was shown {message:?} as written, but its store holds {stored:?}",
-                                device_name(d)
-                            ),
-                        ),
-                    ));
-                }
-                self.stats.messages += 1;
-                self.oracles[oracle]
-                    .wrote(who(side), &message)
-                    .map_err(|v| in_chat(peer, v))?;
-            }
-            Err(error) => {
-                if let Some(message) = stored {
-                    return Err(in_chat(
-                        peer,
-                        Violation::new(
-                            "compose-error-but-stored",
-                            format!(
-                                "{}'s user was told {text:?} could not be written ({error}), yet it is stored as #{}",
-                                device_name(d),
-                                message.seq
-                            ),
-                        ),
-                    ));
-                }
-            }
-        }
-        if let Some(ci) = ci {
-            let disk_failed = self.conns[ci].disk_failed[side];
-            for notice in &notices {
-                self.observe(ci, side, notice, disk_failed)?;
-            }
+            Ok(message) => self.composed(d, peer, &message)?,
+            Err(error) => self.compose_failed(d, peer, &text, &error)?,
         }
         self.check_chats(d, peer)
+    }
+
+    /// The write with this text, if device `d`'s store holds it in the chat `a`↔`peer`.
+    fn stored_write(&self, d: usize, peer: usize, text: &str) -> Option<Message> {
+        let other = if d == 0 { peer } else { 0 };
+        self.devices[d]
+            .store
+            .chats
+            .get(&self.devices[other].id)
+            .and_then(|c| {
+                c.unnumbered
+                    .iter()
+                    .rev()
+                    .chain(c.own.iter().rev())
+                    .find(|m| m.text == text)
+                    .cloned()
+            })
+    }
+
+    /// Device `d`'s user was shown `message` as written in the chat `a`↔`peer`: it is
+    /// durable, as shown (or numbered since).
+    fn composed(&mut self, d: usize, peer: usize, message: &Message) -> Result<(), Violation> {
+        let stored = self.stored_write(d, peer, &message.text);
+        if !composed_as_stored(message, stored.as_ref()) {
+            return Err(in_chat(
+                peer,
+                Violation::new(
+                    "own-mismatch",
+                    format!(
+                        "{}'s user was shown {message:?} as written, but its store holds {stored:?}",
+                        device_name(d)
+                    ),
+                ),
+            ));
+        }
+        self.stats.messages += 1;
+        self.oracles[peer - 1]
+            .wrote(who(usize::from(d != 0)), message)
+            .map_err(|v| in_chat(peer, v))
+    }
+
+    /// Device `d`'s user was told `text` could not be written: nothing of it is stored.
+    fn compose_failed(
+        &mut self,
+        d: usize,
+        peer: usize,
+        text: &str,
+        error: &str,
+    ) -> Result<(), Violation> {
+        match self.stored_write(d, peer, text) {
+            Some(message) => Err(in_chat(
+                peer,
+                Violation::new(
+                    "compose-error-but-stored",
+                    format!(
+                        "{}'s user was told {text:?} could not be written ({error}), yet it is stored as #{}",
+                        device_name(d),
+                        message.seq
+                    ),
+                ),
+            )),
+            None => Ok(()),
+        }
     }
 
     // ----- the end -----
@@ -1441,6 +1936,7 @@ impl ListenerWorld {
     fn heal(&mut self) -> Result<(), Violation> {
         for d in 0..self.devices.len() {
             self.disk[d] = DiskFaults::default();
+            self.storage[d].mode = StorageMode::Now;
             self.up[d] = true;
             self.latency[d] = 0;
         }
@@ -1519,6 +2015,24 @@ fn next_step(rng: &mut Rng, world: &ListenerWorld) -> Step {
             device: down[usize::try_from(rng.below(down.len() as u64)).unwrap_or(0)],
         };
     }
+    // A slow disk still commits: some or all of what waits, or one connection's requests
+    // before the others' (reordered across chats).
+    for d in 0..=peers {
+        let queued = world.queued(d) as u64;
+        if queued > 0 && world.is_up(d) && rng.chance(1, 4) {
+            let alone = world.queued_alone(d);
+            let conn = (!alone.is_empty() && rng.chance(1, 2))
+                .then(|| alone[usize::try_from(rng.below(alone.len() as u64)).unwrap_or(0)]);
+            let most = conn.map_or(queued, |(_, n)| n as u64);
+            return Step::Commit {
+                device: d,
+                count: rng
+                    .chance(1, 2)
+                    .then(|| u32::try_from(rng.range(1, most.max(1))).unwrap_or(1)),
+                conn: conn.map(|(id, _)| id),
+            };
+        }
+    }
     // Aim at the listener's delicate moment: a batch persisted, its ack not written yet.
     if world.ack_unsent() && rng.chance(1, 4) {
         return Step::Crash {
@@ -1532,7 +2046,7 @@ fn next_step(rng: &mut Rng, world: &ListenerWorld) -> Step {
             silent: rng.chance(1, 2),
         };
     }
-    const WEIGHTS: [u32; 14] = [
+    const WEIGHTS: [u32; 16] = [
         8,  // connect
         40, // round of one connection
         10, // round of all
@@ -1547,6 +2061,8 @@ fn next_step(rng: &mut Rng, world: &ListenerWorld) -> Step {
         2,  // store failure
         1,  // advance clock
         4,  // wait (the clock moves, no round)
+        2,  // storage mode of a device
+        2,  // crash with requests in flight
     ];
     match rng.weighted(&WEIGHTS) {
         0 => Step::Connect {
@@ -1605,9 +2121,28 @@ fn next_step(rng: &mut Rng, world: &ListenerWorld) -> Step {
         12 => Step::AdvanceClock {
             ms: rng.range(1_000, 120_000),
         },
-        _ => Step::Wait {
+        13 => Step::Wait {
             ms: rng.range(1, 60),
         },
+        14 => Step::Storage {
+            device: usize::try_from(rng.below(peers as u64 + 1)).unwrap_or(0),
+            mode: match rng.below(3) {
+                0 => StorageMode::Now,
+                1 => StorageMode::HoldMarks,
+                _ => StorageMode::Queued,
+            },
+        },
+        _ => {
+            let device = if world.queued(0) > 0 || rng.chance(1, 2) {
+                0
+            } else {
+                any_peer(rng)
+            };
+            Step::CrashDurable {
+                device,
+                durable: u32::try_from(rng.below(world.queued(device) as u64 + 1)).unwrap_or(0),
+            }
+        }
     }
 }
 
@@ -1681,6 +2216,22 @@ pub fn run_listener_seed_with(
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut world = ListenerWorld::new(peers);
         world.break_durability = break_durability;
+        // Some devices start with slow storage (requests wait for a commit, or marks ride in
+        // later groups); the rest complete at once until a `storage` step changes it.
+        for d in 0..=peers {
+            if rng.chance(1, 3) {
+                let step = Step::Storage {
+                    device: d,
+                    mode: if rng.chance(1, 2) {
+                        StorageMode::Queued
+                    } else {
+                        StorageMode::HoldMarks
+                    },
+                };
+                trace.push(step.clone());
+                world.apply(&step)?;
+            }
+        }
         for _ in 0..steps {
             let step = next_step(&mut rng, &world);
             trace.push(step.clone());

@@ -1,11 +1,11 @@
 //! `sim`: replay a seed, a scenario file or a one-line trace, or soak many seeds.
 //!
 //! ```text
-//! sim seed <n> [--break-durability] [--plain-links] [--tolerate-compose-error] [--restore-any-state] [--quiet]     replay one seed, printing its trace
+//! sim seed <n> [--break-durability] [--plain-links] [--tolerate-compose-error] [--tolerate-mark-failure] [--restore-any-state] [--quiet]     replay one seed, printing its trace
 //! sim scenario <file.sim> [--log]                  replay a scenario file, check its verdict
 //! sim trace '<event>; <event>; …' [--log]          replay a one-line trace
 //!                                                  (--log: events, wire bytes, notices)
-//! sim soak <count> [--from <seed>] [--jobs <n>] [--break-durability] [--plain-links] [--tolerate-compose-error] [--restore-any-state]
+//! sim soak <count> [--from <seed>] [--jobs <n>] [--break-durability] [--plain-links] [--tolerate-compose-error] [--tolerate-mark-failure] [--restore-any-state]
 //! sim listener <seed> [--break-durability]         replay one listener seed (a serving 2-3 peers)
 //! sim listener-scenario <file.sim> [--log]         replay a listener scenario file
 //! sim listener-soak <count> [--from <seed>] [--break-durability]   many listener seeds
@@ -18,10 +18,10 @@ use socketfalco_sim::{
 use std::process::ExitCode;
 
 const USAGE: &str = "usage:
-  sim seed <n> [--break-durability] [--plain-links] [--tolerate-compose-error] [--restore-any-state] [--quiet]
+  sim seed <n> [--break-durability] [--plain-links] [--tolerate-compose-error] [--tolerate-mark-failure] [--restore-any-state] [--quiet]
   sim scenario <file.sim> [--log]
   sim trace '<event>; <event>; ...' [--log]
-  sim soak <count> [--from <seed>] [--jobs <n>] [--break-durability] [--plain-links] [--tolerate-compose-error] [--restore-any-state]
+  sim soak <count> [--from <seed>] [--jobs <n>] [--break-durability] [--plain-links] [--tolerate-compose-error] [--tolerate-mark-failure] [--restore-any-state]
   sim listener <seed> [--break-durability]
   sim listener-scenario <file.sim> [--log]
   sim listener-soak <count> [--from <seed>] [--break-durability]";
@@ -58,6 +58,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
         plain_links: args.iter().any(|a| a == "--plain-links"),
         tolerate_compose_error: args.iter().any(|a| a == "--tolerate-compose-error"),
         restore_any: args.iter().any(|a| a == "--restore-any-state"),
+        tolerate_mark_failure: args.iter().any(|a| a == "--tolerate-mark-failure"),
     };
     match args.first().map(String::as_str) {
         Some("seed") => {

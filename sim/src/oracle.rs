@@ -28,6 +28,10 @@
 //!   the receiver holds at the sender's first sync on a later connection;
 //! - **delivered-regressed**, **delivered-beyond-written** — the mark only goes down across a
 //!   restore (until that sync), and never passes the highest number the author gave;
+//! - **mark-not-resynced** — once the storage requests a link made up to its sync are
+//!   carried out, the sender's stored mark is at least what the sync said the peer holds:
+//!   delivery marks are advisory (they may ride in a later commit, or be lost in a crash),
+//!   and it is the next sync that sets them right;
 //! - **shown-mismatch** — a message shown as received and stored is the author's numbering of
 //!   that id, and is stored;
 //! - **temporary-phantom**, **temporary-duplicate** — a message shown in a temporary session
@@ -237,12 +241,6 @@ pub struct Oracle {
     /// A store went back in time on connection `n` (or before it): the sender's mark may
     /// exceed what the receiver holds until the sender's sync on a later connection.
     stale_mark: [Option<u64>; 2],
-    /// The sync on this connection left the sender's mark above what the receiver holds:
-    /// allowed only if the connection ends in the same round before the mark was written
-    /// (its write failed, which closes the connection, or the peer closed first; the mark is
-    /// advisory and the next sync sets it again). Any other notice of the sender first, or
-    /// the end of the round, is a violation.
-    mark_unsettled: [Option<(u64, u64, u64)>; 2],
     /// Writes each author's store holds (numbered or waiting), as of the last full check.
     held: [BTreeSet<String>; 2],
     /// Of those, the ones waiting unnumbered.
@@ -253,6 +251,49 @@ pub struct Oracle {
     max_frame: [usize; 2],
     /// Restore coverage so far.
     pub coverage: RestoreCoverage,
+    /// A sync each sender's link applied, whose storage requests are not all carried out
+    /// yet: checked when they are ([`Oracle::sync_landed`]).
+    pending_sync: [Option<PendingSync>; 2],
+}
+
+/// A sync a sender's link applied (its `Connected` notice): on which connection, and what
+/// the peer said it holds of the sender's messages (the session's `peer_acked` then).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PendingSync {
+    connection: u64,
+    peer_holds: u64,
+    /// The sender's stored mark as last checked before the sync.
+    mark_before: u64,
+}
+
+/// What [`Oracle::sync_landed`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncLanded {
+    /// No sync was waiting to be checked.
+    Nothing,
+    /// The stored mark is right.
+    Right,
+}
+
+/// Whether `stored`, the copy of a write its author's store holds, is what a compose call
+/// (its `Composed` notice) showed the user: the same number, Lamport counter and time — or,
+/// shown waiting (`seq` 0), still waiting as shown, or numbered since with a new, higher
+/// Lamport counter (a waiting message takes its place in the chat when it is numbered).
+pub fn composed_as_stored(shown: &Message, stored: Option<&Message>) -> bool {
+    let Some(m) = stored else {
+        return false;
+    };
+    if m.sent_at_ms != shown.sent_at_ms {
+        return false;
+    }
+    if shown.seq != 0 {
+        return m.seq == shown.seq && m.lamport == shown.lamport;
+    }
+    if m.seq == 0 {
+        m.lamport == shown.lamport
+    } else {
+        m.lamport > shown.lamport || m.lamport == MAX_COUNTER
+    }
 }
 
 impl Oracle {
@@ -352,6 +393,7 @@ impl Oracle {
         let peer = who.other();
         let p = peer.index();
         self.restores[i] += 1;
+        self.pending_sync[i] = None;
         self.checked_own[i] = 0;
         self.checked_received[i] = 0;
         let (held, waiting) = held_texts(pair, who);
@@ -388,20 +430,6 @@ impl Oracle {
         connection: u64,
     ) -> Result<(), Violation> {
         let author = viewer.other();
-        if let Some((on, mark, held)) = self.mark_unsettled[viewer.index()].take() {
-            // The connection that synced ended before the mark was written: its write
-            // failed (a storage failure closes it) or the peer closed first. The mark is
-            // advisory; the next sync sets it again.
-            let failed_here = matches!(notice, Notice::Closed { .. }) && on == connection;
-            if !failed_here {
-                return Err(Violation::new(
-                    "acked-lost",
-                    format!(
-                        "after a store went back in time, {viewer}'s sync left its mark at #{mark} delivered, but {author}'s store holds {held} of its messages"
-                    ),
-                ));
-            }
-        }
         match notice {
             Notice::Received {
                 message,
@@ -471,9 +499,6 @@ impl Oracle {
                 }
                 self.shown[viewer.index()] += 1;
             }
-            Notice::Connected { peer, .. } if !peer.temporary => {
-                self.synced(pair, viewer, connection)?;
-            }
             // While a store is back in time, acks of the connection it was on may still
             // arrive: true when written, stale now. The next sync decides.
             Notice::Delivered { up_to }
@@ -489,38 +514,74 @@ impl Oracle {
     }
 
     /// `sender`'s link has just applied the peer's sync on `connection` (its `Connected`
-    /// notice): if a store went back in time on an earlier connection, the mark must now be
-    /// what the receiver holds, no more.
-    fn synced(
+    /// notice, not temporary): the peer holds `peer_holds` of its messages. The storage
+    /// requests the link made for it (a `SetDelivered`, and marks of acks after it) may not
+    /// be carried out yet; the driver calls [`Oracle::sync_landed`] once they are.
+    pub fn sync_seen(&mut self, sender: Who, connection: u64, peer_holds: u64) {
+        self.pending_sync[sender.index()] = Some(PendingSync {
+            connection,
+            peer_holds,
+            mark_before: self.last_delivered[sender.index()],
+        });
+    }
+
+    /// Whether a sync of `sender`'s link waits for its storage requests to be carried out.
+    pub fn sync_pending(&self, sender: Who) -> bool {
+        self.pending_sync[sender.index()].is_some()
+    }
+
+    /// `sender`'s link is gone (a crash, a restore): its sync will not land.
+    pub fn link_gone(&mut self, sender: Who) {
+        self.pending_sync[sender.index()] = None;
+    }
+
+    /// Every storage request `sender`'s link made up to and since its sync has been carried
+    /// out: the stored mark must be at least what the sync said the peer holds (marks are
+    /// advisory, lost in a crash or held back, and the sync sets them right), and, if a store
+    /// went back in time on an earlier connection, no more than what the receiver holds.
+    pub fn sync_landed(
         &mut self,
         pair: &impl ChatStores,
         sender: Who,
-        connection: u64,
-    ) -> Result<(), Violation> {
+    ) -> Result<SyncLanded, Violation> {
         let s = sender.index();
-        let Some(since) = self.stale_mark[s] else {
-            return Ok(());
+        let Some(sync) = self.pending_sync[s].take() else {
+            return Ok(SyncLanded::Nothing);
         };
-        if connection <= since {
-            // A sync the peer wrote before its store went back.
-            return Ok(());
-        }
         let receiver = sender.other();
         let mark = delivered(pair, sender);
         let held = received(pair, receiver).len() as u64;
-        if mark > held {
-            // Unless the mark's write failed (and closes this connection next), a violation
-            // at the sender's next notice. The stale mark stays for the next sync.
-            self.mark_unsettled[s] = Some((connection, mark, held));
-            return Ok(());
+        if mark < sync.peer_holds {
+            return Err(Violation::new(
+                "mark-not-resynced",
+                format!(
+                    "{receiver}'s sync on connection #{} said it holds {sender}'s messages up to #{}, yet once {sender}'s storage carried out what its link asked for, {sender}'s store marks only #{mark} delivered",
+                    sync.connection, sync.peer_holds
+                ),
+            ));
         }
-        if mark < self.last_delivered[s] {
+        let Some(since) = self.stale_mark[s] else {
+            return Ok(SyncLanded::Right);
+        };
+        if sync.connection <= since {
+            // A sync the peer wrote before its store went back.
+            return Ok(SyncLanded::Right);
+        }
+        if mark > held {
+            return Err(Violation::new(
+                "acked-lost",
+                format!(
+                    "after a store went back in time, {sender}'s sync left its mark at #{mark} delivered, but {receiver}'s store holds {held} of its messages"
+                ),
+            ));
+        }
+        if mark < sync.mark_before {
             self.coverage.marks_set_down += 1;
         }
         self.stale_mark[s] = None;
         self.last_delivered[s] = mark;
         self.told_delivered[s] = self.told_delivered[s].min(held);
-        Ok(())
+        Ok(SyncLanded::Right)
     }
 
     /// Every message `sender` was told is delivered is in the peer's store.
@@ -560,17 +621,6 @@ impl Oracle {
     /// (stores only ever append, except by a restore).
     pub fn check(&mut self, pair: &impl ChatStores) -> Result<(), Violation> {
         for who in Who::BOTH {
-            // A round's notices are all observed before this: a mark left above what the
-            // peer holds was not excused by a storage failure.
-            if let Some((_, mark, held)) = self.mark_unsettled[who.index()].take() {
-                let peer = who.other();
-                return Err(Violation::new(
-                    "acked-lost",
-                    format!(
-                        "after a store went back in time, {who}'s sync left its mark at #{mark} delivered, but {peer}'s store holds {held} of its messages"
-                    ),
-                ));
-            }
             self.check_device(pair, who)?;
         }
         Ok(())
@@ -987,7 +1037,6 @@ impl Oracle {
             .sum();
         self.coverage.writes_lost_to_restores = lost as u64;
         self.stale_mark = [None; 2];
-        self.mark_unsettled = [None; 2];
         Ok(())
     }
 }

@@ -220,6 +220,9 @@ impl Report {
         if self.options.restore_any {
             flag.push_str(" --restore-any-state");
         }
+        if self.options.tolerate_mark_failure {
+            flag.push_str(" --tolerate-mark-failure");
+        }
         self.seed
             .map(|seed| format!("cargo run -p socketfalco-sim --release -- seed {seed}{flag}"))
     }
@@ -390,6 +393,26 @@ impl fmt::Display for Soak {
             s.marks_set_down,
             s.ids_reused,
             s.writes_lost_to_restores
+        )?;
+        let st = &s.storage;
+        writeln!(
+            f,
+            "  storage: commit events {}, completions delayed {}, reordered across connections {}, \
+             marks held for a later group {}, crashes with requests in flight {} ({} requests durable, \
+             {} lost; {} delivery marks dropped), marks set right by the next sync after a crash \
+             lost some {}, writes durable but never shown {}, requests failed after an earlier \
+             failure of their link {}",
+            s.commits,
+            st.delayed,
+            st.reordered,
+            st.marks_held,
+            st.crashes_in_flight,
+            st.in_flight_durable,
+            st.in_flight_lost,
+            st.marks_dropped,
+            s.marks_resynced,
+            s.writes_durable_unshown,
+            st.failed_after_failure
         )?;
         write!(f, "  tolerated known-bug hits: {}", s.tolerated)
     }

@@ -38,14 +38,15 @@
 
 use crate::disk::{Disk, DiskFaults, StoreHistory};
 use crate::event::{Event, Expectation, Options, Who};
-use crate::oracle::{chat, Oracle, Violation};
+use crate::oracle::{chat, composed_as_stored, Oracle, SyncLanded, Violation};
+use crate::storage::{CommitEnd, Done, StorageMode, StorageQueue, StorageStats};
 use socketfalco_core::harness::{Device, Pair, Wire, WireKnobs, WireRead, WireWrite};
 use socketfalco_core::limits::{
     LENGTH_PREFIX_BYTES, MAX_FRAME_BYTES, MAX_IN_FLIGHT_MESSAGES, MAX_RECOVER_BATCH,
 };
 use socketfalco_core::secure::{MAX_NOISE_MESSAGE, TAG_BYTES};
 use socketfalco_core::{
-    encode_frame, Close, CloseCode, Frame, Hello, Link, Notice, Role, Side, Store,
+    encode_frame, Close, CloseCode, Frame, Hello, Link, Message, Notice, Role, Side, Store,
 };
 use std::collections::BTreeSet;
 
@@ -62,6 +63,9 @@ const WRITE_CALLS_PER_ROUND: usize = 16;
 const MAX_SETTLE_ROUNDS: u64 = 2_000_000;
 /// Timer firings one `advance-clock` may take before it is called a livelock.
 const MAX_TIMER_FIRINGS: u64 = 100_000;
+/// Commits one driver call may make (each completion may ask for more) before it is called
+/// a livelock.
+const MAX_STORAGE_TURNS: usize = 100_000;
 
 /// Counters of one run, summed over runs by the soak.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -134,6 +138,15 @@ pub struct Stats {
     pub ids_reused: u64,
     /// Coverage: writes both devices had lost to restores when the faults stopped.
     pub writes_lost_to_restores: u64,
+    /// The storage queues' counters: delayed completions, marks held back and dropped,
+    /// crashes with requests in flight.
+    pub storage: StorageStats,
+    /// `commit` events that carried out queued requests.
+    pub commits: u64,
+    /// Coverage: syncs that set a mark right after a crash had lost delivery marks.
+    pub marks_resynced: u64,
+    /// Coverage: writes carried out by a crash's durable prefix, never shown as written.
+    pub writes_durable_unshown: u64,
 }
 
 impl Stats {
@@ -172,6 +185,10 @@ impl Stats {
         self.marks_set_down += other.marks_set_down;
         self.ids_reused += other.ids_reused;
         self.writes_lost_to_restores += other.writes_lost_to_restores;
+        self.storage.add(&other.storage);
+        self.commits += other.commits;
+        self.marks_resynced += other.marks_resynced;
+        self.writes_durable_unshown += other.writes_durable_unshown;
     }
 }
 
@@ -217,6 +234,14 @@ pub struct World {
     out_pending: [usize; 2],
     /// A store call of the device's current link failed (a simulated disk failure).
     link_disk_failed: [bool; 2],
+    /// Each device's storage thread: its links' requests, waiting to be carried out.
+    storage: [StorageQueue; 2],
+    /// The connection of each device's current link (its requests are tagged with it).
+    link_key: [u64; 2],
+    /// A delivery mark of the device's current link failed (the known core bug).
+    mark_failed: [bool; 2],
+    /// A crash lost delivery marks of the device, not yet set right by a sync.
+    marks_lost: [bool; 2],
     /// What happened, line by line, when asked for ([`World::enable_log`]).
     log: Option<Vec<String>>,
 }
@@ -226,6 +251,14 @@ fn device(pair: &Pair, who: Who) -> &Device {
         Who::A => &pair.a,
         Who::B => &pair.b,
     }
+}
+
+/// Whether the device's link has its session closed (or no link).
+fn link_closed(pair: &Pair, who: Who) -> bool {
+    device(pair, who)
+        .link
+        .as_ref()
+        .is_none_or(|l| l.session().is_closed())
 }
 
 fn device_mut(pair: &mut Pair, who: Who) -> &mut Device {
@@ -254,6 +287,10 @@ impl World {
             link_window: [0; 2],
             out_pending: [0; 2],
             link_disk_failed: [false; 2],
+            storage: [StorageQueue::default(), StorageQueue::default()],
+            link_key: [0; 2],
+            mark_failed: [false; 2],
+            marks_lost: [false; 2],
             log: None,
         }
     }
@@ -319,6 +356,16 @@ impl World {
             .is_some_and(|l| l.session().is_recovering())
     }
 
+    /// Storage requests of the device waiting to be carried out.
+    pub fn queued(&self, who: Who) -> usize {
+        self.storage[who.index()].len()
+    }
+
+    /// What the device's storage does with its driver calls' requests.
+    pub fn storage_mode(&self, who: Who) -> StorageMode {
+        self.storage[who.index()].mode
+    }
+
     /// Whether the device asks for temporary sessions.
     pub fn is_temporary(&self, who: Who) -> bool {
         device(&self.pair, who).config.temporary
@@ -355,6 +402,8 @@ impl World {
         self.stats.marks_set_down = coverage.marks_set_down;
         self.stats.ids_reused = coverage.ids_reused + coverage.renumbered;
         self.stats.writes_lost_to_restores = coverage.writes_lost_to_restores;
+        self.stats.storage = self.storage[0].stats;
+        self.stats.storage.add(&self.storage[1].stats);
         if result? && event.is_fault() {
             self.stats.faults += 1;
         }
@@ -422,13 +471,31 @@ impl World {
             Event::Recv(who) => Ok(self.receive(who)),
             Event::Flush(who) => Ok(self.transmit(who)),
             Event::Pump(who) => self.pump(who),
-            Event::Crash(who) => {
+            Event::Crash(who) => self.crash_durable(who, 0),
+            Event::CrashDurable { who, durable } => {
+                self.crash_durable(who, usize::try_from(durable).unwrap_or(usize::MAX))
+            }
+            Event::Storage { who, mode } => {
+                let changed = self.storage[who.index()].mode != mode;
+                self.storage[who.index()].mode = mode;
                 if self.is_up(who) {
-                    self.crash(who);
-                    Ok(true)
-                } else {
-                    Ok(false)
+                    // The next driver turn goes by the new mode.
+                    self.service(who, None)?;
                 }
+                Ok(changed)
+            }
+            Event::Commit { who, count } => {
+                let queued = self.storage[who.index()].len();
+                if !self.is_up(who) || queued == 0 {
+                    return Ok(false);
+                }
+                let n = count.map_or(queued, |c| queued.min(usize::try_from(c).unwrap_or(0)));
+                if n == 0 {
+                    return Ok(false);
+                }
+                self.stats.commits += 1;
+                self.service(who, Some(n))?;
+                Ok(true)
             }
             Event::CrashAfterCommits { who, commits } => {
                 if self.is_up(who) {
@@ -556,6 +623,9 @@ impl World {
         self.link_window[who.index()] = dev.config.window.clamp(1, MAX_IN_FLIGHT_MESSAGES);
         self.out_pending[who.index()] = 0;
         self.link_disk_failed[who.index()] = false;
+        self.link_key[who.index()] = connection;
+        self.mark_failed[who.index()] = false;
+        self.oracle.link_gone(who);
         dev.link = Some(link);
         if let Some(conn) = self.conn.as_mut() {
             conn.eof_seen[who.index()] = false;
@@ -593,11 +663,19 @@ impl World {
             if let Some(link) = device_mut(&mut self.pair, who).link.as_mut() {
                 link.handle_eof(now);
                 self.pump(who)?;
+                // The driver keeps the link until its storage requests are completed.
+                self.drain(who)?;
             }
-            device_mut(&mut self.pair, who).link = None;
+            self.drop_link(who);
         }
         self.end_connection();
         Ok(())
+    }
+
+    /// The device's link is gone (its connection over, or its process).
+    fn drop_link(&mut self, who: Who) {
+        device_mut(&mut self.pair, who).link = None;
+        self.oracle.link_gone(who);
     }
 
     fn end_connection(&mut self) {
@@ -633,9 +711,85 @@ impl World {
         self.oracle.restored(&self.pair, who, connection)
     }
 
-    /// The device dies: its link vanishes without another step, its store stays.
-    fn crash(&mut self, who: Who) {
+    /// The device dies with its storage requests in flight: the first `durable` queued
+    /// requests take effect (no completion is handed back), the rest never happen. Returns
+    /// whether it took effect (the device was running).
+    fn crash_durable(&mut self, who: Who, durable: usize) -> Result<bool, Violation> {
+        if !self.is_up(who) {
+            return Ok(false);
+        }
+        let i = who.index();
+        self.take_requests(who);
+        let queued = self.storage[i].len();
+        if queued > 0 {
+            self.storage[i].stats.crashes_in_flight += 1;
+        }
+        let durable = durable.min(queued);
+        if durable > 0 {
+            let event = self.stats.events;
+            let dev = device_mut(&mut self.pair, who);
+            let mut disk =
+                Disk::with_history(&mut dev.store, &mut self.disk[i], &mut self.history[i]);
+            let (done, _) = self.storage[i].commit(&mut disk, durable, None, event);
+            self.storage[i].stats.in_flight_durable += done.len() as u64;
+            self.note(|| {
+                format!(
+                    "    {who} crashes; {} queued request(s) had taken effect",
+                    done.len()
+                )
+            });
+            self.unshown_writes(who, &done)?;
+        }
+        self.crash(who)?;
+        self.oracle.check(&self.pair)?;
+        Ok(true)
+    }
+
+    /// Writes carried out whose completion never reached the user (the process died): they
+    /// are written all the same, and the chat must hold them.
+    fn unshown_writes(&mut self, who: Who, done: &[Done]) -> Result<(), Violation> {
+        for d in done {
+            for message in d.composed().unwrap_or(&[]) {
+                self.stats.messages += 1;
+                self.stats.writes_durable_unshown += 1;
+                self.oracle.wrote(who, message)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The device dies: its link vanishes without another step, its store stays; storage
+    /// requests still queued never happen. Lines whose completion the link had taken but
+    /// the user was not shown yet are written all the same.
+    fn crash(&mut self, who: Who) -> Result<(), Violation> {
         self.note(|| format!("    {who} crashes"));
+        let unshown: Vec<Message> = device_mut(&mut self.pair, who)
+            .link
+            .as_mut()
+            .map(|link| {
+                std::iter::from_fn(|| link.poll_notice())
+                    .filter_map(|n| match n {
+                        Notice::Composed { messages, .. } => Some(messages),
+                        _ => None,
+                    })
+                    .flatten()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let temporary = device(&self.pair, who)
+            .link
+            .as_ref()
+            .and_then(|l| l.peer())
+            .is_some_and(|p| p.temporary);
+        for message in &unshown {
+            if temporary {
+                self.oracle.wrote_temporary(who, message);
+            } else {
+                self.stats.messages += 1;
+                self.stats.writes_durable_unshown += 1;
+                self.oracle.wrote(who, message)?;
+            }
+        }
         if let Some(link) = device(&self.pair, who).link.as_ref() {
             let s = link.session();
             if s.received_up_to() > s.persisted_up_to() {
@@ -646,14 +800,20 @@ impl World {
             }
         }
         self.stats.crashes += 1;
+        if self.storage[who.index()].holds_marks() {
+            self.marks_lost[who.index()] = true;
+        }
         self.stop(who);
+        Ok(())
     }
 
     /// The process stops: its link vanishes without another step, its kernel closes the
-    /// socket (what it wrote still goes out, then the end of the stream).
+    /// socket (what it wrote still goes out, then the end of the stream); its storage
+    /// requests still queued never happen.
     fn stop(&mut self, who: Who) {
         let i = who.index();
-        device_mut(&mut self.pair, who).link = None;
+        self.storage[i].lose_all();
+        self.drop_link(who);
         self.up[i] = false;
         self.disk[i].crash_after = None;
         self.out_pending[i] = 0;
@@ -696,7 +856,7 @@ impl World {
             self.fire_timers(who);
             moved |= self.pump(who)?;
         }
-        moved |= self.close_finished();
+        moved |= self.close_finished()?;
         if !moved {
             // Nothing moved: the dialer's connection may still be on its way.
             moved = self.accept_due();
@@ -820,51 +980,206 @@ impl World {
         }
     }
 
-    /// The device's driver pumps its link, then the invariants are checked.
+    /// The device's driver pumps its link, carries out its storage requests as its storage
+    /// mode says, then the invariants are checked.
     fn pump(&mut self, who: Who) -> Result<bool, Violation> {
-        let i = who.index();
         let now = self.now(who);
-        let connection = self.conn.as_ref().map_or(0, |c| c.id);
-        let dev = device_mut(&mut self.pair, who);
-        let Some(link) = dev.link.as_mut() else {
+        let Some(link) = device_mut(&mut self.pair, who).link.as_mut() else {
             return Ok(false);
         };
-        let maybe_temporary = link.peer().map_or(dev.config.temporary, |p| p.temporary);
-        let snapshot = maybe_temporary.then(|| dev.store.chats.clone());
-        let mut disk = Disk::with_history(&mut dev.store, &mut self.disk[i], &mut self.history[i]);
-        // A store failure closes the session inside the link; the notices tell the rest.
-        let _ = link.pump_with(&mut disk, now);
-        let crashed = disk.crashed();
-        let tried_to_store = disk.writes > 0;
-        self.link_disk_failed[i] |= disk.failures > 0;
+        link.pump(now);
+        self.service(who, None)
+    }
+
+    /// Moves the requests the device's link has made into its storage queue.
+    fn take_requests(&mut self, who: Who) {
+        let i = who.index();
+        let (key, event) = (self.link_key[i], self.stats.events);
+        if let Some(link) = device_mut(&mut self.pair, who).link.as_mut() {
+            while let Some((id, request)) = link.poll_store_request() {
+                self.storage[i].push(key, id, request, event);
+            }
+        }
+    }
+
+    /// One driver turn on the device's storage: `forced` requests committed first (a
+    /// `commit` event), then as the storage mode says, each completion handed back to the
+    /// link (which pumps, and may ask for more); then the notices are shown and every
+    /// invariant checked. Returns whether anything moved.
+    fn service(&mut self, who: Who, forced: Option<usize>) -> Result<bool, Violation> {
+        let i = who.index();
+        let mut forced = forced;
+        let mut moved = false;
+        let mut turns = 0;
+        loop {
+            self.take_requests(who);
+            let count = forced.take().unwrap_or_else(|| self.storage[i].due());
+            if count == 0 || self.storage[i].is_empty() {
+                break;
+            }
+            turns += 1;
+            if turns > MAX_STORAGE_TURNS {
+                return Err(Violation::new(
+                    "livelock",
+                    format!("{who}'s link asked for storage more than {MAX_STORAGE_TURNS} times in one driver call"),
+                ));
+            }
+            if !self.commit(who, count)? {
+                // The process died inside the commit.
+                return Ok(true);
+            }
+            moved = true;
+        }
+        let connection = self.conn.as_ref().map_or(0, |c| c.id);
+        let Some(link) = device_mut(&mut self.pair, who).link.as_mut() else {
+            self.oracle.check(&self.pair)?;
+            return Ok(moved);
+        };
         let temporary = link.peer().is_some_and(|p| p.temporary);
         let window_full =
             link.session().is_established() && link.session().in_flight() == self.link_window[i];
         let notices: Vec<Notice> = std::iter::from_fn(|| link.poll_notice()).collect();
+        let peer_acked = link.session().peer_acked();
         if window_full {
             self.stats.window_full += 1;
         }
-        if crashed {
-            self.stats.crashes_mid_call += 1;
-            self.crash(who);
-            return Ok(true);
-        }
-        if temporary {
-            let changed = snapshot.is_some_and(|s| s != dev.store.chats);
-            if tried_to_store || changed {
-                return Err(Violation::new(
-                    "temporary-stored",
-                    format!("{who}'s link wrote to its store during a temporary session"),
-                ));
-            }
-        }
         for notice in &notices {
             self.note(|| format!("    {who}: {}", describe(notice)));
+            if let Notice::Connected { peer, .. } = notice {
+                if !peer.temporary {
+                    self.oracle.sync_seen(who, connection, peer_acked);
+                }
+            }
             self.observe(who, notice, temporary, connection)?;
         }
         self.oracle.check(&self.pair)?;
+        self.check_sync_landed(who)?;
         self.check_memory(who)?;
-        Ok(!notices.is_empty())
+        Ok(moved || !notices.is_empty())
+    }
+
+    /// Carries out `count` of the device's queued requests and hands their completions back
+    /// to its link. Returns false if the process died inside the commit.
+    fn commit(&mut self, who: Who, count: usize) -> Result<bool, Violation> {
+        let i = who.index();
+        let now = self.now(who);
+        let event = self.stats.events;
+        let key = self.link_key[i];
+        let dev = device_mut(&mut self.pair, who);
+        let temporary = dev
+            .link
+            .as_ref()
+            .is_some_and(|l| l.peer().map_or(dev.config.temporary, |p| p.temporary));
+        let snapshot = temporary.then(|| dev.store.chats.clone());
+        let mut disk = Disk::with_history(&mut dev.store, &mut self.disk[i], &mut self.history[i]);
+        let (done, end) = self.storage[i].commit(&mut disk, count, None, event);
+        let tried_to_store = disk.writes > 0;
+        if end == CommitEnd::Done {
+            let kinds: Vec<String> = done.iter().map(|d| format!("{:?}", d.id)).collect();
+            self.note(|| format!("    {who}'s storage commits {}", kinds.join(", ")));
+        }
+        for d in done.iter().filter(|d| d.disk_failed && d.link == key) {
+            self.link_disk_failed[i] = true;
+            if d.mark {
+                self.mark_failed[i] = true;
+            }
+        }
+        let dev = device_mut(&mut self.pair, who);
+        let still_temporary = dev
+            .link
+            .as_ref()
+            .is_some_and(|l| l.peer().is_some_and(|p| p.temporary));
+        if still_temporary && (tried_to_store || snapshot.is_some_and(|s| s != dev.store.chats)) {
+            return Err(Violation::new(
+                "temporary-stored",
+                format!("{who}'s link wrote to its store during a temporary session"),
+            ));
+        }
+        if end == CommitEnd::Crashed {
+            self.stats.crashes_mid_call += 1;
+            self.unshown_writes(who, &done)?;
+            self.crash(who)?;
+            self.oracle.check(&self.pair)?;
+            return Ok(false);
+        }
+        let mut orphans = Vec::new();
+        for d in done {
+            let link = device_mut(&mut self.pair, who).link.as_mut();
+            match link {
+                Some(link) if d.link == key => {
+                    if d.wants_completion {
+                        let id = d.id;
+                        if let Err(e) = link.handle_store_completion(id, d.result, now) {
+                            return Err(Violation::new(
+                                "driver-misuse",
+                                format!("{who}'s link refused the completion of {id:?}: {e:?} (a simulator bug)"),
+                            ));
+                        }
+                    }
+                }
+                // Its link is gone: nothing waits for the completion.
+                _ => orphans.push(d),
+            }
+        }
+        self.unshown_writes(who, &orphans)?;
+        Ok(true)
+    }
+
+    /// Everything queued on the device is carried out and completed (the driver keeps a link
+    /// until its storage requests are done), whatever the storage mode.
+    fn drain(&mut self, who: Who) -> Result<(), Violation> {
+        let i = who.index();
+        let mode = self.storage[i].mode;
+        self.storage[i].mode = StorageMode::Now;
+        let result = self.service(who, None);
+        self.storage[i].mode = mode;
+        result.map(|_| ())
+    }
+
+    /// Once every storage request the device's link made since its sync is carried out,
+    /// the stored mark must be what the sync said (see [`Oracle::sync_landed`]).
+    fn check_sync_landed(&mut self, who: Who) -> Result<(), Violation> {
+        let i = who.index();
+        if !self.oracle.sync_pending(who) {
+            return Ok(());
+        }
+        let busy = device(&self.pair, who)
+            .link
+            .as_ref()
+            .is_none_or(Link::has_store_work);
+        if busy || self.storage[i].len_of(self.link_key[i]) > 0 {
+            return Ok(());
+        }
+        if self.mark_failed[i] && link_closed(&self.pair, who) {
+            // A mark failed and the link closed its session: the mark is wrong until the
+            // next sync, as after any failed write.
+            self.oracle.link_gone(who);
+            return Ok(());
+        }
+        match self.oracle.sync_landed(&self.pair, who) {
+            Err(v) if self.mark_failed[i] => {
+                // The known core bug: the store failed a delivery mark, the link was not told
+                // (marks get no completion) and its session goes on with the mark wrong.
+                if self.options.tolerate_mark_failure {
+                    self.stats.tolerated += 1;
+                } else {
+                    return Err(Violation::new(
+                        "mark-failure-ignored",
+                        format!(
+                            "{who}'s store failed a delivery mark; its link was not told (marks get no completion) and its session went on: {}",
+                            v.detail
+                        ),
+                    ));
+                }
+            }
+            Err(v) => return Err(v),
+            Ok(SyncLanded::Right) if self.marks_lost[i] => {
+                self.marks_lost[i] = false;
+                self.stats.marks_resynced += 1;
+            }
+            Ok(_) => {}
+        }
+        Ok(())
     }
 
     fn observe(
@@ -927,14 +1242,82 @@ impl World {
                     }
                 }
             }
+            Notice::Composed { messages, .. } => {
+                for message in messages {
+                    if temporary {
+                        self.stats.temporary_messages += 1;
+                        self.oracle.wrote_temporary(who, message);
+                        continue;
+                    }
+                    // Shown as written: it is durable, exactly as shown (or numbered since).
+                    let stored = self.stored_write(who, &message.text);
+                    if !composed_as_stored(message, stored.as_ref()) {
+                        return Err(Violation::new(
+                            "own-mismatch",
+                            format!(
+                                "{who}'s user was shown {message:?} as written, but its store holds {stored:?}"
+                            ),
+                        ));
+                    }
+                    self.stats.messages += 1;
+                    self.oracle.wrote(who, message)?;
+                }
+            }
+            Notice::ComposeFailed { texts, reason, .. } => {
+                for text in texts {
+                    self.compose_failed(who, text, reason)?;
+                }
+            }
             _ => {}
         }
         self.oracle
             .observe(&self.pair, who, notice, temporary, connection)
     }
 
-    /// Closes the socket of every closed session with nothing left to write.
-    fn close_finished(&mut self) -> bool {
+    /// The write with this text, if `who`'s store holds it (numbered, or waiting).
+    fn stored_write(&self, who: Who, text: &str) -> Option<Message> {
+        let peer_id = device(&self.pair, who.other()).id;
+        device(&self.pair, who)
+            .store
+            .chats
+            .get(&peer_id)
+            .and_then(|c| {
+                c.unnumbered
+                    .iter()
+                    .rev()
+                    .chain(c.own.iter().rev())
+                    .find(|m| m.text == text)
+                    .cloned()
+            })
+    }
+
+    /// `who`'s user was told `text` could not be written: nothing of it may be stored.
+    fn compose_failed(&mut self, who: Who, text: &str, error: &str) -> Result<(), Violation> {
+        match self.stored_write(who, text) {
+            Some(message) if self.options.tolerate_compose_error => {
+                // The known bug: the user was told it failed, yet it is stored and will be
+                // delivered. Count it as written.
+                self.stats.tolerated += 1;
+                self.stats.messages += 1;
+                self.oracle.wrote(who, &message)
+            }
+            Some(message) => Err(Violation::new(
+                "compose-error-but-stored",
+                format!(
+                    "{who}'s user was told {text:?} could not be written ({error}), yet it is stored as #{}",
+                    message.seq
+                ),
+            )),
+            None => {
+                self.stats.compose_errors += 1;
+                Ok(())
+            }
+        }
+    }
+
+    /// Closes the socket of every closed session with nothing left to write (a link whose
+    /// socket broke is kept until its storage requests are completed).
+    fn close_finished(&mut self) -> Result<bool, Violation> {
         let mut moved = false;
         for who in Who::BOTH {
             let i = who.index();
@@ -944,7 +1327,13 @@ impl World {
                 .as_ref()
                 .is_some_and(|l| l.is_finished() || (l.session().is_closed() && broken));
             if finished {
-                device_mut(&mut self.pair, who).link = None;
+                self.drain(who)?;
+                if device(&self.pair, who).link.is_none() {
+                    // It died inside the drain.
+                    moved = true;
+                    continue;
+                }
+                self.drop_link(who);
                 if let Some(conn) = self.conn.as_mut() {
                     conn.wires[i].close();
                     conn.wires[who.other().index()].drop_reader();
@@ -953,7 +1342,7 @@ impl World {
             }
         }
         self.maybe_end_connection();
-        moved
+        Ok(moved)
     }
 
     /// Moves the clock to the next delivery or accept, if one is pending. Timers do not
@@ -1033,47 +1422,30 @@ impl World {
         let text = self.oracle.next_text(who, size);
         let now = self.now(who);
         let wall = self.wall(who);
-        let connection = self.conn.as_ref().map_or(0, |c| c.id);
         let peer_id = device(&self.pair, who.other()).id;
         let dev = device_mut(&mut self.pair, who);
-        let peer_temporary = dev
-            .link
-            .as_ref()
-            .and_then(|l| l.peer())
-            .map(|p| p.temporary);
-        let snapshot = (peer_temporary == Some(true)).then(|| dev.store.chats.clone());
+        if let Some(link) = dev.link.as_mut().filter(|l| l.peer().is_some()) {
+            // Through the link: the outcome comes back as a notice once the storage has
+            // carried the request out (now, or at a later commit).
+            return match link.compose_batch(vec![text.clone()], wall, now) {
+                Ok(_) => self.service(who, None).map(|_| ()),
+                Err(error) => {
+                    self.compose_failed(who, &text, &error.to_string())?;
+                    self.oracle.check(&self.pair)
+                }
+            };
+        }
+        // Offline, straight into the store (the endpoint's own write for a chat with no
+        // connection).
         let mut disk = Disk::with_history(&mut dev.store, &mut self.disk[i], &mut self.history[i]);
-        let (result, notices) = match (dev.link.as_mut(), peer_temporary) {
-            (Some(link), Some(_)) => {
-                let result = link
-                    .compose_one_with(&mut disk, &text, wall, now)
-                    .map_err(|e| e.to_string());
-                let notices: Vec<Notice> = std::iter::from_fn(|| link.poll_notice()).collect();
-                (result, notices)
-            }
-            _ => {
-                let result = disk
-                    .compose(peer_id, &text, wall)
-                    .map_err(|e| e.to_string());
-                (result, Vec::new())
-            }
-        };
+        let result = disk.compose(peer_id, &text, wall);
         let crashed = disk.crashed();
-        let touched = disk.writes > 0;
         self.link_disk_failed[i] |= disk.failures > 0;
-        // The write, if the store holds it (numbered, or waiting for a session to number it).
-        let stored = dev.store.chats.get(&peer_id).and_then(|c| {
-            c.unnumbered
-                .iter()
-                .rev()
-                .chain(c.own.iter().rev())
-                .find(|m| m.text == text)
-                .cloned()
-        });
+        let stored = self.stored_write(who, &text);
         if crashed {
             // The process died inside compose: the message is written if its commit was.
             self.stats.crashes_mid_call += 1;
-            self.crash(who);
+            self.crash(who)?;
             if let Some(message) = stored {
                 self.stats.messages += 1;
                 self.oracle.wrote(who, &message)?;
@@ -1081,24 +1453,8 @@ impl World {
             return self.oracle.check(&self.pair);
         }
         match result {
-            Ok(message) if peer_temporary == Some(true) => {
-                if touched || snapshot.is_some_and(|s| s != dev.store.chats) {
-                    return Err(Violation::new(
-                        "temporary-stored",
-                        format!("{who} stored {text:?}, written in a temporary session"),
-                    ));
-                }
-                self.stats.temporary_messages += 1;
-                self.oracle.wrote_temporary(who, &message);
-            }
             Ok(message) => {
-                // Numbered at once in an established session, otherwise waiting (seq 0); the
-                // store must hold exactly what the user was shown.
-                let same = stored.as_ref().is_some_and(|m| {
-                    (message.seq == 0 || m.seq == message.seq)
-                        && (m.lamport, m.sent_at_ms) == (message.lamport, message.sent_at_ms)
-                });
-                if !same {
+                if !composed_as_stored(&message, stored.as_ref()) {
                     return Err(Violation::new(
                         "own-mismatch",
                         format!(
@@ -1109,31 +1465,7 @@ impl World {
                 self.stats.messages += 1;
                 self.oracle.wrote(who, &message)?;
             }
-            Err(_) if stored.is_some() && self.options.tolerate_compose_error => {
-                // The known bug: the user was told it failed, yet it is stored and will be
-                // delivered. Count it as written.
-                self.stats.tolerated += 1;
-                self.stats.messages += 1;
-                if let Some(message) = stored {
-                    self.oracle.wrote(who, &message)?;
-                }
-            }
-            Err(error) => {
-                if let Some(message) = stored {
-                    return Err(Violation::new(
-                        "compose-error-but-stored",
-                        format!(
-                            "{who}'s user was told {text:?} could not be written ({error}), yet it is stored as #{}",
-                            message.seq
-                        ),
-                    ));
-                }
-                self.stats.compose_errors += 1;
-            }
-        }
-        let temporary = peer_temporary == Some(true);
-        for notice in &notices {
-            self.observe(who, notice, temporary, connection)?;
+            Err(error) => self.compose_failed(who, &text, &error.to_string())?,
         }
         self.oracle.check(&self.pair)?;
         self.check_memory(who)
@@ -1228,6 +1560,9 @@ impl World {
     fn heal(&mut self) -> Result<(), Violation> {
         self.knobs = [WireKnobs::default(); 2];
         self.disk = [DiskFaults::default(); 2];
+        for storage in &mut self.storage {
+            storage.mode = StorageMode::Now;
+        }
         self.up = [true; 2];
         self.pair.a.config.temporary = false;
         self.pair.b.config.temporary = false;

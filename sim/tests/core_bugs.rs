@@ -67,6 +67,7 @@ fn an_id_is_never_given_two_texts_after_restores_to_any_state() {
     for name in [
         "id-reused-after-both-lost.sim",
         "id-reused-after-a-write-never-sent.sim",
+        "id-reused-with-group-commits.sim",
     ] {
         let path = format!("{}/../testdata/sim/bugs/{name}", env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(&path).expect("the scenario exists");

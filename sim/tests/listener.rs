@@ -54,6 +54,23 @@ fn listener_seeds_hold_every_invariant() {
         ("cuts", total.cuts),
         ("storage failures", total.storage_failures),
         ("timeouts", total.timeouts),
+        ("completions delayed", total.storage.delayed),
+        (
+            "requests committed before another connection's",
+            total.storage.reordered,
+        ),
+        (
+            "crashes with storage requests in flight",
+            total.storage.crashes_in_flight,
+        ),
+        (
+            "delivery marks lost in a crash",
+            total.storage.marks_dropped,
+        ),
+        (
+            "marks set right after a crash lost some",
+            total.marks_resynced,
+        ),
     ] {
         assert!(n > 0, "the budget never reached: {what}");
     }
@@ -143,6 +160,11 @@ fn every_listener_scenario_holds_and_reaches_its_moment() {
             |s| s.pumps_two_links_one_chat,
         ),
         ("old-handshake-ends-late.sim", "timeouts", |s| s.timeouts),
+        (
+            "newer-wins-after-slow-open.sim",
+            "an older connection established late, closed for the newer",
+            |s| s.replaced,
+        ),
     ];
     let mut names: Vec<String> = std::fs::read_dir(scenario_dir())
         .expect("testdata/sim/listener exists")

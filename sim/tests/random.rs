@@ -65,6 +65,27 @@ fn random_seeds_hold_every_invariant() {
         ),
         ("marks set down by a sync", total.marks_set_down),
         ("writes lost by both devices", total.writes_lost_to_restores),
+        ("completions delayed", total.storage.delayed),
+        (
+            "delivery marks held for a later group",
+            total.storage.marks_held,
+        ),
+        (
+            "crashes with storage requests in flight",
+            total.storage.crashes_in_flight,
+        ),
+        (
+            "requests durable at a crash",
+            total.storage.in_flight_durable,
+        ),
+        (
+            "delivery marks lost in a crash",
+            total.storage.marks_dropped,
+        ),
+        (
+            "marks set right by the next sync after a crash lost some",
+            total.marks_resynced,
+        ),
     ] {
         assert!(count < 500 || n > 0, "{count} seeds never produced {what}");
     }

@@ -71,6 +71,24 @@ fn each_scenario_exercises_the_fault_it_is_about() {
     type Probe = fn(&Stats) -> u64;
     let table: &[(&str, &str, Probe, u64)] = &[
         (
+            "storage-crash-in-flight.sim",
+            "crashes with storage requests in flight",
+            |s| s.storage.crashes_in_flight,
+            1,
+        ),
+        (
+            "storage-crash-in-flight.sim",
+            "writes durable at a crash, never shown",
+            |s| s.writes_durable_unshown,
+            1,
+        ),
+        (
+            "storage-crash-in-flight.sim",
+            "completions delayed",
+            |s| s.storage.delayed,
+            1,
+        ),
+        (
             "drop-inside-handshake.sim",
             "cuts in a handshake",
             |s| s.cuts_in_handshake,

@@ -32,6 +32,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::ops::Bound;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -547,8 +548,9 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             .after_command(self.poll.registry(), &self.storage, now);
     }
 
-    /// The chat with `device` is now on `token`: any older connection of the same device is
-    /// closed (most likely the same device after a network change).
+    /// The chat with `device` is now on `token`, its newest admitted connection: every older
+    /// one of the same device is closed (most likely the same device after a network
+    /// change).
     fn replace_older(&mut self, token: Token, device: DeviceId) {
         let now = self.clock.now_ms();
         let older: Vec<Token> = self
@@ -816,6 +818,28 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                     incoming,
                     outgoing,
                 } => {
+                    // The newest admitted connection of a device wins. Admission and the
+                    // chat's opening are asynchronous, so an older connection may be
+                    // established after a newer one was admitted: it is the one to go.
+                    let newer = self
+                        .conns
+                        .range((Bound::Excluded(token), Bound::Unbounded))
+                        .any(|(_, other)| other.admitted == Some(peer.device));
+                    let Some(live) = self.conns.get_mut(&token) else {
+                        break;
+                    };
+                    if newer {
+                        let now = self.clock.now_ms();
+                        live.admitted = None;
+                        let close = Close::new(
+                            CloseCode::Replaced,
+                            "the same device connected again; the newer connection goes on",
+                        );
+                        live.conn.link_mut().close(close, now);
+                        live.conn
+                            .after_command(self.poll.registry(), &self.storage, now);
+                        continue;
+                    }
                     live.chat = Some(peer.clone());
                     live.admitted = Some(peer.device);
                     self.ever_established = true;
