@@ -1,5 +1,5 @@
 //! Where SocketFalco keeps its files on this machine: the per-user data folder that holds the
-//! database (see `store.rs`). This module owns only the choice of folder, never its contents.
+//! database (see `store`). This module owns only the choice of folder, never its contents.
 //!
 //! - Linux (and other XDG systems): `$XDG_DATA_HOME/SocketFalco`, where `XDG_DATA_HOME` counts
 //!   only when it is an absolute path (the XDG Base Directory spec says relative values must

@@ -31,11 +31,18 @@ impl Clock {
         u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Wall-clock time in milliseconds since the Unix epoch (negative before 1970).
+    /// Wall-clock time in milliseconds since the Unix epoch: [`wall_clock_ms`].
     pub fn wall_ms(&self) -> i64 {
-        match SystemTime::now().duration_since(UNIX_EPOCH) {
-            Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
-            Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
-        }
+        wall_clock_ms()
+    }
+}
+
+/// Wall-clock time in milliseconds since the Unix epoch (negative before 1970): the one place
+/// SocketFalco reads the wall clock, for message timestamps and the CLI's bookkeeping times
+/// alike (never for ordering, which is the Lamport counter's).
+pub fn wall_clock_ms() -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
     }
 }

@@ -26,7 +26,7 @@ use crate::ui::editor::{EditorEvent, LineEditor};
 use crate::ui::scrollback::Marker;
 use crate::ui::{HistoryEntry, Presenter, Style};
 use socketfalco_core::{check_text, DeviceId, Store};
-use socketfalco_transport::clock::Clock;
+use socketfalco_transport::clock::wall_clock_ms;
 use std::io::{self, BufRead, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -60,7 +60,7 @@ pub fn run(ctx: &Context, prefix: &str, view: HistoryView) -> Result<(), AppErro
         message: m,
         peer,
     };
-    let since = view.since.map(|s| s.resolve(Clock::new().wall_ms()));
+    let since = view.since.map(|s| s.resolve(wall_clock_ms()));
     // `--last` or `--since` on a terminal: what they select, printed; else the last screenful.
     let explicit = view.last.is_some() || since.is_some();
     let mut lines = Vec::new();
@@ -309,5 +309,5 @@ fn compose(
     text: &str,
 ) -> Result<socketfalco_core::Message, AppError> {
     check_text(text)?;
-    Ok(db.compose(peer, text, Clock::new().wall_ms())?)
+    Ok(db.compose(peer, text, wall_clock_ms())?)
 }

@@ -28,6 +28,7 @@ pub mod scrollback;
 use chrono::{Local, TimeZone};
 use serde_json::json;
 use socketfalco_core::{CloseCode, DeviceId, Message, Side};
+use socketfalco_transport::clock::wall_clock_ms;
 use socketfalco_transport::Output;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -721,11 +722,6 @@ impl Presenter {
     pub fn set_peer_name(&mut self, peer: DeviceId, name: &str) {
         name.clone_into(&mut self.chats.entry(peer).or_default().name);
     }
-}
-
-/// The wall clock, ms since the Unix epoch (for "offline since").
-fn wall_clock_ms() -> i64 {
-    Local::now().timestamp_millis()
 }
 
 /// Local time of a message: `HH:MM` on a terminal, the full date in plain output.

@@ -1,0 +1,317 @@
+//! `impl Store for Database`: the core's durability contract, with exactly the semantics of
+//! its in-memory twin `harness::MemoryStore` — opening a chat (checking and pinning the
+//! peer's key in the same transaction), composing, numbering waiting messages, persisting
+//! received ones, delivery marks — and group commits: [`Store::begin_group`] opens one
+//! `BEGIN IMMEDIATE` transaction in which every call runs in a savepoint, and
+//! [`Store::commit_group`] makes them durable with one fsync.
+
+use super::queries::{
+    chat_keys, count_messages, count_waiting, delivered_up_to, ensure_chat, insert_message,
+    max_lamport, max_seq, number_waiting, read_message, to_db, touch, INSERT, INSERT_OR_IGNORE,
+};
+use super::{Database, StoreError};
+use rusqlite::params;
+use socketfalco_core::{
+    check_name, check_text, key_verdict, ChatHead, ChatOpening, ChatResume, DeviceId, KeyVerdict,
+    Message, PeerHello, Store,
+};
+
+impl Store for Database {
+    type Error = StoreError;
+
+    fn open_chat(
+        &mut self,
+        peer: &PeerHello,
+        key: Option<[u8; 32]>,
+    ) -> Result<ChatOpening, StoreError> {
+        let chat = peer.device;
+        if peer.temporary {
+            // Nothing is written: only the key is checked against the pin.
+            let Some(key) = key else {
+                return Ok(ChatOpening::Opened(ChatResume::default()));
+            };
+            let (pinned, expected) = self.key_state(chat)?.unwrap_or_default();
+            return match key_verdict(pinned, expected, &key) {
+                KeyVerdict::Refuse => mismatch(pinned),
+                KeyVerdict::Known | KeyVerdict::Pin => {
+                    Ok(ChatOpening::Opened(ChatResume::default()))
+                }
+            };
+        }
+        // The core checked the name when decoding the hello; store nothing it would refuse.
+        check_name(&peer.name).map_err(StoreError::InvalidName)?;
+        let me = self.me()?;
+        let now = (self.clock)();
+        // One BEGIN IMMEDIATE transaction: the pin is read under the write lock, so of two
+        // processes opening a first contact at once the second sees the first one's pin.
+        self.write(|tx| {
+            let verdict = match key {
+                Some(key) => {
+                    let (pinned, expected) = chat_keys(tx, chat)?.unwrap_or_default();
+                    match key_verdict(pinned, expected, &key) {
+                        // Nothing written: the (empty) transaction commits nothing.
+                        KeyVerdict::Refuse => return mismatch(pinned),
+                        verdict => Some((key, verdict)),
+                    }
+                }
+                None => None,
+            };
+            tx.prepare_cached(
+                "INSERT INTO chats (peer, peer_name, created_at_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (peer) DO UPDATE SET peer_name = excluded.peer_name",
+            )?
+            .execute(params![chat.0, peer.name, now])?;
+            if let Some((key, KeyVerdict::Pin)) = verdict {
+                tx.prepare_cached(
+                    "UPDATE chats SET peer_key = ?2, expected_fingerprint = NULL WHERE peer = ?1",
+                )?
+                .execute(params![chat.0, key])?;
+            }
+            Ok(ChatOpening::Opened(ChatResume {
+                received_up_to: max_seq(tx, chat, chat)?,
+                last_own_seq: max_seq(tx, chat, me)?,
+                unnumbered: count_waiting(tx, chat)?,
+                delivered_up_to: delivered_up_to(tx, chat)?,
+            }))
+        })
+    }
+
+    fn compose_batch(
+        &mut self,
+        peer: DeviceId,
+        texts: &[String],
+        sent_at_ms: i64,
+        number_after: Option<u64>,
+    ) -> Result<Vec<Message>, StoreError> {
+        for text in texts {
+            check_text(text).map_err(StoreError::InvalidText)?;
+        }
+        let me = self.me()?;
+        let now = (self.clock)();
+        self.write(|tx| {
+            ensure_chat(tx, peer, now)?;
+            if let Some(after) = number_after {
+                number_waiting(tx, peer, me, after)?;
+            }
+            let mut head = ChatHead {
+                last_own_seq: max_seq(tx, peer, me)?.max(number_after.unwrap_or(0)),
+                max_lamport: max_lamport(tx, peer)?,
+            };
+            let mut messages = Vec::with_capacity(texts.len());
+            for text in texts {
+                let mut message = head
+                    .compose(text, sent_at_ms)
+                    .map_err(StoreError::InvalidText)?;
+                head.observe(&message, true);
+                if number_after.is_some() {
+                    // A plain INSERT: the sequence number is new by construction, and a
+                    // conflict would be a bug to report, not to paper over.
+                    insert_message(tx, INSERT, peer, me, &message, now)?;
+                } else {
+                    message.seq = 0;
+                    tx.prepare_cached(
+                        "INSERT INTO waiting (chat, lamport, sent_at_ms, text, stored_at_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute(params![
+                        peer.0,
+                        to_db(message.lamport, "Lamport counter")?,
+                        message.sent_at_ms,
+                        message.text,
+                        now
+                    ])?;
+                }
+                messages.push(message);
+            }
+            if !messages.is_empty() {
+                touch(tx, peer, now)?;
+                count_messages(tx, peer, messages.len(), false)?;
+            }
+            Ok(messages)
+        })
+    }
+
+    fn number_waiting(&mut self, peer: DeviceId, after: u64) -> Result<u64, StoreError> {
+        let me = self.me()?;
+        // Cheap path, called whenever the send window has room: a read, no write lock.
+        if self.read(|tx| count_waiting(tx, peer))? == 0 {
+            return Ok(0);
+        }
+        self.write(|tx| number_waiting(tx, peer, me, after))
+    }
+
+    fn own_messages(
+        &mut self,
+        peer: DeviceId,
+        from_seq: u64,
+        max: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        let me = self.me()?;
+        // No stored sequence number is above i64::MAX, so such a start finds nothing; and
+        // more than i64::MAX rows cannot exist.
+        let Ok(from) = i64::try_from(from_seq) else {
+            return Ok(Vec::new());
+        };
+        let limit = i64::try_from(max).unwrap_or(i64::MAX);
+        self.read(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT seq, lamport, sent_at_ms, text FROM messages
+                  WHERE chat = ?1 AND author = ?2 AND seq >= ?3
+                  ORDER BY seq LIMIT ?4",
+            )?;
+            let rows = stmt.query_map(params![peer.0, me.0, from, limit], |row| {
+                read_message(row, 0)
+            })?;
+            let mut messages = Vec::new();
+            for row in rows {
+                messages.push(row??);
+            }
+            Ok(messages)
+        })
+    }
+
+    fn persist_received(&mut self, peer: DeviceId, batch: &[Message]) -> Result<(), StoreError> {
+        // The core checked every text; store nothing it would refuse.
+        for message in batch {
+            check_text(&message.text).map_err(StoreError::InvalidText)?;
+        }
+        let now = (self.clock)();
+        self.write(|tx| {
+            ensure_chat(tx, peer, now)?;
+            // As the core's MemoryStore: the peer's messages are kept in sequence order, so
+            // a message at or below the highest one stored is already here and is skipped.
+            // INSERT OR IGNORE guards the same rule at the key level: never doubled.
+            let mut last = max_seq(tx, peer, peer)?;
+            let mut stored = 0;
+            for message in batch {
+                if message.seq > last {
+                    stored += insert_message(tx, INSERT_OR_IGNORE, peer, peer, message, now)?;
+                    last = message.seq;
+                }
+            }
+            if stored > 0 {
+                touch(tx, peer, now)?;
+                count_messages(tx, peer, stored, true)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn peer_messages(
+        &mut self,
+        peer: DeviceId,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Message>, StoreError> {
+        let from = to_db(from, "sequence number")?;
+        let to = to_db(to, "sequence number")?;
+        self.read(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT seq, lamport, sent_at_ms, text FROM messages
+                  WHERE chat = ?1 AND author = ?1 AND seq BETWEEN ?2 AND ?3
+                  ORDER BY seq",
+            )?;
+            let rows = stmt.query_map(params![peer.0, from, to], |row| read_message(row, 0))?;
+            let mut messages = Vec::new();
+            for row in rows {
+                messages.push(row??);
+            }
+            Ok(messages)
+        })
+    }
+
+    fn restore_own(&mut self, peer: DeviceId, batch: &[Message]) -> Result<(), StoreError> {
+        for message in batch {
+            check_text(&message.text).map_err(StoreError::InvalidText)?;
+        }
+        let me = self.me()?;
+        let now = (self.clock)();
+        self.write(|tx| {
+            ensure_chat(tx, peer, now)?;
+            let mut last = max_seq(tx, peer, me)?;
+            for message in batch {
+                if message.seq != last + 1 {
+                    continue;
+                }
+                insert_message(tx, INSERT, peer, me, message, now)?;
+                last = message.seq;
+                // One more message in the chat, unless it replaces its waiting twin below.
+                count_messages(tx, peer, 1, false)?;
+                // The same write, still waiting here: it was numbered (and delivered) before
+                // this store went back in time. Keep the numbered copy only (one waiting copy
+                // per returned message: two identical lines written in the same millisecond
+                // are two writes).
+                let twins = tx
+                    .prepare_cached(
+                        "DELETE FROM waiting WHERE position = (
+                           SELECT min(position) FROM waiting
+                            WHERE chat = ?1 AND sent_at_ms = ?2 AND text = ?3)",
+                    )?
+                    .execute(params![peer.0, message.sent_at_ms, message.text])?;
+                if twins > 0 {
+                    tx.prepare_cached(
+                        "UPDATE chats SET message_count = message_count - ?2 WHERE peer = ?1",
+                    )?
+                    .execute(params![peer.0, i64::try_from(twins).unwrap_or(0)])?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn set_delivered(&mut self, peer: DeviceId, up_to: u64) -> Result<(), StoreError> {
+        let up_to = to_db(up_to, "delivery mark")?;
+        let now = (self.clock)();
+        self.write(|tx| {
+            ensure_chat(tx, peer, now)?;
+            tx.prepare_cached("UPDATE chats SET delivered_up_to = ?2 WHERE peer = ?1")?
+                .execute(params![peer.0, up_to])?;
+            Ok(())
+        })
+    }
+
+    fn mark_delivered(&mut self, peer: DeviceId, up_to: u64) -> Result<(), StoreError> {
+        let up_to = to_db(up_to, "delivery mark")?;
+        let now = (self.clock)();
+        self.write(|tx| {
+            ensure_chat(tx, peer, now)?;
+            tx.prepare_cached(
+                "UPDATE chats SET delivered_up_to = max(delivered_up_to, ?2) WHERE peer = ?1",
+            )?
+            .execute(params![peer.0, up_to])?;
+            Ok(())
+        })
+    }
+
+    /// `BEGIN IMMEDIATE`: the write lock is taken at once, so a group never has to upgrade
+    /// a read lock (which could deadlock with another process's writer).
+    fn begin_group(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| StoreError::from(e).at(&self.path))?;
+        self.in_group = true;
+        Ok(())
+    }
+
+    /// `COMMIT`, with the full fsync of `synchronous = FULL`: the one durable commit of the
+    /// group. On failure everything of the group is rolled back.
+    fn commit_group(&mut self) -> Result<(), StoreError> {
+        self.in_group = false;
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(StoreError::from(e).at(&self.path));
+        }
+        Ok(())
+    }
+}
+
+/// The answer to a refused key: the pinned key it is not. A refusal without a pinned key
+/// (an expected fingerprint on a chat that has none) cannot arise, as
+/// [`Database::expect_key`] sets none there.
+fn mismatch(pinned: Option<[u8; 32]>) -> Result<ChatOpening, StoreError> {
+    let pinned = pinned.ok_or_else(|| StoreError::Corrupt {
+        path: None,
+        detail: "a chat that expects a new key but has none pinned".to_owned(),
+    })?;
+    Ok(ChatOpening::KeyMismatch { pinned })
+}

@@ -1,0 +1,222 @@
+//! The row-level SQL the other parts share, each run inside the caller's transaction: inserting
+//! a message, creating a chat, the per-chat counters, the highest sequence number and Lamport
+//! counter, numbering the waiting messages; and the conversions between the protocol's values
+//! and what SQLite stores (counters refused above `i64::MAX`, never wrapped).
+
+use super::StoreError;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use socketfalco_core::{DeviceId, Message};
+
+pub(super) const INSERT: &str = "INSERT INTO messages
+    (chat, author, seq, lamport, sent_at_ms, text, stored_at_ms)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+pub(super) const INSERT_OR_IGNORE: &str = "INSERT OR IGNORE INTO messages
+    (chat, author, seq, lamport, sent_at_ms, text, stored_at_ms)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+/// Inserts one message with `sql` ([`INSERT`] or [`INSERT_OR_IGNORE`]); returns the rows
+/// inserted.
+pub(super) fn insert_message(
+    tx: &Connection,
+    sql: &str,
+    chat: DeviceId,
+    author: DeviceId,
+    message: &Message,
+    now: i64,
+) -> Result<usize, StoreError> {
+    let seq = to_db(message.seq, "sequence number")?;
+    let lamport = to_db(message.lamport, "Lamport counter")?;
+    Ok(tx.prepare_cached(sql)?.execute(params![
+        chat.0,
+        author.0,
+        seq,
+        lamport,
+        message.sent_at_ms,
+        message.text,
+        now
+    ])?)
+}
+
+/// The key pinned for the chat with `peer` and the fingerprint expected to replace it;
+/// `None` if there is no such chat.
+#[allow(clippy::type_complexity)]
+pub(super) fn chat_keys(
+    tx: &Connection,
+    peer: DeviceId,
+) -> Result<Option<(Option<[u8; 32]>, Option<[u8; 16]>)>, StoreError> {
+    let row: Option<(Option<Vec<u8>>, Option<Vec<u8>>)> = tx
+        .prepare_cached("SELECT peer_key, expected_fingerprint FROM chats WHERE peer = ?1")?
+        .query_row([peer.0], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    row.map(|(key, expected)| {
+        let expected = expected
+            .map(|bytes| {
+                <[u8; 16]>::try_from(bytes.as_slice()).map_err(|_| StoreError::Corrupt {
+                    path: None,
+                    detail: format!("an expected fingerprint of {} bytes", bytes.len()),
+                })
+            })
+            .transpose()?;
+        Ok((key_from_db(key)?, expected))
+    })
+    .transpose()
+}
+
+/// Creates the chat with `peer` if it does not exist, with an unknown (empty) name.
+pub(super) fn ensure_chat(tx: &Connection, peer: DeviceId, now: i64) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO chats (peer, peer_name, created_at_ms) VALUES (?1, '', ?2)
+         ON CONFLICT (peer) DO NOTHING",
+    )?
+    .execute(params![peer.0, now])?;
+    Ok(())
+}
+
+/// `n` more messages in the chat with `peer` (`unread`: the peer's, stored now).
+pub(super) fn count_messages(
+    tx: &Connection,
+    peer: DeviceId,
+    n: usize,
+    unread: bool,
+) -> Result<(), StoreError> {
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    tx.prepare_cached(
+        "UPDATE chats SET message_count = message_count + ?2,
+                          unread = unread + CASE WHEN ?3 THEN ?2 ELSE 0 END
+          WHERE peer = ?1",
+    )?
+    .execute(params![peer.0, n, unread])?;
+    Ok(())
+}
+
+/// Records activity in the chat now.
+pub(super) fn touch(tx: &Connection, peer: DeviceId, now: i64) -> Result<(), StoreError> {
+    tx.prepare_cached("UPDATE chats SET last_activity_ms = ?2 WHERE peer = ?1")?
+        .execute(params![peer.0, now])?;
+    Ok(())
+}
+
+/// The highest sequence number of `author`'s messages in the chat with `chat`, 0 if none.
+pub(super) fn max_seq(
+    tx: &Connection,
+    chat: DeviceId,
+    author: DeviceId,
+) -> Result<u64, StoreError> {
+    let max: Option<i64> = tx
+        .prepare_cached("SELECT max(seq) FROM messages WHERE chat = ?1 AND author = ?2")?
+        .query_row(params![chat.0, author.0], |row| row.get(0))?;
+    from_db(max.unwrap_or(0), "sequence number")
+}
+
+/// The highest Lamport counter in the chat with `chat`, either author, numbered or
+/// waiting, 0 if none.
+pub(super) fn max_lamport(tx: &Connection, chat: DeviceId) -> Result<u64, StoreError> {
+    let max: Option<i64> = tx
+        .prepare_cached(
+            "SELECT max(coalesce((SELECT max(lamport) FROM messages WHERE chat = ?1), 0),
+                        coalesce((SELECT max(lamport) FROM waiting WHERE chat = ?1), 0))",
+        )?
+        .query_row([chat.0], |row| row.get(0))?;
+    from_db(max.unwrap_or(0), "Lamport counter")
+}
+
+/// Own messages waiting for a number in the chat with `chat`.
+pub(super) fn count_waiting(tx: &Connection, chat: DeviceId) -> Result<u64, StoreError> {
+    let count: i64 = tx
+        .prepare_cached("SELECT count(*) FROM waiting WHERE chat = ?1")?
+        .query_row([chat.0], |row| row.get(0))?;
+    from_db(count, "waiting count")
+}
+
+/// Numbers the own messages waiting in the chat with `chat`, in the order written, after
+/// `max(after, last own seq)`, each with a Lamport counter above everything in the chat now
+/// (saturating at the protocol's limit), and moves them to `messages`. Returns how many.
+pub(super) fn number_waiting(
+    tx: &Connection,
+    chat: DeviceId,
+    me: DeviceId,
+    after: u64,
+) -> Result<u64, StoreError> {
+    let last = to_db(max_seq(tx, chat, me)?.max(after), "sequence number")?;
+    let lamport = to_db(max_lamport(tx, chat)?, "Lamport counter")?;
+    let limit = to_db(socketfalco_core::limits::MAX_COUNTER, "Lamport counter")?;
+    let moved = tx
+        .prepare_cached(
+            "INSERT INTO messages (chat, author, seq, lamport, sent_at_ms, text, stored_at_ms)
+             SELECT chat, ?2, ?3 + row_number() OVER (ORDER BY position),
+                    min(?4 + row_number() OVER (ORDER BY position), ?5), sent_at_ms, text,
+                    stored_at_ms
+               FROM waiting WHERE chat = ?1",
+        )?
+        .execute(params![chat.0, me.0, last, lamport, limit])?;
+    tx.prepare_cached("DELETE FROM waiting WHERE chat = ?1")?
+        .execute([chat.0])?;
+    Ok(moved as u64)
+}
+
+/// The chat's delivery mark, 0 for an unknown chat.
+pub(super) fn delivered_up_to(tx: &Connection, chat: DeviceId) -> Result<u64, StoreError> {
+    let mark: Option<i64> = tx
+        .prepare_cached("SELECT delivered_up_to FROM chats WHERE peer = ?1")?
+        .query_row([chat.0], |row| row.get(0))
+        .optional()?;
+    from_db(mark.unwrap_or(0), "delivery mark")
+}
+
+pub(super) fn read_identity_device(tx: &Connection) -> Result<Option<DeviceId>, StoreError> {
+    Ok(tx
+        .query_row("SELECT device_id FROM identity WHERE id = 1", [], |row| {
+            row.get(0).map(DeviceId)
+        })
+        .optional()?)
+}
+
+/// A message from the columns `seq, lamport, sent_at_ms, text` starting at `first`. The outer
+/// result is SQLite's, the inner one a value check.
+pub(super) fn read_message(
+    row: &Row<'_>,
+    first: usize,
+) -> rusqlite::Result<Result<Message, StoreError>> {
+    let seq: i64 = row.get(first)?;
+    let lamport: i64 = row.get(first + 1)?;
+    let sent_at_ms: i64 = row.get(first + 2)?;
+    let text: String = row.get(first + 3)?;
+    Ok((|| {
+        Ok(Message {
+            seq: from_db(seq, "sequence number")?,
+            lamport: from_db(lamport, "Lamport counter")?,
+            sent_at_ms,
+            text,
+        })
+    })())
+}
+
+/// A protocol counter as SQLite stores it: refused above `i64::MAX`, never wrapped.
+pub(super) fn to_db(value: u64, what: &'static str) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::OutOfRange { what, value })
+}
+
+/// A stored counter back as the protocol's `u64`; negative values are never written.
+pub(super) fn from_db(value: i64, what: &'static str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt {
+        path: None,
+        detail: format!("negative {what} {value}"),
+    })
+}
+
+/// A stored peer key back as 32 bytes (the schema's CHECK already guarantees the length).
+pub(super) fn key_from_db(key: Option<Vec<u8>>) -> Result<Option<[u8; 32]>, StoreError> {
+    key.map(|bytes| {
+        <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| StoreError::Corrupt {
+            path: None,
+            detail: format!("a peer key of {} bytes", bytes.len()),
+        })
+    })
+    .transpose()
+}
+
+/// The 32 lowercase hexadecimal digits of a device id.
+pub(super) fn hex(device: &DeviceId) -> String {
+    device.0.iter().map(|b| format!("{b:02x}")).collect()
+}
