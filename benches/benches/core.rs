@@ -16,7 +16,7 @@ use criterion::{
 use socketfalco_benches::data::{message_stream, text_4k, SHORT_LINE};
 use socketfalco_benches::memory::{BenchStore, LinkPair, SessionPair};
 use socketfalco_benches::stats::print_load;
-use socketfalco_core::harness::Pair;
+use socketfalco_testkit::Pair;
 use std::time::{Duration, Instant};
 
 /// Messages per measured exchange.

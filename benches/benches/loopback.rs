@@ -25,7 +25,7 @@ use socketfalco_benches::memory::BenchStore;
 use socketfalco_benches::net::{connected_endpoints, RawEcho, RawSink, RunningEndpoint};
 use socketfalco_benches::sqlite::{open_database, temp_dir, PlainTable};
 use socketfalco_benches::stats::{print_load, Percentiles};
-use socketfalco_core::harness::{DEVICE_A, DEVICE_B};
+use socketfalco_testkit::{DEVICE_A, DEVICE_B};
 use socketfalco_transport::Command;
 use std::time::{Duration, Instant};
 

@@ -16,7 +16,7 @@ use socketfalco_benches::alloc::{self, mib, CountingAlloc};
 use socketfalco_benches::data::{message_stream, SHORT_LINE};
 use socketfalco_benches::memory::{BenchStore, LinkPair};
 use socketfalco_benches::stats::print_load;
-use socketfalco_core::harness::{Pair, DEVICE_A, DEVICE_B};
+use socketfalco_testkit::{Pair, DEVICE_A, DEVICE_B};
 use std::time::{Duration, Instant};
 
 #[global_allocator]

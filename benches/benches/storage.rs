@@ -9,8 +9,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use socketfalco_benches::data::{message, SENT_AT_MS, SHORT_LINE};
 use socketfalco_benches::sqlite::{open_chat, open_database, temp_dir, PlainTable};
 use socketfalco_benches::stats::print_load;
-use socketfalco_core::harness::{DEVICE_A, DEVICE_B};
 use socketfalco_core::{Message, Store};
+use socketfalco_testkit::{DEVICE_A, DEVICE_B};
 use std::time::{Duration, Instant};
 
 const TMP: &str = env!("CARGO_TARGET_TMPDIR");

@@ -1,11 +1,11 @@
 //! The core without I/O: bare sessions, links with stores, and a store with O(1) calls.
 
 use crate::data::{message, SENT_AT_MS};
-use socketfalco_core::harness::{DEVICE_A, DEVICE_B};
 use socketfalco_core::{
     ChatHead, ChatOpening, ChatResume, DeviceId, Event, Link, Message, Notice, PeerHello, Role,
     Session, SessionConfig, StaticKeypair, Store,
 };
+use socketfalco_testkit::{DEVICE_A, DEVICE_B};
 use std::convert::Infallible;
 
 /// A one-chat in-memory [`Store`] whose every call is O(1) (amortized) or O(batch), so that

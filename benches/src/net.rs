@@ -1,8 +1,8 @@
 //! Real sockets on loopback: two `transport-mio` endpoints in one process, and a plain TCP
 //! pair with no protocol at all — the ceiling the endpoints are compared with.
 
-use socketfalco_core::harness::{DEVICE_A, DEVICE_B};
 use socketfalco_core::{DeviceId, SessionConfig, StaticKeypair, Store};
+use socketfalco_testkit::{DEVICE_A, DEVICE_B};
 use socketfalco_transport::{Command, Control, Endpoint, EndpointConfig, Output, Role};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

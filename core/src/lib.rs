@@ -19,8 +19,6 @@
 //!   storage requests ([`StoreRequest`]) a link asks a driver to carry out.
 //! - [`link`]: a session joined to storage as an effect ([`Link`]): the driver logic every
 //!   front end shares.
-//! - [`harness`]: an in-memory store, byte pipe and [`harness::Pair`] for tests, the
-//!   simulator, fuzzing and benches.
 //!
 //! The wire format, states and invariants are written down in `docs/PROTOCOL.md`.
 //!
@@ -30,7 +28,6 @@
 
 pub mod codec;
 pub mod frame;
-pub mod harness;
 pub mod ids;
 pub mod limits;
 pub mod link;

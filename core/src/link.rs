@@ -206,6 +206,7 @@ pub struct Link {
     /// A request failed: the session is closed and no request is made any more.
     store_failed: bool,
     /// Simulator self-test only: confirm received messages before storing them.
+    #[cfg(feature = "simulator-self-test")]
     ack_before_persist: bool,
     /// [`Link::refuse`] closed the session before the encrypted handshake: finish the
     /// handshake so that the close can be delivered.
@@ -251,6 +252,7 @@ impl Link {
             own_maybe_pending: false,
             waiting_maybe: false,
             store_failed: false,
+            #[cfg(feature = "simulator-self-test")]
             ack_before_persist: false,
             admission: Admission::Automatic,
             close_after_handshake: false,
@@ -482,11 +484,20 @@ impl Link {
     }
 
     /// Deliberately breaks the durability rule — received messages are acked before they
-    /// are stored — so that the simulator can prove it catches such a bug. Never use it
-    /// elsewhere.
-    #[doc(hidden)]
+    /// are stored — so that the simulator can prove it catches such a bug. Only with the
+    /// `simulator-self-test` feature, which only the simulator enables.
+    #[cfg(feature = "simulator-self-test")]
     pub fn break_durability_for_simulator_self_test(&mut self) {
         self.ack_before_persist = true;
+    }
+
+    /// Whether this link acks on arrival (the simulator's self-test); false in every build
+    /// without the `simulator-self-test` feature.
+    fn acks_on_arrival(&self) -> bool {
+        #[cfg(feature = "simulator-self-test")]
+        return self.ack_before_persist;
+        #[cfg(not(feature = "simulator-self-test"))]
+        false
     }
 
     /// Acts on everything the session has produced: asks to open the chat for a peer, to
@@ -500,13 +511,13 @@ impl Link {
                 self.open_peer(peer, key, now_ms);
             }
         }
-        if self.ack_before_persist {
+        if self.acks_on_arrival() {
             // The broken rule: what arrived in an earlier pump was acked on arrival, and is
             // stored only now.
             self.persist_received();
         }
         self.drain_events(now_ms);
-        if !self.ack_before_persist {
+        if !self.acks_on_arrival() {
             self.persist_received();
         }
         if !self.recovered.is_empty() {
@@ -811,7 +822,7 @@ impl Link {
                     });
                 }
                 Event::MessageToPersist(message) => {
-                    if self.ack_before_persist {
+                    if self.acks_on_arrival() {
                         let _ = self.session.confirm_persisted(message.seq);
                     }
                     self.received.push(message);
@@ -956,7 +967,7 @@ impl Link {
             return;
         }
         if let Some(last) = batch.last() {
-            if !self.ack_before_persist {
+            if !self.acks_on_arrival() {
                 // Cannot fail: the batches are confirmed in the order they arrived.
                 let _ = self.session.confirm_persisted(last.seq);
             }

@@ -3,7 +3,6 @@
 
 use socketfalco_core::codec::{encode_frame, FrameDecoder};
 use socketfalco_core::frame::{KIND_ACK, KIND_HELLO, KIND_MESSAGE, KIND_RECOVER};
-use socketfalco_core::harness::{DEVICE_A, DEVICE_B};
 use socketfalco_core::limits::{
     MAX_CLOSE_DETAIL_BYTES, MAX_COUNTER, MAX_FRAME_BYTES, MAX_RECOVER_BATCH, MAX_TEXT_BYTES,
     PROTOCOL_VERSION,
@@ -12,6 +11,7 @@ use socketfalco_core::{
     Close, CloseCode, Event, Frame, FrameError, Hello, Message, NameError, Session, SessionConfig,
     Side, SyncPoint, TextError,
 };
+use socketfalco_testkit::{DEVICE_A, DEVICE_B};
 use std::path::PathBuf;
 
 /// Every frame kind once, with the file its golden bytes live in.

@@ -1,6 +1,6 @@
 //! What fuzzing found, guarded on stable: every file in `testdata/fuzz/frame_decoder/` and
 //! `testdata/fuzz/session/` (seeds, the minimized corpus, past crashes) is replayed through
-//! the very checks the cargo-fuzz targets run (`socketfalco_core::harness::fuzz`). Session
+//! the very checks the cargo-fuzz targets run (`socketfalco_testkit::fuzz`). Session
 //! inputs are decoded exactly as libfuzzer-sys decodes them. See `docs/FUZZING.md`.
 //!
 //! A crash that is a core bug not fixed yet is listed in [`KNOWN_CORE_BUGS`]: it is left out
@@ -10,11 +10,11 @@
 //! The seed corpus is written by `write_seed_corpus` (ignored; run by hand):
 //! `cargo test -p socketfalco-core --test fuzz_regressions -- --ignored write_seed_corpus`.
 
-use socketfalco_core::harness::fuzz::{
+use socketfalco_core::limits::MAX_FRAME_BYTES;
+use socketfalco_testkit::fuzz::{
     check_frame_decoder, check_session, seed_scripts, session_script_from_bytes, Action, Amount,
     LocalConfig, SessionScript, TextPick, TimerPick, WindowPick, World, MAX_ACTIONS,
 };
-use socketfalco_core::limits::MAX_FRAME_BYTES;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 // use, which an allocator must not do.
 #[cfg(target_os = "linux")]
 #[global_allocator]
-static ALLOCATOR: socketfalco_core::harness::fuzz::MeteredAllocator =
-    socketfalco_core::harness::fuzz::MeteredAllocator;
+static ALLOCATOR: socketfalco_testkit::fuzz::MeteredAllocator =
+    socketfalco_testkit::fuzz::MeteredAllocator;
 
 /// Crash files of core bugs that are not fixed yet: `(target, file name)`.
 /// None today: the two found so far are fixed (see the regression tests below).
@@ -189,9 +189,8 @@ fn session_seeds_decode_back_to_their_scripts() {
 #[cfg(target_os = "linux")]
 #[test]
 fn the_heap_meter_is_installed() {
-    let (_, growth) = socketfalco_core::harness::fuzz::peak_heap_growth(|| {
-        std::hint::black_box(vec![0u8; 100_000])
-    });
+    let (_, growth) =
+        socketfalco_testkit::fuzz::peak_heap_growth(|| std::hint::black_box(vec![0u8; 100_000]));
     assert!(growth.is_some_and(|g| g >= 100_000), "growth {growth:?}");
 }
 

@@ -2,11 +2,11 @@
 //! that opens the chat, a mismatch stores nothing and tells the peer nothing, and a new key
 //! is accepted only by the fingerprint the user gave.
 
-use socketfalco_core::harness::{Device, MemoryStore, MemoryStoreError, Pair, DEVICE_A, DEVICE_B};
 use socketfalco_core::{
     ChatOpening, CloseCode, DeviceId, Link, Message, Notice, PeerHello, Role, Side, StaticKeypair,
     Store,
 };
+use socketfalco_testkit::{Device, MemoryStore, MemoryStoreError, Pair, DEVICE_A, DEVICE_B};
 
 /// A [`MemoryStore`] that records, after each call, the call's name and the key pinned for
 /// [`DEVICE_B`] at that moment.

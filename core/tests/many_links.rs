@@ -3,8 +3,8 @@
 //! newer connection of a peer admitted while its older one is still open. Every guarantee
 //! holds per chat: durable before ack, exactly once, the same order on both devices.
 
-use socketfalco_core::harness::{Device, MemoryStore};
 use socketfalco_core::{DeviceId, Link, Notice, Role};
+use socketfalco_testkit::{Device, MemoryStore};
 
 const ALICE: DeviceId = DeviceId([0xa1; 16]);
 const BOB: DeviceId = DeviceId([0xb2; 16]);

@@ -1,7 +1,7 @@
 //! Protocol stories on the in-memory [`Pair`]: two devices, one simulated connection.
 
-use socketfalco_core::harness::{Pair, DEVICE_A, DEVICE_B};
 use socketfalco_core::{CloseCode, Notice, Side};
+use socketfalco_testkit::{Pair, DEVICE_A, DEVICE_B};
 
 fn received_texts(notices: &[Notice]) -> Vec<String> {
     notices

@@ -1,8 +1,8 @@
 //! Arbitrary bytes through the streaming frame decoder, in pieces the input chooses; see
-//! `socketfalco_core::harness::fuzz::check_frame_decoder`.
+//! `socketfalco_testkit::fuzz::check_frame_decoder`.
 #![no_main]
 
-use socketfalco_core::harness::fuzz::{check_frame_decoder, MeteredAllocator};
+use socketfalco_testkit::fuzz::{check_frame_decoder, MeteredAllocator};
 
 #[global_allocator]
 static ALLOCATOR: MeteredAllocator = MeteredAllocator;

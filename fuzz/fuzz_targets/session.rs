@@ -1,8 +1,8 @@
 //! Structured scripts driving one or two core sessions; see
-//! `socketfalco_core::harness::fuzz::check_session`.
+//! `socketfalco_testkit::fuzz::check_session`.
 #![no_main]
 
-use socketfalco_core::harness::fuzz::{
+use socketfalco_testkit::fuzz::{
     check_session_past_known_bugs, MeteredAllocator, SessionScript,
 };
 

@@ -16,8 +16,8 @@
 //! [`RECENT_STATES`] exactly, older ones sampled (at most [`OLDER_STATES`], thinned by half
 //! when full, the empty store always kept).
 
-use socketfalco_core::harness::{MemoryStore, MemoryStoreError};
 use socketfalco_core::{ChatOpening, DeviceId, Message, PeerHello, Store};
+use socketfalco_testkit::{MemoryStore, MemoryStoreError};
 use std::collections::VecDeque;
 use std::fmt;
 
@@ -390,7 +390,7 @@ impl Store for Disk<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use socketfalco_core::harness::DEVICE_B;
+    use socketfalco_testkit::DEVICE_B;
 
     #[test]
     fn a_crash_keeps_the_commits_before_it() {

@@ -1,7 +1,7 @@
 //! The deterministic simulator of SocketFalco, in the manner of FoundationDB's and
 //! TigerBeetle's: it runs two peers — the real `core` [`Link`](socketfalco_core::Link)s and
 //! [`Session`](socketfalco_core::Session)s, encrypted with the real Noise channel as in the
-//! product, over the [`MemoryStore`](socketfalco_core::harness::MemoryStore) storage model,
+//! product, over the [`MemoryStore`](socketfalco_testkit::MemoryStore) storage model,
 //! which has the SQLite store's durability contract — over a simulated network and clock,
 //! injects faults from a seeded PRNG (cuts at any byte, short reads and writes, delays,
 //! crashes at any instant, disk failures, stores restored to an earlier committed state,
@@ -25,7 +25,7 @@
 //!   of them, of one connection only, while bytes flow and timers fire); a crash keeps a
 //!   prefix of the queue durable and loses the rest.
 //! - [`world`]: the [`World`] that applies events: two devices, two byte-exact
-//!   [`Wire`](socketfalco_core::harness::Wire)s, the clocks, rounds of transmit / receive /
+//!   [`Wire`](socketfalco_testkit::Wire)s, the clocks, rounds of transmit / receive /
 //!   pump; memory bounds, temporary sessions and honest closes are checked here.
 //! - [`oracle`]: the independent record of what users wrote (by text) and were told, how
 //!   each author numbered its writes, and the invariants held against it.

@@ -28,8 +28,8 @@ use crate::event::Who;
 use crate::oracle::{composed_as_stored, ChatView, Oracle, SyncLanded, Violation};
 use crate::rng::Rng;
 use crate::storage::{CommitEnd, Done, StorageMode, StorageQueue, StorageStats};
-use socketfalco_core::harness::{Device, Wire, WireKnobs, WireRead, WireWrite};
 use socketfalco_core::{Close, CloseCode, DeviceId, Link, Message, Notice, Role, Side, Store};
+use socketfalco_testkit::{Device, Wire, WireKnobs, WireRead, WireWrite};
 use std::collections::BTreeSet;
 use std::fmt;
 

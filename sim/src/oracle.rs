@@ -44,10 +44,10 @@
 //! store ever loses anything, no mark ever goes down, no id is ever reused.
 
 use crate::event::Who;
-use socketfalco_core::harness::{MemoryChat, MemoryStore, Pair};
 use socketfalco_core::limits::MAX_COUNTER;
 use socketfalco_core::DeviceId;
 use socketfalco_core::{encode_frame, Frame, Message, Notice};
+use socketfalco_testkit::{MemoryChat, MemoryStore, Pair};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 

@@ -1,5 +1,5 @@
 //! [`World`]: two devices of a [`Pair`] (the real `Link`s and `Session`s over the
-//! [`MemoryStore`](socketfalco_core::harness::MemoryStore) storage model), a connection made
+//! [`MemoryStore`](socketfalco_testkit::MemoryStore) storage model), a connection made
 //! of two byte-exact [`Wire`]s, a virtual clock, and the events that drive them.
 //!
 //! # A round
@@ -40,7 +40,6 @@ use crate::disk::{Disk, DiskFaults, StoreHistory};
 use crate::event::{Event, Expectation, Options, Who};
 use crate::oracle::{chat, composed_as_stored, Oracle, SyncLanded, Violation};
 use crate::storage::{CommitEnd, Done, StorageMode, StorageQueue, StorageStats};
-use socketfalco_core::harness::{Device, Pair, Wire, WireKnobs, WireRead, WireWrite};
 use socketfalco_core::limits::{
     LENGTH_PREFIX_BYTES, MAX_FRAME_BYTES, MAX_IN_FLIGHT_MESSAGES, MAX_RECOVER_BATCH,
 };
@@ -48,6 +47,7 @@ use socketfalco_core::secure::{MAX_NOISE_MESSAGE, TAG_BYTES};
 use socketfalco_core::{
     encode_frame, Close, CloseCode, Frame, Hello, Link, Message, Notice, Role, Side, Store,
 };
+use socketfalco_testkit::{Device, Pair, Wire, WireKnobs, WireRead, WireWrite};
 use std::collections::BTreeSet;
 
 /// Bytes a Noise message adds to its plaintext: a 2-byte length and the tag.
@@ -1626,7 +1626,7 @@ impl World {
                 format!("expect {expectation}: {what}"),
             ))
         };
-        let count = |who: Who, f: &dyn Fn(&socketfalco_core::harness::MemoryChat) -> usize| {
+        let count = |who: Who, f: &dyn Fn(&socketfalco_testkit::MemoryChat) -> usize| {
             chat(&self.pair, who).map_or(0, f)
         };
         match *expectation {

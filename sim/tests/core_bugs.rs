@@ -2,10 +2,10 @@
 //! the fix in the core and must pass from then on. A bug not fixed yet is `#[ignore]`d, so
 //! the workspace stays green: `cargo test -p socketfalco-sim --test core_bugs -- --ignored`.
 
-use socketfalco_core::harness::{Pair, DEVICE_A};
 use socketfalco_core::ComposeError;
 use socketfalco_sim::disk::{Disk, DiskFaults};
 use socketfalco_sim::{run, Scenario};
+use socketfalco_testkit::{Pair, DEVICE_A};
 
 /// `Link::compose` (core/src/link.rs) stores the message, then pumps; when the pump's store
 /// call fails it returns `ComposeError::Store`, whose contract is "the store failed; nothing

@@ -1,7 +1,7 @@
 //! Two endpoints in one process over real loopback sockets, with in-memory stores.
 
-use socketfalco_core::harness::{MemoryStore, DEVICE_A, DEVICE_B};
 use socketfalco_core::{CloseCode, SessionConfig};
+use socketfalco_testkit::{MemoryStore, DEVICE_A, DEVICE_B};
 use socketfalco_transport::{Command, Control, Endpoint, EndpointConfig, Output, Role};
 use std::cell::RefCell;
 use std::net::SocketAddr;

@@ -1,5 +1,5 @@
 //! `impl Store for Database`: the core's durability contract, with exactly the semantics of
-//! its in-memory twin `harness::MemoryStore` — opening a chat (checking and pinning the
+//! its in-memory twin `socketfalco_testkit::MemoryStore` — opening a chat (checking and pinning the
 //! peer's key in the same transaction), composing, numbering waiting messages, persisting
 //! received ones, delivery marks — and group commits: [`Store::begin_group`] opens one
 //! `BEGIN IMMEDIATE` transaction in which every call runs in a savepoint, and

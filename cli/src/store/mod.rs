@@ -2,7 +2,7 @@
 //! owns everything SocketFalco keeps on disk — this device's identity, one chat per peer
 //! device, and every message of every chat, both authors. [`Database`] implements the core's
 //! durability contract ([`Store`], with exactly the semantics of the core's in-memory twin
-//! `harness::MemoryStore`, pinned peer keys included) and adds what the CLI shows and edits:
+//! `socketfalco_testkit::MemoryStore`, pinned peer keys included) and adds what the CLI shows and edits:
 //! the identity, the chat list, a chat's history, prefix lookup of chats, a chat's last
 //! address, and accepting a peer's new key by its fingerprint ([`Database::expect_key`]).
 //! The peer's key is checked and pinned inside the transaction of [`Store::open_chat`], so

@@ -5,10 +5,10 @@
 use super::schema::{APPLICATION_ID, MIGRATIONS, SCHEMA_V1};
 use super::*;
 use rusqlite::{params, Connection};
-use socketfalco_core::harness::MemoryStore;
 use socketfalco_core::{
     ChatOpening, ChatResume, DeviceId, Message, NameError, PeerHello, PublicKey, Store, TextError,
 };
+use socketfalco_testkit::MemoryStore;
 use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, Barrier};

@@ -1,12 +1,12 @@
 //! [`Pair`]: two devices, a simulated byte pipe each way, and a virtual clock.
 
 use super::store::MemoryStore;
-use crate::ids::DeviceId;
-use crate::link::{ComposeError, Link, Notice};
-use crate::message::Message;
-use crate::secure::{Role, StaticKeypair};
-use crate::session::SessionConfig;
-use crate::store::Store;
+use socketfalco_core::ids::DeviceId;
+use socketfalco_core::link::{ComposeError, Link, Notice};
+use socketfalco_core::message::Message;
+use socketfalco_core::secure::{Role, StaticKeypair};
+use socketfalco_core::session::SessionConfig;
+use socketfalco_core::store::Store;
 use std::collections::VecDeque;
 
 /// Device id of the pair's first device.

@@ -11,7 +11,7 @@
 //! - [`check_session`]: a structured [`SessionScript`] (built with `arbitrary`) drives either
 //!   one [`Session`] whose driver and peer are both the script ([`World::Scripted`]: hostile
 //!   frames, raw bytes, timeouts, user sends, persist confirmations, disconnects), or two
-//!   [`Link`](crate::link::Link)s with [`MemoryStore`](crate::harness::MemoryStore)s on a
+//!   [`Link`](socketfalco_core::link::Link)s with [`MemoryStore`](crate::MemoryStore)s on a
 //!   [`Pair`] ([`World::Linked`]: crashes, store failures, cut and slow pipes, injected
 //!   frames). After every action it checks the session's invariants: no panic, bounded
 //!   buffers, acks never beyond what was persisted, events and wire frames in a sane order,
@@ -27,19 +27,19 @@
 //! the fuzzer detects. Runs are kept small: at most [`MAX_ACTIONS`] actions, at most
 //! [`MAX_RAW_BYTES`] raw bytes per action.
 
-use crate::codec::{encode_frame, FrameDecoder};
-use crate::frame::{Close, CloseCode, Frame, FrameError, Hello, SyncPoint};
-use crate::harness::{Device, Pair, Pipe, DEVICE_A, DEVICE_B};
-use crate::ids::DeviceId;
-use crate::limits::{
+use crate::{Device, Pair, Pipe, DEVICE_A, DEVICE_B};
+use arbitrary::{Arbitrary, Unstructured};
+use socketfalco_core::codec::{encode_frame, FrameDecoder};
+use socketfalco_core::frame::{Close, CloseCode, Frame, FrameError, Hello, SyncPoint};
+use socketfalco_core::ids::DeviceId;
+use socketfalco_core::limits::{
     LENGTH_PREFIX_BYTES, MAX_CLOSE_DETAIL_BYTES, MAX_COUNTER, MAX_FRAME_BYTES,
     MAX_IN_FLIGHT_MESSAGES, MAX_TEXT_BYTES, PROTOCOL_VERSION,
 };
-use crate::link::ComposeError;
-use crate::message::Message;
-use crate::session::{ApiMisuse, Event, Session, SessionConfig, Side};
-use crate::store::{ChatResume, Store};
-use arbitrary::{Arbitrary, Unstructured};
+use socketfalco_core::link::ComposeError;
+use socketfalco_core::message::Message;
+use socketfalco_core::session::{ApiMisuse, Event, Session, SessionConfig, Side};
+use socketfalco_core::store::{ChatResume, Store};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -67,7 +67,7 @@ pub const OUTPUT_GROWTH_SLACK: usize = 1024;
 
 /// Most bytes a link's secure channel may buffer on top of the frame decoder: one Noise
 /// message and its length.
-pub const LINK_NOISE_BUFFER_LIMIT: usize = crate::secure::MAX_NOISE_MESSAGE + 2;
+pub const LINK_NOISE_BUFFER_LIMIT: usize = socketfalco_core::secure::MAX_NOISE_MESSAGE + 2;
 
 /// Shortest keepalive in the linked world: above the largest pipe latency a script sets
 /// (255 ms), so that [`Pair::drive`] can settle.
@@ -333,8 +333,8 @@ pub enum World {
         /// The clock at the start.
         start: StartTime,
     },
-    /// Two devices on a [`Pair`], each a [`Link`](crate::link::Link) over a
-    /// [`MemoryStore`](crate::harness::MemoryStore). The script plays users, network and
+    /// Two devices on a [`Pair`], each a [`Link`](socketfalco_core::link::Link) over a
+    /// [`MemoryStore`](crate::MemoryStore). The script plays users, network and
     /// failures, and may inject bytes and frames into either side.
     Linked {
         /// Device A's settings.
@@ -1134,7 +1134,7 @@ impl ScriptedWorld {
             text,
         };
         let capacity = self.session.send_capacity();
-        let text_ok = crate::message::check_text(&message.text).is_ok();
+        let text_ok = socketfalco_core::message::check_text(&message.text).is_ok();
         let result = self.session.send(&message, self.now);
         let expected_ok = self.session.is_established() && capacity > 0 && text_ok;
         match result {
@@ -1333,7 +1333,7 @@ impl ScriptedWorld {
                     message.seq, self.next_incoming,
                     "messages handed to the driver out of sequence"
                 );
-                crate::message::check_text(&message.text)
+                socketfalco_core::message::check_text(&message.text)
                     .unwrap_or_else(|e| panic!("an invalid text reached the driver: {e}"));
                 self.next_incoming = self.next_incoming.wrapping_add(1);
             }
