@@ -377,3 +377,82 @@ fn the_prompt_counts_the_other_chats_unread_lines_and_the_bell_rings_for_them() 
     from_bob.hang_up();
     from_carol.hang_up();
 }
+
+/// A live session opens its chat's view like `-eC`: the last screenful of the history as it
+/// stood when the session opened, then the connection, then the re-sync's lines — each once,
+/// whichever of them the storage thread committed before the view was drawn.
+#[test]
+fn a_live_session_opens_on_the_chats_last_screen_and_shows_resync_lines_once() {
+    if !tmux_present() {
+        return;
+    }
+    let alice = Device::new("Alice");
+    let bob = Device::new("Bob");
+    // A first session: Bob says 40 lines.
+    let (mut listener, port) = alice.listen();
+    let mut caller = bob.connect(port);
+    caller.connected();
+    for i in 1..=40 {
+        caller.say(&format!("old {i:02}"));
+    }
+    listener.received("old 40");
+    caller.finish();
+    listener.wait_for("peer left", |e| e["event"] == "peer_left");
+    listener.finish();
+    // Bob writes three more offline: they come in the next session's re-sync.
+    let out = bob.run_with_input(&["-eC", &alice.id()], "new 1\nnew 2\nnew 3\n");
+    assert!(out.status.success(), "{}", common::stderr(&out));
+
+    let data_dir = alice.path().to_str().unwrap().to_owned();
+    let live = Tmux::start(&[
+        "--data-dir",
+        &data_dir,
+        "-l",
+        "-p",
+        "0",
+        "--bind",
+        "127.0.0.1",
+    ]);
+    let screen = live.wait_for("listening", |s| contains(s, "listening on 127.0.0.1:"));
+    let port: u16 = screen
+        .iter()
+        .find_map(|row| row.split("listening on 127.0.0.1:").nth(1))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .expect("the port");
+    let mut caller = bob.connect(port);
+    caller.connected();
+    let screen = live.wait_for("the re-sync's lines", |s| contains(s, "Bob: new 3"));
+    let row = |text: &str| {
+        let rows: Vec<usize> = screen
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.contains(text))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(
+            rows.len(),
+            1,
+            "{text:?} once on the screen:\n{}",
+            screen.join("\n")
+        );
+        rows[0]
+    };
+    let (old, connected) = (row("Bob: old 40"), row("connected to Bob"));
+    let news = [row("Bob: new 1"), row("Bob: new 2"), row("Bob: new 3")];
+    assert!(
+        old < connected,
+        "the history above the connection:\n{}",
+        screen.join("\n")
+    );
+    assert!(
+        connected < news[0] && news[0] < news[1] && news[1] < news[2],
+        "the re-sync below it, in order:\n{}",
+        screen.join("\n")
+    );
+    assert!(
+        contains(&screen, "Bob: old 39"),
+        "a screenful, not one line"
+    );
+    live.keys(&["quit", "Enter"]);
+    caller.hang_up();
+}

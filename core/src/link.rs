@@ -57,6 +57,10 @@ pub enum Notice {
         incoming: u64,
         /// How many of ours go out in this re-sync.
         outgoing: u64,
+        /// How far this device had got in the chat when the session opened (the default in
+        /// a temporary session): the history up to here is what a view shows above this
+        /// session's lines, without the re-sync's, which arrive as [`Notice::Received`].
+        held: ChatResume,
     },
     /// A message from the peer, already stored if `stored`.
     Received {
@@ -819,6 +823,7 @@ impl Link {
                         peer,
                         incoming,
                         outgoing,
+                        held: self.resume,
                     });
                 }
                 Event::MessageToPersist(message) => {

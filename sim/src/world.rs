@@ -1716,6 +1716,7 @@ fn describe(notice: &Notice) -> String {
             peer,
             incoming,
             outgoing,
+            ..
         } => format!(
             "connected to {}{} ({incoming} in, {outgoing} out)",
             peer.name,

@@ -25,7 +25,7 @@ use crate::storage::{Completion, Origin, Storage};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use socketfalco_core::{
-    Close, CloseCode, DeviceId, Link, Message, Notice, PeerHello, PublicKey, RequestId,
+    ChatResume, Close, CloseCode, DeviceId, Link, Message, Notice, PeerHello, PublicKey, RequestId,
     Role as NoiseRole, SessionConfig, Side, StaticKeypair, Store, StoreReply, StoreRequest,
 };
 use std::collections::{BTreeMap, VecDeque};
@@ -153,6 +153,9 @@ pub enum Output {
         incoming: u64,
         /// How many of ours go out in this re-sync.
         outgoing: u64,
+        /// How far this device had got in the chat when the session opened
+        /// ([`Notice::Connected`]).
+        held: ChatResume,
     },
     /// A message from the peer (already stored unless the session is temporary).
     Received {
@@ -817,6 +820,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                     peer,
                     incoming,
                     outgoing,
+                    held,
                 } => {
                     // The newest admitted connection of a device wins. Admission and the
                     // chat's opening are asynchronous, so an older connection may be
@@ -851,6 +855,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                         addr,
                         incoming,
                         outgoing,
+                        held,
                     });
                 }
                 Notice::Received { message, stored } => {

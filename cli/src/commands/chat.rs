@@ -34,13 +34,14 @@
 //! console window do the same in every state (see [`super::leave`]). A script session whose
 //! output can no longer be written ends the same way.
 
-use super::view::{ChatPages, Scroll};
+use super::view::{opening_rows, AsOpened, ChatPages, Scroll};
 use super::{ensure_identity, leave, AppError, Context, Me};
 use crate::store::Database;
 use crate::ui::alert::{wants_alert, Alerts};
 use crate::ui::editor::{EditorEvent, LineEditor};
+use crate::ui::scrollback::Marker;
 use crate::ui::{Presenter, Style};
-use socketfalco_core::{CloseCode, DeviceId, PublicKey, SessionConfig};
+use socketfalco_core::{ChatResume, CloseCode, DeviceId, PublicKey, SessionConfig};
 use socketfalco_transport::endpoint::EndpointError;
 use socketfalco_transport::{Command, Control, Endpoint, EndpointConfig, Output, Role};
 use std::collections::HashSet;
@@ -384,6 +385,47 @@ impl Live {
         }
     }
 
+    /// Prints the chat's last screenful as it stood when the session opened ([`AsOpened`]:
+    /// the re-sync's lines follow as they arrive), with the unread marker.
+    fn open_view(
+        &mut self,
+        presenter: &Presenter,
+        editor: &mut LineEditor,
+        peer: DeviceId,
+        held: ChatResume,
+    ) {
+        let (width, height) = editor.size();
+        // Room for the connected line and the prompt.
+        let rows = height.saturating_sub(3).max(1);
+        let marker = match (self.db.chat_counts(peer), self.db.first_unread(peer)) {
+            (Ok(counts), Ok(Some(key))) => Some(Marker {
+                key,
+                label: format!("{} unread", counts.map_or(0, |(_, unread)| unread)),
+            }),
+            _ => None,
+        };
+        let mut pages = AsOpened {
+            pages: ChatPages {
+                db: &self.db,
+                peer,
+                presenter,
+                me: &self.me,
+            },
+            held,
+        };
+        match opening_rows(&mut pages, rows, width, marker.as_ref()) {
+            Ok(shown) => {
+                for row in &shown {
+                    editor.print_above(row);
+                }
+                // The log below goes on with the session's lines: a PgUp reads back from
+                // the chat's end, the unread marker kept.
+                self.scroll = Scroll::new(marker, 0);
+            }
+            Err(e) => log::warn!("could not read the chat's last lines: {e}"),
+        }
+    }
+
     /// Counts the unread lines of the live chats other than the current one, for the prompt.
     fn count_unread_elsewhere(&self, presenter: &mut Presenter) {
         let current = presenter.current();
@@ -440,9 +482,16 @@ fn terminal_loop(
                             seen = true;
                             recount = true;
                         }
-                        Output::Connected { .. } => {
+                        Output::Connected { peer, held, .. } => {
                             seen = true;
                             recount = true;
+                            // The view opens on this chat: its last screenful as it stood
+                            // when the session opened, the unread marker above its first
+                            // unread line.
+                            if !peer.temporary && presenter.live_chats().is_empty() {
+                                presenter.set_peer_name(peer.device, &peer.name);
+                                live.open_view(presenter, &mut editor, peer.device, *held);
+                            }
                         }
                         _ => {}
                     }

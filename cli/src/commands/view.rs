@@ -2,7 +2,9 @@
 //! reading it back page by page.
 //!
 //! [`ChatPages`] is the chat as the scrollback reads it: the store's keyset queries on the
-//! display index ([`Database::page`]), each line rendered as the presenter shows history.
+//! display index ([`Database::page`]), each line rendered as the presenter shows history;
+//! [`AsOpened`] is the same chat as it stood when a live session opened, for the session's
+//! opening screenful.
 //! [`Scroll`] follows the keys PgUp, PgDn, Shift+Up/Down and End: it asks the scrollback for
 //! the screen before or after the one shown and hands it to the line editor, which draws it
 //! over the live log and holds what arrives meanwhile. No key ever loads the chat: each move
@@ -12,7 +14,7 @@ use crate::store::{Database, DisplayKey, PageSide};
 use crate::ui::editor::{EditorEvent, LineEditor};
 use crate::ui::scrollback::{self, Marker, PageSource, Side, View};
 use crate::ui::{HistoryEntry, Presenter};
-use socketfalco_core::DeviceId;
+use socketfalco_core::{ChatResume, DeviceId};
 
 /// One chat, as the scrollback reads it.
 pub struct ChatPages<'a> {
@@ -62,6 +64,72 @@ impl PageSource for ChatPages<'_> {
                 (key, self.presenter.history_line(&entry))
             })
             .collect())
+    }
+}
+
+/// A chat as it stood when a session opened: the lines its re-sync brings are left out (they
+/// arrive and show as the session's own lines), so a live session's opening screenful never
+/// shows a line twice, whichever of them the storage thread has committed by then.
+pub struct AsOpened<'a> {
+    /// The chat.
+    pub pages: ChatPages<'a>,
+    /// How far this device had got in it when the session opened.
+    pub held: ChatResume,
+}
+
+impl AsOpened<'_> {
+    /// Rows read per query while leaving out the re-sync's lines.
+    const FETCH: usize = 256;
+
+    fn held_at_open(&self, key: &DisplayKey) -> bool {
+        if key.author == self.pages.peer {
+            key.seq <= self.held.received_up_to
+        } else {
+            key.seq == 0 || key.seq <= self.held.last_own_seq
+        }
+    }
+}
+
+impl PageSource for AsOpened<'_> {
+    type Key = DisplayKey;
+
+    fn page(
+        &mut self,
+        mut from: Option<DisplayKey>,
+        side: Side,
+        limit: usize,
+    ) -> Result<Vec<(DisplayKey, String)>, String> {
+        let mut kept = std::collections::VecDeque::new();
+        let fetch = limit.max(Self::FETCH);
+        loop {
+            let batch = self.pages.page(from, side, fetch)?;
+            let exhausted = batch.len() < fetch;
+            from = match side {
+                Side::Older => batch.first(),
+                Side::Newer => batch.last(),
+            }
+            .map(|(key, _)| *key);
+            let held: Vec<_> = batch
+                .into_iter()
+                .filter(|(key, _)| self.held_at_open(key))
+                .collect();
+            match side {
+                Side::Older => held.into_iter().rev().for_each(|e| kept.push_front(e)),
+                Side::Newer => kept.extend(held),
+            }
+            if kept.len() >= limit || exhausted {
+                break;
+            }
+        }
+        match side {
+            Side::Older => {
+                while kept.len() > limit {
+                    kept.pop_front();
+                }
+            }
+            Side::Newer => kept.truncate(limit),
+        }
+        Ok(kept.into())
     }
 }
 
@@ -163,8 +231,8 @@ impl Scroll {
 
 /// The chat's newest lines that fill `rows` rows of `width` columns, as rows to print, with
 /// the unread marker above the first unread line if it is among them.
-pub fn opening_rows(
-    pages: &mut ChatPages<'_>,
+pub fn opening_rows<S: PageSource<Key = DisplayKey>>(
+    pages: &mut S,
     rows: usize,
     width: usize,
     marker: Option<&Marker<DisplayKey>>,

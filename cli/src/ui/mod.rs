@@ -319,6 +319,7 @@ impl Presenter {
                 addr,
                 incoming,
                 outgoing,
+                ..
             } => {
                 let back = self.reconnect.take();
                 let mut line = format!("connected to {} ({}) at {addr}", peer.name, peer.device);
@@ -611,6 +612,7 @@ impl Presenter {
                 addr,
                 incoming,
                 outgoing,
+                ..
             } => json!({
                 "event": "connected",
                 "peer": peer.device.to_string(),
@@ -930,6 +932,7 @@ mod tests {
             addr: "127.0.0.1:1".parse().unwrap(),
             incoming: 2,
             outgoing: 0,
+            held: Default::default(),
         });
         assert!(p.prompt().starts_with("[re-sync 0/2]"));
         let _ = p.output(&Output::Received {
@@ -961,6 +964,7 @@ mod tests {
             addr: "127.0.0.1:1".parse().unwrap(),
             incoming: 0,
             outgoing: 0,
+            held: Default::default(),
         });
     }
 
@@ -1072,6 +1076,7 @@ mod tests {
                 addr,
                 incoming: 0,
                 outgoing: 0,
+                held: Default::default(),
             });
             assert!(back[0].contains("back after 9 attempt(s)"), "{back:?}");
             assert_eq!(p.prompt(), "bob> ");
