@@ -16,8 +16,9 @@
 //! many, because alice's event loop never waits for her disk.
 
 use socketfalco_benches::net::RunningEndpoint;
-use socketfalco_benches::sqlite::{open_database, temp_dir, SlowCommits};
+use socketfalco_benches::sqlite::{open_database, temp_dir};
 use socketfalco_core::{DeviceId, SessionConfig, StaticKeypair, Store};
+use socketfalco_testkit::SlowCommits;
 use socketfalco_transport::{Command, EndpointConfig, Output, Role};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;

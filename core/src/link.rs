@@ -36,6 +36,13 @@ use crate::session::{ApiMisuse, Event, PeerHello, Session, SessionConfig, Side};
 use crate::store::{execute, ChatOpening, ChatResume, Store, StoreReply, StoreRequest};
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::Arc;
+
+/// The batch a request shared with the link, back in the link's hands: the driver has
+/// dropped its share by the time the completion comes (a copy only if it has not).
+fn unshare<T: Clone>(shared: Arc<Vec<T>>) -> Vec<T> {
+    Arc::try_unwrap(shared).unwrap_or_else(|shared| shared.as_ref().clone())
+}
 
 /// Most own messages read from the store in one request while filling the send window: a
 /// read waits behind the storage thread's current commit, so one read per commit must cover
@@ -148,14 +155,15 @@ impl std::error::Error for ComposeError {}
 enum Awaiting {
     /// Accept the peer (or refuse its key) with what the store found.
     Open(PeerHello, Option<PublicKey>),
-    /// Tell the user the lines are stored; send the ones numbered next in line.
-    Compose(Vec<String>),
+    /// Tell the user the lines are stored; send the ones numbered next in line. (The texts
+    /// are for a failure's notice.)
+    Compose(Arc<Vec<String>>),
     /// Read again if something was numbered.
     Number,
     /// Send what was read (`max` asked for).
     ReadOwn(usize),
     /// Confirm the batch to the session and show it.
-    Persist(Vec<Message>),
+    Persist(Arc<Vec<Message>>),
     /// Send the peer's own messages back.
     ReadPeer,
     /// Confirm the recovered batch up to this sequence number.
@@ -548,9 +556,10 @@ impl Link {
         let batch = std::mem::take(&mut self.received);
         match self.peer.as_ref().map(|p| p.device) {
             Some(peer) if !self.store_failed => {
+                let batch = Arc::new(batch);
                 let request = StoreRequest::PersistReceived {
                     peer,
-                    batch: batch.clone(),
+                    batch: Arc::clone(&batch),
                 };
                 self.request(request, Some(Awaiting::Persist(batch)));
             }
@@ -675,9 +684,10 @@ impl Link {
         if number_after.is_none() {
             self.waiting_maybe = true;
         }
+        let texts = Arc::new(texts);
         let request = StoreRequest::Compose {
             peer: peer.device,
-            texts: texts.clone(),
+            texts: Arc::clone(&texts),
             sent_at_ms,
             number_after,
         };
@@ -705,6 +715,8 @@ impl Link {
                     }
                 }
             };
+            // The request's share of its batch goes before the link takes the batch back.
+            drop(request);
             // Cannot fail: completions go back in the order the requests came.
             let _ = self.handle_store_completion(id, result, now_ms);
         }
@@ -720,7 +732,17 @@ impl Link {
         sent_at_ms: i64,
         now_ms: u64,
     ) -> Result<Vec<Message>, ComposeError> {
-        let request = self.compose_batch(texts.to_vec(), sent_at_ms, now_ms)?;
+        self.compose_owned_with(store, texts.to_vec(), sent_at_ms, now_ms)
+    }
+
+    fn compose_owned_with<S: Store>(
+        &mut self,
+        store: &mut S,
+        texts: Vec<String>,
+        sent_at_ms: i64,
+        now_ms: u64,
+    ) -> Result<Vec<Message>, ComposeError> {
+        let request = self.compose_batch(texts, sent_at_ms, now_ms)?;
         // A failure of another request (a batch that arrived meanwhile) closes the session
         // with its own notice; what matters here is this request's outcome.
         let _ = self.pump_with(store, now_ms);
@@ -745,7 +767,8 @@ impl Link {
         sent_at_ms: i64,
         now_ms: u64,
     ) -> Result<Message, ComposeError> {
-        let mut messages = self.compose_with(store, &[text.to_owned()], sent_at_ms, now_ms)?;
+        let mut messages =
+            self.compose_owned_with(store, vec![text.to_owned()], sent_at_ms, now_ms)?;
         Ok(messages.remove(0))
     }
 
@@ -766,7 +789,7 @@ impl Link {
         if let Awaiting::Compose(texts) = awaiting {
             self.notices.push_back(Notice::ComposeFailed {
                 request: id,
-                texts,
+                texts: unshare(texts),
                 reason: reason.clone(),
             });
         }
@@ -967,10 +990,11 @@ impl Link {
         }
     }
 
-    fn persisted(&mut self, batch: Vec<Message>) {
+    fn persisted(&mut self, batch: Arc<Vec<Message>>) {
         if self.store_failed {
             return;
         }
+        let batch = unshare(batch);
         if let Some(last) = batch.last() {
             if !self.acks_on_arrival() {
                 // Cannot fail: the batches are confirmed in the order they arrived.

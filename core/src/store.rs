@@ -17,6 +17,7 @@ use crate::ids::DeviceId;
 use crate::message::Message;
 use crate::secure::PublicKey;
 use crate::session::PeerHello;
+use std::sync::Arc;
 
 /// How far this device has got in a chat, read from storage when a peer is accepted.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -195,6 +196,13 @@ pub trait Store {
     /// it, lower if the peer's store went back in time (those messages are sent again).
     fn set_delivered(&mut self, peer: DeviceId, up_to: u64) -> Result<(), Self::Error>;
 
+    /// Whether a call may wait for a disk. A driver runs the requests of a store that does on
+    /// a thread of its own, off its event loop; a store whose calls never wait (held in
+    /// memory: tests, benchmarks) may be driven inline. The default: it may.
+    fn waits_for_disk(&self) -> bool {
+        true
+    }
+
     /// Opens a group commit: every call until [`Store::commit_group`] takes effect in one
     /// durable commit, made by `commit_group` (a call that fails inside the group leaves no
     /// trace, and the others stand). A store whose every call commits on its own needs
@@ -244,8 +252,9 @@ pub enum StoreRequest {
     Compose {
         /// The chat.
         peer: DeviceId,
-        /// The texts, already checked.
-        texts: Vec<String>,
+        /// The texts, already checked (shared with the link, which reports them if the
+        /// request fails: no copy).
+        texts: Arc<Vec<String>>,
         /// Wall-clock time of writing.
         sent_at_ms: i64,
         /// Number after this (an established session), or store unnumbered (`None`).
@@ -271,8 +280,9 @@ pub enum StoreRequest {
     PersistReceived {
         /// The chat.
         peer: DeviceId,
-        /// The peer's messages, in order.
-        batch: Vec<Message>,
+        /// The peer's messages, in order (shared with the link, which shows them once they
+        /// are stored: no copy).
+        batch: Arc<Vec<Message>>,
     },
     /// [`Store::peer_messages`]: answered with [`StoreReply::Messages`].
     ReadPeer {

@@ -17,9 +17,11 @@
 
 pub mod fuzz;
 mod pair;
+mod slow;
 mod store;
 mod wire;
 
 pub use pair::{Device, Pair, Pipe, DEVICE_A, DEVICE_B};
+pub use slow::SlowCommits;
 pub use store::{MemoryChat, MemoryStore, MemoryStoreError};
 pub use wire::{Wire, WireKnobs, WireRead, WireWrite};

@@ -293,4 +293,9 @@ impl Store for MemoryStore {
         self.chats.entry(peer).or_default().delivered_up_to = up_to;
         Ok(())
     }
+
+    /// Held in memory: a driver may run it inline, with no storage thread.
+    fn waits_for_disk(&self) -> bool {
+        false
+    }
 }

@@ -21,7 +21,7 @@
 
 use crate::clock::Clock;
 use crate::connection::{Connection, Progress};
-use crate::storage::{Completion, Origin, Storage};
+use crate::storage::{Completion, Origin, Storage, MAX_GROUP_ROWS};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use socketfalco_core::{
@@ -406,9 +406,14 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                     _ => Ok(()),
                 };
             }
-            let timeout = self.next_deadline().map(|deadline| {
-                Duration::from_millis(deadline.saturating_sub(self.clock.now_ms()) + 1)
-            });
+            let timeout = if self.storage.has_completions() {
+                // Completions of a store driven inline wait: no sleep.
+                Some(Duration::ZERO)
+            } else {
+                self.next_deadline().map(|deadline| {
+                    Duration::from_millis(deadline.saturating_sub(self.clock.now_ms()) + 1)
+                })
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -1071,10 +1076,13 @@ impl<S: Store + Send + 'static> Endpoint<S> {
         let Some(live) = self.conns.get_mut(&token) else {
             return;
         };
-        match live.conn.link_mut().compose_batch(good.clone(), wall, now) {
-            Ok(_) => {}
-            Err(e) => {
-                for text in good {
+        // A long burst (a paste, a script's input) goes in requests of at most one group's
+        // rows: the first is committed and on the wire while the next is being committed.
+        let mut good = good.into_iter().peekable();
+        while good.peek().is_some() {
+            let chunk: Vec<String> = good.by_ref().take(MAX_GROUP_ROWS).collect();
+            if let Err(e) = live.conn.link_mut().compose_batch(chunk.clone(), wall, now) {
+                for text in chunk {
                     out.push(Output::Rejected {
                         text,
                         reason: e.to_string(),
@@ -1112,7 +1120,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                     self.offline.insert(id, device);
                     let request = StoreRequest::Compose {
                         peer: device,
-                        texts: vec![text],
+                        texts: Arc::new(vec![text]),
                         sent_at_ms: wall,
                         number_after: None,
                     };

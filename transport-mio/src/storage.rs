@@ -20,6 +20,7 @@
 
 use mio::{Token, Waker};
 use socketfalco_core::{execute, DeviceId, RequestId, Store, StoreReply, StoreRequest};
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -66,55 +67,130 @@ enum Job<S> {
     Task(Box<dyn FnOnce(&mut S) + Send>),
 }
 
-/// The loop's handle on the storage thread.
+/// The loop's handle on its storage: a storage thread, or — for a store whose calls never
+/// wait for a disk ([`Store::waits_for_disk`] false: the in-memory stores of tests and
+/// benchmarks) — the store itself, driven inline, since a thread would only add a hop.
 pub struct Storage<S> {
-    jobs: Option<Sender<Job<S>>>,
-    completions: Receiver<Completion>,
-    thread: Option<JoinHandle<S>>,
+    backend: Backend<S>,
+}
+
+enum Backend<S> {
+    Thread {
+        jobs: Option<Sender<Job<S>>>,
+        completions: Receiver<Completion>,
+        thread: Option<JoinHandle<S>>,
+    },
+    Inline(RefCell<Inline<S>>),
+}
+
+/// A store driven on the loop's thread: each request is carried out as it is submitted, its
+/// completion queued for the loop's next look.
+struct Inline<S> {
+    store: Option<S>,
+    done: VecDeque<Completion>,
+    failed: HashSet<Token>,
 }
 
 impl<S: Store + Send + 'static> Storage<S> {
-    /// Starts the thread that owns `store`; it wakes the loop with `waker` whenever
-    /// completions are ready.
+    /// Starts the thread that owns `store` (it wakes the loop with `waker` whenever
+    /// completions are ready), or drives the store inline if its calls never wait for a
+    /// disk.
     pub fn start(store: S, waker: Arc<Waker>) -> std::io::Result<Storage<S>> {
+        if !store.waits_for_disk() {
+            return Ok(Storage {
+                backend: Backend::Inline(RefCell::new(Inline {
+                    store: Some(store),
+                    done: VecDeque::new(),
+                    failed: HashSet::new(),
+                })),
+            });
+        }
         let (jobs, queue) = mpsc::channel();
         let (done, completions) = mpsc::channel();
         let thread = thread::Builder::new()
             .name("storage".into())
             .spawn(move || run(store, &queue, &done, &waker))?;
         Ok(Storage {
-            jobs: Some(jobs),
-            completions,
-            thread: Some(thread),
+            backend: Backend::Thread {
+                jobs: Some(jobs),
+                completions,
+                thread: Some(thread),
+            },
         })
     }
 
     /// Queues one request.
     pub fn submit(&self, origin: Origin, id: RequestId, request: StoreRequest) {
-        if let Some(jobs) = &self.jobs {
-            // A send fails only if the thread is gone; `next_completion` reports that.
-            let _ = jobs.send(Job::Request {
-                origin,
-                id,
-                request,
-            });
+        match &self.backend {
+            Backend::Thread { jobs, .. } => {
+                if let Some(jobs) = jobs {
+                    // A send fails only if the thread is gone; `next_completion` reports it.
+                    let _ = jobs.send(Job::Request {
+                        origin,
+                        id,
+                        request,
+                    });
+                }
+            }
+            Backend::Inline(inline) => {
+                let mut inline = inline.borrow_mut();
+                let Inline {
+                    store,
+                    done,
+                    failed,
+                } = &mut *inline;
+                let Some(store) = store.as_mut() else {
+                    return;
+                };
+                let job = Job::Request {
+                    origin,
+                    id,
+                    request,
+                };
+                done.extend(commit_group(store, vec![job], failed));
+            }
         }
     }
 
     /// Queues a piece of bookkeeping to run inside the next group.
     pub fn task(&self, task: impl FnOnce(&mut S) + Send + 'static) {
-        if let Some(jobs) = &self.jobs {
-            let _ = jobs.send(Job::Task(Box::new(task)));
+        match &self.backend {
+            Backend::Thread { jobs, .. } => {
+                if let Some(jobs) = jobs {
+                    let _ = jobs.send(Job::Task(Box::new(task)));
+                }
+            }
+            Backend::Inline(inline) => {
+                if let Some(store) = inline.borrow_mut().store.as_mut() {
+                    task(store);
+                }
+            }
+        }
+    }
+
+    /// Whether a completion is ready now (the loop then does not sleep).
+    pub fn has_completions(&self) -> bool {
+        match &self.backend {
+            Backend::Thread { .. } => false,
+            Backend::Inline(inline) => !inline.borrow().done.is_empty(),
         }
     }
 
     /// The next completion, if one is ready. `Err` if the storage thread is gone (it
     /// panicked): nothing more will complete.
     pub fn next_completion(&self) -> Result<Option<Completion>, String> {
-        match self.completions.try_recv() {
+        let (completions, thread) = match &self.backend {
+            Backend::Inline(inline) => return Ok(inline.borrow_mut().done.pop_front()),
+            Backend::Thread {
+                completions,
+                thread,
+                ..
+            } => (completions, thread),
+        };
+        match completions.try_recv() {
             Ok(completion) => Ok(Some(completion)),
             Err(mpsc::TryRecvError::Empty) => {
-                if self.thread.as_ref().is_some_and(JoinHandle::is_finished) {
+                if thread.as_ref().is_some_and(JoinHandle::is_finished) {
                     Err("the storage thread stopped".into())
                 } else {
                     Ok(None)
@@ -127,17 +203,24 @@ impl<S: Store + Send + 'static> Storage<S> {
     /// Carries out everything queued (delivery marks included), stops the thread and hands
     /// the store back. `None` if the thread panicked.
     pub fn stop(&mut self) -> Option<S> {
-        self.jobs = None;
-        self.thread.take().and_then(|thread| thread.join().ok())
+        match &mut self.backend {
+            Backend::Inline(inline) => inline.get_mut().store.take(),
+            Backend::Thread { jobs, thread, .. } => {
+                *jobs = None;
+                thread.take().and_then(|thread| thread.join().ok())
+            }
+        }
     }
 }
 
 impl<S> Drop for Storage<S> {
     fn drop(&mut self) {
         // Everything queued is carried out before the thread ends.
-        self.jobs = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        if let Backend::Thread { jobs, thread, .. } = &mut self.backend {
+            *jobs = None;
+            if let Some(thread) = thread.take() {
+                let _ = thread.join();
+            }
         }
     }
 }
@@ -240,8 +323,8 @@ fn chat_of(request: &StoreRequest) -> DeviceId {
 fn rows_of<S>(job: &Job<S>) -> usize {
     match job {
         Job::Request { request, .. } => match request {
-            StoreRequest::PersistReceived { batch, .. }
-            | StoreRequest::RestoreOwn { batch, .. } => batch.len().max(1),
+            StoreRequest::PersistReceived { batch, .. } => batch.len().max(1),
+            StoreRequest::RestoreOwn { batch, .. } => batch.len().max(1),
             StoreRequest::Compose { texts, .. } => texts.len().max(1),
             StoreRequest::MarkDelivered { .. } | StoreRequest::SetDelivered { .. } => 0,
             _ => 1,
@@ -383,7 +466,7 @@ mod tests {
             id: RequestId(id),
             request: StoreRequest::PersistReceived {
                 peer: DeviceId([chat; 16]),
-                batch: vec![message; rows],
+                batch: std::sync::Arc::new(vec![message; rows]),
             },
         }
     }

@@ -1,7 +1,7 @@
 //! Two endpoints in one process over real loopback sockets, with in-memory stores.
 
 use socketfalco_core::{CloseCode, SessionConfig};
-use socketfalco_testkit::{MemoryStore, DEVICE_A, DEVICE_B};
+use socketfalco_testkit::{MemoryStore, SlowCommits, DEVICE_A, DEVICE_B};
 use socketfalco_transport::{Command, Control, Endpoint, EndpointConfig, Output, Role};
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -16,20 +16,51 @@ struct Running {
 }
 
 fn start(role: Role, config: EndpointConfig) -> Running {
+    start_with(role, config, None)
+}
+
+/// An endpoint over an in-memory store: driven inline, or — with `commit_ms` — behind a
+/// storage thread whose every group commit takes that long (a slow disk).
+fn start_with(role: Role, config: EndpointConfig, commit_ms: Option<u64>) -> Running {
     let (tx, outputs) = channel();
-    let (endpoint, control) = Endpoint::new(role, config, MemoryStore::new()).unwrap();
-    let thread = std::thread::spawn(move || {
-        let mut endpoint = endpoint;
-        let result = endpoint.run(|_, output| {
-            let _ = tx.send(output);
-        });
-        let store = endpoint.take_store().unwrap_or_default();
-        (result.map_err(|e| e.to_string()), store)
-    });
+    let thread = match commit_ms {
+        None => {
+            let (endpoint, control) = Endpoint::new(role, config, MemoryStore::new()).unwrap();
+            let thread = std::thread::spawn(move || {
+                let mut endpoint = endpoint;
+                let result = endpoint.run(|_, output| {
+                    let _ = tx.send(output);
+                });
+                let store = endpoint.take_store().unwrap_or_default();
+                (result.map_err(|e| e.to_string()), store)
+            });
+            return Running {
+                control,
+                outputs: Events::new(outputs),
+                thread,
+            };
+        }
+        Some(ms) => {
+            let store = SlowCommits {
+                inner: MemoryStore::new(),
+                delay: Duration::from_millis(ms),
+            };
+            let (endpoint, control) = Endpoint::new(role, config, store).unwrap();
+            let thread = std::thread::spawn(move || {
+                let mut endpoint = endpoint;
+                let result = endpoint.run(|_, output| {
+                    let _ = tx.send(output);
+                });
+                let store = endpoint.take_store().map(|s| s.inner).unwrap_or_default();
+                (result.map_err(|e| e.to_string()), store)
+            });
+            (control, thread)
+        }
+    };
     Running {
-        control,
+        control: thread.0,
         outputs: Events::new(outputs),
-        thread,
+        thread: thread.1,
     }
 }
 
@@ -73,8 +104,16 @@ fn config(device: socketfalco_core::DeviceId, name: &str) -> EndpointConfig {
 }
 
 fn listen(device: socketfalco_core::DeviceId, name: &str) -> (Running, SocketAddr) {
+    listen_with(device, name, None)
+}
+
+fn listen_with(
+    device: socketfalco_core::DeviceId,
+    name: &str,
+    commit_ms: Option<u64>,
+) -> (Running, SocketAddr) {
     let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let listener = start(Role::Listen { bind }, config(device, name));
+    let listener = start_with(Role::Listen { bind }, config(device, name), commit_ms);
     let addr = match wait_for(&listener.outputs, "listening", |o| {
         matches!(o, Output::Listening(_))
     }) {
@@ -138,7 +177,9 @@ fn a_chat_over_loopback_delivers_both_ways_and_stores_it() {
 
 #[test]
 fn a_listener_chats_with_several_peers_at_once_each_in_its_own_chat() {
-    let (alice, addr) = listen(DEVICE_A, "alice");
+    // Alice's disk is slow: her storage thread commits each group in 20 ms at least, while
+    // her loop serves both peers.
+    let (alice, addr) = listen_with(DEVICE_A, "alice", Some(20));
     let carol_id = socketfalco_core::DeviceId([0xcc; 16]);
     let bob = dial(DEVICE_B, "bob", addr);
     let carol = dial(carol_id, "carol", addr);
