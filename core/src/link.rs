@@ -49,6 +49,11 @@ fn unshare<T: Clone>(shared: Arc<Vec<T>>) -> Vec<T> {
 /// what the window lets go meanwhile (docs/PERFORMANCE.md).
 const REFILL_BATCH: usize = 1024;
 
+/// Most of the peer's messages in one persist request. A read of the socket can bring a
+/// whole window (4,096 messages); in requests of this size, a driver that commits many
+/// requests at once keeps each commit short, and the first acks go out sooner.
+const PERSIST_BATCH: usize = 512;
+
 /// Names one storage request of a link; its completion carries the same id.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct RequestId(pub u64);
@@ -553,17 +558,23 @@ impl Link {
         if self.received.is_empty() {
             return;
         }
-        let batch = std::mem::take(&mut self.received);
-        match self.peer.as_ref().map(|p| p.device) {
-            Some(peer) if !self.store_failed => {
-                let batch = Arc::new(batch);
-                let request = StoreRequest::PersistReceived {
-                    peer,
-                    batch: Arc::clone(&batch),
-                };
-                self.request(request, Some(Awaiting::Persist(batch)));
-            }
-            _ => {}
+        let received = std::mem::take(&mut self.received);
+        let Some(peer) = self.peer.as_ref().map(|p| p.device) else {
+            return;
+        };
+        if self.store_failed {
+            return;
+        }
+        // A long burst in requests of at most PERSIST_BATCH: a driver that commits requests
+        // in groups keeps each commit short (another chat's line waits for one at most).
+        let mut received = received.into_iter().peekable();
+        while received.peek().is_some() {
+            let batch = Arc::new(received.by_ref().take(PERSIST_BATCH).collect::<Vec<_>>());
+            let request = StoreRequest::PersistReceived {
+                peer,
+                batch: Arc::clone(&batch),
+            };
+            self.request(request, Some(Awaiting::Persist(batch)));
         }
     }
 
