@@ -456,3 +456,71 @@ fn a_live_session_opens_on_the_chats_last_screen_and_shows_resync_lines_once() {
     live.keys(&["quit", "Enter"]);
     caller.hang_up();
 }
+
+impl Tmux {
+    /// Everything the terminal scrolled past and shows, one string per row.
+    fn scrolled(&self) -> Vec<String> {
+        let out = self
+            .command()
+            .args(["capture-pane", "-p", "-S", "-"])
+            .output()
+            .unwrap();
+        common::stdout(&out).lines().map(str::to_owned).collect()
+    }
+}
+
+/// A quiet status: twenty seconds of reconnecting leave at most three status lines in the
+/// terminal's scrolled output (the loss, and no line per attempt); the attempts live in the
+/// prompt, which updates in place.
+#[test]
+fn twenty_seconds_of_reconnecting_leave_at_most_three_status_lines() {
+    if !tmux_present() {
+        return;
+    }
+    let alice = Device::new("Alice");
+    let bob = Device::new("Bob");
+    let (listener, port) = alice.listen();
+    let data_dir = bob.path().to_str().unwrap().to_owned();
+    let port_text = port.to_string();
+    let live = Tmux::start(&["--data-dir", &data_dir, "-c", "127.0.0.1", "-p", &port_text]);
+    live.wait_for("connected", |s| contains(s, "connected to Alice"));
+    listener.kill();
+    live.wait_for("the countdown in the prompt", |s| {
+        contains(s, "[reconnecting in")
+    });
+    std::thread::sleep(Duration::from_secs(20));
+    let screen = live.wait_for("the prompt still counting", |s| {
+        contains(s, "[reconnecting in")
+    });
+    assert!(
+        screen.iter().any(|row| row.contains("attempt")),
+        "the attempts live in the prompt:\n{}",
+        screen.join("\n")
+    );
+    let scrolled = live.scrolled();
+    let after = scrolled
+        .iter()
+        .position(|row| row.contains("connected to Alice"))
+        .expect("the connected line");
+    // Status lines start with what they report (a wrapped line's rest does not).
+    let starts = [
+        "disconnected",
+        "not connected",
+        "connecting",
+        "reconnect",
+        "connection",
+        "back",
+        "trying",
+    ];
+    let status: Vec<&String> = scrolled[after + 1..]
+        .iter()
+        .filter(|row| starts.iter().any(|s| row.starts_with(s)))
+        .collect();
+    assert!(
+        status.len() <= 3,
+        "{} status lines in 20 s of reconnecting:\n{}",
+        status.len(),
+        scrolled.join("\n")
+    );
+    live.keys(&["quit", "Enter"]);
+}
