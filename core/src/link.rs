@@ -51,8 +51,9 @@ const REFILL_BATCH: usize = 1024;
 
 /// Most of the peer's messages in one persist request. A read of the socket can bring a
 /// whole window (4,096 messages); in requests of this size, a driver that commits many
-/// requests at once keeps each commit short, and the first acks go out sooner.
-const PERSIST_BATCH: usize = 512;
+/// requests at once keeps each commit short (another chat's line waits for one at most), and
+/// the first acks go out sooner.
+const PERSIST_BATCH: usize = 256;
 
 /// Names one storage request of a link; its completion carries the same id.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]

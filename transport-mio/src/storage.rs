@@ -226,9 +226,10 @@ impl<S> Drop for Storage<S> {
 }
 
 /// Most rows (messages stored) in one group: the group's commit is what a live line of
-/// another chat may have to wait for, so it stays short (about what SQLite commits fastest
-/// per row, `docs/PERFORMANCE.md`) however much a re-sync queues.
-pub const MAX_GROUP_ROWS: usize = 1024;
+/// another chat may have to wait for, so it stays short however much a re-sync queues
+/// (512 rows: about 1.3 ms of inserts here, within a few percent of SQLite's best rate per
+/// row; `docs/PERFORMANCE.md` has the measurements behind the choice).
+pub const MAX_GROUP_ROWS: usize = 512;
 
 /// Which queue a job waits in: one per chat (its links' requests keep their order), one for
 /// the front end's tasks.
@@ -489,7 +490,7 @@ mod tests {
         let mut queues = Queues::new();
         // Chat 1 queued a long re-sync before chat 2's live line arrived.
         for id in 1..=10 {
-            queues.push(persist(1, id, 512));
+            queues.push(persist(1, id, 256));
         }
         queues.push(persist(2, 1, 1));
         let first = queues.take_group(MAX_GROUP_ROWS);
