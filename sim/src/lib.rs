@@ -30,7 +30,8 @@
 //! - [`oracle`]: the independent record of what users wrote (by text) and were told, how
 //!   each author numbered its writes, and the invariants held against it.
 //! - [`shrink`]: delta debugging down to the shortest failing trace.
-//! - [`runner`]: running scenarios and seeds, reports, the soak.
+//! - [`replay`]: replaying a scenario on a fresh world (the one loop every run goes through).
+//! - [`runner`]: running seeds, reports, the soak.
 //! - [`listener`]: a second world, one listener serving two or three peers at once (several
 //!   links on one store, a peer's new connection beside its old one), random runs checked by
 //!   one [`Oracle`] per chat.
@@ -42,6 +43,7 @@ pub mod event;
 pub mod gen;
 pub mod listener;
 pub mod oracle;
+pub mod replay;
 pub mod rng;
 pub mod runner;
 pub mod shrink;
@@ -55,9 +57,9 @@ pub use listener::{
     ListenerWorld,
 };
 pub use oracle::{ChatStores, ChatView, Oracle, Violation};
+pub use replay::{run, run_logged, Failure, Outcome};
 pub use runner::{
-    check_scenario, check_seed, run, run_logged, run_seed, seeds_from_env, soak, Failure, Outcome,
-    Report, Soak, DEFAULT_SEEDS,
+    check_scenario, check_seed, run_seed, seeds_from_env, soak, Report, Soak, DEFAULT_SEEDS,
 };
 pub use storage::{StorageMode, StorageQueue, StorageStats};
 pub use world::{Stats, World};

@@ -1,16 +1,12 @@
-//! Running scenarios and seeds, and what happens when one fails: shrink, report, replay.
-//!
-//! A run is a trace of events applied to a fresh [`World`], then the final heal (which checks
-//! convergence). A panic in the code under test is caught and reported as the `panic`
-//! invariant, so it is shrunk like any other failure.
+//! Running seeds, and what happens when one fails: shrink, report, save, soak. Replaying a
+//! scenario itself is [`crate::replay`]'s.
 
 use crate::event::{Options, Scenario};
 use crate::gen::Generator;
-use crate::oracle::Violation;
+use crate::replay::{replay, run, Failure, Outcome};
 use crate::shrink::shrink;
 use crate::world::{Stats, World};
 use std::fmt;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -19,130 +15,17 @@ use std::time::{Duration, Instant};
 /// Seeds the test suite runs when `SIM_SEEDS` is not set.
 pub const DEFAULT_SEEDS: u64 = 2_000;
 
-/// A broken invariant and where the run was when it broke.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
-    /// What broke.
-    pub violation: Violation,
-    /// Index of the event being applied, or `None` for the final heal.
-    pub at: Option<usize>,
-}
-
-/// The result of one run.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Outcome {
-    /// Counters, up to the failure if there was one.
-    pub stats: Stats,
-    /// The first broken invariant, if any.
-    pub failure: Option<Failure>,
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic without a message".to_owned()
-    }
-}
-
-/// Runs `f` on the world, turning a panic of the code under test into a violation.
-fn guarded(
-    world: &mut World,
-    f: impl FnOnce(&mut World) -> Result<(), Violation>,
-) -> Result<(), Violation> {
-    match catch_unwind(AssertUnwindSafe(|| f(world))) {
-        Ok(result) => result,
-        Err(payload) => Err(Violation::new(
-            "panic",
-            format!("the code under test panicked: {}", panic_message(&*payload)),
-        )),
-    }
-}
-
-/// Replays a scenario's events, then the final heal.
-pub fn run(scenario: &Scenario) -> Outcome {
-    let mut world = World::new(scenario.options);
-    for (i, event) in scenario.events.iter().enumerate() {
-        if let Err(violation) = guarded(&mut world, |w| w.apply(event)) {
-            return Outcome {
-                stats: world.stats,
-                failure: Some(Failure {
-                    violation,
-                    at: Some(i),
-                }),
-            };
-        }
-    }
-    let failure = guarded(&mut world, World::finish)
-        .err()
-        .map(|violation| Failure {
-            violation,
-            at: None,
-        });
-    Outcome {
-        stats: world.stats,
-        failure,
-    }
-}
-
-/// Replays a scenario like [`run`], recording what happened line by line: each event, each
-/// write and read on the wires with its byte offsets, each notice.
-pub fn run_logged(scenario: &Scenario) -> (Outcome, Vec<String>) {
-    let mut world = World::new(scenario.options);
-    world.enable_log();
-    let mut failure = None;
-    for (i, event) in scenario.events.iter().enumerate() {
-        if let Err(violation) = guarded(&mut world, |w| w.apply(event)) {
-            failure = Some(Failure {
-                violation,
-                at: Some(i),
-            });
-            break;
-        }
-    }
-    if failure.is_none() {
-        failure = guarded(&mut world, World::finish)
-            .err()
-            .map(|violation| Failure {
-                violation,
-                at: None,
-            });
-    }
-    let log = world.take_log();
-    let outcome = Outcome {
-        stats: world.stats,
-        failure,
-    };
-    (outcome, log)
-}
-
 /// Generates and runs the trace of `seed`. The returned scenario replays it exactly (up to
 /// the failure, if there is one).
 pub fn run_seed(seed: u64, options: Options) -> (Scenario, Outcome) {
     let mut world = World::new(options);
     let mut generator = Generator::new(seed);
     let mut events = Vec::new();
-    let mut failure = None;
-    while let Some(event) = generator.next(&world) {
+    let failure = replay(&mut world, |world| {
+        let event = generator.next(world)?;
         events.push(event.clone());
-        if let Err(violation) = guarded(&mut world, |w| w.apply(&event)) {
-            failure = Some(Failure {
-                violation,
-                at: Some(events.len() - 1),
-            });
-            break;
-        }
-    }
-    if failure.is_none() {
-        failure = guarded(&mut world, World::finish)
-            .err()
-            .map(|violation| Failure {
-                violation,
-                at: None,
-            });
-    }
+        Some(event)
+    });
     let scenario = Scenario {
         options,
         events,

@@ -8,7 +8,7 @@
 //!    commit counts, no jitter, whole reads and writes.
 
 use crate::event::{Event, Scenario};
-use crate::runner::run;
+use crate::replay::run;
 
 /// Replays the shrinker may run for one failure.
 const MAX_REPLAYS: usize = 4_000;
