@@ -108,6 +108,18 @@ impl Tmux {
         }
     }
 
+    /// Waits for a listener's "listening on 127.0.0.1:PORT" line; returns the port.
+    #[track_caller]
+    fn listening_port(&self) -> u16 {
+        const LISTENING: &str = "listening on 127.0.0.1:";
+        let screen = self.wait_for("listening", |s| contains(s, LISTENING));
+        screen
+            .iter()
+            .find_map(|row| row.split(LISTENING).nth(1))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .expect("the port")
+    }
+
     fn keys(&self, keys: &[&str]) {
         let out = self.command().arg("send-keys").args(keys).output().unwrap();
         assert!(out.status.success(), "send-keys: {}", common::stderr(&out));
@@ -277,12 +289,7 @@ fn a_long_chat_opens_on_its_last_screen_pages_back_and_is_read_live() {
         "--bind",
         "127.0.0.1",
     ]);
-    let screen = live.wait_for("listening", |s| contains(s, "listening on 127.0.0.1:"));
-    let port: u16 = screen
-        .iter()
-        .find_map(|row| row.split("listening on 127.0.0.1:").nth(1))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .expect("the port");
+    let port = live.listening_port();
     let mut caller = bob.connect(port);
     caller.connected();
     live.wait_for("first contact", |s| {
@@ -343,12 +350,7 @@ fn the_prompt_counts_the_other_chats_unread_lines_and_the_bell_rings_for_them() 
         "127.0.0.1",
         "--bell",
     ]);
-    let screen = live.wait_for("listening", |s| contains(s, "listening on 127.0.0.1:"));
-    let port: u16 = screen
-        .iter()
-        .find_map(|row| row.split("listening on 127.0.0.1:").nth(1))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .expect("the port");
+    let port = live.listening_port();
     let mut from_bob = bob.connect(port);
     from_bob.connected();
     live.wait_for("Bob", |s| contains(s, "first contact with Bob"));
@@ -413,12 +415,7 @@ fn a_live_session_opens_on_the_chats_last_screen_and_shows_resync_lines_once() {
         "--bind",
         "127.0.0.1",
     ]);
-    let screen = live.wait_for("listening", |s| contains(s, "listening on 127.0.0.1:"));
-    let port: u16 = screen
-        .iter()
-        .find_map(|row| row.split("listening on 127.0.0.1:").nth(1))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .expect("the port");
+    let port = live.listening_port();
     let mut caller = bob.connect(port);
     caller.connected();
     let screen = live.wait_for("the re-sync's lines", |s| contains(s, "Bob: new 3"));
