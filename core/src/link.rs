@@ -31,7 +31,7 @@
 
 use crate::frame::{Close, CloseCode};
 use crate::message::{check_text, ChatHead, Message, TextError};
-use crate::secure::{PublicKey, Role, SecureChannel, StaticKeypair};
+use crate::secure::{PublicKey, Role, SecureChannel, SecureError, StaticKeypair};
 use crate::session::{ApiMisuse, Event, PeerHello, Session, SessionConfig, Side};
 use crate::store::{execute, ChatOpening, ChatResume, Store, StoreReply, StoreRequest};
 use std::collections::VecDeque;
@@ -296,6 +296,15 @@ impl Link {
         link
     }
 
+    /// Accepts only a peer that proves `key` (the key an invite names): any other fails
+    /// the handshake — before this side proves its own key when it initiates — and the
+    /// session closes with [`CloseCode::IdentityMismatch`]. No effect on a plain link.
+    pub fn expect_peer_key(&mut self, key: PublicKey) {
+        if let Some(secure) = self.secure.as_mut() {
+            secure.channel.expect_remote(key);
+        }
+    }
+
     /// Whether this link is encrypted.
     pub fn is_secure(&self) -> bool {
         self.secure.is_some()
@@ -322,7 +331,11 @@ impl Link {
             secure.plain.clear();
         }
         if let Err(e) = result {
-            let reason = Close::new(CloseCode::IntegrityFailure, e.to_string());
+            let code = match e {
+                SecureError::UnexpectedKey { .. } => CloseCode::IdentityMismatch,
+                _ => CloseCode::IntegrityFailure,
+            };
+            let reason = Close::new(code, e.to_string());
             self.session.close(reason, now_ms);
         }
     }

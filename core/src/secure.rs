@@ -151,6 +151,14 @@ pub enum SecureError {
     Integrity,
     /// A Noise message shorter than its authentication tag.
     TooShort,
+    /// The peer proved another key than the one this side expects (an invite names the
+    /// listener's key): the handshake stops before this side proves its own.
+    UnexpectedKey {
+        /// The key this side expects.
+        expected: PublicKey,
+        /// The key the peer proved.
+        presented: PublicKey,
+    },
 }
 
 impl fmt::Display for SecureError {
@@ -162,6 +170,16 @@ impl fmt::Display for SecureError {
                 "encrypted data failed its integrity check (tampered, replayed, reordered or cut)"
             ),
             SecureError::TooShort => write!(f, "an encrypted message is shorter than its tag"),
+            SecureError::UnexpectedKey {
+                expected,
+                presented,
+            } => write!(
+                f,
+                "the peer is not the expected device: it proved the key with fingerprint {}, \
+                 the invite names {}",
+                presented.fingerprint(),
+                expected.fingerprint()
+            ),
         }
     }
 }
@@ -181,6 +199,8 @@ pub struct SecureChannel {
     out: SendBuffer,
     scratch: Box<[u8]>,
     remote: Option<PublicKey>,
+    /// Only this key is accepted from the peer ([`SecureChannel::expect_remote`]).
+    expected_remote: Option<PublicKey>,
     read_failed: Option<SecureError>,
 }
 
@@ -206,6 +226,7 @@ impl SecureChannel {
             out: SendBuffer::default(),
             scratch: vec![0; MAX_NOISE_MESSAGE].into_boxed_slice(),
             remote: None,
+            expected_remote: None,
             read_failed: None,
         };
         if role == Role::Initiator {
@@ -223,6 +244,14 @@ impl SecureChannel {
     /// The peer's static key, once the handshake has proved it.
     pub fn remote_static(&self) -> Option<PublicKey> {
         self.remote
+    }
+
+    /// Accepts only `key` from the peer: any other fails the handshake with
+    /// [`SecureError::UnexpectedKey`] as soon as the peer has proved it — for an initiator, in
+    /// the second handshake message, before the third one proves (and so reveals) this
+    /// side's own static key.
+    pub fn expect_remote(&mut self, key: PublicKey) {
+        self.expected_remote = Some(key);
     }
 
     /// Whether reading has failed (for good).
@@ -332,7 +361,16 @@ impl SecureChannel {
                 if let Some(remote) = handshake.get_remote_static() {
                     let mut key = [0u8; 32];
                     key.copy_from_slice(remote);
-                    self.remote = Some(PublicKey(key));
+                    let presented = PublicKey(key);
+                    self.remote = Some(presented);
+                    if let Some(expected) = self.expected_remote {
+                        if expected != presented {
+                            return Err(SecureError::UnexpectedKey {
+                                expected,
+                                presented,
+                            });
+                        }
+                    }
                 }
                 if !handshake.is_handshake_finished() && handshake.is_my_turn() {
                     self.write_handshake()?;
@@ -496,6 +534,40 @@ mod tests {
             }
             a.read(&out_b, &mut to_a).unwrap();
         }
+    }
+
+    #[test]
+    fn an_initiator_expecting_the_responders_key_completes_the_handshake() {
+        let (mut a, mut b) = pair();
+        a.expect_remote(StaticKeypair::from_secret([2; 32]).public());
+        pump(&mut a, &mut b);
+        assert!(a.is_established() && b.is_established());
+    }
+
+    #[test]
+    fn an_initiator_expecting_another_key_stops_before_proving_its_own() {
+        let (mut a, mut b) = pair();
+        let invited = StaticKeypair::from_secret([9; 32]).public();
+        a.expect_remote(invited);
+        // Message 1 (ephemeral only) to the responder, message 2 back.
+        let m1 = a.pending_output().to_vec();
+        a.advance_output(m1.len());
+        b.read(&m1, &mut Vec::new()).unwrap();
+        let m2 = b.pending_output().to_vec();
+        b.advance_output(m2.len());
+        let err = a.read(&m2, &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            err,
+            SecureError::UnexpectedKey {
+                expected: invited,
+                presented: StaticKeypair::from_secret([2; 32]).public(),
+            }
+        );
+        assert!(err.to_string().contains(&invited.fingerprint()));
+        // Message 3, which would carry the initiator's static key, is never written.
+        assert!(a.pending_output().is_empty());
+        assert!(!a.is_established());
+        assert_eq!(b.remote_static(), None);
     }
 
     #[test]
