@@ -43,10 +43,7 @@ fn caller(
     store: socketfalco::store::Database,
 ) -> RunningEndpoint {
     RunningEndpoint::start(
-        Role::Connect {
-            addrs: vec![addr],
-            label: addr.to_string(),
-        },
+        Role::connect(vec![addr], addr.to_string()),
         config(device, name),
         store,
     )

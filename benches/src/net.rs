@@ -128,10 +128,7 @@ where
         _ => unreachable!(),
     };
     let bob = RunningEndpoint::start(
-        Role::Connect {
-            addrs: vec![addr],
-            label: addr.to_string(),
-        },
+        Role::connect(vec![addr], addr.to_string()),
         endpoint_config(DEVICE_B, "bob", secure),
         store_b,
     );

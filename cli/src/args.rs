@@ -104,6 +104,9 @@ use clap::{value_parser, Arg, ArgAction, ArgGroup, ArgMatches};
 use clap_complete::Shell;
 
 use crate::ui::alert::Notify;
+use socketfalco_reach::invite::Invite;
+use socketfalco_reach::onion::{check_onion_v3, is_onion_host};
+use socketfalco_reach::proxy::ProxySpec;
 
 /// The port used when neither `-p` nor the `-c` address gives one.
 pub const DEFAULT_PORT: u16 = 30000;
@@ -128,6 +131,19 @@ pub struct Cli {
     pub bell: bool,
     /// `--notify[=name|text]`: desktop notifications (sessions only).
     pub notify: Notify,
+    /// `--proxy`, `--tor`, `--relay`: how to reach a peer beyond the local network.
+    pub reach: Reach,
+}
+
+/// How to reach a peer beyond the local network.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reach {
+    /// `--proxy URL` or `--tor`: a caller's connections go through this SOCKS5 proxy.
+    pub proxy: Option<ProxySpec>,
+    /// `--relay HOST:PORT`: a magic-wormhole transit relay. A listener waits for callers
+    /// there; a caller meets the listener there by its key (from an invite or pinned); an
+    /// invite names it.
+    pub relay: Option<(String, u16)>,
 }
 
 /// Which part of a chat's history `-eC` shows.
@@ -256,6 +272,26 @@ pub enum Command {
         chat: String,
         /// The fingerprint's 16 bytes, parsed and checked here.
         fingerprint: [u8; 16],
+    },
+    /// `-c INVITE`: connect the way an invite says, to the device whose key it names only.
+    ConnectInvite {
+        /// The decoded invite.
+        invite: Invite,
+        /// `-t`: a temporary session that is not stored.
+        temporary: bool,
+    },
+    /// `--relay HOST:PORT -c CHAT`: meet a known peer at a relay, by its pinned key.
+    ConnectChat {
+        /// The chat identifier exactly as given (a unique prefix of the peer's uuid).
+        chat: String,
+        /// `-t`: a temporary session that is not stored.
+        temporary: bool,
+    },
+    /// `--invite [ADDRESS]`: print an invite to this device (with its onion address when it
+    /// has one, `--relay` when given, and ADDRESS when given).
+    Invite {
+        /// The address callers reach this device at, if given.
+        address: Option<(String, u16)>,
     },
     /// `--completions SHELL`: print the shell's completion script.
     Completions(Shell),
@@ -500,6 +536,10 @@ const EDIT_NAME: &str = "edit_name";
 const EDIT_CHAT: &str = "edit_chat";
 const FINGERPRINT: &str = "fingerprint";
 const TRUST_NEW_KEY: &str = "trust_new_key";
+const INVITE: &str = "invite";
+const PROXY: &str = "proxy";
+const TOR: &str = "tor";
+const RELAY: &str = "relay";
 const ADDRESS: &str = "address";
 const TEMPORARY: &str = "temporary";
 const PORT: &str = "port";
@@ -521,7 +561,9 @@ const BIN: &str = "socketfalco";
 
 const USAGE: &str = "\
 socketfalco [OPTIONS] -l | -listen [-t] [--serve] [--max-peers N]
-       socketfalco [OPTIONS] -c | -connect [-t] <ADDRESS>
+       socketfalco [OPTIONS] -c | -connect [-t] [--tor | --proxy URL] <ADDRESS | INVITE>
+       socketfalco [OPTIONS] --relay HOST:PORT -c <INVITE | CHAT_UUID>
+       socketfalco [OPTIONS] --invite [ADDRESS] [--relay HOST:PORT]
        socketfalco [OPTIONS] -ls | -list
        socketfalco [OPTIONS] -eN | -editName <NAME>
        socketfalco [OPTIONS] -eC | -editChat <CHAT_UUID>
@@ -770,6 +812,7 @@ fn build_command() -> clap::Command {
                 .long("temporary")
                 .action(ArgAction::SetTrue)
                 .conflicts_with_all(NOT_SESSIONS)
+                .conflicts_with(INVITE)
                 .help("Temporary session (only with -l or -c), before or after the address"),
         )
         .arg(
@@ -879,11 +922,59 @@ fn build_command() -> clap::Command {
                 ),
         )
         .arg(
+            Arg::new(INVITE)
+                .long("invite")
+                .value_name("ADDRESS")
+                .num_args(0..=1)
+                .action(ArgAction::Set)
+                .help_heading(COMMANDS)
+                .help(
+                    "Print an invite to this device: one line to give the peer, who connects\n\
+                     with -c INVITE and refuses anyone but this device. It names this device's\n\
+                     key, its onion address (after -l --onion), --relay and ADDRESS if given.\n\
+                     e.g. socketfalco --invite --relay relay.example.org:4001",
+                ),
+        )
+        .arg(
             Arg::new(MAN)
                 .long("man")
                 .action(ArgAction::SetTrue)
                 .help_heading(COMMANDS)
                 .help("Print the manual page (roff), e.g. socketfalco --man | man -l -"),
+        )
+        .arg(
+            Arg::new(PROXY)
+                .help_heading(OPTIONS)
+                .long("proxy")
+                .value_name("URL")
+                .value_parser(|text: &str| text.parse::<ProxySpec>().map_err(|e| e.to_string()))
+                .help(
+                    "With -c: connect through this SOCKS5 proxy: socks5h://[USER:PASS@]HOST:PORT \
+                     (the proxy resolves the name; never looked up here) or socks5://… (resolved \
+                     here)",
+                ),
+        )
+        .arg(
+            Arg::new(TOR)
+                .help_heading(OPTIONS)
+                .long("tor")
+                .action(ArgAction::SetTrue)
+                .conflicts_with(PROXY)
+                .help(
+                    "With -c: connect through the tor running on this device; short for \
+                     --proxy socks5h://127.0.0.1:9050. Needed for .onion addresses",
+                ),
+        )
+        .arg(
+            Arg::new(RELAY)
+                .help_heading(OPTIONS)
+                .long("relay")
+                .value_name("HOST:PORT")
+                .help(
+                    "A magic-wormhole transit relay, for when neither side can be reached: with \
+                     -l wait for callers there too; with -c INVITE or -c CHAT_UUID meet the \
+                     listener there; with --invite name it in the invite",
+                ),
         )
         .arg(
             Arg::new(DATA_DIR)
@@ -937,6 +1028,7 @@ fn build_command() -> clap::Command {
                     EDIT_CHAT,
                     FINGERPRINT,
                     TRUST_NEW_KEY,
+                    INVITE,
                     COMPLETIONS,
                     MAN,
                 ])
@@ -961,6 +1053,15 @@ fn cli_from_matches(cmd: &mut clap::Command, m: &ArgMatches) -> Result<Cli, clap
         ));
     }
 
+    let proxy = if m.get_flag(TOR) {
+        Some(ProxySpec::tor())
+    } else {
+        m.get_one::<ProxySpec>(PROXY).cloned()
+    };
+    let relay = match m.get_one::<String>(RELAY) {
+        Some(text) => Some(parse_relay(cmd, text)?),
+        None => None,
+    };
     let command = if m.get_flag(LISTEN) {
         Command::Listen {
             temporary,
@@ -991,24 +1092,46 @@ fn cli_from_matches(cmd: &mut clap::Command, m: &ArgMatches) -> Result<Cli, clap
                 ));
             }
         };
-        let (host, port) = parse_address(address, port).map_err(|err| {
-            cmd.error(
-                ErrorKind::ValueValidation,
-                format!("invalid value '{address}' for '--connect <ADDRESS>': {err}"),
-            )
-        })?;
-        if port == 0 {
-            return Err(cmd.error(
-                ErrorKind::ValueValidation,
-                "cannot connect to port 0 (port 0 only means 'any free port' with --listen); \
-                 give ADDRESS:PORT or -p PORT",
-            ));
+        if Invite::looks_like_invite(address) {
+            let invite = Invite::decode(address).map_err(|err| {
+                cmd.error(
+                    ErrorKind::ValueValidation,
+                    format!("invalid invite for '--connect <INVITE>': {err}"),
+                )
+            })?;
+            if relay.is_some() {
+                return Err(cmd.error(
+                    ErrorKind::ArgumentConflict,
+                    "--relay goes with -c CHAT_UUID, not with an invite: an invite names its \
+                     relay itself",
+                ));
+            }
+            connect_invite(cmd, invite, proxy.is_some(), temporary)?
+        } else if relay.is_some() {
+            if proxy.is_some() {
+                return Err(cmd.error(
+                    ErrorKind::ArgumentConflict,
+                    "--relay is reached directly, not through --proxy or --tor",
+                ));
+            }
+            Command::ConnectChat {
+                chat: address.clone(),
+                temporary,
+            }
+        } else {
+            connect_address(cmd, address, port, proxy.is_some(), temporary)?
         }
-        Command::Connect {
-            host,
-            port,
-            temporary,
-        }
+    } else if m.contains_id(INVITE) {
+        let address = match m.get_one::<String>(INVITE) {
+            Some(text) => Some(parse_address(text, port).map_err(|err| {
+                cmd.error(
+                    ErrorKind::ValueValidation,
+                    format!("invalid value '{text}' for '--invite <ADDRESS>': {err}"),
+                )
+            })?),
+            None => None,
+        };
+        Command::Invite { address }
     } else if let Some(name) = m.get_one::<String>(EDIT_NAME) {
         Command::EditName { name: name.clone() }
     } else if let Some(chat) = m.get_one::<String>(EDIT_CHAT) {
@@ -1030,6 +1153,7 @@ fn cli_from_matches(cmd: &mut clap::Command, m: &ArgMatches) -> Result<Cli, clap
     } else {
         return Err(missing_command_error(cmd));
     };
+    check_reach_options(cmd, &command, m)?;
 
     // Options that belong to one command (clap's `requires` does not see a missing flag,
     // whose default is `false`).
@@ -1067,7 +1191,138 @@ fn cli_from_matches(cmd: &mut clap::Command, m: &ArgMatches) -> Result<Cli, clap
             Some("text") => Notify::Text,
             Some(_) => Notify::Name,
         },
+        reach: Reach { proxy, relay },
     })
+}
+
+/// `--relay HOST:PORT`: the port is required (a relay has no default port).
+fn parse_relay(cmd: &mut clap::Command, text: &str) -> Result<(String, u16), clap::Error> {
+    let invalid = |cmd: &mut clap::Command, why: String| {
+        cmd.error(
+            ErrorKind::ValueValidation,
+            format!("invalid value '{text}' for '--relay <HOST:PORT>': {why}"),
+        )
+    };
+    match parse_address(text, 0) {
+        Ok((_, 0)) => Err(invalid(
+            cmd,
+            "give the relay's port too (HOST:PORT; Debian's transit relay often listens on 4001)"
+                .into(),
+        )),
+        Ok((host, port)) => Ok((host, port)),
+        Err(err) => Err(invalid(cmd, err.to_string())),
+    }
+}
+
+/// `-c ADDRESS`: the host and port, with an onion name checked and refused without a proxy
+/// (it is never looked up in DNS).
+fn connect_address(
+    cmd: &mut clap::Command,
+    address: &str,
+    port: u16,
+    proxied: bool,
+    temporary: bool,
+) -> Result<Command, clap::Error> {
+    let (host, port) = parse_address(address, port).map_err(|err| {
+        cmd.error(
+            ErrorKind::ValueValidation,
+            format!("invalid value '{address}' for '--connect <ADDRESS>': {err}"),
+        )
+    })?;
+    if port == 0 {
+        return Err(cmd.error(
+            ErrorKind::ValueValidation,
+            "cannot connect to port 0 (port 0 only means 'any free port' with --listen); \
+             give ADDRESS:PORT or -p PORT",
+        ));
+    }
+    if is_onion_host(&host) {
+        if let Err(err) = check_onion_v3(&host) {
+            return Err(cmd.error(
+                ErrorKind::ValueValidation,
+                format!("invalid onion address '{host}': {err}"),
+            ));
+        }
+        if !proxied {
+            return Err(cmd.error(
+                ErrorKind::MissingRequiredArgument,
+                format!(
+                    "{host} is an onion address, reachable only through Tor: add --tor (a tor \
+                     running on this device) or --proxy socks5h://HOST:PORT; it is never looked \
+                     up in DNS"
+                ),
+            ));
+        }
+    }
+    Ok(Command::Connect {
+        host,
+        port,
+        temporary,
+    })
+}
+
+/// `-c INVITE`: an invite that offers a way this caller can take.
+fn connect_invite(
+    cmd: &mut clap::Command,
+    invite: Invite,
+    proxied: bool,
+    temporary: bool,
+) -> Result<Command, clap::Error> {
+    let usable = if proxied {
+        invite.onion.is_some() || invite.address.is_some()
+    } else {
+        invite.address.is_some() || invite.relay.is_some()
+    };
+    if !usable {
+        let why = match (&invite.onion, &invite.relay, proxied) {
+            (Some(onion), _, false) => format!(
+                "the invite offers only the onion address {onion}: add --tor (a tor running on \
+                 this device) or --proxy socks5h://HOST:PORT"
+            ),
+            (_, Some(relay), true) => format!(
+                "the invite offers only the relay {relay}, which is reached directly, not \
+                 through --tor or --proxy: drop the proxy to use it"
+            ),
+            _ => "the invite names no way to reach the device (no address, onion address or \
+                  relay): ask for one made with --invite ADDRESS or --relay HOST:PORT"
+                .to_owned(),
+        };
+        return Err(cmd.error(ErrorKind::ValueValidation, why));
+    }
+    Ok(Command::ConnectInvite { invite, temporary })
+}
+
+/// `--proxy`/`--tor` go with a caller; `--relay` with a listener, a caller meeting a chat
+/// there, and `--invite`.
+fn check_reach_options(
+    cmd: &mut clap::Command,
+    command: &Command,
+    m: &ArgMatches,
+) -> Result<(), clap::Error> {
+    let given = |id: &str| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+    let caller = matches!(
+        command,
+        Command::Connect { .. } | Command::ConnectInvite { .. }
+    );
+    for (id, flag) in [(PROXY, "--proxy"), (TOR, "--tor")] {
+        if given(id) && !caller {
+            return Err(cmd.error(
+                ErrorKind::ArgumentConflict,
+                format!("{flag} goes only with -c (a proxy carries outgoing connections)"),
+            ));
+        }
+    }
+    let relays = matches!(
+        command,
+        Command::Listen { .. } | Command::ConnectChat { .. } | Command::Invite { .. }
+    );
+    if given(RELAY) && !relays {
+        return Err(cmd.error(
+            ErrorKind::ArgumentConflict,
+            "--relay goes only with -l, -c CHAT_UUID and --invite",
+        ));
+    }
+    Ok(())
 }
 
 /// How a fingerprint looks, as `--fingerprint` prints it.
@@ -1160,6 +1415,7 @@ mod tests {
             json: false,
             bell: false,
             notify: Notify::Off,
+            reach: Reach::default(),
         }
     }
 
@@ -1460,6 +1716,7 @@ SocketFalco -listen ; SocketFalco -listen -t ; SocketFalco -connect 192.168.0.1 
                 json: true,
                 bell: false,
                 notify: Notify::Off,
+                reach: Reach::default(),
             }
         );
     }
@@ -1694,6 +1951,149 @@ SocketFalco -listen ; SocketFalco -listen -t ; SocketFalco -connect 192.168.0.1 
             assert!(text.contains("Examples:"), "{text}");
         }
         assert_eq!(err("").to_string(), help_text());
+    }
+
+    // ----- reaching a peer: --proxy, --tor, --relay, invites -----
+
+    const ONION: &str = "duckduckgogg42xjoc72x3sjasowoarfbgcmvfimaftt6twagswzczad.onion";
+
+    fn an_invite(relay: Option<&str>, address: Option<&str>) -> String {
+        Invite {
+            key: [7; 32],
+            onion: None,
+            relay: relay.map(str::to_owned),
+            address: address.map(str::to_owned),
+        }
+        .encode()
+        .unwrap()
+    }
+
+    #[test]
+    fn a_proxy_goes_with_a_caller_and_keeps_its_credentials() {
+        let cli = ok("--proxy socks5h://alice:pw@127.0.0.1:1080 -c example.org");
+        let proxy = cli.reach.proxy.expect("a proxy");
+        assert_eq!((proxy.host.as_str(), proxy.port), ("127.0.0.1", 1080));
+        assert!(proxy.remote_dns);
+        assert_eq!(proxy.credentials.unwrap().password, "pw");
+        assert_eq!(
+            ok("--tor -c example.org").reach.proxy,
+            Some(ProxySpec::tor())
+        );
+        assert_eq!(ok("-c example.org").reach.proxy, None);
+        for line in [
+            "-l --tor",
+            "-ls --proxy socks5://127.0.0.1:1080",
+            "--invite --tor",
+        ] {
+            let e = err(line).to_string();
+            assert!(e.contains("goes only with -c"), "{line}: {e}");
+        }
+        let e = err("--tor --proxy socks5h://h:1 -c x").to_string();
+        assert!(e.contains("cannot be used with"), "{e}");
+        let e = err("--proxy http://h:1 -c x").to_string();
+        assert!(e.contains("socks5h://"), "{e}");
+    }
+
+    #[test]
+    fn an_onion_address_needs_a_proxy_and_a_valid_name() {
+        assert_eq!(
+            ok(&format!("--tor -c {ONION}")).command,
+            Command::Connect {
+                host: ONION.into(),
+                port: DEFAULT_PORT,
+                temporary: false
+            }
+        );
+        let e = err(&format!("-c {ONION}:4000"));
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("--tor"), "{e}");
+        assert!(e.to_string().contains("never looked up in DNS"), "{e}");
+        let typo = ONION.replacen('d', "e", 1);
+        let e = err(&format!("--tor -c {typo}")).to_string();
+        assert!(e.contains("invalid onion address"), "{e}");
+        let e = err("--tor -c expyuzz4wqqyqhjn.onion").to_string();
+        assert!(e.contains("invalid onion address"), "{e}");
+    }
+
+    #[test]
+    fn a_relay_needs_a_port_and_goes_with_a_listener_a_chat_or_an_invite() {
+        assert_eq!(
+            ok("-l --relay relay.example.org:4001").reach.relay,
+            Some(("relay.example.org".into(), 4001))
+        );
+        assert_eq!(
+            ok("--relay 127.0.0.1:4001 -c 97b8b").command,
+            Command::ConnectChat {
+                chat: "97b8b".into(),
+                temporary: false
+            }
+        );
+        assert_eq!(
+            ok("--invite --relay [::1]:4001").reach.relay,
+            Some(("::1".into(), 4001))
+        );
+        let e = err("-l --relay relay.example.org").to_string();
+        assert!(e.contains("port"), "{e}");
+        let e = err("-ls --relay h:1").to_string();
+        assert!(e.contains("--relay goes only with"), "{e}");
+        let e = err("--relay h:1 --tor -c 97b8b").to_string();
+        assert!(e.contains("reached directly"), "{e}");
+    }
+
+    #[test]
+    fn connect_reads_an_invite_and_refuses_a_damaged_one() {
+        let invite = an_invite(Some("relay.example.org:4001"), None);
+        match ok(&format!("-c {invite} -t")).command {
+            Command::ConnectInvite {
+                invite: i,
+                temporary,
+            } => {
+                assert!(temporary);
+                assert_eq!(i.key, [7; 32]);
+                assert_eq!(i.relay.as_deref(), Some("relay.example.org:4001"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // One character changed: the checksum catches it before anything connects.
+        let mut damaged: Vec<char> = invite.chars().collect();
+        damaged[20] = if damaged[20] == 'a' { 'b' } else { 'a' };
+        let damaged: String = damaged.into_iter().collect();
+        let e = err(&format!("-c {damaged}")).to_string();
+        assert!(e.contains("invalid invite"), "{e}");
+        // An invite names its relay itself.
+        let e = err(&format!("--relay h:1 -c {invite}")).to_string();
+        assert!(e.contains("names its relay itself"), "{e}");
+        // Only a relay, and a proxy given: the relay is reached directly, so it is refused.
+        let e = err(&format!("--tor -c {invite}")).to_string();
+        assert!(e.contains("drop the proxy"), "{e}");
+        // No route at all.
+        let bare = an_invite(None, None);
+        let e = err(&format!("-c {bare}")).to_string();
+        assert!(e.contains("names no way to reach"), "{e}");
+        // An address that only looks a little like an invite is an address.
+        assert!(matches!(
+            ok("-c sf1.example.org").command,
+            Command::Connect { .. }
+        ));
+    }
+
+    #[test]
+    fn invite_takes_an_optional_address() {
+        assert_eq!(ok("--invite").command, Command::Invite { address: None });
+        assert_eq!(
+            ok("--invite 203.0.113.5").command,
+            Command::Invite {
+                address: Some(("203.0.113.5".into(), DEFAULT_PORT))
+            }
+        );
+        assert_eq!(
+            ok("--invite [2001:db8::1]:4000").command,
+            Command::Invite {
+                address: Some(("2001:db8::1".into(), 4000))
+            }
+        );
+        let e = err("--invite -t").to_string();
+        assert!(e.contains("cannot be used with"), "{e}");
     }
 
     #[test]

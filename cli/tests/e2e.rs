@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::stories;
+use common::via::Via;
 use common::{stderr, stdout, Device, Session, BIN, WAIT};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -61,86 +63,17 @@ fn edit_name_validates_and_reports_old_and_new() {
 
 #[test]
 fn a_chat_both_ways_then_listed_by_both() {
-    let alice = Device::new("alice");
-    let bob = Device::new("bob");
-    let (mut listener, port) = alice.listen();
-    let mut caller = bob.connect(port);
-    let connected = caller.wait_for("connected", |e| e["event"] == "connected");
-    assert_eq!(connected["name"], "alice");
-    listener.wait_for("connected", |e| e["event"] == "connected");
-    caller.say("hello alice");
-    listener.received("hello alice");
-    listener.say("hello bob, ça va ? ✓");
-    caller.received("hello bob, ça va ? ✓");
-    caller.wait_for("delivered", |e| {
-        e["event"] == "delivered" && e["up_to"] == 1
-    });
-    listener.wait_for("delivered", |e| {
-        e["event"] == "delivered" && e["up_to"] == 1
-    });
-    caller.finish();
-    listener.wait_for("peer left", |e| e["event"] == "peer_left");
-    listener.finish();
-
-    let chats = alice.list();
-    assert_eq!(chats.len(), 1);
-    assert_eq!(chats[0]["peer_name"], "bob");
-    assert_eq!(chats[0]["messages"], 2);
-    assert_eq!(chats[0]["waiting"], 0);
-    // A script session reads nothing for the user: bob's line is unread until a chat view
-    // is open on a terminal.
-    assert_eq!(chats[0]["unread"], 1);
-    assert_eq!(chats[0]["chat"], bob.id());
-    assert!(chats[0]["last_address"]
-        .as_str()
-        .unwrap()
-        .starts_with("127.0.0.1:"));
-    let table = stdout(&bob.run(&["-list"]));
-    assert!(
-        table.contains("alice") && table.contains(&alice.id()),
-        "{table}"
-    );
-    assert_eq!(
-        alice.history(&bob),
-        bob.history(&alice),
-        "the same chat in the same order on both sides"
-    );
+    stories::a_chat_both_ways_then_listed_by_both(&Via::Direct);
 }
 
 #[test]
 fn offline_messages_from_edit_chat_are_delivered_with_roles_swapped() {
-    let alice = Device::new("alice");
-    let bob = Device::new("bob");
-    // First meeting: alice listens.
-    let (listener, port) = alice.listen();
-    let mut caller = bob.connect(port);
-    caller.wait_for("connected", |e| e["event"] == "connected");
-    caller.finish();
-    listener.kill();
-    // Both write offline, by a unique prefix of the chat id.
-    let out = alice.run_with_input(&["-eC", &bob.id()[..8]], "alice wrote offline\nquit\n");
-    assert!(out.status.success(), "{}", stderr(&out));
-    let out = bob.run_with_input(&["-editChat", &alice.id()], "bob wrote offline\n\n");
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("bob: bob wrote offline  (waiting for delivery)"));
-    assert_eq!(alice.list()[0]["waiting"], 1);
-    // Second meeting: bob listens, alice calls.
-    let (mut listener, port) = bob.listen();
-    let mut caller = alice.connect(port);
-    let connected = caller.wait_for("connected", |e| e["event"] == "connected");
-    assert_eq!(connected["incoming"], 1);
-    assert_eq!(connected["outgoing"], 1);
-    caller.received("bob wrote offline");
-    listener.received("alice wrote offline");
-    caller.wait_for("delivered", |e| e["event"] == "delivered");
-    listener.wait_for("delivered", |e| e["event"] == "delivered");
-    caller.finish();
-    // A clean end writes the delivery marks (they are advisory and ride in a later commit:
-    // a kill may lose them until the next sync says again what the peer holds).
-    listener.finish();
-    assert_eq!(alice.list()[0]["waiting"], 0);
-    assert_eq!(bob.list()[0]["waiting"], 0);
-    assert_eq!(alice.history(&bob), bob.history(&alice));
+    stories::offline_messages_from_edit_chat_are_delivered_with_roles_swapped(&Via::Direct);
+}
+
+#[test]
+fn a_killed_peer_loses_nothing_and_nothing_is_doubled() {
+    stories::a_killed_peer_loses_nothing_and_nothing_is_doubled(&Via::Direct);
 }
 
 #[test]
@@ -165,42 +98,6 @@ fn a_temporary_session_leaves_no_trace_on_either_side() {
     listener.finish();
     assert!(alice.list().is_empty(), "alice stored a chat");
     assert!(bob.list().is_empty(), "bob stored a chat");
-}
-
-#[test]
-fn a_killed_peer_loses_nothing_and_nothing_is_doubled() {
-    let alice = Device::new("alice");
-    let bob = Device::new("bob");
-    let (mut listener, port) = alice.listen();
-    let mut caller = bob.connect(port);
-    caller.wait_for("connected", |e| e["event"] == "connected");
-    // Bob streams 300 lines; alice is killed somewhere in the middle.
-    for i in 0..300 {
-        caller.say(&format!("line {i:03}"));
-    }
-    listener.received("line 010");
-    listener.kill();
-    caller.wait_for("reconnecting", |e| e["event"] == "reconnecting");
-    // Alice comes back; bob's caller reconnects by itself and re-syncs.
-    let (mut listener, new_port) = alice.listen();
-    caller.hang_up();
-    let mut caller = bob.connect(new_port);
-    let connected = caller.wait_for("connected", |e| e["event"] == "connected");
-    listener.wait_for("connected", |e| e["event"] == "connected");
-    // Lines typed in a burst are stored in one transaction and may all have been delivered
-    // before the kill; otherwise the re-sync delivers the rest now. Either way the histories
-    // below must hold every line once.
-    if connected["outgoing"] != 0 {
-        caller.wait_for("all delivered", |e| {
-            e["event"] == "delivered" && e["up_to"] == 300
-        });
-    }
-    caller.finish();
-    listener.kill();
-    let texts = alice.history(&bob);
-    let expected: Vec<String> = (0..300).map(|i| format!("line {i:03}")).collect();
-    assert_eq!(texts, expected, "every line once, in order");
-    assert_eq!(bob.list()[0]["waiting"], 0);
 }
 
 #[test]

@@ -21,6 +21,7 @@
 
 use crate::clock::Clock;
 use crate::connection::{Connection, Progress};
+use crate::route::{RelayRoute, Route, Tunnel, TunnelStep};
 use crate::storage::{Completion, Origin, Storage, MAX_GROUP_ROWS};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -40,7 +41,12 @@ use std::time::Duration;
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const DIALING: Token = Token(2);
-const FIRST_CONNECTION: usize = 3;
+const RELAY: Token = Token(3);
+const FIRST_CONNECTION: usize = 4;
+
+/// A listener's place at a relay is renewed this often: a connection idle for long may
+/// have been dropped silently on the way (a NAT's table), and a renewed one costs nothing.
+const RELAY_RENEW_MS: u64 = 5 * 60_000;
 
 /// Whether this endpoint waits for a caller or calls.
 #[derive(Clone, Debug)]
@@ -50,13 +56,23 @@ pub enum Role {
         /// The address to bind.
         bind: SocketAddr,
     },
-    /// Connect to the first of these addresses that answers.
+    /// Connect by the first of these routes that gets through.
     Connect {
-        /// Resolved addresses, tried in order.
-        addrs: Vec<SocketAddr>,
-        /// The address as the user wrote it, for messages.
+        /// Routes, tried in order (after a drop, from the first again).
+        routes: Vec<Route>,
+        /// The peer as the user named it, for messages.
         label: String,
     },
+}
+
+impl Role {
+    /// Connects straight to the first of `addrs` that answers.
+    pub fn connect(addrs: Vec<SocketAddr>, label: impl Into<String>) -> Role {
+        Role::Connect {
+            routes: addrs.into_iter().map(Route::Direct).collect(),
+            label: label.into(),
+        }
+    }
 }
 
 /// Settings of an [`Endpoint`]; times in milliseconds.
@@ -82,6 +98,16 @@ pub struct EndpointConfig {
     pub max_peers: usize,
     /// A listener runs at most this many handshakes at once; one more drops the oldest.
     pub max_pending_handshakes: usize,
+    /// Give up a connection through a proxy or a relay after this long (a Tor circuit to an
+    /// onion service takes seconds to build).
+    pub tunnel_timeout_ms: u64,
+    /// A caller accepts only a listener that proves this key (the key of an invite): any
+    /// other is refused during the handshake, before the caller proves its own.
+    pub expected_peer_key: Option<PublicKey>,
+    /// A listener also waits for callers at this transit relay: one connection waits there
+    /// at all times, a new one as soon as a caller took it, re-joining with backoff when the
+    /// relay goes away.
+    pub relay: Option<RelayRoute>,
 }
 
 /// Default [`EndpointConfig::max_peers`]: far more contacts than anyone chats with at once,
@@ -111,6 +137,9 @@ impl EndpointConfig {
             store_poll_ms: 1_000,
             max_peers: DEFAULT_MAX_PEERS,
             max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
+            tunnel_timeout_ms: 60_000,
+            expected_peer_key: None,
+            relay: None,
         }
     }
 }
@@ -141,14 +170,25 @@ pub enum Command {
 pub enum Output {
     /// The listener is bound.
     Listening(SocketAddr),
-    /// A connection attempt starts.
-    Connecting(SocketAddr),
+    /// A connection attempt starts, by this route.
+    Connecting(String),
+    /// A listener's place at its relay is taken: callers can reach it there.
+    RelayWaiting(String),
+    /// A listener's relay cannot be reached (or dropped its place); it tries again.
+    RelayUnavailable {
+        /// The relay.
+        relay: String,
+        /// Why.
+        error: String,
+        /// The next attempt is in this many milliseconds.
+        retry_in_ms: u64,
+    },
     /// A peer is accepted and synchronized.
     Connected {
         /// Who.
         peer: PeerHello,
-        /// Where from.
-        addr: SocketAddr,
+        /// Where from: its address, or the route that reached it.
+        addr: String,
         /// How many of the peer's messages arrive in this re-sync.
         incoming: u64,
         /// How many of ours go out in this re-sync.
@@ -259,10 +299,22 @@ impl Control {
 
 struct Dialing {
     stream: TcpStream,
-    addr: SocketAddr,
     deadline_ms: u64,
-    /// Index of `addr` in the role's address list.
+    /// Index of the route in the role's list.
     index: usize,
+    /// The TCP connection is up.
+    connected: bool,
+    /// The route's negotiation (proxy, relay), run once connected.
+    tunnel: Option<Tunnel>,
+}
+
+/// A listener's connection waiting at its relay for a caller.
+struct RelayWait {
+    stream: TcpStream,
+    tunnel: Tunnel,
+    connected: bool,
+    /// When it was opened: renewed after [`RELAY_RENEW_MS`].
+    opened_ms: u64,
 }
 
 /// A connection on its way out: its session ended and everything it had to say is written;
@@ -283,6 +335,8 @@ struct Live {
     admitted: Option<DeviceId>,
     /// The peer, once the chat is established.
     chat: Option<PeerHello>,
+    /// How it was reached: the peer's address, or the route.
+    reached: String,
 }
 
 /// The event loop. See the [module docs](self).
@@ -316,6 +370,15 @@ pub struct Endpoint<S: Store + Send + 'static> {
     /// A caller's connection was closed in a way that ends the endpoint (or, busy, waits
     /// for a retry) once the connection is finished.
     refused_for_good: Option<Close>,
+    /// The listener's connection waiting at its relay.
+    relay_wait: Option<RelayWait>,
+    /// When the listener joins its relay again.
+    relay_retry_at_ms: Option<u64>,
+    relay_delay_ms: u64,
+    /// The relay was reported unavailable and not back since (one report per outage).
+    relay_down: bool,
+    /// The relay was reported as waiting since the last outage.
+    relay_announced: bool,
 }
 
 impl<S: Store + Send + 'static> Endpoint<S> {
@@ -349,6 +412,11 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             quit_deadline_ms: None,
             next_store_poll_ms: 0,
             refused_for_good: None,
+            relay_wait: None,
+            relay_retry_at_ms: None,
+            relay_delay_ms: 0,
+            relay_down: false,
+            relay_announced: false,
         };
         Ok((endpoint, Control { tx, waker }))
     }
@@ -391,6 +459,9 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                 let local = listener.local_addr().map_err(io_error)?;
                 out.push(Output::Listening(local));
                 self.listener = Some(listener);
+                if self.config.relay.is_some() {
+                    self.relay_join(out);
+                }
             }
             Role::Connect { .. } => self.dial(0, out)?,
         }
@@ -425,6 +496,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                     LISTENER => self.accept(out),
                     WAKER => self.take_commands(out),
                     DIALING => self.dial_progress(out)?,
+                    RELAY => self.relay_progress(out)?,
                     token if self.conns.contains_key(&token) => {
                         self.connection_ready(token, out)?;
                     }
@@ -462,7 +534,16 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                         continue;
                     }
                     self.make_room_for_a_handshake();
-                    self.open_connection(stream, addr, NoiseRole::Responder, out);
+                    if let Err(e) = self.open_connection(
+                        stream,
+                        addr,
+                        addr.to_string(),
+                        NoiseRole::Responder,
+                        &[],
+                        out,
+                    ) {
+                        log::warn!("a new connection failed at once: {e}");
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -584,16 +665,25 @@ impl<S: Store + Send + 'static> Endpoint<S> {
     // ----- dialling -----
 
     fn dial(&mut self, index: usize, out: &mut OutputQueue) -> Result<(), EndpointError> {
-        let Role::Connect { addrs, label } = &self.role else {
+        let Role::Connect { routes, label } = &self.role else {
             return Ok(());
         };
-        let Some(&addr) = addrs.get(index) else {
+        let Some(route) = routes.get(index).cloned() else {
             return Err(EndpointError::Io(format!(
                 "no address to connect to for {label}"
             )));
         };
-        out.push(Output::Connecting(addr));
-        match TcpStream::connect(addr) {
+        out.push(Output::Connecting(route.to_string()));
+        let tunnel = match route.tunnel() {
+            Ok(tunnel) => tunnel,
+            Err(e) => return self.dial_failed(index, e, out),
+        };
+        let timeout = if tunnel.is_some() {
+            self.config.tunnel_timeout_ms
+        } else {
+            self.config.connect_timeout_ms
+        };
+        match TcpStream::connect(route.first_hop()) {
             Ok(mut stream) => {
                 self.poll
                     .registry()
@@ -605,13 +695,14 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                     .map_err(io_error)?;
                 self.dialing = Some(Dialing {
                     stream,
-                    addr,
-                    deadline_ms: self.clock.now_ms() + self.config.connect_timeout_ms,
+                    deadline_ms: self.clock.now_ms() + timeout,
                     index,
+                    connected: false,
+                    tunnel,
                 });
                 Ok(())
             }
-            Err(e) => self.dial_failed(index, addr, e.to_string(), out),
+            Err(e) => self.dial_failed(index, first_hop_error(&route, &e), out),
         }
     }
 
@@ -619,49 +710,201 @@ impl<S: Store + Send + 'static> Endpoint<S> {
         let Some(dialing) = self.dialing.as_mut() else {
             return Ok(());
         };
-        let failure = match dialing.stream.take_error() {
-            Ok(Some(e)) | Err(e) => Some(e.to_string()),
-            Ok(None) => match dialing.stream.peer_addr() {
-                Ok(_) => None,
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
-                Err(e) => Some(e.to_string()),
+        let route = match &self.role {
+            Role::Connect { routes, .. } => routes.get(dialing.index).cloned(),
+            Role::Listen { .. } => None,
+        };
+        let Some(route) = route else {
+            return Ok(());
+        };
+        let step = if dialing.connected {
+            None
+        } else {
+            match connect_outcome(&dialing.stream) {
+                ConnectOutcome::Pending => return Ok(()),
+                ConnectOutcome::Failed(e) => Some(Err(first_hop_error(&route, &e))),
+                ConnectOutcome::Connected => {
+                    dialing.connected = true;
+                    None
+                }
+            }
+        };
+        let step = match step {
+            Some(step) => step,
+            None => match dialing.tunnel.as_mut() {
+                None => Ok(Vec::new()),
+                Some(tunnel) => match tunnel.drive(&mut dialing.stream) {
+                    TunnelStep::Pending => return Ok(()),
+                    TunnelStep::Through(leftover) => Ok(leftover),
+                    TunnelStep::Failed(e) => Err(e),
+                },
             },
         };
         let Some(mut dialing) = self.dialing.take() else {
             return Ok(());
         };
         let _ = self.poll.registry().deregister(&mut dialing.stream);
-        match failure {
-            Some(e) => self.dial_failed(dialing.index, dialing.addr, e, out),
-            None => {
-                self.open_connection(dialing.stream, dialing.addr, NoiseRole::Initiator, out);
-                Ok(())
-            }
+        match step {
+            Err(e) => self.dial_failed(dialing.index, e, out),
+            Ok(leftover) => self.open_connection(
+                dialing.stream,
+                route.first_hop(),
+                route.to_string(),
+                NoiseRole::Initiator,
+                &leftover,
+                out,
+            ),
         }
     }
 
     fn dial_failed(
         &mut self,
         index: usize,
-        addr: SocketAddr,
         error: String,
         out: &mut OutputQueue,
     ) -> Result<(), EndpointError> {
-        let Role::Connect { addrs, label } = &self.role else {
+        let Role::Connect { routes, label } = &self.role else {
             return Ok(());
         };
-        if index + 1 < addrs.len() {
+        let route = routes
+            .get(index)
+            .map_or_else(|| label.clone(), Route::to_string);
+        if index + 1 < routes.len() {
+            log::info!("could not connect to {route}: {error}; trying the next route");
             return self.dial(index + 1, out);
         }
         if !self.ever_established {
             return Err(EndpointError::Io(format!(
-                "could not connect to {label} ({addr}): {error}"
+                "could not connect to {label} ({route}): {error}"
             )));
         }
         if self.quit_deadline_ms.is_none() {
             self.schedule_reconnect(out);
         }
         Ok(())
+    }
+
+    // ----- the listener's place at a relay -----
+
+    /// Opens a connection to the relay that waits there for a caller.
+    fn relay_join(&mut self, out: &mut OutputQueue) {
+        let Some(relay) = self.config.relay.clone() else {
+            return;
+        };
+        self.relay_retry_at_ms = None;
+        match TcpStream::connect(relay.relay) {
+            Ok(mut stream) => {
+                let registered = self.poll.registry().register(
+                    &mut stream,
+                    RELAY,
+                    Interest::READABLE | Interest::WRITABLE,
+                );
+                if let Err(e) = registered {
+                    self.relay_failed(e.to_string(), out);
+                    return;
+                }
+                self.relay_wait = Some(RelayWait {
+                    stream,
+                    tunnel: Tunnel::Transit(socketfalco_reach::transit::TransitClient::new(
+                        relay.token,
+                        relay.side,
+                    )),
+                    connected: false,
+                    opened_ms: self.clock.now_ms(),
+                });
+            }
+            Err(e) => self.relay_failed(e.to_string(), out),
+        }
+    }
+
+    fn relay_progress(&mut self, out: &mut OutputQueue) -> Result<(), EndpointError> {
+        let Some(wait) = self.relay_wait.as_mut() else {
+            return Ok(());
+        };
+        if !wait.connected {
+            match connect_outcome(&wait.stream) {
+                ConnectOutcome::Pending => return Ok(()),
+                ConnectOutcome::Failed(e) => {
+                    self.drop_relay_wait();
+                    self.relay_failed(e.to_string(), out);
+                    return Ok(());
+                }
+                ConnectOutcome::Connected => wait.connected = true,
+            }
+        }
+        match wait.tunnel.drive(&mut wait.stream) {
+            TunnelStep::Pending => {
+                if wait.tunnel.request_written() && !self.relay_announced {
+                    self.relay_announced = true;
+                    self.relay_down = false;
+                    if let Some(relay) = &self.config.relay {
+                        out.push(Output::RelayWaiting(relay.label.clone()));
+                    }
+                }
+                Ok(())
+            }
+            TunnelStep::Failed(e) => {
+                self.drop_relay_wait();
+                self.relay_failed(e, out);
+                Ok(())
+            }
+            TunnelStep::Through(leftover) => {
+                let Some(mut wait) = self.relay_wait.take() else {
+                    return Ok(());
+                };
+                let _ = self.poll.registry().deregister(&mut wait.stream);
+                self.relay_delay_ms = 0;
+                let Some(relay) = self.config.relay.clone() else {
+                    return Ok(());
+                };
+                // A new place at the relay first, for the next caller.
+                if self.quit_deadline_ms.is_none() {
+                    self.relay_join(out);
+                }
+                if self.quit_deadline_ms.is_some() {
+                    return Ok(());
+                }
+                self.make_room_for_a_handshake();
+                self.open_connection(
+                    wait.stream,
+                    relay.relay,
+                    format!("the relay {}", relay.label),
+                    NoiseRole::Responder,
+                    &leftover,
+                    out,
+                )
+            }
+        }
+    }
+
+    fn drop_relay_wait(&mut self) {
+        if let Some(mut wait) = self.relay_wait.take() {
+            let _ = self.poll.registry().deregister(&mut wait.stream);
+        }
+    }
+
+    /// The relay could not be reached or dropped the place: join again after a backoff
+    /// (one second, doubling to the reconnection maximum); reported once per outage.
+    fn relay_failed(&mut self, error: String, out: &mut OutputQueue) {
+        let delay = if self.relay_delay_ms == 0 {
+            1_000
+        } else {
+            (self.relay_delay_ms * 2).min(self.config.reconnect_max_ms.max(1_000))
+        };
+        self.relay_delay_ms = delay;
+        self.relay_retry_at_ms = Some(self.clock.now_ms() + delay);
+        self.relay_announced = false;
+        if !std::mem::replace(&mut self.relay_down, true) {
+            if let Some(relay) = &self.config.relay {
+                out.push(Output::RelayUnavailable {
+                    relay: relay.label.clone(),
+                    error,
+                    retry_in_ms: delay,
+                });
+            }
+        } else {
+            log::debug!("the relay is still unavailable: {error}");
+        }
     }
 
     fn schedule_reconnect(&mut self, out: &mut OutputQueue) {
@@ -686,22 +929,32 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             )));
             return None;
         }
-        Some(Link::new_secure(config, now, role, keypair, seed))
+        let mut link = Link::new_secure(config, now, role, keypair, seed);
+        if let (NoiseRole::Initiator, Some(key)) = (role, self.config.expected_peer_key) {
+            link.expect_peer_key(key);
+        }
+        Some(link)
     }
 
     /// A new connection: a listener's waits for [`Endpoint::admit`] once the peer proved
-    /// its key.
+    /// its key. `reached` says how (the peer's address, or the route); `early` is what the
+    /// peer sent already, read while a proxy or relay negotiation finished.
     fn open_connection(
         &mut self,
         stream: TcpStream,
         addr: SocketAddr,
+        reached: String,
         role: NoiseRole,
+        early: &[u8],
         out: &mut OutputQueue,
-    ) {
+    ) -> Result<(), EndpointError> {
         let now = self.clock.now_ms();
         let Some(mut link) = self.new_link(role, now, out) else {
-            return;
+            return Ok(());
         };
+        if !early.is_empty() {
+            link.handle_input(early, now);
+        }
         if matches!(self.role, Role::Listen { .. }) {
             link.require_admission();
         }
@@ -715,12 +968,22 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                         opened_ms: now,
                         admitted: None,
                         chat: None,
+                        reached,
                     },
                 );
+                if early.is_empty() {
+                    Ok(())
+                } else {
+                    // What came early is in the link: pump it (and read what followed).
+                    self.connection_ready(token, out)
+                }
             }
-            Err(e) => out.push(Output::Warning(format!(
-                "could not set up the connection: {e}"
-            ))),
+            Err(e) => {
+                out.push(Output::Warning(format!(
+                    "could not set up the connection: {e}"
+                )));
+                Ok(())
+            }
         }
     }
 
@@ -818,6 +1081,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                 break;
             };
             let addr = live.conn.peer_addr();
+            let reached = live.reached.clone();
             let peer_device = live.conn.link().peer().map(|p| p.device);
             match notice {
                 Notice::PeerProved { peer } => self.admit(token, &peer, out),
@@ -857,7 +1121,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                     self.replace_older(token, peer.device);
                     out.push(Output::Connected {
                         peer,
-                        addr,
+                        addr: reached,
                         incoming,
                         outgoing,
                         held,
@@ -933,7 +1197,14 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                             // key) connected to it; reconnecting would push that one out in
                             // turn, forever. Stop and say why.
                             let replaced = by == Side::Peer && reason.code == CloseCode::Replaced;
-                            if (!self.ever_established && !left_on_purpose) || replaced {
+                            // The listener did not prove the key of the invite: whoever
+                            // answered is not the invited device, now or later.
+                            let not_invited =
+                                by == Side::Local && reason.code == CloseCode::IdentityMismatch;
+                            if (!self.ever_established && !left_on_purpose)
+                                || replaced
+                                || not_invited
+                            {
                                 self.refused_for_good = Some(reason.clone());
                             }
                             out.push(Output::Disconnected {
@@ -1157,6 +1428,10 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                 .filter_map(|live| live.conn.link().poll_timeout())
                 .min(),
             self.dialing.as_ref().map(|d| d.deadline_ms),
+            self.relay_retry_at_ms,
+            self.relay_wait
+                .as_ref()
+                .map(|w| w.opened_ms + RELAY_RENEW_MS),
             self.reconnect_at_ms,
             self.quit_deadline_ms,
             self.lingering.iter().map(|l| l.deadline_ms).min(),
@@ -1195,9 +1470,28 @@ impl<S: Store + Send + 'static> Endpoint<S> {
         if self.dialing.as_ref().is_some_and(|d| d.deadline_ms <= now) {
             if let Some(mut dialing) = self.dialing.take() {
                 let _ = self.poll.registry().deregister(&mut dialing.stream);
-                let timeout = format!("no answer within {} ms", self.config.connect_timeout_ms);
-                self.dial_failed(dialing.index, dialing.addr, timeout, out)?;
+                let (limit, what) = if dialing.tunnel.is_some() {
+                    (self.config.tunnel_timeout_ms, "not through")
+                } else {
+                    (self.config.connect_timeout_ms, "no answer")
+                };
+                let timeout = format!("{what} within {} s", limit.div_ceil(1_000));
+                self.dial_failed(dialing.index, timeout, out)?;
             }
+        }
+        if self.quit_deadline_ms.is_some() {
+            self.drop_relay_wait();
+            self.relay_retry_at_ms = None;
+        } else if self.relay_retry_at_ms.is_some_and(|t| t <= now) {
+            self.relay_join(out);
+        } else if self
+            .relay_wait
+            .as_ref()
+            .is_some_and(|w| now >= w.opened_ms + RELAY_RENEW_MS)
+        {
+            // Renewed: a silently dropped place would never see a caller.
+            self.drop_relay_wait();
+            self.relay_join(out);
         }
         if self.reconnect_at_ms.is_some_and(|t| t <= now) {
             self.reconnect_at_ms = None;
@@ -1307,6 +1601,34 @@ impl<S: Store + Send + 'static> Endpoint<S> {
 
 fn io_error(e: io::Error) -> EndpointError {
     EndpointError::Io(e.to_string())
+}
+
+/// Where a non-blocking connect stands.
+enum ConnectOutcome {
+    Pending,
+    Connected,
+    Failed(io::Error),
+}
+
+fn connect_outcome(stream: &TcpStream) -> ConnectOutcome {
+    match stream.take_error() {
+        Ok(Some(e)) | Err(e) => ConnectOutcome::Failed(e),
+        Ok(None) => match stream.peer_addr() {
+            Ok(_) => ConnectOutcome::Connected,
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => ConnectOutcome::Pending,
+            Err(e) => ConnectOutcome::Failed(e),
+        },
+    }
+}
+
+/// A failed TCP connection to a route's first hop, naming the proxy or relay when there is
+/// one (the target was never reached).
+fn first_hop_error(route: &Route, e: &io::Error) -> String {
+    match route {
+        Route::Direct(_) => e.to_string(),
+        Route::Proxy(proxy) => format!("the proxy {} is not reachable: {e}", proxy.proxy_label),
+        Route::Relay(relay) => format!("the relay {} is not reachable: {e}", relay.label),
+    }
 }
 
 /// Outputs gathered while the endpoint is borrowed, handed to the callback between steps.

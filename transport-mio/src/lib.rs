@@ -8,6 +8,9 @@
 //!   link once per readiness event (one batch for the store, one ack once it is durable),
 //!   hand its storage requests over, write until the socket would block, and derive the mio
 //!   interest from what the session wants.
+//! - [`route`]: how a caller reaches the listener — straight, through a SOCKS5 proxy, or
+//!   through a transit relay — and the negotiation an indirect route runs before the Noise
+//!   handshake.
 //! - [`storage`]: the storage thread: the links' storage requests, many per durable commit
 //!   (group commit), off the event loop, completions back through the loop's waker.
 //! - [`endpoint`]: the event loop: listen or connect, refuse a second caller as busy,
@@ -20,6 +23,8 @@
 pub mod clock;
 pub mod connection;
 pub mod endpoint;
+pub mod route;
 pub mod storage;
 
 pub use endpoint::{Command, Control, Endpoint, EndpointConfig, Output, Role};
+pub use route::{ProxyRoute, RelayRoute, Route};

@@ -124,10 +124,7 @@ fn listen_with(
 }
 
 fn dial(device: socketfalco_core::DeviceId, name: &str, addr: SocketAddr) -> Running {
-    let role = Role::Connect {
-        addrs: vec![addr],
-        label: addr.to_string(),
-    };
+    let role = Role::connect(vec![addr], addr.to_string());
     start(role, config(device, name))
 }
 

@@ -36,14 +36,21 @@
 
 use super::view::{opening_rows, AsOpened, ChatPages, Scroll};
 use super::{ensure_identity, leave, AppError, Context, Me};
+use crate::args::{parse_address, DEFAULT_PORT};
 use crate::store::Database;
 use crate::ui::alert::{wants_alert, Alerts};
 use crate::ui::editor::{EditorEvent, LineEditor};
 use crate::ui::scrollback::Marker;
 use crate::ui::{Presenter, Style};
 use socketfalco_core::{ChatResume, CloseCode, DeviceId, PublicKey, SessionConfig};
+use socketfalco_reach::invite::Invite;
+use socketfalco_reach::proxy::ProxySpec;
+use socketfalco_reach::socks5::Target;
+use socketfalco_reach::transit::{relay_side, relay_token, RelaySide};
 use socketfalco_transport::endpoint::EndpointError;
-use socketfalco_transport::{Command, Control, Endpoint, EndpointConfig, Output, Role};
+use socketfalco_transport::{
+    Command, Control, Endpoint, EndpointConfig, Output, ProxyRoute, RelayRoute, Role, Route,
+};
 use std::collections::HashSet;
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
@@ -74,7 +81,8 @@ pub struct ListenOptions {
     pub max_peers: usize,
 }
 
-/// Listens on `bind` (all IPv4 interfaces by default) and `port`.
+/// Listens on `bind` (all IPv4 interfaces by default) and `port` — and, with `--relay`,
+/// at the relay too.
 pub fn listen(
     ctx: &Context,
     temporary: bool,
@@ -83,6 +91,14 @@ pub fn listen(
     options: ListenOptions,
 ) -> Result<(), AppError> {
     let ip = bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let relay = match &ctx.reach.relay {
+        Some((host, port)) => Some(resolve_one(host, *port, "the relay")?),
+        None => None,
+    };
+    let reaching = Reaching {
+        expected_key: None,
+        listen_relay: relay,
+    };
     run(
         ctx,
         Role::Listen {
@@ -90,16 +106,137 @@ pub fn listen(
         },
         temporary,
         Some(options),
+        reaching,
     )
 }
 
-/// Connects to `host:port`.
+/// Connects to `host:port`: straight, or through `--proxy`/`--tor`.
 pub fn connect(ctx: &Context, host: &str, port: u16, temporary: bool) -> Result<(), AppError> {
-    let label = if host.contains(':') {
+    let label = host_label(host, port);
+    let routes = match &ctx.reach.proxy {
+        Some(proxy) => proxied_routes(proxy, host, port)?,
+        None => direct_routes(host, port)?,
+    };
+    let role = Role::Connect { routes, label };
+    run(ctx, role, temporary, None, Reaching::default())
+}
+
+/// Connects the way an invite says (its address, its onion address through the proxy, its
+/// relay), accepting only the device whose key it names.
+pub fn connect_invite(ctx: &Context, invite: &Invite, temporary: bool) -> Result<(), AppError> {
+    let mut routes = Vec::new();
+    let mut errors = Vec::new();
+    let proxy = ctx.reach.proxy.as_ref();
+    // With a proxy, nothing goes around it: the address and the onion name through it, and
+    // the relay (reached directly) not at all.
+    if let Some(address) = &invite.address {
+        let found = parse_address(address, DEFAULT_PORT)
+            .map_err(|e| AppError::new(format!("the invite's address {address}: {e}")))
+            .and_then(|(host, port)| match proxy {
+                Some(proxy) => proxied_routes(proxy, &host, port),
+                None => direct_routes(&host, port),
+            });
+        match found {
+            Ok(found) => routes.extend(found),
+            Err(e) => errors.push(e.message),
+        }
+    }
+    if let (Some(onion), Some(proxy)) = (&invite.onion, proxy) {
+        match parse_address(onion, DEFAULT_PORT) {
+            Ok((host, port)) => routes.extend(proxied_routes(proxy, &host, port)?),
+            Err(e) => errors.push(format!("the invite's onion address {onion}: {e}")),
+        }
+    }
+    if let (Some(relay), None) = (&invite.relay, proxy) {
+        let found = parse_address(relay, 0)
+            .map_err(|e| AppError::new(format!("the invite's relay {relay}: {e}")))
+            .and_then(|(host, port)| resolve_one(&host, port, "the relay"));
+        match found {
+            Ok((addr, label)) => routes.push(Route::Relay(relay_route(
+                addr,
+                label,
+                &invite.key,
+                RelaySide::Caller,
+            ))),
+            Err(e) => errors.push(e.message),
+        }
+    }
+    if routes.is_empty() {
+        return Err(AppError::new(format!(
+            "no way in the invite could be used: {}",
+            errors.join("; ")
+        )));
+    }
+    let label = format!(
+        "the invited device ({})",
+        PublicKey(invite.key).fingerprint()
+    );
+    let role = Role::Connect { routes, label };
+    let reaching = Reaching {
+        expected_key: Some(PublicKey(invite.key)),
+        listen_relay: None,
+    };
+    run(ctx, role, temporary, None, reaching)
+}
+
+/// `--relay HOST:PORT -c CHAT`: meets a known peer at the relay, by the key pinned for it.
+pub fn connect_chat(ctx: &Context, chat: &str, temporary: bool) -> Result<(), AppError> {
+    let Some((host, port)) = ctx.reach.relay.clone() else {
+        return Err(AppError::new("-c CHAT_UUID needs --relay HOST:PORT"));
+    };
+    let (peer, key) = {
+        let mut db = ctx.open_database()?;
+        ensure_identity(ctx, &mut db)?;
+        let peer = db.find_chat(chat)?;
+        match db.key_state(peer)? {
+            Some((Some(key), _)) => (peer, key),
+            _ => {
+                return Err(AppError::new(format!(
+                    "no key is pinned for {peer} yet, so the relay cannot be met by it: connect \
+                     the first time with an invite (the peer's socketfalco --invite --relay \
+                     {host}:{port})"
+                )))
+            }
+        }
+    };
+    let (addr, label) = resolve_one(&host, port, "the relay")?;
+    let routes = vec![Route::Relay(relay_route(
+        addr,
+        label,
+        &key,
+        RelaySide::Caller,
+    ))];
+    let role = Role::Connect {
+        routes,
+        label: peer.to_string(),
+    };
+    let reaching = Reaching {
+        expected_key: Some(PublicKey(key)),
+        listen_relay: None,
+    };
+    run(ctx, role, temporary, None, reaching)
+}
+
+/// What a session needs beyond its role to reach the peer.
+#[derive(Default)]
+struct Reaching {
+    /// Accept only a listener that proves this key.
+    expected_key: Option<PublicKey>,
+    /// A listener's relay, resolved, and as the user wrote it.
+    listen_relay: Option<(SocketAddr, String)>,
+}
+
+fn host_label(host: &str, port: u16) -> String {
+    if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
         format!("{host}:{port}")
-    };
+    }
+}
+
+/// Every address of `host:port`, straight.
+fn direct_routes(host: &str, port: u16) -> Result<Vec<Route>, AppError> {
+    let label = host_label(host, port);
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
         .map_err(|e| AppError::new(format!("cannot resolve {label}: {e}")))?
@@ -107,7 +244,59 @@ pub fn connect(ctx: &Context, host: &str, port: u16, temporary: bool) -> Result<
     if addrs.is_empty() {
         return Err(AppError::new(format!("{label} has no address")));
     }
-    run(ctx, Role::Connect { addrs, label }, temporary, None)
+    Ok(addrs.into_iter().map(Route::Direct).collect())
+}
+
+/// `host:port` through the proxy: by name with `socks5h` (and always for onion names),
+/// otherwise each address resolved here.
+fn proxied_routes(proxy: &ProxySpec, host: &str, port: u16) -> Result<Vec<Route>, AppError> {
+    let (proxy_addr, _) = resolve_one(&proxy.host, proxy.port, "the proxy")?;
+    let route = |target: Target| {
+        Route::Proxy(ProxyRoute {
+            proxy: proxy_addr,
+            proxy_label: proxy.to_string(),
+            target,
+            credentials: proxy.credentials.clone(),
+        })
+    };
+    if let Some(target) = proxy.target_for(host, port) {
+        return Ok(vec![route(target)]);
+    }
+    let label = host_label(host, port);
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| AppError::new(format!("cannot resolve {label}: {e}")))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(AppError::new(format!("{label} has no address")));
+    }
+    Ok(addrs.into_iter().map(|a| route(Target::Ip(a))).collect())
+}
+
+/// The first address of a proxy or relay, and its name as written.
+fn resolve_one(host: &str, port: u16, what: &str) -> Result<(SocketAddr, String), AppError> {
+    let label = host_label(host, port);
+    let addr = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| AppError::new(format!("cannot resolve {what} {label}: {e}")))?
+        .next()
+        .ok_or_else(|| AppError::new(format!("{what} {label} has no address")))?;
+    Ok((addr, label))
+}
+
+/// The rendezvous at a relay for the listener whose key is `listener_key`.
+fn relay_route(
+    addr: SocketAddr,
+    label: String,
+    listener_key: &[u8; 32],
+    side: RelaySide,
+) -> RelayRoute {
+    RelayRoute {
+        relay: addr,
+        label,
+        token: relay_token(listener_key),
+        side: relay_side(listener_key, side),
+    }
 }
 
 fn run(
@@ -115,6 +304,7 @@ fn run(
     role: Role,
     temporary: bool,
     listen: Option<ListenOptions>,
+    reaching: Reaching,
 ) -> Result<(), AppError> {
     let mut db = ctx.open_database()?;
     let me = ensure_identity(ctx, &mut db)?;
@@ -124,6 +314,11 @@ fn run(
     let serve = listen.is_some_and(|o| o.serve);
     if let Some(options) = listen {
         config.max_peers = options.max_peers;
+    }
+    config.expected_peer_key = reaching.expected_key;
+    if let Some((addr, label)) = reaching.listen_relay {
+        let own = me.keypair.public().0;
+        config.relay = Some(relay_route(addr, label, &own, RelaySide::Listener));
     }
     // The peers whose key is pinned already: a connection from any other is a first contact.
     let mut pinned: HashSet<DeviceId> = db
@@ -154,7 +349,7 @@ fn run(
             let result = endpoint.run(|storage, output| {
                 if let Output::Connected { peer, addr, .. } = &output {
                     if !peer.temporary {
-                        let (device, address) = (peer.device, addr.to_string());
+                        let (device, address) = (peer.device, addr.clone());
                         storage.task(move |db: &mut Database| {
                             if let Err(e) = db.set_last_address(device, &address) {
                                 log::warn!("could not record the peer's address: {e}");

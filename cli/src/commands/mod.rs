@@ -7,6 +7,7 @@
 mod chat;
 mod edit_chat;
 mod edit_name;
+mod invite;
 mod leave;
 mod list;
 mod trust;
@@ -61,6 +62,8 @@ pub struct Context {
     pub bell: bool,
     /// `--notify[=text]` (sessions).
     pub notify: crate::ui::alert::Notify,
+    /// `--proxy`, `--tor`, `--relay`.
+    pub reach: crate::args::Reach,
 }
 
 impl Context {
@@ -132,6 +135,7 @@ pub fn run(cli: Cli) -> Result<(), AppError> {
         explicit_data_dir: cli.data_dir.is_some(),
         bell: cli.bell,
         notify: cli.notify,
+        reach: cli.reach,
     };
     log::debug!("data directory: {}", ctx.data_dir.display());
     match cli.command {
@@ -153,6 +157,11 @@ pub fn run(cli: Cli) -> Result<(), AppError> {
             port,
             temporary,
         } => chat::connect(&ctx, &host, port, temporary),
+        Command::ConnectInvite { invite, temporary } => {
+            chat::connect_invite(&ctx, &invite, temporary)
+        }
+        Command::ConnectChat { chat, temporary } => chat::connect_chat(&ctx, &chat, temporary),
+        Command::Invite { address } => invite::run(&ctx, address),
         Command::List => list::run(&ctx),
         Command::EditName { name } => edit_name::run(&ctx, &name),
         Command::EditChat { chat, view } => edit_chat::run(&ctx, &chat, view),

@@ -466,6 +466,20 @@ impl Presenter {
                     "told {addr} that you chat with as many peers as allowed (--max-peers)"
                 ));
             }
+            // The quiet status: one line when the place at the relay is taken, one when it
+            // is lost; the retries in between are not shown.
+            Output::RelayWaiting(relay) => {
+                lines.push(format!("waiting for callers at the relay {relay} too"));
+            }
+            Output::RelayUnavailable {
+                relay,
+                error,
+                retry_in_ms,
+            } => lines.push(format!(
+                "the relay {relay} is unavailable ({error}); joining it again by itself (first \
+                 in {:.1} s)",
+                *retry_in_ms as f64 / 1000.0
+            )),
             Output::Rejected { reason, .. } => lines.push(format!("not sent: {reason}")),
             Output::Pending(_) => lines.push(
                 "no peer yet: the line waits and is sent to the first peer that connects"
@@ -606,7 +620,18 @@ impl Presenter {
     fn json(&self, output: &Output) -> serde_json::Value {
         match output {
             Output::Listening(addr) => json!({"event": "listening", "addr": addr.to_string()}),
-            Output::Connecting(addr) => json!({"event": "connecting", "addr": addr.to_string()}),
+            Output::Connecting(addr) => json!({"event": "connecting", "addr": addr}),
+            Output::RelayWaiting(relay) => json!({"event": "relay_waiting", "relay": relay}),
+            Output::RelayUnavailable {
+                relay,
+                error,
+                retry_in_ms,
+            } => json!({
+                "event": "relay_unavailable",
+                "relay": relay,
+                "error": error,
+                "retry_in_ms": retry_in_ms,
+            }),
             Output::Connected {
                 peer,
                 addr,
@@ -617,7 +642,7 @@ impl Presenter {
                 "event": "connected",
                 "peer": peer.device.to_string(),
                 "name": peer.name,
-                "addr": addr.to_string(),
+                "addr": addr,
                 "temporary": peer.temporary,
                 "peer_temporary": peer.peer_temporary,
                 "incoming": incoming,
@@ -929,7 +954,7 @@ mod tests {
         };
         let _ = p.output(&Output::Connected {
             peer,
-            addr: "127.0.0.1:1".parse().unwrap(),
+            addr: "127.0.0.1:1".into(),
             incoming: 2,
             outgoing: 0,
             held: Default::default(),
@@ -961,7 +986,7 @@ mod tests {
     fn connected(p: &mut Presenter, byte: u8, name: &str) {
         let _ = p.output(&Output::Connected {
             peer: hello(byte, name),
-            addr: "127.0.0.1:1".parse().unwrap(),
+            addr: "127.0.0.1:1".into(),
             incoming: 0,
             outgoing: 0,
             held: Default::default(),
@@ -1049,8 +1074,8 @@ mod tests {
     fn reconnecting_is_a_status_not_a_line_per_attempt() {
         for style in [Style::Terminal, Style::Plain] {
             let mut p = Presenter::new(style, "bob");
-            let addr: std::net::SocketAddr = "127.0.0.1:4000".parse().unwrap();
-            let mut lines = p.output(&Output::Connecting(addr));
+            let addr = "127.0.0.1:4000".to_string();
+            let mut lines = p.output(&Output::Connecting(addr.clone()));
             connected(&mut p, 1, "alice");
             lines.extend(p.output(&Output::Disconnected {
                 peer: Some(DeviceId([1; 16])),
@@ -1063,7 +1088,7 @@ mod tests {
                 500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000,
             ] {
                 lines.extend(p.output(&Output::Reconnecting { in_ms: delay }));
-                lines.extend(p.output(&Output::Connecting(addr)));
+                lines.extend(p.output(&Output::Connecting(addr.clone())));
             }
             assert_eq!(lines.len() - before, 1, "{style:?}: {lines:?}");
             if style == Style::Terminal {

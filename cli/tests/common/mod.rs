@@ -12,6 +12,10 @@
 // crate leaves unused is used by another.
 #![allow(dead_code)]
 
+pub mod servers;
+pub mod stories;
+pub mod via;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
