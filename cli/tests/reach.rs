@@ -191,6 +191,10 @@ fn an_invite_naming_another_key_is_refused_and_no_message_passes() {
     let right = invite(&alice, &[&format!("127.0.0.1:{port}")]);
     let mut caller = Session::spawn(bob.command(&["-c", &right, "--json"]));
     caller.connected();
+    // The key was proved against the invite: the first contact says so.
+    caller.wait_for("first contact", |e| {
+        e["event"] == "first_contact" && e["invited"] == true
+    });
     caller.received("for whoever calls");
     caller.finish();
     listener.finish();

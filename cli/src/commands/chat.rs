@@ -66,6 +66,8 @@ enum Update {
         peer: DeviceId,
         name: String,
         fingerprint: String,
+        /// The key is the one the invite named: proved, nothing to compare.
+        invited: bool,
     },
     Finished(Result<(), String>),
     Line(String),
@@ -316,6 +318,7 @@ fn run(
         config.max_peers = options.max_peers;
     }
     config.expected_peer_key = reaching.expected_key;
+    let invited = reaching.expected_key;
     if let Some((addr, label)) = reaching.listen_relay {
         let own = me.keypair.public().0;
         config.relay = Some(relay_route(addr, label, &own, RelaySide::Listener));
@@ -369,6 +372,7 @@ fn run(
                                     peer: device,
                                     name,
                                     fingerprint: PublicKey(key).fingerprint(),
+                                    invited: invited == Some(PublicKey(key)),
                                 });
                             }
                             Ok(_) => {}
@@ -699,8 +703,9 @@ fn terminal_loop(
                     peer,
                     name,
                     fingerprint,
+                    invited,
                 }) => {
-                    for line in presenter.first_contact(peer, &name, &fingerprint) {
+                    for line in presenter.first_contact(peer, &name, &fingerprint, invited) {
                         editor.print_above(&line);
                     }
                 }
@@ -815,9 +820,10 @@ fn script_loop(
                 peer,
                 name,
                 fingerprint,
+                invited,
             } => {
                 let written = presenter
-                    .first_contact(peer, &name, &fingerprint)
+                    .first_contact(peer, &name, &fingerprint, invited)
                     .iter()
                     .try_for_each(|line| writeln!(stdout, "{line}"))
                     .and_then(|()| stdout.flush());

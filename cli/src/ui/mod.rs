@@ -133,17 +133,30 @@ impl Presenter {
 
     /// The lines for the first connection with `peer`, whose key was just pinned: its
     /// fingerprint, and how to check it (as SSH does for a new host). Nothing waits for it.
-    pub fn first_contact(&self, peer: DeviceId, name: &str, fingerprint: &str) -> Vec<String> {
+    pub fn first_contact(
+        &self,
+        peer: DeviceId,
+        name: &str,
+        fingerprint: &str,
+        invited: bool,
+    ) -> Vec<String> {
         if self.style == Style::Json {
             return vec![json!({
                 "event": "first_contact",
                 "peer": peer.to_string(),
                 "name": name,
                 "fingerprint": fingerprint,
+                "invited": invited,
             })
             .to_string()];
         }
         let name = sanitize(name);
+        if invited {
+            return vec![format!(
+                "first contact with {name}: key fingerprint {fingerprint} pinned — the key the \
+                 invite named, proved in the handshake"
+            )];
+        }
         vec![format!(
             "first contact with {name}: key fingerprint {fingerprint} pinned; compare it with \
              \"socketfalco --fingerprint\" on {name}'s device"
@@ -1042,7 +1055,7 @@ mod tests {
     #[test]
     fn a_first_contact_shows_the_pinned_fingerprint_and_how_to_check_it() {
         let p = Presenter::new(Style::Plain, "Alice");
-        let lines = p.first_contact(DeviceId([1; 16]), "Bob", "1a2b 3c4d");
+        let lines = p.first_contact(DeviceId([1; 16]), "Bob", "1a2b 3c4d", false);
         assert_eq!(
             lines,
             [
@@ -1052,9 +1065,16 @@ mod tests {
         );
         let p = Presenter::new(Style::Json, "Alice");
         let v: serde_json::Value =
-            serde_json::from_str(&p.first_contact(DeviceId([1; 16]), "Bob", "1a2b")[0]).unwrap();
+            serde_json::from_str(&p.first_contact(DeviceId([1; 16]), "Bob", "1a2b", true)[0])
+                .unwrap();
         assert_eq!(v["event"], "first_contact");
         assert_eq!(v["fingerprint"], "1a2b");
+        assert_eq!(v["invited"], true);
+        // Over an invite the key was proved: nothing to compare.
+        let p = Presenter::new(Style::Plain, "Alice");
+        let lines = p.first_contact(DeviceId([1; 16]), "Bob", "1a2b", true);
+        assert!(lines[0].contains("the key the invite named"), "{lines:?}");
+        assert!(!lines[0].contains("compare"), "{lines:?}");
     }
 
     #[test]
