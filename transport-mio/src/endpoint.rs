@@ -774,8 +774,14 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             return self.dial(index + 1, out);
         }
         if !self.ever_established {
+            // The route names the target itself when it goes through a proxy.
+            let what = if route.starts_with(label.as_str()) {
+                route
+            } else {
+                format!("{label} ({route})")
+            };
             return Err(EndpointError::Io(format!(
-                "could not connect to {label} ({route}): {error}"
+                "could not connect to {what}: {error}"
             )));
         }
         if self.quit_deadline_ms.is_none() {
