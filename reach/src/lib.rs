@@ -21,6 +21,7 @@
 
 pub mod invite;
 pub mod onion;
+mod outbox;
 pub mod proxy;
 pub mod socks5;
 pub mod transit;

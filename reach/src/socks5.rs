@@ -9,6 +9,7 @@
 //! error, and only bytes after the final reply are handed on as the tunnelled stream's first
 //! bytes ([`Socks5Client::take_leftover`]).
 
+use crate::outbox::Outbox;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
@@ -231,9 +232,8 @@ pub struct Socks5Client {
     target: Target,
     credentials: Option<Credentials>,
     step: Step,
-    /// Bytes queued for the proxy; `output[written..]` are still to be written.
-    output: Vec<u8>,
-    written: usize,
+    /// Bytes queued for the proxy.
+    output: Outbox,
     /// The part of the current answer read so far.
     input: Vec<u8>,
     /// Bytes read after the final reply.
@@ -288,8 +288,7 @@ impl Socks5Client {
             target,
             credentials,
             step: Step::MethodChoice,
-            output: greeting,
-            written: 0,
+            output: Outbox::new(greeting),
             input: Vec::new(),
             leftover: Vec::new(),
             error: None,
@@ -298,17 +297,13 @@ impl Socks5Client {
 
     /// The bytes to write to the proxy now.
     pub fn pending_output(&self) -> &[u8] {
-        self.output.get(self.written..).unwrap_or_default()
+        self.output.pending()
     }
 
     /// `n` bytes of [`Socks5Client::pending_output`] were written (more than pending is
     /// taken as all of them).
     pub fn advance_output(&mut self, n: usize) {
-        self.written = self.written.saturating_add(n).min(self.output.len());
-        if self.written == self.output.len() {
-            self.output.clear();
-            self.written = 0;
-        }
+        self.output.advance(n);
     }
 
     /// Feeds bytes read from the proxy (any split, byte by byte included). Once it has
@@ -333,7 +328,6 @@ impl Socks5Client {
             // Nothing more is to be sent or read once the negotiation failed.
             self.error = Some(error.clone());
             self.output.clear();
-            self.written = 0;
             self.input.clear();
         }
         result
@@ -473,7 +467,7 @@ impl Socks5Client {
     }
 
     fn queue(&mut self, bytes: &[u8]) {
-        self.output.extend_from_slice(bytes);
+        self.output.push(bytes);
     }
 }
 

@@ -12,6 +12,7 @@
 //! side never pair: every caller sends the caller side and the listener the listener side,
 //! so two callers cannot be paired with each other.
 
+use crate::outbox::Outbox;
 use std::fmt;
 
 use hkdf::Hkdf;
@@ -103,9 +104,8 @@ impl std::error::Error for TransitError {}
 /// One relay handshake: the request line out, the relay's answer line in.
 #[derive(Debug)]
 pub struct TransitClient {
-    /// The request; `output[written..]` is still to be written.
-    output: Vec<u8>,
-    written: usize,
+    /// The request, as far as it is not written yet.
+    output: Outbox,
     /// The relay's answer line so far, without its newline.
     line: Vec<u8>,
     /// Whether `ok\n` was read.
@@ -121,8 +121,7 @@ impl TransitClient {
     pub fn new(token: [u8; 32], side: [u8; 8]) -> TransitClient {
         let request = format!("please relay {} for side {}\n", hex(&token), hex(&side));
         TransitClient {
-            output: request.into_bytes(),
-            written: 0,
+            output: Outbox::new(request.into_bytes()),
             line: Vec::new(),
             done: false,
             leftover: Vec::new(),
@@ -132,13 +131,13 @@ impl TransitClient {
 
     /// The bytes to write to the relay now.
     pub fn pending_output(&self) -> &[u8] {
-        self.output.get(self.written..).unwrap_or_default()
+        self.output.pending()
     }
 
     /// `n` bytes of [`TransitClient::pending_output`] were written (more than pending is
     /// taken as all of them).
     pub fn advance_output(&mut self, n: usize) {
-        self.written = self.written.saturating_add(n).min(self.output.len());
+        self.output.advance(n);
     }
 
     /// Feeds bytes read from the relay (any split). Once it has failed, every later call

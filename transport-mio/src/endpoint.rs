@@ -649,16 +649,21 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             .map(|(t, _)| *t)
             .collect();
         for old in older {
-            if let Some(live) = self.conns.get_mut(&old) {
-                live.admitted = None;
-                let close = Close::new(
-                    CloseCode::Replaced,
-                    "the same device connected again; the newer connection goes on",
-                );
-                live.conn.link_mut().close(close, now);
-                live.conn
-                    .after_command(self.poll.registry(), &self.storage, now);
-            }
+            self.close_replaced(old, now);
+        }
+    }
+
+    /// Closes the connection on `token`: a newer one of the same device goes on.
+    fn close_replaced(&mut self, token: Token, now: u64) {
+        if let Some(live) = self.conns.get_mut(&token) {
+            live.admitted = None;
+            let close = Close::new(
+                CloseCode::Replaced,
+                "the same device connected again; the newer connection goes on",
+            );
+            live.conn.link_mut().close(close, now);
+            live.conn
+                .after_command(self.poll.registry(), &self.storage, now);
         }
     }
 
@@ -1104,21 +1109,13 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                         .conns
                         .range((Bound::Excluded(token), Bound::Unbounded))
                         .any(|(_, other)| other.admitted == Some(peer.device));
+                    if newer {
+                        self.close_replaced(token, self.clock.now_ms());
+                        continue;
+                    }
                     let Some(live) = self.conns.get_mut(&token) else {
                         break;
                     };
-                    if newer {
-                        let now = self.clock.now_ms();
-                        live.admitted = None;
-                        let close = Close::new(
-                            CloseCode::Replaced,
-                            "the same device connected again; the newer connection goes on",
-                        );
-                        live.conn.link_mut().close(close, now);
-                        live.conn
-                            .after_command(self.poll.registry(), &self.storage, now);
-                        continue;
-                    }
                     live.chat = Some(peer.clone());
                     live.admitted = Some(peer.device);
                     self.ever_established = true;

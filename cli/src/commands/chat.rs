@@ -238,15 +238,23 @@ fn host_label(host: &str, port: u16) -> String {
 
 /// Every address of `host:port`, straight.
 fn direct_routes(host: &str, port: u16) -> Result<Vec<Route>, AppError> {
+    Ok(resolve(host, port, "")?
+        .into_iter()
+        .map(Route::Direct)
+        .collect())
+}
+
+/// Every address of `host:port` (`what` names it in errors: "the proxy ", …); never empty.
+fn resolve(host: &str, port: u16, what: &str) -> Result<Vec<SocketAddr>, AppError> {
     let label = host_label(host, port);
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
-        .map_err(|e| AppError::new(format!("cannot resolve {label}: {e}")))?
+        .map_err(|e| AppError::new(format!("cannot resolve {what}{label}: {e}")))?
         .collect();
     if addrs.is_empty() {
-        return Err(AppError::new(format!("{label} has no address")));
+        return Err(AppError::new(format!("{what}{label} has no address")));
     }
-    Ok(addrs.into_iter().map(Route::Direct).collect())
+    Ok(addrs)
 }
 
 /// `host:port` through the proxy: by name with `socks5h` (and always for onion names),
@@ -264,26 +272,16 @@ fn proxied_routes(proxy: &ProxySpec, host: &str, port: u16) -> Result<Vec<Route>
     if let Some(target) = proxy.target_for(host, port) {
         return Ok(vec![route(target)]);
     }
-    let label = host_label(host, port);
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| AppError::new(format!("cannot resolve {label}: {e}")))?
-        .collect();
-    if addrs.is_empty() {
-        return Err(AppError::new(format!("{label} has no address")));
-    }
-    Ok(addrs.into_iter().map(|a| route(Target::Ip(a))).collect())
+    Ok(resolve(host, port, "")?
+        .into_iter()
+        .map(|a| route(Target::Ip(a)))
+        .collect())
 }
 
 /// The first address of a proxy or relay, and its name as written.
 fn resolve_one(host: &str, port: u16, what: &str) -> Result<(SocketAddr, String), AppError> {
-    let label = host_label(host, port);
-    let addr = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| AppError::new(format!("cannot resolve {what} {label}: {e}")))?
-        .next()
-        .ok_or_else(|| AppError::new(format!("{what} {label} has no address")))?;
-    Ok((addr, label))
+    let addr = resolve(host, port, &format!("{what} "))?[0];
+    Ok((addr, host_label(host, port)))
 }
 
 /// The rendezvous at a relay for the listener whose key is `listener_key`.
