@@ -141,12 +141,14 @@ pub fn run(cli: Cli) -> Result<(), AppError> {
             bind,
             serve,
             max_peers,
+            onion,
         } => chat::listen(
             &ctx,
             temporary,
             port,
             bind,
             chat::ListenOptions { serve, max_peers },
+            onion.as_ref(),
         ),
         Command::Connect {
             host,
