@@ -75,6 +75,16 @@
 //! pin whatever key it proved) is refused with a usage error that says what to
 //! compare and how.
 //!
+//! # `--onion`
+//!
+//! `-l --onion` publishes the listener as a Tor onion service through a
+//! running tor's control port (`--tor-control HOST[:PORT]`, default
+//! `127.0.0.1:9051`; a password with `--tor-password`, or the environment
+//! variable the command reads). The listener then binds 127.0.0.1 only, where
+//! tor forwards to it: `--bind` with any other address is a usage error that
+//! says why. `--onion` goes only with `-l`, `--tor-control` and
+//! `--tor-password` only with `--onion`.
+//!
 //! # Other rules
 //!
 //! Exactly one of listen, list, connect, edit-name, edit-chat, fingerprint and
@@ -238,6 +248,9 @@ pub enum Command {
         serve: bool,
         /// `--max-peers N`: chat with at most this many devices at once.
         max_peers: usize,
+        /// `--onion`: publish the listener as a Tor onion service (`bind` is then
+        /// 127.0.0.1 or `None`, and the listener binds 127.0.0.1).
+        onion: Option<OnionOptions>,
     },
     /// `-c`, `-connect`, `--connect ADDRESS`: connect to a listening peer.
     Connect {
@@ -292,11 +305,34 @@ pub enum Command {
     Invite {
         /// The address callers reach this device at, if given.
         address: Option<(String, u16)>,
+        /// `-p`: the port of the onion address (as the listener's), and of ADDRESS without one.
+        port: u16,
     },
     /// `--completions SHELL`: print the shell's completion script.
     Completions(Shell),
     /// `--man`: print the manual page (roff).
     Man,
+}
+
+/// `--onion`: how to reach tor's control port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnionOptions {
+    /// `--tor-control`'s host (default 127.0.0.1), without brackets.
+    pub control_host: String,
+    /// `--tor-control`'s port (default 9051).
+    pub control_port: u16,
+    /// `--tor-password PASS`, if given.
+    pub password: Option<Password>,
+}
+
+/// A password from the command line; its `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(pub String);
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(…)")
+    }
 }
 
 /// Parses the process arguments (including `argv[0]`); on error or
@@ -546,6 +582,9 @@ const PORT: &str = "port";
 const BIND: &str = "bind";
 const SERVE: &str = "serve";
 const MAX_PEERS: &str = "max_peers";
+const ONION: &str = "onion";
+const TOR_CONTROL: &str = "tor_control";
+const TOR_PASSWORD: &str = "tor_password";
 const LAST: &str = "last";
 const SINCE: &str = "since";
 const DATA_DIR: &str = "data_dir";
@@ -560,7 +599,7 @@ const VERBOSE: &str = "verbose";
 const BIN: &str = "socketfalco";
 
 const USAGE: &str = "\
-socketfalco [OPTIONS] -l | -listen [-t] [--serve] [--max-peers N]
+socketfalco [OPTIONS] -l | -listen [-t] [--serve] [--max-peers N] [--onion] [--relay HOST:PORT]
        socketfalco [OPTIONS] -c | -connect [-t] [--tor | --proxy URL] <ADDRESS | INVITE>
        socketfalco [OPTIONS] --relay HOST:PORT -c <INVITE | CHAT_UUID>
        socketfalco [OPTIONS] --invite [ADDRESS] [--relay HOST:PORT]
@@ -579,6 +618,7 @@ Examples:
   socketfalco -listen ; socketfalco -listen -t ; socketfalco -connect 192.168.0.1 ; socketfalco -connect -t 192.168.0.1 ; socketfalco -list ; socketfalco -editName Alice ; socketfalco -editChat 97b8b...
   socketfalco -l -p 0 --bind 127.0.0.1 ; socketfalco -c [::1]:30001 ; socketfalco --json -ls
   socketfalco --fingerprint ; socketfalco --trust-new-key 97b8b... '1a2b 3c4d 5e6f 7a8b 9c0d 1e2f 3a4b 5c6d'
+  socketfalco -l --onion ; socketfalco -l --serve --onion --tor-control 127.0.0.1:9151
 
 Every connection is encrypted and proves each device's key. The first connection with a peer
 pins its key; a peer that later presents the same id with another key is refused, with a
@@ -586,6 +626,11 @@ warning that shows the fingerprint it presented. If that peer really reinstalled
 run --fingerprint on their device and read it to you over another channel (in person, by
 phone); only if it equals the presented one, accept exactly that key with
 --trust-new-key CHAT 'FINGERPRINT'.
+
+-l --onion publishes the listener as a Tor onion service through a running tor (torrc:
+ControlPort 9051 and CookieAuthentication 1, or HashedControlPassword with --tor-password or
+SOCKETFALCO_TOR_PASSWORD, which keeps it out of the process list). It prints the .onion
+address to give the peer, the same at every start: its key is kept in the data directory.
 
 A listener serves several peers at once. In a session, lines go to the current chat (the
 peer who connected last), shown in the prompt as you→peer when several are live:
@@ -865,6 +910,38 @@ fn build_command() -> clap::Command {
                 )),
         )
         .arg(
+            Arg::new(ONION)
+                .help_heading(OPTIONS)
+                .long("onion")
+                .action(ArgAction::SetTrue)
+                .help(
+                    "With -l: publish the listener as a Tor onion service through a running \
+                     tor's control port, and listen on 127.0.0.1 only. Prints the .onion \
+                     address for the peer (socketfalco --tor -c ADDRESS), the same at every \
+                     start; its port is -p's (30000 with -p 0)",
+                ),
+        )
+        .arg(
+            Arg::new(TOR_CONTROL)
+                .help_heading(OPTIONS)
+                .long("tor-control")
+                .value_name("ADDR")
+                .help(
+                    "With --onion: tor's control port, HOST[:PORT] [default: 127.0.0.1:9051]",
+                ),
+        )
+        .arg(
+            Arg::new(TOR_PASSWORD)
+                .help_heading(OPTIONS)
+                .long("tor-password")
+                .value_name("PASS")
+                .help(
+                    "With --onion: the control port's password (tor's HashedControlPassword). \
+                     The environment variable SOCKETFALCO_TOR_PASSWORD does the same and keeps \
+                     the password out of the process list",
+                ),
+        )
+        .arg(
             Arg::new(LAST)
                 .help_heading(OPTIONS)
                 .long("last")
@@ -1063,10 +1140,17 @@ fn cli_from_matches(cmd: &mut clap::Command, m: &ArgMatches) -> Result<Cli, clap
         None => None,
     };
     let command = if m.get_flag(LISTEN) {
+        let bind = m.get_one::<IpAddr>(BIND).copied();
+        let onion = if m.get_flag(ONION) {
+            Some(onion_options(cmd, m, bind)?)
+        } else {
+            None
+        };
         Command::Listen {
             temporary,
             port,
-            bind: m.get_one::<IpAddr>(BIND).copied(),
+            bind,
+            onion,
             serve: m.get_flag(SERVE),
             max_peers: m
                 .get_one::<u16>(MAX_PEERS)
@@ -1131,7 +1215,7 @@ fn cli_from_matches(cmd: &mut clap::Command, m: &ArgMatches) -> Result<Cli, clap
             })?),
             None => None,
         };
-        Command::Invite { address }
+        Command::Invite { address, port }
     } else if let Some(name) = m.get_one::<String>(EDIT_NAME) {
         Command::EditName { name: name.clone() }
     } else if let Some(chat) = m.get_one::<String>(EDIT_CHAT) {
@@ -1161,6 +1245,7 @@ fn cli_from_matches(cmd: &mut clap::Command, m: &ArgMatches) -> Result<Cli, clap
     for (option, flag, owner) in [
         (SERVE, "--serve", "-l"),
         (MAX_PEERS, "--max-peers", "-l"),
+        (ONION, "--onion", "-l"),
         (LAST, "--last", "-eC"),
         (SINCE, "--since", "-eC"),
         (BELL, "--bell", "-l or -c"),
@@ -1177,6 +1262,19 @@ fn cli_from_matches(cmd: &mut clap::Command, m: &ArgMatches) -> Result<Cli, clap
                 ErrorKind::ArgumentConflict,
                 format!("{flag} goes only with {owner}"),
             ));
+        }
+    }
+    if !m.get_flag(ONION) {
+        for (option, flag) in [
+            (TOR_CONTROL, "--tor-control"),
+            (TOR_PASSWORD, "--tor-password"),
+        ] {
+            if given(option) {
+                return Err(cmd.error(
+                    ErrorKind::ArgumentConflict,
+                    format!("{flag} goes only with -l --onion"),
+                ));
+            }
         }
     }
 
@@ -1325,6 +1423,41 @@ fn check_reach_options(
     Ok(())
 }
 
+/// `--onion`'s options: the control port's address and the password. A `--bind` other than
+/// 127.0.0.1 is refused: the onion service forwards to 127.0.0.1, and listening elsewhere too
+/// would take connections that do not come through Tor.
+fn onion_options(
+    cmd: &mut clap::Command,
+    m: &ArgMatches,
+    bind: Option<IpAddr>,
+) -> Result<OnionOptions, clap::Error> {
+    if let Some(ip) = bind.filter(|ip| *ip != IpAddr::V4(Ipv4Addr::LOCALHOST)) {
+        return Err(cmd.error(
+            ErrorKind::ArgumentConflict,
+            format!(
+                "--onion listens on 127.0.0.1 only, where tor forwards the onion service's \
+                 connections; --bind {ip} would also take connections that do not come through \
+                 Tor. Drop --bind (or give --bind 127.0.0.1)"
+            ),
+        ));
+    }
+    let control = m
+        .get_one::<String>(TOR_CONTROL)
+        .map_or(crate::tor::DEFAULT_CONTROL_ADDR, String::as_str);
+    let (control_host, control_port) = parse_address(control, crate::tor::DEFAULT_CONTROL_PORT)
+        .map_err(|err| {
+            cmd.error(
+                ErrorKind::ValueValidation,
+                format!("invalid value '{control}' for '--tor-control <ADDR>': {err}"),
+            )
+        })?;
+    Ok(OnionOptions {
+        control_host,
+        control_port,
+        password: m.get_one::<String>(TOR_PASSWORD).cloned().map(Password),
+    })
+}
+
 /// How a fingerprint looks, as `--fingerprint` prints it.
 const FINGERPRINT_FORMAT: &str = "xxxx xxxx xxxx xxxx xxxx xxxx xxxx xxxx";
 
@@ -1426,6 +1559,7 @@ mod tests {
             bind: None,
             serve: false,
             max_peers: socketfalco_transport::endpoint::DEFAULT_MAX_PEERS,
+            onion: None,
         })
     }
 
@@ -1728,6 +1862,7 @@ SocketFalco -listen ; SocketFalco -listen -t ; SocketFalco -connect 192.168.0.1 
             bind,
             serve: false,
             max_peers: socketfalco_transport::endpoint::DEFAULT_MAX_PEERS,
+            onion: None,
         }
     }
 
@@ -2079,17 +2214,25 @@ SocketFalco -listen ; SocketFalco -listen -t ; SocketFalco -connect 192.168.0.1 
 
     #[test]
     fn invite_takes_an_optional_address() {
-        assert_eq!(ok("--invite").command, Command::Invite { address: None });
         assert_eq!(
-            ok("--invite 203.0.113.5").command,
+            ok("--invite").command,
             Command::Invite {
-                address: Some(("203.0.113.5".into(), DEFAULT_PORT))
+                address: None,
+                port: DEFAULT_PORT
+            }
+        );
+        assert_eq!(
+            ok("--invite 203.0.113.5 -p 4000").command,
+            Command::Invite {
+                address: Some(("203.0.113.5".into(), 4000)),
+                port: 4000
             }
         );
         assert_eq!(
             ok("--invite [2001:db8::1]:4000").command,
             Command::Invite {
-                address: Some(("2001:db8::1".into(), 4000))
+                address: Some(("2001:db8::1".into(), 4000)),
+                port: DEFAULT_PORT
             }
         );
         let e = err("--invite -t").to_string();
@@ -2320,6 +2463,10 @@ SocketFalco -listen ; SocketFalco -listen -t ; SocketFalco -connect 192.168.0.1 
             "--json",
             "--fingerprint",
             "--trust-new-key",
+            "--onion",
+            "--tor-control",
+            "--tor-password",
+            "SOCKETFALCO_TOR_PASSWORD",
         ] {
             assert!(has_word(&help, word), "help lacks {word}:\n{help}");
         }
@@ -2387,6 +2534,80 @@ SocketFalco -listen ; SocketFalco -listen -t ; SocketFalco -connect 192.168.0.1 
         assert!(parse_from(["socketfalco", "-c", "h", "--max-peers", "3"]).is_err());
         assert!(parse_from(["socketfalco", "-l", "--serve", "--max-peers", "3"]).is_ok());
         assert!(parse_from(["socketfalco", "-eC", "ab", "--last", "0"]).is_err());
+    }
+
+    #[test]
+    fn onion_goes_with_listen_and_its_options_with_onion() {
+        let onion = |line: &str| match ok(line).command {
+            Command::Listen { onion, bind, .. } => (onion, bind),
+            other => panic!("`{line}` is not a listener: {other:?}"),
+        };
+        let default = OnionOptions {
+            control_host: "127.0.0.1".into(),
+            control_port: crate::tor::DEFAULT_CONTROL_PORT,
+            password: None,
+        };
+        assert_eq!(onion("-l --onion"), (Some(default.clone()), None));
+        assert_eq!(onion("-l"), (None, None));
+        assert_eq!(
+            onion("-l --onion --bind 127.0.0.1 -p 0"),
+            (Some(default), Some("127.0.0.1".parse().unwrap()))
+        );
+        assert_eq!(
+            onion("-listen --onion --tor-control localhost:9151 --tor-password s3cret"),
+            (
+                Some(OnionOptions {
+                    control_host: "localhost".into(),
+                    control_port: 9151,
+                    password: Some(Password("s3cret".into())),
+                }),
+                None
+            )
+        );
+        assert_eq!(
+            onion("-l --onion --tor-control [::1]")
+                .0
+                .map(|o| (o.control_host, o.control_port)),
+            Some(("::1".into(), 9051))
+        );
+        // The password never shows in debug output.
+        let cli = ok("-l --onion --tor-password s3cret");
+        assert!(!format!("{cli:?}").contains("s3cret"));
+        for (line, says) in [
+            ("-c h --onion", "--onion goes only with -l"),
+            ("-ls --onion", ""),
+            ("-eC u --onion", "--onion goes only with -l"),
+            (
+                "-l --tor-control 127.0.0.1:9151",
+                "--tor-control goes only with -l --onion",
+            ),
+            (
+                "-l --tor-password x",
+                "--tor-password goes only with -l --onion",
+            ),
+            (
+                "-c h --tor-control h",
+                "--tor-control goes only with -l --onion",
+            ),
+            (
+                "-l --onion --bind 0.0.0.0",
+                "--onion listens on 127.0.0.1 only",
+            ),
+            ("-l --bind ::1 --onion", "not come through Tor"),
+        ] {
+            let e = err(line);
+            assert_eq!(e.kind(), ErrorKind::ArgumentConflict, "{line}");
+            assert_eq!(e.exit_code(), 2, "{line}");
+            assert!(e.to_string().contains(says), "{line}: {e}");
+        }
+        for line in [
+            "-l --onion --tor-control h:0",
+            "-l --onion --tor-control a/b",
+        ] {
+            let e = err(line);
+            assert_eq!(e.kind(), ErrorKind::ValueValidation, "{line}");
+            assert!(e.to_string().contains("--tor-control"), "{line}: {e}");
+        }
     }
 
     #[test]

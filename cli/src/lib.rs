@@ -16,6 +16,9 @@
 //! - [`ui`]: how events are shown (terminal, plain lines, JSON), the line editor, the
 //!   scrollback's paging, the bell and desktop notifications, and whether the terminal is
 //!   still there (a terminal that hangs up ends the session like `quit`).
+//! - [`tor`]: `-l --onion`, the listener published as a Tor onion service through a running
+//!   tor's control port (the protocol without I/O in `tor::control`, the blocking client, and
+//!   the service's key file in the data directory).
 //!
 //! The protocol lives in the `socketfalco-core` crate, the sockets in
 //! `socketfalco-transport`; this crate only wires them to the user and the disk.
@@ -25,4 +28,5 @@ pub mod commands;
 pub mod keys;
 pub mod paths;
 pub mod store;
+pub mod tor;
 pub mod ui;

@@ -24,6 +24,14 @@
 //! `--bell` and `--notify` tell of the lines that come in where the user is not looking
 //! (see [`crate::ui::alert`]).
 //!
+//! `-l --onion` publishes the listener as a Tor onion service (see [`crate::tor`]): tor is
+//! reached and authenticated before anything is bound; once the listener is bound (on
+//! 127.0.0.1), the network thread asks tor to publish the service forwarding to it, before
+//! the listening line is shown. If tor refuses, the listener leaves at once and the session
+//! fails with tor's reason: it never listens without the onion service it was asked for.
+//! The address is shown after the listening line; a warning follows if tor closes the
+//! control connection later (the service is gone with it).
+//!
 //! On the first connection with a peer — its key was pinned in this session — one line shows
 //! the pinned fingerprint and how to compare it, as SSH does for a new host; nothing waits.
 //!
@@ -36,8 +44,9 @@
 
 use super::view::{opening_rows, AsOpened, ChatPages, Scroll};
 use super::{ensure_identity, leave, AppError, Context, Me};
-use crate::args::{parse_address, DEFAULT_PORT};
+use crate::args::{parse_address, OnionOptions, DEFAULT_PORT};
 use crate::store::Database;
+use crate::tor::OnionService;
 use crate::ui::alert::{wants_alert, Alerts};
 use crate::ui::editor::{EditorEvent, LineEditor};
 use crate::ui::scrollback::Marker;
@@ -70,6 +79,8 @@ enum Update {
         invited: bool,
     },
     Finished(Result<(), String>),
+    /// The listener's onion service is published at this address (`….onion:PORT`).
+    Onion(String),
     Line(String),
     EndOfInput,
 }
@@ -83,23 +94,62 @@ pub struct ListenOptions {
     pub max_peers: usize,
 }
 
-/// Listens on `bind` (all IPv4 interfaces by default) and `port` — and, with `--relay`,
-/// at the relay too.
+/// A listener's onion service, ready to publish once the listener is bound.
+struct OnionPlan {
+    service: OnionService,
+    /// The onion address's port.
+    virtual_port: u16,
+}
+
+/// Listens on `bind` (all IPv4 interfaces by default) and `port`; with `onion`, on 127.0.0.1
+/// only, published as a Tor onion service; with `--relay`, at the relay too.
 pub fn listen(
     ctx: &Context,
     temporary: bool,
     port: u16,
     bind: Option<IpAddr>,
     options: ListenOptions,
+    onion: Option<&OnionOptions>,
 ) -> Result<(), AppError> {
-    let ip = bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let relay = match &ctx.reach.relay {
         Some((host, port)) => Some(resolve_one(host, *port, "the relay")?),
         None => None,
     };
+    let (ip, onion) = match onion {
+        Some(onion) => {
+            // The command line's password, else the environment's (out of the process list).
+            let password = onion
+                .password
+                .as_ref()
+                .map(|p| p.0.clone())
+                .or_else(|| std::env::var(crate::tor::PASSWORD_ENV).ok())
+                .filter(|p| !p.is_empty());
+            let service = OnionService::prepare(
+                &ctx.data_dir,
+                &onion.control_host,
+                onion.control_port,
+                password.as_deref(),
+            )
+            .map_err(AppError::new)?;
+            // With -p 0 the local port is known only once bound; the onion address keeps
+            // the default port, so that it does not change from one start to the next.
+            let virtual_port = if port == 0 {
+                crate::args::DEFAULT_PORT
+            } else {
+                port
+            };
+            let plan = OnionPlan {
+                service,
+                virtual_port,
+            };
+            (IpAddr::V4(Ipv4Addr::LOCALHOST), Some(plan))
+        }
+        None => (bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), None),
+    };
     let reaching = Reaching {
         expected_key: None,
         listen_relay: relay,
+        onion,
     };
     run(
         ctx,
@@ -176,7 +226,7 @@ pub fn connect_invite(ctx: &Context, invite: &Invite, temporary: bool) -> Result
     let role = Role::Connect { routes, label };
     let reaching = Reaching {
         expected_key: Some(PublicKey(invite.key)),
-        listen_relay: None,
+        ..Reaching::default()
     };
     run(ctx, role, temporary, None, reaching)
 }
@@ -214,7 +264,7 @@ pub fn connect_chat(ctx: &Context, chat: &str, temporary: bool) -> Result<(), Ap
     };
     let reaching = Reaching {
         expected_key: Some(PublicKey(key)),
-        listen_relay: None,
+        ..Reaching::default()
     };
     run(ctx, role, temporary, None, reaching)
 }
@@ -226,6 +276,8 @@ struct Reaching {
     expected_key: Option<PublicKey>,
     /// A listener's relay, resolved, and as the user wrote it.
     listen_relay: Option<(SocketAddr, String)>,
+    /// A listener's onion service, published once it is bound.
+    onion: Option<OnionPlan>,
 }
 
 fn host_label(host: &str, port: u16) -> String {
@@ -333,6 +385,7 @@ fn run(
     let refused = failure_advice(&me, &invocation);
     let (tx, updates) = mpsc::channel();
     let net_tx = tx.clone();
+    let leave_now = control.clone();
     // On a terminal the user interface marks chats read (with a handle of its own on the
     // store); scripts and `--serve` read nothing for the user.
     let on_terminal = ctx.style == Style::Terminal && !serve;
@@ -345,9 +398,36 @@ fn run(
         .name("network".into())
         .spawn(move || {
             let mut endpoint = endpoint;
+            let mut onion = reaching.onion;
+            let mut onion_failed = None;
             // The bookkeeping below runs on the storage thread, in its next commit: the
             // loop never waits for the disk.
             let result = endpoint.run(|storage, output| {
+                // Bound: publish the onion service before anyone is told the listener is
+                // up (this once, the loop waits for tor and, at the first start, for the key
+                // file to be written).
+                let plan = match &output {
+                    Output::Listening(_) => onion.take(),
+                    _ => None,
+                };
+                if let (Output::Listening(local), Some(plan)) = (&output, plan) {
+                    let gone_tx = net_tx.clone();
+                    let on_gone = move |warning| {
+                        let _ = gone_tx.send(Update::Net(Output::Warning(warning)));
+                    };
+                    match plan.service.publish(*local, plan.virtual_port, on_gone) {
+                        Ok(published) => {
+                            let _ = net_tx.send(Update::Net(output));
+                            let _ = net_tx.send(Update::Onion(published.address));
+                        }
+                        Err(e) => {
+                            // Never listen without the onion service that was asked for.
+                            onion_failed = Some(e);
+                            leave_now.send(Command::QuitNow);
+                        }
+                    }
+                    return;
+                }
                 if let Output::Connected { peer, addr, .. } = &output {
                     if !peer.temporary {
                         let (device, address) = (peer.device, addr.clone());
@@ -380,7 +460,11 @@ fn run(
                 }
                 let _ = net_tx.send(Update::Net(output));
             });
-            let _ = net_tx.send(Update::Finished(result.map_err(|e| refused(&e))));
+            let result = match onion_failed {
+                Some(e) => Err(e),
+                None => result.map_err(|e| refused(&e)),
+            };
+            let _ = net_tx.send(Update::Finished(result));
         })?;
     let on_signal = std::sync::Mutex::new(control.clone());
     // Ctrl-C outside raw mode, SIGTERM, SIGHUP, Ctrl-Break and closing the console window on
@@ -707,6 +791,9 @@ fn terminal_loop(
                         editor.print_above(&line);
                     }
                 }
+                Ok(Update::Onion(address)) => {
+                    editor.print_above(&presenter.onion_service(&address));
+                }
                 Ok(Update::Finished(result)) => {
                     drop(editor);
                     return result.map_err(AppError::new);
@@ -846,6 +933,12 @@ fn script_loop(
                     log::debug!("the output is gone: {e}");
                     control.send(Command::QuitNow);
                     return wait_for_the_end(updates);
+                }
+            }
+            Update::Onion(address) => {
+                let line = presenter.onion_service(&address);
+                if let Err(e) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+                    log::debug!("the output is gone: {e}");
                 }
             }
             Update::Finished(result) => return result.map_err(AppError::new),

@@ -1,8 +1,8 @@
 //! `--invite [ADDRESS]`: one line that lets a peer reach this device and proves it.
 //!
 //! The invite names this device's static key and the ways to reach it: its onion address
-//! (once `-l --onion` has published one from this data directory), the `--relay` given, and
-//! ADDRESS if given. A caller with `-c INVITE` connects the way it says and refuses, during
+//! (once `-l --onion` has published one from this data directory; its port is `-p`, 30000 by
+//! default, as for the listener), the `--relay` given, and ADDRESS if given. A caller with `-c INVITE` connects the way it says and refuses, during
 //! the handshake, any device that does not prove that key — so the first contact no longer
 //! rests on trust alone. The invite alone is on standard output's first line (for scripts:
 //! `socketfalco --invite | …`); the explanation goes to standard error.
@@ -16,7 +16,7 @@ use serde_json::json;
 use socketfalco_reach::invite::Invite;
 
 /// Prints the invite.
-pub fn run(ctx: &Context, address: Option<(String, u16)>) -> Result<(), AppError> {
+pub fn run(ctx: &Context, address: Option<(String, u16)>, port: u16) -> Result<(), AppError> {
     let mut db = ctx.open_database()?;
     let me = ensure_identity(ctx, &mut db)?;
     let host_port = |(host, port): &(String, u16)| {
@@ -28,7 +28,7 @@ pub fn run(ctx: &Context, address: Option<(String, u16)>) -> Result<(), AppError
     };
     let invite = Invite {
         key: me.keypair.public().0,
-        onion: stored_onion_address(ctx),
+        onion: stored_onion_address(ctx, port)?,
         relay: ctx.reach.relay.as_ref().map(host_port),
         address: address.as_ref().map(host_port),
     };
@@ -87,7 +87,9 @@ pub fn run(ctx: &Context, address: Option<(String, u16)>) -> Result<(), AppError
     Ok(())
 }
 
-/// The onion address `-l --onion` published from this data directory, if any.
-fn stored_onion_address(_ctx: &Context) -> Option<String> {
-    None
+/// The onion address `-l --onion` published from this data directory, if any: its service
+/// id, and `port` (the onion address's port is the listener's `-p`, 30000 by default).
+fn stored_onion_address(ctx: &Context, port: u16) -> Result<Option<String>, AppError> {
+    let key = crate::tor::service_key::load(&ctx.data_dir).map_err(AppError::new)?;
+    Ok(key.map(|key| format!("{}.onion:{port}", key.service_id)))
 }

@@ -145,12 +145,14 @@ pub fn run(cli: Cli) -> Result<(), AppError> {
             bind,
             serve,
             max_peers,
+            onion,
         } => chat::listen(
             &ctx,
             temporary,
             port,
             bind,
             chat::ListenOptions { serve, max_peers },
+            onion.as_ref(),
         ),
         Command::Connect {
             host,
@@ -161,7 +163,7 @@ pub fn run(cli: Cli) -> Result<(), AppError> {
             chat::connect_invite(&ctx, &invite, temporary)
         }
         Command::ConnectChat { chat, temporary } => chat::connect_chat(&ctx, &chat, temporary),
-        Command::Invite { address } => invite::run(&ctx, address),
+        Command::Invite { address, port } => invite::run(&ctx, address, port),
         Command::List => list::run(&ctx),
         Command::EditName { name } => edit_name::run(&ctx, &name),
         Command::EditChat { chat, view } => edit_chat::run(&ctx, &chat, view),

@@ -163,6 +163,18 @@ impl Presenter {
         )]
     }
 
+    /// The line for a listener's onion service, published at `address` (`….onion:PORT`):
+    /// what to give the peer, and the command the peer runs.
+    pub fn onion_service(&self, address: &str) -> String {
+        match self.style {
+            Style::Json => json!({"event": "onion_service", "address": address}).to_string(),
+            _ => format!(
+                "Onion service: {address} — give this address to your peer; they connect \
+                 with: socketfalco --tor -c {address}"
+            ),
+        }
+    }
+
     /// The chat typed lines go to, if any peer was known.
     pub fn current(&self) -> Option<DeviceId> {
         self.current
@@ -1075,6 +1087,26 @@ mod tests {
         let lines = p.first_contact(DeviceId([1; 16]), "Bob", "1a2b", true);
         assert!(lines[0].contains("the key the invite named"), "{lines:?}");
         assert!(!lines[0].contains("compare"), "{lines:?}");
+    }
+
+    #[test]
+    fn the_onion_service_line_says_what_to_give_the_peer() {
+        let address = format!("{}.onion:30000", "a".repeat(56));
+        let line = Presenter::new(Style::Plain, "Alice").onion_service(&address);
+        assert_eq!(
+            line,
+            format!(
+                "Onion service: {address} — give this address to your peer; they connect \
+                 with: socketfalco --tor -c {address}"
+            )
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&Presenter::new(Style::Json, "Alice").onion_service(&address))
+                .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"event": "onion_service", "address": address})
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! ephemeral ports), a running session read line by line on threads ([`Session`]: `--json`
 //! events or raw lines, its stderr, its exit), and the small checks they all use
 //! ([`assert_ok`], [`wait_with_timeout`], [`json`], …). Whatever only one story needs (the
-//! security relay, the platform signals and default folders) stays in that test's file.
+//! security relay, the platform signals and default folders) stays in that test's file. The
+//! outside servers some tests start (tor) are in [`servers`].
 
 // Each `tests/*.rs` is a crate of its own that compiles this module and uses only part of it
 // (`e2e.rs` never reads raw lines, `platform.rs` never feeds stdin in one go, …): what one
