@@ -13,9 +13,11 @@
 //! story on top of it. [`Wire`] is one direction of one connection exact to the byte (a cut
 //! at any byte, short reads and writes, jitter that keeps order, a flipped bit), for the
 //! deterministic simulator (`sim/`). [`fuzz`] holds the fuzz targets' scripts and checks and
-//! the metered allocator that bounds their heap.
+//! the metered allocator that bounds their heap; [`fuzz_reach`] the check of the `reach`
+//! target (proxy and relay answers, pasted invites, proxy URLs and onion names).
 
 pub mod fuzz;
+pub mod fuzz_reach;
 mod pair;
 mod slow;
 mod store;
