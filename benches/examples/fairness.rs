@@ -2,7 +2,7 @@
 //! another peer re-syncs a large backlog into the same listener.
 //!
 //! ```text
-//! cargo run --release -p socketfalco-benches --example fairness [BACKLOG] [COMMIT_MS]
+//! cargo run --release -p socketfalco-benches --example fairness [BACKLOG] [COMMIT_MS] [PEER_DIR]
 //! ```
 //!
 //! Alice listens (the real SQLite store, on the build's disk, encrypted connections as the
@@ -14,6 +14,11 @@
 //! With `COMMIT_MS`, every group commit of alice's store takes that much longer (a slow disk,
 //! [`SlowCommits`]): carol's live line should then wait about one commit, not the re-sync's
 //! many, because alice's event loop never waits for her disk.
+//!
+//! All three stores are on the build's disk by default: three devices sharing one disk, so
+//! carol's own commit queues behind alice's group writes, which no two real devices do. With
+//! `PEER_DIR` (for instance `/dev/shm`), bob's and carol's stores go there instead, and the
+//! figures show what alice's listener alone makes carol wait.
 
 use socketfalco_benches::net::RunningEndpoint;
 use socketfalco_benches::sqlite::{open_database, temp_dir};
@@ -80,9 +85,14 @@ fn main() {
         .nth(2)
         .and_then(|a| a.parse().ok())
         .unwrap_or(0);
-    // On the build's disk (never a tmpfs, where an fsync costs nothing).
+    // Alice on the build's disk (never a tmpfs, where an fsync costs nothing); the peers
+    // there too unless PEER_DIR says otherwise.
     let base = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/tmp");
-    let (dir_a, dir_b, dir_c) = (temp_dir(base), temp_dir(base), temp_dir(base));
+    let peer_base = std::env::args().nth(3).unwrap_or_else(|| base.to_owned());
+    if peer_base != base {
+        println!("bob's and carol's stores: in {peer_base}");
+    }
+    let (dir_a, dir_b, dir_c) = (temp_dir(base), temp_dir(&peer_base), temp_dir(&peer_base));
     let alice_db = open_database(dir_a.path(), ALICE, "alice");
     let mut bob_db = open_database(dir_b.path(), BOB, "bob");
     let carol_db = open_database(dir_c.path(), CAROL, "carol");

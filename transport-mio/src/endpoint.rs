@@ -1473,12 +1473,30 @@ impl<S: Store + Send + 'static> Endpoint<S> {
         if self.dialing.as_ref().is_some_and(|d| d.deadline_ms <= now) {
             if let Some(mut dialing) = self.dialing.take() {
                 let _ = self.poll.registry().deregister(&mut dialing.stream);
-                let (limit, what) = if dialing.tunnel.is_some() {
-                    (self.config.tunnel_timeout_ms, "not through")
-                } else {
-                    (self.config.connect_timeout_ms, "no answer")
+                let relay = match &self.role {
+                    Role::Connect { routes, .. } => {
+                        matches!(routes.get(dialing.index), Some(Route::Relay(_)))
+                    }
+                    Role::Listen { .. } => false,
                 };
-                let timeout = format!("{what} within {} s", limit.div_ceil(1_000));
+                let seconds = |ms: u64| ms.div_ceil(1_000);
+                let timeout = if relay && dialing.connected {
+                    format!(
+                        "the listener did not come to the relay within {} s (is it running \
+                         with -l --relay?)",
+                        seconds(self.config.tunnel_timeout_ms)
+                    )
+                } else if dialing.tunnel.is_some() {
+                    format!(
+                        "not through within {} s",
+                        seconds(self.config.tunnel_timeout_ms)
+                    )
+                } else {
+                    format!(
+                        "no answer within {} s",
+                        seconds(self.config.connect_timeout_ms)
+                    )
+                };
                 self.dial_failed(dialing.index, timeout, out)?;
             }
         }
