@@ -7,7 +7,8 @@
 //! batches of every chat, the typed lines and the delivery marks together), then sends the
 //! completions back and wakes the loop through its [`mio::Waker`]. While one commit runs, the
 //! next group queues up; the disk is the only limit. A group takes one request of each chat
-//! in turn, up to [`MAX_GROUP_ROWS`] messages, so a chat re-syncing a long backlog delays
+//! in turn (one round while several chats wait; a lone chat's requests until the group is
+//! full), up to [`MAX_GROUP_ROWS`] messages, so a chat re-syncing a long backlog delays
 //! another chat's live line by at most one short commit.
 //!
 //! The rules of [`socketfalco_core::StoreRequest`] hold here: a link's requests take effect
@@ -276,11 +277,17 @@ impl<S> Queues<S> {
         queue.push_back(job);
     }
 
-    /// One job from each chat in turn, until `max_rows` rows or nothing is left.
+    /// One job from each chat in turn, until `max_rows` rows or nothing is left — and, while
+    /// several chats wait, one round only: a live line then commits with at most one job of
+    /// each other chat, not with as many as fit.
     fn take_group(&mut self, max_rows: usize) -> Vec<Job<S>> {
         let mut group = Vec::new();
         let mut rows = 0;
-        while rows < max_rows && group.len() < MAX_GROUP_JOBS {
+        let round = self.turn.len();
+        while rows < max_rows
+            && group.len() < MAX_GROUP_JOBS
+            && (round <= 1 || group.len() < round)
+        {
             let Some(key) = self.turn.pop_front() else {
                 break;
             };
@@ -496,20 +503,20 @@ mod tests {
         let first = queues.take_group(MAX_GROUP_ROWS);
         assert_eq!(
             ids(&first),
-            vec![(1, 1), (2, 1), (1, 2)],
-            "the live line is in the first group"
+            vec![(1, 1), (2, 1)],
+            "the live line is in the first group, with one job of the other chat"
         );
         let second = queues.take_group(MAX_GROUP_ROWS);
         assert_eq!(
             ids(&second),
-            vec![(1, 3), (1, 4)],
-            "at most MAX_GROUP_ROWS rows"
+            vec![(1, 2), (1, 3)],
+            "a lone chat fills a group, up to MAX_GROUP_ROWS rows"
         );
         let mut rest = Vec::new();
         while queues.len > 0 {
             rest.extend(ids(&queues.take_group(MAX_GROUP_ROWS)));
         }
-        assert_eq!(rest, (5..=10).map(|id| (1, id)).collect::<Vec<_>>());
+        assert_eq!(rest, (4..=10).map(|id| (1, id)).collect::<Vec<_>>());
         assert_eq!(queues.real, 0);
     }
 
