@@ -181,6 +181,8 @@ fn an_invite_naming_another_key_is_refused_and_no_message_passes() {
     let (status, events, err) = caller.exit_events();
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains("not the expected device"), "{err}");
+    assert!(err.contains("nothing was sent"), "{err}");
+    assert!(!err.contains("reinstalled"), "no advice meant for a pinned key: {err}");
     assert!(
         events
             .iter()

@@ -270,6 +270,9 @@ pub enum EndpointError {
     Io(String),
     /// The peer refused us for good (busy, version, our own identity, …).
     Refused(Close),
+    /// The device that answered did not prove the key this caller expects (an invite's):
+    /// it is not the invited device. Nothing was sent to it.
+    NotInvited(Close),
 }
 
 impl fmt::Display for EndpointError {
@@ -277,6 +280,12 @@ impl fmt::Display for EndpointError {
         match self {
             EndpointError::Io(e) => write!(f, "{e}"),
             EndpointError::Refused(close) => write!(f, "the peer refused the chat: {close}"),
+            EndpointError::NotInvited(close) => write!(
+                f,
+                "refused the device that answered: {}; nothing was sent to it — check that the \
+                 invite is your peer's own",
+                close.detail
+            ),
         }
     }
 }
@@ -370,6 +379,9 @@ pub struct Endpoint<S: Store + Send + 'static> {
     /// A caller's connection was closed in a way that ends the endpoint (or, busy, waits
     /// for a retry) once the connection is finished.
     refused_for_good: Option<Close>,
+    /// A caller's connection was refused for not proving the invited key: the endpoint
+    /// stops once the connection is finished.
+    not_invited: Option<Close>,
     /// The listener's connection waiting at its relay.
     relay_wait: Option<RelayWait>,
     /// When the listener joins its relay again.
@@ -412,6 +424,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             quit_deadline_ms: None,
             next_store_poll_ms: 0,
             refused_for_good: None,
+            not_invited: None,
             relay_wait: None,
             relay_retry_at_ms: None,
             relay_delay_ms: 0,
@@ -1204,10 +1217,9 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                             // answered is not the invited device, now or later.
                             let not_invited =
                                 by == Side::Local && reason.code == CloseCode::IdentityMismatch;
-                            if (!self.ever_established && !left_on_purpose)
-                                || replaced
-                                || not_invited
-                            {
+                            if not_invited {
+                                self.not_invited = Some(reason.clone());
+                            } else if (!self.ever_established && !left_on_purpose) || replaced {
                                 self.refused_for_good = Some(reason.clone());
                             }
                             out.push(Output::Disconnected {
@@ -1239,6 +1251,9 @@ impl<S: Store + Send + 'static> Endpoint<S> {
         }
         if let Some(live) = self.conns.remove(&token) {
             self.linger(live.conn);
+        }
+        if let Some(reason) = self.not_invited.take() {
+            return Err(EndpointError::NotInvited(reason));
         }
         if matches!(self.role, Role::Connect { .. }) {
             match self.refused_for_good.take() {

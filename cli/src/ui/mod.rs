@@ -27,7 +27,7 @@ pub mod scrollback;
 
 use chrono::{Local, TimeZone};
 use serde_json::json;
-use socketfalco_core::{CloseCode, DeviceId, Message, Side};
+use socketfalco_core::{DeviceId, Message, Side};
 use socketfalco_transport::clock::wall_clock_ms;
 use socketfalco_transport::Output;
 use std::collections::{BTreeMap, VecDeque};
@@ -417,8 +417,7 @@ impl Presenter {
                     _ => String::new(),
                 };
                 let key_refused = std::mem::take(&mut self.key_refused);
-                if *by == Side::Local && (key_refused || reason.code == CloseCode::IdentityMismatch)
-                {
+                if *by == Side::Local && key_refused {
                     // The close the peer got says only "refused": say why, our way.
                     lines.push(format!(
                         "disconnected{from} (closed): refused that device, its key does not \
@@ -805,6 +804,7 @@ pub fn sanitize(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use socketfalco_core::CloseCode;
 
     fn message(seq: u64, text: &str) -> Message {
         Message {
