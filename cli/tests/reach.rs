@@ -182,7 +182,10 @@ fn an_invite_naming_another_key_is_refused_and_no_message_passes() {
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains("not the expected device"), "{err}");
     assert!(err.contains("nothing was sent"), "{err}");
-    assert!(!err.contains("reinstalled"), "no advice meant for a pinned key: {err}");
+    assert!(
+        !err.contains("reinstalled"),
+        "no advice meant for a pinned key: {err}"
+    );
     assert!(
         events
             .iter()

@@ -284,9 +284,7 @@ impl<S> Queues<S> {
         let mut group = Vec::new();
         let mut rows = 0;
         let round = self.turn.len();
-        while rows < max_rows
-            && group.len() < MAX_GROUP_JOBS
-            && (round <= 1 || group.len() < round)
+        while rows < max_rows && group.len() < MAX_GROUP_JOBS && (round <= 1 || group.len() < round)
         {
             let Some(key) = self.turn.pop_front() else {
                 break;

@@ -886,19 +886,38 @@ fn wait_for_the_end(updates: &Receiver<Update>) -> Result<(), AppError> {
     Err(AppError::new("the network thread stopped"))
 }
 
+/// Longest an event waits in the output buffer while more keep coming.
+const SCRIPT_FLUSH_MS: u64 = 20;
+
 fn script_loop(
     presenter: &mut Presenter,
     control: &Control,
     updates: &Receiver<Update>,
     alerts: &mut Alerts,
 ) -> Result<(), AppError> {
-    let mut stdout = io::stdout().lock();
+    // Events are written into a buffer and flushed when no more are waiting (or every
+    // SCRIPT_FLUSH_MS under a stream): one write for a burst rather than one per event,
+    // and nothing held back once the burst is over.
+    let mut out = ScriptOutput::new();
     let mut leaving = false;
     loop {
-        let update = match updates.recv_timeout(Duration::from_millis(200)) {
+        let update = match updates.try_recv() {
             Ok(update) => update,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            Err(TryRecvError::Disconnected) => {
+                let _ = out.flush();
+                return Ok(());
+            }
+            Err(TryRecvError::Empty) => {
+                if out.flush().is_err() {
+                    control.send(Command::QuitNow);
+                    return wait_for_the_end(updates);
+                }
+                match updates.recv_timeout(Duration::from_millis(200)) {
+                    Ok(update) => update,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                }
+            }
         };
         match update {
             Update::FirstContact {
@@ -906,16 +925,7 @@ fn script_loop(
                 name,
                 fingerprint,
                 invited,
-            } => {
-                let written = presenter
-                    .first_contact(peer, &name, &fingerprint, invited)
-                    .iter()
-                    .try_for_each(|line| writeln!(stdout, "{line}"))
-                    .and_then(|()| stdout.flush());
-                if let Err(e) = written {
-                    log::debug!("the output is gone: {e}");
-                }
-            }
+            } => out.lines(&presenter.first_contact(peer, &name, &fingerprint, invited)),
             Update::Net(output) => {
                 if let Output::Received { peer, message, .. } = &output {
                     // No view: nobody is looking, every line alerts.
@@ -924,40 +934,81 @@ fn script_loop(
                     }
                     alerts.notify(&presenter.name_of(*peer), &message.text);
                 }
-                let written = presenter
-                    .output(&output)
-                    .iter()
-                    .try_for_each(|line| writeln!(stdout, "{line}"))
-                    .and_then(|()| stdout.flush());
-                if let Err(e) = written {
-                    log::debug!("the output is gone: {e}");
+                out.lines(&presenter.output(&output));
+                if out.flush_if_due().is_err() {
                     control.send(Command::QuitNow);
                     return wait_for_the_end(updates);
                 }
             }
-            Update::Onion(address) => {
-                let line = presenter.onion_service(&address);
-                if let Err(e) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
-                    log::debug!("the output is gone: {e}");
-                }
+            Update::Onion(address) => out.lines(&[presenter.onion_service(&address)]),
+            Update::Finished(result) => {
+                let _ = out.flush();
+                return result.map_err(AppError::new);
             }
-            Update::Finished(result) => return result.map_err(AppError::new),
             Update::Line(line) if !leaving => {
                 let (leaves, shown) = submit(control, presenter, &line);
                 leaving = leaves;
-                let written = shown
-                    .iter()
-                    .try_for_each(|line| writeln!(stdout, "{line}"))
-                    .and_then(|()| stdout.flush());
-                if let Err(e) = written {
-                    log::debug!("the output is gone: {e}");
-                }
+                out.lines(&shown);
             }
             Update::EndOfInput if !leaving => {
                 leaving = true;
                 control.send(Command::Quit);
             }
             Update::Line(_) | Update::EndOfInput => {}
+        }
+    }
+}
+
+/// A script session's standard output: buffered, flushed by [`script_loop`].
+struct ScriptOutput {
+    buffer: io::BufWriter<io::StdoutLock<'static>>,
+    since: Instant,
+    /// Writing failed (the reader is gone): nothing more is written.
+    failed: bool,
+}
+
+impl ScriptOutput {
+    fn new() -> ScriptOutput {
+        ScriptOutput {
+            buffer: io::BufWriter::with_capacity(64 * 1024, io::stdout().lock()),
+            since: Instant::now(),
+            failed: false,
+        }
+    }
+
+    fn lines(&mut self, lines: &[String]) {
+        for line in lines {
+            if !self.failed && writeln!(self.buffer, "{line}").is_err() {
+                self.failed = true;
+            }
+        }
+    }
+
+    /// Flushes what is buffered; `Err` once the output is gone.
+    fn flush(&mut self) -> Result<(), ()> {
+        if !self.failed {
+            if let Err(e) = self.buffer.flush() {
+                log::debug!("the output is gone: {e}");
+                self.failed = true;
+            }
+        }
+        self.since = Instant::now();
+        if self.failed {
+            Err(())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Flushes if the last flush was [`SCRIPT_FLUSH_MS`] ago or more: a lone event goes out
+    /// at once, a stream every few milliseconds.
+    fn flush_if_due(&mut self) -> Result<(), ()> {
+        if self.since.elapsed() >= Duration::from_millis(SCRIPT_FLUSH_MS) {
+            self.flush()
+        } else if self.failed {
+            Err(())
+        } else {
+            Ok(())
         }
     }
 }

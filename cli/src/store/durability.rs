@@ -98,6 +98,7 @@ impl Store for Database {
                 max_lamport: max_lamport(tx, peer)?,
             };
             let mut messages = Vec::with_capacity(texts.len());
+            let mut insert = tx.prepare_cached(INSERT)?;
             for text in texts {
                 let mut message = head
                     .compose(text, sent_at_ms)
@@ -106,7 +107,7 @@ impl Store for Database {
                 if number_after.is_some() {
                     // A plain INSERT: the sequence number is new by construction, and a
                     // conflict would be a bug to report, not to paper over.
-                    insert_message(tx, INSERT, peer, me, &message, now)?;
+                    insert_message(&mut insert, peer, me, &message, now)?;
                 } else {
                     message.seq = 0;
                     tx.prepare_cached(
@@ -183,9 +184,10 @@ impl Store for Database {
             // INSERT OR IGNORE guards the same rule at the key level: never doubled.
             let mut last = max_seq(tx, peer, peer)?;
             let mut stored = 0;
+            let mut insert = tx.prepare_cached(INSERT_OR_IGNORE)?;
             for message in batch {
                 if message.seq > last {
-                    stored += insert_message(tx, INSERT_OR_IGNORE, peer, peer, message, now)?;
+                    stored += insert_message(&mut insert, peer, peer, message, now)?;
                     last = message.seq;
                 }
             }
@@ -229,11 +231,12 @@ impl Store for Database {
         self.write(|tx| {
             ensure_chat(tx, peer, now)?;
             let mut last = max_seq(tx, peer, me)?;
+            let mut insert = tx.prepare_cached(INSERT)?;
             for message in batch {
                 if message.seq != last + 1 {
                     continue;
                 }
-                insert_message(tx, INSERT, peer, me, message, now)?;
+                insert_message(&mut insert, peer, me, message, now)?;
                 last = message.seq;
                 // One more message in the chat, unless it replaces its waiting twin below.
                 count_messages(tx, peer, 1, false)?;
