@@ -299,7 +299,7 @@ type MessageBody = (u64, u64, i64, String);
 
 impl Frame {
     /// The kind byte this frame is sent with.
-    pub fn kind(&self) -> u8 {
+    pub(crate) fn kind(&self) -> u8 {
         match self {
             Frame::Hello(_) => KIND_HELLO,
             Frame::Sync(_) => KIND_SYNC,
@@ -313,7 +313,7 @@ impl Frame {
     }
 
     /// Appends this frame's payload (kind byte and CBOR body, no length prefix) to `out`.
-    pub fn write_payload(&self, out: &mut Vec<u8>) {
+    pub(crate) fn write_payload(&self, out: &mut Vec<u8>) {
         out.push(self.kind());
         match self {
             Frame::Hello(h) => write_cbor(
@@ -336,7 +336,7 @@ impl Frame {
     }
 
     /// Parses one payload (kind byte and CBOR body) and checks its fields against the limits.
-    pub fn parse_payload(payload: &[u8]) -> Result<Frame, FrameError> {
+    pub(crate) fn parse_payload(payload: &[u8]) -> Result<Frame, FrameError> {
         let (&kind, body) = payload.split_first().ok_or(FrameError::Empty)?;
         let frame = match kind {
             KIND_HELLO => {

@@ -26,26 +26,23 @@
 //! table in [`session`], a golden file in `testdata/frames/`, and a section in
 //! `docs/PROTOCOL.md`.
 
-pub mod codec;
-pub mod frame;
-pub mod ids;
+mod codec;
+mod frame;
+mod ids;
 pub mod limits;
-pub mod link;
-pub mod message;
-pub mod secure;
+mod link;
+mod message;
+mod secure;
 mod send_buffer;
-pub mod session;
-pub mod store;
+mod session;
+mod store;
 
-pub use codec::{encode_frame, FrameDecoder};
+pub use codec::{encode_frame, encode_message_frame, FrameDecoder};
 pub use frame::{Close, CloseCode, Frame, FrameError, Hello, SyncPoint};
-pub use ids::{DeviceId, MessageId};
+pub use ids::{DeviceId, ParseDeviceIdError};
 pub use link::{ComposeError, Link, Notice, RequestId};
-pub use message::{check_name, check_text, ChatHead, Message, NameError, TextError};
-pub use secure::{
-    format_fingerprint, parse_fingerprint, PublicKey, Role, SecureChannel, SecureError,
-    StaticKeypair,
-};
+pub use message::{check_name, check_text, order_key, ChatHead, Message, NameError, TextError};
+pub use secure::{format_fingerprint, parse_fingerprint, PublicKey, Role, StaticKeypair};
 pub use session::{ApiMisuse, Event, PeerHello, Session, SessionConfig, Side};
 pub use store::{
     execute, key_verdict, ChatOpening, ChatResume, KeyVerdict, Store, StoreReply, StoreRequest,

@@ -21,7 +21,7 @@ pub const MAX_FRAME_BYTES: usize = 128 * 1024;
 pub const MAX_TEXT_BYTES: usize = 64 * 1024;
 
 /// Fewest characters (Unicode scalar values) in a display name, as the original.
-pub const MIN_NAME_CHARS: usize = 2;
+pub(crate) const MIN_NAME_CHARS: usize = 2;
 
 /// Most characters (Unicode scalar values) in a display name, as the original.
 pub const MAX_NAME_CHARS: usize = 15;
@@ -38,10 +38,10 @@ pub const MAX_IN_FLIGHT_MESSAGES: u64 = 4096;
 /// ([`SessionConfig::window_bytes`](crate::SessionConfig::window_bytes)). A sender-side bound:
 /// the receiver's memory is bounded by [`MAX_IN_FLIGHT_MESSAGES`] × [`MAX_FRAME_BYTES`] in any
 /// case, and by this in practice.
-pub const MAX_IN_FLIGHT_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_IN_FLIGHT_BYTES: usize = 16 * 1024 * 1024;
 
 /// The default bytes-in-flight window: 2 MiB, 512 messages of 4 KiB.
-pub const DEFAULT_WINDOW_BYTES: usize = 2 * 1024 * 1024;
+pub(crate) const DEFAULT_WINDOW_BYTES: usize = 2 * 1024 * 1024;
 
 /// Largest sequence number or Lamport counter a message may carry: 2^53, so that every
 /// counter fits SQLite's signed 64-bit integers and JSON numbers exactly, and a peer cannot
@@ -52,3 +52,6 @@ pub const MAX_COUNTER: u64 = 1 << 53;
 /// recovering its own history asks batch by batch, one batch at a time, so neither side
 /// buffers more than this many returned messages.
 pub const MAX_RECOVER_BATCH: u64 = 256;
+
+// The Noise layer's own limits, which bound what a link buffers beside the frame limit.
+pub use crate::secure::{MAX_NOISE_MESSAGE, TAG_BYTES};

@@ -305,16 +305,6 @@ impl Link {
         }
     }
 
-    /// Whether this link is encrypted.
-    pub fn is_secure(&self) -> bool {
-        self.secure.is_some()
-    }
-
-    /// The static key the peer proved, once the encrypted handshake is done.
-    pub fn peer_key(&self) -> Option<PublicKey> {
-        self.secure.as_ref().and_then(|s| s.channel.remote_static())
-    }
-
     /// Bytes received from the peer (ciphertext for an encrypted link). Whatever fails —
     /// decryption, framing, the protocol — closes the session with a reason.
     pub fn handle_input(&mut self, bytes: &[u8], now_ms: u64) {
@@ -476,14 +466,11 @@ impl Link {
                 .map_or(0, |s| s.channel.buffered_input())
     }
 
-    /// The session, for input, output and getters.
+    /// The session, to read where it stands (established, closed, in flight, acked, …).
+    /// Read only: every input and output goes through the link, which stands between the
+    /// session and the socket (the secure channel) and between the session and the store.
     pub fn session(&self) -> &Session {
         &self.session
-    }
-
-    /// The session, for input, output and getters.
-    pub fn session_mut(&mut self) -> &mut Session {
-        &mut self.session
     }
 
     /// The accepted peer, if any.
@@ -520,6 +507,31 @@ impl Link {
     #[cfg(feature = "simulator-self-test")]
     pub fn break_durability_for_simulator_self_test(&mut self) {
         self.ack_before_persist = true;
+    }
+
+    /// Test hook (feature `testing`): feeds plaintext straight to the session, past the
+    /// secure channel, as an authenticated but hostile peer would send it. (An attacker on
+    /// the path goes through [`Link::handle_input`] and meets the channel first.) The fuzz
+    /// scripts inject frames this way.
+    #[cfg(feature = "testing")]
+    pub fn inject_plaintext(&mut self, bytes: &[u8], now_ms: u64) {
+        self.session.handle_input(bytes, now_ms);
+    }
+
+    /// Test hook (feature `testing`): runs the session's timer now, due or not — the
+    /// spurious wake-up that [`Link::handle_timeout`] filters out, to check that the session
+    /// ignores it.
+    #[cfg(feature = "testing")]
+    pub fn wake_session_early(&mut self, now_ms: u64) {
+        self.session.handle_timeout(now_ms);
+    }
+
+    /// Test hook (feature `testing`): hands `message` straight to the session's `send`, past
+    /// the store and the numbering the link keeps, to check that the session refuses what
+    /// its contract does not allow (a message out of sequence).
+    #[cfg(feature = "testing")]
+    pub fn send_unchecked(&mut self, message: &Message, now_ms: u64) -> Result<(), ApiMisuse> {
+        self.session.send(message, now_ms)
     }
 
     /// Whether this link acks on arrival (the simulator's self-test); false in every build

@@ -41,9 +41,9 @@ use crate::event::{Event, Expectation, Options, Who};
 use crate::oracle::{chat, composed_as_stored, Oracle, SyncLanded, Violation};
 use crate::storage::{CommitEnd, Done, StorageMode, StorageQueue, StorageStats};
 use socketfalco_core::limits::{
-    LENGTH_PREFIX_BYTES, MAX_FRAME_BYTES, MAX_IN_FLIGHT_MESSAGES, MAX_RECOVER_BATCH,
+    LENGTH_PREFIX_BYTES, MAX_FRAME_BYTES, MAX_IN_FLIGHT_MESSAGES, MAX_NOISE_MESSAGE,
+    MAX_RECOVER_BATCH, TAG_BYTES,
 };
-use socketfalco_core::secure::{MAX_NOISE_MESSAGE, TAG_BYTES};
 use socketfalco_core::{
     encode_frame, Close, CloseCode, Frame, Hello, Link, Message, Notice, Role, Side, Store,
 };

@@ -11,7 +11,7 @@
 //! - [`check_session`]: a structured [`SessionScript`] (built with `arbitrary`) drives either
 //!   one [`Session`] whose driver and peer are both the script ([`World::Scripted`]: hostile
 //!   frames, raw bytes, timeouts, user sends, persist confirmations, disconnects), or two
-//!   [`Link`](socketfalco_core::link::Link)s with [`MemoryStore`](crate::MemoryStore)s on a
+//!   [`Link`](socketfalco_core::Link)s with [`MemoryStore`](crate::MemoryStore)s on a
 //!   [`Pair`] ([`World::Linked`]: crashes, store failures, cut and slow pipes, injected
 //!   frames). After every action it checks the session's invariants: no panic, bounded
 //!   buffers, acks never beyond what was persisted, events and wire frames in a sane order,
@@ -29,17 +29,15 @@
 
 use crate::{Device, Pair, Pipe, DEVICE_A, DEVICE_B};
 use arbitrary::{Arbitrary, Unstructured};
-use socketfalco_core::codec::{encode_frame, FrameDecoder};
-use socketfalco_core::frame::{Close, CloseCode, Frame, FrameError, Hello, SyncPoint};
-use socketfalco_core::ids::DeviceId;
 use socketfalco_core::limits::{
     LENGTH_PREFIX_BYTES, MAX_CLOSE_DETAIL_BYTES, MAX_COUNTER, MAX_FRAME_BYTES,
-    MAX_IN_FLIGHT_MESSAGES, MAX_TEXT_BYTES, PROTOCOL_VERSION,
+    MAX_IN_FLIGHT_MESSAGES, MAX_NOISE_MESSAGE, MAX_TEXT_BYTES, PROTOCOL_VERSION,
 };
-use socketfalco_core::link::ComposeError;
-use socketfalco_core::message::Message;
-use socketfalco_core::session::{ApiMisuse, Event, Session, SessionConfig, Side};
-use socketfalco_core::store::{ChatResume, Store};
+use socketfalco_core::{
+    check_text, encode_frame, ApiMisuse, ChatResume, Close, CloseCode, ComposeError, DeviceId,
+    Event, Frame, FrameDecoder, FrameError, Hello, Message, Session, SessionConfig, Side, Store,
+    SyncPoint,
+};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -67,7 +65,7 @@ pub const OUTPUT_GROWTH_SLACK: usize = 1024;
 
 /// Most bytes a link's secure channel may buffer on top of the frame decoder: one Noise
 /// message and its length.
-pub const LINK_NOISE_BUFFER_LIMIT: usize = socketfalco_core::secure::MAX_NOISE_MESSAGE + 2;
+pub const LINK_NOISE_BUFFER_LIMIT: usize = MAX_NOISE_MESSAGE + 2;
 
 /// Shortest keepalive in the linked world: above the largest pipe latency a script sets
 /// (255 ms), so that [`Pair::drive`] can settle.
@@ -333,7 +331,7 @@ pub enum World {
         /// The clock at the start.
         start: StartTime,
     },
-    /// Two devices on a [`Pair`], each a [`Link`](socketfalco_core::link::Link) over a
+    /// Two devices on a [`Pair`], each a [`Link`](socketfalco_core::Link) over a
     /// [`MemoryStore`](crate::MemoryStore). The script plays users, network and
     /// failures, and may inject bytes and frames into either side.
     Linked {
@@ -1134,7 +1132,7 @@ impl ScriptedWorld {
             text,
         };
         let capacity = self.session.send_capacity();
-        let text_ok = socketfalco_core::message::check_text(&message.text).is_ok();
+        let text_ok = check_text(&message.text).is_ok();
         let result = self.session.send(&message, self.now);
         let expected_ok = self.session.is_established() && capacity > 0 && text_ok;
         match result {
@@ -1333,7 +1331,7 @@ impl ScriptedWorld {
                     message.seq, self.next_incoming,
                     "messages handed to the driver out of sequence"
                 );
-                socketfalco_core::message::check_text(&message.text)
+                check_text(&message.text)
                     .unwrap_or_else(|e| panic!("an invalid text reached the driver: {e}"));
                 self.next_incoming = self.next_incoming.wrapping_add(1);
             }
@@ -1488,7 +1486,7 @@ impl LinkedWorld {
                 if network {
                     link.handle_input(piece, now);
                 } else {
-                    link.session_mut().handle_input(piece, now);
+                    link.inject_plaintext(piece, now);
                 }
             }
             let _ = link.pump_with(&mut device.store, now);
@@ -1528,9 +1526,8 @@ impl LinkedWorld {
             Action::Advance { ms } => self.pair.advance(u64::from(*ms)),
             Action::Wake { b } => {
                 if let Some(link) = self.device(*b).link.as_mut() {
-                    let session = link.session_mut();
-                    if session.poll_timeout().is_some_and(|t| t > now) {
-                        session.handle_timeout(now);
+                    if link.poll_timeout().is_some_and(|t| t > now) {
+                        link.wake_session_early(now);
                     }
                 }
             }
@@ -1543,9 +1540,8 @@ impl LinkedWorld {
             Action::Accept { .. } | Action::Persist { .. } => {}
             Action::Misuse { seq } => {
                 if let Some(link) = self.pair.a.link.as_mut() {
-                    let session = link.session_mut();
-                    let seq = seq.resolve(NumContext::of(session));
-                    if seq != session.next_send_seq() {
+                    let seq = seq.resolve(NumContext::of(link.session()));
+                    if seq != link.session().next_send_seq() {
                         let message = Message {
                             seq,
                             lamport: 1,
@@ -1553,7 +1549,7 @@ impl LinkedWorld {
                             text: "misuse".into(),
                         };
                         assert!(
-                            session.send(&message, now).is_err(),
+                            link.send_unchecked(&message, now).is_err(),
                             "send accepted an out-of-sequence message"
                         );
                     }
@@ -1568,7 +1564,7 @@ impl LinkedWorld {
             Action::Close { b, code } => {
                 if let Some(link) = self.device(*b).link.as_mut() {
                     let reason = Close::new(CloseCode::from_wire(*code), "the script closes");
-                    link.session_mut().close(reason, now);
+                    link.close(reason, now);
                 }
             }
             Action::Disconnect => self.pair.disconnect(),

@@ -309,7 +309,9 @@ impl Session {
 
     // ----- getters -----
 
-    /// The peer, once its hello has arrived.
+    /// The peer, once its hello has arrived. Only with the `testing` feature: a driver asks
+    /// its link ([`crate::Link::peer`]), which knows the peer once it is accepted.
+    #[cfg(feature = "testing")]
     pub fn peer(&self) -> Option<&PeerHello> {
         self.peer.as_ref()
     }
@@ -343,7 +345,9 @@ impl Session {
         self.config.window - self.in_flight()
     }
 
-    /// Text bytes sent and not yet acked.
+    /// Text bytes sent and not yet acked. Only with the `testing` feature (the tests of the
+    /// byte window).
+    #[cfg(feature = "testing")]
     pub fn in_flight_bytes(&self) -> usize {
         self.in_flight_bytes
     }
@@ -391,7 +395,9 @@ impl Session {
         self.ack_written
     }
 
-    /// Messages dropped because they had already been received.
+    /// Messages dropped because they had already been received. Only with the `testing`
+    /// feature (the tests of the re-sync).
+    #[cfg(feature = "testing")]
     pub fn duplicates_dropped(&self) -> u64 {
         self.duplicates_dropped
     }
@@ -402,7 +408,7 @@ impl Session {
     }
 
     /// Whether there are bytes to transmit.
-    pub fn wants_write(&self) -> bool {
+    pub(crate) fn wants_write(&self) -> bool {
         !self.out.is_empty() || self.ack_due()
     }
 
@@ -563,7 +569,7 @@ impl Session {
     /// The driver has stored our own recovered messages ([`Event::OwnRecovered`]) durably up
     /// to `up_to`. At the end of a batch the next one is asked for; at the end of the last,
     /// recovery is over.
-    pub fn confirm_recovered(&mut self, up_to: u64, now_ms: u64) -> Result<(), ApiMisuse> {
+    pub(crate) fn confirm_recovered(&mut self, up_to: u64, now_ms: u64) -> Result<(), ApiMisuse> {
         let Some(recovery) = self.recovery.as_mut() else {
             return Err(ApiMisuse::NotRequested);
         };
@@ -587,7 +593,11 @@ impl Session {
 
     /// Answers the peer's [`Event::ReturnRequested`]: `messages` are the peer's own messages
     /// it asked for, read from the store, exactly `from..=to` in order.
-    pub fn send_returned(&mut self, messages: &[Message], now_ms: u64) -> Result<(), ApiMisuse> {
+    pub(crate) fn send_returned(
+        &mut self,
+        messages: &[Message],
+        now_ms: u64,
+    ) -> Result<(), ApiMisuse> {
         let Some((from, to)) = self.return_requested else {
             return Err(ApiMisuse::NotRequested);
         };
@@ -609,7 +619,7 @@ impl Session {
     /// Refuses the peer before saying anything (a listener at its limit): the queued hello
     /// is withdrawn if none of it was transmitted yet (before or after the peer's hello),
     /// so that only the close frame goes out and the peer learns nothing but the reason.
-    pub fn refuse(&mut self, reason: Close, now_ms: u64) {
+    pub(crate) fn refuse(&mut self, reason: Close, now_ms: u64) {
         let before_accept = matches!(self.state, State::AwaitingHello | State::AwaitingAccept);
         if before_accept && self.out.nothing_sent() {
             self.out.clear();
