@@ -12,21 +12,21 @@ use serde_bytes::ByteArray;
 use std::fmt;
 
 /// Kind byte of a [`Frame::Hello`].
-pub const KIND_HELLO: u8 = 1;
+pub(crate) const KIND_HELLO: u8 = 1;
 /// Kind byte of a [`Frame::Sync`].
-pub const KIND_SYNC: u8 = 2;
+pub(crate) const KIND_SYNC: u8 = 2;
 /// Kind byte of a [`Frame::Message`].
-pub const KIND_MESSAGE: u8 = 3;
+pub(crate) const KIND_MESSAGE: u8 = 3;
 /// Kind byte of a [`Frame::Ack`].
-pub const KIND_ACK: u8 = 4;
+pub(crate) const KIND_ACK: u8 = 4;
 /// Kind byte of a [`Frame::Ping`].
-pub const KIND_PING: u8 = 5;
+pub(crate) const KIND_PING: u8 = 5;
 /// Kind byte of a [`Frame::Close`].
-pub const KIND_CLOSE: u8 = 6;
+pub(crate) const KIND_CLOSE: u8 = 6;
 /// Kind byte of a [`Frame::Recover`].
-pub const KIND_RECOVER: u8 = 7;
+pub(crate) const KIND_RECOVER: u8 = 7;
 /// Kind byte of a [`Frame::Returned`].
-pub const KIND_RETURNED: u8 = 8;
+pub(crate) const KIND_RETURNED: u8 = 8;
 
 /// One protocol frame.
 #[derive(Clone, PartialEq, Eq, Debug)]

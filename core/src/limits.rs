@@ -21,7 +21,7 @@ pub const MAX_FRAME_BYTES: usize = 128 * 1024;
 pub const MAX_TEXT_BYTES: usize = 64 * 1024;
 
 /// Fewest characters (Unicode scalar values) in a display name, as the original.
-pub(crate) const MIN_NAME_CHARS: usize = 2;
+pub const MIN_NAME_CHARS: usize = 2;
 
 /// Most characters (Unicode scalar values) in a display name, as the original.
 pub const MAX_NAME_CHARS: usize = 15;
@@ -38,9 +38,9 @@ pub const MAX_IN_FLIGHT_MESSAGES: u64 = 4096;
 /// ([`SessionConfig::window_bytes`](crate::SessionConfig::window_bytes)). A sender-side bound:
 /// the receiver's memory is bounded by [`MAX_IN_FLIGHT_MESSAGES`] × [`MAX_FRAME_BYTES`] in any
 /// case, and by this in practice.
-pub(crate) const MAX_IN_FLIGHT_BYTES: usize = 16 * 1024 * 1024;
+pub const MAX_IN_FLIGHT_BYTES: usize = 16 * 1024 * 1024;
 
-/// The default bytes-in-flight window: 2 MiB, 512 messages of 4 KiB.
+/// The default bytes-in-flight window of [`SessionConfig::new`](crate::SessionConfig::new): 2 MiB, 512 messages of 4 KiB.
 pub(crate) const DEFAULT_WINDOW_BYTES: usize = 2 * 1024 * 1024;
 
 /// Largest sequence number or Lamport counter a message may carry: 2^53, so that every

@@ -102,11 +102,12 @@ pub enum Event {
     /// acked at once.
     TemporaryMessage(Message),
     /// One of our own messages, sent back by the peer because our store lost it (it was
-    /// restored from an older copy). Store it durably as our own, then call
-    /// [`Session::confirm_recovered`].
+    /// restored from an older copy). Store it durably as our own; then the session is told
+    /// so (only a [`Link`](crate::Link) drives a recovery: that call is not public).
     OwnRecovered(Message),
-    /// The peer's store lost some of its own messages, which we hold: read the peer's
-    /// messages `from..=to` from the store and hand them to [`Session::send_returned`].
+    /// The peer's store lost some of its own messages, which we hold: the peer's messages
+    /// `from..=to` are read from the store and handed back to the session (only a
+    /// [`Link`](crate::Link) does: that call is not public).
     ReturnRequested {
         /// First sequence number.
         from: u64,
@@ -219,7 +220,28 @@ enum State {
     Closed,
 }
 
-/// One connection's protocol state. See the [module docs](crate::session) for the call order.
+/// One connection's protocol state, as a pure state machine: bytes and time in, events and
+/// bytes out. The product drives it through a [`Link`](crate::Link), which adds the secure
+/// channel and the store; the fuzz scripts and the benches drive a bare one.
+///
+/// # Call order for a driver
+/// 1. Create it with [`Session::new`]; it has already queued its hello.
+/// 2. Feed what arrives: [`handle_input`](Session::handle_input) with bytes,
+///    [`handle_eof`](Session::handle_eof) when the peer closes the stream,
+///    [`handle_timeout`](Session::handle_timeout) when [`poll_timeout`](Session::poll_timeout)
+///    is reached.
+/// 3. Drain [`poll_event`](Session::poll_event) and act on each [`Event`]: accept the peer,
+///    persist received messages and then [`confirm_persisted`](Session::confirm_persisted),
+///    record deliveries.
+/// 4. Give it outgoing messages with [`send`](Session::send) while
+///    [`send_capacity`](Session::send_capacity) is above zero, in sequence from
+///    [`next_send_seq`](Session::next_send_seq).
+/// 5. Write [`poll_transmit`](Session::poll_transmit) to the socket and report how much went
+///    out with [`advance_transmit`](Session::advance_transmit).
+/// 6. Once [`is_closed`](Session::is_closed) and nothing is left to transmit, close the
+///    socket.
+///
+/// A [`Link`](crate::Link) does steps 3 and 4 against a [`Store`](crate::Store).
 #[derive(Debug)]
 pub struct Session {
     config: SessionConfig,
