@@ -1723,11 +1723,21 @@ trait FuzzEncode {
     fn encode(&self, out: &mut Vec<u8>);
 }
 
-/// The `u32` that `#[derive(Arbitrary)]` maps to variant `index` of `count`.
-fn variant(out: &mut Vec<u8>, index: u32, count: u32) {
+/// The fields of a struct or of an enum variant, in declaration order: what
+/// `#[derive(Arbitrary)]` reads one after another.
+fn fields(out: &mut Vec<u8>, fields: &[&dyn FuzzEncode]) {
+    for field in fields {
+        field.encode(out);
+    }
+}
+
+/// Variant `index` of an enum of `count` variants, with its fields: the `u32` that
+/// `#[derive(Arbitrary)]` maps to that variant, then the fields.
+fn variant(out: &mut Vec<u8>, index: u32, count: u32, variant_fields: &[&dyn FuzzEncode]) {
     let tag = ((u64::from(index) << 32).div_ceil(u64::from(count))) as u32;
     debug_assert_eq!((u64::from(tag) * u64::from(count)) >> 32, u64::from(index));
     out.extend_from_slice(&tag.to_le_bytes());
+    fields(out, variant_fields);
 }
 
 macro_rules! encode_le {
@@ -1762,14 +1772,16 @@ impl FuzzEncode for [u8; 16] {
     }
 }
 
-fn encode_raw(bytes: &[u8], out: &mut Vec<u8>) {
-    let len = bytes.len().min(MAX_RAW_BYTES);
-    (len as u16).encode(out);
-    out.extend_from_slice(&bytes[..len]);
-}
+/// A raw byte string, as `raw_bytes` reads it: a `u16` length, then the bytes (cut at
+/// [`MAX_RAW_BYTES`]).
+struct Raw<'a>(&'a [u8]);
 
-macro_rules! encode_fields {
-    ($out:ident; $($field:expr),*) => {{ $( $field.encode($out); )* }};
+impl FuzzEncode for Raw<'_> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let len = self.0.len().min(MAX_RAW_BYTES);
+        (len as u16).encode(out);
+        out.extend_from_slice(&self.0[..len]);
+    }
 }
 
 impl FuzzEncode for SessionScript {
@@ -1785,38 +1797,26 @@ impl FuzzEncode for SessionScript {
 impl FuzzEncode for World {
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            World::Scripted { local, start } => {
-                variant(out, 0, 2);
-                encode_fields!(out; local, start);
-            }
-            World::Linked { a, b, secure } => {
-                variant(out, 1, 2);
-                encode_fields!(out; a, b, secure);
-            }
+            World::Scripted { local, start } => variant(out, 0, 2, &[local, start]),
+            World::Linked { a, b, secure } => variant(out, 1, 2, &[a, b, secure]),
         }
     }
 }
 
 impl FuzzEncode for LocalConfig {
     fn encode(&self, out: &mut Vec<u8>) {
-        encode_fields!(out; self.temporary, self.window, self.timers);
+        fields(out, &[&self.temporary, &self.window, &self.timers]);
     }
 }
 
 impl FuzzEncode for WindowPick {
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            WindowPick::Default => variant(out, 0, 5),
-            WindowPick::One => variant(out, 1, 5),
-            WindowPick::Small(n) => {
-                variant(out, 2, 5);
-                n.encode(out);
-            }
-            WindowPick::Max => variant(out, 3, 5),
-            WindowPick::Absurd(high) => {
-                variant(out, 4, 5);
-                high.encode(out);
-            }
+            WindowPick::Default => variant(out, 0, 5, &[]),
+            WindowPick::One => variant(out, 1, 5, &[]),
+            WindowPick::Small(n) => variant(out, 2, 5, &[n]),
+            WindowPick::Max => variant(out, 3, 5, &[]),
+            WindowPick::Absurd(high) => variant(out, 4, 5, &[high]),
         }
     }
 }
@@ -1824,16 +1824,13 @@ impl FuzzEncode for WindowPick {
 impl FuzzEncode for TimerPick {
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            TimerPick::Default => variant(out, 0, 3),
-            TimerPick::Short => variant(out, 1, 3),
+            TimerPick::Default => variant(out, 0, 3, &[]),
+            TimerPick::Short => variant(out, 1, 3, &[]),
             TimerPick::Custom {
                 keepalive,
                 idle,
                 handshake,
-            } => {
-                variant(out, 2, 3);
-                encode_fields!(out; keepalive, idle, handshake);
-            }
+            } => variant(out, 2, 3, &[keepalive, idle, handshake]),
         }
     }
 }
@@ -1841,15 +1838,9 @@ impl FuzzEncode for TimerPick {
 impl FuzzEncode for StartTime {
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            StartTime::Zero => variant(out, 0, 3),
-            StartTime::At(t) => {
-                variant(out, 1, 3);
-                t.encode(out);
-            }
-            StartTime::NearEnd(d) => {
-                variant(out, 2, 3);
-                d.encode(out);
-            }
+            StartTime::Zero => variant(out, 0, 3, &[]),
+            StartTime::At(t) => variant(out, 1, 3, &[t]),
+            StartTime::NearEnd(d) => variant(out, 2, 3, &[d]),
         }
     }
 }
@@ -1858,69 +1849,29 @@ impl FuzzEncode for Action {
     fn encode(&self, out: &mut Vec<u8>) {
         const N: u32 = 17;
         match self {
-            Action::Step => variant(out, 0, N),
-            Action::Bytes { to_b, bytes } => {
-                variant(out, 1, N);
-                to_b.encode(out);
-                encode_raw(bytes, out);
-            }
+            Action::Step => variant(out, 0, N, &[]),
+            Action::Bytes { to_b, bytes } => variant(out, 1, N, &[to_b, &Raw(bytes)]),
             Action::Frame {
                 to_b,
                 frame,
                 delivery,
-            } => {
-                variant(out, 2, N);
-                encode_fields!(out; to_b, frame, delivery);
-            }
-            Action::Advance { ms } => {
-                variant(out, 3, N);
-                ms.encode(out);
-            }
-            Action::Wake { b } => {
-                variant(out, 4, N);
-                b.encode(out);
-            }
-            Action::Write { b, count, text } => {
-                variant(out, 5, N);
-                encode_fields!(out; b, count, text);
-            }
+            } => variant(out, 2, N, &[to_b, frame, delivery]),
+            Action::Advance { ms } => variant(out, 3, N, &[ms]),
+            Action::Wake { b } => variant(out, 4, N, &[b]),
+            Action::Write { b, count, text } => variant(out, 5, N, &[b, count, text]),
             Action::Accept {
                 received_up_to,
                 last_own_seq,
-            } => {
-                variant(out, 6, N);
-                encode_fields!(out; received_up_to, last_own_seq);
-            }
-            Action::Persist { up_to } => {
-                variant(out, 7, N);
-                up_to.encode(out);
-            }
-            Action::Misuse { seq } => {
-                variant(out, 8, N);
-                seq.encode(out);
-            }
-            Action::Transmit { amount } => {
-                variant(out, 9, N);
-                amount.encode(out);
-            }
-            Action::Eof { b } => {
-                variant(out, 10, N);
-                b.encode(out);
-            }
-            Action::Close { b, code } => {
-                variant(out, 11, N);
-                encode_fields!(out; b, code);
-            }
-            Action::Disconnect => variant(out, 12, N),
-            Action::Connect => variant(out, 13, N),
-            Action::Crash { b } => {
-                variant(out, 14, N);
-                b.encode(out);
-            }
-            Action::StoreFail { b, writes } => {
-                variant(out, 15, N);
-                encode_fields!(out; b, writes);
-            }
+            } => variant(out, 6, N, &[received_up_to, last_own_seq]),
+            Action::Persist { up_to } => variant(out, 7, N, &[up_to]),
+            Action::Misuse { seq } => variant(out, 8, N, &[seq]),
+            Action::Transmit { amount } => variant(out, 9, N, &[amount]),
+            Action::Eof { b } => variant(out, 10, N, &[b]),
+            Action::Close { b, code } => variant(out, 11, N, &[b, code]),
+            Action::Disconnect => variant(out, 12, N, &[]),
+            Action::Connect => variant(out, 13, N, &[]),
+            Action::Crash { b } => variant(out, 14, N, &[b]),
+            Action::StoreFail { b, writes } => variant(out, 15, N, &[b, writes]),
             Action::Pipe {
                 from_b,
                 latency,
@@ -1929,8 +1880,15 @@ impl FuzzEncode for Action {
                 cut_after,
                 flip_bit_at,
             } => {
-                variant(out, 16, N);
-                encode_fields!(out; from_b, latency, max_piece, blackhole, cut_after, flip_bit_at);
+                let pipe: [&dyn FuzzEncode; 6] = [
+                    from_b,
+                    latency,
+                    max_piece,
+                    blackhole,
+                    cut_after,
+                    flip_bit_at,
+                ];
+                variant(out, 16, N, &pipe);
             }
         }
     }
@@ -1940,35 +1898,14 @@ impl FuzzEncode for Num {
     fn encode(&self, out: &mut Vec<u8>) {
         const N: u32 = 8;
         match self {
-            Num::Zero => variant(out, 0, N),
-            Num::Small(n) => {
-                variant(out, 1, N);
-                n.encode(out);
-            }
-            Num::Received(d) => {
-                variant(out, 2, N);
-                d.encode(out);
-            }
-            Num::Persisted(d) => {
-                variant(out, 3, N);
-                d.encode(out);
-            }
-            Num::Sent(d) => {
-                variant(out, 4, N);
-                d.encode(out);
-            }
-            Num::PeerAcked(d) => {
-                variant(out, 5, N);
-                d.encode(out);
-            }
-            Num::NearMax(d) => {
-                variant(out, 6, N);
-                d.encode(out);
-            }
-            Num::Raw(n) => {
-                variant(out, 7, N);
-                n.encode(out);
-            }
+            Num::Zero => variant(out, 0, N, &[]),
+            Num::Small(n) => variant(out, 1, N, &[n]),
+            Num::Received(d) => variant(out, 2, N, &[d]),
+            Num::Persisted(d) => variant(out, 3, N, &[d]),
+            Num::Sent(d) => variant(out, 4, N, &[d]),
+            Num::PeerAcked(d) => variant(out, 5, N, &[d]),
+            Num::NearMax(d) => variant(out, 6, N, &[d]),
+            Num::Raw(n) => variant(out, 7, N, &[n]),
         }
     }
 }
@@ -1982,35 +1919,20 @@ impl FuzzEncode for FrameSpec {
                 device,
                 name,
                 temporary,
-            } => {
-                variant(out, 0, N);
-                encode_fields!(out; version, device, name, temporary);
-            }
+            } => variant(out, 0, N, &[version, device, name, temporary]),
             FrameSpec::Sync {
                 received_up_to,
                 last_seq,
-            } => {
-                variant(out, 1, N);
-                encode_fields!(out; received_up_to, last_seq);
-            }
+            } => variant(out, 1, N, &[received_up_to, last_seq]),
             FrameSpec::Message {
                 seq,
                 lamport,
                 sent_at_ms,
                 text,
-            } => {
-                variant(out, 2, N);
-                encode_fields!(out; seq, lamport, sent_at_ms, text);
-            }
-            FrameSpec::Ack { up_to } => {
-                variant(out, 3, N);
-                up_to.encode(out);
-            }
-            FrameSpec::Ping => variant(out, 4, N),
-            FrameSpec::Close { code, detail } => {
-                variant(out, 5, N);
-                encode_fields!(out; code, detail);
-            }
+            } => variant(out, 2, N, &[seq, lamport, sent_at_ms, text]),
+            FrameSpec::Ack { up_to } => variant(out, 3, N, &[up_to]),
+            FrameSpec::Ping => variant(out, 4, N, &[]),
+            FrameSpec::Close { code, detail } => variant(out, 5, N, &[code, detail]),
         }
     }
 }
@@ -2018,12 +1940,9 @@ impl FuzzEncode for FrameSpec {
 impl FuzzEncode for DevicePick {
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            DevicePick::Peer => variant(out, 0, 3),
-            DevicePick::Own => variant(out, 1, 3),
-            DevicePick::Raw(bytes) => {
-                variant(out, 2, 3);
-                bytes.encode(out);
-            }
+            DevicePick::Peer => variant(out, 0, 3, &[]),
+            DevicePick::Own => variant(out, 1, 3, &[]),
+            DevicePick::Raw(bytes) => variant(out, 2, 3, &[bytes]),
         }
     }
 }
@@ -2032,22 +1951,13 @@ impl FuzzEncode for TextPick {
     fn encode(&self, out: &mut Vec<u8>) {
         const N: u32 = 7;
         match self {
-            TextPick::Short(n) => {
-                variant(out, 0, N);
-                n.encode(out);
-            }
-            TextPick::Unicode => variant(out, 1, N),
-            TextPick::Long(n) => {
-                variant(out, 2, N);
-                n.encode(out);
-            }
-            TextPick::Max => variant(out, 3, N),
-            TextPick::OverMax => variant(out, 4, N),
-            TextPick::Empty => variant(out, 5, N),
-            TextPick::Raw(bytes) => {
-                variant(out, 6, N);
-                encode_raw(bytes, out);
-            }
+            TextPick::Short(n) => variant(out, 0, N, &[n]),
+            TextPick::Unicode => variant(out, 1, N, &[]),
+            TextPick::Long(n) => variant(out, 2, N, &[n]),
+            TextPick::Max => variant(out, 3, N, &[]),
+            TextPick::OverMax => variant(out, 4, N, &[]),
+            TextPick::Empty => variant(out, 5, N, &[]),
+            TextPick::Raw(bytes) => variant(out, 6, N, &[&Raw(bytes)]),
         }
     }
 }
@@ -2055,16 +1965,10 @@ impl FuzzEncode for TextPick {
 impl FuzzEncode for Delivery {
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            Delivery::Whole => variant(out, 0, 4),
-            Delivery::Split(at) => {
-                variant(out, 1, 4);
-                at.encode(out);
-            }
-            Delivery::Bytewise => variant(out, 2, 4),
-            Delivery::Truncated(keep) => {
-                variant(out, 3, 4);
-                keep.encode(out);
-            }
+            Delivery::Whole => variant(out, 0, 4, &[]),
+            Delivery::Split(at) => variant(out, 1, 4, &[at]),
+            Delivery::Bytewise => variant(out, 2, 4, &[]),
+            Delivery::Truncated(keep) => variant(out, 3, 4, &[keep]),
         }
     }
 }
@@ -2072,11 +1976,8 @@ impl FuzzEncode for Delivery {
 impl FuzzEncode for Amount {
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            Amount::All => variant(out, 0, 2),
-            Amount::Some(n) => {
-                variant(out, 1, 2);
-                n.encode(out);
-            }
+            Amount::All => variant(out, 0, 2, &[]),
+            Amount::Some(n) => variant(out, 1, 2, &[n]),
         }
     }
 }
