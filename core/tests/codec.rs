@@ -9,8 +9,8 @@ use socketfalco_core::{
     encode_frame, Close, CloseCode, Event, Frame, FrameDecoder, FrameError, Hello, Message,
     NameError, Session, SessionConfig, Side, SyncPoint, TextError,
 };
+use socketfalco_testkit::golden::{frames_dir, from_hex, to_hex};
 use socketfalco_testkit::{DEVICE_A, DEVICE_B};
-use std::path::PathBuf;
 
 // The kind bytes of docs/PROTOCOL.md, written out rather than taken from the core: the
 // hostile frames below are built as a peer would build them, from the document.
@@ -102,27 +102,6 @@ fn golden_frames() -> Vec<(&'static str, &'static str, Frame)> {
             Frame::Close(Close::new(CloseCode::Other(700), "")),
         ),
     ]
-}
-
-fn frames_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/frames")
-}
-
-fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn from_hex(text: &str) -> Vec<u8> {
-    let digits: Vec<u8> = text
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .flat_map(|l| l.bytes())
-        .filter(|b| b.is_ascii_hexdigit())
-        .collect();
-    digits
-        .chunks(2)
-        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
-        .collect()
 }
 
 fn encode(frame: &Frame) -> Vec<u8> {

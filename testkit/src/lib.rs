@@ -13,9 +13,11 @@
 //! story on top of it. [`Wire`] is one direction of one connection exact to the byte (a cut
 //! at any byte, short reads and writes, jitter that keeps order, a flipped bit), for the
 //! deterministic simulator (`sim/`). [`fuzz`] holds the fuzz targets' scripts and checks and
-//! the metered allocator that bounds their heap.
+//! the metered allocator that bounds their heap. [`golden`] reads the golden frames of
+//! `testdata/frames/`.
 
 pub mod fuzz;
+pub mod golden;
 mod pair;
 mod slow;
 mod store;
