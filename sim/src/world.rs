@@ -265,6 +265,15 @@ fn device_mut(pair: &mut Pair, who: Who) -> &mut Device {
     }
 }
 
+/// The connection and `who`'s link on it, while both exist: what moves bytes.
+fn conn_and_link<'a>(
+    conn: &'a mut Option<Conn>,
+    pair: &'a mut Pair,
+    who: Who,
+) -> Option<(&'a mut Conn, &'a mut Link)> {
+    Some((conn.as_mut()?, device_mut(pair, who).link.as_mut()?))
+}
+
 impl World {
     /// Both devices running, empty stores, not connected; b listens first.
     pub fn new(options: Options) -> World {
@@ -841,13 +850,8 @@ impl World {
 
     /// The device writes what its session has to send.
     fn transmit(&mut self, who: Who) -> bool {
-        let i = who.index();
-        let now = self.now(who);
-        let global = self.pair.now_ms;
-        let Some(conn) = self.conn.as_mut() else {
-            return false;
-        };
-        let Some(link) = device_mut(&mut self.pair, who).link.as_mut() else {
+        let (i, now, global) = (who.index(), self.now(who), self.pair.now_ms);
+        let Some((conn, link)) = conn_and_link(&mut self.conn, &mut self.pair, who) else {
             return false;
         };
         if conn.write_broken[i] {
@@ -902,13 +906,8 @@ impl World {
 
     /// The device reads what has arrived into its session.
     fn receive(&mut self, who: Who) -> bool {
-        let i = who.index();
-        let now = self.now(who);
-        let global = self.pair.now_ms;
-        let Some(conn) = self.conn.as_mut() else {
-            return false;
-        };
-        let Some(link) = device_mut(&mut self.pair, who).link.as_mut() else {
+        let (i, now, global) = (who.index(), self.now(who), self.pair.now_ms);
+        let Some((conn, link)) = conn_and_link(&mut self.conn, &mut self.pair, who) else {
             return false;
         };
         let mut moved = false;
