@@ -1,4 +1,4 @@
-//! Device identities (uuid4), and how a message is named by its author's.
+//! Device identities (uuid4); a message is named by its author's id and sequence number.
 //!
 //! A device is named by a uuid4 it generates once (outside the core: the core has no
 //! randomness). A message is named by its author's device id plus the author's own sequence

@@ -47,8 +47,9 @@
 //!
 //! Two cargo features add to it, for test tools only: `simulator-self-test` (the simulator's
 //! deliberately broken link) and `testing` (hooks that reach past a link into its session,
-//! and getters only tests read), which the testkit enables; neither is in a build of the
-//! binary.
+//! and getters only tests read), which the testkit enables. A build of the binary alone
+//! (`cargo build -p socketfalco`, `cargo install`) has neither; cargo turns them on only
+//! where a test tool is built beside it (the workspace's tests, a workspace-wide build).
 
 // `pub` means public: an item no other crate can reach is `pub(crate)` or private.
 #![warn(unreachable_pub)]
