@@ -5,8 +5,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use socketfalco_benches::data::SHORT_LINE;
 use socketfalco_benches::data::{ack_frame, message, message_frame, message_stream, text_4k};
 use socketfalco_benches::stats::print_load;
-use socketfalco_core::codec::{encode_frame, encode_message_frame};
-use socketfalco_core::{Frame, FrameDecoder};
+use socketfalco_core::{encode_frame, encode_message_frame, Frame, FrameDecoder};
 use std::hint::black_box;
 use std::time::Duration;
 

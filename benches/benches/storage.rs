@@ -32,10 +32,31 @@ fn batch(first: u64, count: u64) -> Vec<Message> {
         .collect()
 }
 
-fn configure(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+type Group<'a> = criterion::BenchmarkGroup<'a, criterion::measurement::WallTime>;
+
+fn configure(group: &mut Group<'_>) {
     group.sample_size(10);
     group.warm_up_time(Duration::from_millis(500));
     group.measurement_time(Duration::from_secs(3));
+}
+
+/// Times `insert` alone on batches of `n` messages, each batch numbered on from the last
+/// (as a chat grows).
+fn bench_inserts(group: &mut Group<'_>, name: &str, n: u64, mut insert: impl FnMut(&[Message])) {
+    let mut next = 1;
+    group.bench_function(BenchmarkId::new(name, n), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let messages = batch(next, n);
+                next += n;
+                let start = Instant::now();
+                insert(&messages);
+                total += start.elapsed();
+            }
+            total
+        })
+    });
 }
 
 fn per_transaction(c: &mut Criterion) {
@@ -53,39 +74,17 @@ fn per_transaction(c: &mut Criterion) {
 
         let dir = temp_dir(TMP);
         let mut table = PlainTable::create(dir.path(), "FULL");
-        let mut next = 1;
-        group.bench_function(BenchmarkId::new("plain_table", n), |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let messages = batch(next, n);
-                    next += n;
-                    let start = Instant::now();
-                    table.insert(DEVICE_B, &messages);
-                    total += start.elapsed();
-                }
-                total
-            })
+        bench_inserts(&mut group, "plain_table", n, |messages| {
+            table.insert(DEVICE_B, messages);
         });
 
         let dir = temp_dir(TMP);
         let mut db = open_database(dir.path(), DEVICE_A, "alice");
         open_chat(&mut db, DEVICE_B, "bob");
-        let mut next = 1;
-        group.bench_function(BenchmarkId::new("persist_received", n), |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let messages = batch(next, n);
-                    next += n;
-                    let start = Instant::now();
-                    if let Err(e) = db.persist_received(DEVICE_B, &messages) {
-                        panic!("persist: {e}");
-                    }
-                    total += start.elapsed();
-                }
-                total
-            })
+        bench_inserts(&mut group, "persist_received", n, |messages| {
+            if let Err(e) = db.persist_received(DEVICE_B, messages) {
+                panic!("persist: {e}");
+            }
         });
 
         if n == 1 {

@@ -16,8 +16,7 @@
 
 use socketfalco_benches::data::{message, message_frame, text_4k, SHORT_LINE};
 use socketfalco_benches::memory::{BenchStore, LinkPair, SessionPair};
-use socketfalco_core::codec::encode_message_frame;
-use socketfalco_core::FrameDecoder;
+use socketfalco_core::{encode_message_frame, FrameDecoder};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

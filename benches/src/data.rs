@@ -1,8 +1,7 @@
 //! The typical payloads: a short chat line, a 4 KiB message, an ack, and long streams of
 //! message frames exactly as a session writes them.
 
-use socketfalco_core::codec::{encode_frame, encode_message_frame};
-use socketfalco_core::{Frame, Message};
+use socketfalco_core::{encode_frame, encode_message_frame, Frame, Message};
 
 /// A short chat line (39 bytes), the common case.
 pub const SHORT_LINE: &str = "on my way, see you at the station at 7?";

@@ -137,25 +137,53 @@ where
     (alice, bob)
 }
 
+/// A loopback TCP connection (TCP_NODELAY both ends) whose far end a thread of its own
+/// serves with `serve`. Dropping it shuts the connection down and joins the thread.
+struct LoopbackPeer {
+    stream: TcpStream,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl LoopbackPeer {
+    fn start(serve: impl FnOnce(TcpStream) + Send + 'static) -> io::Result<LoopbackPeer> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let thread = std::thread::spawn(move || {
+            if let Ok((stream, _)) = listener.accept() {
+                let _ = stream.set_nodelay(true);
+                serve(stream);
+            }
+        });
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        Ok(LoopbackPeer {
+            stream,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for LoopbackPeer {
+    fn drop(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// A plain loopback TCP connection (TCP_NODELAY both ends) whose far end, on its own thread,
 /// reads everything and answers each `read` with the cumulative byte count so far (8 bytes):
 /// one cumulative ack per readiness event, as the protocol does, and nothing else.
 pub struct RawSink {
-    stream: TcpStream,
+    peer: LoopbackPeer,
     sent: u64,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl RawSink {
     /// Connects to a new sink thread.
     pub fn start() -> io::Result<RawSink> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let addr = listener.local_addr()?;
-        let thread = std::thread::spawn(move || {
-            let Ok((mut stream, _)) = listener.accept() else {
-                return;
-            };
-            let _ = stream.set_nodelay(true);
+        let peer = LoopbackPeer::start(|mut stream| {
             let mut buf = vec![0u8; 64 * 1024];
             let mut total: u64 = 0;
             loop {
@@ -169,14 +197,8 @@ impl RawSink {
                     }
                 }
             }
-        });
-        let stream = TcpStream::connect(addr)?;
-        stream.set_nodelay(true)?;
-        Ok(RawSink {
-            stream,
-            sent: 0,
-            thread: Some(thread),
-        })
+        })?;
+        Ok(RawSink { peer, sent: 0 })
     }
 
     /// Writes `bytes` in `piece`-sized `write` calls, then waits until the sink acked them
@@ -188,13 +210,14 @@ impl RawSink {
     /// Writes each of `pieces` with its own `write` call, then waits until the sink acked
     /// them all.
     pub fn push_each<'a>(&mut self, pieces: impl IntoIterator<Item = &'a [u8]>) -> io::Result<()> {
+        let stream = &mut self.peer.stream;
         for piece in pieces {
-            self.stream.write_all(piece)?;
+            stream.write_all(piece)?;
             self.sent += piece.len() as u64;
         }
         let mut ack = [0u8; 8];
         loop {
-            self.stream.read_exact(&mut ack)?;
+            stream.read_exact(&mut ack)?;
             if u64::from_le_bytes(ack) >= self.sent {
                 return Ok(());
             }
@@ -202,34 +225,18 @@ impl RawSink {
     }
 }
 
-impl Drop for RawSink {
-    fn drop(&mut self) {
-        let _ = self.stream.shutdown(std::net::Shutdown::Both);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// A plain loopback TCP connection whose far end answers every `request`-byte message with
 /// a `reply`-byte one: the round-trip ceiling.
 pub struct RawEcho {
-    stream: TcpStream,
+    peer: LoopbackPeer,
     request: Vec<u8>,
     reply: Vec<u8>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl RawEcho {
     /// Connects to a new echo thread.
     pub fn start(request: usize, reply: usize) -> io::Result<RawEcho> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let addr = listener.local_addr()?;
-        let thread = std::thread::spawn(move || {
-            let Ok((mut stream, _)) = listener.accept() else {
-                return;
-            };
-            let _ = stream.set_nodelay(true);
+        let peer = LoopbackPeer::start(move |mut stream| {
             let mut buf = vec![0u8; request];
             let answer = vec![0x5au8; reply];
             while stream.read_exact(&mut buf).is_ok() {
@@ -237,29 +244,17 @@ impl RawEcho {
                     return;
                 }
             }
-        });
-        let stream = TcpStream::connect(addr)?;
-        stream.set_nodelay(true)?;
+        })?;
         Ok(RawEcho {
-            stream,
+            peer,
             request: vec![0xa5; request],
             reply: vec![0; reply],
-            thread: Some(thread),
         })
     }
 
     /// One round trip.
     pub fn round_trip(&mut self) -> io::Result<()> {
-        self.stream.write_all(&self.request)?;
-        self.stream.read_exact(&mut self.reply)
-    }
-}
-
-impl Drop for RawEcho {
-    fn drop(&mut self) {
-        let _ = self.stream.shutdown(std::net::Shutdown::Both);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.peer.stream.write_all(&self.request)?;
+        self.peer.stream.read_exact(&mut self.reply)
     }
 }

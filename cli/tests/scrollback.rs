@@ -120,6 +120,25 @@ impl Tmux {
             .expect("the port")
     }
 
+    /// `device` listening in this terminal on a loopback port of its own (`-l -p 0 --bind
+    /// 127.0.0.1`), with `extra` arguments; returns the port too.
+    fn listen(device: &Device, extra: &[&str]) -> (Tmux, u16) {
+        let data_dir = device.path().to_str().unwrap().to_owned();
+        let mut args = vec![
+            "--data-dir",
+            &data_dir,
+            "-l",
+            "-p",
+            "0",
+            "--bind",
+            "127.0.0.1",
+        ];
+        args.extend_from_slice(extra);
+        let tmux = Tmux::start(&args);
+        let port = tmux.listening_port();
+        (tmux, port)
+    }
+
     fn keys(&self, keys: &[&str]) {
         let out = self.command().arg("send-keys").args(keys).output().unwrap();
         assert!(out.status.success(), "send-keys: {}", common::stderr(&out));
@@ -280,16 +299,7 @@ fn a_long_chat_opens_on_its_last_screen_pages_back_and_is_read_live() {
     drop(view);
 
     // A live session: Bob connects, Alice reads back, Bob writes.
-    let live = Tmux::start(&[
-        "--data-dir",
-        &data_dir,
-        "-l",
-        "-p",
-        "0",
-        "--bind",
-        "127.0.0.1",
-    ]);
-    let port = live.listening_port();
+    let (live, port) = Tmux::listen(&alice, &[]);
     let mut caller = bob.connect(port);
     caller.connected();
     live.wait_for("first contact", |s| {
@@ -339,18 +349,7 @@ fn the_prompt_counts_the_other_chats_unread_lines_and_the_bell_rings_for_them() 
     }
     let alice = Device::new("Alice");
     let (bob, carol) = (Device::new("Bob"), Device::new("Carol"));
-    let data_dir = alice.path().to_str().unwrap().to_owned();
-    let live = Tmux::start(&[
-        "--data-dir",
-        &data_dir,
-        "-l",
-        "-p",
-        "0",
-        "--bind",
-        "127.0.0.1",
-        "--bell",
-    ]);
-    let port = live.listening_port();
+    let (live, port) = Tmux::listen(&alice, &["--bell"]);
     let mut from_bob = bob.connect(port);
     from_bob.connected();
     live.wait_for("Bob", |s| contains(s, "first contact with Bob"));
@@ -405,17 +404,7 @@ fn a_live_session_opens_on_the_chats_last_screen_and_shows_resync_lines_once() {
     let out = bob.run_with_input(&["-eC", &alice.id()], "new 1\nnew 2\nnew 3\n");
     assert!(out.status.success(), "{}", common::stderr(&out));
 
-    let data_dir = alice.path().to_str().unwrap().to_owned();
-    let live = Tmux::start(&[
-        "--data-dir",
-        &data_dir,
-        "-l",
-        "-p",
-        "0",
-        "--bind",
-        "127.0.0.1",
-    ]);
-    let port = live.listening_port();
+    let (live, port) = Tmux::listen(&alice, &[]);
     let mut caller = bob.connect(port);
     caller.connected();
     let screen = live.wait_for("the re-sync's lines", |s| contains(s, "Bob: new 3"));

@@ -12,21 +12,21 @@ use serde_bytes::ByteArray;
 use std::fmt;
 
 /// Kind byte of a [`Frame::Hello`].
-pub const KIND_HELLO: u8 = 1;
+pub(crate) const KIND_HELLO: u8 = 1;
 /// Kind byte of a [`Frame::Sync`].
-pub const KIND_SYNC: u8 = 2;
+pub(crate) const KIND_SYNC: u8 = 2;
 /// Kind byte of a [`Frame::Message`].
-pub const KIND_MESSAGE: u8 = 3;
+pub(crate) const KIND_MESSAGE: u8 = 3;
 /// Kind byte of a [`Frame::Ack`].
-pub const KIND_ACK: u8 = 4;
+pub(crate) const KIND_ACK: u8 = 4;
 /// Kind byte of a [`Frame::Ping`].
-pub const KIND_PING: u8 = 5;
+pub(crate) const KIND_PING: u8 = 5;
 /// Kind byte of a [`Frame::Close`].
-pub const KIND_CLOSE: u8 = 6;
+pub(crate) const KIND_CLOSE: u8 = 6;
 /// Kind byte of a [`Frame::Recover`].
-pub const KIND_RECOVER: u8 = 7;
+pub(crate) const KIND_RECOVER: u8 = 7;
 /// Kind byte of a [`Frame::Returned`].
-pub const KIND_RETURNED: u8 = 8;
+pub(crate) const KIND_RETURNED: u8 = 8;
 
 /// One protocol frame.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -299,7 +299,7 @@ type MessageBody = (u64, u64, i64, String);
 
 impl Frame {
     /// The kind byte this frame is sent with.
-    pub fn kind(&self) -> u8 {
+    pub(crate) fn kind(&self) -> u8 {
         match self {
             Frame::Hello(_) => KIND_HELLO,
             Frame::Sync(_) => KIND_SYNC,
@@ -313,7 +313,7 @@ impl Frame {
     }
 
     /// Appends this frame's payload (kind byte and CBOR body, no length prefix) to `out`.
-    pub fn write_payload(&self, out: &mut Vec<u8>) {
+    pub(crate) fn write_payload(&self, out: &mut Vec<u8>) {
         out.push(self.kind());
         match self {
             Frame::Hello(h) => write_cbor(
@@ -336,7 +336,7 @@ impl Frame {
     }
 
     /// Parses one payload (kind byte and CBOR body) and checks its fields against the limits.
-    pub fn parse_payload(payload: &[u8]) -> Result<Frame, FrameError> {
+    pub(crate) fn parse_payload(payload: &[u8]) -> Result<Frame, FrameError> {
         let (&kind, body) = payload.split_first().ok_or(FrameError::Empty)?;
         let frame = match kind {
             KIND_HELLO => {

@@ -1,4 +1,4 @@
-//! Device identities and message ids.
+//! Device identities (uuid4); a message is named by its author's id and sequence number.
 //!
 //! A device is named by a uuid4 it generates once (outside the core: the core has no
 //! randomness). A message is named by its author's device id plus the author's own sequence
@@ -20,11 +20,6 @@ impl DeviceId {
         bytes[6] = (bytes[6] & 0x0f) | 0x40;
         bytes[8] = (bytes[8] & 0x3f) | 0x80;
         DeviceId(bytes)
-    }
-
-    /// The raw 16 bytes.
-    pub fn as_bytes(&self) -> &[u8; 16] {
-        &self.0
     }
 }
 
@@ -59,15 +54,6 @@ impl FromStr for DeviceId {
             .map(|u| DeviceId(*u.as_bytes()))
             .map_err(|e| ParseDeviceIdError(e.to_string()))
     }
-}
-
-/// The stable id of a message: its author and the author's sequence number (from 1).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct MessageId {
-    /// The device that wrote the message.
-    pub author: DeviceId,
-    /// The author's sequence number for this chat, starting at 1.
-    pub seq: u64,
 }
 
 #[cfg(test)]

@@ -40,8 +40,8 @@ pub const MAX_IN_FLIGHT_MESSAGES: u64 = 4096;
 /// case, and by this in practice.
 pub const MAX_IN_FLIGHT_BYTES: usize = 16 * 1024 * 1024;
 
-/// The default bytes-in-flight window: 2 MiB, 512 messages of 4 KiB.
-pub const DEFAULT_WINDOW_BYTES: usize = 2 * 1024 * 1024;
+/// The default bytes-in-flight window of [`SessionConfig::new`](crate::SessionConfig::new): 2 MiB, 512 messages of 4 KiB.
+pub(crate) const DEFAULT_WINDOW_BYTES: usize = 2 * 1024 * 1024;
 
 /// Largest sequence number or Lamport counter a message may carry: 2^53, so that every
 /// counter fits SQLite's signed 64-bit integers and JSON numbers exactly, and a peer cannot
@@ -52,3 +52,6 @@ pub const MAX_COUNTER: u64 = 1 << 53;
 /// recovering its own history asks batch by batch, one batch at a time, so neither side
 /// buffers more than this many returned messages.
 pub const MAX_RECOVER_BATCH: u64 = 256;
+
+// The Noise layer's own limits, which bound what a link buffers beside the frame limit.
+pub use crate::secure::{MAX_NOISE_MESSAGE, TAG_BYTES};

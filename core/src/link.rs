@@ -1,33 +1,5 @@
-//! A session joined to a store: the standard driver logic every front end shares.
-//!
-//! [`Link`] wraps a [`Session`] and, on each [`pump`](Link::pump), turns what the session's
-//! events ask of a driver into storage effects: it asks to open the chat when the peer says
-//! hello, to persist each batch of received messages (and confirms the batch to the session
-//! only when the store's completion says it is durable, so one cumulative ack covers it), to
-//! record deliveries, and to read our own messages to keep the send window full. The link
-//! calls no store itself: it hands out [`StoreRequest`] values
-//! ([`Link::poll_store_request`]) and takes their results back
-//! ([`Link::handle_store_completion`]), as sans-IO as the session — so a driver may carry the
-//! requests out on a storage thread that commits many at once while its event loop goes on
-//! reading and writing. Drivers without such a thread (tests, the simulator, the fuzz
-//! targets, benchmarks) use [`Link::pump_with`], which carries every request out at once.
-//! Temporary sessions keep their messages in memory and never write to the store (an
-//! encrypted one only has its key checked against the pin). The real binary, the in-memory
-//! harness and the simulator all drive this same code, so what the tests prove is what users
-//! run.
-//!
-//! A link is plain ([`Link::new`]) or encrypted ([`Link::new_secure`]): an encrypted link runs
-//! a Noise handshake ([`crate::secure`]) before any frame and hands the static key the peer
-//! proved to [`Store::open_chat`], which binds it to the peer's device id in the same
-//! transaction that opens the chat (pinned on first contact: trust on first use). A peer
-//! whose key does not match is refused before anything is stored or sent: the user is warned
-//! ([`Notice::KeyMismatch`]), the peer gets a close that does not say why.
-//!
-//! A driver's loop works on the link's bytes, which are ciphertext for an encrypted link:
-//! feed input with [`Link::handle_input`], call [`Link::pump`], carry out
-//! [`Link::poll_store_request`] and report with [`Link::handle_store_completion`], write
-//! [`Link::poll_transmit`] and report it with [`Link::advance_transmit`], show
-//! [`Link::poll_notice`], sleep until input, a completion or [`Link::poll_timeout`].
+//! A session joined to a store: the standard driver logic every front end shares. See
+//! [`Link`].
 
 use crate::frame::{Close, CloseCode};
 use crate::message::{check_text, ChatHead, Message, TextError};
@@ -195,7 +167,55 @@ enum KeyCheck {
     Refused,
 }
 
-/// A [`Session`] plus the driver logic that joins it to a store.
+/// A [`Session`] plus the driver logic that joins it to a store: the standard driver every
+/// front end shares.
+///
+/// The link wraps a [`Session`] and, on each [`pump`](Link::pump), turns what the session's
+/// events ask of a driver into storage effects: it asks to open the chat when the peer says
+/// hello, to persist each batch of received messages (and confirms the batch to the session
+/// only when the store's completion says it is durable, so one cumulative ack covers it), to
+/// record deliveries, and to read our own messages to keep the send window full. The link
+/// calls no store itself: it hands out [`StoreRequest`] values
+/// ([`Link::poll_store_request`]) and takes their results back
+/// ([`Link::handle_store_completion`]), as sans-IO as the session — so a driver may carry the
+/// requests out on a storage thread that commits many at once while its event loop goes on
+/// reading and writing. Drivers without such a thread (tests, the simulator, the fuzz
+/// targets, benchmarks) use [`Link::pump_with`], which carries every request out at once.
+/// Temporary sessions keep their messages in memory and never write to the store (an
+/// encrypted one only has its key checked against the pin). The real binary, the in-memory
+/// harness and the simulator all drive this same code, so what the tests prove is what users
+/// run.
+///
+/// A link is plain ([`Link::new`]) or encrypted ([`Link::new_secure`]): an encrypted link runs
+/// a Noise XX handshake (docs/PROTOCOL.md) before any frame and hands the static key the peer
+/// proved to [`Store::open_chat`], which binds it to the peer's device id in the same
+/// transaction that opens the chat (pinned on first contact: trust on first use). A peer
+/// whose key does not match is refused before anything is stored or sent: the user is warned
+/// ([`Notice::KeyMismatch`]), the peer gets a close that does not say why.
+///
+/// A driver's loop works on the link's bytes, which are ciphertext for an encrypted link:
+/// feed input with [`Link::handle_input`], call [`Link::pump`], carry out
+/// [`Link::poll_store_request`] and report with [`Link::handle_store_completion`], write
+/// [`Link::poll_transmit`] and report it with [`Link::advance_transmit`], show
+/// [`Link::poll_notice`], sleep until input, a completion or [`Link::poll_timeout`].
+///
+/// # Why the link repeats the session's calls
+///
+/// A driver talks to the link only: input, output, timers, closing. The link stands between
+/// the session and the socket (on an encrypted link the session's bytes are plaintext and
+/// the socket's are ciphertext, and a peer held for admission sees nothing of the session)
+/// and between the session and the store (a received message is acked only once stored), so
+/// a driver that called the session directly could send plaintext, ack what is not stored,
+/// or leak our hello to a refused peer. The link therefore repeats the session's driver calls
+/// that a driver needs, each with the link's own meaning — [`handle_input`](Link::handle_input),
+/// [`handle_eof`](Link::handle_eof), [`handle_timeout`](Link::handle_timeout) (only when
+/// due), [`poll_timeout`](Link::poll_timeout), [`poll_transmit`](Link::poll_transmit),
+/// [`advance_transmit`](Link::advance_transmit), [`wants_write`](Link::wants_write),
+/// [`wants_read`](Link::wants_read), [`buffered_input`](Link::buffered_input) (both layers),
+/// [`close`](Link::close), [`refuse`](Link::refuse) and [`peer`](Link::peer) (the accepted
+/// peer) — and hands out the session read-only ([`Link::session`]) for where it stands. The
+/// session's other calls (accepting the peer, sending, confirming what is stored) are the
+/// link's own work and are not repeated.
 #[derive(Debug)]
 pub struct Link {
     session: Session,
@@ -303,16 +323,6 @@ impl Link {
         if let Some(secure) = self.secure.as_mut() {
             secure.channel.expect_remote(key);
         }
-    }
-
-    /// Whether this link is encrypted.
-    pub fn is_secure(&self) -> bool {
-        self.secure.is_some()
-    }
-
-    /// The static key the peer proved, once the encrypted handshake is done.
-    pub fn peer_key(&self) -> Option<PublicKey> {
-        self.secure.as_ref().and_then(|s| s.channel.remote_static())
     }
 
     /// Bytes received from the peer (ciphertext for an encrypted link). Whatever fails —
@@ -476,14 +486,11 @@ impl Link {
                 .map_or(0, |s| s.channel.buffered_input())
     }
 
-    /// The session, for input, output and getters.
+    /// The session, to read where it stands (established, closed, in flight, acked, …).
+    /// Read only: every input and output goes through the link, which stands between the
+    /// session and the socket (the secure channel) and between the session and the store.
     pub fn session(&self) -> &Session {
         &self.session
-    }
-
-    /// The session, for input, output and getters.
-    pub fn session_mut(&mut self) -> &mut Session {
-        &mut self.session
     }
 
     /// The accepted peer, if any.
@@ -520,6 +527,31 @@ impl Link {
     #[cfg(feature = "simulator-self-test")]
     pub fn break_durability_for_simulator_self_test(&mut self) {
         self.ack_before_persist = true;
+    }
+
+    /// Test hook (feature `testing`): feeds plaintext straight to the session, past the
+    /// secure channel, as an authenticated but hostile peer would send it. (An attacker on
+    /// the path goes through [`Link::handle_input`] and meets the channel first.) The fuzz
+    /// scripts inject frames this way.
+    #[cfg(feature = "testing")]
+    pub fn inject_plaintext(&mut self, bytes: &[u8], now_ms: u64) {
+        self.session.handle_input(bytes, now_ms);
+    }
+
+    /// Test hook (feature `testing`): runs the session's timer now, due or not — the
+    /// spurious wake-up that [`Link::handle_timeout`] filters out, to check that the session
+    /// ignores it.
+    #[cfg(feature = "testing")]
+    pub fn wake_session_early(&mut self, now_ms: u64) {
+        self.session.handle_timeout(now_ms);
+    }
+
+    /// Test hook (feature `testing`): hands `message` straight to the session's `send`, past
+    /// the store and the numbering the link keeps, to check that the session refuses what
+    /// its contract does not allow (a message out of sequence).
+    #[cfg(feature = "testing")]
+    pub fn send_unchecked(&mut self, message: &Message, now_ms: u64) -> Result<(), ApiMisuse> {
+        self.session.send(message, now_ms)
     }
 
     /// Whether this link acks on arrival (the simulator's self-test); false in every build

@@ -20,10 +20,10 @@ use snow::types::{Cipher, Dh, Hash, Random};
 use std::fmt;
 
 /// The Noise protocol name: pattern XX, X25519, ChaCha20-Poly1305, BLAKE2s.
-pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
+pub(crate) const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
 
 /// Bound into the handshake: a peer of another protocol or version fails the handshake.
-pub const PROLOGUE: &[u8] = b"SocketFalco protocol 1";
+pub(crate) const PROLOGUE: &[u8] = b"SocketFalco protocol 1";
 
 /// Largest Noise message (length prefix excluded), as the Noise specification sets it.
 pub const MAX_NOISE_MESSAGE: usize = 65_535;
@@ -32,7 +32,7 @@ pub const MAX_NOISE_MESSAGE: usize = 65_535;
 pub const TAG_BYTES: usize = 16;
 
 /// Most plaintext bytes carried by one transport message.
-pub const MAX_PLAINTEXT_PER_MESSAGE: usize = MAX_NOISE_MESSAGE - TAG_BYTES;
+pub(crate) const MAX_PLAINTEXT_PER_MESSAGE: usize = MAX_NOISE_MESSAGE - TAG_BYTES;
 
 const LENGTH_BYTES: usize = 2;
 
@@ -143,7 +143,7 @@ pub enum Role {
 /// Why the encrypted channel failed.
 #[derive(Clone, PartialEq, Eq, Debug)]
 #[non_exhaustive]
-pub enum SecureError {
+pub(crate) enum SecureError {
     /// The handshake failed: not a SocketFalco peer, another protocol version, or a
     /// handshake message altered on the way.
     Handshake(String),
@@ -192,7 +192,7 @@ enum State {
 }
 
 /// The Noise layer of one connection. See the [module docs](self).
-pub struct SecureChannel {
+pub(crate) struct SecureChannel {
     state: State,
     /// An incomplete Noise message (length prefix included); at most 2 + 65,535 bytes.
     partial: Vec<u8>,
@@ -218,7 +218,7 @@ impl fmt::Debug for SecureChannel {
 impl SecureChannel {
     /// A channel for one connection, proving `keypair`, with ephemeral keys drawn from
     /// `seed`. An initiator has its first handshake message queued already.
-    pub fn new(role: Role, keypair: &StaticKeypair, seed: [u8; 32]) -> SecureChannel {
+    pub(crate) fn new(role: Role, keypair: &StaticKeypair, seed: [u8; 32]) -> SecureChannel {
         let handshake = build_handshake(role, &keypair.secret, seed);
         let mut channel = SecureChannel {
             state: State::Handshake(Box::new(handshake)),
@@ -237,12 +237,12 @@ impl SecureChannel {
     }
 
     /// Whether the handshake is done and application data flows.
-    pub fn is_established(&self) -> bool {
+    pub(crate) fn is_established(&self) -> bool {
         matches!(self.state, State::Transport(_))
     }
 
     /// The peer's static key, once the handshake has proved it.
-    pub fn remote_static(&self) -> Option<PublicKey> {
+    pub(crate) fn remote_static(&self) -> Option<PublicKey> {
         self.remote
     }
 
@@ -250,23 +250,23 @@ impl SecureChannel {
     /// [`SecureError::UnexpectedKey`] as soon as the peer has proved it — for an initiator, in
     /// the second handshake message, before the third one proves (and so reveals) this
     /// side's own static key.
-    pub fn expect_remote(&mut self, key: PublicKey) {
+    pub(crate) fn expect_remote(&mut self, key: PublicKey) {
         self.expected_remote = Some(key);
     }
 
     /// Whether reading has failed (for good).
-    pub fn has_failed(&self) -> bool {
+    pub(crate) fn has_failed(&self) -> bool {
         self.read_failed.is_some()
     }
 
     /// Bytes buffered of an incomplete Noise message.
-    pub fn buffered_input(&self) -> usize {
+    pub(crate) fn buffered_input(&self) -> usize {
         self.partial.len()
     }
 
     /// Takes ciphertext from the peer and appends the plaintext it carries to `plain`.
     /// Handshake messages are answered (the answer is queued for output). Errors are sticky.
-    pub fn read(&mut self, bytes: &[u8], plain: &mut Vec<u8>) -> Result<(), SecureError> {
+    pub(crate) fn read(&mut self, bytes: &[u8], plain: &mut Vec<u8>) -> Result<(), SecureError> {
         if let Some(e) = &self.read_failed {
             return Err(e.clone());
         }
@@ -315,7 +315,7 @@ impl SecureChannel {
 
     /// Encrypts `plain` into transport messages queued for output. Before the handshake is
     /// done nothing is accepted (returns false); the caller keeps its bytes until then.
-    pub fn write(&mut self, mut plain: &[u8]) -> bool {
+    pub(crate) fn write(&mut self, mut plain: &[u8]) -> bool {
         let State::Transport(transport) = &mut self.state else {
             return false;
         };
@@ -339,12 +339,12 @@ impl SecureChannel {
     }
 
     /// Ciphertext waiting to be written to the socket.
-    pub fn pending_output(&self) -> &[u8] {
+    pub(crate) fn pending_output(&self) -> &[u8] {
         self.out.pending()
     }
 
     /// `n` bytes of [`pending_output`](Self::pending_output) were written.
-    pub fn advance_output(&mut self, n: usize) {
+    pub(crate) fn advance_output(&mut self, n: usize) {
         self.out.advance(n);
     }
 

@@ -1,17 +1,4 @@
-//! The durability contract between the core and whatever stores a chat.
-//!
-//! The core does no I/O. Storage is an effect: [`crate::link::Link`] asks for it with
-//! [`StoreRequest`] values and takes the results back as completions, in the order the
-//! contract needs: a received batch is persisted and only then acked; an own message is
-//! composed (stored) before it is shown or sent. A driver carries the requests out against a
-//! [`Store`], whose every method returns only once its effect is durable, with [`execute`]:
-//! at once on its own thread (tests, the simulator), or on a storage thread that commits
-//! many requests in one transaction ([`Store::begin_group`]).
-//!
-//! The peer's key is bound to its device id in the same call that opens the chat
-//! ([`Store::open_chat`]), so that two processes on one store cannot both pin a first
-//! contact: reading the pin, creating the chat and pinning are one transaction, and
-//! [`key_verdict`] is the one rule every store applies.
+//! The durability contract between the core and whatever stores a chat. See [`Store`].
 
 use crate::ids::DeviceId;
 use crate::message::Message;
@@ -87,6 +74,19 @@ pub fn key_verdict(
 
 /// Durable storage of chats, one per peer device. Each method's effect is durable when it
 /// returns `Ok`; an `Err` means nothing of the call took effect.
+///
+/// The core does no I/O. Storage is an effect: [`Link`](crate::Link) asks for it with
+/// [`StoreRequest`] values and takes the results back as completions, in the order the
+/// contract needs: a received batch is persisted and only then acked; an own message is
+/// composed (stored) before it is shown or sent. A driver carries the requests out against a
+/// [`Store`], whose every method returns only once its effect is durable, with [`execute`]:
+/// at once on its own thread (tests, the simulator), or on a storage thread that commits
+/// many requests in one transaction ([`Store::begin_group`]).
+///
+/// The peer's key is bound to its device id in the same call that opens the chat
+/// ([`Store::open_chat`]), so that two processes on one store cannot both pin a first
+/// contact: reading the pin, creating the chat and pinning are one transaction, and
+/// [`key_verdict`] is the one rule every store applies.
 ///
 /// # Numbering own messages
 ///

@@ -15,6 +15,7 @@ use socketfalco_testkit::fuzz::{
     check_frame_decoder, check_session, seed_scripts, session_script_from_bytes, Action, Amount,
     LocalConfig, SessionScript, TextPick, TimerPick, WindowPick, World, MAX_ACTIONS,
 };
+use socketfalco_testkit::golden::golden_frames;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
@@ -197,35 +198,6 @@ fn the_heap_meter_is_installed() {
 // ---------------------------------------------------------------------------------------
 // Seed corpus generator
 // ---------------------------------------------------------------------------------------
-
-fn from_hex(text: &str) -> Vec<u8> {
-    let digits: Vec<u8> = text
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .flat_map(|l| l.bytes())
-        .filter(|b| b.is_ascii_hexdigit())
-        .collect();
-    digits
-        .chunks(2)
-        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
-        .collect()
-}
-
-/// The golden frames of `testdata/frames/`, by name, sorted.
-fn golden_frames() -> Vec<(String, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/frames");
-    let mut frames: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "hex"))
-        .map(|p| {
-            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
-            (name, from_hex(&std::fs::read_to_string(&p).unwrap()))
-        })
-        .collect();
-    frames.sort();
-    frames
-}
 
 /// A frame_decoder input: the piece sizes, then the stream.
 fn decoder_input(sizes: &[u8], stream: &[u8]) -> Vec<u8> {

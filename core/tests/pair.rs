@@ -1,6 +1,6 @@
 //! Protocol stories on the in-memory [`Pair`]: two devices, one simulated connection.
 
-use socketfalco_core::{CloseCode, Notice, Side};
+use socketfalco_core::{execute, CloseCode, Notice, Side, StoreRequest};
 use socketfalco_testkit::{Pair, DEVICE_A, DEVICE_B};
 
 fn received_texts(notices: &[Notice]) -> Vec<String> {
@@ -103,26 +103,34 @@ fn nothing_is_acked_before_it_is_persisted() {
     pair.connect_and_drive();
     pair.write(true, "one");
     pair.write(true, "two");
-    // Deliver a's bytes to b's session without letting b's driver persist them.
+    let now = pair.now_ms;
+    // Deliver a's bytes to b's link without letting b's driver pump: nothing is stored.
     let bytes = {
-        let s = pair.a.link.as_mut().unwrap().session_mut();
-        let b = s.poll_transmit(pair.now_ms).to_vec();
-        s.advance_transmit(b.len());
-        b
+        let a = pair.a.link.as_mut().unwrap();
+        let bytes = a.poll_transmit(now).to_vec();
+        a.advance_transmit(bytes.len());
+        bytes
     };
-    let b = pair.b.link.as_mut().unwrap().session_mut();
-    b.handle_input(&bytes, 0);
-    assert_eq!(b.received_up_to(), 2);
-    assert!(!b.wants_write(), "no ack may be due before persistence");
-    assert_eq!(b.acked_up_to(), 0);
-    b.confirm_persisted(1).unwrap();
-    assert!(b.wants_write());
-    let _ = b.poll_transmit(0);
-    assert_eq!(b.acked_up_to(), 1);
+    let b = &mut pair.b;
+    let link = b.link.as_mut().unwrap();
+    link.handle_input(&bytes, now);
+    assert_eq!(link.session().received_up_to(), 2);
+    assert!(!link.wants_write(), "no ack may be due before persistence");
+    assert_eq!(link.session().acked_up_to(), 0);
+    // The pump asks to store the batch; still no ack until the store says it is durable.
+    link.pump(now);
+    let (id, request) = link.poll_store_request().expect("a persist request");
+    assert!(matches!(request, StoreRequest::PersistReceived { .. }));
     assert!(
-        b.confirm_persisted(3).is_err(),
-        "cannot confirm beyond received"
+        !link.wants_write(),
+        "no ack may be due before the store's completion"
     );
+    let reply = execute(&mut b.store, &request).expect("stored");
+    drop(request);
+    link.handle_store_completion(id, Ok(reply), now).unwrap();
+    assert!(link.wants_write());
+    let _ = link.poll_transmit(now);
+    assert_eq!(link.session().acked_up_to(), 2);
 }
 
 #[test]
@@ -325,7 +333,7 @@ fn a_large_backlog_streams_within_the_window() {
     while pair.step() {
         if let Some(link) = pair.a.link.as_mut() {
             max_in_flight = max_in_flight.max(link.session().in_flight());
-            max_buffered = max_buffered.max(link.session_mut().poll_transmit(0).len());
+            max_buffered = max_buffered.max(link.poll_transmit(0).len());
         }
     }
     pair.drive();

@@ -31,6 +31,9 @@
 //!   each author numbered its writes, and the invariants held against it.
 //! - [`shrink`]: delta debugging down to the shortest failing trace.
 //! - [`replay`]: replaying a scenario on a fresh world (the one loop every run goes through).
+//! - `rounds`: the clock loop both worlds run — rounds until nothing moves, the clock moved
+//!   to the next delivery, timers fired up to the end of an `advance-clock` — and its
+//!   livelock limits.
 //! - [`runner`]: running seeds, reports, the soak.
 //! - [`listener`]: a second world, one listener serving two or three peers at once (several
 //!   links on one store, a peer's new connection beside its old one), random runs checked by
@@ -45,6 +48,7 @@ pub mod listener;
 pub mod oracle;
 pub mod replay;
 pub mod rng;
+mod rounds;
 pub mod runner;
 pub mod shrink;
 pub mod storage;

@@ -27,6 +27,7 @@ use crate::disk::{Disk, DiskFaults};
 use crate::event::Who;
 use crate::oracle::{composed_as_stored, ChatView, Oracle, SyncLanded, Violation};
 use crate::rng::Rng;
+use crate::rounds::Rounds;
 use crate::storage::{CommitEnd, Done, StorageMode, StorageQueue, StorageStats};
 use socketfalco_core::{Close, CloseCode, DeviceId, Link, Message, Notice, Role, Side, Store};
 use socketfalco_testkit::{Device, Wire, WireKnobs, WireRead, WireWrite};
@@ -37,10 +38,6 @@ use std::fmt;
 pub const LISTENER: DeviceId = DeviceId([0xa0; 16]);
 /// Write calls a device makes per round on one connection at most.
 const WRITE_CALLS_PER_ROUND: usize = 16;
-/// Rounds one `settle` may take before it is called a livelock.
-const MAX_SETTLE_ROUNDS: u64 = 200_000;
-/// Timer firings one `advance-clock` may take before it is called a livelock.
-const MAX_TIMER_FIRINGS: u64 = 10_000;
 /// Commits one driver call may make before it is called a livelock.
 const MAX_STORAGE_TURNS: usize = 100_000;
 /// Seeds `cargo test` runs by default (`SIM_LISTENER_SEEDS` changes it).
@@ -1170,19 +1167,7 @@ impl ListenerWorld {
         Ok(())
     }
 
-    // ----- rounds -----
-
-    fn round_all(&mut self) -> Result<bool, Violation> {
-        let ids = self.open_connections();
-        let mut moved = false;
-        for id in ids {
-            if let Some(ci) = self.index(id) {
-                moved |= self.round(ci)?;
-            }
-        }
-        self.conns.retain(|c| !c.is_over());
-        Ok(moved)
-    }
+    // ----- rounds (the loop that runs them: `impl Rounds` below) -----
 
     /// One round of one connection: the dialer (the peer) first.
     fn round(&mut self, ci: usize) -> Result<bool, Violation> {
@@ -1742,69 +1727,6 @@ impl ListenerWorld {
         Ok(moved)
     }
 
-    fn advance_to_next_delivery(&mut self) -> bool {
-        let mut next: Option<u64> = None;
-        for conn in &self.conns {
-            let mut consider = |t: u64| next = Some(next.map_or(t, |n| n.min(t)));
-            if let Some(at) = conn.accept_at {
-                consider(at);
-            }
-            for side in 0..2 {
-                if conn.links[side].is_some() {
-                    if let Some(due) = conn.wires[1 - side].next_due() {
-                        consider(due);
-                    }
-                }
-            }
-        }
-        match next {
-            Some(at) if at > self.now_ms => {
-                self.now_ms = at;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    fn settle(&mut self) -> Result<(), Violation> {
-        for _ in 0..MAX_SETTLE_ROUNDS {
-            if !self.round_all()? && !self.advance_to_next_delivery() {
-                return Ok(());
-            }
-        }
-        Err(Violation::new(
-            "livelock",
-            format!("still moving after {MAX_SETTLE_ROUNDS} rounds"),
-        ))
-    }
-
-    fn advance(&mut self, ms: u64) -> Result<(), Violation> {
-        let end = self.now_ms.saturating_add(ms);
-        for _ in 0..MAX_TIMER_FIRINGS {
-            self.settle()?;
-            let next = self
-                .conns
-                .iter()
-                .flat_map(|c| c.links.iter().flatten())
-                .filter_map(Link::poll_timeout)
-                .min();
-            match next {
-                Some(at) if at <= end => {
-                    self.now_ms = self.now_ms.max(at);
-                    self.round_all()?;
-                }
-                _ => {
-                    self.now_ms = self.now_ms.max(end);
-                    return self.settle();
-                }
-            }
-        }
-        Err(Violation::new(
-            "livelock",
-            format!("more than {MAX_TIMER_FIRINGS} timer firings in {ms} ms"),
-        ))
-    }
-
     // ----- users -----
 
     /// One message in the chat `a`↔`peer`, by `a`'s user or the peer's: through the newest
@@ -1996,6 +1918,47 @@ impl ListenerWorld {
                 .map_err(|v| in_chat(p, v))?;
         }
         Ok(())
+    }
+}
+
+impl Rounds for ListenerWorld {
+    const MAX_SETTLE_ROUNDS: u64 = 200_000;
+    const MAX_TIMER_FIRINGS: u64 = 10_000;
+
+    fn round_all(&mut self) -> Result<bool, Violation> {
+        let ids = self.open_connections();
+        let mut moved = false;
+        for id in ids {
+            if let Some(ci) = self.index(id) {
+                moved |= self.round(ci)?;
+            }
+        }
+        self.conns.retain(|c| !c.is_over());
+        Ok(moved)
+    }
+
+    fn next_delivery(&self) -> Option<u64> {
+        self.conns
+            .iter()
+            .flat_map(|conn| {
+                let wires = (0..2)
+                    .filter(|&side| conn.links[side].is_some())
+                    .filter_map(|side| conn.wires[1 - side].next_due());
+                conn.accept_at.into_iter().chain(wires)
+            })
+            .min()
+    }
+
+    fn next_timer(&self) -> Option<u64> {
+        self.conns
+            .iter()
+            .flat_map(|c| c.links.iter().flatten())
+            .filter_map(Link::poll_timeout)
+            .min()
+    }
+
+    fn clock(&mut self) -> &mut u64 {
+        &mut self.now_ms
     }
 }
 

@@ -39,11 +39,12 @@
 use crate::disk::{Disk, DiskFaults, StoreHistory};
 use crate::event::{Event, Expectation, Options, Who};
 use crate::oracle::{chat, composed_as_stored, Oracle, SyncLanded, Violation};
+use crate::rounds::Rounds;
 use crate::storage::{CommitEnd, Done, StorageMode, StorageQueue, StorageStats};
 use socketfalco_core::limits::{
-    LENGTH_PREFIX_BYTES, MAX_FRAME_BYTES, MAX_IN_FLIGHT_MESSAGES, MAX_RECOVER_BATCH,
+    LENGTH_PREFIX_BYTES, MAX_FRAME_BYTES, MAX_IN_FLIGHT_MESSAGES, MAX_NOISE_MESSAGE,
+    MAX_RECOVER_BATCH, TAG_BYTES,
 };
-use socketfalco_core::secure::{MAX_NOISE_MESSAGE, TAG_BYTES};
 use socketfalco_core::{
     encode_frame, Close, CloseCode, Frame, Hello, Link, Message, Notice, Role, Side, Store,
 };
@@ -59,10 +60,6 @@ const NOISE_HANDSHAKE_BYTES: usize = 256;
 /// Write calls a device makes per round at most (it stops earlier when it has written
 /// everything).
 const WRITE_CALLS_PER_ROUND: usize = 16;
-/// Rounds one `settle` may take before it is called a livelock.
-const MAX_SETTLE_ROUNDS: u64 = 2_000_000;
-/// Timer firings one `advance-clock` may take before it is called a livelock.
-const MAX_TIMER_FIRINGS: u64 = 100_000;
 /// Commits one driver call may make (each completion may ask for more) before it is called
 /// a livelock.
 const MAX_STORAGE_TURNS: usize = 100_000;
@@ -268,6 +265,15 @@ fn device_mut(pair: &mut Pair, who: Who) -> &mut Device {
     }
 }
 
+/// The connection and `who`'s link on it, while both exist: what moves bytes.
+fn conn_and_link<'a>(
+    conn: &'a mut Option<Conn>,
+    pair: &'a mut Pair,
+    who: Who,
+) -> Option<(&'a mut Conn, &'a mut Link)> {
+    Some((conn.as_mut()?, device_mut(pair, who).link.as_mut()?))
+}
+
 impl World {
     /// Both devices running, empty stores, not connected; b listens first.
     pub fn new(options: Options) -> World {
@@ -461,7 +467,7 @@ impl World {
             }
             Event::Step(rounds) => {
                 for _ in 0..rounds {
-                    if !self.round()? {
+                    if !self.round_all()? {
                         self.advance_to_next_delivery();
                     }
                 }
@@ -840,39 +846,12 @@ impl World {
         }
     }
 
-    // ----- rounds -----
-
-    fn round(&mut self) -> Result<bool, Violation> {
-        self.stats.rounds += 1;
-        let order = [self.dialer(), self.listener];
-        let mut moved = self.accept_due();
-        for who in order {
-            moved |= self.transmit(who);
-        }
-        for who in order {
-            moved |= self.receive(who);
-        }
-        for who in order {
-            self.fire_timers(who);
-            moved |= self.pump(who)?;
-        }
-        moved |= self.close_finished()?;
-        if !moved {
-            // Nothing moved: the dialer's connection may still be on its way.
-            moved = self.accept_due();
-        }
-        Ok(moved)
-    }
+    // ----- rounds (the loop that runs them: `impl Rounds` below) -----
 
     /// The device writes what its session has to send.
     fn transmit(&mut self, who: Who) -> bool {
-        let i = who.index();
-        let now = self.now(who);
-        let global = self.pair.now_ms;
-        let Some(conn) = self.conn.as_mut() else {
-            return false;
-        };
-        let Some(link) = device_mut(&mut self.pair, who).link.as_mut() else {
+        let (i, now, global) = (who.index(), self.now(who), self.pair.now_ms);
+        let Some((conn, link)) = conn_and_link(&mut self.conn, &mut self.pair, who) else {
             return false;
         };
         if conn.write_broken[i] {
@@ -927,13 +906,8 @@ impl World {
 
     /// The device reads what has arrived into its session.
     fn receive(&mut self, who: Who) -> bool {
-        let i = who.index();
-        let now = self.now(who);
-        let global = self.pair.now_ms;
-        let Some(conn) = self.conn.as_mut() else {
-            return false;
-        };
-        let Some(link) = device_mut(&mut self.pair, who).link.as_mut() else {
+        let (i, now, global) = (who.index(), self.now(who), self.pair.now_ms);
+        let Some((conn, link)) = conn_and_link(&mut self.conn, &mut self.pair, who) else {
             return false;
         };
         let mut moved = false;
@@ -1345,71 +1319,6 @@ impl World {
         Ok(moved)
     }
 
-    /// Moves the clock to the next delivery or accept, if one is pending. Timers do not
-    /// count: only `advance-clock` lets them fire.
-    fn advance_to_next_delivery(&mut self) -> bool {
-        let Some(conn) = self.conn.as_ref() else {
-            return false;
-        };
-        let mut next = conn.pending_accept.map(|(at, _)| at);
-        for who in Who::BOTH {
-            if device(&self.pair, who).link.is_some() {
-                if let Some(due) = conn.wires[who.other().index()].next_due() {
-                    next = Some(next.map_or(due, |n: u64| n.min(due)));
-                }
-            }
-        }
-        match next {
-            Some(at) if at > self.pair.now_ms => {
-                self.pair.now_ms = at;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Rounds until nothing moves.
-    fn settle(&mut self) -> Result<(), Violation> {
-        for _ in 0..MAX_SETTLE_ROUNDS {
-            if !self.round()? && !self.advance_to_next_delivery() {
-                return Ok(());
-            }
-        }
-        Err(Violation::new(
-            "livelock",
-            format!("still moving after {MAX_SETTLE_ROUNDS} rounds"),
-        ))
-    }
-
-    /// Time passes: settle, then fire each timer due before the end, then settle at the end.
-    fn advance(&mut self, ms: u64) -> Result<(), Violation> {
-        let end = self.pair.now_ms.saturating_add(ms);
-        for _ in 0..MAX_TIMER_FIRINGS {
-            self.settle()?;
-            let next = Who::BOTH
-                .iter()
-                .filter_map(|&w| {
-                    let t = device(&self.pair, w).link.as_ref()?.poll_timeout()?;
-                    Some(self.clocks[w.index()].global_for(t))
-                })
-                .min();
-            match next {
-                Some(at) if at <= end => {
-                    self.pair.now_ms = self.pair.now_ms.max(at);
-                    self.round()?;
-                }
-                _ => {
-                    self.pair.now_ms = self.pair.now_ms.max(end);
-                    return self.settle();
-                }
-            }
-        }
-        Err(Violation::new(
-            "livelock",
-            format!("more than {MAX_TIMER_FIRINGS} timer firings in {ms} ms"),
-        ))
-    }
-
     // ----- users -----
 
     /// `who`'s user writes one message: through the link when the peer is known, offline
@@ -1705,6 +1614,60 @@ impl World {
                 }
             }
         }
+    }
+}
+
+impl Rounds for World {
+    const MAX_SETTLE_ROUNDS: u64 = 2_000_000;
+    const MAX_TIMER_FIRINGS: u64 = 100_000;
+
+    fn round_all(&mut self) -> Result<bool, Violation> {
+        self.stats.rounds += 1;
+        let order = [self.dialer(), self.listener];
+        let mut moved = self.accept_due();
+        for who in order {
+            moved |= self.transmit(who);
+        }
+        for who in order {
+            moved |= self.receive(who);
+        }
+        for who in order {
+            self.fire_timers(who);
+            moved |= self.pump(who)?;
+        }
+        moved |= self.close_finished()?;
+        if !moved {
+            // Nothing moved: the dialer's connection may still be on its way.
+            moved = self.accept_due();
+        }
+        Ok(moved)
+    }
+
+    fn next_delivery(&self) -> Option<u64> {
+        let conn = self.conn.as_ref()?;
+        let mut next = conn.pending_accept.map(|(at, _)| at);
+        for who in Who::BOTH {
+            if device(&self.pair, who).link.is_some() {
+                if let Some(due) = conn.wires[who.other().index()].next_due() {
+                    next = Some(next.map_or(due, |n: u64| n.min(due)));
+                }
+            }
+        }
+        next
+    }
+
+    fn next_timer(&self) -> Option<u64> {
+        Who::BOTH
+            .iter()
+            .filter_map(|&w| {
+                let t = device(&self.pair, w).link.as_ref()?.poll_timeout()?;
+                Some(self.clocks[w.index()].global_for(t))
+            })
+            .min()
+    }
+
+    fn clock(&mut self) -> &mut u64 {
+        &mut self.pair.now_ms
     }
 }
 

@@ -17,15 +17,15 @@ fn compose_never_reports_failure_for_a_message_it_stored() {
     pair.connect_and_drive();
     // a's message reaches b's session; b's driver has not pumped (stored) it yet.
     pair.write(true, "from a");
+    let now = pair.now_ms;
     let bytes = {
-        let a = pair.a.link.as_mut().expect("connected").session_mut();
-        let bytes = a.poll_transmit(pair.now_ms).to_vec();
+        let a = pair.a.link.as_mut().expect("connected");
+        let bytes = a.poll_transmit(now).to_vec();
         a.advance_transmit(bytes.len());
         bytes
     };
-    let now = pair.now_ms;
     let b = pair.b.link.as_mut().expect("connected");
-    b.session_mut().handle_input(&bytes, now);
+    b.handle_input(&bytes, now);
     // b's user writes: the first commit (the message) succeeds, the next (the pump's
     // persist of a's message) fails.
     let mut faults = DiskFaults {

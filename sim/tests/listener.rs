@@ -204,6 +204,37 @@ fn run(world: &mut ListenerWorld, steps: &[Step]) {
     }
 }
 
+/// `peer` dials `a`.
+fn connect(peer: usize) -> Step {
+    Step::Connect {
+        peer,
+        silent: false,
+    }
+}
+
+/// `peer` dials `a` anew while its old socket vanishes without a word (a route change).
+fn connect_silently(peer: usize) -> Step {
+    Step::Connect { peer, silent: true }
+}
+
+/// `peer`'s user writes `count` lines to `a`.
+fn peer_writes(peer: usize, count: u32) -> Step {
+    Step::Send {
+        peer,
+        by_listener: false,
+        count,
+    }
+}
+
+/// `a`'s user writes `count` lines to `peer`.
+fn a_writes(peer: usize, count: u32) -> Step {
+    Step::Send {
+        peer,
+        by_listener: true,
+        count,
+    }
+}
+
 /// The story: peers interleaved, `a` crashing between persist and ack in one chat
 /// while another chat streams, a peer reconnecting while its old connection is still open.
 #[test]
@@ -213,31 +244,13 @@ fn the_listener_story_holds_step_by_step() {
     run(
         &mut world,
         &[
-            Step::Connect {
-                peer: b,
-                silent: false,
-            },
-            Step::Connect {
-                peer: c,
-                silent: false,
-            },
+            connect(b),
+            connect(c),
             Step::Settle,
             // b streams while c and a chat, the two connections interleaved.
-            Step::Send {
-                peer: b,
-                by_listener: false,
-                count: 40,
-            },
-            Step::Send {
-                peer: c,
-                by_listener: false,
-                count: 3,
-            },
-            Step::Send {
-                peer: c,
-                by_listener: true,
-                count: 3,
-            },
+            peer_writes(b, 40),
+            peer_writes(c, 3),
+            a_writes(c, 3),
         ],
     );
     // Rounds of the two connections interleaved until a has persisted a batch of b's and
@@ -260,32 +273,15 @@ fn the_listener_story_holds_step_by_step() {
                 after_commits: None,
             },
             Step::Restart { device: 0 },
-            Step::Connect {
-                peer: b,
-                silent: false,
-            },
-            Step::Connect {
-                peer: c,
-                silent: false,
-            },
+            connect(b),
+            connect(c),
             Step::Settle,
-            Step::Send {
-                peer: c,
-                by_listener: false,
-                count: 2,
-            },
+            peer_writes(c, 2),
             Step::Round { conn: 4 },
             // c's route changes: its old socket vanishes without a word, a's old link stays
             // open beside the new one until the new one is established and replaces it.
-            Step::Connect {
-                peer: c,
-                silent: true,
-            },
-            Step::Send {
-                peer: c,
-                by_listener: true,
-                count: 2,
-            },
+            connect_silently(c),
+            a_writes(c, 2),
             Step::Round { conn: 4 },
             Step::Round { conn: 5 },
             Step::Round { conn: 4 },

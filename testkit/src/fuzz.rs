@@ -11,7 +11,7 @@
 //! - [`check_session`]: a structured [`SessionScript`] (built with `arbitrary`) drives either
 //!   one [`Session`] whose driver and peer are both the script ([`World::Scripted`]: hostile
 //!   frames, raw bytes, timeouts, user sends, persist confirmations, disconnects), or two
-//!   [`Link`](socketfalco_core::link::Link)s with [`MemoryStore`](crate::MemoryStore)s on a
+//!   [`Link`](socketfalco_core::Link)s with [`MemoryStore`](crate::MemoryStore)s on a
 //!   [`Pair`] ([`World::Linked`]: crashes, store failures, cut and slow pipes, injected
 //!   frames). After every action it checks the session's invariants: no panic, bounded
 //!   buffers, acks never beyond what was persisted, events and wire frames in a sane order,
@@ -29,17 +29,15 @@
 
 use crate::{Device, Pair, Pipe, DEVICE_A, DEVICE_B};
 use arbitrary::{Arbitrary, Unstructured};
-use socketfalco_core::codec::{encode_frame, FrameDecoder};
-use socketfalco_core::frame::{Close, CloseCode, Frame, FrameError, Hello, SyncPoint};
-use socketfalco_core::ids::DeviceId;
 use socketfalco_core::limits::{
     LENGTH_PREFIX_BYTES, MAX_CLOSE_DETAIL_BYTES, MAX_COUNTER, MAX_FRAME_BYTES,
-    MAX_IN_FLIGHT_MESSAGES, MAX_TEXT_BYTES, PROTOCOL_VERSION,
+    MAX_IN_FLIGHT_MESSAGES, MAX_NOISE_MESSAGE, MAX_TEXT_BYTES, PROTOCOL_VERSION,
 };
-use socketfalco_core::link::ComposeError;
-use socketfalco_core::message::Message;
-use socketfalco_core::session::{ApiMisuse, Event, Session, SessionConfig, Side};
-use socketfalco_core::store::{ChatResume, Store};
+use socketfalco_core::{
+    check_text, encode_frame, ApiMisuse, ChatResume, Close, CloseCode, ComposeError, DeviceId,
+    Event, Frame, FrameDecoder, FrameError, Hello, Message, Session, SessionConfig, Side, Store,
+    SyncPoint,
+};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -67,7 +65,7 @@ pub const OUTPUT_GROWTH_SLACK: usize = 1024;
 
 /// Most bytes a link's secure channel may buffer on top of the frame decoder: one Noise
 /// message and its length.
-pub const LINK_NOISE_BUFFER_LIMIT: usize = socketfalco_core::secure::MAX_NOISE_MESSAGE + 2;
+pub const LINK_NOISE_BUFFER_LIMIT: usize = MAX_NOISE_MESSAGE + 2;
 
 /// Shortest keepalive in the linked world: above the largest pipe latency a script sets
 /// (255 ms), so that [`Pair::drive`] can settle.
@@ -333,7 +331,7 @@ pub enum World {
         /// The clock at the start.
         start: StartTime,
     },
-    /// Two devices on a [`Pair`], each a [`Link`](socketfalco_core::link::Link) over a
+    /// Two devices on a [`Pair`], each a [`Link`](socketfalco_core::Link) over a
     /// [`MemoryStore`](crate::MemoryStore). The script plays users, network and
     /// failures, and may inject bytes and frames into either side.
     Linked {
@@ -1134,7 +1132,7 @@ impl ScriptedWorld {
             text,
         };
         let capacity = self.session.send_capacity();
-        let text_ok = socketfalco_core::message::check_text(&message.text).is_ok();
+        let text_ok = check_text(&message.text).is_ok();
         let result = self.session.send(&message, self.now);
         let expected_ok = self.session.is_established() && capacity > 0 && text_ok;
         match result {
@@ -1333,7 +1331,7 @@ impl ScriptedWorld {
                     message.seq, self.next_incoming,
                     "messages handed to the driver out of sequence"
                 );
-                socketfalco_core::message::check_text(&message.text)
+                check_text(&message.text)
                     .unwrap_or_else(|e| panic!("an invalid text reached the driver: {e}"));
                 self.next_incoming = self.next_incoming.wrapping_add(1);
             }
@@ -1488,7 +1486,7 @@ impl LinkedWorld {
                 if network {
                     link.handle_input(piece, now);
                 } else {
-                    link.session_mut().handle_input(piece, now);
+                    link.inject_plaintext(piece, now);
                 }
             }
             let _ = link.pump_with(&mut device.store, now);
@@ -1528,9 +1526,8 @@ impl LinkedWorld {
             Action::Advance { ms } => self.pair.advance(u64::from(*ms)),
             Action::Wake { b } => {
                 if let Some(link) = self.device(*b).link.as_mut() {
-                    let session = link.session_mut();
-                    if session.poll_timeout().is_some_and(|t| t > now) {
-                        session.handle_timeout(now);
+                    if link.poll_timeout().is_some_and(|t| t > now) {
+                        link.wake_session_early(now);
                     }
                 }
             }
@@ -1543,9 +1540,8 @@ impl LinkedWorld {
             Action::Accept { .. } | Action::Persist { .. } => {}
             Action::Misuse { seq } => {
                 if let Some(link) = self.pair.a.link.as_mut() {
-                    let session = link.session_mut();
-                    let seq = seq.resolve(NumContext::of(session));
-                    if seq != session.next_send_seq() {
+                    let seq = seq.resolve(NumContext::of(link.session()));
+                    if seq != link.session().next_send_seq() {
                         let message = Message {
                             seq,
                             lamport: 1,
@@ -1553,7 +1549,7 @@ impl LinkedWorld {
                             text: "misuse".into(),
                         };
                         assert!(
-                            session.send(&message, now).is_err(),
+                            link.send_unchecked(&message, now).is_err(),
                             "send accepted an out-of-sequence message"
                         );
                     }
@@ -1568,7 +1564,7 @@ impl LinkedWorld {
             Action::Close { b, code } => {
                 if let Some(link) = self.device(*b).link.as_mut() {
                     let reason = Close::new(CloseCode::from_wire(*code), "the script closes");
-                    link.session_mut().close(reason, now);
+                    link.close(reason, now);
                 }
             }
             Action::Disconnect => self.pair.disconnect(),
@@ -1727,11 +1723,21 @@ trait FuzzEncode {
     fn encode(&self, out: &mut Vec<u8>);
 }
 
-/// The `u32` that `#[derive(Arbitrary)]` maps to variant `index` of `count`.
-fn variant(out: &mut Vec<u8>, index: u32, count: u32) {
+/// The fields of a struct or of an enum variant, in declaration order: what
+/// `#[derive(Arbitrary)]` reads one after another.
+fn fields(out: &mut Vec<u8>, fields: &[&dyn FuzzEncode]) {
+    for field in fields {
+        field.encode(out);
+    }
+}
+
+/// Variant `index` of an enum of `count` variants, with its fields: the `u32` that
+/// `#[derive(Arbitrary)]` maps to that variant, then the fields.
+fn variant(out: &mut Vec<u8>, index: u32, count: u32, variant_fields: &[&dyn FuzzEncode]) {
     let tag = ((u64::from(index) << 32).div_ceil(u64::from(count))) as u32;
     debug_assert_eq!((u64::from(tag) * u64::from(count)) >> 32, u64::from(index));
     out.extend_from_slice(&tag.to_le_bytes());
+    fields(out, variant_fields);
 }
 
 macro_rules! encode_le {
@@ -1766,14 +1772,16 @@ impl FuzzEncode for [u8; 16] {
     }
 }
 
-fn encode_raw(bytes: &[u8], out: &mut Vec<u8>) {
-    let len = bytes.len().min(MAX_RAW_BYTES);
-    (len as u16).encode(out);
-    out.extend_from_slice(&bytes[..len]);
-}
+/// A raw byte string, as `raw_bytes` reads it: a `u16` length, then the bytes (cut at
+/// [`MAX_RAW_BYTES`]).
+struct Raw<'a>(&'a [u8]);
 
-macro_rules! encode_fields {
-    ($out:ident; $($field:expr),*) => {{ $( $field.encode($out); )* }};
+impl FuzzEncode for Raw<'_> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let len = self.0.len().min(MAX_RAW_BYTES);
+        (len as u16).encode(out);
+        out.extend_from_slice(&self.0[..len]);
+    }
 }
 
 impl FuzzEncode for SessionScript {
@@ -1789,38 +1797,26 @@ impl FuzzEncode for SessionScript {
 impl FuzzEncode for World {
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            World::Scripted { local, start } => {
-                variant(out, 0, 2);
-                encode_fields!(out; local, start);
-            }
-            World::Linked { a, b, secure } => {
-                variant(out, 1, 2);
-                encode_fields!(out; a, b, secure);
-            }
+            World::Scripted { local, start } => variant(out, 0, 2, &[local, start]),
+            World::Linked { a, b, secure } => variant(out, 1, 2, &[a, b, secure]),
         }
     }
 }
 
 impl FuzzEncode for LocalConfig {
     fn encode(&self, out: &mut Vec<u8>) {
-        encode_fields!(out; self.temporary, self.window, self.timers);
+        fields(out, &[&self.temporary, &self.window, &self.timers]);
     }
 }
 
 impl FuzzEncode for WindowPick {
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            WindowPick::Default => variant(out, 0, 5),
-            WindowPick::One => variant(out, 1, 5),
-            WindowPick::Small(n) => {
-                variant(out, 2, 5);
-                n.encode(out);
-            }
-            WindowPick::Max => variant(out, 3, 5),
-            WindowPick::Absurd(high) => {
-                variant(out, 4, 5);
-                high.encode(out);
-            }
+            WindowPick::Default => variant(out, 0, 5, &[]),
+            WindowPick::One => variant(out, 1, 5, &[]),
+            WindowPick::Small(n) => variant(out, 2, 5, &[n]),
+            WindowPick::Max => variant(out, 3, 5, &[]),
+            WindowPick::Absurd(high) => variant(out, 4, 5, &[high]),
         }
     }
 }
@@ -1828,16 +1824,13 @@ impl FuzzEncode for WindowPick {
 impl FuzzEncode for TimerPick {
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            TimerPick::Default => variant(out, 0, 3),
-            TimerPick::Short => variant(out, 1, 3),
+            TimerPick::Default => variant(out, 0, 3, &[]),
+            TimerPick::Short => variant(out, 1, 3, &[]),
             TimerPick::Custom {
                 keepalive,
                 idle,
                 handshake,
-            } => {
-                variant(out, 2, 3);
-                encode_fields!(out; keepalive, idle, handshake);
-            }
+            } => variant(out, 2, 3, &[keepalive, idle, handshake]),
         }
     }
 }
@@ -1845,15 +1838,9 @@ impl FuzzEncode for TimerPick {
 impl FuzzEncode for StartTime {
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            StartTime::Zero => variant(out, 0, 3),
-            StartTime::At(t) => {
-                variant(out, 1, 3);
-                t.encode(out);
-            }
-            StartTime::NearEnd(d) => {
-                variant(out, 2, 3);
-                d.encode(out);
-            }
+            StartTime::Zero => variant(out, 0, 3, &[]),
+            StartTime::At(t) => variant(out, 1, 3, &[t]),
+            StartTime::NearEnd(d) => variant(out, 2, 3, &[d]),
         }
     }
 }
@@ -1862,69 +1849,29 @@ impl FuzzEncode for Action {
     fn encode(&self, out: &mut Vec<u8>) {
         const N: u32 = 17;
         match self {
-            Action::Step => variant(out, 0, N),
-            Action::Bytes { to_b, bytes } => {
-                variant(out, 1, N);
-                to_b.encode(out);
-                encode_raw(bytes, out);
-            }
+            Action::Step => variant(out, 0, N, &[]),
+            Action::Bytes { to_b, bytes } => variant(out, 1, N, &[to_b, &Raw(bytes)]),
             Action::Frame {
                 to_b,
                 frame,
                 delivery,
-            } => {
-                variant(out, 2, N);
-                encode_fields!(out; to_b, frame, delivery);
-            }
-            Action::Advance { ms } => {
-                variant(out, 3, N);
-                ms.encode(out);
-            }
-            Action::Wake { b } => {
-                variant(out, 4, N);
-                b.encode(out);
-            }
-            Action::Write { b, count, text } => {
-                variant(out, 5, N);
-                encode_fields!(out; b, count, text);
-            }
+            } => variant(out, 2, N, &[to_b, frame, delivery]),
+            Action::Advance { ms } => variant(out, 3, N, &[ms]),
+            Action::Wake { b } => variant(out, 4, N, &[b]),
+            Action::Write { b, count, text } => variant(out, 5, N, &[b, count, text]),
             Action::Accept {
                 received_up_to,
                 last_own_seq,
-            } => {
-                variant(out, 6, N);
-                encode_fields!(out; received_up_to, last_own_seq);
-            }
-            Action::Persist { up_to } => {
-                variant(out, 7, N);
-                up_to.encode(out);
-            }
-            Action::Misuse { seq } => {
-                variant(out, 8, N);
-                seq.encode(out);
-            }
-            Action::Transmit { amount } => {
-                variant(out, 9, N);
-                amount.encode(out);
-            }
-            Action::Eof { b } => {
-                variant(out, 10, N);
-                b.encode(out);
-            }
-            Action::Close { b, code } => {
-                variant(out, 11, N);
-                encode_fields!(out; b, code);
-            }
-            Action::Disconnect => variant(out, 12, N),
-            Action::Connect => variant(out, 13, N),
-            Action::Crash { b } => {
-                variant(out, 14, N);
-                b.encode(out);
-            }
-            Action::StoreFail { b, writes } => {
-                variant(out, 15, N);
-                encode_fields!(out; b, writes);
-            }
+            } => variant(out, 6, N, &[received_up_to, last_own_seq]),
+            Action::Persist { up_to } => variant(out, 7, N, &[up_to]),
+            Action::Misuse { seq } => variant(out, 8, N, &[seq]),
+            Action::Transmit { amount } => variant(out, 9, N, &[amount]),
+            Action::Eof { b } => variant(out, 10, N, &[b]),
+            Action::Close { b, code } => variant(out, 11, N, &[b, code]),
+            Action::Disconnect => variant(out, 12, N, &[]),
+            Action::Connect => variant(out, 13, N, &[]),
+            Action::Crash { b } => variant(out, 14, N, &[b]),
+            Action::StoreFail { b, writes } => variant(out, 15, N, &[b, writes]),
             Action::Pipe {
                 from_b,
                 latency,
@@ -1933,8 +1880,15 @@ impl FuzzEncode for Action {
                 cut_after,
                 flip_bit_at,
             } => {
-                variant(out, 16, N);
-                encode_fields!(out; from_b, latency, max_piece, blackhole, cut_after, flip_bit_at);
+                let pipe: [&dyn FuzzEncode; 6] = [
+                    from_b,
+                    latency,
+                    max_piece,
+                    blackhole,
+                    cut_after,
+                    flip_bit_at,
+                ];
+                variant(out, 16, N, &pipe);
             }
         }
     }
@@ -1944,35 +1898,14 @@ impl FuzzEncode for Num {
     fn encode(&self, out: &mut Vec<u8>) {
         const N: u32 = 8;
         match self {
-            Num::Zero => variant(out, 0, N),
-            Num::Small(n) => {
-                variant(out, 1, N);
-                n.encode(out);
-            }
-            Num::Received(d) => {
-                variant(out, 2, N);
-                d.encode(out);
-            }
-            Num::Persisted(d) => {
-                variant(out, 3, N);
-                d.encode(out);
-            }
-            Num::Sent(d) => {
-                variant(out, 4, N);
-                d.encode(out);
-            }
-            Num::PeerAcked(d) => {
-                variant(out, 5, N);
-                d.encode(out);
-            }
-            Num::NearMax(d) => {
-                variant(out, 6, N);
-                d.encode(out);
-            }
-            Num::Raw(n) => {
-                variant(out, 7, N);
-                n.encode(out);
-            }
+            Num::Zero => variant(out, 0, N, &[]),
+            Num::Small(n) => variant(out, 1, N, &[n]),
+            Num::Received(d) => variant(out, 2, N, &[d]),
+            Num::Persisted(d) => variant(out, 3, N, &[d]),
+            Num::Sent(d) => variant(out, 4, N, &[d]),
+            Num::PeerAcked(d) => variant(out, 5, N, &[d]),
+            Num::NearMax(d) => variant(out, 6, N, &[d]),
+            Num::Raw(n) => variant(out, 7, N, &[n]),
         }
     }
 }
@@ -1986,35 +1919,20 @@ impl FuzzEncode for FrameSpec {
                 device,
                 name,
                 temporary,
-            } => {
-                variant(out, 0, N);
-                encode_fields!(out; version, device, name, temporary);
-            }
+            } => variant(out, 0, N, &[version, device, name, temporary]),
             FrameSpec::Sync {
                 received_up_to,
                 last_seq,
-            } => {
-                variant(out, 1, N);
-                encode_fields!(out; received_up_to, last_seq);
-            }
+            } => variant(out, 1, N, &[received_up_to, last_seq]),
             FrameSpec::Message {
                 seq,
                 lamport,
                 sent_at_ms,
                 text,
-            } => {
-                variant(out, 2, N);
-                encode_fields!(out; seq, lamport, sent_at_ms, text);
-            }
-            FrameSpec::Ack { up_to } => {
-                variant(out, 3, N);
-                up_to.encode(out);
-            }
-            FrameSpec::Ping => variant(out, 4, N),
-            FrameSpec::Close { code, detail } => {
-                variant(out, 5, N);
-                encode_fields!(out; code, detail);
-            }
+            } => variant(out, 2, N, &[seq, lamport, sent_at_ms, text]),
+            FrameSpec::Ack { up_to } => variant(out, 3, N, &[up_to]),
+            FrameSpec::Ping => variant(out, 4, N, &[]),
+            FrameSpec::Close { code, detail } => variant(out, 5, N, &[code, detail]),
         }
     }
 }
@@ -2022,12 +1940,9 @@ impl FuzzEncode for FrameSpec {
 impl FuzzEncode for DevicePick {
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            DevicePick::Peer => variant(out, 0, 3),
-            DevicePick::Own => variant(out, 1, 3),
-            DevicePick::Raw(bytes) => {
-                variant(out, 2, 3);
-                bytes.encode(out);
-            }
+            DevicePick::Peer => variant(out, 0, 3, &[]),
+            DevicePick::Own => variant(out, 1, 3, &[]),
+            DevicePick::Raw(bytes) => variant(out, 2, 3, &[bytes]),
         }
     }
 }
@@ -2036,22 +1951,13 @@ impl FuzzEncode for TextPick {
     fn encode(&self, out: &mut Vec<u8>) {
         const N: u32 = 7;
         match self {
-            TextPick::Short(n) => {
-                variant(out, 0, N);
-                n.encode(out);
-            }
-            TextPick::Unicode => variant(out, 1, N),
-            TextPick::Long(n) => {
-                variant(out, 2, N);
-                n.encode(out);
-            }
-            TextPick::Max => variant(out, 3, N),
-            TextPick::OverMax => variant(out, 4, N),
-            TextPick::Empty => variant(out, 5, N),
-            TextPick::Raw(bytes) => {
-                variant(out, 6, N);
-                encode_raw(bytes, out);
-            }
+            TextPick::Short(n) => variant(out, 0, N, &[n]),
+            TextPick::Unicode => variant(out, 1, N, &[]),
+            TextPick::Long(n) => variant(out, 2, N, &[n]),
+            TextPick::Max => variant(out, 3, N, &[]),
+            TextPick::OverMax => variant(out, 4, N, &[]),
+            TextPick::Empty => variant(out, 5, N, &[]),
+            TextPick::Raw(bytes) => variant(out, 6, N, &[&Raw(bytes)]),
         }
     }
 }
@@ -2059,16 +1965,10 @@ impl FuzzEncode for TextPick {
 impl FuzzEncode for Delivery {
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            Delivery::Whole => variant(out, 0, 4),
-            Delivery::Split(at) => {
-                variant(out, 1, 4);
-                at.encode(out);
-            }
-            Delivery::Bytewise => variant(out, 2, 4),
-            Delivery::Truncated(keep) => {
-                variant(out, 3, 4);
-                keep.encode(out);
-            }
+            Delivery::Whole => variant(out, 0, 4, &[]),
+            Delivery::Split(at) => variant(out, 1, 4, &[at]),
+            Delivery::Bytewise => variant(out, 2, 4, &[]),
+            Delivery::Truncated(keep) => variant(out, 3, 4, &[keep]),
         }
     }
 }
@@ -2076,11 +1976,8 @@ impl FuzzEncode for Delivery {
 impl FuzzEncode for Amount {
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            Amount::All => variant(out, 0, 2),
-            Amount::Some(n) => {
-                variant(out, 1, 2);
-                n.encode(out);
-            }
+            Amount::All => variant(out, 0, 2, &[]),
+            Amount::Some(n) => variant(out, 1, 2, &[n]),
         }
     }
 }

@@ -14,10 +14,12 @@
 //! at any byte, short reads and writes, jitter that keeps order, a flipped bit), for the
 //! deterministic simulator (`sim/`). [`fuzz`] holds the fuzz targets' scripts and checks and
 //! the metered allocator that bounds their heap; [`fuzz_reach`] the check of the `reach`
-//! target (proxy and relay answers, pasted invites, proxy URLs and onion names).
+//! target (proxy and relay answers, pasted invites, proxy URLs and onion names). [`golden`]
+//! reads the golden frames of `testdata/frames/`.
 
 pub mod fuzz;
 pub mod fuzz_reach;
+pub mod golden;
 mod pair;
 mod slow;
 mod store;

@@ -1,12 +1,9 @@
 //! [`Pair`]: two devices, a simulated byte pipe each way, and a virtual clock.
 
 use super::store::MemoryStore;
-use socketfalco_core::ids::DeviceId;
-use socketfalco_core::link::{ComposeError, Link, Notice};
-use socketfalco_core::message::Message;
-use socketfalco_core::secure::{Role, StaticKeypair};
-use socketfalco_core::session::SessionConfig;
-use socketfalco_core::store::Store;
+use socketfalco_core::{
+    ComposeError, DeviceId, Link, Message, Notice, Role, SessionConfig, StaticKeypair, Store,
+};
 use std::collections::VecDeque;
 
 /// Device id of the pair's first device.

@@ -1,10 +1,10 @@
 //! [`MemoryStore`]: the in-memory twin of the SQLite store, with a switch to make it fail.
 
-use socketfalco_core::ids::DeviceId;
 use socketfalco_core::limits::MAX_COUNTER;
-use socketfalco_core::message::{order_key, ChatHead, Message};
-use socketfalco_core::session::PeerHello;
-use socketfalco_core::store::{key_verdict, ChatOpening, ChatResume, KeyVerdict, Store};
+use socketfalco_core::{
+    key_verdict, order_key, ChatHead, ChatOpening, ChatResume, DeviceId, KeyVerdict, Message,
+    PeerHello, Store,
+};
 use std::collections::BTreeMap;
 use std::fmt;
 

@@ -102,11 +102,12 @@ pub enum Event {
     /// acked at once.
     TemporaryMessage(Message),
     /// One of our own messages, sent back by the peer because our store lost it (it was
-    /// restored from an older copy). Store it durably as our own, then call
-    /// [`Session::confirm_recovered`].
+    /// restored from an older copy). Store it durably as our own; then the session is told
+    /// so (only a [`Link`](crate::Link) drives a recovery: that call is not public).
     OwnRecovered(Message),
-    /// The peer's store lost some of its own messages, which we hold: read the peer's
-    /// messages `from..=to` from the store and hand them to [`Session::send_returned`].
+    /// The peer's store lost some of its own messages, which we hold: the peer's messages
+    /// `from..=to` are read from the store and handed back to the session (only a
+    /// [`Link`](crate::Link) does: that call is not public).
     ReturnRequested {
         /// First sequence number.
         from: u64,
@@ -219,7 +220,28 @@ enum State {
     Closed,
 }
 
-/// One connection's protocol state. See the [module docs](crate::session) for the call order.
+/// One connection's protocol state, as a pure state machine: bytes and time in, events and
+/// bytes out. The product drives it through a [`Link`](crate::Link), which adds the secure
+/// channel and the store; the fuzz scripts and the benches drive a bare one.
+///
+/// # Call order for a driver
+/// 1. Create it with [`Session::new`]; it has already queued its hello.
+/// 2. Feed what arrives: [`handle_input`](Session::handle_input) with bytes,
+///    [`handle_eof`](Session::handle_eof) when the peer closes the stream,
+///    [`handle_timeout`](Session::handle_timeout) when [`poll_timeout`](Session::poll_timeout)
+///    is reached.
+/// 3. Drain [`poll_event`](Session::poll_event) and act on each [`Event`]: accept the peer,
+///    persist received messages and then [`confirm_persisted`](Session::confirm_persisted),
+///    record deliveries.
+/// 4. Give it outgoing messages with [`send`](Session::send) while
+///    [`send_capacity`](Session::send_capacity) is above zero, in sequence from
+///    [`next_send_seq`](Session::next_send_seq).
+/// 5. Write [`poll_transmit`](Session::poll_transmit) to the socket and report how much went
+///    out with [`advance_transmit`](Session::advance_transmit).
+/// 6. Once [`is_closed`](Session::is_closed) and nothing is left to transmit, close the
+///    socket.
+///
+/// A [`Link`](crate::Link) does steps 3 and 4 against a [`Store`](crate::Store).
 #[derive(Debug)]
 pub struct Session {
     config: SessionConfig,
@@ -309,7 +331,9 @@ impl Session {
 
     // ----- getters -----
 
-    /// The peer, once its hello has arrived.
+    /// The peer, once its hello has arrived. Only with the `testing` feature: a driver asks
+    /// its link ([`crate::Link::peer`]), which knows the peer once it is accepted.
+    #[cfg(feature = "testing")]
     pub fn peer(&self) -> Option<&PeerHello> {
         self.peer.as_ref()
     }
@@ -343,7 +367,9 @@ impl Session {
         self.config.window - self.in_flight()
     }
 
-    /// Text bytes sent and not yet acked.
+    /// Text bytes sent and not yet acked. Only with the `testing` feature (the tests of the
+    /// byte window).
+    #[cfg(feature = "testing")]
     pub fn in_flight_bytes(&self) -> usize {
         self.in_flight_bytes
     }
@@ -391,7 +417,9 @@ impl Session {
         self.ack_written
     }
 
-    /// Messages dropped because they had already been received.
+    /// Messages dropped because they had already been received. Only with the `testing`
+    /// feature (the tests of the re-sync).
+    #[cfg(feature = "testing")]
     pub fn duplicates_dropped(&self) -> u64 {
         self.duplicates_dropped
     }
@@ -402,7 +430,7 @@ impl Session {
     }
 
     /// Whether there are bytes to transmit.
-    pub fn wants_write(&self) -> bool {
+    pub(crate) fn wants_write(&self) -> bool {
         !self.out.is_empty() || self.ack_due()
     }
 
@@ -563,7 +591,7 @@ impl Session {
     /// The driver has stored our own recovered messages ([`Event::OwnRecovered`]) durably up
     /// to `up_to`. At the end of a batch the next one is asked for; at the end of the last,
     /// recovery is over.
-    pub fn confirm_recovered(&mut self, up_to: u64, now_ms: u64) -> Result<(), ApiMisuse> {
+    pub(crate) fn confirm_recovered(&mut self, up_to: u64, now_ms: u64) -> Result<(), ApiMisuse> {
         let Some(recovery) = self.recovery.as_mut() else {
             return Err(ApiMisuse::NotRequested);
         };
@@ -587,7 +615,11 @@ impl Session {
 
     /// Answers the peer's [`Event::ReturnRequested`]: `messages` are the peer's own messages
     /// it asked for, read from the store, exactly `from..=to` in order.
-    pub fn send_returned(&mut self, messages: &[Message], now_ms: u64) -> Result<(), ApiMisuse> {
+    pub(crate) fn send_returned(
+        &mut self,
+        messages: &[Message],
+        now_ms: u64,
+    ) -> Result<(), ApiMisuse> {
         let Some((from, to)) = self.return_requested else {
             return Err(ApiMisuse::NotRequested);
         };
@@ -609,7 +641,7 @@ impl Session {
     /// Refuses the peer before saying anything (a listener at its limit): the queued hello
     /// is withdrawn if none of it was transmitted yet (before or after the peer's hello),
     /// so that only the close frame goes out and the peer learns nothing but the reason.
-    pub fn refuse(&mut self, reason: Close, now_ms: u64) {
+    pub(crate) fn refuse(&mut self, reason: Close, now_ms: u64) {
         let before_accept = matches!(self.state, State::AwaitingHello | State::AwaitingAccept);
         if before_accept && self.out.nothing_sent() {
             self.out.clear();
