@@ -43,10 +43,11 @@
 //!   access control lists already restrict it to the user (and administrators); the file
 //!   inherits them. No further check is made.
 
+use crate::private_file::{open_to_others, sync_dir, write_private};
 use socketfalco_core::StaticKeypair;
 use std::fmt;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// The key file's name inside the data directory.
@@ -243,20 +244,6 @@ fn create(dir: &Path, path: &Path, secret: &[u8; 32]) -> Result<(), KeyError> {
     sync_dir(dir).map_err(io_error(dir, "sync the folder of"))
 }
 
-/// Creates a new file readable by its owner alone, writes `bytes`, and fsyncs it.
-fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
 /// Gives the written temporary file its final name unless a key exists there already (then
 /// the existing key wins and this is not an error).
 fn publish(temp: &Path, path: &Path) -> io::Result<()> {
@@ -275,20 +262,6 @@ fn publish(temp: &Path, path: &Path) -> io::Result<()> {
     }
 }
 
-/// Makes a directory entry change durable (Unix; Windows has no directory handle to sync and
-/// NTFS journals its metadata).
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        fs::File::open(dir)?.sync_all()?;
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-    }
-    Ok(())
-}
-
 /// Creates the data directory if needed; on Unix a new one is private to the user (0700).
 fn create_private_dir(dir: &Path) -> io::Result<()> {
     let mut builder = fs::DirBuilder::new();
@@ -301,30 +274,21 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
     builder.create(dir)
 }
 
-/// Unix: refuses a key file that group or others may read or write.
-#[cfg(unix)]
+/// Refuses a key file that group or others may read or write (Unix; on Windows the profile
+/// folder's ACLs protect it, see the module docs).
 fn check_permissions(path: &Path) -> Result<(), KeyError> {
-    use std::os::unix::fs::PermissionsExt;
-    let metadata = fs::metadata(path).map_err(|source| KeyError::Io {
-        path: path.to_owned(),
-        action: "read",
-        source,
-    })?;
-    let mode = metadata.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(KeyError::TooOpen {
+    match open_to_others(path) {
+        Ok(None) => Ok(()),
+        Ok(Some(mode)) => Err(KeyError::TooOpen {
             path: path.to_owned(),
             mode,
-        });
+        }),
+        Err(source) => Err(KeyError::Io {
+            path: path.to_owned(),
+            action: "read",
+            source,
+        }),
     }
-    Ok(())
-}
-
-/// Windows: the profile folder's ACLs protect the file (see the module docs).
-#[cfg(not(unix))]
-fn check_permissions(path: &Path) -> Result<(), KeyError> {
-    let _ = path;
-    Ok(())
 }
 
 #[cfg(test)]

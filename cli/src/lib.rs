@@ -7,10 +7,12 @@
 //! - [`keys`]: this device's long-term static key (X25519) in `identity.key` beside the
 //!   database: created at first start-up, proved in every connection's Noise handshake,
 //!   pinned by the peers on first contact.
+//! - `private_file`: files only this user may read (the device key, the onion service key):
+//!   created 0600 and fsynced, and checked for access by others.
 //! - [`store`]: the SQLite database (identity, chats, messages) implementing the core's
 //!   durability contract.
 //! - [`commands`]: one module per command (`chat` for `-l`/`-c`, `edit_chat`, `edit_name`,
-//!   `list`, `trust` for `--fingerprint` and `--trust-new-key`, `leave` for the signals and
+//!   `invite` for `--invite`, `list`, `trust` for `--fingerprint` and `--trust-new-key`, `leave` for the signals and
 //!   Windows console events that end a session, `view` for the chat view that `-eC` and
 //!   sessions share: its opening screenful and reading back); start there to add a command.
 //! - [`ui`]: how events are shown (terminal, plain lines, JSON), the line editor, the
@@ -27,6 +29,7 @@ pub mod args;
 pub mod commands;
 pub mod keys;
 pub mod paths;
+mod private_file;
 pub mod store;
 pub mod tor;
 pub mod ui;

@@ -26,8 +26,9 @@
 //! atomically: a temporary file in the same directory, written and fsynced, then renamed.
 
 use super::control::{is_key_blob, is_service_id};
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use crate::private_file::{open_to_others, sync_dir, write_private};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// The key file's name inside the data directory.
@@ -153,60 +154,20 @@ pub fn parse(bytes: &[u8]) -> Result<ServiceKey, String> {
     }
 }
 
-/// Creates a new file readable by its owner alone (Unix), writes `bytes`, and fsyncs it.
-fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    // Windows: the data directory's ACLs (the user's local application data) apply.
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
-/// Makes the rename durable (Unix; NTFS journals its metadata).
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        fs::File::open(dir)?.sync_all()?;
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-    }
-    Ok(())
-}
-
-/// Unix: refuses a key file that group or others may read or write.
-#[cfg(unix)]
+/// Refuses a key file that group or others may read or write (Unix; on Windows the data
+/// directory's ACLs protect it).
 fn check_permissions(path: &Path) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = fs::metadata(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        .permissions()
-        .mode()
-        & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
+    match open_to_others(path) {
+        Ok(None) => Ok(()),
+        Ok(Some(mode)) => Err(format!(
             "the onion service key file {} is accessible to other users (mode {mode:03o}); \
              refusing to use a key others may have read. If you are sure nobody did, run \
              `chmod 600 {}` and try again",
             path.display(),
             path.display()
-        ));
+        )),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
-    Ok(())
-}
-
-/// Windows: the data directory's ACLs protect the file (see the module docs).
-#[cfg(not(unix))]
-fn check_permissions(path: &Path) -> Result<(), String> {
-    let _ = path;
-    Ok(())
 }
 
 #[cfg(test)]
