@@ -3,7 +3,7 @@
 //! and checking that nobody else was given access since. On Windows the data directory's
 //! access control list (the user's local application data) protects them instead.
 
-use std::fs::{self, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -27,7 +27,7 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
     {
-        fs::File::open(dir)?.sync_all()?;
+        std::fs::File::open(dir)?.sync_all()?;
     }
     #[cfg(not(unix))]
     {
@@ -42,7 +42,7 @@ pub(crate) fn open_to_others(path: &Path) -> io::Result<Option<u32>> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(path)?.permissions().mode() & 0o777;
+        let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
         Ok((mode & 0o077 != 0).then_some(mode))
     }
     #[cfg(not(unix))]
