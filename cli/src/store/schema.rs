@@ -4,6 +4,7 @@
 //! program's file or a newer SocketFalco's.
 
 use super::{Database, StoreError};
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, TransactionBehavior};
 use std::path::Path;
 use std::time::Duration;
@@ -151,6 +152,12 @@ impl Database {
         // foreign_keys: a message always belongs to an existing chat.
         self.conn
             .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+        // A stable query plan: without it SQLite re-prepares (re-compiles) a cached statement
+        // whenever a parameter it may plan around is bound to a new value — here the
+        // `SELECT max(seq) … WHERE chat = ?1 AND author = ?2` of every persisted batch,
+        // about a tenth of the storage thread's time. Our queries have one good plan each.
+        self.conn
+            .set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
         Ok(())
     }
 

@@ -1312,3 +1312,45 @@ fn the_first_unread_line_is_the_oldest_of_the_newest_unread() {
     );
     assert_eq!(db.chat_counts(id(&[0x99])).unwrap(), None);
 }
+
+/// A cached statement is compiled once: binding new values (another chat, the next batch)
+/// never makes SQLite re-prepare it (`SQLITE_DBCONFIG_ENABLE_QPSG`, set in `configure`).
+/// Without it the `max(seq)` query of every persisted batch was re-compiled at every run.
+#[test]
+fn the_storage_path_never_re_prepares_its_statements() {
+    use rusqlite::StatementStatus;
+    let (_dir, mut db) = fresh();
+    let (bob, carol) = (id(&[0x42]), id(&[0x43]));
+    db.open_chat(&hello(bob, "bob"), None).unwrap();
+    db.open_chat(&hello(carol, "carol"), None).unwrap();
+    let mut seq = 0;
+    for _ in 0..5 {
+        db.begin_group().unwrap();
+        for peer in [bob, carol, bob] {
+            let batch: Vec<Message> = (0..4)
+                .map(|_| {
+                    seq += 1;
+                    msg(seq, seq, "x")
+                })
+                .collect();
+            db.persist_received(peer, &batch).unwrap();
+            db.compose_live(peer, "mine", 1_000).unwrap();
+        }
+        db.commit_group().unwrap();
+    }
+    for sql in [
+        "SELECT max(seq) FROM messages WHERE chat = ?1 AND author = ?2",
+        "UPDATE chats SET last_activity_ms = ?2 WHERE peer = ?1",
+        super::queries::INSERT,
+        super::queries::INSERT_OR_IGNORE,
+    ] {
+        let statement = db.conn.prepare_cached(sql).unwrap();
+        let runs = statement.get_status(StatementStatus::Run);
+        let reprepared = statement.get_status(StatementStatus::RePrepare);
+        assert!(runs >= 10, "{runs} runs of {sql}");
+        assert_eq!(
+            reprepared, 0,
+            "{sql} was re-prepared {reprepared} times in {runs} runs"
+        );
+    }
+}
