@@ -326,7 +326,7 @@ impl Presenter {
         let several_before = self.live.len() > 1;
         self.track(output);
         if self.style == Style::Json {
-            return vec![self.json(output).to_string()];
+            return vec![self.json_line(output)];
         }
         let mut lines = Vec::new();
         match output {
@@ -641,6 +641,55 @@ impl Presenter {
         format!("[{time}] {name}: {text}")
     }
 
+    /// One event as a line of JSON. The events a stream repeats (a message each way, a
+    /// delivery mark) are written straight from typed structs, without building a map of
+    /// owned keys and values first; the rest go through [`Presenter::json`].
+    fn json_line(&self, output: &Output) -> String {
+        let line = match output {
+            Output::Received {
+                peer,
+                message,
+                stored,
+            } => serde_json::to_string(&MessageEvent {
+                event: "message",
+                direction: "in",
+                peer: peer.to_string(),
+                from: None,
+                seq: Some(message.seq),
+                lamport: message.lamport,
+                sent_at_ms: message.sent_at_ms,
+                text: &message.text,
+                stored: Some(*stored),
+                live: None,
+            }),
+            Output::Sent {
+                peer,
+                message,
+                live,
+            } => serde_json::to_string(&MessageEvent {
+                event: "message",
+                direction: "out",
+                peer: peer.to_string(),
+                from: Some(&self.me),
+                // null until numbered: written offline, numbered at the next sync.
+                seq: (message.seq != 0).then_some(message.seq),
+                lamport: message.lamport,
+                sent_at_ms: message.sent_at_ms,
+                text: &message.text,
+                stored: None,
+                live: Some(*live),
+            }),
+            Output::Delivered { peer, up_to } => serde_json::to_string(&DeliveredEvent {
+                event: "delivered",
+                peer: peer.to_string(),
+                up_to: *up_to,
+            }),
+            _ => return self.json(output).to_string(),
+        };
+        // Serializing plain structs of strings and numbers cannot fail.
+        line.unwrap_or_else(|_| self.json(output).to_string())
+    }
+
     fn json(&self, output: &Output) -> serde_json::Value {
         match output {
             Output::Listening(addr) => json!({"event": "listening", "addr": addr.to_string()}),
@@ -799,6 +848,32 @@ pub fn sanitize(text: &str) -> String {
             }
         })
         .collect()
+}
+
+/// A `message` event of `--json` (see [`Presenter::json_line`]).
+#[derive(serde::Serialize)]
+struct MessageEvent<'a> {
+    event: &'static str,
+    direction: &'static str,
+    peer: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<&'a str>,
+    seq: Option<u64>,
+    lamport: u64,
+    sent_at_ms: i64,
+    text: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stored: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    live: Option<bool>,
+}
+
+/// A `delivered` event of `--json`.
+#[derive(serde::Serialize)]
+struct DeliveredEvent {
+    event: &'static str,
+    peer: String,
+    up_to: u64,
 }
 
 #[cfg(test)]
@@ -1062,6 +1137,39 @@ mod tests {
         assert_eq!(p.prompt(), "[3 unread] Alice→Bob> ");
         p.set_unread_elsewhere(0);
         assert_eq!(p.prompt(), "Alice→Bob> ");
+    }
+
+    #[test]
+    fn the_typed_json_lines_say_what_the_general_json_says() {
+        let p = Presenter::new(Style::Json, "alice");
+        let peer = DeviceId([7; 16]);
+        let message = |seq: u64| Message {
+            seq,
+            lamport: 9,
+            sent_at_ms: 1_234,
+            text: "hé \"quoted\"\n\u{1}".into(),
+        };
+        for output in [
+            Output::Received {
+                peer,
+                message: message(3),
+                stored: true,
+            },
+            Output::Sent {
+                peer,
+                message: message(0),
+                live: false,
+            },
+            Output::Sent {
+                peer,
+                message: message(5),
+                live: true,
+            },
+            Output::Delivered { peer, up_to: 42 },
+        ] {
+            let typed: serde_json::Value = serde_json::from_str(&p.json_line(&output)).unwrap();
+            assert_eq!(typed, p.json(&output), "{output:?}");
+        }
     }
 
     #[test]
