@@ -145,11 +145,20 @@ impl Database {
         let result = (|| {
             if self.in_group {
                 // Inside a group commit: a savepoint, so that a failing call leaves no trace
-                // and the others stand; the group's COMMIT makes it durable.
-                let savepoint = self.conn.savepoint()?;
-                let value = f(&savepoint)?;
-                savepoint.commit()?;
-                return Ok(value);
+                // and the others stand; the group's COMMIT makes it durable. The savepoint
+                // statements are prepared once (cached), not parsed again for every call.
+                self.control("SAVEPOINT request")?;
+                return match f(&self.conn) {
+                    Ok(value) => {
+                        self.control("RELEASE request")?;
+                        Ok(value)
+                    }
+                    Err(e) => {
+                        let _ = self.control("ROLLBACK TO request");
+                        let _ = self.control("RELEASE request");
+                        Err(e)
+                    }
+                };
             }
             let tx = self
                 .conn
@@ -159,6 +168,13 @@ impl Database {
             Ok(value)
         })();
         result.map_err(|e: StoreError| e.at(&self.path))
+    }
+
+    /// Runs a transaction-control statement (`BEGIN IMMEDIATE`, `COMMIT`, a savepoint's),
+    /// prepared once and kept in the statement cache.
+    pub(super) fn control(&self, sql: &str) -> Result<(), StoreError> {
+        self.conn.prepare_cached(sql)?.execute([])?;
+        Ok(())
     }
 
     /// Runs `f` in one read transaction: a consistent snapshot even while another process

@@ -289,9 +289,8 @@ impl Store for Database {
     /// `BEGIN IMMEDIATE`: the write lock is taken at once, so a group never has to upgrade
     /// a read lock (which could deadlock with another process's writer).
     fn begin_group(&mut self) -> Result<(), StoreError> {
-        self.conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| StoreError::from(e).at(&self.path))?;
+        self.control("BEGIN IMMEDIATE")
+            .map_err(|e| e.at(&self.path))?;
         self.in_group = true;
         Ok(())
     }
@@ -300,9 +299,9 @@ impl Store for Database {
     /// group. On failure everything of the group is rolled back.
     fn commit_group(&mut self) -> Result<(), StoreError> {
         self.in_group = false;
-        if let Err(e) = self.conn.execute_batch("COMMIT") {
+        if let Err(e) = self.control("COMMIT") {
             let _ = self.conn.execute_batch("ROLLBACK");
-            return Err(StoreError::from(e).at(&self.path));
+            return Err(e.at(&self.path));
         }
         Ok(())
     }

@@ -132,6 +132,9 @@ UPDATE chats SET message_count =
   + (SELECT count(*) FROM waiting w WHERE w.chat = chats.peer);
 ";
 
+/// Prepared statements kept per connection: more than the store uses, so none is evicted.
+const STATEMENT_CACHE_CAPACITY: usize = 64;
+
 impl Database {
     /// Per-connection settings. Order matters: the busy timeout first, so that even the
     /// journal-mode switch waits for another process instead of failing.
@@ -158,6 +161,10 @@ impl Database {
         // about a tenth of the storage thread's time. Our queries have one good plan each.
         self.conn
             .set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+        // Room for every statement the store prepares (about 40) and the transaction
+        // controls: rusqlite's default of 16 let a group evict and re-parse its own.
+        self.conn
+            .set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
         Ok(())
     }
 
