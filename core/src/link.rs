@@ -27,6 +27,13 @@ const REFILL_BATCH: usize = 1024;
 /// the first acks go out sooner.
 const PERSIST_BATCH: usize = 256;
 
+/// Most own messages composed in this session that a link keeps in memory while the send
+/// window is full ([`Link`]'s `unsent`), and most bytes of their text: past either, they are
+/// read back from the store as the window opens, as before. As large as the window, so a
+/// stream of typed lines is sent from memory.
+const MAX_UNSENT: usize = 4_096;
+const MAX_UNSENT_BYTES: usize = 2 * 1024 * 1024;
+
 /// Names one storage request of a link; its completion carries the same id.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct RequestId(pub u64);
@@ -237,8 +244,15 @@ pub struct Link {
     next_request: u64,
     /// A read of own messages (or a numbering of waiting ones) is in flight.
     refilling: bool,
-    /// The store may hold numbered own messages not sent yet.
+    /// The store may hold numbered own messages not sent yet (beyond `unsent`).
     own_maybe_pending: bool,
+    /// Own messages composed (and stored) in this session that the window could not take
+    /// yet, contiguous from the session's next sequence number: sent from here as the window
+    /// opens, so the store is not read back for them. Empty whenever `own_maybe_pending` is
+    /// acted on: the store then holds all of them anyway.
+    unsent: VecDeque<Message>,
+    /// Bytes of text in `unsent`.
+    unsent_bytes: usize,
     /// The store may hold own messages waiting unnumbered.
     waiting_maybe: bool,
     /// A request failed: the session is closed and no request is made any more.
@@ -288,6 +302,8 @@ impl Link {
             next_request: 1,
             refilling: false,
             own_maybe_pending: false,
+            unsent: VecDeque::new(),
+            unsent_bytes: 0,
             waiting_maybe: false,
             store_failed: false,
             #[cfg(feature = "simulator-self-test")]
@@ -998,25 +1014,75 @@ impl Link {
     /// Lines are stored: tell the user, and send those numbered next in line at once (a
     /// live line needs no read of what was just written).
     fn composed(&mut self, request: RequestId, messages: Vec<Message>, now_ms: u64) {
-        let next = self.session.next_send_seq();
-        let in_line = self.session.is_established()
-            && messages.first().is_some_and(|m| m.seq == next)
-            && !self.refilling
-            && !self.own_maybe_pending;
-        if in_line {
-            for message in &messages {
-                if self.session.send_capacity() == 0 || message.seq != self.session.next_send_seq()
-                {
-                    self.own_maybe_pending = true;
-                    break;
-                }
-                self.send_own(message, now_ms);
-            }
-        } else if messages.iter().any(|m| m.seq != 0) {
-            self.own_maybe_pending = true;
+        if messages.iter().any(|m| m.seq != 0) {
+            self.take_composed(&messages, now_ms);
         }
         self.notices
             .push_back(Notice::Composed { request, messages });
+    }
+
+    /// Newly numbered own messages: sent at once as far as the window allows, the rest kept
+    /// in `unsent` — when they follow what is being sent and there is room; otherwise the
+    /// store is read for them later (`own_maybe_pending`), as it holds them all.
+    fn take_composed(&mut self, messages: &[Message], now_ms: u64) {
+        let expected = self
+            .unsent
+            .back()
+            .map_or_else(|| self.session.next_send_seq(), |m| m.seq + 1);
+        let in_line = self.session.is_established()
+            && !self.refilling
+            && !self.own_maybe_pending
+            && messages.first().is_some_and(|m| m.seq == expected)
+            && messages.windows(2).all(|w| w[1].seq == w[0].seq + 1);
+        if !in_line {
+            self.read_own_later();
+            return;
+        }
+        let mut rest = messages;
+        if self.unsent.is_empty() {
+            while let Some((first, tail)) = rest.split_first() {
+                if self.session.send_capacity() == 0 || !self.session.is_established() {
+                    break;
+                }
+                self.send_own(first, now_ms);
+                rest = tail;
+            }
+        }
+        let bytes: usize = rest.iter().map(|m| m.text.len()).sum();
+        if self.unsent.len() + rest.len() > MAX_UNSENT
+            || self.unsent_bytes + bytes > MAX_UNSENT_BYTES
+        {
+            self.read_own_later();
+            return;
+        }
+        self.unsent.extend(rest.iter().cloned());
+        self.unsent_bytes += bytes;
+    }
+
+    /// Sends what `unsent` holds as far as the window allows. If the session moved on
+    /// meanwhile (its next number is not the first kept), the store decides instead.
+    fn send_unsent(&mut self, now_ms: u64) {
+        while self.session.is_established() && self.session.send_capacity() > 0 {
+            let Some(front) = self.unsent.front() else {
+                return;
+            };
+            if front.seq != self.session.next_send_seq() {
+                self.read_own_later();
+                return;
+            }
+            if let Some(message) = self.unsent.pop_front() {
+                self.unsent_bytes -= message.text.len();
+                self.send_own(&message, now_ms);
+            }
+        }
+    }
+
+    /// Own messages not sent yet are read from the store when the window opens; what
+    /// `unsent` kept is dropped (the store holds it).
+    fn read_own_later(&mut self) {
+        self.unsent.clear();
+        self.unsent_bytes = 0;
+        self.own_maybe_pending = true;
     }
 
     /// Own messages read from the store: send them; read on while there may be more.
@@ -1155,8 +1221,17 @@ impl Link {
         if self.refilling || self.store_failed {
             return;
         }
+        if !self.own_maybe_pending {
+            self.send_unsent(now_ms);
+            if !self.unsent.is_empty() {
+                // The window is full; more waits in memory.
+                return;
+            }
+        }
         let from = self.session.next_send_seq();
         if self.own_maybe_pending {
+            self.unsent.clear();
+            self.unsent_bytes = 0;
             let max = usize::try_from(self.session.send_capacity())
                 .unwrap_or(REFILL_BATCH)
                 .min(REFILL_BATCH);

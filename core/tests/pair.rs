@@ -319,6 +319,48 @@ fn a_handshake_that_never_finishes_times_out() {
 }
 
 #[test]
+fn lines_typed_faster_than_the_window_opens_are_sent_from_memory_not_read_back() {
+    let mut pair = Pair::new();
+    pair.a.config.window = 64;
+    pair.connect_and_drive();
+    let reads_before = pair.a.store.own_reads;
+    // Typed while connected, far more than the window: the link keeps what the window
+    // cannot take yet and sends it as acks come back.
+    for i in 0..1_000 {
+        pair.write(true, &format!("typed {i}"));
+    }
+    pair.drive();
+    assert_converged(&pair);
+    assert_eq!(pair.history(false).len(), 1_000);
+    assert_eq!(
+        pair.a.store.own_reads, reads_before,
+        "nothing was read back from the store"
+    );
+}
+
+#[test]
+fn a_burst_past_the_memory_bound_is_read_from_the_store_and_nothing_is_lost() {
+    let mut pair = Pair::new();
+    pair.a.config.window = 64;
+    pair.connect_and_drive();
+    let reads_before = pair.a.store.own_reads;
+    // More than the link keeps in memory (4,096 lines): the rest is read back.
+    for i in 0..6_000 {
+        pair.write(true, &format!("burst {i}"));
+    }
+    pair.drive();
+    assert_converged(&pair);
+    let texts: Vec<String> = pair
+        .history(false)
+        .into_iter()
+        .map(|(_, m)| m.text)
+        .collect();
+    let expected: Vec<String> = (0..6_000).map(|i| format!("burst {i}")).collect();
+    assert_eq!(texts, expected, "every line once, in order");
+    assert!(pair.a.store.own_reads > reads_before, "the store was read");
+}
+
+#[test]
 fn a_large_backlog_streams_within_the_window() {
     let mut pair = Pair::new();
     pair.a.config.window = 64;

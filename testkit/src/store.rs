@@ -87,6 +87,8 @@ pub struct MemoryStore {
     pub commits: u64,
     /// Fail this many of the next write calls.
     pub fail_next_writes: u32,
+    /// Reads of own messages to send ([`Store::own_messages`] calls).
+    pub own_reads: u64,
 }
 
 impl MemoryStore {
@@ -221,6 +223,7 @@ impl Store for MemoryStore {
         from_seq: u64,
         max: usize,
     ) -> Result<Vec<Message>, MemoryStoreError> {
+        self.own_reads += 1;
         let Some(chat) = self.chats.get(&peer) else {
             return Ok(Vec::new());
         };
