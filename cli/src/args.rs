@@ -1192,12 +1192,6 @@ fn cli_from_matches(cmd: &mut clap::Command, m: &ArgMatches) -> Result<Cli, clap
             }
             connect_invite(cmd, invite, proxy.is_some(), temporary)?
         } else if relay.is_some() {
-            if proxy.is_some() {
-                return Err(cmd.error(
-                    ErrorKind::ArgumentConflict,
-                    "--relay is reached directly, not through --proxy or --tor",
-                ));
-            }
             Command::ConnectChat {
                 chat: address.clone(),
                 temporary,
@@ -1366,23 +1360,16 @@ fn connect_invite(
     proxied: bool,
     temporary: bool,
 ) -> Result<Command, clap::Error> {
-    let usable = if proxied {
-        invite.onion.is_some() || invite.address.is_some()
-    } else {
-        invite.address.is_some() || invite.relay.is_some()
-    };
+    let usable =
+        invite.address.is_some() || invite.relay.is_some() || (proxied && invite.onion.is_some());
     if !usable {
-        let why = match (&invite.onion, &invite.relay, proxied) {
-            (Some(onion), _, false) => format!(
+        let why = match &invite.onion {
+            Some(onion) => format!(
                 "the invite offers only the onion address {onion}: add --tor (a tor running on \
                  this device) or --proxy socks5h://HOST:PORT"
             ),
-            (_, Some(relay), true) => format!(
-                "the invite offers only the relay {relay}, which is reached directly, not \
-                 through --tor or --proxy: drop the proxy to use it"
-            ),
-            _ => "the invite names no way to reach the device (no address, onion address or \
-                  relay): ask for one made with --invite ADDRESS or --relay HOST:PORT"
+            None => "the invite names no way to reach the device (no address, onion address or \
+                     relay): ask for one made with --invite ADDRESS or --relay HOST:PORT"
                 .to_owned(),
         };
         return Err(cmd.error(ErrorKind::ValueValidation, why));
@@ -1400,7 +1387,7 @@ fn check_reach_options(
     let given = |id: &str| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
     let caller = matches!(
         command,
-        Command::Connect { .. } | Command::ConnectInvite { .. }
+        Command::Connect { .. } | Command::ConnectInvite { .. } | Command::ConnectChat { .. }
     );
     for (id, flag) in [(PROXY, "--proxy"), (TOR, "--tor")] {
         if given(id) && !caller {
@@ -2171,8 +2158,10 @@ SocketFalco -listen ; SocketFalco -listen -t ; SocketFalco -connect 192.168.0.1 
         assert!(e.contains("port"), "{e}");
         let e = err("-ls --relay h:1").to_string();
         assert!(e.contains("--relay goes only with"), "{e}");
-        let e = err("--relay h:1 --tor -c 97b8b").to_string();
-        assert!(e.contains("reached directly"), "{e}");
+        // A relay through the proxy: nothing goes around it.
+        let cli = ok("--relay h:1 --tor -c 97b8b");
+        assert!(matches!(cli.command, Command::ConnectChat { .. }));
+        assert_eq!(cli.reach.proxy, Some(ProxySpec::tor()));
     }
 
     #[test]
@@ -2198,9 +2187,11 @@ SocketFalco -listen ; SocketFalco -listen -t ; SocketFalco -connect 192.168.0.1 
         // An invite names its relay itself.
         let e = err(&format!("--relay h:1 -c {invite}")).to_string();
         assert!(e.contains("names its relay itself"), "{e}");
-        // Only a relay, and a proxy given: the relay is reached directly, so it is refused.
-        let e = err(&format!("--tor -c {invite}")).to_string();
-        assert!(e.contains("drop the proxy"), "{e}");
+        // Only a relay, and a proxy given: the relay is reached through the proxy.
+        assert!(matches!(
+            ok(&format!("--tor -c {invite}")).command,
+            Command::ConnectInvite { .. }
+        ));
         // No route at all.
         let bare = an_invite(None, None);
         let e = err(&format!("-c {bare}")).to_string();

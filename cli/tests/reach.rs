@@ -56,6 +56,21 @@ fn through_a_relay_a_killed_peer_loses_nothing() {
     stories::a_killed_peer_loses_nothing_and_nothing_is_doubled(&Via::Relay(relay.addr()));
 }
 
+#[test]
+fn through_a_proxy_to_a_relay_a_chat_both_ways_and_the_relay_sees_only_the_proxy() {
+    let relay = TransitRelay::start();
+    let recorder = Recorder::start(relay.port());
+    let socks = Microsocks::start(None);
+    // The listener waits at the relay directly; the caller reaches the relay through the
+    // proxy, by name (socks5h).
+    let relay_name = format!("localhost:{}", recorder.addr().rsplit(':').next().unwrap());
+    stories::a_chat_both_ways_then_listed_by_both(&Via::RelayThroughProxy(
+        relay_name,
+        socks.url(None),
+    ));
+    assert!(contains(&recorder.bytes(), b"please relay"));
+}
+
 // ----- the proxy -----
 
 #[test]

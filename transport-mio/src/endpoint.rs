@@ -1488,14 +1488,12 @@ impl<S: Store + Send + 'static> Endpoint<S> {
         if self.dialing.as_ref().is_some_and(|d| d.deadline_ms <= now) {
             if let Some(mut dialing) = self.dialing.take() {
                 let _ = self.poll.registry().deregister(&mut dialing.stream);
-                let relay = match &self.role {
-                    Role::Connect { routes, .. } => {
-                        matches!(routes.get(dialing.index), Some(Route::Relay(_)))
-                    }
-                    Role::Listen { .. } => false,
-                };
+                let at_relay = dialing
+                    .tunnel
+                    .as_ref()
+                    .is_some_and(Tunnel::waiting_at_relay);
                 let seconds = |ms: u64| ms.div_ceil(1_000);
-                let timeout = if relay && dialing.connected {
+                let timeout = if at_relay && dialing.connected {
                     format!(
                         "the listener did not come to the relay within {} s (is it running \
                          with -l --relay?)",
@@ -1663,7 +1661,10 @@ fn first_hop_error(route: &Route, e: &io::Error) -> String {
     match route {
         Route::Direct(_) => e.to_string(),
         Route::Proxy(proxy) => format!("the proxy {} is not reachable: {e}", proxy.proxy_label),
-        Route::Relay(relay) => format!("the relay {} is not reachable: {e}", relay.label),
+        Route::Relay(relay) => match &relay.via {
+            Some(via) => format!("the proxy {} is not reachable: {e}", via.proxy_label),
+            None => format!("the relay {} is not reachable: {e}", relay.label),
+        },
     }
 }
 

@@ -50,6 +50,18 @@ pub struct RelayRoute {
     pub token: [u8; 32],
     /// This end's side: the relay pairs only connections of different sides.
     pub side: [u8; 8],
+    /// A SOCKS5 proxy the relay is reached through (its target is the relay), so that
+    /// nothing goes around a proxy the user gave.
+    pub via: Option<ProxyRoute>,
+}
+
+impl ProxyRoute {
+    /// The SOCKS5 negotiation for this proxy and target.
+    fn socks5(&self) -> Result<Tunnel, String> {
+        Socks5Client::new(self.target.clone(), self.credentials.clone())
+            .map(Tunnel::Socks5)
+            .map_err(|e| e.to_string())
+    }
 }
 
 impl Route {
@@ -58,7 +70,7 @@ impl Route {
         match self {
             Route::Direct(addr) => *addr,
             Route::Proxy(proxy) => proxy.proxy,
-            Route::Relay(relay) => relay.relay,
+            Route::Relay(relay) => relay.via.as_ref().map_or(relay.relay, |via| via.proxy),
         }
     }
 
@@ -66,15 +78,14 @@ impl Route {
     pub(crate) fn tunnel(&self) -> Result<Option<Tunnel>, String> {
         match self {
             Route::Direct(_) => Ok(None),
-            Route::Proxy(proxy) => {
-                Socks5Client::new(proxy.target.clone(), proxy.credentials.clone())
-                    .map(|client| Some(Tunnel::Socks5(client)))
-                    .map_err(|e| e.to_string())
+            Route::Proxy(proxy) => proxy.socks5().map(Some),
+            Route::Relay(relay) => {
+                let transit = Tunnel::Transit(TransitClient::new(relay.token, relay.side));
+                match &relay.via {
+                    None => Ok(Some(transit)),
+                    Some(via) => Ok(Some(Tunnel::Chain(vec![via.socks5()?, transit]))),
+                }
             }
-            Route::Relay(relay) => Ok(Some(Tunnel::Transit(TransitClient::new(
-                relay.token,
-                relay.side,
-            )))),
         }
     }
 }
@@ -90,7 +101,13 @@ impl fmt::Display for Route {
                     proxy.target, proxy.proxy_label
                 )
             }
-            Route::Relay(relay) => write!(f, "the relay {}", relay.label),
+            Route::Relay(relay) => {
+                write!(f, "the relay {}", relay.label)?;
+                match &relay.via {
+                    Some(via) => write!(f, " through the proxy {}", via.proxy_label),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
@@ -102,6 +119,9 @@ pub(crate) enum Tunnel {
     Socks5(Socks5Client),
     /// The transit relay's `please relay … for side …` / `ok`.
     Transit(TransitClient),
+    /// One negotiation after the other on the same stream (a relay through a proxy): each
+    /// starts once the one before is through.
+    Chain(Vec<Tunnel>),
 }
 
 /// Where a [`Tunnel`] stands after [`Tunnel::drive`].
@@ -120,6 +140,9 @@ impl Tunnel {
     /// Writes what the negotiation has to say and reads what has come, until the socket
     /// would block or the negotiation is over.
     pub(crate) fn drive(&mut self, stream: &mut TcpStream) -> TunnelStep {
+        if let Tunnel::Chain(stages) = self {
+            return drive_chain(stages, stream);
+        }
         let mut buf = [0u8; 4096];
         loop {
             let pending = self.pending_output();
@@ -162,10 +185,20 @@ impl Tunnel {
         self.pending_output().is_empty()
     }
 
+    /// Whether the negotiation has reached the relay and waits there for the other side.
+    pub(crate) fn waiting_at_relay(&self) -> bool {
+        match self {
+            Tunnel::Transit(c) => c.pending_output().is_empty(),
+            Tunnel::Socks5(_) => false,
+            Tunnel::Chain(stages) => stages.first().is_some_and(Tunnel::waiting_at_relay),
+        }
+    }
+
     fn what(&self) -> &'static str {
         match self {
             Tunnel::Socks5(_) => "proxy",
             Tunnel::Transit(_) => "relay",
+            Tunnel::Chain(stages) => stages.first().map_or("relay", Tunnel::what),
         }
     }
 
@@ -173,6 +206,7 @@ impl Tunnel {
         match self {
             Tunnel::Socks5(c) => c.pending_output(),
             Tunnel::Transit(c) => c.pending_output(),
+            Tunnel::Chain(stages) => stages.first().map_or(&[], Tunnel::pending_output),
         }
     }
 
@@ -180,6 +214,11 @@ impl Tunnel {
         match self {
             Tunnel::Socks5(c) => c.advance_output(n),
             Tunnel::Transit(c) => c.advance_output(n),
+            Tunnel::Chain(stages) => {
+                if let Some(first) = stages.first_mut() {
+                    first.advance_output(n);
+                }
+            }
         }
     }
 
@@ -187,6 +226,10 @@ impl Tunnel {
         match self {
             Tunnel::Socks5(c) => c.handle_input(bytes).map_err(|e| e.to_string()),
             Tunnel::Transit(c) => c.handle_input(bytes).map_err(|e| e.to_string()),
+            Tunnel::Chain(stages) => match stages.first_mut() {
+                Some(first) => first.handle_input(bytes),
+                None => Ok(()),
+            },
         }
     }
 
@@ -194,6 +237,7 @@ impl Tunnel {
         match self {
             Tunnel::Socks5(c) => c.is_done(),
             Tunnel::Transit(c) => c.is_done(),
+            Tunnel::Chain(stages) => stages.iter().all(Tunnel::is_done),
         }
     }
 
@@ -201,6 +245,39 @@ impl Tunnel {
         match self {
             Tunnel::Socks5(c) => c.take_leftover(),
             Tunnel::Transit(c) => c.take_leftover(),
+            Tunnel::Chain(stages) => stages
+                .last_mut()
+                .map_or_else(Vec::new, Tunnel::take_leftover),
+        }
+    }
+}
+
+/// Drives the first stage of a chain; once it is through, what came after it is the next
+/// stage's input, and the next stage starts (writes its request) at once.
+fn drive_chain(stages: &mut Vec<Tunnel>, stream: &mut TcpStream) -> TunnelStep {
+    loop {
+        let Some(first) = stages.first_mut() else {
+            return TunnelStep::Through(Vec::new());
+        };
+        let leftover = match first.drive(stream) {
+            TunnelStep::Through(leftover) => leftover,
+            other => return other,
+        };
+        stages.remove(0);
+        let Some(next) = stages.first_mut() else {
+            return TunnelStep::Through(leftover);
+        };
+        if !leftover.is_empty() {
+            if let Err(e) = next.handle_input(&leftover) {
+                return TunnelStep::Failed(e);
+            }
+            if next.is_done() {
+                let rest = next.take_leftover();
+                stages.remove(0);
+                if stages.is_empty() {
+                    return TunnelStep::Through(rest);
+                }
+            }
         }
     }
 }

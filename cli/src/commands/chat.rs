@@ -179,8 +179,8 @@ pub fn connect_invite(ctx: &Context, invite: &Invite, temporary: bool) -> Result
     let mut routes = Vec::new();
     let mut errors = Vec::new();
     let proxy = ctx.reach.proxy.as_ref();
-    // With a proxy, nothing goes around it: the address and the onion name through it, and
-    // the relay (reached directly) not at all.
+    // With a proxy, nothing goes around it: the address, the onion name and the relay
+    // through it.
     if let Some(address) = &invite.address {
         let found = parse_address(address, DEFAULT_PORT)
             .map_err(|e| AppError::new(format!("the invite's address {address}: {e}")))
@@ -199,17 +199,12 @@ pub fn connect_invite(ctx: &Context, invite: &Invite, temporary: bool) -> Result
             Err(e) => errors.push(format!("the invite's onion address {onion}: {e}")),
         }
     }
-    if let (Some(relay), None) = (&invite.relay, proxy) {
+    if let Some(relay) = &invite.relay {
         let found = parse_address(relay, 0)
             .map_err(|e| AppError::new(format!("the invite's relay {relay}: {e}")))
-            .and_then(|(host, port)| resolve_one(&host, port, "the relay"));
+            .and_then(|(host, port)| caller_relay_route(proxy, &host, port, &invite.key));
         match found {
-            Ok((addr, label)) => routes.push(Route::Relay(relay_route(
-                addr,
-                label,
-                &invite.key,
-                RelaySide::Caller,
-            ))),
+            Ok(route) => routes.push(route),
             Err(e) => errors.push(e.message),
         }
     }
@@ -251,13 +246,12 @@ pub fn connect_chat(ctx: &Context, chat: &str, temporary: bool) -> Result<(), Ap
             }
         }
     };
-    let (addr, label) = resolve_one(&host, port, "the relay")?;
-    let routes = vec![Route::Relay(relay_route(
-        addr,
-        label,
+    let routes = vec![caller_relay_route(
+        ctx.reach.proxy.as_ref(),
+        &host,
+        port,
         &key,
-        RelaySide::Caller,
-    ))];
+    )?];
     let role = Role::Connect {
         routes,
         label: peer.to_string(),
@@ -336,19 +330,61 @@ fn resolve_one(host: &str, port: u16, what: &str) -> Result<(SocketAddr, String)
     Ok((addr, host_label(host, port)))
 }
 
-/// The rendezvous at a relay for the listener whose key is `listener_key`.
+/// The rendezvous at a relay for the listener whose key is `listener_key` (`relay` is the
+/// relay's address, or the proxy's when it is reached through one).
 fn relay_route(
-    addr: SocketAddr,
+    relay: SocketAddr,
     label: String,
     listener_key: &[u8; 32],
     side: RelaySide,
+    via: Option<ProxyRoute>,
 ) -> RelayRoute {
     RelayRoute {
-        relay: addr,
+        relay,
         label,
         token: relay_token(listener_key),
         side: relay_side(listener_key, side),
+        via,
     }
+}
+
+/// A caller's way to the listener at the relay `host:port`: straight, or through the proxy
+/// (by name with `socks5h`, never resolved here; by address with `socks5`).
+fn caller_relay_route(
+    proxy: Option<&ProxySpec>,
+    host: &str,
+    port: u16,
+    listener_key: &[u8; 32],
+) -> Result<Route, AppError> {
+    let label = host_label(host, port);
+    let Some(proxy) = proxy else {
+        let (addr, label) = resolve_one(host, port, "the relay")?;
+        return Ok(Route::Relay(relay_route(
+            addr,
+            label,
+            listener_key,
+            RelaySide::Caller,
+            None,
+        )));
+    };
+    let (proxy_addr, _) = resolve_one(&proxy.host, proxy.port, "the proxy")?;
+    let target = match proxy.target_for(host, port) {
+        Some(target) => target,
+        None => Target::Ip(resolve_one(host, port, "the relay")?.0),
+    };
+    let via = ProxyRoute {
+        proxy: proxy_addr,
+        proxy_label: proxy.to_string(),
+        target,
+        credentials: proxy.credentials.clone(),
+    };
+    Ok(Route::Relay(relay_route(
+        proxy_addr,
+        label,
+        listener_key,
+        RelaySide::Caller,
+        Some(via),
+    )))
 }
 
 fn run(
@@ -371,7 +407,7 @@ fn run(
     let invited = reaching.expected_key;
     if let Some((addr, label)) = reaching.listen_relay {
         let own = me.keypair.public().0;
-        config.relay = Some(relay_route(addr, label, &own, RelaySide::Listener));
+        config.relay = Some(relay_route(addr, label, &own, RelaySide::Listener, None));
     }
     // The peers whose key is pinned already: a connection from any other is a first contact.
     let mut pinned: HashSet<DeviceId> = db

@@ -13,6 +13,22 @@ pub fn a_chat_both_ways_then_listed_by_both(via: &Via) {
     let mut caller = via.connect(&bob, &alice, port);
     let connected = caller.wait_for("connected", |e| e["event"] == "connected");
     assert_eq!(connected["name"], "alice");
+    // The caller says which way it came.
+    let reached = connected["addr"].as_str().unwrap_or_default();
+    match via {
+        Via::Direct => assert!(reached.starts_with("127.0.0.1:"), "{reached}"),
+        Via::Proxy(url) => assert!(
+            reached.ends_with(&format!("through the proxy {url}")),
+            "{reached}"
+        ),
+        Via::Relay(relay) => assert_eq!(reached, format!("the relay {relay}")),
+        Via::RelayThroughProxy(relay, url) => {
+            assert_eq!(
+                reached,
+                format!("the relay {relay} through the proxy {url}")
+            )
+        }
+    }
     listener.wait_for("connected", |e| e["event"] == "connected");
     caller.say("hello alice");
     listener.received("hello alice");
@@ -39,7 +55,9 @@ pub fn a_chat_both_ways_then_listed_by_both(via: &Via) {
     assert_eq!(chats[0]["chat"], bob.id());
     let last_address = chats[0]["last_address"].as_str().unwrap();
     match via {
-        Via::Relay(relay) => assert_eq!(last_address, format!("the relay {relay}")),
+        Via::Relay(relay) | Via::RelayThroughProxy(relay, _) => {
+            assert_eq!(last_address, format!("the relay {relay}"))
+        }
         _ => assert!(last_address.starts_with("127.0.0.1:"), "{last_address}"),
     }
     let table = stdout(&bob.run(&["-list"]));

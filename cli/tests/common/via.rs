@@ -23,13 +23,15 @@ pub enum Via {
     /// `-c INVITE` of an invite naming only this relay (`HOST:PORT`); the listener waits
     /// there with `--relay`.
     Relay(String),
+    /// The same relay (`.0`), which the caller reaches through a proxy (`--proxy .1`).
+    RelayThroughProxy(String, String),
 }
 
 impl Via {
     /// A `--json` listener of `device` reachable this way; its port.
     pub fn listen(&self, device: &Device) -> (Session, u16) {
         match self {
-            Via::Relay(relay) => {
+            Via::Relay(relay) | Via::RelayThroughProxy(relay, _) => {
                 let relay = relay.clone();
                 let (mut session, port) = device.listen_with(|cmd| {
                     cmd.args(["--relay", &relay]);
@@ -52,6 +54,10 @@ impl Via {
             Via::Relay(relay) => {
                 let invite = invite(listener, &["--relay", relay]);
                 Session::spawn(device.command(&["-c", &invite, "--json"]))
+            }
+            Via::RelayThroughProxy(relay, url) => {
+                let invite = invite(listener, &["--relay", relay]);
+                Session::spawn(device.command(&["--proxy", url, "-c", &invite, "--json"]))
             }
         }
     }
