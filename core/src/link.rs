@@ -1080,9 +1080,14 @@ impl Link {
     /// Own messages not sent yet are read from the store when the window opens; what
     /// `unsent` kept is dropped (the store holds it).
     fn read_own_later(&mut self) {
+        self.forget_unsent();
+        self.own_maybe_pending = true;
+    }
+
+    /// Drops what `unsent` kept (the store holds it all).
+    fn forget_unsent(&mut self) {
         self.unsent.clear();
         self.unsent_bytes = 0;
-        self.own_maybe_pending = true;
     }
 
     /// Own messages read from the store: send them; read on while there may be more.
@@ -1230,8 +1235,7 @@ impl Link {
         }
         let from = self.session.next_send_seq();
         if self.own_maybe_pending {
-            self.unsent.clear();
-            self.unsent_bytes = 0;
+            self.forget_unsent();
             let max = usize::try_from(self.session.send_capacity())
                 .unwrap_or(REFILL_BATCH)
                 .min(REFILL_BATCH);

@@ -14,10 +14,10 @@
 //! - [`invite`]: the one-line invite (`sf1…`) that carries the listener's key and the routes
 //!   to it, so that the first contact is already authenticated.
 //!
-//! Every handshake type has the same shape: `pending_output` / `advance_output` for the bytes
-//! to write, `handle_input` for the bytes read (in any split), `is_done`, and `take_leftover`
-//! for bytes read past the handshake, which belong to the tunnelled stream. Errors are sticky
-//! and their messages describe the remote side's answer in one line.
+//! Every handshake ([`socks5::Socks5Client`], [`transit::TransitClient`]) is a [`Handshake`]:
+//! the bytes to write, the bytes read (in any split), whether it is through, and the bytes
+//! read past it, which belong to the tunnelled stream. Errors are sticky and their messages
+//! describe the remote side's answer in one line.
 
 pub mod invite;
 pub mod onion;
@@ -25,3 +25,31 @@ mod outbox;
 pub mod proxy;
 pub mod socks5;
 pub mod transit;
+
+/// A negotiation run on a fresh stream before the tunnelled one begins, as a byte-in,
+/// byte-out state machine: the driver writes [`pending_output`](Handshake::pending_output)
+/// and reports it with [`advance_output`](Handshake::advance_output), feeds what it reads to
+/// [`handle_input`](Handshake::handle_input) until [`is_done`](Handshake::is_done), then takes
+/// the bytes that came after it with [`take_leftover`](Handshake::take_leftover).
+pub trait Handshake {
+    /// Why the negotiation failed: one line about the other side's answer.
+    type Error: std::error::Error + Clone + PartialEq;
+
+    /// The bytes to write now.
+    fn pending_output(&self) -> &[u8];
+
+    /// `n` bytes of [`Handshake::pending_output`] were written (more than pending is taken
+    /// as all of them).
+    fn advance_output(&mut self, n: usize);
+
+    /// Feeds bytes read from the other side (any split, byte by byte included). Once it has
+    /// failed, every later call returns the same error; once it is through, bytes are kept
+    /// for [`Handshake::take_leftover`].
+    fn handle_input(&mut self, bytes: &[u8]) -> Result<(), Self::Error>;
+
+    /// Whether the negotiation is through.
+    fn is_done(&self) -> bool;
+
+    /// The bytes that arrived after the negotiation: the tunnelled stream's first.
+    fn take_leftover(&mut self) -> Vec<u8>;
+}

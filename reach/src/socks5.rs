@@ -10,6 +10,7 @@
 //! bytes ([`Socks5Client::take_leftover`]).
 
 use crate::outbox::Outbox;
+use crate::Handshake;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
@@ -294,22 +295,26 @@ impl Socks5Client {
             error: None,
         })
     }
+}
+
+impl Handshake for Socks5Client {
+    type Error = Socks5Error;
 
     /// The bytes to write to the proxy now.
-    pub fn pending_output(&self) -> &[u8] {
+    fn pending_output(&self) -> &[u8] {
         self.output.pending()
     }
 
-    /// `n` bytes of [`Socks5Client::pending_output`] were written (more than pending is
+    /// `n` bytes of [`Handshake::pending_output`] were written (more than pending is
     /// taken as all of them).
-    pub fn advance_output(&mut self, n: usize) {
+    fn advance_output(&mut self, n: usize) {
         self.output.advance(n);
     }
 
     /// Feeds bytes read from the proxy (any split, byte by byte included). Once it has
     /// failed, every later call returns the same error. After the reply, bytes are kept for
-    /// [`Socks5Client::take_leftover`].
-    pub fn handle_input(&mut self, bytes: &[u8]) -> Result<(), Socks5Error> {
+    /// [`Handshake::take_leftover`].
+    fn handle_input(&mut self, bytes: &[u8]) -> Result<(), Self::Error> {
         if let Some(error) = &self.error {
             return Err(error.clone());
         }
@@ -334,15 +339,17 @@ impl Socks5Client {
     }
 
     /// Whether the CONNECT reply said "succeeded" (0x00) and was read whole.
-    pub fn is_done(&self) -> bool {
+    fn is_done(&self) -> bool {
         self.step == Step::Done
     }
 
     /// The bytes that arrived after the reply: they belong to the tunnelled stream.
-    pub fn take_leftover(&mut self) -> Vec<u8> {
+    fn take_leftover(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.leftover)
     }
+}
 
+impl Socks5Client {
     /// `05 METHOD`: goes on to the request, or to the username and password.
     fn read_method_choice(&mut self) -> Result<(), Socks5Error> {
         let (version, method, extra) = match self.input.as_slice() {

@@ -13,6 +13,7 @@
 //! so two callers cannot be paired with each other.
 
 use crate::outbox::Outbox;
+use crate::Handshake;
 use std::fmt;
 
 use hkdf::Hkdf;
@@ -128,22 +129,26 @@ impl TransitClient {
             error: None,
         }
     }
+}
+
+impl Handshake for TransitClient {
+    type Error = TransitError;
 
     /// The bytes to write to the relay now.
-    pub fn pending_output(&self) -> &[u8] {
+    fn pending_output(&self) -> &[u8] {
         self.output.pending()
     }
 
-    /// `n` bytes of [`TransitClient::pending_output`] were written (more than pending is
+    /// `n` bytes of [`Handshake::pending_output`] were written (more than pending is
     /// taken as all of them).
-    pub fn advance_output(&mut self, n: usize) {
+    fn advance_output(&mut self, n: usize) {
         self.output.advance(n);
     }
 
     /// Feeds bytes read from the relay (any split). Once it has failed, every later call
     /// returns the same error. After `ok\n`, bytes are kept for
-    /// [`TransitClient::take_leftover`].
-    pub fn handle_input(&mut self, bytes: &[u8]) -> Result<(), TransitError> {
+    /// [`Handshake::take_leftover`].
+    fn handle_input(&mut self, bytes: &[u8]) -> Result<(), Self::Error> {
         if let Some(error) = &self.error {
             return Err(error.clone());
         }
@@ -160,15 +165,17 @@ impl TransitClient {
     }
 
     /// Whether the relay answered `ok\n`: the other side is connected.
-    pub fn is_done(&self) -> bool {
+    fn is_done(&self) -> bool {
         self.done
     }
 
     /// The bytes that arrived after `ok\n`: the other side's first bytes.
-    pub fn take_leftover(&mut self) -> Vec<u8> {
+    fn take_leftover(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.leftover)
     }
+}
 
+impl TransitClient {
     fn read_line(&mut self, bytes: &[u8]) -> Result<(), TransitError> {
         let Some(newline) = bytes.iter().position(|&byte| byte == b'\n') else {
             self.line.extend_from_slice(bytes);

@@ -12,7 +12,7 @@ use socketfalco_reach::onion::{check_onion_v3, is_onion_host};
 use socketfalco_reach::proxy::ProxySpec;
 use socketfalco_reach::socks5::{Credentials, Socks5Client, Target};
 use socketfalco_reach::transit::TransitClient;
-use std::fmt::Display;
+use socketfalco_reach::Handshake;
 
 /// The most a handshake may have queued for the other side at once: a SOCKS5 request with a
 /// 255-byte name, or the RFC 1929 sub-negotiation with 255-byte fields, or the relay's line.
@@ -42,54 +42,6 @@ fn pieces(stream: &[u8], piece: usize) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// The negotiation both clients share, seen from the outside.
-trait Handshake {
-    type Error: Display + PartialEq + std::fmt::Debug;
-    fn pending(&self) -> &[u8];
-    fn advance(&mut self, n: usize);
-    fn input(&mut self, bytes: &[u8]) -> Result<(), Self::Error>;
-    fn done(&self) -> bool;
-    fn leftover(&mut self) -> Vec<u8>;
-}
-
-impl Handshake for Socks5Client {
-    type Error = socketfalco_reach::socks5::Socks5Error;
-    fn pending(&self) -> &[u8] {
-        self.pending_output()
-    }
-    fn advance(&mut self, n: usize) {
-        self.advance_output(n);
-    }
-    fn input(&mut self, bytes: &[u8]) -> Result<(), Self::Error> {
-        self.handle_input(bytes)
-    }
-    fn done(&self) -> bool {
-        self.is_done()
-    }
-    fn leftover(&mut self) -> Vec<u8> {
-        self.take_leftover()
-    }
-}
-
-impl Handshake for TransitClient {
-    type Error = socketfalco_reach::transit::TransitError;
-    fn pending(&self) -> &[u8] {
-        self.pending_output()
-    }
-    fn advance(&mut self, n: usize) {
-        self.advance_output(n);
-    }
-    fn input(&mut self, bytes: &[u8]) -> Result<(), Self::Error> {
-        self.handle_input(bytes)
-    }
-    fn done(&self) -> bool {
-        self.is_done()
-    }
-    fn leftover(&mut self) -> Vec<u8> {
-        self.take_leftover()
-    }
-}
-
 /// Drives `client` with `stream` as the other side's answer, writing everything it queues
 /// before each piece. Checks the properties every handshake shares.
 fn drive<H: Handshake>(mut client: H, stream: &[u8], piece: usize) {
@@ -97,15 +49,15 @@ fn drive<H: Handshake>(mut client: H, stream: &[u8], piece: usize) {
     let mut failed = None;
     for bytes in pieces(stream, piece) {
         assert!(
-            client.pending().len() <= MAX_QUEUED_OUTPUT,
+            client.pending_output().len() <= MAX_QUEUED_OUTPUT,
             "{} bytes queued",
-            client.pending().len()
+            client.pending_output().len()
         );
-        let queued = client.pending().len();
-        client.advance(queued);
-        assert!(client.pending().is_empty(), "written output is gone");
+        let queued = client.pending_output().len();
+        client.advance_output(queued);
+        assert!(client.pending_output().is_empty(), "written output is gone");
         fed += bytes.len();
-        match client.input(bytes) {
+        match client.handle_input(bytes) {
             Ok(()) => assert!(failed.is_none(), "an error was not sticky"),
             Err(e) => {
                 let text = e.to_string();
@@ -118,19 +70,22 @@ fn drive<H: Handshake>(mut client: H, stream: &[u8], piece: usize) {
             }
         }
         if failed.is_some() {
-            assert!(!client.done(), "failed and done at once");
+            assert!(!client.is_done(), "failed and done at once");
         }
     }
-    if client.done() {
+    if client.is_done() {
         // What follows the handshake is handed over as it came, and only once.
-        let leftover = client.leftover();
+        let leftover = client.take_leftover();
         assert!(leftover.len() <= fed);
         assert_eq!(
             &stream[fed - leftover.len()..fed],
             &leftover[..],
             "the bytes after the handshake are not the stream's last ones"
         );
-        assert!(client.leftover().is_empty(), "leftover handed over twice");
+        assert!(
+            client.take_leftover().is_empty(),
+            "leftover handed over twice"
+        );
     }
 }
 

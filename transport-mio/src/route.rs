@@ -11,6 +11,7 @@
 use mio::net::TcpStream;
 use socketfalco_reach::socks5::{Credentials, Socks5Client, Target};
 use socketfalco_reach::transit::TransitClient;
+use socketfalco_reach::Handshake;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
