@@ -387,10 +387,20 @@ pub struct Endpoint<S: Store + Send + 'static> {
     /// When the listener joins its relay again.
     relay_retry_at_ms: Option<u64>,
     relay_delay_ms: u64,
-    /// The relay was reported unavailable and not back since (one report per outage).
-    relay_down: bool,
-    /// The relay was reported as waiting since the last outage.
-    relay_announced: bool,
+    /// What the user was last told of the relay: one report per change.
+    relay_reported: RelayReport,
+}
+
+/// The last report about a listener's relay ([`Output::RelayWaiting`],
+/// [`Output::RelayUnavailable`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum RelayReport {
+    /// Nothing yet.
+    None,
+    /// Waiting there.
+    Waiting,
+    /// Unavailable (retries are not reported again).
+    Unavailable,
 }
 
 impl<S: Store + Send + 'static> Endpoint<S> {
@@ -428,8 +438,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             relay_wait: None,
             relay_retry_at_ms: None,
             relay_delay_ms: 0,
-            relay_down: false,
-            relay_announced: false,
+            relay_reported: RelayReport::None,
         };
         Ok((endpoint, Control { tx, waker }))
     }
@@ -858,9 +867,8 @@ impl<S: Store + Send + 'static> Endpoint<S> {
         }
         match wait.tunnel.drive(&mut wait.stream) {
             TunnelStep::Pending => {
-                if wait.tunnel.request_written() && !self.relay_announced {
-                    self.relay_announced = true;
-                    self.relay_down = false;
+                if wait.tunnel.request_written() && self.relay_reported != RelayReport::Waiting {
+                    self.relay_reported = RelayReport::Waiting;
                     if let Some(relay) = &self.config.relay {
                         out.push(Output::RelayWaiting(relay.label.clone()));
                     }
@@ -917,8 +925,8 @@ impl<S: Store + Send + 'static> Endpoint<S> {
         };
         self.relay_delay_ms = delay;
         self.relay_retry_at_ms = Some(self.clock.now_ms() + delay);
-        self.relay_announced = false;
-        if !std::mem::replace(&mut self.relay_down, true) {
+        let before = std::mem::replace(&mut self.relay_reported, RelayReport::Unavailable);
+        if before != RelayReport::Unavailable {
             if let Some(relay) = &self.config.relay {
                 out.push(Output::RelayUnavailable {
                     relay: relay.label.clone(),
