@@ -306,21 +306,33 @@ fn resolve(host: &str, port: u16, what: &str) -> Result<Vec<SocketAddr>, AppErro
 /// `host:port` through the proxy: by name with `socks5h` (and always for onion names),
 /// otherwise each address resolved here.
 fn proxied_routes(proxy: &ProxySpec, host: &str, port: u16) -> Result<Vec<Route>, AppError> {
+    Ok(proxy_hops(proxy, host, port, "")?
+        .into_iter()
+        .map(Route::Proxy)
+        .collect())
+}
+
+/// The proxy asked to connect to `host:port` (`what` names it in errors): one hop by name
+/// with `socks5h` (and for onion names), otherwise one per address resolved here.
+fn proxy_hops(
+    proxy: &ProxySpec,
+    host: &str,
+    port: u16,
+    what: &str,
+) -> Result<Vec<ProxyRoute>, AppError> {
     let (proxy_addr, _) = resolve_one(&proxy.host, proxy.port, "the proxy")?;
-    let route = |target: Target| {
-        Route::Proxy(ProxyRoute {
-            proxy: proxy_addr,
-            proxy_label: proxy.to_string(),
-            target,
-            credentials: proxy.credentials.clone(),
-        })
+    let hop = |target: Target| ProxyRoute {
+        proxy: proxy_addr,
+        proxy_label: proxy.to_string(),
+        target,
+        credentials: proxy.credentials.clone(),
     };
     if let Some(target) = proxy.target_for(host, port) {
-        return Ok(vec![route(target)]);
+        return Ok(vec![hop(target)]);
     }
-    Ok(resolve(host, port, "")?
+    Ok(resolve(host, port, what)?
         .into_iter()
-        .map(|a| route(Target::Ip(a)))
+        .map(|a| hop(Target::Ip(a)))
         .collect())
 }
 
@@ -367,19 +379,15 @@ fn caller_relay_route(
             None,
         )));
     };
-    let (proxy_addr, _) = resolve_one(&proxy.host, proxy.port, "the proxy")?;
-    let target = match proxy.target_for(host, port) {
-        Some(target) => target,
-        None => Target::Ip(resolve_one(host, port, "the relay")?.0),
-    };
-    let via = ProxyRoute {
-        proxy: proxy_addr,
-        proxy_label: proxy.to_string(),
-        target,
-        credentials: proxy.credentials.clone(),
+    // `resolve` never returns an empty list, so neither does `proxy_hops`.
+    let Some(via) = proxy_hops(proxy, host, port, "the relay ")?
+        .into_iter()
+        .next()
+    else {
+        return Err(AppError::new(format!("the relay {label} has no address")));
     };
     Ok(Route::Relay(relay_route(
-        proxy_addr,
+        via.proxy,
         label,
         listener_key,
         RelaySide::Caller,
