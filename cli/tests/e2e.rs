@@ -6,7 +6,7 @@ mod common;
 
 use common::stories;
 use common::via::Via;
-use common::{stderr, stdout, Device, Session, BIN, WAIT};
+use common::{stderr, stdout, Device, Session, Start, BIN, WAIT};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
@@ -21,7 +21,7 @@ fn first_start_up_creates_an_identity_named_after_the_os_user() {
         .env("USER", "averyveryverylongname")
         .env("USERNAME", "averyveryverylongname")
         .stdin(Stdio::null())
-        .output()
+        .run_to_end()
         .unwrap();
     assert!(out.status.success());
     let err = stderr(&out);
@@ -37,7 +37,7 @@ fn first_start_up_creates_an_identity_named_after_the_os_user() {
         .arg("--data-dir")
         .arg(dir.path())
         .arg("-ls")
-        .output()
+        .run_to_end()
         .unwrap();
     assert!(!stderr(&again).contains("first start-up"));
     assert_eq!(
@@ -236,11 +236,11 @@ fn a_listener_and_an_offline_writer_share_one_data_directory() {
 
 #[test]
 fn usage_errors_exit_with_status_2_and_help_shows_the_original_commands() {
-    let out = Command::new(BIN).arg("-bogus").output().unwrap();
+    let out = Command::new(BIN).arg("-bogus").run_to_end().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let out = Command::new(BIN).output().unwrap();
+    let out = Command::new(BIN).run_to_end().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let out = Command::new(BIN).arg("-h").output().unwrap();
+    let out = Command::new(BIN).arg("-h").run_to_end().unwrap();
     assert!(out.status.success());
     let help = stdout(&out);
     for form in [
@@ -253,7 +253,7 @@ fn usage_errors_exit_with_status_2_and_help_shows_the_original_commands() {
     ] {
         assert!(help.contains(form), "help lacks {form}");
     }
-    let out = Command::new(BIN).arg("--version").output().unwrap();
+    let out = Command::new(BIN).arg("--version").run_to_end().unwrap();
     assert!(stdout(&out).contains(env!("CARGO_PKG_VERSION")));
 }
 

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{assert_ok, socketfalco, text, Device, Session};
+use common::{assert_ok, socketfalco, text, Device, Session, Start};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -53,7 +53,7 @@ fn run_without_data_dir(args: &[&str], env: &[(&str, Option<&Path>)]) -> Output 
             None => cmd.env_remove(var),
         };
     }
-    cmd.output().expect("the binary runs")
+    cmd.run_to_end().expect("the binary runs")
 }
 
 /// `-eN Alice` then `-ls` without `--data-dir` use `<base>/SocketFalco/socketfalco.db`.
@@ -413,7 +413,7 @@ mod windows_console {
         let out = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", test, "--nocapture", "--test-threads=1"])
             .env(HELPER, format!("{event} {}", child.id()))
-            .output()
+            .run_to_end()
             .unwrap();
         assert!(
             out.status.success(),
