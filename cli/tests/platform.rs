@@ -373,6 +373,7 @@ fn closing_the_console_window_ends_a_connected_caller_cleanly() {
 /// Sending console control events to one session, from the test setup only.
 #[cfg(windows)]
 mod windows_console {
+    use crate::common::Start;
     use std::process::{Child, Command};
     use windows_sys::Win32::System::Console::{
         AttachConsole, FreeConsole, GenerateConsoleCtrlEvent, SetConsoleCtrlHandler,
