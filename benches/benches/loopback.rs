@@ -215,7 +215,7 @@ fn print_insert_ceiling(text: &str) -> f64 {
     for _ in 0..batches {
         let batch: Vec<_> = (seq..seq + 1024).map(|s| message(s, text)).collect();
         seq += 1024;
-        table.insert(DEVICE_B, &batch);
+        table.insert(&batch);
     }
     let rate = (batches * 1024) as f64 / start.elapsed().as_secs_f64();
     eprintln!(
@@ -235,7 +235,7 @@ fn print_commit_latency(before: &str) -> Option<Percentiles> {
     for seq in 1..=40 {
         let batch = [message(seq, SHORT_LINE)];
         let start = Instant::now();
-        table.insert(DEVICE_B, &batch);
+        table.insert(&batch);
         samples.push(start.elapsed());
     }
     let p = Percentiles::of(&samples)?;

@@ -75,7 +75,7 @@ fn per_transaction(c: &mut Criterion) {
         let dir = temp_dir(TMP);
         let mut table = PlainTable::create(dir.path(), "FULL");
         bench_inserts(&mut group, "plain_table", n, |messages| {
-            table.insert(DEVICE_B, messages);
+            table.insert(messages);
         });
 
         let dir = temp_dir(TMP);

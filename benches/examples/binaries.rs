@@ -17,7 +17,6 @@
 
 use socketfalco_benches::data::message;
 use socketfalco_benches::sqlite::{temp_dir, PlainTable};
-use socketfalco_core::DeviceId;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -105,7 +104,7 @@ fn ceiling(base: &str, bytes: usize) -> f64 {
         let rows: Vec<_> = (1..=1024)
             .map(|i| message(batch * 1024 + i, &text))
             .collect();
-        table.insert(DeviceId([0xb0; 16]), &rows);
+        table.insert(&rows);
     }
     (16 * 1024) as f64 / start.elapsed().as_secs_f64()
 }

@@ -61,9 +61,10 @@ pub fn open_chat(db: &mut Database, peer: DeviceId, name: &str) {
     }
 }
 
-/// The storage ceiling: a plain table with the store's message key and index, written with
-/// prepared inserts and the same durability settings, with none of the store's checks,
-/// chat bookkeeping or lookups.
+/// The storage ceiling: a plain table with the store's message key and index (since schema
+/// version 6 small integers: chat id, author number, sequence number), written with prepared
+/// inserts and the same durability settings, with none of the store's checks, chat
+/// bookkeeping or lookups.
 #[derive(Debug)]
 pub struct PlainTable {
     conn: Connection,
@@ -78,7 +79,7 @@ impl PlainTable {
             conn.execute_batch(&format!(
                 "PRAGMA synchronous = {synchronous};
                  CREATE TABLE messages (
-                     chat BLOB NOT NULL, author BLOB NOT NULL, seq INTEGER NOT NULL,
+                     chat INTEGER NOT NULL, author INTEGER NOT NULL, seq INTEGER NOT NULL,
                      lamport INTEGER NOT NULL, sent_at_ms INTEGER NOT NULL, text TEXT NOT NULL,
                      stored_at_ms INTEGER NOT NULL,
                      PRIMARY KEY (chat, author, seq)
@@ -93,8 +94,8 @@ impl PlainTable {
         }
     }
 
-    /// Inserts `batch` in one transaction.
-    pub fn insert(&mut self, peer: DeviceId, batch: &[Message]) {
+    /// Inserts `batch` in one transaction, as one peer's messages in one chat.
+    pub fn insert(&mut self, batch: &[Message]) {
         let mut run = || -> rusqlite::Result<()> {
             let tx = self
                 .conn
@@ -102,11 +103,10 @@ impl PlainTable {
             {
                 let mut stmt = tx.prepare_cached(
                     "INSERT INTO messages (chat, author, seq, lamport, sent_at_ms, text, stored_at_ms)
-                     VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?4)",
+                     VALUES (1, 1, ?1, ?2, ?3, ?4, ?3)",
                 )?;
                 for m in batch {
                     stmt.execute(params![
-                        peer.0,
                         m.seq as i64,
                         m.lamport as i64,
                         m.sent_at_ms,

@@ -267,8 +267,9 @@ impl Database {
                 "SELECT c.peer, c.peer_name, c.last_address, c.last_activity_ms,
                         c.message_count,
                         (SELECT COUNT(*) FROM messages m
-                          WHERE m.chat = c.peer AND m.author = ?1 AND m.seq > c.delivered_up_to)
-                          + (SELECT COUNT(*) FROM waiting w WHERE w.chat = c.peer),
+                          WHERE m.chat = c.id AND m.author = (?1 > c.peer)
+                            AND m.seq > c.delivered_up_to)
+                          + (SELECT COUNT(*) FROM waiting w WHERE w.chat = c.id),
                         c.peer_key, c.unread
                    FROM chats c
                   ORDER BY c.last_activity_ms DESC NULLS LAST, c.created_at_ms DESC, c.peer",

@@ -6,8 +6,9 @@
 //! [`Store::commit_group`] makes them durable with one fsync.
 
 use super::queries::{
-    chat_keys, count_messages, count_waiting, delivered_up_to, ensure_chat, insert_message,
-    max_lamport, max_seq, number_waiting, read_message, to_db, touch, INSERT, INSERT_OR_IGNORE,
+    chat_key, chat_keys, count_messages, count_waiting, delivered_up_to, ensure_chat,
+    insert_message, max_lamport, max_seq, number_waiting, read_message, to_db, touch, INSERT,
+    INSERT_OR_IGNORE,
 };
 use super::{Database, StoreError};
 use rusqlite::params;
@@ -67,10 +68,11 @@ impl Store for Database {
                 )?
                 .execute(params![chat.0, key])?;
             }
+            let key = ensure_chat(tx, me, chat, now)?;
             Ok(ChatOpening::Opened(ChatResume {
-                received_up_to: max_seq(tx, chat, chat)?,
-                last_own_seq: max_seq(tx, chat, me)?,
-                unnumbered: count_waiting(tx, chat)?,
+                received_up_to: max_seq(tx, key, key.peer())?,
+                last_own_seq: max_seq(tx, key, key.me)?,
+                unnumbered: count_waiting(tx, key)?,
                 delivered_up_to: delivered_up_to(tx, chat)?,
             }))
         })
@@ -89,13 +91,13 @@ impl Store for Database {
         let me = self.me()?;
         let now = (self.clock)();
         self.write(|tx| {
-            ensure_chat(tx, peer, now)?;
+            let chat = ensure_chat(tx, me, peer, now)?;
             if let Some(after) = number_after {
-                number_waiting(tx, peer, me, after)?;
+                number_waiting(tx, chat, after)?;
             }
             let mut head = ChatHead {
-                last_own_seq: max_seq(tx, peer, me)?.max(number_after.unwrap_or(0)),
-                max_lamport: max_lamport(tx, peer)?,
+                last_own_seq: max_seq(tx, chat, chat.me)?.max(number_after.unwrap_or(0)),
+                max_lamport: max_lamport(tx, chat)?,
             };
             let mut messages = Vec::with_capacity(texts.len());
             let mut insert = tx.prepare_cached(INSERT)?;
@@ -107,7 +109,7 @@ impl Store for Database {
                 if number_after.is_some() {
                     // A plain INSERT: the sequence number is new by construction, and a
                     // conflict would be a bug to report, not to paper over.
-                    insert_message(&mut insert, peer, me, &message, now)?;
+                    insert_message(&mut insert, chat, chat.me, &message, now)?;
                 } else {
                     message.seq = 0;
                     tx.prepare_cached(
@@ -115,7 +117,7 @@ impl Store for Database {
                          VALUES (?1, ?2, ?3, ?4, ?5)",
                     )?
                     .execute(params![
-                        peer.0,
+                        chat.id,
                         to_db(message.lamport, "Lamport counter")?,
                         message.sent_at_ms,
                         message.text,
@@ -125,8 +127,8 @@ impl Store for Database {
                 messages.push(message);
             }
             if !messages.is_empty() {
-                touch(tx, peer, now)?;
-                count_messages(tx, peer, messages.len(), false)?;
+                touch(tx, chat, now)?;
+                count_messages(tx, chat, messages.len(), false)?;
             }
             Ok(messages)
         })
@@ -135,10 +137,17 @@ impl Store for Database {
     fn number_waiting(&mut self, peer: DeviceId, after: u64) -> Result<u64, StoreError> {
         let me = self.me()?;
         // Cheap path, called whenever the send window has room: a read, no write lock.
-        if self.read(|tx| count_waiting(tx, peer))? == 0 {
+        let waiting = self.read(|tx| match chat_key(tx, me, peer)? {
+            Some(chat) => count_waiting(tx, chat),
+            None => Ok(0),
+        })?;
+        if waiting == 0 {
             return Ok(0);
         }
-        self.write(|tx| number_waiting(tx, peer, me, after))
+        self.write(|tx| match chat_key(tx, me, peer)? {
+            Some(chat) => number_waiting(tx, chat, after),
+            None => Ok(0),
+        })
     }
 
     fn own_messages(
@@ -155,12 +164,15 @@ impl Store for Database {
         };
         let limit = i64::try_from(max).unwrap_or(i64::MAX);
         self.read(|tx| {
+            let Some(chat) = chat_key(tx, me, peer)? else {
+                return Ok(Vec::new());
+            };
             let mut stmt = tx.prepare_cached(
                 "SELECT seq, lamport, sent_at_ms, text FROM messages
                   WHERE chat = ?1 AND author = ?2 AND seq >= ?3
                   ORDER BY seq LIMIT ?4",
             )?;
-            let rows = stmt.query_map(params![peer.0, me.0, from, limit], |row| {
+            let rows = stmt.query_map(params![chat.id, chat.me, from, limit], |row| {
                 read_message(row, 0)
             })?;
             let mut messages = Vec::new();
@@ -176,24 +188,25 @@ impl Store for Database {
         for message in batch {
             check_text(&message.text).map_err(StoreError::InvalidText)?;
         }
+        let me = self.me()?;
         let now = (self.clock)();
         self.write(|tx| {
-            ensure_chat(tx, peer, now)?;
+            let chat = ensure_chat(tx, me, peer, now)?;
             // As the core's MemoryStore: the peer's messages are kept in sequence order, so
             // a message at or below the highest one stored is already here and is skipped.
             // INSERT OR IGNORE guards the same rule at the key level: never doubled.
-            let mut last = max_seq(tx, peer, peer)?;
+            let mut last = max_seq(tx, chat, chat.peer())?;
             let mut stored = 0;
             let mut insert = tx.prepare_cached(INSERT_OR_IGNORE)?;
             for message in batch {
                 if message.seq > last {
-                    stored += insert_message(&mut insert, peer, peer, message, now)?;
+                    stored += insert_message(&mut insert, chat, chat.peer(), message, now)?;
                     last = message.seq;
                 }
             }
             if stored > 0 {
-                touch(tx, peer, now)?;
-                count_messages(tx, peer, stored, true)?;
+                touch(tx, chat, now)?;
+                count_messages(tx, chat, stored, true)?;
             }
             Ok(())
         })
@@ -207,13 +220,19 @@ impl Store for Database {
     ) -> Result<Vec<Message>, StoreError> {
         let from = to_db(from, "sequence number")?;
         let to = to_db(to, "sequence number")?;
+        let me = self.me()?;
         self.read(|tx| {
+            let Some(chat) = chat_key(tx, me, peer)? else {
+                return Ok(Vec::new());
+            };
             let mut stmt = tx.prepare_cached(
                 "SELECT seq, lamport, sent_at_ms, text FROM messages
-                  WHERE chat = ?1 AND author = ?1 AND seq BETWEEN ?2 AND ?3
+                  WHERE chat = ?1 AND author = ?2 AND seq BETWEEN ?3 AND ?4
                   ORDER BY seq",
             )?;
-            let rows = stmt.query_map(params![peer.0, from, to], |row| read_message(row, 0))?;
+            let rows = stmt.query_map(params![chat.id, chat.peer(), from, to], |row| {
+                read_message(row, 0)
+            })?;
             let mut messages = Vec::new();
             for row in rows {
                 messages.push(row??);
@@ -229,17 +248,17 @@ impl Store for Database {
         let me = self.me()?;
         let now = (self.clock)();
         self.write(|tx| {
-            ensure_chat(tx, peer, now)?;
-            let mut last = max_seq(tx, peer, me)?;
+            let chat = ensure_chat(tx, me, peer, now)?;
+            let mut last = max_seq(tx, chat, chat.me)?;
             let mut insert = tx.prepare_cached(INSERT)?;
             for message in batch {
                 if message.seq != last + 1 {
                     continue;
                 }
-                insert_message(&mut insert, peer, me, message, now)?;
+                insert_message(&mut insert, chat, chat.me, message, now)?;
                 last = message.seq;
                 // One more message in the chat, unless it replaces its waiting twin below.
-                count_messages(tx, peer, 1, false)?;
+                count_messages(tx, chat, 1, false)?;
                 // The same write, still waiting here: it was numbered (and delivered) before
                 // this store went back in time. Keep the numbered copy only (one waiting copy
                 // per returned message: two identical lines written in the same millisecond
@@ -250,12 +269,12 @@ impl Store for Database {
                            SELECT min(position) FROM waiting
                             WHERE chat = ?1 AND sent_at_ms = ?2 AND text = ?3)",
                     )?
-                    .execute(params![peer.0, message.sent_at_ms, message.text])?;
+                    .execute(params![chat.id, message.sent_at_ms, message.text])?;
                 if twins > 0 {
                     tx.prepare_cached(
-                        "UPDATE chats SET message_count = message_count - ?2 WHERE peer = ?1",
+                        "UPDATE chats SET message_count = message_count - ?2 WHERE id = ?1",
                     )?
-                    .execute(params![peer.0, i64::try_from(twins).unwrap_or(0)])?;
+                    .execute(params![chat.id, i64::try_from(twins).unwrap_or(0)])?;
                 }
             }
             Ok(())
@@ -264,24 +283,26 @@ impl Store for Database {
 
     fn set_delivered(&mut self, peer: DeviceId, up_to: u64) -> Result<(), StoreError> {
         let up_to = to_db(up_to, "delivery mark")?;
+        let me = self.me()?;
         let now = (self.clock)();
         self.write(|tx| {
-            ensure_chat(tx, peer, now)?;
-            tx.prepare_cached("UPDATE chats SET delivered_up_to = ?2 WHERE peer = ?1")?
-                .execute(params![peer.0, up_to])?;
+            let chat = ensure_chat(tx, me, peer, now)?;
+            tx.prepare_cached("UPDATE chats SET delivered_up_to = ?2 WHERE id = ?1")?
+                .execute(params![chat.id, up_to])?;
             Ok(())
         })
     }
 
     fn mark_delivered(&mut self, peer: DeviceId, up_to: u64) -> Result<(), StoreError> {
         let up_to = to_db(up_to, "delivery mark")?;
+        let me = self.me()?;
         let now = (self.clock)();
         self.write(|tx| {
-            ensure_chat(tx, peer, now)?;
+            let chat = ensure_chat(tx, me, peer, now)?;
             tx.prepare_cached(
-                "UPDATE chats SET delivered_up_to = max(delivered_up_to, ?2) WHERE peer = ?1",
+                "UPDATE chats SET delivered_up_to = max(delivered_up_to, ?2) WHERE id = ?1",
             )?
-            .execute(params![peer.0, up_to])?;
+            .execute(params![chat.id, up_to])?;
             Ok(())
         })
     }

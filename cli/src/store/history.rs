@@ -3,7 +3,9 @@
 //! scrollback turns through by [`DisplayKey`], with the counters and the first unread line a
 //! chat view shows.
 
-use super::queries::{delivered_up_to, from_db, read_identity_device, read_message};
+use super::queries::{
+    author_device, chat_key, delivered_up_to, from_db, read_identity_device, read_message, ChatKey,
+};
 use super::{Database, StoreError};
 use rusqlite::{params, OptionalExtension};
 use socketfalco_core::{DeviceId, Message};
@@ -99,6 +101,9 @@ impl Database {
                 Some(me) => me,
                 None => read_identity_device(tx)?.ok_or(StoreError::NoIdentity { path: None })?,
             };
+            let Some(chat) = chat_key(tx, me, peer)? else {
+                return Ok(());
+            };
             let delivered_up_to = delivered_up_to(tx, peer)?;
             // Own messages waiting for a number sort with `seq` 0 (before any numbered one of
             // the same Lamport counter, which only a saturated counter can share).
@@ -116,12 +121,12 @@ impl Database {
             let mut stmt = tx.prepare_cached(&sql)?;
             let since = since_ms.unwrap_or(i64::MIN);
             let mut rows = if last.is_some() {
-                stmt.query(params![peer.0, me.0, since, limit])?
+                stmt.query(params![chat.id, chat.me, since, limit])?
             } else {
-                stmt.query(params![peer.0, me.0, since])?
+                stmt.query(params![chat.id, chat.me, since])?
             };
             while let Some(row) = rows.next()? {
-                let author = DeviceId(row.get(0)?);
+                let author = author_device(chat, me, peer, row.get(0)?);
                 let message = read_message(row, 1)??;
                 let mine = author == me;
                 let stored = StoredMessage {
@@ -164,6 +169,10 @@ impl Database {
                 Some(me) => me,
                 None => read_identity_device(tx)?.ok_or(StoreError::NoIdentity { path: None })?,
             };
+            let Some(chat) = chat_key(tx, me, peer)? else {
+                return Ok(Vec::new());
+            };
+            let (author, seq) = bound_author(chat, me, peer, bound.author, seq);
             let delivered_up_to = delivered_up_to(tx, peer)?;
             let mut page = Vec::new();
             let stored = format!(
@@ -172,9 +181,10 @@ impl Database {
                   ORDER BY lamport {order}, author {order}, seq {order} LIMIT ?5"
             );
             let mut stmt = tx.prepare_cached(&stored)?;
-            let mut rows = stmt.query(params![peer.0, lamport, bound.author.0, seq, limit])?;
+            let mut rows = stmt.query(params![chat.id, lamport, author, seq, limit])?;
             while let Some(row) = rows.next()? {
-                page.push((DeviceId(row.get(0)?), read_message(row, 1)??));
+                let author = author_device(chat, me, peer, row.get(0)?);
+                page.push((author, read_message(row, 1)??));
             }
             // Own messages waiting for a number sort as (lamport, me, 0).
             let waiting = format!(
@@ -183,8 +193,7 @@ impl Database {
                   ORDER BY lamport {order}, position {order} LIMIT ?5"
             );
             let mut stmt = tx.prepare_cached(&waiting)?;
-            let mut rows =
-                stmt.query(params![peer.0, lamport, bound.author.0, seq, limit, me.0])?;
+            let mut rows = stmt.query(params![chat.id, lamport, author, seq, limit, chat.me])?;
             while let Some(row) = rows.next()? {
                 page.push((me, read_message(row, 0)??));
             }
@@ -238,6 +247,13 @@ impl Database {
     /// it: the oldest of the peer's newest `unread` messages. `None` when nothing is unread.
     pub fn first_unread(&self, peer: DeviceId) -> Result<Option<DisplayKey>, StoreError> {
         self.read(|tx| {
+            let me = match self.me {
+                Some(me) => me,
+                None => read_identity_device(tx)?.ok_or(StoreError::NoIdentity { path: None })?,
+            };
+            let Some(chat) = chat_key(tx, me, peer)? else {
+                return Ok(None);
+            };
             let unread: Option<i64> = tx
                 .prepare_cached("SELECT unread FROM chats WHERE peer = ?1")?
                 .query_row([peer.0], |row| row.get(0))
@@ -247,10 +263,10 @@ impl Database {
             };
             let row: Option<(i64, i64)> = tx
                 .prepare_cached(
-                    "SELECT lamport, seq FROM messages WHERE chat = ?1 AND author = ?1
-                      ORDER BY seq DESC LIMIT 1 OFFSET ?2",
+                    "SELECT lamport, seq FROM messages WHERE chat = ?1 AND author = ?2
+                      ORDER BY seq DESC LIMIT 1 OFFSET ?3",
                 )?
-                .query_row(params![peer.0, unread - 1], |row| {
+                .query_row(params![chat.id, chat.peer(), unread - 1], |row| {
                     Ok((row.get(0)?, row.get(1)?))
                 })
                 .optional()?;
@@ -259,10 +275,10 @@ impl Database {
                 Some(row) => Some(row),
                 None => tx
                     .prepare_cached(
-                        "SELECT lamport, seq FROM messages WHERE chat = ?1 AND author = ?1
+                        "SELECT lamport, seq FROM messages WHERE chat = ?1 AND author = ?2
                           ORDER BY seq LIMIT 1",
                     )?
-                    .query_row([peer.0], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .query_row([chat.id, chat.peer()], |row| Ok((row.get(0)?, row.get(1)?)))
                     .optional()?,
             };
             row.map(|(lamport, seq)| {
@@ -274,5 +290,31 @@ impl Database {
             })
             .transpose()
         })
+    }
+}
+
+/// A bound's author as the author numbers of `chat` compare (the greater device id is 1),
+/// with its sequence number: a key of either device is exact; an id below both sorts before
+/// both (-1), above both after both (2), and between them after every message of the lesser
+/// (its number with the greatest sequence number). [`DisplayKey::FIRST`] and
+/// [`DisplayKey::LAST`] are such ids.
+fn bound_author(
+    chat: ChatKey,
+    me: DeviceId,
+    peer: DeviceId,
+    author: DeviceId,
+    seq: i64,
+) -> (i64, i64) {
+    let (lesser, greater) = (me.min(peer), me.max(peer));
+    if author == me {
+        (chat.me, seq)
+    } else if author == peer {
+        (chat.peer(), seq)
+    } else if author < lesser {
+        (-1, seq)
+    } else if author > greater {
+        (2, seq)
+    } else {
+        (0, i64::MAX)
     }
 }

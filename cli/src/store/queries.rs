@@ -1,5 +1,5 @@
-//! The row-level SQL the other parts share, each run inside the caller's transaction: inserting
-//! a message, creating a chat, the per-chat counters, the highest sequence number and Lamport
+//! The row-level SQL the other parts share, each run inside the caller's transaction: a
+//! chat's key in the message tables ([`ChatKey`]), inserting a message, creating a chat, the per-chat counters, the highest sequence number and Lamport
 //! counter, numbering the waiting messages; and the conversions between the protocol's values
 //! and what SQLite stores (counters refused above `i64::MAX`, never wrapped).
 
@@ -15,21 +15,105 @@ pub(super) const INSERT_OR_IGNORE: &str = "INSERT OR IGNORE INTO messages
     (chat, author, seq, lamport, sent_at_ms, text, stored_at_ms)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
-/// Inserts one message with `statement` (prepared from [`INSERT`] or [`INSERT_OR_IGNORE`]
-/// once per batch: looking it up in the statement cache for every row costs as much as
-/// binding it); returns the rows inserted.
+/// A chat as the message tables key it (schema version 6): the chat's integer id, and which
+/// of the two author numbers is this device's. Keys of small integers instead of two 16-byte
+/// ids make every message row and index entry shorter and every comparison cheaper (a
+/// quarter of SQLite's time per inserted row, docs/PERFORMANCE.md).
+///
+/// The author number is 1 for the greater of the two device ids (bytewise, as `DeviceId`
+/// orders) and 0 for the other, so ordering by `(lamport, author, seq)` is exactly the core's
+/// `order_key` and both devices show one order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct ChatKey {
+    /// `chats.id`.
+    pub(super) id: i64,
+    /// This device's author number in the chat; the peer's is the other one.
+    pub(super) me: i64,
+}
+
+impl ChatKey {
+    fn new(id: i64, me: DeviceId, peer: DeviceId) -> ChatKey {
+        ChatKey {
+            id,
+            me: i64::from(me > peer),
+        }
+    }
+
+    /// The peer's author number.
+    pub(super) fn peer(self) -> i64 {
+        1 - self.me
+    }
+}
+
+/// The device of an author number read from a row of the chat `chat` with `peer`.
+pub(super) fn author_device(chat: ChatKey, me: DeviceId, peer: DeviceId, author: i64) -> DeviceId {
+    if author == chat.me {
+        me
+    } else {
+        peer
+    }
+}
+
+/// The key of the existing chat with `peer`, `None` if there is none. A chat with this
+/// device's own id cannot exist (the core refuses a peer presenting it).
+pub(super) fn chat_key(
+    tx: &Connection,
+    me: DeviceId,
+    peer: DeviceId,
+) -> Result<Option<ChatKey>, StoreError> {
+    refuse_self_chat(me, peer)?;
+    Ok(tx
+        .prepare_cached("SELECT id FROM chats WHERE peer = ?1")?
+        .query_row([peer.0], |row| row.get(0))
+        .optional()?
+        .map(|id| ChatKey::new(id, me, peer)))
+}
+
+/// Creates the chat with `peer` if it does not exist, with an unknown (empty) name, and
+/// returns its key.
+pub(super) fn ensure_chat(
+    tx: &Connection,
+    me: DeviceId,
+    peer: DeviceId,
+    now: i64,
+) -> Result<ChatKey, StoreError> {
+    refuse_self_chat(me, peer)?;
+    tx.prepare_cached(
+        "INSERT INTO chats (peer, peer_name, created_at_ms) VALUES (?1, '', ?2)
+         ON CONFLICT (peer) DO NOTHING",
+    )?
+    .execute(params![peer.0, now])?;
+    chat_key(tx, me, peer)?.ok_or_else(|| StoreError::Corrupt {
+        path: None,
+        detail: "a chat created in this transaction is not there".to_owned(),
+    })
+}
+
+fn refuse_self_chat(me: DeviceId, peer: DeviceId) -> Result<(), StoreError> {
+    if me == peer {
+        return Err(StoreError::Corrupt {
+            path: None,
+            detail: "a chat with this device's own id".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Inserts one message of `chat` by `author` (an author number) with `statement` (prepared
+/// from [`INSERT`] or [`INSERT_OR_IGNORE`] once per batch: looking it up in the statement
+/// cache for every row costs as much as binding it); returns the rows inserted.
 pub(super) fn insert_message(
     statement: &mut rusqlite::Statement<'_>,
-    chat: DeviceId,
-    author: DeviceId,
+    chat: ChatKey,
+    author: i64,
     message: &Message,
     now: i64,
 ) -> Result<usize, StoreError> {
     let seq = to_db(message.seq, "sequence number")?;
     let lamport = to_db(message.lamport, "Lamport counter")?;
     Ok(statement.execute(params![
-        chat.0,
-        author.0,
+        chat.id,
+        author,
         seq,
         lamport,
         message.sent_at_ms,
@@ -63,20 +147,10 @@ pub(super) fn chat_keys(
     .transpose()
 }
 
-/// Creates the chat with `peer` if it does not exist, with an unknown (empty) name.
-pub(super) fn ensure_chat(tx: &Connection, peer: DeviceId, now: i64) -> Result<(), StoreError> {
-    tx.prepare_cached(
-        "INSERT INTO chats (peer, peer_name, created_at_ms) VALUES (?1, '', ?2)
-         ON CONFLICT (peer) DO NOTHING",
-    )?
-    .execute(params![peer.0, now])?;
-    Ok(())
-}
-
-/// `n` more messages in the chat with `peer` (`unread`: the peer's, stored now).
+/// `n` more messages in `chat` (`unread`: the peer's, stored now).
 pub(super) fn count_messages(
     tx: &Connection,
-    peer: DeviceId,
+    chat: ChatKey,
     n: usize,
     unread: bool,
 ) -> Result<(), StoreError> {
@@ -84,61 +158,56 @@ pub(super) fn count_messages(
     tx.prepare_cached(
         "UPDATE chats SET message_count = message_count + ?2,
                           unread = unread + CASE WHEN ?3 THEN ?2 ELSE 0 END
-          WHERE peer = ?1",
+          WHERE id = ?1",
     )?
-    .execute(params![peer.0, n, unread])?;
+    .execute(params![chat.id, n, unread])?;
     Ok(())
 }
 
-/// Records activity in the chat now.
-pub(super) fn touch(tx: &Connection, peer: DeviceId, now: i64) -> Result<(), StoreError> {
-    tx.prepare_cached("UPDATE chats SET last_activity_ms = ?2 WHERE peer = ?1")?
-        .execute(params![peer.0, now])?;
+/// Records activity in `chat` now.
+pub(super) fn touch(tx: &Connection, chat: ChatKey, now: i64) -> Result<(), StoreError> {
+    tx.prepare_cached("UPDATE chats SET last_activity_ms = ?2 WHERE id = ?1")?
+        .execute(params![chat.id, now])?;
     Ok(())
 }
 
-/// The highest sequence number of `author`'s messages in the chat with `chat`, 0 if none.
-pub(super) fn max_seq(
-    tx: &Connection,
-    chat: DeviceId,
-    author: DeviceId,
-) -> Result<u64, StoreError> {
+/// The highest sequence number of `author`'s messages (an author number) in `chat`, 0 if
+/// none.
+pub(super) fn max_seq(tx: &Connection, chat: ChatKey, author: i64) -> Result<u64, StoreError> {
     let max: Option<i64> = tx
         .prepare_cached("SELECT max(seq) FROM messages WHERE chat = ?1 AND author = ?2")?
-        .query_row(params![chat.0, author.0], |row| row.get(0))?;
+        .query_row(params![chat.id, author], |row| row.get(0))?;
     from_db(max.unwrap_or(0), "sequence number")
 }
 
-/// The highest Lamport counter in the chat with `chat`, either author, numbered or
-/// waiting, 0 if none.
-pub(super) fn max_lamport(tx: &Connection, chat: DeviceId) -> Result<u64, StoreError> {
+/// The highest Lamport counter in `chat`, either author, numbered or waiting, 0 if none.
+pub(super) fn max_lamport(tx: &Connection, chat: ChatKey) -> Result<u64, StoreError> {
     let max: Option<i64> = tx
         .prepare_cached(
             "SELECT max(coalesce((SELECT max(lamport) FROM messages WHERE chat = ?1), 0),
                         coalesce((SELECT max(lamport) FROM waiting WHERE chat = ?1), 0))",
         )?
-        .query_row([chat.0], |row| row.get(0))?;
+        .query_row([chat.id], |row| row.get(0))?;
     from_db(max.unwrap_or(0), "Lamport counter")
 }
 
-/// Own messages waiting for a number in the chat with `chat`.
-pub(super) fn count_waiting(tx: &Connection, chat: DeviceId) -> Result<u64, StoreError> {
+/// Own messages waiting for a number in `chat`.
+pub(super) fn count_waiting(tx: &Connection, chat: ChatKey) -> Result<u64, StoreError> {
     let count: i64 = tx
         .prepare_cached("SELECT count(*) FROM waiting WHERE chat = ?1")?
-        .query_row([chat.0], |row| row.get(0))?;
+        .query_row([chat.id], |row| row.get(0))?;
     from_db(count, "waiting count")
 }
 
-/// Numbers the own messages waiting in the chat with `chat`, in the order written, after
+/// Numbers the own messages waiting in `chat`, in the order written, after
 /// `max(after, last own seq)`, each with a Lamport counter above everything in the chat now
 /// (saturating at the protocol's limit), and moves them to `messages`. Returns how many.
 pub(super) fn number_waiting(
     tx: &Connection,
-    chat: DeviceId,
-    me: DeviceId,
+    chat: ChatKey,
     after: u64,
 ) -> Result<u64, StoreError> {
-    let last = to_db(max_seq(tx, chat, me)?.max(after), "sequence number")?;
+    let last = to_db(max_seq(tx, chat, chat.me)?.max(after), "sequence number")?;
     let lamport = to_db(max_lamport(tx, chat)?, "Lamport counter")?;
     let limit = to_db(socketfalco_core::limits::MAX_COUNTER, "Lamport counter")?;
     let moved = tx
@@ -149,9 +218,9 @@ pub(super) fn number_waiting(
                     stored_at_ms
                FROM waiting WHERE chat = ?1",
         )?
-        .execute(params![chat.0, me.0, last, lamport, limit])?;
+        .execute(params![chat.id, chat.me, last, lamport, limit])?;
     tx.prepare_cached("DELETE FROM waiting WHERE chat = ?1")?
-        .execute([chat.0])?;
+        .execute([chat.id])?;
     Ok(moved as u64)
 }
 

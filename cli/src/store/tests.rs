@@ -656,6 +656,136 @@ fn a_version_1_database_opens_as_the_current_version_with_its_data_intact() {
     assert_eq!(db.compose_live(peer, "next", 0).unwrap().seq, 3);
 }
 
+/// Version 6 keys messages by integers: a version-5 database, with a chat whose peer's id is
+/// below this device's and one above it, messages of both authors sharing Lamport counters,
+/// own messages waiting, counters, a pin and a delivery mark, opens with everything as it
+/// was — the same display order (the author number follows the ids' order), the same
+/// counts — and its chats go on numbering, deduplicating and paging.
+#[test]
+fn a_version_5_database_keeps_its_chats_and_their_order_under_integer_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (below, above) = (id(&[0x11]), id(&[0xf0]));
+    assert!(below < ME && ME < above);
+    {
+        let conn = raw(dir.path());
+        for step in &MIGRATIONS[..5] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 5).unwrap();
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        conn.execute(
+            "INSERT INTO identity VALUES (1, ?1, 'Me', 5)",
+            params![ME.0],
+        )
+        .unwrap();
+        for (n, peer) in [below, above].into_iter().enumerate() {
+            conn.execute(
+                "INSERT INTO chats (peer, peer_name, delivered_up_to, created_at_ms,
+                                    last_activity_ms, peer_key, message_count, unread)
+                 VALUES (?1, ?2, 1, ?3, 9, ?4, 5, 2)",
+                params![peer.0, format!("peer{n}"), n as i64, [n as u8; 32]],
+            )
+            .unwrap();
+            // Both authors at Lamport 1 and 2: only the author decides the order there.
+            let rows = [
+                (ME, 1, 1, "mine 1"),
+                (peer, 1, 1, "theirs 1"),
+                (ME, 2, 2, "mine 2"),
+                (peer, 2, 2, "theirs 2"),
+            ];
+            for (author, seq, lamport, text) in rows {
+                conn.execute(
+                    "INSERT INTO messages VALUES (?1, ?2, ?3, ?4, 100, ?5, 8)",
+                    params![peer.0, author.0, seq, lamport, text],
+                )
+                .unwrap();
+            }
+            conn.execute(
+                "INSERT INTO waiting (chat, lamport, sent_at_ms, text, stored_at_ms)
+                 VALUES (?1, 3, 100, 'waits', 8)",
+                params![peer.0],
+            )
+            .unwrap();
+        }
+    }
+    let mut db = Database::open(dir.path()).unwrap();
+    let version: i64 = raw(dir.path())
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, current_version());
+    for (n, peer) in [below, above].into_iter().enumerate() {
+        // The core's order: (lamport, author id, seq).
+        let history = db.history(peer).unwrap();
+        let texts: Vec<&str> = history.iter().map(|m| m.message.text.as_str()).collect();
+        let expected = if peer < ME {
+            ["theirs 1", "mine 1", "theirs 2", "mine 2", "waits"]
+        } else {
+            ["mine 1", "theirs 1", "mine 2", "theirs 2", "waits"]
+        };
+        assert_eq!(texts, expected, "peer {n}");
+        for m in &history {
+            assert_eq!(
+                m.mine,
+                m.message.text != "theirs 1" && m.message.text != "theirs 2"
+            );
+            assert_eq!(m.author, if m.mine { ME } else { peer });
+        }
+        let keys: Vec<DisplayKey> = history.iter().map(StoredMessage::display_key).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted, "peer {n}: pages follow the same order");
+        assert_eq!(
+            db.page(peer, Some(keys[2]), PageSide::Older, 10).unwrap(),
+            history[..2],
+            "peer {n}"
+        );
+        assert_eq!(
+            db.page(peer, Some(keys[1]), PageSide::Newer, 10).unwrap(),
+            history[2..],
+            "peer {n}"
+        );
+        assert_eq!(db.chat_counts(peer).unwrap(), Some((5, 2)));
+        assert_eq!(
+            db.first_unread(peer).unwrap().map(|k| k.seq),
+            Some(1),
+            "peer {n}"
+        );
+        assert_eq!(
+            db.key_state(peer).unwrap(),
+            Some((Some([n as u8; 32]), None))
+        );
+        let resume = opened(db.open_chat(&hello(peer, "again"), None).unwrap());
+        assert_eq!(
+            resume,
+            ChatResume {
+                received_up_to: 2,
+                last_own_seq: 2,
+                unnumbered: 1,
+                delivered_up_to: 1,
+            }
+        );
+        // The waiting line is numbered next, then a new one; a received repeat is skipped.
+        let sent = db
+            .compose_batch(peer, &["next".to_owned()], 200, Some(0))
+            .unwrap();
+        assert_eq!(sent[0].seq, 4);
+        db.persist_received(peer, &[msg(2, 2, "theirs 2"), msg(3, 9, "theirs 3")])
+            .unwrap();
+        assert_eq!(db.peer_messages(peer, 1, 9).unwrap().len(), 3);
+        assert_eq!(seqs(&db.own_messages(peer, 1, 10).unwrap()), [1, 2, 3, 4]);
+    }
+    let chats = db.list_chats().unwrap();
+    assert_eq!(chats.len(), 2);
+    for chat in &chats {
+        assert_eq!(chat.messages, 7, "{chat:?}");
+        assert_eq!(
+            chat.waiting, 3,
+            "own seq 2, 3, 4 above the delivery mark 1: {chat:?}"
+        );
+    }
+}
+
 #[test]
 fn a_key_is_pinned_at_first_contact_and_replaced_only_by_the_expected_fingerprint() {
     let (_dir, mut db) = fresh();
@@ -1342,7 +1472,7 @@ fn the_storage_path_never_re_prepares_its_statements() {
     }
     for sql in [
         "SELECT max(seq) FROM messages WHERE chat = ?1 AND author = ?2",
-        "UPDATE chats SET last_activity_ms = ?2 WHERE peer = ?1",
+        "UPDATE chats SET last_activity_ms = ?2 WHERE id = ?1",
         super::queries::INSERT,
         super::queries::INSERT_OR_IGNORE,
         // The transaction controls are cached too, and none is evicted from the cache.
