@@ -141,7 +141,10 @@ UPDATE chats SET message_count =
 /// row and every entry of `messages_display` shrinks from about 45 bytes of key to a few, and
 /// an insert costs a quarter less (docs/PERFORMANCE.md). The tables are rebuilt (SQLite
 /// cannot change a primary key in place) in this migration's one transaction; the old
-/// `chats` ids are handed out in creation order.
+/// `chats` ids are handed out in creation order. `waiting_lamport` answers "highest Lamport
+/// counter waiting in the chat" with one seek: without it every line written offline read all
+/// the lines waiting before it (`storage/per_transaction/compose/1`, about 10,000 lines
+/// written offline: 1.3k composes/s instead of 6.1k).
 const SCHEMA_V6_INTEGER_KEYS: &str = "
 CREATE TABLE chats_v6 (
     id                   INTEGER PRIMARY KEY,
@@ -206,6 +209,7 @@ ALTER TABLE messages_v6 RENAME TO messages;
 ALTER TABLE waiting_v6 RENAME TO waiting;
 CREATE INDEX messages_display ON messages (chat, lamport, author, seq);
 CREATE INDEX waiting_chat ON waiting (chat, position);
+CREATE INDEX waiting_lamport ON waiting (chat, lamport);
 ";
 
 /// Prepared statements kept per connection: more than the store uses, so none is evicted.
