@@ -34,6 +34,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -297,12 +298,26 @@ impl std::error::Error for EndpointError {}
 pub struct Control {
     tx: Sender<Command>,
     waker: Arc<Waker>,
+    /// A wake is on its way and the endpoint has not started taking commands since: a
+    /// command queued now is taken with the others, with no wake (and no system call) of its
+    /// own. 100,000 lines piped in cost 100,000 wakes without it.
+    wake_pending: Arc<AtomicBool>,
 }
 
 impl Control {
-    /// Queues `command` and wakes the endpoint. Returns false once the endpoint is gone.
+    /// Queues `command` and wakes the endpoint, unless a wake is already on its way. Returns
+    /// false once the endpoint is gone.
     pub fn send(&self, command: Command) -> bool {
-        self.tx.send(command).is_ok() && self.waker.wake().is_ok()
+        if self.tx.send(command).is_err() {
+            return false;
+        }
+        // Queued first, flag second: the endpoint clears the flag before it takes the queue,
+        // so a command is either taken by a turn that starts after it was queued or wakes
+        // the endpoint itself.
+        if self.wake_pending.swap(true, Ordering::SeqCst) {
+            return true;
+        }
+        self.waker.wake().is_ok()
     }
 }
 
@@ -361,6 +376,8 @@ pub struct Endpoint<S: Store + Send + 'static> {
     config: EndpointConfig,
     role: Role,
     commands: Receiver<Command>,
+    /// Set by a [`Control`] that woke the endpoint; cleared before the queue is taken.
+    commands_woken: Arc<AtomicBool>,
     listener: Option<TcpListener>,
     /// Every open connection by token: handshakes in progress and chats.
     conns: BTreeMap<Token, Live>,
@@ -410,6 +427,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, commands) = mpsc::channel();
+        let wake_pending = Arc::new(AtomicBool::new(false));
         let storage = Storage::start(store, Arc::clone(&waker))?;
         let endpoint = Endpoint {
             poll,
@@ -422,6 +440,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             config,
             role,
             commands,
+            commands_woken: Arc::clone(&wake_pending),
             listener: None,
             conns: BTreeMap::new(),
             dialing: None,
@@ -440,7 +459,14 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             relay_delay_ms: 0,
             relay_reported: RelayReport::None,
         };
-        Ok((endpoint, Control { tx, waker }))
+        Ok((
+            endpoint,
+            Control {
+                tx,
+                waker,
+                wake_pending,
+            },
+        ))
     }
 
     /// The store, once [`run`](Self::run) has ended and the storage thread carried out
@@ -1306,6 +1332,8 @@ impl<S: Store + Send + 'static> Endpoint<S> {
     }
 
     fn take_commands_into(&mut self, burst: &mut Vec<(Option<DeviceId>, String)>) {
+        // Cleared before the queue is read: what is queued from now on wakes us again.
+        self.commands_woken.store(false, Ordering::SeqCst);
         loop {
             match self.commands.try_recv() {
                 Ok(Command::Write(text)) => burst.push((None, text)),

@@ -172,6 +172,58 @@ fn a_chat_over_loopback_delivers_both_ways_and_stores_it() {
     assert_eq!(bob_store.waiting(DEVICE_A), 0);
 }
 
+/// A `Control` wakes the endpoint only when no wake is on its way: lines queued from four
+/// threads at once, most of them without a wake of their own, all arrive, each thread's in
+/// its order; and a line queued once all is quiet still arrives.
+#[test]
+fn lines_queued_from_several_threads_at_once_all_arrive() {
+    const THREADS: usize = 4;
+    const LINES: usize = 2_000;
+    let (alice, addr) = listen(DEVICE_A, "alice");
+    let bob = dial(DEVICE_B, "bob", addr);
+    wait_for(&bob.outputs, "connected", |o| {
+        matches!(o, Output::Connected { .. })
+    });
+    let writers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let control = bob.control.clone();
+            std::thread::spawn(move || {
+                for i in 0..LINES {
+                    assert!(control.send(Command::Write(format!("{t} {i}"))));
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let mut next = [0usize; THREADS];
+    for _ in 0..THREADS * LINES {
+        let Output::Received { message, .. } = wait_for(&alice.outputs, "a line", |o| {
+            matches!(o, Output::Received { .. })
+        }) else {
+            unreachable!()
+        };
+        let (t, i) = message.text.split_once(' ').unwrap();
+        let (t, i): (usize, usize) = (t.parse().unwrap(), i.parse().unwrap());
+        assert_eq!(i, next[t], "thread {t}'s lines in order");
+        next[t] += 1;
+    }
+    assert_eq!(next, [LINES; THREADS]);
+    // Once all is quiet, one more line.
+    std::thread::sleep(Duration::from_millis(300));
+    bob.control.send(Command::Write("last".into()));
+    wait_for(
+        &alice.outputs,
+        "the last line",
+        |o| matches!(o, Output::Received { message, .. } if message.text == "last"),
+    );
+    bob.control.send(Command::Quit);
+    bob.thread.join().unwrap().0.unwrap();
+    alice.control.send(Command::Quit);
+    alice.thread.join().unwrap().0.unwrap();
+}
+
 #[test]
 fn a_listener_chats_with_several_peers_at_once_each_in_its_own_chat() {
     // Alice's disk is slow: her storage thread commits each group in 20 ms at least, while
