@@ -1114,6 +1114,16 @@ impl<S: Store + Send + 'static> Endpoint<S> {
         }
     }
 
+    /// Tells the storage thread how many chats are established (how long its groups may be).
+    fn count_live_chats(&self) {
+        let chats = self
+            .conns
+            .values()
+            .filter(|live| live.chat.is_some())
+            .count();
+        self.storage.set_live_chats(chats);
+    }
+
     /// The established chat with `device`, if any.
     fn chat_token(&self, device: DeviceId) -> Option<Token> {
         self.conns
@@ -1169,6 +1179,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                     self.reconnect_delay_ms = self.config.reconnect_min_ms;
                     self.current = Some(peer.clone());
                     self.replace_older(token, peer.device);
+                    self.count_live_chats();
                     out.push(Output::Connected {
                         peer,
                         addr: reached,
@@ -1285,6 +1296,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
         }
         if let Some(live) = self.conns.remove(&token) {
             self.linger(live.conn);
+            self.count_live_chats();
         }
         if let Some(reason) = self.not_invited.take() {
             return Err(EndpointError::NotInvited(reason));
@@ -1661,6 +1673,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                 self.linger(live.conn);
             }
         }
+        self.count_live_chats();
         if !self.conns.is_empty() || !self.offline.is_empty() {
             return false;
         }

@@ -23,6 +23,7 @@ use mio::{Token, Waker};
 use socketfalco_core::{execute, DeviceId, RequestId, Store, StoreReply, StoreRequest};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -80,6 +81,8 @@ enum Backend<S> {
         jobs: Option<Sender<Job<S>>>,
         completions: Receiver<Completion>,
         thread: Option<JoinHandle<S>>,
+        /// How many chats the endpoint has established (see [`Storage::set_live_chats`]).
+        live_chats: Arc<AtomicUsize>,
     },
     Inline(RefCell<Inline<S>>),
 }
@@ -108,16 +111,28 @@ impl<S: Store + Send + 'static> Storage<S> {
         }
         let (jobs, queue) = mpsc::channel();
         let (done, completions) = mpsc::channel();
+        let live_chats = Arc::new(AtomicUsize::new(0));
+        let chats = Arc::clone(&live_chats);
         let thread = thread::Builder::new()
             .name("storage".into())
-            .spawn(move || run(store, &queue, &done, &waker))?;
+            .spawn(move || run(store, &queue, &done, &waker, &chats))?;
         Ok(Storage {
             backend: Backend::Thread {
                 jobs: Some(jobs),
                 completions,
                 thread: Some(thread),
+                live_chats,
             },
         })
+    }
+
+    /// Tells the thread how many chats are established: with one (or none), no other chat's
+    /// live line can wait behind a group, and groups grow to [`MAX_LONE_GROUP_ROWS`]; with
+    /// more, they stay at [`MAX_GROUP_ROWS`].
+    pub fn set_live_chats(&self, chats: usize) {
+        if let Backend::Thread { live_chats, .. } = &self.backend {
+            live_chats.store(chats, Ordering::Relaxed);
+        }
     }
 
     /// Queues one request.
@@ -226,11 +241,16 @@ impl<S> Drop for Storage<S> {
     }
 }
 
-/// Most rows (messages stored) in one group: the group's commit is what a live line of
-/// another chat may have to wait for, so it stays short however much a re-sync queues
-/// (512 rows: about 1.3 ms of inserts here, within a few percent of SQLite's best rate per
-/// row; `docs/PERFORMANCE.md` has the measurements behind the choice).
+/// Most rows (messages stored) in one group while several chats are established: the
+/// group's commit is what a live line of another chat may have to wait for, so it stays
+/// short however much a re-sync queues (512 rows: about 1.3 ms of inserts here; 1,024 made
+/// another chat's p99 10–14 ms instead of 8; `docs/PERFORMANCE.md` has the measurements).
 pub const MAX_GROUP_ROWS: usize = 512;
+
+/// Most rows in one group while at most one chat is established: nobody's live line waits
+/// behind it, so a group takes what SQLite commits best (fewer commits per message: 100,000
+/// lines through two binaries 242–265k msg/s against 188–259k with 512-row groups).
+pub const MAX_LONE_GROUP_ROWS: usize = 2_048;
 
 /// Which queue a job waits in: one per chat (its links' requests keep their order), one for
 /// the front end's tasks.
@@ -345,6 +365,7 @@ fn run<S: Store>(
     queue: &Receiver<Job<S>>,
     done: &Sender<Completion>,
     waker: &Waker,
+    live_chats: &AtomicUsize,
 ) -> S {
     let mut failed: HashSet<Token> = HashSet::new();
     let mut queues = Queues::new();
@@ -386,7 +407,12 @@ fn run<S: Store>(
         if queues.real == 0 && !flush_marks {
             continue;
         }
-        let group = queues.take_group(MAX_GROUP_ROWS);
+        let max_rows = if live_chats.load(Ordering::Relaxed) > 1 {
+            MAX_GROUP_ROWS
+        } else {
+            MAX_LONE_GROUP_ROWS
+        };
+        let group = queues.take_group(max_rows);
         let completions = commit_group(&mut store, group, &mut failed);
         if !completions.is_empty() {
             for completion in completions {
