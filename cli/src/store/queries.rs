@@ -1,7 +1,8 @@
 //! The row-level SQL the other parts share, each run inside the caller's transaction: a
-//! chat's key in the message tables ([`ChatKey`]), inserting a message, creating a chat, the per-chat counters, the highest sequence number and Lamport
-//! counter, numbering the waiting messages; and the conversions between the protocol's values
-//! and what SQLite stores (counters refused above `i64::MAX`, never wrapped).
+//! chat's key in the message tables ([`ChatKey`]), inserting a message, creating a chat, the
+//! per-chat counters, the highest sequence number and Lamport counter, numbering the waiting
+//! messages; and the conversions between the protocol's values and what SQLite stores
+//! (counters refused above `i64::MAX`, never wrapped).
 
 use super::StoreError;
 use rusqlite::{params, Connection, OptionalExtension, Row};
