@@ -8,8 +8,9 @@
 //! completions back and wakes the loop through its [`mio::Waker`]. While one commit runs, the
 //! next group queues up; the disk is the only limit. A group takes one request of each chat
 //! in turn (one round while several chats wait; a lone chat's requests until the group is
-//! full), up to [`MAX_GROUP_ROWS`] messages, so a chat re-syncing a long backlog delays
-//! another chat's live line by at most one short commit.
+//! full), up to [`MAX_GROUP_ROWS`] messages while several chats are established, so a chat
+//! re-syncing a long backlog delays another chat's live line by at most one short commit
+//! ([`MAX_LONE_GROUP_ROWS`] while one is: nobody waits then), and [`MAX_GROUP_BYTES`] of text.
 //!
 //! The rules of [`socketfalco_core::StoreRequest`] hold here: a link's requests take effect
 //! and complete in the order they came (one thread, one queue per chat); once one of a link's
