@@ -1,7 +1,7 @@
 //! How a connection reaches the other device — straight to its address, through a SOCKS5
 //! proxy (a system tor, for onion addresses), or through a transit relay that splices two
 //! streams — and the short negotiation an indirect route runs on the fresh stream before
-//! the Noise handshake (a [`Tunnel`]).
+//! the Noise handshake (a `Tunnel`).
 //!
 //! The negotiations themselves are sans-IO state machines of `socketfalco-reach`; this
 //! module only moves their bytes over a non-blocking socket. Whatever carries the bytes,
