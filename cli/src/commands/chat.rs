@@ -976,7 +976,9 @@ fn script_loop(
                     if alerts.bell() && io::stderr().is_terminal() {
                         let _ = write!(io::stderr(), "\u{7}");
                     }
-                    alerts.notify(&presenter.name_of(*peer), &message.text);
+                    if alerts.notifies() {
+                        alerts.notify(&presenter.name_of(*peer), &message.text);
+                    }
                 }
                 out.lines(&presenter.output(&output));
                 if out.flush_if_due().is_err() {

@@ -61,6 +61,11 @@ impl Alerts {
         self.bell
     }
 
+    /// Whether lines from peers are notified at all (`--notify` is not `off`).
+    pub fn notifies(&self) -> bool {
+        self.notify != Notify::Off
+    }
+
     /// Shows a desktop notification for a line from `peer_name` (with its `text` only with
     /// `--notify=text`), without waiting for it.
     pub fn notify(&mut self, peer_name: &str, text: &str) {

@@ -653,7 +653,7 @@ impl Presenter {
             } => serde_json::to_string(&MessageEvent {
                 event: "message",
                 direction: "in",
-                peer: peer.to_string(),
+                peer: *peer,
                 from: None,
                 seq: Some(message.seq),
                 lamport: message.lamport,
@@ -669,7 +669,7 @@ impl Presenter {
             } => serde_json::to_string(&MessageEvent {
                 event: "message",
                 direction: "out",
-                peer: peer.to_string(),
+                peer: *peer,
                 from: Some(&self.me),
                 // null until numbered: written offline, numbered at the next sync.
                 seq: (message.seq != 0).then_some(message.seq),
@@ -681,7 +681,7 @@ impl Presenter {
             }),
             Output::Delivered { peer, up_to } => serde_json::to_string(&DeliveredEvent {
                 event: "delivered",
-                peer: peer.to_string(),
+                peer: *peer,
                 up_to: *up_to,
             }),
             _ => return self.json(output).to_string(),
@@ -855,7 +855,8 @@ pub fn sanitize(text: &str) -> String {
 struct MessageEvent<'a> {
     event: &'static str,
     direction: &'static str,
-    peer: String,
+    #[serde(serialize_with = "as_text")]
+    peer: DeviceId,
     #[serde(skip_serializing_if = "Option::is_none")]
     from: Option<&'a str>,
     seq: Option<u64>,
@@ -872,8 +873,15 @@ struct MessageEvent<'a> {
 #[derive(serde::Serialize)]
 struct DeliveredEvent {
     event: &'static str,
-    peer: String,
+    #[serde(serialize_with = "as_text")]
+    peer: DeviceId,
     up_to: u64,
+}
+
+/// A device id as its text (the uuid), written straight into the JSON line: no `String` per
+/// event.
+fn as_text<S: serde::Serializer>(device: &DeviceId, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(device)
 }
 
 #[cfg(test)]
