@@ -511,11 +511,16 @@ mod tests {
     use socketfalco_core::Message;
 
     fn persist(chat: u8, id: u64, rows: usize) -> Job<()> {
+        persist_texts(chat, id, rows, 1)
+    }
+
+    /// A persist request of `rows` messages of `bytes` bytes of text each.
+    fn persist_texts(chat: u8, id: u64, rows: usize, bytes: usize) -> Job<()> {
         let message = Message {
             seq: 1,
             lamport: 1,
             sent_at_ms: 0,
-            text: "x".into(),
+            text: "x".repeat(bytes),
         };
         Job::Request {
             origin: Origin::Link(Token(usize::from(chat))),
@@ -566,6 +571,28 @@ mod tests {
         }
         assert_eq!(rest, (4..=10).map(|id| (1, id)).collect::<Vec<_>>());
         assert_eq!(queues.real, 0);
+    }
+
+    #[test]
+    fn a_lone_chat_fills_a_longer_group_but_never_past_its_bytes() {
+        let mut queues = Queues::new();
+        for id in 1..=10 {
+            queues.push(persist(1, id, 256));
+        }
+        assert_eq!(
+            ids(&queues.take_group(MAX_LONE_GROUP_ROWS)),
+            (1..=8).map(|id| (1, id)).collect::<Vec<_>>(),
+            "2,048 rows of short lines in one group"
+        );
+        // 4 KiB messages: 256 of them are 1 MiB, so a group stops at two requests.
+        let mut queues = Queues::new();
+        for id in 1..=10 {
+            queues.push(persist_texts(1, id, 256, 4096));
+        }
+        assert_eq!(
+            ids(&queues.take_group(MAX_LONE_GROUP_ROWS)),
+            [(1, 1), (1, 2)]
+        );
     }
 
     #[test]
