@@ -1499,7 +1499,8 @@ fn the_storage_path_never_re_prepares_its_statements() {
 /// with 2,000 lines written offline and 2,000 received, each runs in a few dozen of SQLite's
 /// virtual-machine steps (a seek on an index), not one or more per row of the chat. Without
 /// `waiting_lamport`, the highest waiting Lamport counter read every line waiting, once per
-/// line written.
+/// line written; without `waiting_sent`, the twin of a returned message did, once per
+/// message returned.
 #[test]
 fn the_hot_statements_cost_the_same_in_a_chat_of_any_length() {
     use rusqlite::StatementStatus;
@@ -1545,6 +1546,11 @@ fn the_hot_statements_cost_the_same_in_a_chat_of_any_length() {
         (
             "UPDATE chats SET last_activity_ms = ?2 WHERE id = ?1",
             vec![chat, 5],
+        ),
+        // The waiting twin of a message returned after a restore (none here).
+        (
+            "SELECT min(position) FROM waiting WHERE chat = ?1 AND sent_at_ms = ?2 AND text = 'x'",
+            vec![chat, 2],
         ),
     ] {
         let steps = at(sql, &params);
