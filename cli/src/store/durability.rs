@@ -7,8 +7,7 @@
 
 use super::queries::{
     chat_key, chat_keys, count_messages, count_waiting, delivered_up_to, ensure_chat,
-    insert_message, max_lamport, max_seq, number_waiting, read_message, to_db, touch, INSERT,
-    INSERT_OR_IGNORE,
+    insert_messages, max_lamport, max_seq, number_waiting, read_message, to_db, touch, OnConflict,
 };
 use super::{Database, StoreError};
 use rusqlite::params;
@@ -100,17 +99,12 @@ impl Store for Database {
                 max_lamport: max_lamport(tx, chat)?,
             };
             let mut messages = Vec::with_capacity(texts.len());
-            let mut insert = tx.prepare_cached(INSERT)?;
             for text in texts {
                 let mut message = head
                     .compose(text, sent_at_ms)
                     .map_err(StoreError::InvalidText)?;
                 head.observe(&message, true);
-                if number_after.is_some() {
-                    // A plain INSERT: the sequence number is new by construction, and a
-                    // conflict would be a bug to report, not to paper over.
-                    insert_message(&mut insert, chat, chat.me, &message, now)?;
-                } else {
+                if number_after.is_none() {
                     message.seq = 0;
                     tx.prepare_cached(
                         "INSERT INTO waiting (chat, lamport, sent_at_ms, text, stored_at_ms)
@@ -125,6 +119,12 @@ impl Store for Database {
                     ])?;
                 }
                 messages.push(message);
+            }
+            if number_after.is_some() {
+                // A plain INSERT: the sequence numbers are new by construction, and a
+                // conflict would be a bug to report, not to paper over.
+                let rows: Vec<&Message> = messages.iter().collect();
+                insert_messages(tx, OnConflict::Fail, chat, chat.me, &rows, now)?;
             }
             if !messages.is_empty() {
                 touch(tx, chat, now)?;
@@ -196,14 +196,14 @@ impl Store for Database {
             // a message at or below the highest one stored is already here and is skipped.
             // INSERT OR IGNORE guards the same rule at the key level: never doubled.
             let mut last = max_seq(tx, chat, chat.peer())?;
-            let mut stored = 0;
-            let mut insert = tx.prepare_cached(INSERT_OR_IGNORE)?;
+            let mut rows = Vec::with_capacity(batch.len());
             for message in batch {
                 if message.seq > last {
-                    stored += insert_message(&mut insert, chat, chat.peer(), message, now)?;
+                    rows.push(message);
                     last = message.seq;
                 }
             }
+            let stored = insert_messages(tx, OnConflict::Ignore, chat, chat.peer(), &rows, now)?;
             if stored > 0 {
                 touch(tx, chat, now)?;
                 count_messages(tx, chat, stored, true)?;
@@ -250,12 +250,11 @@ impl Store for Database {
         self.write(|tx| {
             let chat = ensure_chat(tx, me, peer, now)?;
             let mut last = max_seq(tx, chat, chat.me)?;
-            let mut insert = tx.prepare_cached(INSERT)?;
             for message in batch {
                 if message.seq != last + 1 {
                     continue;
                 }
-                insert_message(&mut insert, chat, chat.me, message, now)?;
+                insert_messages(tx, OnConflict::Fail, chat, chat.me, &[message], now)?;
                 last = message.seq;
                 // One more message in the chat, unless it replaces its waiting twin below.
                 count_messages(tx, chat, 1, false)?;

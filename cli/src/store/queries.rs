@@ -7,14 +7,49 @@
 use super::StoreError;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use socketfalco_core::{DeviceId, Message};
+use std::sync::OnceLock;
 
-pub(super) const INSERT: &str = "INSERT INTO messages
-    (chat, author, seq, lamport, sent_at_ms, text, stored_at_ms)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+/// Messages one `INSERT` statement stores: SQLite's work per row falls by about a third from
+/// one row per statement to 16 (the statement's setup, its constraint and foreign-key checks'
+/// setup, one `sqlite3_step` are shared; docs/PERFORMANCE.md). A batch goes in statements of
+/// this many rows and one-row statements for the rest.
+pub(super) const ROWS_PER_INSERT: usize = 16;
 
-pub(super) const INSERT_OR_IGNORE: &str = "INSERT OR IGNORE INTO messages
-    (chat, author, seq, lamport, sent_at_ms, text, stored_at_ms)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+/// What an insert does with a message already stored (same chat, author and sequence number).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum OnConflict {
+    /// Fails: a new message by construction, and a conflict is a bug to report.
+    Fail,
+    /// Skips it: never doubled.
+    Ignore,
+}
+
+/// The `INSERT` of `rows` messages of one chat and author: `?1` the chat, `?2` the author,
+/// `?3` the time of storing, then four parameters per row (sequence number, Lamport counter,
+/// time of writing, text).
+fn insert_sql(on_conflict: OnConflict, rows: usize) -> String {
+    let verb = match on_conflict {
+        OnConflict::Fail => "INSERT",
+        OnConflict::Ignore => "INSERT OR IGNORE",
+    };
+    let values: Vec<String> = (0..rows)
+        .map(|row| {
+            let first = 4 + 4 * row;
+            format!(
+                "(?1, ?2, ?{}, ?{}, ?{}, ?{}, ?3)",
+                first,
+                first + 1,
+                first + 2,
+                first + 3
+            )
+        })
+        .collect();
+    format!(
+        "{verb} INTO messages (chat, author, seq, lamport, sent_at_ms, text, stored_at_ms) \
+         VALUES {}",
+        values.join(", ")
+    )
+}
 
 /// A chat as the message tables key it (schema version 6): the chat's integer id, and which
 /// of the two author numbers is this device's. Keys of small integers instead of two 16-byte
@@ -100,27 +135,68 @@ fn refuse_self_chat(me: DeviceId, peer: DeviceId) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Inserts one message of `chat` by `author` (an author number) with `statement` (prepared
-/// from [`INSERT`] or [`INSERT_OR_IGNORE`] once per batch: looking it up in the statement
-/// cache for every row costs as much as binding it); returns the rows inserted.
-pub(super) fn insert_message(
+/// Stores `messages` of `chat` by `author` (an author number), [`ROWS_PER_INSERT`] to a
+/// statement; returns the rows inserted (fewer than given only with [`OnConflict::Ignore`]).
+pub(super) fn insert_messages(
+    tx: &Connection,
+    on_conflict: OnConflict,
+    chat: ChatKey,
+    author: i64,
+    messages: &[&Message],
+    now: i64,
+) -> Result<usize, StoreError> {
+    let mut inserted = 0;
+    let mut chunks = messages.chunks_exact(ROWS_PER_INSERT);
+    if chunks.len() > 0 {
+        let mut statement = tx.prepare_cached(cached_insert_sql(on_conflict, ROWS_PER_INSERT))?;
+        for chunk in chunks.by_ref() {
+            inserted += execute_insert(&mut statement, chat, author, chunk, now)?;
+        }
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut statement = tx.prepare_cached(cached_insert_sql(on_conflict, 1))?;
+        for message in rest {
+            inserted += execute_insert(&mut statement, chat, author, &[*message], now)?;
+        }
+    }
+    Ok(inserted)
+}
+
+/// [`insert_sql`] for one row or [`ROWS_PER_INSERT`], built once.
+pub(super) fn cached_insert_sql(on_conflict: OnConflict, rows: usize) -> &'static str {
+    static SQL: OnceLock<[String; 4]> = OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        [
+            insert_sql(OnConflict::Fail, 1),
+            insert_sql(OnConflict::Fail, ROWS_PER_INSERT),
+            insert_sql(OnConflict::Ignore, 1),
+            insert_sql(OnConflict::Ignore, ROWS_PER_INSERT),
+        ]
+    });
+    let many = rows == ROWS_PER_INSERT;
+    &sql[usize::from(on_conflict == OnConflict::Ignore) * 2 + usize::from(many)]
+}
+
+/// Binds `rows` to an [`insert_sql`] statement of as many rows and runs it.
+fn execute_insert(
     statement: &mut rusqlite::Statement<'_>,
     chat: ChatKey,
     author: i64,
-    message: &Message,
+    rows: &[&Message],
     now: i64,
 ) -> Result<usize, StoreError> {
-    let seq = to_db(message.seq, "sequence number")?;
-    let lamport = to_db(message.lamport, "Lamport counter")?;
-    Ok(statement.execute(params![
-        chat.id,
-        author,
-        seq,
-        lamport,
-        message.sent_at_ms,
-        message.text,
-        now
-    ])?)
+    statement.raw_bind_parameter(1, chat.id)?;
+    statement.raw_bind_parameter(2, author)?;
+    statement.raw_bind_parameter(3, now)?;
+    for (row, message) in rows.iter().enumerate() {
+        let first = 4 + 4 * row;
+        statement.raw_bind_parameter(first, to_db(message.seq, "sequence number")?)?;
+        statement.raw_bind_parameter(first + 1, to_db(message.lamport, "Lamport counter")?)?;
+        statement.raw_bind_parameter(first + 2, message.sent_at_ms)?;
+        statement.raw_bind_parameter(first + 3, message.text.as_str())?;
+    }
+    Ok(statement.raw_execute()?)
 }
 
 /// The key pinned for the chat with `peer` and the fingerprint expected to replace it;

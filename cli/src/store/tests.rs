@@ -971,6 +971,44 @@ fn persisting_the_same_batch_twice_stores_it_once() {
     );
 }
 
+/// Batches go in statements of 16 rows and one-row statements for the rest: batches of every
+/// length around that size store every message once, in order, with its text, and count it.
+#[test]
+fn batches_of_any_length_are_stored_whole_in_order_and_once() {
+    let (_dir, mut db) = fresh();
+    let peer = id(&[0x42]);
+    db.open_chat(&hello(peer, "bob"), None).unwrap();
+    let mut own: u64 = 0;
+    let mut theirs: u64 = 0;
+    for n in [1, 15, 16, 17, 31, 32, 33, 40] {
+        let texts: Vec<String> = (0..n).map(|i| format!("mine {}", own + i + 1)).collect();
+        let sent = db.compose_batch(peer, &texts, 7, Some(0)).unwrap();
+        assert_eq!(seqs(&sent), (own + 1..=own + n).collect::<Vec<_>>());
+        own += n;
+        // The peer's batch overlaps what is stored by a few: those are skipped.
+        let from = theirs.saturating_sub(3) + 1;
+        let batch: Vec<Message> = (from..=theirs + n)
+            .map(|seq| msg(seq, seq, &format!("theirs {seq}")))
+            .collect();
+        db.persist_received(peer, &batch).unwrap();
+        theirs += n;
+    }
+    let mine = db.own_messages(peer, 1, 1_000).unwrap();
+    assert_eq!(seqs(&mine), (1..=own).collect::<Vec<_>>());
+    assert!(mine.iter().all(|m| m.text == format!("mine {}", m.seq)));
+    let received = db.peer_messages(peer, 1, 1_000).unwrap();
+    assert_eq!(seqs(&received), (1..=theirs).collect::<Vec<_>>());
+    assert!(received
+        .iter()
+        .all(|m| m.text == format!("theirs {}", m.seq)));
+    assert_eq!(db.chat_counts(peer).unwrap(), Some((own + theirs, theirs)));
+    // The same batch again: nothing more.
+    let again: Vec<Message> = (1..=theirs).map(|seq| msg(seq, seq, "other")).collect();
+    db.persist_received(peer, &again).unwrap();
+    assert_eq!(db.peer_messages(peer, 1, 1_000).unwrap(), received);
+    assert_eq!(db.chat_counts(peer).unwrap(), Some((own + theirs, theirs)));
+}
+
 #[test]
 fn find_chat_takes_unique_prefixes_in_any_case_with_or_without_hyphens() {
     let (_dir, mut db) = fresh();
@@ -1473,8 +1511,8 @@ fn the_storage_path_never_re_prepares_its_statements() {
     for sql in [
         "SELECT max(seq) FROM messages WHERE chat = ?1 AND author = ?2",
         "UPDATE chats SET last_activity_ms = ?2 WHERE id = ?1",
-        super::queries::INSERT,
-        super::queries::INSERT_OR_IGNORE,
+        super::queries::cached_insert_sql(super::queries::OnConflict::Fail, 1),
+        super::queries::cached_insert_sql(super::queries::OnConflict::Ignore, 1),
         // The transaction controls are cached too, and none is evicted from the cache.
         "SAVEPOINT request",
         "RELEASE request",
