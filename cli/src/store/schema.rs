@@ -51,7 +51,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
 ///   sequence number is above it even if our own rows were lost (the core's `ChatHead`).
 /// - Times are milliseconds since the Unix epoch: `sent_at_ms` is the author's clock (shown),
 ///   `stored_at_ms`, `created_at_ms`, `last_activity_ms` are this device's (bookkeeping).
-pub(super) const SCHEMA_V1: &str = "
+const SCHEMA_V1: &str = "
 CREATE TABLE identity (
     id            INTEGER PRIMARY KEY CHECK (id = 1),
     device_id     BLOB    NOT NULL CHECK (length(device_id) = 16),

@@ -2,7 +2,7 @@
 //! core's `MemoryStore`, everything survives reopening, concurrent handles and processes, the
 //! migrations from older schemas, key pinning, refusals, and the display-order pages.
 
-use super::schema::{APPLICATION_ID, MIGRATIONS, SCHEMA_V1};
+use super::schema::{APPLICATION_ID, MIGRATIONS};
 use super::*;
 use rusqlite::{params, Connection};
 use socketfalco_core::{
@@ -578,10 +578,49 @@ fn concurrent_first_opens_create_the_schema_once() {
     for opener in openers {
         opener.join().unwrap().unwrap();
     }
-    let version: i64 = raw(&data)
-        .pragma_query_value(None, "user_version", |r| r.get(0))
+    assert_eq!(schema_version(&data), current_version());
+}
+
+/// A data folder written by an older release: the schema of `version` (its migrations
+/// applied by hand), this device's identity, nothing else yet.
+fn old_data_folder(dir: &Path, version: usize) -> Connection {
+    let conn = raw(dir);
+    for step in &MIGRATIONS[..version] {
+        conn.execute_batch(step).unwrap();
+    }
+    conn.pragma_update(None, "user_version", i64::try_from(version).unwrap())
         .unwrap();
-    assert_eq!(version, current_version());
+    conn.pragma_update(None, "application_id", APPLICATION_ID)
+        .unwrap();
+    conn.execute(
+        "INSERT INTO identity VALUES (1, ?1, 'Me', 5)",
+        params![ME.0],
+    )
+    .unwrap();
+    conn
+}
+
+/// A message as schema versions 1 to 5 stored it: keyed by the chat's and the author's ids.
+fn insert_old_message(
+    conn: &Connection,
+    chat: DeviceId,
+    author: DeviceId,
+    seq: i64,
+    lamport: i64,
+    text: &str,
+) {
+    conn.execute(
+        "INSERT INTO messages VALUES (?1, ?2, ?3, ?4, 100, ?5, 8)",
+        params![chat.0, author.0, seq, lamport, text],
+    )
+    .unwrap();
+}
+
+/// The schema version of the database in `dir`.
+fn schema_version(dir: &Path) -> i64 {
+    raw(dir)
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap()
 }
 
 #[test]
@@ -590,16 +629,7 @@ fn a_version_1_database_opens_as_the_current_version_with_its_data_intact() {
     let peer = id(&[0x42]);
     // A data folder of the first release, written by hand with its schema.
     {
-        let conn = raw(dir.path());
-        conn.execute_batch(SCHEMA_V1).unwrap();
-        conn.pragma_update(None, "user_version", 1).unwrap();
-        conn.pragma_update(None, "application_id", APPLICATION_ID)
-            .unwrap();
-        conn.execute(
-            "INSERT INTO identity VALUES (1, ?1, 'Me', 5)",
-            params![ME.0],
-        )
-        .unwrap();
+        let conn = old_data_folder(dir.path(), 1);
         conn.execute(
             "INSERT INTO chats VALUES (?1, 'Peer', '10.0.0.2:30000', 1, 6, 7)",
             params![peer.0],
@@ -611,18 +641,11 @@ fn a_version_1_database_opens_as_the_current_version_with_its_data_intact() {
             (ME, 2, 3, "waits"),
         ];
         for (author, seq, lamport, text) in rows {
-            conn.execute(
-                "INSERT INTO messages VALUES (?1, ?2, ?3, ?4, 100, ?5, 8)",
-                params![peer.0, author.0, seq, lamport, text],
-            )
-            .unwrap();
+            insert_old_message(&conn, peer, author, seq, lamport, text);
         }
     }
     let mut db = Database::open(dir.path()).unwrap();
-    let version: i64 = raw(dir.path())
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, current_version());
+    assert_eq!(schema_version(dir.path()), current_version());
     assert_eq!(db.identity().unwrap().unwrap().device, ME);
     let chats = db.list_chats().unwrap();
     assert_eq!(
@@ -667,18 +690,7 @@ fn a_version_5_database_keeps_its_chats_and_their_order_under_integer_keys() {
     let (below, above) = (id(&[0x11]), id(&[0xf0]));
     assert!(below < ME && ME < above);
     {
-        let conn = raw(dir.path());
-        for step in &MIGRATIONS[..5] {
-            conn.execute_batch(step).unwrap();
-        }
-        conn.pragma_update(None, "user_version", 5).unwrap();
-        conn.pragma_update(None, "application_id", APPLICATION_ID)
-            .unwrap();
-        conn.execute(
-            "INSERT INTO identity VALUES (1, ?1, 'Me', 5)",
-            params![ME.0],
-        )
-        .unwrap();
+        let conn = old_data_folder(dir.path(), 5);
         for (n, peer) in [below, above].into_iter().enumerate() {
             conn.execute(
                 "INSERT INTO chats (peer, peer_name, delivered_up_to, created_at_ms,
@@ -695,11 +707,7 @@ fn a_version_5_database_keeps_its_chats_and_their_order_under_integer_keys() {
                 (peer, 2, 2, "theirs 2"),
             ];
             for (author, seq, lamport, text) in rows {
-                conn.execute(
-                    "INSERT INTO messages VALUES (?1, ?2, ?3, ?4, 100, ?5, 8)",
-                    params![peer.0, author.0, seq, lamport, text],
-                )
-                .unwrap();
+                insert_old_message(&conn, peer, author, seq, lamport, text);
             }
             conn.execute(
                 "INSERT INTO waiting (chat, lamport, sent_at_ms, text, stored_at_ms)
@@ -710,10 +718,7 @@ fn a_version_5_database_keeps_its_chats_and_their_order_under_integer_keys() {
         }
     }
     let mut db = Database::open(dir.path()).unwrap();
-    let version: i64 = raw(dir.path())
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, current_version());
+    assert_eq!(schema_version(dir.path()), current_version());
     for (n, peer) in [below, above].into_iter().enumerate() {
         // The core's order: (lamport, author id, seq).
         let history = db.history(peer).unwrap();
@@ -1094,10 +1099,7 @@ fn a_newer_schema_is_refused_and_left_alone() {
         }
         other => panic!("{other:?}"),
     }
-    let version: i64 = raw(dir.path())
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, current_version() + 1);
+    assert_eq!(schema_version(dir.path()), current_version() + 1);
 }
 
 #[test]
