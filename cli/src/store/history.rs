@@ -73,6 +73,15 @@ pub enum PageSide {
 }
 
 impl Database {
+    /// This device's id, read in `tx` if this handle has not learnt it yet (another process
+    /// may have created the identity since this one opened the database).
+    fn me_in(&self, tx: &rusqlite::Connection) -> Result<DeviceId, StoreError> {
+        match self.me {
+            Some(me) => Ok(me),
+            None => read_identity_device(tx)?.ok_or(StoreError::NoIdentity { path: None }),
+        }
+    }
+
     /// The chat with `peer` in display order (the core's `order_key`: Lamport counter, then
     /// author, then sequence number); empty for an unknown chat.
     pub fn history(&self, peer: DeviceId) -> Result<Vec<StoredMessage>, StoreError> {
@@ -97,10 +106,7 @@ impl Database {
         mut each: impl FnMut(StoredMessage) -> bool,
     ) -> Result<(), StoreError> {
         self.read(|tx| {
-            let me = match self.me {
-                Some(me) => me,
-                None => read_identity_device(tx)?.ok_or(StoreError::NoIdentity { path: None })?,
-            };
+            let me = self.me_in(tx)?;
             let Some(chat) = chat_key(tx, me, peer)? else {
                 return Ok(());
             };
@@ -165,10 +171,7 @@ impl Database {
         let lamport = i64::try_from(bound.lamport).unwrap_or(i64::MAX);
         let seq = i64::try_from(bound.seq).unwrap_or(i64::MAX);
         self.read(|tx| {
-            let me = match self.me {
-                Some(me) => me,
-                None => read_identity_device(tx)?.ok_or(StoreError::NoIdentity { path: None })?,
-            };
+            let me = self.me_in(tx)?;
             let Some(chat) = chat_key(tx, me, peer)? else {
                 return Ok(Vec::new());
             };
@@ -247,10 +250,7 @@ impl Database {
     /// it: the oldest of the peer's newest `unread` messages. `None` when nothing is unread.
     pub fn first_unread(&self, peer: DeviceId) -> Result<Option<DisplayKey>, StoreError> {
         self.read(|tx| {
-            let me = match self.me {
-                Some(me) => me,
-                None => read_identity_device(tx)?.ok_or(StoreError::NoIdentity { path: None })?,
-            };
+            let me = self.me_in(tx)?;
             let Some(chat) = chat_key(tx, me, peer)? else {
                 return Ok(None);
             };
