@@ -323,8 +323,9 @@ impl<S> Queues<S> {
                 continue;
             };
             if let Some(job) = queue.pop_front() {
-                rows += rows_of(&job);
-                bytes += bytes_of(&job);
+                let (job_rows, job_bytes) = size_of(&job);
+                rows += job_rows;
+                bytes += job_bytes;
                 if !is_mark(&job) {
                     self.real -= 1;
                 }
@@ -338,19 +339,6 @@ impl<S> Queues<S> {
             }
         }
         group
-    }
-}
-
-/// Bytes of text a job stores.
-fn bytes_of<S>(job: &Job<S>) -> usize {
-    match job {
-        Job::Request { request, .. } => match request {
-            StoreRequest::PersistReceived { batch, .. } => batch.iter().map(|m| m.text.len()).sum(),
-            StoreRequest::RestoreOwn { batch, .. } => batch.iter().map(|m| m.text.len()).sum(),
-            StoreRequest::Compose { texts, .. } => texts.iter().map(String::len).sum(),
-            _ => 0,
-        },
-        Job::Task(_) => 0,
     }
 }
 
@@ -369,17 +357,28 @@ fn chat_of(request: &StoreRequest) -> DeviceId {
     }
 }
 
-/// Messages a job stores (what a commit's length grows with).
-fn rows_of<S>(job: &Job<S>) -> usize {
+/// What a job stores: messages (what a commit's length grows with) and bytes of their text.
+fn size_of<S>(job: &Job<S>) -> (usize, usize) {
+    fn texts<'a>(texts: impl Iterator<Item = &'a str>) -> usize {
+        texts.map(str::len).sum()
+    }
     match job {
         Job::Request { request, .. } => match request {
-            StoreRequest::PersistReceived { batch, .. } => batch.len().max(1),
-            StoreRequest::RestoreOwn { batch, .. } => batch.len().max(1),
-            StoreRequest::Compose { texts, .. } => texts.len().max(1),
-            StoreRequest::MarkDelivered { .. } | StoreRequest::SetDelivered { .. } => 0,
-            _ => 1,
+            StoreRequest::PersistReceived { batch, .. } => (
+                batch.len().max(1),
+                texts(batch.iter().map(|m| m.text.as_str())),
+            ),
+            StoreRequest::RestoreOwn { batch, .. } => (
+                batch.len().max(1),
+                texts(batch.iter().map(|m| m.text.as_str())),
+            ),
+            StoreRequest::Compose { texts: lines, .. } => {
+                (lines.len().max(1), texts(lines.iter().map(String::as_str)))
+            }
+            StoreRequest::MarkDelivered { .. } | StoreRequest::SetDelivered { .. } => (0, 0),
+            _ => (1, 0),
         },
-        Job::Task(_) => 1,
+        Job::Task(_) => (1, 0),
     }
 }
 
