@@ -143,6 +143,10 @@ enum Awaiting {
     /// Tell the user the lines are stored; send the ones numbered next in line. (The texts
     /// are for a failure's notice.)
     Compose(Arc<Vec<String>>),
+    /// The same lines, already numbered and sent before their commit
+    /// ([`Link::handle_store_written`]): only tell the user once the completion says they
+    /// are durable.
+    ComposeSent(Arc<Vec<String>>),
     /// Read again if something was numbered.
     Number,
     /// Send what was read (`max` asked for).
@@ -257,6 +261,14 @@ pub struct Link {
     waiting_maybe: bool,
     /// A request failed: the session is closed and no request is made any more.
     store_failed: bool,
+    /// Composes whose lines were sent before their commit ([`Link::handle_store_written`])
+    /// and are not confirmed durable yet, oldest first, with the first sequence number each
+    /// wrote: a delivery beyond the first of them is shown once it is durable.
+    sent_before_commit: VecDeque<(RequestId, u64)>,
+    /// The latest delivery the session reported, and the latest shown
+    /// ([`Notice::Delivered`]).
+    delivered: u64,
+    delivered_shown: u64,
     /// Simulator self-test only: confirm received messages before storing them.
     #[cfg(feature = "simulator-self-test")]
     ack_before_persist: bool,
@@ -306,6 +318,9 @@ impl Link {
             unsent_bytes: 0,
             waiting_maybe: false,
             store_failed: false,
+            sent_before_commit: VecDeque::new(),
+            delivered: 0,
+            delivered_shown: 0,
             #[cfg(feature = "simulator-self-test")]
             ack_before_persist: false,
             admission: Admission::Automatic,
@@ -679,6 +694,15 @@ impl Link {
             (Awaiting::Compose(_), StoreReply::Composed(messages)) => {
                 self.composed(id, messages, now_ms);
             }
+            (Awaiting::ComposeSent(_), StoreReply::Composed(messages)) => {
+                self.sent_before_commit
+                    .retain(|&(request, _)| request != id);
+                self.notices.push_back(Notice::Composed {
+                    request: id,
+                    messages,
+                });
+                self.show_delivered();
+            }
             (Awaiting::Number, StoreReply::Numbered(n)) => {
                 self.refilling = false;
                 self.waiting_maybe = false;
@@ -710,6 +734,62 @@ impl Link {
         }
         self.pump(now_ms);
         Ok(())
+    }
+
+    /// Takes word that a compose request was carried out inside a group commit that has not
+    /// committed yet (docs/PROTOCOL.md §6.2): `messages` are the lines as numbered in that
+    /// transaction. The link sends them now, as the window allows, so that the peer's commit
+    /// runs while this one does; the user is told they are stored ([`Notice::Composed`]) only
+    /// with the request's completion, which follows in its turn. If that completion is an
+    /// error, the session closes as for any storage failure: the lines may have reached the
+    /// peer without being stored here, and the next sync returns them (the rule for a store
+    /// that went back in time, docs/PROTOCOL.md §2).
+    ///
+    /// A driver may call this once per compose request, before its completion; lines stored
+    /// unnumbered (no established session) are not sent, and the call changes nothing. A call
+    /// for a request that is not an awaited compose, or a second call, is refused.
+    pub fn handle_store_written(
+        &mut self,
+        id: RequestId,
+        messages: &[Message],
+        now_ms: u64,
+    ) -> Result<(), ApiMisuse> {
+        let Some(awaiting) = self
+            .awaiting
+            .iter_mut()
+            .find_map(|(request, awaiting)| (*request == id).then_some(awaiting))
+        else {
+            return Err(ApiMisuse::UnexpectedCompletion);
+        };
+        let Awaiting::Compose(texts) = awaiting else {
+            return Err(ApiMisuse::UnexpectedCompletion);
+        };
+        let Some(first) = messages.first().map(|m| m.seq).filter(|&seq| seq != 0) else {
+            return Ok(());
+        };
+        if self.store_failed {
+            return Ok(());
+        }
+        *awaiting = Awaiting::ComposeSent(Arc::clone(texts));
+        self.sent_before_commit.push_back((id, first));
+        self.take_composed(messages, now_ms);
+        self.pump(now_ms);
+        Ok(())
+    }
+
+    /// Shows the latest delivery the session reported, but no further than the own lines
+    /// known to be durable: a line sent before its commit is shown as delivered only after it
+    /// is shown as stored.
+    fn show_delivered(&mut self) {
+        let durable = self
+            .sent_before_commit
+            .front()
+            .map_or(u64::MAX, |&(_, first)| first - 1);
+        let up_to = self.delivered.min(durable);
+        if up_to > self.delivered_shown {
+            self.delivered_shown = up_to;
+            self.notices.push_back(Notice::Delivered { up_to });
+        }
     }
 
     /// Takes new own messages: checked, then written to the store (unless the session is
@@ -859,12 +939,27 @@ impl Link {
     /// reported as not stored. No request is made any more (fail-stop: a later batch must
     /// never be stored above a lost one).
     fn store_failure(&mut self, id: RequestId, awaiting: Awaiting, reason: String, now_ms: u64) {
-        if let Awaiting::Compose(texts) = awaiting {
-            self.notices.push_back(Notice::ComposeFailed {
-                request: id,
-                texts: unshare(texts),
-                reason: reason.clone(),
-            });
+        match awaiting {
+            Awaiting::Compose(texts) => {
+                self.notices.push_back(Notice::ComposeFailed {
+                    request: id,
+                    texts: unshare(texts),
+                    reason: reason.clone(),
+                });
+            }
+            Awaiting::ComposeSent(texts) => {
+                self.sent_before_commit
+                    .retain(|&(request, _)| request != id);
+                self.notices.push_back(Notice::ComposeFailed {
+                    request: id,
+                    texts: unshare(texts),
+                    reason: format!(
+                        "{reason} (the lines were sent before their commit failed: if the peer \
+                         got them, they come back to this device at the next connection)"
+                    ),
+                });
+            }
+            _ => {}
         }
         self.refilling = false;
         if !self.store_failed {
@@ -960,7 +1055,8 @@ impl Link {
                         }
                         None => {}
                     }
-                    self.notices.push_back(Notice::Delivered { up_to });
+                    self.delivered = self.delivered.max(up_to);
+                    self.show_delivered();
                 }
                 Event::Closed { reason, by } => {
                     self.notices.push_back(Notice::Closed { reason, by });

@@ -239,6 +239,11 @@ pub trait Store {
 ///   peer really holds): a driver may hold them back for a later commit and a crash may lose
 ///   them; nothing waits for their completion, but a failed one closes the session like any
 ///   other failure (docs/PROTOCOL.md §6).
+///
+/// One earlier word is allowed: a driver that numbers a [`StoreRequest::Compose`] inside a
+/// transaction still to commit may hand the numbered lines over first
+/// ([`crate::link::Link::handle_store_written`]), so they are sent while it commits; they are
+/// shown as stored only with the completion (docs/PROTOCOL.md §6.2).
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum StoreRequest {
     /// [`Store::open_chat`]: answered with [`StoreReply::Opened`].

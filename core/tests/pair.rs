@@ -1,7 +1,9 @@
 //! Protocol stories on the in-memory [`Pair`]: two devices, one simulated connection.
 
-use socketfalco_core::{execute, CloseCode, Notice, Side, StoreRequest};
-use socketfalco_testkit::{Pair, DEVICE_A, DEVICE_B};
+use socketfalco_core::{
+    execute, CloseCode, Link, Notice, RequestId, Side, StoreReply, StoreRequest,
+};
+use socketfalco_testkit::{MemoryStore, Pair, DEVICE_A, DEVICE_B};
 
 fn received_texts(notices: &[Notice]) -> Vec<String> {
     notices
@@ -812,4 +814,176 @@ fn the_window_is_bounded_in_bytes_as_well_as_messages() {
         .enumerate()
         .all(|(i, t)| t.starts_with(&format!("{i:04}"))));
     assert_eq!(pair.a.link.as_ref().unwrap().session().in_flight_bytes(), 0);
+}
+
+/// Carries Alice's bytes (a link taken out of the pair, driven by the test) to Bob and Bob's
+/// back until nothing moves. Bob's storage is carried out at once; Alice's requests stay
+/// with her link, for the test to carry out.
+fn shuttle(alice: &mut Link, pair: &mut Pair) {
+    let now = pair.now_ms;
+    loop {
+        let mut moved = false;
+        let out = alice.poll_transmit(now);
+        let bob = pair.b.link.as_mut().expect("bob is connected");
+        if !out.is_empty() {
+            let n = out.len();
+            bob.handle_input(out, now);
+            alice.advance_transmit(n);
+            moved = true;
+        }
+        let _ = bob.pump_with(&mut pair.b.store, now);
+        let back = bob.poll_transmit(now);
+        if !back.is_empty() {
+            let n = back.len();
+            alice.handle_input(back, now);
+            bob.advance_transmit(n);
+            alice.pump(now);
+            moved = true;
+        }
+        if !moved {
+            return;
+        }
+    }
+}
+
+/// Alice composes `text` and her store carries the request out inside a transaction that
+/// has not committed (a copy of her store): the link is told the lines are written and sends
+/// them. Returns the request, its reply, and the store as it will be once committed.
+fn compose_before_commit(
+    alice: &mut Link,
+    pair: &Pair,
+    text: &str,
+) -> (RequestId, StoreReply, MemoryStore) {
+    let now = pair.now_ms;
+    let id = alice
+        .compose_batch(vec![text.to_owned()], 0, now)
+        .expect("alice is connected");
+    let (request_id, request) = alice.poll_store_request().expect("the compose request");
+    assert_eq!(request_id, id);
+    let mut committing = pair.a.store.clone();
+    let reply = execute(&mut committing, &request).expect("the compose is carried out");
+    let StoreReply::Composed(messages) = &reply else {
+        panic!("a compose answers with the messages, got {reply:?}");
+    };
+    alice
+        .handle_store_written(id, messages, now)
+        .expect("a compose awaiting its completion takes the written lines");
+    (id, reply, committing)
+}
+
+fn notice_kinds(link: &mut Link) -> Vec<String> {
+    std::iter::from_fn(|| link.poll_notice())
+        .map(|notice| match notice {
+            Notice::Composed { messages, .. } => format!("composed {}", messages[0].text),
+            Notice::ComposeFailed { reason, .. } => format!("failed: {reason}"),
+            Notice::Delivered { up_to } => format!("delivered {up_to}"),
+            Notice::Closed { reason, by } => format!("closed {:?} {by:?}", reason.code),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+/// docs/PROTOCOL.md §6.2: a line numbered in a group commit still running is sent at once,
+/// so the peer stores and acks it while the sender's commit runs; the sender shows it
+/// stored only when its commit is done, and delivered only after that.
+#[test]
+fn a_line_sent_before_its_commit_is_shown_stored_then_delivered() {
+    let mut pair = Pair::new();
+    pair.connect_and_drive();
+    let now = pair.now_ms;
+    let mut alice = pair.a.link.take().expect("alice is connected");
+    let (id, reply, committed) = compose_before_commit(&mut alice, &pair, "early");
+    shuttle(&mut alice, &mut pair);
+    assert_eq!(
+        received_numbered(&pair, false),
+        numbered(&["early"]),
+        "Bob stored the line while Alice's commit ran"
+    );
+    assert_eq!(alice.session().peer_acked(), 1, "and acked it");
+    assert_eq!(
+        notice_kinds(&mut alice),
+        Vec::<String>::new(),
+        "nothing is shown before Alice's own commit is done"
+    );
+    assert!(
+        own_numbered(&pair, true).is_empty(),
+        "(the commit has not happened)"
+    );
+    // The requests Alice's link made meanwhile (the delivery mark) wait for the commit.
+    let later: Vec<_> = std::iter::from_fn(|| alice.poll_store_request()).collect();
+    pair.a.store = committed;
+    alice
+        .handle_store_completion(id, Ok(reply), now)
+        .expect("the compose's completion");
+    for (request_id, request) in later {
+        let result = execute(&mut pair.a.store, &request).map_err(|e| e.to_string());
+        alice
+            .handle_store_completion(request_id, result, now)
+            .expect("in order");
+    }
+    assert_eq!(
+        notice_kinds(&mut alice),
+        ["composed early", "delivered 1"],
+        "stored first, then delivered"
+    );
+    pair.a.link = Some(alice);
+    pair.write(true, "next");
+    pair.drive();
+    assert_converged(&pair);
+    assert_eq!(own_numbered(&pair, true), numbered(&["early", "next"]));
+}
+
+/// docs/PROTOCOL.md §6.2: if the commit fails after its line was sent, the user is told it
+/// is not stored (and why it may have gone), the session closes, and the next connection
+/// gives the line back from the peer, under its number: nothing lost, nothing doubled.
+#[test]
+fn a_line_sent_before_a_commit_that_failed_comes_back_from_the_peer() {
+    let mut pair = Pair::new();
+    pair.connect_and_drive();
+    let now = pair.now_ms;
+    let mut alice = pair.a.link.take().expect("alice is connected");
+    let (id, _reply, _never_committed) = compose_before_commit(&mut alice, &pair, "lost here");
+    shuttle(&mut alice, &mut pair);
+    assert_eq!(received_numbered(&pair, false), numbered(&["lost here"]));
+    alice
+        .handle_store_completion(id, Err("disk full".into()), now)
+        .expect("the compose's completion");
+    while let Some((request_id, _)) = alice.poll_store_request() {
+        let _ = alice.handle_store_completion(request_id, Err("disk full".into()), now);
+    }
+    let kinds = notice_kinds(&mut alice);
+    assert!(
+        kinds[0].starts_with("failed: disk full (the lines were sent before their commit failed"),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&"closed StorageFailure Local".to_owned()),
+        "{kinds:?}"
+    );
+    assert!(
+        !kinds.iter().any(|k| k.starts_with("delivered")),
+        "a line not stored here is never shown delivered: {kinds:?}"
+    );
+    pair.a.link = Some(alice);
+    pair.drive();
+    pair.disconnect();
+    assert!(
+        own_numbered(&pair, true).is_empty(),
+        "Alice's store lost it"
+    );
+
+    pair.connect_and_drive();
+    assert_eq!(
+        own_numbered(&pair, true),
+        numbered(&["lost here"]),
+        "Bob gave it back"
+    );
+    pair.write(true, "after");
+    pair.drive();
+    assert_eq!(
+        received_numbered(&pair, false),
+        numbered(&["lost here", "after"]),
+        "Bob holds each once, and the next line takes the next number"
+    );
+    assert_converged(&pair);
 }

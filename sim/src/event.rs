@@ -21,7 +21,7 @@
 //! crash b                      # b dies now: its link is gone, its store stays
 //! crash b after-commits 1      # b dies inside its next store call after 1 more commit
 //! crash b durable 2            # b dies with requests queued: the first 2 had taken effect
-//! storage b queued             # b's storage requests wait for a `commit` (now | hold-marks | queued)
+//! storage b queued             # b's storage requests wait for a `commit` (now | hold-marks | queued | early)
 //! commit b 3                   # b's storage commits its 3 oldest queued requests (all without a count)
 //! restart b                    # b runs again (not connected)
 //! restore a 3                  # a's store goes back 3 commits along its own past
@@ -477,6 +477,12 @@ impl Event {
                 }
             }
             Event::Storage { who, mode } if *mode != StorageMode::Now => {
+                if *mode == StorageMode::Early {
+                    out.push(Event::Storage {
+                        who: *who,
+                        mode: StorageMode::Queued,
+                    });
+                }
                 if *mode == StorageMode::Queued {
                     out.push(Event::Storage {
                         who: *who,

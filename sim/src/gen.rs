@@ -162,7 +162,8 @@ impl Generator {
         // A slow disk still commits: now and then some or all of what waits.
         for who in Who::BOTH {
             let queued = world.queued(who) as u64;
-            if queued > 0 && world.is_up(who) && self.rng.chance(1, 4) {
+            if (queued > 0 || world.is_committing(who)) && world.is_up(who) && self.rng.chance(1, 4)
+            {
                 return self.commit(who, queued);
             }
         }
@@ -216,10 +217,11 @@ impl Generator {
             Kind::Crash => Event::Crash(self.who()),
             Kind::StorageMode => Event::Storage {
                 who: self.who(),
-                mode: match self.rng.below(3) {
+                mode: match self.rng.below(4) {
                     0 => StorageMode::Now,
                     1 => StorageMode::HoldMarks,
-                    _ => StorageMode::Queued,
+                    2 => StorageMode::Queued,
+                    _ => StorageMode::Early,
                 },
             },
             Kind::Commit => {

@@ -1394,7 +1394,7 @@ impl ListenerWorld {
         let now = self.now_ms;
         let event = self.stats.steps;
         let mut disk = Disk::new(&mut self.devices[d].store, &mut self.disk[d]);
-        let (done, end) = self.storage[d].commit(&mut disk, count, only, event);
+        let (done, end) = self.storage[d].commit(&mut disk, count, only, event, false);
         for dn in done.iter().filter(|dn| dn.disk_failed) {
             if let Some(ci) = self.index(dn.link) {
                 if let Some(side) = Self::side_of(&self.conns[ci], d) {
@@ -1495,7 +1495,7 @@ impl ListenerWorld {
         if durable > 0 {
             let event = self.stats.steps;
             let mut disk = Disk::new(&mut self.devices[d].store, &mut self.disk[d]);
-            let (done, _) = self.storage[d].commit(&mut disk, durable, None, event);
+            let (done, _) = self.storage[d].commit(&mut disk, durable, None, event, false);
             self.storage[d].stats.in_flight_durable += done.len() as u64;
             self.unshown_writes(d, &done)?;
         }

@@ -284,7 +284,8 @@ impl fmt::Display for Soak {
              marks held for a later group {}, crashes with requests in flight {} ({} requests durable, \
              {} lost; {} delivery marks dropped), marks set right by the next sync after a crash \
              lost some {}, writes durable but never shown {}, requests failed after an earlier \
-             failure of their link {}",
+             failure of their link {}, composes sent before their commit {} ({} lost with it \
+             in a crash, {} of them held by the peer)",
             s.commits,
             st.delayed,
             st.reordered,
@@ -295,7 +296,10 @@ impl fmt::Display for Soak {
             st.marks_dropped,
             s.marks_resynced,
             s.writes_durable_unshown,
-            st.failed_after_failure
+            st.failed_after_failure,
+            st.written_early,
+            st.written_early_lost,
+            st.written_early_lost_held
         )?;
         write!(f, "  tolerated known-bug hits: {}", s.tolerated)
     }

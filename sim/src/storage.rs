@@ -15,7 +15,13 @@
 //!   so marks ride in a later group, or are lost in a crash;
 //! - [`StorageMode::Queued`]: nothing is carried out until a `commit` event (some or all of
 //!   the queue, of one connection only if it says so) or a crash (a prefix, durable, no
-//!   completion delivered).
+//!   completion delivered);
+//! - [`StorageMode::Early`]: as `queued`, and a commit that carries out a compose numbering
+//!   lines stops right after it, as the product's storage thread does before its `COMMIT`
+//!   (docs/PROTOCOL.md §6.2): the link is told the lines are written and sends them, the
+//!   compose's completion waits for the device's next commit, and a crash before it loses
+//!   the compose (the pair world puts the store back to its state before it). Only the
+//!   pair world pauses; in the listener world `early` is `queued`.
 //!
 //! The rules of `StoreRequest` hold: a link's requests take effect in the order made (a
 //! commit always takes a prefix of that link's requests); fail-stop per link (once one of a
@@ -40,6 +46,8 @@ pub enum StorageMode {
     HoldMarks,
     /// Nothing is carried out until a `commit` event or a crash (`queued`).
     Queued,
+    /// As `queued`, and a numbered compose's lines are sent before its commit (`early`).
+    Early,
 }
 
 impl fmt::Display for StorageMode {
@@ -48,6 +56,7 @@ impl fmt::Display for StorageMode {
             StorageMode::Now => "now",
             StorageMode::HoldMarks => "hold-marks",
             StorageMode::Queued => "queued",
+            StorageMode::Early => "early",
         })
     }
 }
@@ -59,8 +68,9 @@ impl FromStr for StorageMode {
             "now" => Ok(StorageMode::Now),
             "hold-marks" => Ok(StorageMode::HoldMarks),
             "queued" => Ok(StorageMode::Queued),
+            "early" => Ok(StorageMode::Early),
             _ => Err(format!(
-                "`{s}` is not a storage mode (now, hold-marks, queued)"
+                "`{s}` is not a storage mode (now, hold-marks, queued, early)"
             )),
         }
     }
@@ -125,6 +135,12 @@ pub struct StorageStats {
     pub in_flight_lost: u64,
     /// Delivery marks lost in a crash.
     pub marks_dropped: u64,
+    /// Composes whose lines were sent before their commit ([`StorageMode::Early`]).
+    pub written_early: u64,
+    /// … of which the process died before the commit, losing the compose.
+    pub written_early_lost: u64,
+    /// … and of those, the peer had stored some of the lines (they come back from it).
+    pub written_early_lost_held: u64,
     /// Requests that failed without being carried out, because an earlier one of their link
     /// failed (fail-stop).
     pub failed_after_failure: u64,
@@ -140,6 +156,9 @@ impl StorageStats {
         self.in_flight_durable += o.in_flight_durable;
         self.in_flight_lost += o.in_flight_lost;
         self.marks_dropped += o.marks_dropped;
+        self.written_early += o.written_early;
+        self.written_early_lost += o.written_early_lost;
+        self.written_early_lost_held += o.written_early_lost_held;
         self.failed_after_failure += o.failed_after_failure;
     }
 }
@@ -164,6 +183,9 @@ pub enum CommitEnd {
     /// The process died inside the commit (`crash … after-commits`): what was carried out
     /// before it is durable, no completion is handed back, the rest never happens.
     Crashed,
+    /// The last one done is a compose that numbered its lines, carried out in a group still
+    /// committing ([`StorageMode::Early`]): its lines may be sent, its completion waits.
+    Written,
 }
 
 impl StorageQueue {
@@ -214,19 +236,21 @@ impl StorageQueue {
                     self.pending.len()
                 }
             }
-            StorageMode::Queued => 0,
+            StorageMode::Queued | StorageMode::Early => 0,
         }
     }
 
     /// Carries out up to `count` waiting requests — of connection `only` if given — in queue
     /// order, against `disk`, during event `event`. Returns what was done (completions to
-    /// hand back, unless the process died) and how the commit ended.
+    /// hand back, unless the process died) and how the commit ended. With `pause`, it stops
+    /// after a compose that numbered lines ([`CommitEnd::Written`]).
     pub fn commit(
         &mut self,
         disk: &mut Disk<'_>,
         count: usize,
         only: Option<u64>,
         event: u64,
+        pause: bool,
     ) -> (Vec<Done>, CommitEnd) {
         let mut done = Vec::new();
         let mut taken = 0;
@@ -277,7 +301,7 @@ impl StorageQueue {
                 StoreRequest::Compose { peer, .. } => Some(*peer),
                 _ => None,
             };
-            done.push(Done {
+            let done_one = Done {
                 compose_peer,
                 link: p.link,
                 id: p.id,
@@ -285,7 +309,16 @@ impl StorageQueue {
                 wants_completion: true,
                 mark,
                 disk_failed,
-            });
+            };
+            let numbered = done_one
+                .composed()
+                .and_then(<[Message]>::first)
+                .is_some_and(|m| m.seq != 0);
+            done.push(done_one);
+            if pause && numbered {
+                self.stats.written_early += 1;
+                return (done, CommitEnd::Written);
+            }
         }
         (done, CommitEnd::Done)
     }

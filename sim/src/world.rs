@@ -239,6 +239,14 @@ pub struct World {
     mark_failed: [bool; 2],
     /// A crash lost delivery marks of the device, not yet set right by a sync.
     marks_lost: [bool; 2],
+    /// A compose carried out in a group still committing ([`StorageMode::Early`]): its
+    /// lines were handed to the link to send, its completion waits for the device's next
+    /// commit (or is lost, with the compose, in a crash), with the number of commits the
+    /// device's history had once it was carried out.
+    committing: [Option<(Done, u64)>; 2],
+    /// Texts the oracle was told of when their compose was written early: not told again
+    /// when their `Composed` notice comes.
+    told_early: [BTreeSet<String>; 2],
     /// What happened, line by line, when asked for ([`World::enable_log`]).
     log: Option<Vec<String>>,
 }
@@ -297,6 +305,8 @@ impl World {
             link_key: [0; 2],
             mark_failed: [false; 2],
             marks_lost: [false; 2],
+            committing: [None, None],
+            told_early: [BTreeSet::new(), BTreeSet::new()],
             log: None,
         }
     }
@@ -365,6 +375,11 @@ impl World {
     /// Storage requests of the device waiting to be carried out.
     pub fn queued(&self, who: Who) -> usize {
         self.storage[who.index()].len()
+    }
+
+    /// Whether the device has a compose written early whose commit has not finished.
+    pub fn is_committing(&self, who: Who) -> bool {
+        self.committing[who.index()].is_some()
     }
 
     /// What the device's storage does with its driver calls' requests.
@@ -492,11 +507,12 @@ impl World {
             }
             Event::Commit { who, count } => {
                 let queued = self.storage[who.index()].len();
-                if !self.is_up(who) || queued == 0 {
+                let committing = self.is_committing(who);
+                if !self.is_up(who) || (queued == 0 && !committing) {
                     return Ok(false);
                 }
                 let n = count.map_or(queued, |c| queued.min(usize::try_from(c).unwrap_or(0)));
-                if n == 0 {
+                if n == 0 && !committing {
                     return Ok(false);
                 }
                 self.stats.commits += 1;
@@ -704,6 +720,7 @@ impl World {
         }
         if was_up {
             self.stop(who);
+            self.lose_unfinished_commit(who)?;
         }
         let (commit, state) = self.history[i].restore(back, any);
         let commits = self.history[i].commits();
@@ -730,13 +747,18 @@ impl World {
         if queued > 0 {
             self.storage[i].stats.crashes_in_flight += 1;
         }
-        let durable = durable.min(queued);
+        // Nothing queued behind a commit that never finished took effect.
+        let durable = if self.is_committing(who) {
+            0
+        } else {
+            durable.min(queued)
+        };
         if durable > 0 {
             let event = self.stats.events;
             let dev = device_mut(&mut self.pair, who);
             let mut disk =
                 Disk::with_history(&mut dev.store, &mut self.disk[i], &mut self.history[i]);
-            let (done, _) = self.storage[i].commit(&mut disk, durable, None, event);
+            let (done, _) = self.storage[i].commit(&mut disk, durable, None, event, false);
             self.storage[i].stats.in_flight_durable += done.len() as u64;
             self.note(|| {
                 format!(
@@ -756,12 +778,103 @@ impl World {
     fn unshown_writes(&mut self, who: Who, done: &[Done]) -> Result<(), Violation> {
         for d in done {
             for message in d.composed().unwrap_or(&[]) {
-                self.stats.messages += 1;
                 self.stats.writes_durable_unshown += 1;
-                self.oracle.wrote(who, message)?;
+                self.wrote(who, message)?;
             }
         }
         Ok(())
+    }
+
+    /// Tells the oracle of a write, once (a write sent before its commit was told then).
+    fn wrote(&mut self, who: Who, message: &Message) -> Result<(), Violation> {
+        if self.told_early[who.index()].remove(&message.text) {
+            return Ok(());
+        }
+        self.stats.messages += 1;
+        self.oracle.wrote(who, message)
+    }
+
+    /// The device's storage carried out a compose numbering lines in a group that is still
+    /// committing: the link is told, and sends them; the completion waits.
+    fn written_early(&mut self, who: Who, done: Done) -> Result<(), Violation> {
+        let i = who.index();
+        let now = self.now(who);
+        let messages = done.composed().unwrap_or(&[]).to_vec();
+        self.note(|| {
+            format!(
+                "    {who}'s storage wrote {:?} ({} line(s)); its commit runs",
+                done.id,
+                messages.len()
+            )
+        });
+        // The peer may hold these before the author's user is shown them, or ever is.
+        for message in &messages {
+            self.wrote(who, message)?;
+            self.told_early[i].insert(message.text.clone());
+        }
+        let commits = self.history[i].commits();
+        let key = self.link_key[i];
+        if let Some(link) = device_mut(&mut self.pair, who).link.as_mut() {
+            if done.link == key {
+                if let Err(e) = link.handle_store_written(done.id, &messages, now) {
+                    return Err(Violation::new(
+                        "driver-misuse",
+                        format!("{who}'s link refused the written lines of {:?}: {e:?} (a simulator bug)", done.id),
+                    ));
+                }
+            }
+        }
+        self.committing[i] = Some((done, commits));
+        Ok(())
+    }
+
+    /// The device's unfinished commit finishes: the compose's completion is handed back.
+    fn finish_commit(&mut self, who: Who) -> Result<(), Violation> {
+        let i = who.index();
+        let Some((done, _)) = self.committing[i].take() else {
+            return Ok(());
+        };
+        self.note(|| format!("    {who}'s storage commits {:?}", done.id));
+        self.hand_back(who, vec![done])
+    }
+
+    /// The process died with a commit unfinished: the compose it was committing never took
+    /// effect, and the store is back to its state before it — the rule for a store that went
+    /// back in time covers what the peer may hold of it (docs/PROTOCOL.md §6.2).
+    fn lose_unfinished_commit(&mut self, who: Who) -> Result<(), Violation> {
+        let i = who.index();
+        let Some((done, commits)) = self.committing[i].take() else {
+            return Ok(());
+        };
+        if self.history[i].commits() != commits {
+            return Err(Violation::new(
+                "driver-misuse",
+                format!(
+                    "{who}'s store committed while {:?} was still committing (a simulator bug)",
+                    done.id
+                ),
+            ));
+        }
+        let (commit, state) = self.history[i].restore(1, false);
+        self.note(|| {
+            format!(
+                "    {who}'s commit of {:?} never finished: its store is back to commit {commit}",
+                done.id
+            )
+        });
+        device_mut(&mut self.pair, who).store = state;
+        self.storage[i].stats.written_early_lost += 1;
+        let peer_holds = crate::oracle::chat(&self.pair, who.other()).is_some_and(|chat| {
+            done.composed()
+                .unwrap_or(&[])
+                .iter()
+                .any(|m| chat.received.contains(m))
+        });
+        if peer_holds {
+            self.storage[i].stats.written_early_lost_held += 1;
+        }
+        let connection = self.connections;
+        self.oracle.restored(&self.pair, who, connection)
     }
 
     /// The device dies: its link vanishes without another step, its store stays; storage
@@ -791,9 +904,8 @@ impl World {
             if temporary {
                 self.oracle.wrote_temporary(who, message);
             } else {
-                self.stats.messages += 1;
                 self.stats.writes_durable_unshown += 1;
-                self.oracle.wrote(who, message)?;
+                self.wrote(who, message)?;
             }
         }
         if let Some(link) = device(&self.pair, who).link.as_ref() {
@@ -810,7 +922,7 @@ impl World {
             self.marks_lost[who.index()] = true;
         }
         self.stop(who);
-        Ok(())
+        self.lose_unfinished_commit(who)
     }
 
     /// The process stops: its link vanishes without another step, its kernel closes the
@@ -985,6 +1097,12 @@ impl World {
         let mut forced = forced;
         let mut moved = false;
         let mut turns = 0;
+        if self.is_committing(who)
+            && (forced.is_some() || self.storage[i].mode != StorageMode::Early)
+        {
+            self.finish_commit(who)?;
+            moved = true;
+        }
         loop {
             self.take_requests(who);
             let count = forced.take().unwrap_or_else(|| self.storage[i].due());
@@ -1036,7 +1154,12 @@ impl World {
     /// to its link. Returns false if the process died inside the commit.
     fn commit(&mut self, who: Who, count: usize) -> Result<bool, Violation> {
         let i = who.index();
-        let now = self.now(who);
+        // A commit still running finishes before the next group starts.
+        self.finish_commit(who)?;
+        if count == 0 || self.storage[i].is_empty() {
+            return Ok(true);
+        }
+        let pause = self.storage[i].mode == StorageMode::Early;
         let event = self.stats.events;
         let key = self.link_key[i];
         let dev = device_mut(&mut self.pair, who);
@@ -1046,11 +1169,18 @@ impl World {
             .is_some_and(|l| l.peer().map_or(dev.config.temporary, |p| p.temporary));
         let snapshot = temporary.then(|| dev.store.chats.clone());
         let mut disk = Disk::with_history(&mut dev.store, &mut self.disk[i], &mut self.history[i]);
-        let (done, end) = self.storage[i].commit(&mut disk, count, None, event);
+        let (mut done, end) = self.storage[i].commit(&mut disk, count, None, event, pause);
         let tried_to_store = disk.writes > 0;
-        if end == CommitEnd::Done {
-            let kinds: Vec<String> = done.iter().map(|d| format!("{:?}", d.id)).collect();
-            self.note(|| format!("    {who}'s storage commits {}", kinds.join(", ")));
+        if end != CommitEnd::Crashed {
+            // A compose written early is committed later (`finish_commit`).
+            let committed = done.len() - usize::from(end == CommitEnd::Written);
+            let kinds: Vec<String> = done[..committed]
+                .iter()
+                .map(|d| format!("{:?}", d.id))
+                .collect();
+            if !kinds.is_empty() {
+                self.note(|| format!("    {who}'s storage commits {}", kinds.join(", ")));
+            }
         }
         for d in done.iter().filter(|d| d.disk_failed && d.link == key) {
             self.link_disk_failed[i] = true;
@@ -1076,6 +1206,24 @@ impl World {
             self.oracle.check(&self.pair)?;
             return Ok(false);
         }
+        let written = if end == CommitEnd::Written {
+            done.pop()
+        } else {
+            None
+        };
+        self.hand_back(who, done)?;
+        if let Some(written) = written {
+            self.written_early(who, written)?;
+        }
+        Ok(true)
+    }
+
+    /// Hands completions back to the device's link; those whose link is gone are writes
+    /// nobody was shown.
+    fn hand_back(&mut self, who: Who, done: Vec<Done>) -> Result<(), Violation> {
+        let i = who.index();
+        let now = self.now(who);
+        let key = self.link_key[i];
         let mut orphans = Vec::new();
         for d in done {
             let link = device_mut(&mut self.pair, who).link.as_mut();
@@ -1095,8 +1243,7 @@ impl World {
                 _ => orphans.push(d),
             }
         }
-        self.unshown_writes(who, &orphans)?;
-        Ok(true)
+        self.unshown_writes(who, &orphans)
     }
 
     /// Everything queued on the device is carried out and completed (the driver keeps a link
@@ -1233,8 +1380,7 @@ impl World {
                             ),
                         ));
                     }
-                    self.stats.messages += 1;
-                    self.oracle.wrote(who, message)?;
+                    self.wrote(who, message)?;
                 }
             }
             Notice::ComposeFailed { texts, reason, .. } => {

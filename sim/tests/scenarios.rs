@@ -89,6 +89,24 @@ fn each_scenario_exercises_the_fault_it_is_about() {
             1,
         ),
         (
+            "send-before-commit-crash.sim",
+            "composes sent before their commit, lost with it in a crash",
+            |s| s.storage.written_early_lost,
+            1,
+        ),
+        (
+            "send-before-commit-crash.sim",
+            "own lines given back by the peer",
+            |s| s.recovered,
+            1,
+        ),
+        (
+            "send-before-commit-finishes.sim",
+            "composes sent before their commit",
+            |s| s.storage.written_early,
+            2,
+        ),
+        (
             "drop-inside-handshake.sim",
             "cuts in a handshake",
             |s| s.cuts_in_handshake,

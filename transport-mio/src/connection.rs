@@ -7,7 +7,7 @@
 //! storage completion is handled the same way. The mio interest is then derived from the
 //! session: always readable while open, writable only while bytes wait.
 
-use crate::storage::{Origin, Storage};
+use crate::storage::{Origin, Stage, Storage};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use socketfalco_core::{Link, RequestId, Store, StoreReply};
@@ -111,15 +111,25 @@ impl Connection {
     }
 
     /// Hands a storage completion to the link (which pumps), then goes on as after input.
+    /// A [`Stage::Written`] one (lines numbered in a group still committing) only lets the
+    /// link send them; the request's durable completion follows.
     pub fn on_completion<S: Store + Send + 'static>(
         &mut self,
         registry: &Registry,
         storage: &Storage<S>,
         id: RequestId,
         result: Result<StoreReply, String>,
+        stage: Stage,
         now_ms: u64,
     ) -> Progress {
-        if let Err(e) = self.link.handle_store_completion(id, result, now_ms) {
+        let taken = match (stage, result) {
+            (Stage::Written, Ok(StoreReply::Composed(messages))) => {
+                self.link.handle_store_written(id, &messages, now_ms)
+            }
+            (Stage::Written, _) => Ok(()),
+            (Stage::Durable, result) => self.link.handle_store_completion(id, result, now_ms),
+        };
+        if let Err(e) = taken {
             log::error!("storage completion refused: {e}");
         }
         self.after_command(registry, storage, now_ms);

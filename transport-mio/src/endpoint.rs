@@ -1063,7 +1063,13 @@ impl<S: Store + Send + 'static> Endpoint<S> {
     fn take_completions(&mut self, out: &mut OutputQueue) -> Result<(), EndpointError> {
         loop {
             let completion = self.storage.next_completion().map_err(EndpointError::Io)?;
-            let Some(Completion { origin, id, result }) = completion else {
+            let Some(Completion {
+                origin,
+                id,
+                result,
+                stage,
+            }) = completion
+            else {
                 return Ok(());
             };
             match origin {
@@ -1079,6 +1085,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                         &self.storage,
                         id,
                         result,
+                        stage,
                         now,
                     );
                     self.after_connection_step(token, progress, out)?;

@@ -15,7 +15,10 @@
 //! The rules of [`socketfalco_core::StoreRequest`] hold here: a link's requests take effect
 //! and complete in the order they came (one thread, one queue per chat); once one of a link's
 //! requests failed, its later ones fail without being carried out; a completion is sent only
-//! after the commit that made its effect durable. The delivery marks are advisory and cost no
+//! after the commit that made its effect durable. Before that commit, a link's compose that
+//! numbered lines is reported as [`Stage::Written`], so the lines go on the wire while the
+//! commit runs (docs/PROTOCOL.md §6.2): the round trip waits for one commit's time instead of
+//! two. The delivery marks are advisory and cost no
 //! commit of their own: they wait for the next group that commits anyway (at most
 //! [`MARK_DELAY`]), or for the end; held back, they still come before every later request
 //! of their link, so the order holds.
@@ -56,6 +59,19 @@ pub struct Completion {
     pub id: RequestId,
     /// What the store returned, or its error.
     pub result: Result<StoreReply, String>,
+    /// Whether the effect is durable, or only carried out in a group still committing.
+    pub stage: Stage,
+}
+
+/// How far a request has got when its completion is sent.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Stage {
+    /// Carried out inside a group whose commit is still running: sent for a link's compose
+    /// that numbered its lines (`Link::handle_store_written`), so they go on the wire while
+    /// the commit runs. The request's durable completion follows.
+    Written,
+    /// Durable, or failed: the request's completion.
+    Durable,
 }
 
 /// Work for the storage thread.
@@ -164,7 +180,7 @@ impl<S: Store + Send + 'static> Storage<S> {
                     id,
                     request,
                 };
-                done.extend(commit_group(store, vec![job], failed));
+                done.extend(commit_group(store, vec![job], failed, |_| {}));
             }
         }
     }
@@ -436,7 +452,13 @@ fn run<S: Store>(
             MAX_LONE_GROUP_ROWS
         };
         let group = queues.take_group(max_rows);
-        let completions = commit_group(&mut store, group, &mut failed);
+        let completions = commit_group(&mut store, group, &mut failed, |written| {
+            // Lines numbered in this group go on the wire while it commits.
+            for completion in written {
+                let _ = done.send(completion);
+            }
+            let _ = waker.wake();
+        });
         if !completions.is_empty() {
             for completion in completions {
                 let _ = done.send(completion);
@@ -451,13 +473,17 @@ fn is_mark<S>(job: &Job<S>) -> bool {
     matches!(job, Job::Request { request, .. } if request.is_delivery_mark())
 }
 
-/// Carries out `jobs` in one durable commit and returns the completions to send.
+/// Carries out `jobs` in one durable commit and returns the completions to send. Before
+/// the commit, `before_commit` is handed the [`Stage::Written`] completions of the links'
+/// numbered composes, if there are any.
 fn commit_group<S: Store>(
     store: &mut S,
     jobs: Vec<Job<S>>,
     failed: &mut HashSet<Token>,
+    before_commit: impl FnOnce(Vec<Completion>),
 ) -> Vec<Completion> {
     let mut completions = Vec::new();
+    let mut written = Vec::new();
     let begun = store.begin_group().map_err(|e| e.to_string());
     for job in jobs {
         let (origin, id, request) = match job {
@@ -487,9 +513,27 @@ fn commit_group<S: Store>(
         if let (Err(_), Origin::Link(token)) = (&result, origin) {
             failed.insert(token);
         }
-        completions.push(Completion { origin, id, result });
+        if let (Origin::Link(_), Ok(StoreReply::Composed(messages))) = (origin, &result) {
+            if messages.first().is_some_and(|m| m.seq != 0) {
+                written.push(Completion {
+                    origin,
+                    id,
+                    result: Ok(StoreReply::Composed(messages.clone())),
+                    stage: Stage::Written,
+                });
+            }
+        }
+        completions.push(Completion {
+            origin,
+            id,
+            result,
+            stage: Stage::Durable,
+        });
     }
     if begun.is_ok() {
+        if !written.is_empty() {
+            before_commit(written);
+        }
         if let Err(e) = store.commit_group() {
             // Nothing of the group took effect: every request of it failed.
             let e = e.to_string();
