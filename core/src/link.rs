@@ -745,32 +745,35 @@ impl Link {
     /// peer without being stored here, and the next sync returns them (the rule for a store
     /// that went back in time, docs/PROTOCOL.md §2).
     ///
-    /// A driver may call this once per compose request, before its completion; lines stored
-    /// unnumbered (no established session) are not sent, and the call changes nothing. A call
-    /// for a request that is not an awaited compose, or a second call, is refused.
+    /// A driver may call this once per compose request, before its completion. Lines stored
+    /// unnumbered (no established session), and lines that are not next in line to be sent
+    /// (a read of own messages is in flight, or the store holds earlier ones not sent yet),
+    /// wait for the completion as usual: the call changes nothing. A call for a request that
+    /// is not an awaited compose, or a second call, is refused.
     pub fn handle_store_written(
         &mut self,
         id: RequestId,
         messages: &[Message],
         now_ms: u64,
     ) -> Result<(), ApiMisuse> {
-        let Some(awaiting) = self
-            .awaiting
-            .iter_mut()
-            .find_map(|(request, awaiting)| (*request == id).then_some(awaiting))
-        else {
+        let Some(index) = self.awaiting.iter().position(|(request, _)| *request == id) else {
             return Err(ApiMisuse::UnexpectedCompletion);
         };
-        let Awaiting::Compose(texts) = awaiting else {
+        if !matches!(self.awaiting[index].1, Awaiting::Compose(_)) {
             return Err(ApiMisuse::UnexpectedCompletion);
-        };
+        }
         let Some(first) = messages.first().map(|m| m.seq).filter(|&seq| seq != 0) else {
             return Ok(());
         };
-        if self.store_failed {
+        // Only lines next in line go early. Others wait for the completion, which comes after
+        // those of the requests made before (a read of own messages in flight, say, whose
+        // completion must be taken first or it would be taken as the last word).
+        if self.store_failed || !self.next_in_line(messages) {
             return Ok(());
         }
-        *awaiting = Awaiting::ComposeSent(Arc::clone(texts));
+        if let Awaiting::Compose(texts) = &self.awaiting[index].1 {
+            self.awaiting[index].1 = Awaiting::ComposeSent(Arc::clone(texts));
+        }
         self.sent_before_commit.push_back((id, first));
         self.take_composed(messages, now_ms);
         self.pump(now_ms);
@@ -1121,16 +1124,7 @@ impl Link {
     /// in `unsent` — when they follow what is being sent and there is room; otherwise the
     /// store is read for them later (`own_maybe_pending`), as it holds them all.
     fn take_composed(&mut self, messages: &[Message], now_ms: u64) {
-        let expected = self
-            .unsent
-            .back()
-            .map_or_else(|| self.session.next_send_seq(), |m| m.seq + 1);
-        let in_line = self.session.is_established()
-            && !self.refilling
-            && !self.own_maybe_pending
-            && messages.first().is_some_and(|m| m.seq == expected)
-            && messages.windows(2).all(|w| w[1].seq == w[0].seq + 1);
-        if !in_line {
+        if !self.next_in_line(messages) {
             self.read_own_later();
             return;
         }
@@ -1153,6 +1147,20 @@ impl Link {
         }
         self.unsent.extend(rest.iter().cloned());
         self.unsent_bytes += bytes;
+    }
+
+    /// Whether `messages` are the next own messages to send, in order, with nothing to read
+    /// from the store before them (no read or numbering in flight, none pending).
+    fn next_in_line(&self, messages: &[Message]) -> bool {
+        let expected = self
+            .unsent
+            .back()
+            .map_or_else(|| self.session.next_send_seq(), |m| m.seq + 1);
+        self.session.is_established()
+            && !self.refilling
+            && !self.own_maybe_pending
+            && messages.first().is_some_and(|m| m.seq == expected)
+            && messages.windows(2).all(|w| w[1].seq == w[0].seq + 1)
     }
 
     /// Sends what `unsent` holds as far as the window allows. If the session moved on

@@ -284,7 +284,7 @@ impl fmt::Display for Soak {
              marks held for a later group {}, crashes with requests in flight {} ({} requests durable, \
              {} lost; {} delivery marks dropped), marks set right by the next sync after a crash \
              lost some {}, writes durable but never shown {}, requests failed after an earlier \
-             failure of their link {}, composes sent before their commit {} ({} lost with it \
+             failure of their link {}, composes reported written before their commit {} ({} lost with it \
              in a crash, {} of them held by the peer)",
             s.commits,
             st.delayed,

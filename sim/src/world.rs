@@ -239,11 +239,11 @@ pub struct World {
     mark_failed: [bool; 2],
     /// A crash lost delivery marks of the device, not yet set right by a sync.
     marks_lost: [bool; 2],
-    /// A compose carried out in a group still committing ([`StorageMode::Early`]): its
-    /// lines were handed to the link to send, its completion waits for the device's next
-    /// commit (or is lost, with the compose, in a crash), with the number of commits the
-    /// device's history had once it was carried out.
-    committing: [Option<(Done, u64)>; 2],
+    /// A group still committing, ending with a compose that numbered lines
+    /// ([`StorageMode::Early`]): the lines were handed to the link to send, the group's
+    /// completions wait for the device's next commit (or the group is lost in a crash), with
+    /// the number of commits the device's history had before the group.
+    committing: [Option<(Vec<Done>, u64)>; 2],
     /// Texts the oracle was told of when their compose was written early: not told again
     /// when their `Composed` notice comes.
     told_early: [BTreeSet<String>; 2],
@@ -794,48 +794,61 @@ impl World {
         self.oracle.wrote(who, message)
     }
 
-    /// The device's storage carried out a compose numbering lines in a group that is still
-    /// committing: the link is told, and sends them; the completion waits.
-    fn written_early(&mut self, who: Who, done: Done) -> Result<(), Violation> {
+    /// The device's storage carried out a group ending with a compose that numbered lines,
+    /// and the group is still committing (as the product's storage thread reports before
+    /// its `COMMIT`): the link is told of the lines, and sends them; the completions of the
+    /// whole group wait for the commit to finish. `commits` is the history's count before
+    /// the group.
+    fn written_early(&mut self, who: Who, group: Vec<Done>, commits: u64) -> Result<(), Violation> {
         let i = who.index();
         let now = self.now(who);
+        let Some(done) = group.last() else {
+            return Ok(());
+        };
+        let id = done.id;
         let messages = done.composed().unwrap_or(&[]).to_vec();
         self.note(|| {
             format!(
-                "    {who}'s storage wrote {:?} ({} line(s)); its commit runs",
-                done.id,
+                "    {who}'s storage wrote {id:?} ({} line(s)); its commit runs",
                 messages.len()
             )
         });
-        // The peer may hold these before the author's user is shown them, or ever is.
-        for message in &messages {
+        // Every compose of the group is in the store now (uncommitted), and the peer may hold
+        // the last one's lines before the author's user is shown them, or ever is.
+        let written: Vec<Message> = group
+            .iter()
+            .filter_map(Done::composed)
+            .flatten()
+            .cloned()
+            .collect();
+        for message in &written {
             self.wrote(who, message)?;
             self.told_early[i].insert(message.text.clone());
         }
-        let commits = self.history[i].commits();
         let key = self.link_key[i];
         if let Some(link) = device_mut(&mut self.pair, who).link.as_mut() {
             if done.link == key {
-                if let Err(e) = link.handle_store_written(done.id, &messages, now) {
+                if let Err(e) = link.handle_store_written(id, &messages, now) {
                     return Err(Violation::new(
                         "driver-misuse",
-                        format!("{who}'s link refused the written lines of {:?}: {e:?} (a simulator bug)", done.id),
+                        format!("{who}'s link refused the written lines of {id:?}: {e:?} (a simulator bug)"),
                     ));
                 }
             }
         }
-        self.committing[i] = Some((done, commits));
+        self.committing[i] = Some((group, commits));
         Ok(())
     }
 
     /// The device's unfinished commit finishes: the compose's completion is handed back.
     fn finish_commit(&mut self, who: Who) -> Result<(), Violation> {
         let i = who.index();
-        let Some((done, _)) = self.committing[i].take() else {
+        let Some((group, _)) = self.committing[i].take() else {
             return Ok(());
         };
-        self.note(|| format!("    {who}'s storage commits {:?}", done.id));
-        self.hand_back(who, vec![done])
+        let ids: Vec<String> = group.iter().map(|d| format!("{:?}", d.id)).collect();
+        self.note(|| format!("    {who}'s storage commits {}", ids.join(", ")));
+        self.hand_back(who, group)
     }
 
     /// The process died with a commit unfinished: the compose it was committing never took
@@ -843,22 +856,17 @@ impl World {
     /// back in time covers what the peer may hold of it (docs/PROTOCOL.md §6.2).
     fn lose_unfinished_commit(&mut self, who: Who) -> Result<(), Violation> {
         let i = who.index();
-        let Some((done, commits)) = self.committing[i].take() else {
+        let Some((group, commits)) = self.committing[i].take() else {
             return Ok(());
         };
-        if self.history[i].commits() != commits {
-            return Err(Violation::new(
-                "driver-misuse",
-                format!(
-                    "{who}'s store committed while {:?} was still committing (a simulator bug)",
-                    done.id
-                ),
-            ));
-        }
-        let (commit, state) = self.history[i].restore(1, false);
+        let Some(done) = group.last() else {
+            return Ok(());
+        };
+        let (commit, state) = self.history[i].restore(self.history[i].commits() - commits, false);
         self.note(|| {
             format!(
-                "    {who}'s commit of {:?} never finished: its store is back to commit {commit}",
+                "    {who}'s commit of {} request(s) ending with {:?} never finished: its store is back to commit {commit}",
+                group.len(),
                 done.id
             )
         });
@@ -1168,19 +1176,13 @@ impl World {
             .as_ref()
             .is_some_and(|l| l.peer().map_or(dev.config.temporary, |p| p.temporary));
         let snapshot = temporary.then(|| dev.store.chats.clone());
+        let commits = self.history[i].commits();
         let mut disk = Disk::with_history(&mut dev.store, &mut self.disk[i], &mut self.history[i]);
-        let (mut done, end) = self.storage[i].commit(&mut disk, count, None, event, pause);
+        let (done, end) = self.storage[i].commit(&mut disk, count, None, event, pause);
         let tried_to_store = disk.writes > 0;
-        if end != CommitEnd::Crashed {
-            // A compose written early is committed later (`finish_commit`).
-            let committed = done.len() - usize::from(end == CommitEnd::Written);
-            let kinds: Vec<String> = done[..committed]
-                .iter()
-                .map(|d| format!("{:?}", d.id))
-                .collect();
-            if !kinds.is_empty() {
-                self.note(|| format!("    {who}'s storage commits {}", kinds.join(", ")));
-            }
+        if end == CommitEnd::Done {
+            let kinds: Vec<String> = done.iter().map(|d| format!("{:?}", d.id)).collect();
+            self.note(|| format!("    {who}'s storage commits {}", kinds.join(", ")));
         }
         for d in done.iter().filter(|d| d.disk_failed && d.link == key) {
             self.link_disk_failed[i] = true;
@@ -1206,15 +1208,10 @@ impl World {
             self.oracle.check(&self.pair)?;
             return Ok(false);
         }
-        let written = if end == CommitEnd::Written {
-            done.pop()
-        } else {
-            None
-        };
-        self.hand_back(who, done)?;
-        if let Some(written) = written {
-            self.written_early(who, written)?;
+        if end == CommitEnd::Written {
+            return self.written_early(who, done, commits).map(|()| true);
         }
+        self.hand_back(who, done)?;
         Ok(true)
     }
 

@@ -101,6 +101,12 @@ fn each_scenario_exercises_the_fault_it_is_about() {
             1,
         ),
         (
+            "send-before-commit-behind-a-read.sim",
+            "composes sent before their commit",
+            |s| s.storage.written_early,
+            1,
+        ),
+        (
             "send-before-commit-finishes.sim",
             "composes sent before their commit",
             |s| s.storage.written_early,
