@@ -243,17 +243,17 @@ fn print_commit_latency(before: &str) -> Option<Percentiles> {
     Some(p)
 }
 
-/// Runs `round_trip` `count` times and prints the percentiles.
-fn percentiles(name: &str, count: usize, mut round_trip: impl FnMut()) {
+/// Runs `round_trip` `count` times, prints the percentiles and returns them.
+fn percentiles(name: &str, count: usize, mut round_trip: impl FnMut()) -> Option<Percentiles> {
     let mut samples = Vec::with_capacity(count);
     for _ in 0..count {
         let start = Instant::now();
         round_trip();
         samples.push(start.elapsed());
     }
-    if let Some(p) = Percentiles::of(&samples) {
-        eprintln!("[loopback/round_trip/{name}] {p}");
-    }
+    let p = Percentiles::of(&samples)?;
+    eprintln!("[loopback/round_trip/{name}] {p}");
+    Some(p)
 }
 
 fn round_trip_benches(c: &mut Criterion) {
@@ -266,7 +266,7 @@ fn round_trip_benches(c: &mut Criterion) {
     group.bench_function("raw_tcp/64B_16B", |b| {
         b.iter(|| echo.round_trip().unwrap_or_else(|e| panic!("echo: {e}")))
     });
-    percentiles("raw_tcp/64B_16B", 5_000, || {
+    let first_raw = percentiles("raw_tcp/64B_16B", 5_000, || {
         echo.round_trip().unwrap_or_else(|e| panic!("echo: {e}"))
     });
     drop(echo);
@@ -275,7 +275,7 @@ fn round_trip_benches(c: &mut Criterion) {
         let name = format!("endpoints/memory/{mode}");
         let mut chat = memory_chat(secure);
         group.bench_function(&name, |b| b.iter(|| chat.type_and_wait(1)));
-        percentiles(&name, 3_000, || chat.type_and_wait(1));
+        let _ = percentiles(&name, 3_000, || chat.type_and_wait(1));
         chat.quit();
     }
 
@@ -288,19 +288,25 @@ fn round_trip_benches(c: &mut Criterion) {
         samples.push(start.elapsed());
     }
     drop(raw);
-    if let (Some(raw), Some(commit)) = (Percentiles::of(&samples), commit) {
-        eprintln!(
-            "[loopback] target for the sqlite round trips: p50 ≤ raw p50 {:.1} µs + 2 × commit p50 {:.1} µs = {:.1} µs",
-            raw.p50.as_secs_f64() * 1e6,
-            commit.p50.as_secs_f64() * 1e6,
-            raw.p50.as_secs_f64() * 1e6 + 2.0 * commit.p50.as_secs_f64() * 1e6
-        );
+    // The raw figure depends on where the scheduler puts the echo thread: on the bench's
+    // own core a wake-up costs a few µs, on the other one tens. Both measurements of this
+    // run are shown, with the target each gives.
+    if let Some(commit) = commit {
+        let commit_us = commit.p50.as_secs_f64() * 1e6;
+        for (when, raw) in [("first", first_raw), ("now", Percentiles::of(&samples))] {
+            let Some(raw) = raw else { continue };
+            let raw_us = raw.p50.as_secs_f64() * 1e6;
+            eprintln!(
+                "[loopback] target for the sqlite round trips: p50 ≤ raw p50 ({when}) {raw_us:.1} µs + 2 × commit p50 {commit_us:.1} µs = {:.1} µs",
+                raw_us + 2.0 * commit_us
+            );
+        }
     }
     for (mode, secure) in MODES {
         let name = format!("endpoints/sqlite/{mode}");
         let (mut chat, _dirs) = sqlite_chat(secure);
         group.bench_function(&name, |b| b.iter(|| chat.type_and_wait(1)));
-        percentiles(&name, 300, || chat.type_and_wait(1));
+        let _ = percentiles(&name, 300, || chat.type_and_wait(1));
         chat.quit();
     }
     group.finish();

@@ -159,6 +159,15 @@ impl Generator {
         if !world.has_connection() && self.rng.chance(1, 4) {
             return Event::Connect;
         }
+        // A commit of lines already sent is running (storage mode `early`): now and then the
+        // device dies before it ends, a few rounds on (the lines reach the peer, which stores
+        // and acks them): the commit is lost while the peer holds the lines.
+        for who in Who::BOTH {
+            if world.is_committing(who) && world.is_up(who) && self.rng.chance(1, 6) {
+                self.queued.push_back(Event::Crash(who));
+                return Event::Step(u32::try_from(self.rng.range(1, 4)).unwrap_or(2));
+            }
+        }
         // A slow disk still commits: now and then some or all of what waits.
         for who in Who::BOTH {
             let queued = world.queued(who) as u64;
