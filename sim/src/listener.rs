@@ -30,7 +30,7 @@ use crate::rng::Rng;
 use crate::rounds::Rounds;
 use crate::storage::{CommitEnd, Done, StorageMode, StorageQueue, StorageStats};
 use socketfalco_core::{Close, CloseCode, DeviceId, Link, Message, Notice, Role, Side, Store};
-use socketfalco_testkit::{Device, Wire, WireKnobs, WireRead, WireWrite};
+use socketfalco_testkit::{Device, MemoryStore, Wire, WireKnobs, WireRead, WireWrite};
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -687,6 +687,13 @@ pub struct ListenerWorld {
     sync_link: Vec<[Option<u64>; 2]>,
     /// A crash lost delivery marks of the device, not yet set right by a sync.
     marks_lost: Vec<bool>,
+    /// Per device: a group still committing, ending with a compose whose lines were handed
+    /// to its link to send (storage mode `early`), and the store as it was before the group
+    /// (what a crash before the commit leaves).
+    committing: Vec<Option<(Vec<Done>, MemoryStore)>>,
+    /// Writes the oracles were told of when their group was reported, by chat, side and
+    /// text: not told again when they are shown.
+    told_early: BTreeSet<(usize, usize, String)>,
     /// Known core bug tolerated: a failed delivery mark the link goes on after.
     pub tolerate_mark_failure: bool,
     /// Hits of it.
@@ -744,6 +751,8 @@ impl ListenerWorld {
             storage: vec![StorageQueue::default(); peers + 1],
             sync_link: vec![[None; 2]; peers],
             marks_lost: vec![false; peers + 1],
+            committing: vec![None; peers + 1],
+            told_early: BTreeSet::new(),
             tolerate_mark_failure: false,
             tolerated: 0,
             stats: ListenerStats::default(),
@@ -815,6 +824,11 @@ impl ListenerWorld {
     /// Storage requests of device `d` waiting.
     pub fn queued(&self, d: usize) -> usize {
         self.storage[d].len()
+    }
+
+    /// Whether device `d` has a group still committing whose lines were sent.
+    pub fn is_committing(&self, d: usize) -> bool {
+        self.committing[d].is_some()
     }
 
     /// Connections with storage requests of device `d` waiting, each with how many, that may
@@ -933,7 +947,7 @@ impl ListenerWorld {
                     self.storage[*device].len_of(c)
                 });
                 let n = count.map_or(queued, |c| queued.min(usize::try_from(c).unwrap_or(0)));
-                if self.up[*device] && n > 0 {
+                if self.up[*device] && (n > 0 || self.is_committing(*device)) {
                     self.stats.commits += 1;
                     self.service(*device, Some((n, *conn)))?;
                 }
@@ -1102,11 +1116,8 @@ impl ListenerWorld {
             }
         }
         for (p, message) in unshown {
-            self.stats.messages += 1;
             self.stats.writes_durable_unshown += 1;
-            self.oracles[p - 1]
-                .wrote(who(side), &message)
-                .map_err(|v| in_chat(p, v))?;
+            self.wrote(d, p, &message)?;
         }
         if self.storage[d].holds_marks() {
             self.marks_lost[d] = true;
@@ -1164,7 +1175,7 @@ impl ListenerWorld {
         }
         self.up[d] = false;
         self.disk[d].crash_after = None;
-        Ok(())
+        self.lose_unfinished_commit(d)
     }
 
     // ----- rounds (the loop that runs them: `impl Rounds` below) -----
@@ -1315,6 +1326,11 @@ impl ListenerWorld {
         let mut forced = forced;
         let mut moved = false;
         let mut turns = 0;
+        if self.is_committing(d) && (forced.is_some() || self.storage[d].mode != StorageMode::Early)
+        {
+            self.finish_commit(d)?;
+            moved = true;
+        }
         loop {
             turns += 1;
             if turns > MAX_STORAGE_TURNS {
@@ -1391,10 +1407,16 @@ impl ListenerWorld {
     /// Carries out `count` of device `d`'s queued requests (of connection `only`, if given)
     /// and hands their completions back. Returns false if the process died inside it.
     fn commit(&mut self, d: usize, count: usize, only: Option<u64>) -> Result<bool, Violation> {
-        let now = self.now_ms;
+        // A commit still running finishes before the next group starts.
+        self.finish_commit(d)?;
+        if count == 0 || self.storage[d].is_empty() {
+            return Ok(true);
+        }
         let event = self.stats.steps;
+        let pause = self.storage[d].mode == StorageMode::Early;
+        let before = pause.then(|| self.devices[d].store.clone());
         let mut disk = Disk::new(&mut self.devices[d].store, &mut self.disk[d]);
-        let (done, end) = self.storage[d].commit(&mut disk, count, only, event, false);
+        let (done, end) = self.storage[d].commit(&mut disk, count, only, event, pause);
         for dn in done.iter().filter(|dn| dn.disk_failed) {
             if let Some(ci) = self.index(dn.link) {
                 if let Some(side) = Self::side_of(&self.conns[ci], d) {
@@ -1412,6 +1434,132 @@ impl ListenerWorld {
             self.check_device_chats(d)?;
             return Ok(false);
         }
+        if let (CommitEnd::Written, Some(before)) = (end, before) {
+            self.written_early(d, done, before)?;
+            return Ok(true);
+        }
+        self.hand_back(d, done)?;
+        Ok(true)
+    }
+
+    /// Device `d`'s storage carried out a group ending with a compose that numbered lines,
+    /// and the group is still committing: the oracles hear of the group's writes, the link
+    /// of the compose is told of its lines (and sends them if they are next in line), and the
+    /// group's completions wait for the commit (`finish_commit`) or are lost with it.
+    fn written_early(
+        &mut self,
+        d: usize,
+        group: Vec<Done>,
+        before: MemoryStore,
+    ) -> Result<(), Violation> {
+        let side = usize::from(d != 0);
+        let now = self.now_ms;
+        for dn in &group {
+            let (Some(messages), Some(other)) = (dn.composed(), dn.compose_peer) else {
+                continue;
+            };
+            let Some(p) = self.chat_of(d, other) else {
+                continue;
+            };
+            for message in messages {
+                self.wrote(d, p, message)?;
+                self.told_early.insert((p, side, message.text.clone()));
+            }
+        }
+        if let Some(last) = group.last() {
+            let target = self
+                .index(last.link)
+                .and_then(|ci| Self::side_of(&self.conns[ci], d).map(|side| (ci, side)));
+            let messages = last.composed().unwrap_or(&[]);
+            if let Some(link) = target.and_then(|(ci, side)| self.conns[ci].links[side].as_mut()) {
+                if let Err(e) = link.handle_store_written(last.id, messages, now) {
+                    return Err(Violation::new(
+                        "driver-misuse",
+                        format!(
+                            "a link of {} refused the written lines of {:?}: {e:?} (a simulator bug)",
+                            device_name(d),
+                            last.id
+                        ),
+                    ));
+                }
+            }
+        }
+        self.committing[d] = Some((group, before));
+        Ok(())
+    }
+
+    /// Device `d`'s unfinished commit finishes: the group's completions are handed back.
+    fn finish_commit(&mut self, d: usize) -> Result<(), Violation> {
+        match self.committing[d].take() {
+            Some((group, _)) => self.hand_back(d, group),
+            None => Ok(()),
+        }
+    }
+
+    /// Device `d` died with a commit unfinished: its store is back to its state before the
+    /// group, and each of its chats' oracles is told (the peer may hold the lines; the next
+    /// sync gives them back).
+    fn lose_unfinished_commit(&mut self, d: usize) -> Result<(), Violation> {
+        let Some((group, before)) = self.committing[d].take() else {
+            return Ok(());
+        };
+        let side = usize::from(d != 0);
+        self.devices[d].store = before;
+        self.storage[d].stats.written_early_lost += 1;
+        let sent: Vec<(usize, Message)> = group
+            .last()
+            .and_then(|last| {
+                let p = self.chat_of(d, last.compose_peer?)?;
+                Some(
+                    last.composed()?
+                        .iter()
+                        .map(|m| (p, m.clone()))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .unwrap_or_default();
+        let peer_holds = sent.iter().any(|(p, m)| {
+            let (holder, author) = if d == 0 { (*p, 0) } else { (0, d) };
+            self.devices[holder]
+                .store
+                .chats
+                .get(&self.devices[author].id)
+                .is_some_and(|chat| chat.received.contains(m))
+        });
+        if peer_holds {
+            self.storage[d].stats.written_early_lost_held += 1;
+        }
+        let connection = self.connections;
+        let chats: Vec<usize> = if d == 0 {
+            (1..=self.peers()).collect()
+        } else {
+            vec![d]
+        };
+        for p in chats {
+            self.oracles[p - 1]
+                .restored(&view(&self.devices, p), who(side), connection)
+                .map_err(|v| in_chat(p, v))?;
+        }
+        Ok(())
+    }
+
+    /// Tells chat `p`'s oracle of a write of device `d`, once (a write of a group reported
+    /// before its commit was told then).
+    fn wrote(&mut self, d: usize, p: usize, message: &Message) -> Result<(), Violation> {
+        let side = usize::from(d != 0);
+        if self.told_early.remove(&(p, side, message.text.clone())) {
+            return Ok(());
+        }
+        self.stats.messages += 1;
+        self.oracles[p - 1]
+            .wrote(who(side), message)
+            .map_err(|v| in_chat(p, v))
+    }
+
+    /// Hands completions back to device `d`'s links; those whose link is gone are writes
+    /// nobody was shown.
+    fn hand_back(&mut self, d: usize, done: Vec<Done>) -> Result<(), Violation> {
+        let now = self.now_ms;
         let mut orphans = Vec::new();
         for dn in done {
             let target = self
@@ -1435,8 +1583,7 @@ impl ListenerWorld {
                 None => orphans.push(dn),
             }
         }
-        self.unshown_writes(d, &orphans)?;
-        Ok(true)
+        self.unshown_writes(d, &orphans)
     }
 
     /// The chat of device `d` with device id `other`: its index `p` (`a`↔peer `p`).
@@ -1451,7 +1598,6 @@ impl ListenerWorld {
     /// Writes carried out whose completion never reached the user (the process died, or
     /// the link is gone): written all the same.
     fn unshown_writes(&mut self, d: usize, done: &[Done]) -> Result<(), Violation> {
-        let side = usize::from(d != 0);
         for dn in done {
             let (Some(messages), Some(other)) = (dn.composed(), dn.compose_peer) else {
                 continue;
@@ -1460,11 +1606,8 @@ impl ListenerWorld {
                 continue;
             };
             for message in messages {
-                self.stats.messages += 1;
                 self.stats.writes_durable_unshown += 1;
-                self.oracles[p - 1]
-                    .wrote(who(side), message)
-                    .map_err(|v| in_chat(p, v))?;
+                self.wrote(d, p, message)?;
             }
         }
         Ok(())
@@ -1491,7 +1634,12 @@ impl ListenerWorld {
         if queued > 0 {
             self.storage[d].stats.crashes_in_flight += 1;
         }
-        let durable = durable.min(queued);
+        // Nothing queued behind a commit that never finished took effect.
+        let durable = if self.is_committing(d) {
+            0
+        } else {
+            durable.min(queued)
+        };
         if durable > 0 {
             let event = self.stats.steps;
             let mut disk = Disk::new(&mut self.devices[d].store, &mut self.disk[d]);
@@ -1821,10 +1969,7 @@ impl ListenerWorld {
                 ),
             ));
         }
-        self.stats.messages += 1;
-        self.oracles[peer - 1]
-            .wrote(who(usize::from(d != 0)), message)
-            .map_err(|v| in_chat(peer, v))
+        self.wrote(d, peer, message)
     }
 
     /// Device `d`'s user was told `text` could not be written: nothing of it is stored.
@@ -1978,11 +2123,21 @@ fn next_step(rng: &mut Rng, world: &ListenerWorld) -> Step {
             device: down[usize::try_from(rng.below(down.len() as u64)).unwrap_or(0)],
         };
     }
+    // A commit of lines already sent is running (storage mode `early`): now and then the
+    // device dies before it ends, losing the group while a peer may hold the lines.
+    for d in 0..=peers {
+        if world.is_committing(d) && world.is_up(d) && rng.chance(1, 8) {
+            return Step::Crash {
+                device: d,
+                after_commits: None,
+            };
+        }
+    }
     // A slow disk still commits: some or all of what waits, or one connection's requests
     // before the others' (reordered across chats).
     for d in 0..=peers {
         let queued = world.queued(d) as u64;
-        if queued > 0 && world.is_up(d) && rng.chance(1, 4) {
+        if (queued > 0 || world.is_committing(d)) && world.is_up(d) && rng.chance(1, 4) {
             let alone = world.queued_alone(d);
             let conn = (!alone.is_empty() && rng.chance(1, 2))
                 .then(|| alone[usize::try_from(rng.below(alone.len() as u64)).unwrap_or(0)]);
@@ -2089,10 +2244,11 @@ fn next_step(rng: &mut Rng, world: &ListenerWorld) -> Step {
         },
         14 => Step::Storage {
             device: usize::try_from(rng.below(peers as u64 + 1)).unwrap_or(0),
-            mode: match rng.below(3) {
+            mode: match rng.below(4) {
                 0 => StorageMode::Now,
                 1 => StorageMode::HoldMarks,
-                _ => StorageMode::Queued,
+                2 => StorageMode::Queued,
+                _ => StorageMode::Early,
             },
         },
         _ => {

@@ -19,9 +19,8 @@
 //! - [`StorageMode::Early`]: as `queued`, and a commit that carries out a compose numbering
 //!   lines stops right after it, as the product's storage thread does before its `COMMIT`
 //!   (docs/PROTOCOL.md §6.2): the link is told the lines are written and sends them, the
-//!   compose's completion waits for the device's next commit, and a crash before it loses
-//!   the compose (the pair world puts the store back to its state before it). Only the
-//!   pair world pauses; in the listener world `early` is `queued`.
+//!   group's completions wait for the device's next commit, and a crash before it loses
+//!   the whole group (the world puts the store back to its state before it).
 //!
 //! The rules of `StoreRequest` hold: a link's requests take effect in the order made (a
 //! commit always takes a prefix of that link's requests); fail-stop per link (once one of a

@@ -71,6 +71,14 @@ fn listener_seeds_hold_every_invariant() {
             "marks set right after a crash lost some",
             total.marks_resynced,
         ),
+        (
+            "composes reported written before their commit",
+            total.storage.written_early,
+        ),
+        (
+            "groups of lines sent before their commit, lost with it in a crash",
+            total.storage.written_early_lost,
+        ),
     ] {
         assert!(n > 0, "the budget never reached: {what}");
     }

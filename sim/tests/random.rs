@@ -86,6 +86,18 @@ fn random_seeds_hold_every_invariant() {
             "marks set right by the next sync after a crash lost some",
             total.marks_resynced,
         ),
+        (
+            "composes reported written before their commit",
+            total.storage.written_early,
+        ),
+        (
+            "groups of lines sent before their commit, lost with it in a crash",
+            total.storage.written_early_lost,
+        ),
+        (
+            "… while the peer held some of the lines",
+            total.storage.written_early_lost_held,
+        ),
     ] {
         assert!(count < 500 || n > 0, "{count} seeds never produced {what}");
     }
