@@ -173,6 +173,11 @@ fn every_listener_scenario_holds_and_reaches_its_moment() {
             "an older connection established late, closed for the newer",
             |s| s.replaced,
         ),
+        (
+            "crash-while-lines-sent-before-commit.sim",
+            "a group lost in a crash while a peer held the lines sent before its commit",
+            |s| s.storage.written_early_lost_held,
+        ),
     ];
     let mut names: Vec<String> = std::fs::read_dir(scenario_dir())
         .expect("testdata/sim/listener exists")
