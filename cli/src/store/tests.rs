@@ -976,8 +976,8 @@ fn persisting_the_same_batch_twice_stores_it_once() {
     );
 }
 
-/// Batches go in statements of 16 rows and one-row statements for the rest: batches of every
-/// length around that size store every message once, in order, with its text, and count it.
+/// Batches go in statements of 64, 16 and 1 rows: batches of every length around those sizes
+/// store every message once, in order, with its text, and count it.
 #[test]
 fn batches_of_any_length_are_stored_whole_in_order_and_once() {
     let (_dir, mut db) = fresh();
@@ -985,7 +985,10 @@ fn batches_of_any_length_are_stored_whole_in_order_and_once() {
     db.open_chat(&hello(peer, "bob"), None).unwrap();
     let mut own: u64 = 0;
     let mut theirs: u64 = 0;
-    for n in [1, 15, 16, 17, 31, 32, 33, 40] {
+    // Around every statement size (64, 16, 1 rows) and their sums.
+    for n in [
+        1, 15, 16, 17, 31, 32, 33, 40, 63, 64, 65, 79, 80, 81, 95, 128, 143,
+    ] {
         let texts: Vec<String> = (0..n).map(|i| format!("mine {}", own + i + 1)).collect();
         let sent = db.compose_batch(peer, &texts, 7, Some(0)).unwrap();
         assert_eq!(seqs(&sent), (own + 1..=own + n).collect::<Vec<_>>());
@@ -1513,8 +1516,8 @@ fn the_storage_path_never_re_prepares_its_statements() {
     for sql in [
         "SELECT max(seq) FROM messages WHERE chat = ?1 AND author = ?2",
         "UPDATE chats SET last_activity_ms = ?2 WHERE id = ?1",
-        super::queries::cached_insert_sql(super::queries::OnConflict::Fail, 1),
-        super::queries::cached_insert_sql(super::queries::OnConflict::Ignore, 1),
+        super::queries::cached_insert_sql(super::queries::OnConflict::Fail, 2),
+        super::queries::cached_insert_sql(super::queries::OnConflict::Ignore, 2),
         // The transaction controls are cached too, and none is evicted from the cache.
         "SAVEPOINT request",
         "RELEASE request",
