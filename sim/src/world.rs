@@ -840,7 +840,7 @@ impl World {
         Ok(())
     }
 
-    /// The device's unfinished commit finishes: the compose's completion is handed back.
+    /// The device's unfinished commit finishes: the group's completions are handed back.
     fn finish_commit(&mut self, who: Who) -> Result<(), Violation> {
         let i = who.index();
         let Some((group, _)) = self.committing[i].take() else {
@@ -851,9 +851,9 @@ impl World {
         self.hand_back(who, group)
     }
 
-    /// The process died with a commit unfinished: the compose it was committing never took
+    /// The process died with a commit unfinished: the group it was committing never took
     /// effect, and the store is back to its state before it — the rule for a store that went
-    /// back in time covers what the peer may hold of it (docs/PROTOCOL.md §6.2).
+    /// back in time covers what the peer may hold of its lines (docs/PROTOCOL.md §6.2).
     fn lose_unfinished_commit(&mut self, who: Who) -> Result<(), Violation> {
         let i = who.index();
         let Some((group, commits)) = self.committing[i].take() else {
