@@ -759,9 +759,10 @@ impl Link {
         let Some(index) = self.awaiting.iter().position(|(request, _)| *request == id) else {
             return Err(ApiMisuse::UnexpectedCompletion);
         };
-        if !matches!(self.awaiting[index].1, Awaiting::Compose(_)) {
+        let Awaiting::Compose(texts) = &self.awaiting[index].1 else {
             return Err(ApiMisuse::UnexpectedCompletion);
-        }
+        };
+        let texts = Arc::clone(texts);
         let Some(first) = messages.first().map(|m| m.seq).filter(|&seq| seq != 0) else {
             return Ok(());
         };
@@ -771,9 +772,7 @@ impl Link {
         if self.store_failed || !self.next_in_line(messages) {
             return Ok(());
         }
-        if let Awaiting::Compose(texts) = &self.awaiting[index].1 {
-            self.awaiting[index].1 = Awaiting::ComposeSent(Arc::clone(texts));
-        }
+        self.awaiting[index].1 = Awaiting::ComposeSent(texts);
         self.sent_before_commit.push_back((id, first));
         self.take_composed(messages, now_ms);
         self.pump(now_ms);
