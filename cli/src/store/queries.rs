@@ -25,9 +25,14 @@ pub(super) enum OnConflict {
     Ignore,
 }
 
-/// The `INSERT` of `rows` messages of one chat and author: `?1` the chat, `?2` the author,
-/// `?3` the time of storing, then four parameters per row (sequence number, Lamport counter,
-/// time of writing, text).
+/// The first of the four parameters of row `row` in an [`insert_sql`] statement (sequence
+/// number, Lamport counter, time of writing, text); `?1` to `?3` are the chat, the author and
+/// the time of storing, shared by every row. The SQL and its binding both count from here.
+fn row_parameters(row: usize) -> usize {
+    4 + 4 * row
+}
+
+/// The `INSERT` of `rows` messages of one chat and author (parameters: [`row_parameters`]).
 fn insert_sql(on_conflict: OnConflict, rows: usize) -> String {
     let verb = match on_conflict {
         OnConflict::Fail => "INSERT",
@@ -35,7 +40,7 @@ fn insert_sql(on_conflict: OnConflict, rows: usize) -> String {
     };
     let values: Vec<String> = (0..rows)
         .map(|row| {
-            let first = 4 + 4 * row;
+            let first = row_parameters(row);
             format!(
                 "(?1, ?2, ?{}, ?{}, ?{}, ?{}, ?3)",
                 first,
@@ -183,7 +188,7 @@ fn execute_insert(
     statement.raw_bind_parameter(2, author)?;
     statement.raw_bind_parameter(3, now)?;
     for (row, message) in rows.iter().enumerate() {
-        let first = 4 + 4 * row;
+        let first = row_parameters(row);
         statement.raw_bind_parameter(first, to_db(message.seq, "sequence number")?)?;
         statement.raw_bind_parameter(first + 1, to_db(message.lamport, "Lamport counter")?)?;
         statement.raw_bind_parameter(first + 2, message.sent_at_ms)?;
