@@ -18,10 +18,9 @@
 //! after the commit that made its effect durable. Before that commit, a link's compose that
 //! numbered lines is reported as [`Stage::Written`], so the lines go on the wire while the
 //! commit runs (docs/PROTOCOL.md §6.2): the round trip waits for one commit's time instead of
-//! two. The delivery marks are advisory and cost no
-//! commit of their own: they wait for the next group that commits anyway (at most
-//! [`MARK_DELAY`]), or for the end; held back, they still come before every later request
-//! of their link, so the order holds.
+//! two. The delivery marks are advisory and cost no commit of their own: they wait for the
+//! next group that commits anyway (at most [`MARK_DELAY`]), or for the end; held back, they
+//! still come before every later request of their link, so the order holds.
 
 use mio::{Token, Waker};
 use socketfalco_core::{execute, DeviceId, RequestId, Store, StoreReply, StoreRequest};
