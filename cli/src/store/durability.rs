@@ -6,8 +6,8 @@
 //! [`Store::commit_group`] makes them durable with one fsync.
 
 use super::queries::{
-    chat_key, chat_keys, count_messages, count_waiting, delivered_up_to, ensure_chat,
-    insert_messages, max_lamport, max_seq, number_waiting, read_message, to_db, touch, OnConflict,
+    add_messages, chat_key, chat_keys, chat_tail, count_messages, count_waiting, delivered_up_to,
+    ensure_chat, insert_messages, max_seq, number_waiting, read_message, to_db, OnConflict,
 };
 use super::{Database, StoreError};
 use rusqlite::params;
@@ -91,12 +91,16 @@ impl Store for Database {
         let now = (self.clock)();
         self.write(|tx| {
             let chat = ensure_chat(tx, me, peer, now)?;
+            let mut tail = chat_tail(tx, chat)?;
             if let Some(after) = number_after {
-                number_waiting(tx, chat, after)?;
+                if tail.any_waiting {
+                    number_waiting(tx, chat, after)?;
+                    tail = chat_tail(tx, chat)?;
+                }
             }
             let mut head = ChatHead {
-                last_own_seq: max_seq(tx, chat, chat.me)?.max(number_after.unwrap_or(0)),
-                max_lamport: max_lamport(tx, chat)?,
+                last_own_seq: tail.last_own_seq.max(number_after.unwrap_or(0)),
+                max_lamport: tail.max_lamport,
             };
             let mut messages = Vec::with_capacity(texts.len());
             for text in texts {
@@ -127,8 +131,7 @@ impl Store for Database {
                 insert_messages(tx, OnConflict::Fail, chat, chat.me, &rows, now)?;
             }
             if !messages.is_empty() {
-                touch(tx, chat, now)?;
-                count_messages(tx, chat, messages.len(), false)?;
+                add_messages(tx, chat, messages.len(), false, now)?;
             }
             Ok(messages)
         })
@@ -205,8 +208,7 @@ impl Store for Database {
             }
             let stored = insert_messages(tx, OnConflict::Ignore, chat, chat.peer(), &rows, now)?;
             if stored > 0 {
-                touch(tx, chat, now)?;
-                count_messages(tx, chat, stored, true)?;
+                add_messages(tx, chat, stored, true, now)?;
             }
             Ok(())
         })

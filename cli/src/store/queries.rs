@@ -119,7 +119,10 @@ pub(super) fn ensure_chat(
     peer: DeviceId,
     now: i64,
 ) -> Result<ChatKey, StoreError> {
-    refuse_self_chat(me, peer)?;
+    // The chat exists on every call but the first: one read, and a write only then.
+    if let Some(chat) = chat_key(tx, me, peer)? {
+        return Ok(chat);
+    }
     tx.prepare_cached(
         "INSERT INTO chats (peer, peer_name, created_at_ms) VALUES (?1, '', ?2)
          ON CONFLICT (peer) DO NOTHING",
@@ -239,11 +242,67 @@ pub(super) fn count_messages(
     Ok(())
 }
 
-/// Records activity in `chat` now.
-pub(super) fn touch(tx: &Connection, chat: ChatKey, now: i64) -> Result<(), StoreError> {
-    tx.prepare_cached("UPDATE chats SET last_activity_ms = ?2 WHERE id = ?1")?
-        .execute(params![chat.id, now])?;
+/// The statement of [`add_messages`].
+pub(super) const ADD_MESSAGES_SQL: &str = "UPDATE chats SET message_count = message_count + ?2,
+                      unread = unread + CASE WHEN ?3 THEN ?2 ELSE 0 END,
+                      last_activity_ms = ?4
+      WHERE id = ?1";
+
+/// Records `n` new messages in `chat` (`unread`: the peer's), and activity now: one
+/// statement.
+pub(super) fn add_messages(
+    tx: &Connection,
+    chat: ChatKey,
+    n: usize,
+    unread: bool,
+    now: i64,
+) -> Result<(), StoreError> {
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    tx.prepare_cached(ADD_MESSAGES_SQL)?
+        .execute(params![chat.id, n, unread, now])?;
     Ok(())
+}
+
+/// Where a new own message of `chat` takes its numbers from, read in one statement.
+pub(super) struct ChatTail {
+    /// The highest sequence number of this device's messages.
+    pub last_own_seq: u64,
+    /// The highest Lamport counter in the chat, either author, numbered or waiting.
+    pub max_lamport: u64,
+    /// Whether own messages wait for a number.
+    pub any_waiting: bool,
+}
+
+/// The statement of [`chat_tail`].
+pub(super) const CHAT_TAIL_SQL: &str =
+    "SELECT (SELECT max(seq) FROM messages WHERE chat = ?1 AND author = ?2),
+            (SELECT max(lamport) FROM messages WHERE chat = ?1),
+            (SELECT max(lamport) FROM waiting WHERE chat = ?1),
+            EXISTS (SELECT 1 FROM waiting WHERE chat = ?1)";
+
+/// [`max_seq`] of this device, [`max_lamport`] and whether any message waits, in one
+/// statement (the path of every line typed in a live session).
+pub(super) fn chat_tail(tx: &Connection, chat: ChatKey) -> Result<ChatTail, StoreError> {
+    let (seq, messages_lamport, waiting_lamport, any_waiting): (
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        bool,
+    ) = tx
+        .prepare_cached(CHAT_TAIL_SQL)?
+        .query_row(params![chat.id, chat.me], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })?;
+    Ok(ChatTail {
+        last_own_seq: from_db(seq.unwrap_or(0), "sequence number")?,
+        max_lamport: from_db(
+            messages_lamport
+                .unwrap_or(0)
+                .max(waiting_lamport.unwrap_or(0)),
+            "Lamport counter",
+        )?,
+        any_waiting,
+    })
 }
 
 /// The highest sequence number of `author`'s messages (an author number) in `chat`, 0 if

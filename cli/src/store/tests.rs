@@ -1515,7 +1515,9 @@ fn the_storage_path_never_re_prepares_its_statements() {
     }
     for sql in [
         "SELECT max(seq) FROM messages WHERE chat = ?1 AND author = ?2",
-        "UPDATE chats SET last_activity_ms = ?2 WHERE id = ?1",
+        super::queries::ADD_MESSAGES_SQL,
+        super::queries::CHAT_TAIL_SQL,
+        "SELECT id FROM chats WHERE peer = ?1",
         super::queries::cached_insert_sql(super::queries::OnConflict::Fail, 2),
         super::queries::cached_insert_sql(super::queries::OnConflict::Ignore, 2),
         // The transaction controls are cached too, and none is evicted from the cache.
@@ -1586,10 +1588,9 @@ fn the_hot_statements_cost_the_same_in_a_chat_of_any_length() {
               WHERE chat = ?1 AND author = ?2 AND seq BETWEEN ?3 AND ?4 ORDER BY seq",
             vec![chat, peer_author, 1_000, 1_002],
         ),
-        (
-            "UPDATE chats SET last_activity_ms = ?2 WHERE id = ?1",
-            vec![chat, 5],
-        ),
+        (super::queries::ADD_MESSAGES_SQL, vec![chat, 0, 0, 5]),
+        // Where a line typed in a live session takes its numbers from.
+        (super::queries::CHAT_TAIL_SQL, vec![chat, 1 - peer_author]),
         // The waiting twin of a message returned after a restore (none here).
         (
             "SELECT min(position) FROM waiting WHERE chat = ?1 AND sent_at_ms = ?2 AND text = 'x'",
