@@ -529,9 +529,14 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                 // Completions of a store driven inline wait: no sleep.
                 Some(Duration::ZERO)
             } else {
-                self.next_deadline().map(|deadline| {
+                let timers = self.next_deadline().map(|deadline| {
                     Duration::from_millis(deadline.saturating_sub(self.clock.now_ms()) + 1)
-                })
+                });
+                // Delivery marks held back go to the storage thread when due.
+                [timers, self.storage.marks_due_in()]
+                    .into_iter()
+                    .flatten()
+                    .min()
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -556,6 +561,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             self.take_completions(out)?;
             self.take_commands(out);
             self.timers(out)?;
+            self.storage.send_due_marks();
         }
     }
 

@@ -18,19 +18,21 @@
 //! after the commit that made its effect durable. Before that commit, a link's compose that
 //! numbered lines is reported as [`Stage::Written`], so the lines go on the wire while the
 //! commit runs (docs/PROTOCOL.md §6.2): the round trip waits for one commit's time instead of
-//! two. The delivery marks are advisory and cost no commit of their own: they wait for the
-//! next group that commits anyway (at most [`MARK_DELAY`]), or for the end; held back, they
-//! still come before every later request of their link, so the order holds.
+//! two. The delivery marks are advisory and cost no commit, nor even a wake-up, of their own:
+//! the loop's side holds them and hands them over with the next request or task (in one
+//! send, before it: the order holds), or alone once they have waited [`MARK_DELAY`], or at
+//! the end. A sender's thread is not woken for a mark the moment its line's delivery is
+//! shown.
 
 use mio::{Token, Waker};
 use socketfalco_core::{execute, DeviceId, RequestId, Store, StoreReply, StoreRequest};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Longest a delivery mark waits for a commit that happens anyway.
 pub const MARK_DELAY: Duration = Duration::from_millis(250);
@@ -73,6 +75,26 @@ pub enum Stage {
     Durable,
 }
 
+/// What one send on the channel carries: one job, or held delivery marks followed by the
+/// job that takes them along (one wake-up, their order kept).
+enum Parcel<S> {
+    One(Job<S>),
+    Many(Vec<Job<S>>),
+}
+
+/// Delivery marks the loop holds back, and since when the oldest waits.
+struct HeldMarks<S> {
+    marks: Vec<Job<S>>,
+    since: Option<Instant>,
+}
+
+impl<S> HeldMarks<S> {
+    fn take(&mut self) -> Vec<Job<S>> {
+        self.since = None;
+        std::mem::take(&mut self.marks)
+    }
+}
+
 /// Work for the storage thread.
 enum Job<S> {
     Request {
@@ -94,11 +116,14 @@ pub struct Storage<S> {
 
 enum Backend<S> {
     Thread {
-        jobs: Option<Sender<Job<S>>>,
+        jobs: Option<Sender<Parcel<S>>>,
         completions: Receiver<Completion>,
         thread: Option<JoinHandle<S>>,
         /// How many chats the endpoint has established (see [`Storage::set_live_chats`]).
         live_chats: Arc<AtomicUsize>,
+        /// Delivery marks not handed over yet, in order, and since when the oldest waits:
+        /// they go with the next job, or alone once [`MARK_DELAY`] has passed.
+        held_marks: RefCell<HeldMarks<S>>,
     },
     Inline(RefCell<Inline<S>>),
 }
@@ -138,6 +163,10 @@ impl<S: Store + Send + 'static> Storage<S> {
                 completions,
                 thread: Some(thread),
                 live_chats,
+                held_marks: RefCell::new(HeldMarks {
+                    marks: Vec::new(),
+                    since: None,
+                }),
             },
         })
     }
@@ -151,17 +180,24 @@ impl<S: Store + Send + 'static> Storage<S> {
         }
     }
 
-    /// Queues one request.
+    /// Queues one request. A delivery mark is held on the loop's side, without waking the
+    /// thread: it goes with the next request or task, or alone once it has waited
+    /// [`MARK_DELAY`] ([`Storage::marks_due_in`], [`Storage::send_due_marks`]).
     pub fn submit(&self, origin: Origin, id: RequestId, request: StoreRequest) {
         match &self.backend {
-            Backend::Thread { jobs, .. } => {
-                if let Some(jobs) = jobs {
-                    // A send fails only if the thread is gone; `next_completion` reports it.
-                    let _ = jobs.send(Job::Request {
-                        origin,
-                        id,
-                        request,
-                    });
+            Backend::Thread { held_marks, .. } => {
+                let mark = request.is_delivery_mark();
+                let job = Job::Request {
+                    origin,
+                    id,
+                    request,
+                };
+                if mark {
+                    let mut held = held_marks.borrow_mut();
+                    held.marks.push(job);
+                    held.since.get_or_insert_with(Instant::now);
+                } else {
+                    self.send(job);
                 }
             }
             Backend::Inline(inline) => {
@@ -187,11 +223,7 @@ impl<S: Store + Send + 'static> Storage<S> {
     /// Queues a piece of bookkeeping to run inside the next group.
     pub fn task(&self, task: impl FnOnce(&mut S) + Send + 'static) {
         match &self.backend {
-            Backend::Thread { jobs, .. } => {
-                if let Some(jobs) = jobs {
-                    let _ = jobs.send(Job::Task(Box::new(task)));
-                }
-            }
+            Backend::Thread { .. } => self.send(Job::Task(Box::new(task))),
             Backend::Inline(inline) => {
                 if let Some(store) = inline.borrow_mut().store.as_mut() {
                     task(store);
@@ -232,9 +264,65 @@ impl<S: Store + Send + 'static> Storage<S> {
         }
     }
 
+    /// How long until the held delivery marks are due to go alone, if any are held.
+    pub fn marks_due_in(&self) -> Option<Duration> {
+        match &self.backend {
+            Backend::Thread { held_marks, .. } => held_marks
+                .borrow()
+                .since
+                .map(|since| MARK_DELAY.saturating_sub(since.elapsed())),
+            Backend::Inline(_) => None,
+        }
+    }
+
+    /// Hands the held delivery marks over once they have waited [`MARK_DELAY`]; the thread
+    /// commits them at once.
+    pub fn send_due_marks(&self) {
+        if self.marks_due_in() == Some(Duration::ZERO) {
+            self.send_held_marks();
+        }
+    }
+
+    fn send_held_marks(&self) {
+        if let Backend::Thread {
+            jobs: Some(jobs),
+            held_marks,
+            ..
+        } = &self.backend
+        {
+            let marks = held_marks.borrow_mut().take();
+            if !marks.is_empty() {
+                // A send fails only if the thread is gone; `next_completion` reports it.
+                let _ = jobs.send(Parcel::Many(marks));
+            }
+        }
+    }
+
+    /// Sends `job` to the thread, the held delivery marks before it.
+    fn send(&self, job: Job<S>) {
+        if let Backend::Thread {
+            jobs: Some(jobs),
+            held_marks,
+            ..
+        } = &self.backend
+        {
+            let mut held = held_marks.borrow_mut();
+            let parcel = if held.marks.is_empty() {
+                Parcel::One(job)
+            } else {
+                let mut marks = held.take();
+                marks.push(job);
+                Parcel::Many(marks)
+            };
+            // A send fails only if the thread is gone; `next_completion` reports it.
+            let _ = jobs.send(parcel);
+        }
+    }
+
     /// Carries out everything queued (delivery marks included), stops the thread and hands
     /// the store back. `None` if the thread panicked.
     pub fn stop(&mut self) -> Option<S> {
+        self.send_held_marks();
         match &mut self.backend {
             Backend::Inline(inline) => inline.get_mut().store.take(),
             Backend::Thread { jobs, thread, .. } => {
@@ -247,8 +335,18 @@ impl<S: Store + Send + 'static> Storage<S> {
 
 impl<S> Drop for Storage<S> {
     fn drop(&mut self) {
-        // Everything queued is carried out before the thread ends.
-        if let Backend::Thread { jobs, thread, .. } = &mut self.backend {
+        // Everything queued is carried out before the thread ends, the held marks too.
+        if let Backend::Thread {
+            jobs,
+            thread,
+            held_marks,
+            ..
+        } = &mut self.backend
+        {
+            let marks = held_marks.get_mut().take();
+            if let (Some(sender), false) = (jobs.as_ref(), marks.is_empty()) {
+                let _ = sender.send(Parcel::Many(marks));
+            }
             *jobs = None;
             if let Some(thread) = thread.take() {
                 let _ = thread.join();
@@ -287,8 +385,6 @@ struct Queues<S> {
     by_key: HashMap<QueueKey, VecDeque<Job<S>>>,
     /// The keys with jobs, in serving order.
     turn: VecDeque<QueueKey>,
-    /// Jobs that are not delivery marks.
-    real: usize,
     len: usize,
 }
 
@@ -297,8 +393,14 @@ impl<S> Queues<S> {
         Queues {
             by_key: HashMap::new(),
             turn: VecDeque::new(),
-            real: 0,
             len: 0,
+        }
+    }
+
+    fn push_parcel(&mut self, parcel: Parcel<S>) {
+        match parcel {
+            Parcel::One(job) => self.push(job),
+            Parcel::Many(jobs) => jobs.into_iter().for_each(|job| self.push(job)),
         }
     }
 
@@ -307,9 +409,6 @@ impl<S> Queues<S> {
             Job::Request { request, .. } => QueueKey::Chat(chat_of(request).0),
             Job::Task(_) => QueueKey::Tasks,
         };
-        if !is_mark(&job) {
-            self.real += 1;
-        }
         self.len += 1;
         let queue = self.by_key.entry(key).or_default();
         if queue.is_empty() {
@@ -341,9 +440,6 @@ impl<S> Queues<S> {
                 let (job_rows, job_bytes) = size_of(&job);
                 rows += job_rows;
                 bytes += job_bytes;
-                if !is_mark(&job) {
-                    self.real -= 1;
-                }
                 self.len -= 1;
                 group.push(job);
             }
@@ -400,7 +496,7 @@ fn size_of<S>(job: &Job<S>) -> (usize, usize) {
 /// The thread: one group per turn, until the loop hangs up and everything queued is done.
 fn run<S: Store>(
     mut store: S,
-    queue: &Receiver<Job<S>>,
+    queue: &Receiver<Parcel<S>>,
     done: &Sender<Completion>,
     waker: &Waker,
     live_chats: &AtomicUsize,
@@ -409,41 +505,25 @@ fn run<S: Store>(
     let mut queues = Queues::new();
     let mut open = true;
     loop {
-        // Delivery marks alone wait (at most MARK_DELAY) for a commit that happens anyway.
-        let mut flush_marks = !open;
-        if queues.real == 0 {
-            if queues.len == 0 {
-                if !open {
-                    break;
-                }
-                match queue.recv() {
-                    Ok(job) => queues.push(job),
-                    Err(_) => {
-                        open = false;
-                        continue;
-                    }
-                }
-            } else if open {
-                match queue.recv_timeout(MARK_DELAY) {
-                    Ok(job) => queues.push(job),
-                    Err(RecvTimeoutError::Timeout) => flush_marks = true,
-                    Err(RecvTimeoutError::Disconnected) => {
-                        open = false;
-                        flush_marks = true;
-                    }
+        if queues.len == 0 {
+            if !open {
+                break;
+            }
+            match queue.recv() {
+                Ok(parcel) => queues.push_parcel(parcel),
+                Err(_) => {
+                    open = false;
+                    continue;
                 }
             }
         }
         // Everything that queued meanwhile: the next groups take it.
         while open {
             match queue.try_recv() {
-                Ok(job) => queues.push(job),
+                Ok(parcel) => queues.push_parcel(parcel),
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => open = false,
             }
-        }
-        if queues.real == 0 && !flush_marks {
-            continue;
         }
         let max_rows = if live_chats.load(Ordering::Relaxed) > 1 {
             MAX_GROUP_ROWS
@@ -466,10 +546,6 @@ fn run<S: Store>(
         }
     }
     store
-}
-
-fn is_mark<S>(job: &Job<S>) -> bool {
-    matches!(job, Job::Request { request, .. } if request.is_delivery_mark())
 }
 
 /// Carries out `jobs` in one durable commit and returns the completions to send. Before
@@ -612,7 +688,6 @@ mod tests {
             rest.extend(ids(&queues.take_group(MAX_GROUP_ROWS)));
         }
         assert_eq!(rest, (4..=10).map(|id| (1, id)).collect::<Vec<_>>());
-        assert_eq!(queues.real, 0);
     }
 
     #[test]
@@ -638,7 +713,7 @@ mod tests {
     }
 
     #[test]
-    fn delivery_marks_count_no_rows_and_are_not_real_work() {
+    fn delivery_marks_count_no_rows() {
         let mut queues: Queues<()> = Queues::new();
         queues.push(Job::Request {
             origin: Origin::Link(Token(1)),
@@ -648,9 +723,9 @@ mod tests {
                 up_to: 3,
             },
         });
-        assert_eq!((queues.len, queues.real), (1, 0));
+        assert_eq!(queues.len, 1);
         queues.push(persist(1, 2, 1));
-        assert_eq!((queues.len, queues.real), (2, 1));
+        assert_eq!(queues.len, 2);
         let group = queues.take_group(1);
         assert_eq!(
             group.len(),

@@ -1,11 +1,13 @@
 //! The storage thread as the event loop sees it: a compose that numbers lines is reported
 //! written before its group commits (docs/PROTOCOL.md §6.2), and its durable completion
-//! follows with the same lines; everything else completes once, durable.
+//! follows with the same lines; everything else completes once, durable. A delivery mark
+//! is held on the loop's side and goes with the next request, or alone once due, or at the
+//! end.
 
 use mio::{Events, Poll, Token, Waker};
 use socketfalco_core::{RequestId, StoreReply, StoreRequest};
 use socketfalco_testkit::{MemoryStore, SlowCommits, DEVICE_B};
-use socketfalco_transport::storage::{Completion, Origin, Stage, Storage};
+use socketfalco_transport::storage::{Completion, Origin, Stage, Storage, MARK_DELAY};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -110,4 +112,55 @@ fn lines_stored_unnumbered_and_other_requests_complete_once_durable() {
         got.iter().map(|c| (c.id, c.stage)).collect::<Vec<_>>()
     );
     assert_eq!(lines(&got[0]), [(0, "offline".to_owned())]);
+}
+
+fn mark(up_to: u64) -> StoreRequest {
+    StoreRequest::MarkDelivered {
+        peer: DEVICE_B,
+        up_to,
+    }
+}
+
+#[test]
+fn a_delivery_mark_waits_on_the_loops_side_for_the_next_request_or_its_time() {
+    let (mut poll, mut storage) = start();
+    let link = Origin::Link(Token(5));
+    assert_eq!(storage.marks_due_in(), None, "nothing held yet");
+    storage.submit(link, RequestId(1), mark(1));
+    let due = storage
+        .marks_due_in()
+        .expect("the mark is held, not handed over");
+    assert!(due <= MARK_DELAY, "due in {due:?}");
+
+    // The next request takes it along, and it comes first: the link's order holds.
+    let read = StoreRequest::ReadOwn {
+        peer: DEVICE_B,
+        from_seq: 1,
+        max: 10,
+    };
+    storage.submit(link, RequestId(2), read);
+    assert_eq!(storage.marks_due_in(), None, "handed over with the read");
+    let got = completions(&mut poll, &storage, 2);
+    assert_eq!(
+        got.iter().map(|c| c.id).collect::<Vec<_>>(),
+        [RequestId(1), RequestId(2)]
+    );
+    assert!(matches!(got[0].result, Ok(StoreReply::Done)), "{got:?}");
+
+    // Alone, it goes once it is due (the loop calls this every turn), not before.
+    storage.submit(link, RequestId(3), mark(2));
+    storage.send_due_marks();
+    assert!(storage.marks_due_in().is_some(), "not due yet: still held");
+    while let Some(left) = storage.marks_due_in().filter(|left| !left.is_zero()) {
+        std::thread::sleep(left);
+    }
+    storage.send_due_marks();
+    assert_eq!(storage.marks_due_in(), None);
+    let got = completions(&mut poll, &storage, 1);
+    assert_eq!(got[0].id, RequestId(3));
+
+    // At the end, a held mark is carried out before the store comes back.
+    storage.submit(link, RequestId(4), mark(3));
+    let store = storage.stop().expect("the thread ends cleanly");
+    assert_eq!(store.inner.chats[&DEVICE_B].delivered_up_to, 3);
 }
