@@ -4,8 +4,14 @@
 //! - `plain_table/N`: the ceiling, plain prepared inserts into a table with the same key and
 //!   index and the same settings, none of the store's checks and bookkeeping;
 //! - `compose/1`: the sender's side, one typed line = one transaction.
+//!
+//! `storage/statements`: what one call costs the storage thread inside a group, its commit
+//! not counted (groups of 64 calls, committed outside the timing) — a line typed in a live
+//! session (`compose_live/1`) and one received message (`persist_received/1`): the work the
+//! thread does before a round trip's line can go on the wire, or its commit can start.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use socketfalco::store::Database;
 use socketfalco_benches::data::{message, SENT_AT_MS, SHORT_LINE};
 use socketfalco_benches::sqlite::{open_chat, open_database, temp_dir, PlainTable};
 use socketfalco_benches::stats::print_load;
@@ -102,5 +108,61 @@ fn per_transaction(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, per_transaction);
+/// Calls per group in `statements`: the commit that ends a group is not timed.
+const CALLS_PER_GROUP: u64 = 64;
+
+/// Times `call(i)` alone, `CALLS_PER_GROUP` calls to a group.
+fn bench_in_groups(
+    group: &mut Group<'_>,
+    name: &str,
+    db: &mut Database,
+    call: fn(&mut Database, u64),
+) {
+    let mut next = 0;
+    group.bench_function(BenchmarkId::new(name, 1), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut done = 0;
+            while done < iters {
+                if let Err(e) = db.begin_group() {
+                    panic!("begin: {e}");
+                }
+                for _ in 0..CALLS_PER_GROUP.min(iters - done) {
+                    next += 1;
+                    let start = Instant::now();
+                    call(db, next);
+                    total += start.elapsed();
+                    done += 1;
+                }
+                if let Err(e) = db.commit_group() {
+                    panic!("commit: {e}");
+                }
+            }
+            total
+        })
+    });
+}
+
+fn statements(c: &mut Criterion) {
+    let mut group = c.benchmark_group("storage/statements");
+    configure(&mut group);
+    group.throughput(throughput(1));
+    let dir = temp_dir(TMP);
+    let mut db = open_database(dir.path(), DEVICE_A, "alice");
+    open_chat(&mut db, DEVICE_B, "bob");
+    bench_in_groups(&mut group, "compose_live", &mut db, |db, i| {
+        let texts = [SHORT_LINE.to_owned()];
+        if let Err(e) = db.compose_batch(DEVICE_B, &texts, SENT_AT_MS, Some(i - 1)) {
+            panic!("compose: {e}");
+        }
+    });
+    bench_in_groups(&mut group, "persist_received", &mut db, |db, i| {
+        if let Err(e) = db.persist_received(DEVICE_B, &[message(i, SHORT_LINE)]) {
+            panic!("persist: {e}");
+        }
+    });
+    group.finish();
+}
+
+criterion_group!(benches, per_transaction, statements);
 criterion_main!(benches);

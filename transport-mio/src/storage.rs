@@ -285,13 +285,11 @@ impl<S: Store + Send + 'static> Storage<S> {
 
     fn send_held_marks(&self) {
         if let Backend::Thread {
-            jobs: Some(jobs),
-            held_marks,
-            ..
+            jobs, held_marks, ..
         } = &self.backend
         {
             let marks = held_marks.borrow_mut().take();
-            if !marks.is_empty() {
+            if let (Some(jobs), false) = (jobs, marks.is_empty()) {
                 // A send fails only if the thread is gone; `next_completion` reports it.
                 let _ = jobs.send(Parcel::Many(marks));
             }
