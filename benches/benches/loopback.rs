@@ -16,6 +16,8 @@
 //!
 //! Before the durable runs the bench prints what one durable commit costs at that moment
 //! (the storage ceiling of a typed line): on a shared disk it changes from minute to minute.
+//! `SOCKETFALCO_BENCH_RECEIVER_DIR` puts the receiver's database elsewhere (a tmpfs: one
+//! commit on the disk per round trip, as with two devices that each have their own).
 
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
@@ -88,8 +90,32 @@ fn memory_chat(secure: bool) -> Sender {
     }
 }
 
+/// Where alice, the receiver, keeps her database: under `SOCKETFALCO_BENCH_RECEIVER_DIR` if
+/// set — a tmpfs there leaves one durable commit on the disk per round trip instead of two,
+/// as two devices with a disk each would see it (here both share one disk, which flushes
+/// for one at a time) — else with the others.
+fn receiver_dir() -> tempfile::TempDir {
+    let Some(dir) = std::env::var_os("SOCKETFALCO_BENCH_RECEIVER_DIR") else {
+        return temp_dir(TMP);
+    };
+    eprintln!(
+        "[loopback] the receiver's database under {}",
+        dir.to_string_lossy()
+    );
+    match tempfile::Builder::new()
+        .prefix("socketfalco-bench-")
+        .tempdir_in(&dir)
+    {
+        Ok(dir) => dir,
+        Err(e) => panic!(
+            "cannot create a folder under {}: {e}",
+            dir.to_string_lossy()
+        ),
+    }
+}
+
 fn sqlite_chat(secure: bool) -> (Sender, [tempfile::TempDir; 2]) {
-    let dirs = [temp_dir(TMP), temp_dir(TMP)];
+    let dirs = [receiver_dir(), temp_dir(TMP)];
     let store_a = open_database(dirs[0].path(), DEVICE_A, "alice");
     let store_b = open_database(dirs[1].path(), DEVICE_B, "bob");
     let (alice, bob) = connected_endpoints(store_a, store_b, secure);

@@ -21,8 +21,7 @@
 //! two. The delivery marks are advisory and cost no commit, nor even a wake-up, of their own:
 //! the loop's side holds them and hands them over with the next request or task (in one
 //! send, before it: the order holds), or alone once they have waited [`MARK_DELAY`], or at
-//! the end. A sender's thread is not woken for a mark the moment its line's delivery is
-//! shown.
+//! the end: showing a line as delivered wakes no storage thread.
 
 use mio::{Token, Waker};
 use socketfalco_core::{execute, DeviceId, RequestId, Store, StoreReply, StoreRequest};
@@ -283,19 +282,6 @@ impl<S: Store + Send + 'static> Storage<S> {
         }
     }
 
-    fn send_held_marks(&self) {
-        if let Backend::Thread {
-            jobs, held_marks, ..
-        } = &self.backend
-        {
-            let marks = held_marks.borrow_mut().take();
-            if let (Some(jobs), false) = (jobs, marks.is_empty()) {
-                // A send fails only if the thread is gone; `next_completion` reports it.
-                let _ = jobs.send(Parcel::Many(marks));
-            }
-        }
-    }
-
     /// Sends `job` to the thread, the held delivery marks before it.
     fn send(&self, job: Job<S>) {
         if let Backend::Thread {
@@ -331,20 +317,27 @@ impl<S: Store + Send + 'static> Storage<S> {
     }
 }
 
+impl<S> Storage<S> {
+    /// Hands every held delivery mark over now.
+    fn send_held_marks(&self) {
+        if let Backend::Thread {
+            jobs, held_marks, ..
+        } = &self.backend
+        {
+            let marks = held_marks.borrow_mut().take();
+            if let (Some(jobs), false) = (jobs, marks.is_empty()) {
+                // A send fails only if the thread is gone; `next_completion` reports it.
+                let _ = jobs.send(Parcel::Many(marks));
+            }
+        }
+    }
+}
+
 impl<S> Drop for Storage<S> {
     fn drop(&mut self) {
         // Everything queued is carried out before the thread ends, the held marks too.
-        if let Backend::Thread {
-            jobs,
-            thread,
-            held_marks,
-            ..
-        } = &mut self.backend
-        {
-            let marks = held_marks.get_mut().take();
-            if let (Some(sender), false) = (jobs.as_ref(), marks.is_empty()) {
-                let _ = sender.send(Parcel::Many(marks));
-            }
+        self.send_held_marks();
+        if let Backend::Thread { jobs, thread, .. } = &mut self.backend {
             *jobs = None;
             if let Some(thread) = thread.take() {
                 let _ = thread.join();
