@@ -25,10 +25,11 @@ use criterion::{
 use socketfalco_benches::data::{message, message_frame, message_stream, text_4k, SHORT_LINE};
 use socketfalco_benches::memory::BenchStore;
 use socketfalco_benches::net::{connected_endpoints, RawEcho, RawSink, RunningEndpoint};
-use socketfalco_benches::sqlite::{open_database, temp_dir, PlainTable};
+use socketfalco_benches::sqlite::{open_database, temp_dir, temp_dir_under, PlainTable};
 use socketfalco_benches::stats::{print_load, Percentiles};
 use socketfalco_testkit::{DEVICE_A, DEVICE_B};
 use socketfalco_transport::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const TMP: &str = env!("CARGO_TARGET_TMPDIR");
@@ -102,16 +103,7 @@ fn receiver_dir() -> tempfile::TempDir {
         "[loopback] the receiver's database under {}",
         dir.to_string_lossy()
     );
-    match tempfile::Builder::new()
-        .prefix("socketfalco-bench-")
-        .tempdir_in(&dir)
-    {
-        Ok(dir) => dir,
-        Err(e) => panic!(
-            "cannot create a folder under {}: {e}",
-            dir.to_string_lossy()
-        ),
-    }
+    temp_dir_under(Path::new(&dir))
 }
 
 fn sqlite_chat(secure: bool) -> (Sender, [tempfile::TempDir; 2]) {

@@ -19,13 +19,17 @@ pub fn bench_root(base: &str) -> PathBuf {
 
 /// A new empty temporary folder under [`bench_root`], removed when dropped.
 pub fn temp_dir(base: &str) -> TempDir {
-    let root = bench_root(base);
-    if let Err(e) = std::fs::create_dir_all(&root) {
+    temp_dir_under(&bench_root(base))
+}
+
+/// A new empty temporary folder under `root` (created if missing), removed when dropped.
+pub fn temp_dir_under(root: &Path) -> TempDir {
+    if let Err(e) = std::fs::create_dir_all(root) {
         panic!("cannot create {}: {e}", root.display());
     }
     match tempfile::Builder::new()
         .prefix("socketfalco-bench-")
-        .tempdir_in(&root)
+        .tempdir_in(root)
     {
         Ok(dir) => dir,
         Err(e) => panic!(
