@@ -280,8 +280,9 @@ pub(super) const CHAT_TAIL_SQL: &str =
             (SELECT max(lamport) FROM waiting WHERE chat = ?1),
             EXISTS (SELECT 1 FROM waiting WHERE chat = ?1)";
 
-/// [`max_seq`] of this device, [`max_lamport`] and whether any message waits, in one
-/// statement (the path of every line typed in a live session).
+/// This device's last sequence number, the chat's highest Lamport counter (either author,
+/// numbered or waiting) and whether any message waits, in one statement (the path of every
+/// line typed in a live session, and of numbering the waiting ones).
 pub(super) fn chat_tail(tx: &Connection, chat: ChatKey) -> Result<ChatTail, StoreError> {
     let (seq, messages_lamport, waiting_lamport, any_waiting): (
         Option<i64>,
@@ -314,17 +315,6 @@ pub(super) fn max_seq(tx: &Connection, chat: ChatKey, author: i64) -> Result<u64
     from_db(max.unwrap_or(0), "sequence number")
 }
 
-/// The highest Lamport counter in `chat`, either author, numbered or waiting, 0 if none.
-pub(super) fn max_lamport(tx: &Connection, chat: ChatKey) -> Result<u64, StoreError> {
-    let max: Option<i64> = tx
-        .prepare_cached(
-            "SELECT max(coalesce((SELECT max(lamport) FROM messages WHERE chat = ?1), 0),
-                        coalesce((SELECT max(lamport) FROM waiting WHERE chat = ?1), 0))",
-        )?
-        .query_row([chat.id], |row| row.get(0))?;
-    from_db(max.unwrap_or(0), "Lamport counter")
-}
-
 /// Own messages waiting for a number in `chat`.
 pub(super) fn count_waiting(tx: &Connection, chat: ChatKey) -> Result<u64, StoreError> {
     let count: i64 = tx
@@ -341,8 +331,9 @@ pub(super) fn number_waiting(
     chat: ChatKey,
     after: u64,
 ) -> Result<u64, StoreError> {
-    let last = to_db(max_seq(tx, chat, chat.me)?.max(after), "sequence number")?;
-    let lamport = to_db(max_lamport(tx, chat)?, "Lamport counter")?;
+    let tail = chat_tail(tx, chat)?;
+    let last = to_db(tail.last_own_seq.max(after), "sequence number")?;
+    let lamport = to_db(tail.max_lamport, "Lamport counter")?;
     let limit = to_db(socketfalco_core::limits::MAX_COUNTER, "Lamport counter")?;
     let moved = tx
         .prepare_cached(

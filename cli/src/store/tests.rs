@@ -1579,11 +1579,6 @@ fn the_hot_statements_cost_the_same_in_a_chat_of_any_length() {
             vec![chat, peer_author],
         ),
         (
-            "SELECT max(coalesce((SELECT max(lamport) FROM messages WHERE chat = ?1), 0),
-                    coalesce((SELECT max(lamport) FROM waiting WHERE chat = ?1), 0))",
-            vec![chat],
-        ),
-        (
             "SELECT seq, lamport, sent_at_ms, text FROM messages
               WHERE chat = ?1 AND author = ?2 AND seq BETWEEN ?3 AND ?4 ORDER BY seq",
             vec![chat, peer_author, 1_000, 1_002],
