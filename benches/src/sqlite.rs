@@ -98,6 +98,17 @@ impl PlainTable {
         }
     }
 
+    /// Copies the log into the database (`PRAGMA wal_checkpoint(PASSIVE)`), so that the next
+    /// commit writes the log again from its start, overwriting it instead of growing it.
+    pub fn checkpoint(&mut self) {
+        if let Err(e) = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        {
+            panic!("checkpoint: {e}");
+        }
+    }
+
     /// Inserts `batch` in one transaction, as one peer's messages in one chat.
     pub fn insert(&mut self, batch: &[Message]) {
         let mut run = || -> rusqlite::Result<()> {

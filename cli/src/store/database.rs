@@ -111,6 +111,7 @@ impl Database {
                 }
             }
         }
+        db.reserve_log();
         db.me = db.identity()?.map(|i| i.device);
         Ok(db)
     }

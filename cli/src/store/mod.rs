@@ -34,6 +34,8 @@
 //!   [`DisplayKey`].
 //! - `durability`: `impl Store for Database`, the core's durability contract, group commits
 //!   included.
+//! - `log_file`: the write-ahead log's file, kept at its full size so that commits
+//!   overwrite it instead of growing it.
 //! - `queries`: the row-level SQL helpers the others share, and the conversions between
 //!   protocol values and stored ones.
 
@@ -41,6 +43,7 @@ mod database;
 mod durability;
 mod errors;
 mod history;
+mod log_file;
 mod queries;
 mod schema;
 #[cfg(test)]

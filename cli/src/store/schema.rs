@@ -1,8 +1,9 @@
 //! The database file: its name in the data folder, the settings every connection runs with
-//! (WAL, full fsync, a busy timeout, foreign keys), and its versioned schema — the
-//! migrations, each a step of `PRAGMA user_version`, and the check that refuses another
-//! program's file or a newer SocketFalco's.
+//! (WAL with its file kept, full fsync, a busy timeout, foreign keys), and its versioned
+//! schema — the migrations, each a step of `PRAGMA user_version`, and the check that refuses
+//! another program's file or a newer SocketFalco's.
 
+use super::log_file::keep_log_file;
 use super::{Database, StoreError};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, TransactionBehavior};
@@ -248,6 +249,9 @@ impl Database {
         // controls: rusqlite's default of 16 let a group evict and re-parse its own.
         self.conn
             .set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+        // Keep the log's file, grown to its size, when the last connection closes, so that
+        // commits overwrite it instead of growing it (`log_file`).
+        keep_log_file(&self.conn);
         Ok(())
     }
 

@@ -1120,6 +1120,82 @@ fn another_programs_database_is_refused() {
     ));
 }
 
+/// The log file's size, 0 when it does not exist.
+fn log_size(db: &Database) -> u64 {
+    std::fs::metadata(db.log_path()).map_or(0, |m| m.len())
+}
+
+fn reserve_table_exists(conn: &Connection) -> bool {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = 'log_reserve')",
+        [],
+        |row| row.get(0),
+    )
+    .unwrap()
+}
+
+#[test]
+fn the_log_is_grown_once_and_then_overwritten_not_grown() {
+    let (dir, mut db) = fresh();
+    let page: u64 = db
+        .conn
+        .pragma_query_value(None, "page_size", |r| r.get::<_, i64>(0))
+        .unwrap()
+        .try_into()
+        .unwrap();
+    // A new database's log holds one checkpoint cycle (1,000 pages) from the start…
+    let grown = log_size(&db);
+    assert!(grown >= 1_000 * page, "log of {grown} bytes");
+    assert!(!reserve_table_exists(&db.conn));
+    // …and the database file keeps the reserve's pages on its free list.
+    let free: i64 = db
+        .conn
+        .pragma_query_value(None, "freelist_count", |r| r.get(0))
+        .unwrap();
+    assert!(
+        u64::try_from(free).unwrap() * page >= 1_000 * page,
+        "{free} free pages"
+    );
+    // Commits overwrite the log from its start instead of growing it: far more of them than
+    // it has room for after the reserve's own frames.
+    let peer = id(&[1]);
+    db.open_chat(&hello(peer, "Bob"), None).unwrap();
+    for seq in 1..=600 {
+        db.persist_received(
+            peer,
+            &[msg(seq, seq, "a line of about forty bytes, as typed")],
+        )
+        .unwrap();
+        db.compose_live(peer, "and an answer", 0).unwrap();
+    }
+    assert_eq!(log_size(&db), grown);
+    // Closing keeps the file at its size, and opening again keeps it so.
+    drop(db);
+    let db = Database::open(dir.path()).unwrap();
+    assert_eq!(log_size(&db), grown);
+    // A log deleted by another program (SQLite's own shell deletes it on closing) is grown
+    // again on the next opening.
+    drop(db);
+    std::fs::remove_file(dir.path().join(format!("{DB_FILE_NAME}-wal"))).unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    assert!(log_size(&db) >= 1_000 * page);
+    assert_eq!(db.identity().unwrap().unwrap().device, ME);
+}
+
+#[test]
+fn a_reserve_table_left_behind_by_a_crash_is_dropped_on_opening() {
+    let (dir, db) = fresh();
+    drop(db);
+    // The process died between the reserve's two transactions.
+    let conn = raw(dir.path());
+    conn.execute_batch("CREATE TABLE log_reserve (pages BLOB NOT NULL); INSERT INTO log_reserve VALUES (zeroblob(100000));")
+        .unwrap();
+    drop(conn);
+    let db = Database::open(dir.path()).unwrap();
+    assert!(!reserve_table_exists(&db.conn));
+    assert_eq!(db.identity().unwrap().unwrap().device, ME);
+}
+
 #[test]
 fn the_pragmas_are_in_force() {
     let (_dir, db) = fresh();
