@@ -226,7 +226,7 @@ impl Database {
         // Two processes on one data folder must both work: wait for the other's write.
         self.conn.busy_timeout(BUSY_TIMEOUT)?;
         // WAL: readers never block the writer nor the other way round, and a commit is one
-        // append + fsync of the log. Persistent in the file; a no-op when already set. A file
+        // write + fsync of the log (`log_file`). Persistent in the file; a no-op when already set. A file
         // system that cannot do WAL keeps the rollback journal, which is just as durable
         // (with FULL below) and, with the busy timeout, just as correct, only less
         // concurrent: so the answer is not checked.
