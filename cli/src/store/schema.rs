@@ -1,9 +1,8 @@
 //! The database file: its name in the data folder, the settings every connection runs with
-//! (WAL with its file kept, full fsync, a busy timeout, foreign keys), and its versioned
-//! schema — the migrations, each a step of `PRAGMA user_version`, and the check that refuses
-//! another program's file or a newer SocketFalco's.
+//! (WAL, full fsync, a busy timeout, foreign keys), and its versioned schema — the
+//! migrations, each a step of `PRAGMA user_version`, and the check that refuses another
+//! program's file or a newer SocketFalco's.
 
-use super::log_file::keep_log_file;
 use super::{Database, StoreError};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, TransactionBehavior};
@@ -226,10 +225,10 @@ impl Database {
         // Two processes on one data folder must both work: wait for the other's write.
         self.conn.busy_timeout(BUSY_TIMEOUT)?;
         // WAL: readers never block the writer nor the other way round, and a commit is one
-        // write + fsync of the log (`log_file`). Persistent in the file; a no-op when already set. A file
-        // system that cannot do WAL keeps the rollback journal, which is just as durable
-        // (with FULL below) and, with the busy timeout, just as correct, only less
-        // concurrent: so the answer is not checked.
+        // write + fsync of the log (grown on opening: `log_file`). Persistent in the file; a
+        // no-op when already set. A file system that cannot do WAL keeps the rollback
+        // journal, which is just as durable (with FULL below) and, with the busy timeout,
+        // just as correct, only less concurrent: so the answer is not checked.
         let _mode: String = self
             .conn
             .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
@@ -249,9 +248,6 @@ impl Database {
         // controls: rusqlite's default of 16 let a group evict and re-parse its own.
         self.conn
             .set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
-        // Keep the log's file, grown to its size, when the last connection closes, so that
-        // commits overwrite it instead of growing it (`log_file`).
-        keep_log_file(&self.conn);
         Ok(())
     }
 
