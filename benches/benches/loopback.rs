@@ -15,7 +15,9 @@
 //!   bench then prints p50/p99/p99.9 of a separately recorded loop.
 //!
 //! Before the durable runs the bench prints what one durable commit costs at that moment
-//! (the storage ceiling of a typed line): on a shared disk it changes from minute to minute.
+//! (the storage ceiling of a typed line), with the log growing and with it reused: on a
+//! shared disk it changes from minute to minute. The SQLite round trips are also recorded for
+//! a new chat's first lines (`…/new_chat`), before criterion's run writes thousands.
 //! `SOCKETFALCO_BENCH_RECEIVER_DIR` puts the receiver's database elsewhere (a tmpfs: one
 //! commit on the disk per round trip, as with two devices that each have their own).
 
@@ -248,7 +250,8 @@ fn print_insert_ceiling(text: &str) -> f64 {
 /// latency swings tenfold within minutes, so each durable figure needs its own. Two figures:
 /// 40 commits into a new database, whose log grows with each (SQLite's default, and the
 /// target's yardstick), then 40 more after a checkpoint, which overwrite that log from its
-/// start (what the store's commits do, since it keeps its log at full size). Returns both.
+/// start (what the store's commits do, since it grows its log to full size on opening).
+/// Returns both.
 fn print_commit_latency(before: &str) -> Option<(Percentiles, Percentiles)> {
     let dir = temp_dir(TMP);
     let mut table = PlainTable::create(dir.path(), "FULL");
