@@ -6,8 +6,8 @@
 //! [`Store::commit_group`] makes them durable with one fsync.
 
 use super::queries::{
-    add_messages, chat_key, chat_keys, chat_tail, count_messages, count_waiting, delivered_up_to,
-    ensure_chat, insert_messages, max_seq, number_waiting, read_message, to_db, OnConflict,
+    add_messages, chat_key, chat_keys, chat_tail, count_waiting, delivered_up_to, ensure_chat,
+    insert_messages, max_seq, number_waiting, read_message, to_db, OnConflict,
 };
 use super::{Database, StoreError};
 use rusqlite::params;
@@ -131,7 +131,7 @@ impl Store for Database {
                 insert_messages(tx, OnConflict::Fail, chat, chat.me, &rows, now)?;
             }
             if !messages.is_empty() {
-                add_messages(tx, chat, messages.len(), false, now)?;
+                add_messages(tx, chat, messages.len(), false, Some(now))?;
             }
             Ok(messages)
         })
@@ -208,7 +208,7 @@ impl Store for Database {
             }
             let stored = insert_messages(tx, OnConflict::Ignore, chat, chat.peer(), &rows, now)?;
             if stored > 0 {
-                add_messages(tx, chat, stored, true, now)?;
+                add_messages(tx, chat, stored, true, Some(now))?;
             }
             Ok(())
         })
@@ -258,8 +258,9 @@ impl Store for Database {
                 }
                 insert_messages(tx, OnConflict::Fail, chat, chat.me, &[message], now)?;
                 last = message.seq;
-                // One more message in the chat, unless it replaces its waiting twin below.
-                count_messages(tx, chat, 1, false)?;
+                // One more message in the chat, unless it replaces its waiting twin below; no
+                // activity (it is history coming back).
+                add_messages(tx, chat, 1, false, None)?;
                 // The same write, still waiting here: it was numbered (and delivered) before
                 // this store went back in time. Keep the numbered copy only (one waiting copy
                 // per returned message: two identical lines written in the same millisecond

@@ -225,41 +225,24 @@ pub(super) fn chat_keys(
     .transpose()
 }
 
-/// `n` more messages in `chat` (`unread`: the peer's, stored now).
-pub(super) fn count_messages(
-    tx: &Connection,
-    chat: ChatKey,
-    n: usize,
-    unread: bool,
-) -> Result<(), StoreError> {
-    let n = i64::try_from(n).unwrap_or(i64::MAX);
-    tx.prepare_cached(
-        "UPDATE chats SET message_count = message_count + ?2,
-                          unread = unread + CASE WHEN ?3 THEN ?2 ELSE 0 END
-          WHERE id = ?1",
-    )?
-    .execute(params![chat.id, n, unread])?;
-    Ok(())
-}
-
 /// The statement of [`add_messages`].
 pub(super) const ADD_MESSAGES_SQL: &str = "UPDATE chats SET message_count = message_count + ?2,
                       unread = unread + CASE WHEN ?3 THEN ?2 ELSE 0 END,
-                      last_activity_ms = ?4
+                      last_activity_ms = coalesce(?4, last_activity_ms)
       WHERE id = ?1";
 
-/// Records `n` new messages in `chat` (`unread`: the peer's), and activity now: one
-/// statement.
+/// Records `n` new messages in `chat` (`unread`: the peer's) and, if `activity` is given,
+/// activity at that time: one statement.
 pub(super) fn add_messages(
     tx: &Connection,
     chat: ChatKey,
     n: usize,
     unread: bool,
-    now: i64,
+    activity: Option<i64>,
 ) -> Result<(), StoreError> {
     let n = i64::try_from(n).unwrap_or(i64::MAX);
     tx.prepare_cached(ADD_MESSAGES_SQL)?
-        .execute(params![chat.id, n, unread, now])?;
+        .execute(params![chat.id, n, unread, activity])?;
     Ok(())
 }
 
