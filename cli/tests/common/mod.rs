@@ -30,6 +30,10 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_socketfalco");
 /// processes. Nothing asserts that a step is fast, only that it happens.
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// How long a session goes on with a peer that sends nothing before it gives up on it
+/// (docs/PROTOCOL.md §7): how late a caller may notice a peer whose connection was left open.
+pub const DEAD_PEER_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Starting a process, the way every test here does: [`Start::start`] for `spawn` and
 /// [`Start::run_to_end`] for `output`.
 ///
@@ -344,10 +348,21 @@ impl Session {
 
     /// Waits for an output line (as written, with its line ending) that `pred` accepts.
     pub fn wait_for_line(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        self.wait_for_line_within(WAIT, what, pred)
+    }
+
+    /// [`Session::wait_for_line`] with a bound of its own: for a step that may rightly take
+    /// longer than [`WAIT`], such as noticing a peer that went silent.
+    pub fn wait_for_line_within(
+        &mut self,
+        within: Duration,
+        what: &str,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
         if let Some(line) = self.seen.iter().find(|l| pred(l)) {
             return line.clone();
         }
-        let deadline = Instant::now() + WAIT;
+        let deadline = Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
@@ -365,6 +380,17 @@ impl Session {
     /// Waits for a `--json` event that `pred` accepts.
     pub fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let line = self.wait_for_line(what, |line| pred(&json(line)));
+        json(&line)
+    }
+
+    /// [`Session::wait_for`] with a bound of its own ([`Session::wait_for_line_within`]).
+    pub fn wait_for_within(
+        &mut self,
+        within: Duration,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let line = self.wait_for_line_within(within, what, |line| pred(&json(line)));
         json(&line)
     }
 
