@@ -40,12 +40,13 @@ pub fn temp_dir_under(root: &Path) -> TempDir {
 }
 
 /// The chat's real database in `dir`, with the identity `device`/`name`, exactly as the
-/// binary opens it (WAL, `synchronous = FULL`, foreign keys on).
+/// binary opens it for a session (WAL, `synchronous = FULL`, foreign keys on, the log grown).
 pub fn open_database(dir: &Path, device: DeviceId, name: &str) -> Database {
     let mut db = match Database::open(dir) {
         Ok(db) => db,
         Err(e) => panic!("open the database: {e}"),
     };
+    db.reserve_log();
     if let Err(e) = db.create_identity(device, name) {
         panic!("create the identity: {e}");
     }

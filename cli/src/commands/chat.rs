@@ -402,7 +402,7 @@ fn run(
     listen: Option<ListenOptions>,
     reaching: Reaching,
 ) -> Result<(), AppError> {
-    let mut db = ctx.open_database()?;
+    let mut db = ctx.open_database_for_lines()?;
     let me = ensure_identity(ctx, &mut db)?;
     let mut session = SessionConfig::new(me.device, me.name.clone());
     session.temporary = temporary;

@@ -38,7 +38,7 @@ const FOLLOW_EVERY: Duration = Duration::from_millis(300);
 /// Opens the chat named by `prefix` (a unique prefix of the peer's uuid), showing the part
 /// of its history `view` asks for.
 pub fn run(ctx: &Context, prefix: &str, view: HistoryView) -> Result<(), AppError> {
-    let mut db = ctx.open_database()?;
+    let mut db = ctx.open_database_for_lines()?;
     let me = ensure_identity(ctx, &mut db)?;
     let peer = db.find_chat(prefix)?;
     let summary = db.list_chats()?.into_iter().find(|c| c.peer == peer);

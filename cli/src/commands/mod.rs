@@ -72,6 +72,15 @@ impl Context {
         Ok(Database::open(&self.data_dir)?)
     }
 
+    /// Opens the database to commit lines one by one (a session, lines written offline):
+    /// its log is grown first, so that those commits overwrite it instead of growing it
+    /// ([`Database::reserve_log`]).
+    pub fn open_database_for_lines(&self) -> Result<Database, AppError> {
+        let mut db = self.open_database()?;
+        db.reserve_log();
+        Ok(db)
+    }
+
     /// How to run this program again on the same data directory, for commands the output
     /// suggests: `socketfalco`, plus `--data-dir DIR` if one was given (quoted for the shell
     /// when needed).

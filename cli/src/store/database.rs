@@ -111,7 +111,6 @@ impl Database {
                 }
             }
         }
-        db.reserve_log();
         db.me = db.identity()?.map(|i| i.device);
         Ok(db)
     }

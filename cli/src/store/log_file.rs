@@ -10,8 +10,10 @@
 //!
 //! SQLite by itself lets the log grow in every session: the last connection to close
 //! deletes the file, so each process starts from an empty log, and reuses it only after
-//! the 1,000 pages of a checkpoint cycle, more than most chat sessions write. So opening a
-//! database whose log is shorter than one cycle grows it ([`Database::reserve_log`]): a
+//! the 1,000 pages of a checkpoint cycle, more than most chat sessions write. So a handle
+//! opened to commit lines one by one (a session, lines written offline; not `-ls` or a
+//! rename, which commit once if at all) grows a log shorter than one cycle
+//! ([`Database::reserve_log`]): a
 //! transaction writes that many pages with a page cache so small that SQLite spills nearly
 //! all of them into the log, and is rolled back. A rolled-back transaction's pages are not
 //! part of the database: they are never copied into it, recovery ignores them, and the next
@@ -70,7 +72,11 @@ impl Database {
     /// Grows a log shorter than one checkpoint cycle to that size (see the module's text);
     /// does nothing, at the cost of a `stat`, when it is that long already (another process
     /// has the database open). A failure is not an error: only speed depends on it.
-    pub(super) fn reserve_log(&mut self) {
+    ///
+    /// For a handle that will commit lines one by one (a chat session, lines written
+    /// offline); a command that reads, or writes once, has nothing to gain from it and
+    /// leaves the log alone.
+    pub fn reserve_log(&mut self) {
         let _ = self.try_reserve_log();
     }
 

@@ -34,8 +34,8 @@
 //!   [`DisplayKey`].
 //! - `durability`: `impl Store for Database`, the core's durability contract, group commits
 //!   included.
-//! - `log_file`: the write-ahead log's file, grown to its full size on opening so that
-//!   commits overwrite it instead of growing it.
+//! - `log_file`: the write-ahead log's file, grown to its full size for a handle that
+//!   commits lines one by one, so that those commits overwrite it instead of growing it.
 //! - `queries`: the row-level SQL helpers the others share, and the conversions between
 //!   protocol values and stored ones.
 

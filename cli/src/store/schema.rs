@@ -225,7 +225,7 @@ impl Database {
         // Two processes on one data folder must both work: wait for the other's write.
         self.conn.busy_timeout(BUSY_TIMEOUT)?;
         // WAL: readers never block the writer nor the other way round, and a commit is one
-        // write + fsync of the log (grown on opening: `log_file`). Persistent in the file; a
+        // write + fsync of the log (grown for a session: `log_file`). Persistent in the file; a
         // no-op when already set. A file system that cannot do WAL keeps the rollback
         // journal, which is just as durable (with FULL below) and, with the busy timeout,
         // just as correct, only less concurrent: so the answer is not checked.

@@ -1139,9 +1139,10 @@ fn message_count(conn: &Connection) -> i64 {
 }
 
 #[test]
-fn the_log_is_grown_on_opening_and_then_overwritten_not_grown() {
+fn a_handle_for_lines_grows_the_log_which_is_then_overwritten_not_grown() {
     let (dir, mut db) = fresh();
     let page = page_size(&db);
+    db.reserve_log();
     // The log holds one checkpoint cycle (1,000 pages) from the start…
     let grown = log_size(&db);
     assert!(grown >= 1_000 * page, "log of {grown} bytes");
@@ -1173,12 +1174,34 @@ fn the_log_is_grown_on_opening_and_then_overwritten_not_grown() {
     assert_eq!(log_size(&db), grown);
     assert_eq!(message_count(&db.conn), 1_200);
     // The last close deletes the log, as SQLite always does, so the database file alone
-    // holds everything; the next opening grows a new one.
+    // holds everything; the next handle for lines grows a new one.
     drop(db);
     assert!(!dir.path().join(format!("{DB_FILE_NAME}-wal")).exists());
-    let db = Database::open(dir.path()).unwrap();
+    let mut db = Database::open(dir.path()).unwrap();
+    db.reserve_log();
     assert!(log_size(&db) >= 1_000 * page);
     assert_eq!(message_count(&db.conn), 1_200);
+}
+
+#[test]
+fn an_opening_to_read_leaves_the_log_alone() {
+    // `-ls`, a rename, a view: they commit once if at all, and a grown log would only cost
+    // them the time and the writes.
+    let (dir, db) = fresh();
+    drop(db);
+    let db = Database::open(dir.path()).unwrap();
+    let page = page_size(&db);
+    let size = log_size(&db);
+    assert!(size < 100 * page, "log of {size} bytes");
+    // Once a handle for lines has grown it, another opening finds it grown (one log per
+    // database, shared while any handle is open) and leaves it so.
+    let mut session = Database::open(dir.path()).unwrap();
+    session.reserve_log();
+    let grown = log_size(&session);
+    assert!(grown >= 1_000 * page);
+    let reader = Database::open(dir.path()).unwrap();
+    assert_eq!(log_size(&reader), grown);
+    drop((db, reader));
 }
 
 #[test]
