@@ -156,6 +156,64 @@ fn silent_and_garbage_connections_never_keep_a_peer_out() {
 }
 
 #[test]
+fn a_line_for_a_busy_listener_goes_if_it_frees_up_in_time_or_is_reported_not_sent() {
+    let alice = Device::new("alice");
+    let bob = Device::new("bob");
+    let carol = Device::new("carol");
+    let (mut listener, port) = alice.listen_with(|cmd| {
+        cmd.args(["--max-peers", "1"]);
+    });
+    let mut first = bob.connect(port);
+    first.connected();
+    listener.wait_for("connected", |e| e["event"] == "connected");
+    // Carol pipes a line and ends her input while the listener stays busy: her caller keeps
+    // trying through the grace period of leaving, then lists the line, which is neither sent
+    // nor stored (no chat to store it in yet), and fails.
+    let port_s = port.to_string();
+    let args = ["-c", "127.0.0.1", "-p", &port_s, "--json"];
+    let out = carol.run_with_input(&args, "are you there?\n");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("1 line(s) were not sent"),
+        "{}",
+        stderr(&out)
+    );
+    let events: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let attempts = events.iter().filter(|e| e["event"] == "connecting").count();
+    assert!(
+        attempts >= 2,
+        "it tried again before giving up: {events:#?}"
+    );
+    let not_sent = events.iter().find(|e| e["event"] == "not_sent");
+    assert_eq!(
+        not_sent.map(|e| e["texts"].clone()),
+        Some(serde_json::json!(["are you there?"])),
+        "{events:#?}"
+    );
+    // The same, but bob leaves within the grace period: the line goes, and all is well.
+    let mut second = carol.connect(port);
+    second.wait_for("busy", |e| e["event"] == "peer_left");
+    second.say("my turn");
+    second.wait_for("waiting", |e| e["event"] == "pending");
+    second.end_input();
+    first.finish();
+    listener.received("my turn");
+    let events = second.finish();
+    assert!(
+        events.iter().any(|e| e["event"] == "delivered"),
+        "{events:#?}"
+    );
+    assert!(
+        !events.iter().any(|e| e["event"] == "not_sent"),
+        "{events:#?}"
+    );
+    listener.kill();
+}
+
+#[test]
 fn a_caller_past_the_listeners_limit_waits_its_turn_and_an_unreachable_address_fails_clearly() {
     let alice = Device::new("alice");
     let bob = Device::new("bob");

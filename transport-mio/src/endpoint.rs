@@ -249,6 +249,15 @@ pub enum Output {
     },
     /// A line waits for the first peer: it is not stored yet.
     Pending(String),
+    /// The endpoint stopped with lines that waited for a first peer which never came (or
+    /// never took them): they were not sent and are not stored. The last output of
+    /// [`Endpoint::run`], whatever ended it, so a front end can show the texts and fail.
+    NotSent {
+        /// The lines, in the order written.
+        texts: Vec<String>,
+        /// Why: no peer connected in time.
+        reason: String,
+    },
     /// A peer presented a known device id with another key and was refused.
     KeyMismatch {
         /// Who it claimed to be.
@@ -486,6 +495,12 @@ impl<S: Store + Send + 'static> Endpoint<S> {
     ) -> Result<(), EndpointError> {
         let mut out = OutputQueue::default();
         let result = self.run_inner(&mut out, &mut on_output);
+        if !self.pending.is_empty() {
+            out.push(Output::NotSent {
+                texts: self.pending.drain(..).collect(),
+                reason: "no peer connected to take them".to_owned(),
+            });
+        }
         out.flush(&self.storage, &mut on_output);
         self.store_back = self.storage.stop();
         result
@@ -843,7 +858,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                 "could not connect to {what}: {error}"
             )));
         }
-        if self.quit_deadline_ms.is_none() {
+        if self.keeps_trying() {
             self.schedule_reconnect(out);
         }
         Ok(())
@@ -968,6 +983,15 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             }
         } else {
             log::debug!("the relay is still unavailable: {error}");
+        }
+    }
+
+    /// Whether a caller whose connection ended tries again: unless the user leaves — or,
+    /// while lines still wait for a first peer, until the grace period of leaving is over.
+    fn keeps_trying(&self) -> bool {
+        match self.quit_deadline_ms {
+            None => true,
+            Some(deadline) => !self.pending.is_empty() && self.clock.now_ms() < deadline,
         }
     }
 
@@ -1315,16 +1339,15 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             return Err(EndpointError::NotInvited(reason));
         }
         if matches!(self.role, Role::Connect { .. }) {
+            let keep_trying = self.keeps_trying();
             match self.refused_for_good.take() {
                 // A listener at its limit of peers: try again later, unless the user leaves.
-                Some(reason)
-                    if reason.code == CloseCode::Busy && self.quit_deadline_ms.is_none() =>
-                {
+                Some(reason) if reason.code == CloseCode::Busy && keep_trying => {
                     self.schedule_reconnect(out);
                 }
                 Some(reason) if reason.code == CloseCode::Busy => {}
                 Some(reason) => return Err(EndpointError::Refused(reason)),
-                None if self.quit_deadline_ms.is_none() => self.schedule_reconnect(out),
+                None if keep_trying => self.schedule_reconnect(out),
                 None => {}
             }
         }
@@ -1367,7 +1390,11 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                     if self.quit_deadline_ms.is_none() {
                         self.quit_deadline_ms =
                             Some(self.clock.now_ms() + self.config.quit_grace_ms);
-                        self.reconnect_at_ms = None;
+                        // Lines still waiting for a first peer keep a caller trying again
+                        // within the grace period (a busy listener, one not up yet).
+                        if self.pending.is_empty() {
+                            self.reconnect_at_ms = None;
+                        }
                     }
                     return;
                 }
@@ -1654,12 +1681,8 @@ impl<S: Store + Send + 'static> Endpoint<S> {
         if self.conns.is_empty() && self.dialing.is_some() && expired {
             self.dialing = None;
         }
-        if expired && !self.pending.is_empty() {
-            let n = self.pending.len();
-            self.pending.clear();
-            out.push(Output::Warning(format!(
-                "{n} line(s) were not sent: no peer connected in time"
-            )));
+        if expired {
+            self.reconnect_at_ms = None;
         }
         Ok(())
     }
@@ -1688,6 +1711,12 @@ impl<S: Store + Send + 'static> Endpoint<S> {
         }
         self.count_live_chats();
         if !self.conns.is_empty() || !self.offline.is_empty() {
+            return false;
+        }
+        // Lines that wait for a first peer wait out the grace period for one (a caller
+        // dialing or trying again, a listener a peer may still reach); then `run` reports
+        // them as not sent.
+        if !self.pending.is_empty() && now < deadline && self.refused_for_good.is_none() {
             return false;
         }
         // Wait (briefly: lingering has its own deadline) until the peers have read our close.

@@ -444,6 +444,8 @@ fn run(
             let mut endpoint = endpoint;
             let mut onion = reaching.onion;
             let mut onion_failed = None;
+            // Lines that waited for a first peer which never took them: a failure.
+            let mut not_sent = 0;
             // The bookkeeping below runs on the storage thread, in its next commit: the
             // loop never waits for the disk.
             let result = endpoint.run(|storage, output| {
@@ -471,6 +473,9 @@ fn run(
                         }
                     }
                     return;
+                }
+                if let Output::NotSent { texts, .. } = &output {
+                    not_sent = texts.len();
                 }
                 if let Output::Connected { peer, addr, .. } = &output {
                     if !peer.temporary {
@@ -507,7 +512,13 @@ fn run(
             let result = match onion_failed {
                 Some(e) => Err(e),
                 None => result.map_err(|e| refused(&e)),
-            };
+            }
+            .and_then(|()| match not_sent {
+                0 => Ok(()),
+                n => Err(format!(
+                    "{n} line(s) were not sent: no peer connected to take them"
+                )),
+            });
             let _ = net_tx.send(Update::Finished(result));
         })?;
     let on_signal = std::sync::Mutex::new(control.clone());

@@ -92,6 +92,11 @@ pub struct Presenter {
     reconnect: Option<Reconnect>,
     /// A connection attempt was shown already (later attempts are not).
     connecting_shown: bool,
+    /// The refusal of a connection that never became a chat, as last shown: the same one
+    /// again (a busy listener, attempt after attempt) is not shown again.
+    refusal_shown: Option<String>,
+    /// Whether the last chat connected in this run was temporary; `None` before the first.
+    last_temporary: Option<bool>,
     /// Unread lines in the live chats other than the current one (shown in the prompt).
     unread_elsewhere: u64,
 }
@@ -122,6 +127,8 @@ impl Presenter {
             key_refused: false,
             reconnect: None,
             connecting_shown: false,
+            refusal_shown: None,
+            last_temporary: None,
             unread_elsewhere: 0,
         }
     }
@@ -428,7 +435,14 @@ impl Presenter {
                         Side::Local => "closed",
                         Side::Peer => "the peer closed",
                     };
-                    lines.push(format!("disconnected{from} ({who}): {reason}"));
+                    let line = format!("disconnected{from} ({who}): {reason}");
+                    // One line per transition: a refusal repeated at every attempt is not.
+                    if peer.is_some() {
+                        lines.push(line);
+                    } else if self.refusal_shown.as_ref() != Some(&line) {
+                        self.refusal_shown = Some(line.clone());
+                        lines.push(line);
+                    }
                 }
             }
             Output::KeyMismatch {
@@ -478,9 +492,16 @@ impl Presenter {
                     since_ms,
                 });
                 if first {
+                    let meanwhile = match self.last_temporary {
+                        None => {
+                            "what you write meanwhile waits here, not stored, and goes to the \
+                             first peer that connects"
+                        }
+                        Some(true) => "the temporary session has ended: nothing you write is sent",
+                        Some(false) => "what you write meanwhile is stored and sent then",
+                    };
                     lines.push(format!(
-                        "not connected — trying again by itself (first in {:.1} s); what you \
-                         write meanwhile is stored and sent then",
+                        "not connected — trying again by itself (first in {:.1} s); {meanwhile}",
                         *in_ms as f64 / 1000.0
                     ));
                 }
@@ -509,6 +530,13 @@ impl Presenter {
                 "no peer yet: the line waits and is sent to the first peer that connects"
                     .to_owned(),
             ),
+            Output::NotSent { texts, reason } => {
+                lines.push(format!(
+                    "not sent and not stored ({reason}), {} line(s):",
+                    texts.len()
+                ));
+                lines.extend(texts.iter().map(|text| format!("  {}", sanitize(text))));
+            }
             Output::Warning(text) => lines.push(format!("warning: {text}")),
         }
         lines
@@ -519,6 +547,8 @@ impl Presenter {
     fn track(&mut self, output: &Output) {
         match output {
             Output::Connected { peer, incoming, .. } => {
+                self.last_temporary = Some(peer.temporary);
+                self.refusal_shown = None;
                 let chat = self.chats.entry(peer.device).or_default();
                 chat.name.clone_from(&peer.name);
                 chat.delivered_up_to = 0;
@@ -780,6 +810,9 @@ impl Presenter {
                 json!({"event": "error", "kind": "rejected", "text": text, "message": reason})
             }
             Output::Pending(text) => json!({"event": "pending", "text": text}),
+            Output::NotSent { texts, reason } => {
+                json!({"event": "not_sent", "texts": texts, "message": reason})
+            }
             Output::Warning(text) => json!({"event": "error", "kind": "warning", "message": text}),
         }
     }
@@ -1274,5 +1307,67 @@ mod tests {
             assert!(back[0].contains("back after 9 attempt(s)"), "{back:?}");
             assert_eq!(p.prompt(), "bob> ");
         }
+    }
+
+    #[test]
+    fn a_refusal_repeated_at_every_attempt_is_one_line_and_unsent_lines_are_listed() {
+        let mut p = Presenter::new(Style::Plain, "carol");
+        let addr = "127.0.0.1:4000".to_string();
+        let busy = || Output::Disconnected {
+            peer: None,
+            reason: socketfalco_core::Close::new(CloseCode::Busy, "peer is busy in another chat"),
+            by: Side::Peer,
+        };
+        let mut lines = p.output(&Output::Connecting(addr.clone()));
+        lines.extend(p.output(&Output::Pending("hello".into())));
+        for delay in [500, 1_000, 2_000] {
+            lines.extend(p.output(&busy()));
+            lines.extend(p.output(&Output::Reconnecting { in_ms: delay }));
+            lines.extend(p.output(&Output::Connecting(addr.clone())));
+        }
+        let refusals = lines.iter().filter(|l| l.contains("busy")).count();
+        assert_eq!(refusals, 1, "{lines:#?}");
+        // Before any chat, a waiting line is not stored: the status does not say it is.
+        let status = lines
+            .iter()
+            .find(|l| l.starts_with("not connected"))
+            .unwrap();
+        assert!(status.contains("not stored"), "{status}");
+        let unsent = p.output(&Output::NotSent {
+            texts: vec!["hello".into(), "again\x1b[2J".into()],
+            reason: "no peer connected to take them".into(),
+        });
+        assert_eq!(
+            unsent,
+            [
+                "not sent and not stored (no peer connected to take them), 2 line(s):",
+                "  hello",
+                "  again\u{fffd}[2J",
+            ]
+        );
+        let mut json = Presenter::new(Style::Json, "carol");
+        let line = json.output(&Output::NotSent {
+            texts: vec!["hello".into()],
+            reason: "no peer connected to take them".into(),
+        });
+        let v: serde_json::Value = serde_json::from_str(&line[0]).unwrap();
+        assert_eq!(v["event"], "not_sent");
+        assert_eq!(v["texts"][0], "hello");
+        // After a chat, a temporary one, the status says nothing written is sent.
+        let mut t = Presenter::new(Style::Plain, "carol");
+        let mut peer = hello(1, "alice");
+        peer.temporary = true;
+        let _ = t.output(&Output::Connected {
+            peer,
+            addr,
+            incoming: 0,
+            outgoing: 0,
+            held: Default::default(),
+        });
+        let status = t.output(&Output::Reconnecting { in_ms: 500 });
+        assert!(
+            status[0].contains("nothing you write is sent"),
+            "{status:?}"
+        );
     }
 }

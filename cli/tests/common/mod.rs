@@ -432,6 +432,11 @@ impl Session {
         lines.iter().map(|l| json(l)).collect()
     }
 
+    /// Ends input (as a script's pipe does) and goes on watching the process.
+    pub fn end_input(&mut self) {
+        drop(self.stdin.take());
+    }
+
     /// Kills the process.
     pub fn kill(mut self) {
         self.child.kill().unwrap();
