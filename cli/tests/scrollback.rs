@@ -510,3 +510,69 @@ fn twenty_seconds_of_reconnecting_leave_at_most_three_status_lines() {
     );
     live.keys(&["quit", "Enter"]);
 }
+
+/// A window resized while a line is being typed: the next key (here Enter) is taken at once,
+/// not left waiting for another key. A page read back is drawn again at the new size.
+#[test]
+fn keys_after_a_resize_are_taken_at_once_and_a_page_is_drawn_again() {
+    if !tmux_present() {
+        return;
+    }
+    let alice = Device::new("Alice");
+    let bob = Device::new("Bob");
+    let (live, port) = Tmux::listen(&alice, &[]);
+    let mut caller = bob.connect(port);
+    caller.connected();
+    live.wait_for("the chat", |s| contains(s, "connected to Bob"));
+    for (round, (x, y)) in [(80, 24), (WIDTH, HEIGHT)].into_iter().enumerate() {
+        let line = format!("typed then resized {round}");
+        live.keys(&[&line]);
+        live.wait_for("the typed line", |s| contains(s, &line));
+        let out = live
+            .command()
+            .args(["resize-window", "-x", &x.to_string(), "-y", &y.to_string()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "resize: {}", common::stderr(&out));
+        // The resize reaches the program before the key does.
+        std::thread::sleep(Duration::from_millis(300));
+        live.keys(&["Enter"]);
+        caller.received(&line);
+    }
+    let resize = |x: u16, y: u16| {
+        let out = live
+            .command()
+            .args(["resize-window", "-x", &x.to_string(), "-y", &y.to_string()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "resize: {}", common::stderr(&out));
+    };
+    // A page of a longer chat, read back while the window shrinks and grows again: each time
+    // drawn whole at the new size, the status row on its second-last row.
+    for i in 1..=40 {
+        caller.say(&format!("filler {i:02}"));
+    }
+    live.wait_for("the lines", |s| contains(s, "Bob: filler 40"));
+    live.keys(&["PPage"]);
+    live.wait_for("a page", |s| contains(s, "End to return"));
+    for (x, y) in [(60, 15), (WIDTH, HEIGHT)] {
+        resize(x, y);
+        let rows = usize::from(y);
+        let screen = live.wait_for("the page at the new size", |s| {
+            s.len() == rows
+                && s[rows - 2].contains("End to return")
+                && s[..rows - 2].iter().all(|row| row.contains("filler"))
+        });
+        assert!(
+            screen
+                .iter()
+                .all(|row| row.chars().count() <= usize::from(x)),
+            "{}",
+            screen.join("\n")
+        );
+    }
+    live.keys(&["End"]);
+    resize(WIDTH, HEIGHT);
+    live.keys(&["quit", "Enter"]);
+    caller.hang_up();
+}

@@ -909,7 +909,12 @@ fn terminal_loop(
                 drop(editor);
                 return wait_for_the_end(updates);
             }
-            Some(paging @ (EditorEvent::PageUp | EditorEvent::PageDown | EditorEvent::Bottom)) => {
+            Some(
+                paging @ (EditorEvent::PageUp
+                | EditorEvent::PageDown
+                | EditorEvent::Bottom
+                | EditorEvent::Resized),
+            ) => {
                 let Some(peer) = live.scroll.chat().or(presenter.current()) else {
                     editor.print_above(&presenter.note("no chat to read back yet"));
                     continue;

@@ -184,33 +184,38 @@ impl Scroll {
                 // last screen when it shows none.
                 scrollback::last_screen(pages, area, width, marker.as_ref()).and_then(|last| {
                     if live_rows == 0 {
-                        return Ok(Some((last, "reading back")));
+                        return Ok(Some((last, "reading back".to_owned())));
                     }
                     let shown = scrollback::last_screen(pages, live_rows, width, marker.as_ref())?;
                     match scrollback::page_up(pages, &shown, area, width, marker.as_ref())? {
-                        Some(up) => Ok(Some((up, "reading back"))),
-                        None => Ok(Some((last, "the beginning of the chat"))),
+                        Some(up) => Ok(Some((up, "reading back".to_owned()))),
+                        None => Ok(Some((last, "the beginning of the chat".to_owned()))),
                     }
                 })
             }
             (EditorEvent::PageUp, Some(view)) => {
                 scrollback::page_up(pages, view, area, width, marker.as_ref()).map(|up| {
                     Some(match up {
-                        Some(up) => (up, "reading back"),
-                        None => (view.clone(), "the beginning of the chat"),
+                        Some(up) => (up, "reading back".to_owned()),
+                        None => (view.clone(), "the beginning of the chat".to_owned()),
                     })
                 })
             }
             (EditorEvent::PageDown, Some(view)) => {
                 scrollback::page_down(pages, view, area, width, marker.as_ref())
-                    .map(|down| down.map(|down| (down, "reading back")))
+                    .map(|down| down.map(|down| (down, "reading back".to_owned())))
             }
             (EditorEvent::Bottom, Some(_)) => Ok(None),
+            (EditorEvent::Resized, Some(view)) => {
+                let note = editor.page_note().unwrap_or("reading back").to_owned();
+                scrollback::relayout(pages, view, area, width, marker.as_ref())
+                    .map(|again| Some((again, note)))
+            }
             _ => return false,
         };
         match moved {
             Ok(Some((view, note))) => {
-                editor.show_page(&view.rows, note);
+                editor.show_page(&view.rows, &note);
                 self.view = Some(view);
                 false
             }

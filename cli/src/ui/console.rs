@@ -9,8 +9,15 @@
 //! is a pure function of what poll(2) and a read (or FIONREAD) answered ([`judge`],
 //! [`judge_read`]) so that it is unit-tested on every platform.
 //!
+//! A resize is looked for beside the input ([`look_with_resize`]): crossterm turns the
+//! window-change signal into its resize event only when asked, and asked with a key already
+//! waiting too it hands out the resize and loses sight of the key (its poll is
+//! edge-triggered), which then waits for the next key press. So the line editor asks it as
+//! soon as the signal comes, before any key.
+//!
 //! On Windows a closed console is an error of the console API itself, and closing the
-//! window is a console control event (see `commands::leave`); nothing here is needed there.
+//! window is a console control event (see `commands::leave`); nothing here is needed there;
+//! resizes come in order with the keys.
 
 use std::io;
 
@@ -70,30 +77,67 @@ pub fn judge(polled: io::Result<Readiness>, pending: impl FnOnce() -> io::Result
 /// Waits up to `timeout` for the terminal on `fd` to have input or to go away; never reads.
 #[cfg(unix)]
 pub fn look(fd: std::os::unix::io::RawFd, timeout: std::time::Duration) -> Look {
-    let mut pollfd = libc::pollfd {
+    let (polled, _) = poll_terminal(fd, None, timeout);
+    judge(polled, || pending_bytes(fd))
+}
+
+/// [`look`], also watching `resized`: the read end of a pipe that gets a byte at every
+/// window change (the signal's self-pipe, non-blocking). Returns what the look found, and
+/// whether the window changed (the pipe is drained then). Never reads the terminal.
+#[cfg(unix)]
+pub fn look_with_resize(
+    fd: std::os::unix::io::RawFd,
+    resized: &std::os::unix::net::UnixStream,
+    timeout: std::time::Duration,
+) -> (Look, bool) {
+    use std::io::Read;
+    use std::os::unix::io::AsRawFd;
+    let (polled, changed) = poll_terminal(fd, Some(resized.as_raw_fd()), timeout);
+    if changed {
+        // One byte per signal, however many came: read until none is left.
+        let mut sink = [0u8; 64];
+        while matches!((&*resized).read(&mut sink), Ok(n) if n > 0) {}
+    }
+    (judge(polled, || pending_bytes(fd)), changed)
+}
+
+/// poll(2) on the terminal, and on `also` if given: the terminal's flags, and whether `also`
+/// is readable.
+#[cfg(unix)]
+fn poll_terminal(
+    fd: std::os::unix::io::RawFd,
+    also: Option<std::os::unix::io::RawFd>,
+    timeout: std::time::Duration,
+) -> (io::Result<Readiness>, bool) {
+    let watch = |fd| libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
     };
+    let mut pollfds = [watch(fd), watch(also.unwrap_or(-1))];
+    let count = if also.is_some() { 2 } else { 1 };
     let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-    // SAFETY: one valid pollfd, its count, a timeout.
-    let polled = if unsafe { libc::poll(&mut pollfd, 1, ms) } < 0 {
+    // SAFETY: `count` valid pollfds, their count, a timeout.
+    if unsafe { libc::poll(pollfds.as_mut_ptr(), count, ms) } < 0 {
+        return (Err(io::Error::last_os_error()), false);
+    }
+    let terminal = Readiness {
+        readable: pollfds[0].revents & libc::POLLIN != 0,
+        hung_up: pollfds[0].revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0,
+    };
+    (Ok(terminal), pollfds[1].revents & libc::POLLIN != 0)
+}
+
+/// How many bytes a read of `fd` would get (FIONREAD).
+#[cfg(unix)]
+fn pending_bytes(fd: std::os::unix::io::RawFd) -> io::Result<usize> {
+    let mut count: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int.
+    if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut count) } < 0 {
         Err(io::Error::last_os_error())
     } else {
-        Ok(Readiness {
-            readable: pollfd.revents & libc::POLLIN != 0,
-            hung_up: pollfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0,
-        })
-    };
-    judge(polled, || {
-        let mut count: libc::c_int = 0;
-        // SAFETY: FIONREAD writes one c_int.
-        if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut count) } < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(usize::try_from(count).unwrap_or(0))
-        }
-    })
+        Ok(usize::try_from(count).unwrap_or(0))
+    }
 }
 
 #[cfg(test)]

@@ -58,6 +58,8 @@ pub enum EditorEvent {
     PageDown,
     /// End while a page is shown: back to the live view.
     Bottom,
+    /// The window changed size while a page is shown: draw it again at the new size.
+    Resized,
 }
 
 /// How many lines printed while a page is shown are kept to print when the user comes back
@@ -85,20 +87,54 @@ pub trait KeySource: Send + 'static {
 /// How long the key reader waits before it checks whether the editor still wants keys.
 const READER_TICK: Duration = Duration::from_millis(100);
 
+/// How long the key reader pauses when the terminal has bytes that crossterm does not see,
+/// so that it does not spin until the next key press shows them.
+#[cfg(unix)]
+const STUCK_INPUT_PAUSE: Duration = Duration::from_millis(20);
+
 /// The terminal's keys through crossterm. On Unix crossterm reads only once poll(2) saw
 /// bytes (or to hand out the events it parsed from its last read), so a hung-up terminal is
-/// reported instead of re-read forever.
+/// reported instead of re-read forever; and it is asked for its resize event as soon as the
+/// window changes, before a key can come with it (see [`super::console`]).
 #[derive(Default)]
 struct TerminalKeys {
     /// crossterm's last read may have parsed more events than it returned.
     #[cfg(unix)]
     parsed: bool,
+    /// The read end of the window-change signal's self-pipe; `None` if it could not be set
+    /// up (then a key right after a resize may wait for the next one, as before).
+    #[cfg(unix)]
+    resized: Option<std::os::unix::net::UnixStream>,
+}
+
+impl TerminalKeys {
+    fn new() -> TerminalKeys {
+        #[cfg(unix)]
+        {
+            let resized = std::os::unix::net::UnixStream::pair()
+                .and_then(|(read, write)| {
+                    read.set_nonblocking(true)?;
+                    signal_hook::low_level::pipe::register(signal_hook::consts::SIGWINCH, write)?;
+                    Ok(read)
+                })
+                .map_err(|e| log::warn!("window changes are not watched: {e}"))
+                .ok();
+            TerminalKeys {
+                parsed: false,
+                resized,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            TerminalKeys::default()
+        }
+    }
 }
 
 impl KeySource for TerminalKeys {
     #[cfg(unix)]
     fn next(&mut self, timeout: Duration) -> io::Result<Option<Event>> {
-        use super::console::{look, Look};
+        use super::console::{look, look_with_resize, Look};
         // Asking crossterm with no wait returns an event it already parsed; with none left it
         // polls the terminal once more, which could only read a hung-up terminal if the
         // hang-up came since our own look (the editor's watch covers that case).
@@ -108,17 +144,33 @@ impl KeySource for TerminalKeys {
             }
             self.parsed = false;
         }
-        match look(libc::STDIN_FILENO, timeout) {
-            Look::Quiet => Ok(None),
+        let (seen, resized) = match &self.resized {
+            Some(pipe) => look_with_resize(libc::STDIN_FILENO, pipe, timeout),
+            None => (look(libc::STDIN_FILENO, timeout), false),
+        };
+        match seen {
             Look::Gone => Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "the terminal is gone",
             )),
+            // The window changed: crossterm's resize event is taken now, while no key waits.
+            Look::Quiet if resized => {
+                self.parsed = true;
+                if event::poll(Duration::ZERO)? {
+                    event::read().map(Some)
+                } else {
+                    Ok(None)
+                }
+            }
+            Look::Quiet => Ok(None),
             Look::Input => {
                 self.parsed = true;
                 if event::poll(Duration::ZERO)? {
                     event::read().map(Some)
                 } else {
+                    // Bytes crossterm does not see (a resize and a key at the same instant):
+                    // they wait for the next key. Not a busy loop meanwhile.
+                    thread::sleep(STUCK_INPUT_PAUSE);
                     Ok(None)
                 }
             }
@@ -209,7 +261,7 @@ impl LineEditor {
     pub fn start(prompt: &str) -> io::Result<LineEditor> {
         terminal::enable_raw_mode()?;
         let mut editor =
-            LineEditor::with(io::stdout(), TerminalKeys::default(), terminal_gone, prompt)?;
+            LineEditor::with(io::stdout(), TerminalKeys::new(), terminal_gone, prompt)?;
         editor.raw = true;
         editor.size = terminal::size().ok();
         // Paste support and focus reports are niceties: some terminals refuse them.
@@ -308,6 +360,11 @@ impl<W: Write> LineEditor<W> {
     /// Whether a page of history is shown.
     pub fn is_reading(&self) -> bool {
         self.reading.is_some()
+    }
+
+    /// What the status row says of the page shown, if one is.
+    pub fn page_note(&self) -> Option<&str> {
+        self.reading.as_ref().map(|r| r.note.as_str())
     }
 
     /// Lines printed since the page of history was shown (0 when none is).
@@ -460,7 +517,14 @@ impl<W: Write> LineEditor<W> {
                 self.insert(text.trim_end_matches('\n'));
                 None
             }
-            Event::Resize(..) => None,
+            Event::Resize(..) => {
+                self.size = terminal::size().ok();
+                if self.reading.is_some() {
+                    return Some(EditorEvent::Resized);
+                }
+                self.redraw();
+                return None;
+            }
             Event::FocusGained => {
                 self.focused = true;
                 return None;

@@ -157,6 +157,25 @@ pub fn last_screen<S: PageSource>(
     Ok(layout(&entries, area, width, marker))
 }
 
+/// `view` laid out again at another size (a resized window): the same entry at the bottom,
+/// as much above it as fits.
+pub fn relayout<S: PageSource>(
+    source: &mut S,
+    view: &View<S::Key>,
+    area: usize,
+    width: usize,
+    marker: Option<&Marker<S::Key>>,
+) -> Result<View<S::Key>, String> {
+    let Some(bottom) = view.bottom() else {
+        return last_screen(source, area, width, marker);
+    };
+    let mut entries = source.page(Some(bottom), Side::Older, area.max(1))?;
+    // The bottom entry itself: the one after the older ones (the chat's first without any).
+    let before = entries.last().map(|(key, _)| *key);
+    entries.extend(source.page(before, Side::Newer, 1)?);
+    Ok(layout(&entries, area, width, marker))
+}
+
 /// The screen before `view`; `None` when `view` shows the beginning of the chat.
 pub fn page_up<S: PageSource>(
     source: &mut S,
@@ -386,5 +405,27 @@ mod tests {
         assert!(view.rows[1].contains(" 2 unread "), "{:?}", view.rows);
         assert_eq!(view.rows[1].chars().count(), 20);
         assert_eq!(&view.rows[2..], ["line 8", "line 9"]);
+    }
+
+    #[test]
+    fn a_page_laid_out_again_at_another_size_keeps_its_bottom_line() {
+        let mut chat = Chat::numbered(1000);
+        let last = last_screen(&mut chat, 10, 40, None).unwrap();
+        let view = page_up(&mut chat, &last, 10, 40, None).unwrap().unwrap();
+        assert_eq!(view.rows.last().unwrap(), "line 989");
+        // Taller and narrower: "line 989" still at the bottom, wrapped, more above it.
+        let again = relayout(&mut chat, &view, 20, 5, None).unwrap();
+        assert_eq!(again.bottom(), Some(989));
+        assert_eq!(&again.rows[again.rows.len() - 2..], ["line ", "989"]);
+        assert_eq!(again.rows.len(), 20);
+        // Shorter: fewer lines above it.
+        let again = relayout(&mut chat, &view, 3, 40, None).unwrap();
+        assert_eq!(again.rows, ["line 987", "line 988", "line 989"]);
+        assert!(chat.most_read <= 20, "read {} entries", chat.most_read);
+        // The chat's first line at the bottom: nothing above it.
+        let mut short = Chat::of(&["only"]);
+        let view = last_screen(&mut short, 5, 40, None).unwrap();
+        let again = relayout(&mut short, &view, 8, 20, None).unwrap();
+        assert_eq!(again.rows, ["only"]);
     }
 }
