@@ -58,6 +58,21 @@ fn edit_name_validates_and_reports_old_and_new() {
         assert_eq!(out.status.code(), Some(1), "{bad}");
         assert!(stderr(&out).contains("invalid name"), "{}", stderr(&out));
     }
+    // A name that would spoof another ("Bob" read backwards by a terminal that reorders), or
+    // would drive the terminal: refused, and the error spells the characters out.
+    for (bad, spelled) in [
+        ("mal\u{202e}boB", "mal\\u{202e}boB"),
+        ("a\x1b[2Jb", "a\\u{1b}[2Jb"),
+    ] {
+        let out = alice.run(&["-eN", bad]);
+        assert_eq!(out.status.code(), Some(1), "{bad:?}");
+        let err = stderr(&out);
+        assert!(err.contains(spelled), "{err}");
+        assert!(
+            !err.contains('\x1b') && !err.contains('\u{202e}'),
+            "{err:?}"
+        );
+    }
     assert!(stdout(&alice.run(&["-ls"])).starts_with("You are Alicia"));
 }
 
@@ -186,6 +201,11 @@ fn a_line_for_a_busy_listener_goes_if_it_frees_up_in_time_or_is_reported_not_sen
     assert!(
         attempts >= 2,
         "it tried again before giving up: {events:#?}"
+    );
+    let last = events.last().unwrap();
+    assert_eq!(
+        (&last["event"], &last["kind"]),
+        (&"error".into(), &"fatal".into())
     );
     let not_sent = events.iter().find(|e| e["event"] == "not_sent");
     assert_eq!(

@@ -400,8 +400,11 @@ fn a_live_session_opens_on_the_chats_last_screen_and_shows_resync_lines_once() {
     caller.finish();
     listener.wait_for("peer left", |e| e["event"] == "peer_left");
     listener.finish();
-    // Bob writes three more offline: they come in the next session's re-sync.
+    // Bob writes three more offline: they come in the next session's re-sync. Alice writes
+    // two: numbered and sent in that re-sync, they are shown once, then delivered.
     let out = bob.run_with_input(&["-eC", &alice.id()], "new 1\nnew 2\nnew 3\n");
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let out = alice.run_with_input(&["-eC", &bob.id()], "mine 1\nmine 2\n");
     assert!(out.status.success(), "{}", common::stderr(&out));
 
     let (live, port) = Tmux::listen(&alice, &[]);
@@ -439,6 +442,27 @@ fn a_live_session_opens_on_the_chats_last_screen_and_shows_resync_lines_once() {
         contains(&screen, "Bob: old 39"),
         "a screenful, not one line"
     );
+    let mine = [row("Alice: mine 1"), row("Alice: mine 2")];
+    assert!(
+        old < mine[0] && mine[0] < mine[1] && mine[1] < connected,
+        "alice's waiting lines in the chat as it opened:\n{}",
+        screen.join("\n")
+    );
+    caller.received("mine 2");
+    live.wait_for("their delivery", |s| contains(s, "✓ delivered up to #2"));
+    // Bob leaves and comes back: the chat's screenful is not printed again.
+    caller.finish();
+    let mut caller = bob.connect(port);
+    caller.connected();
+    let screen = live.wait_for("connected again", |s| {
+        s.iter().filter(|r| r.contains("connected to Bob")).count() == 2
+    });
+    let scrolled = live.scrolled();
+    let printed = scrolled
+        .iter()
+        .filter(|r| r.contains("Bob: old 40"))
+        .count();
+    assert_eq!(printed, 1, "printed again:\n{}", screen.join("\n"));
     live.keys(&["quit", "Enter"]);
     caller.hang_up();
 }

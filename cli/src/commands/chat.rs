@@ -549,6 +549,7 @@ fn run(
             alerts,
             // The log shows events, not the chat's history: the first PgUp shows its end.
             scroll: Scroll::new(None, 0),
+            opened: HashSet::new(),
         };
         terminal_loop(&mut presenter, &control, &updates, &mut live)
     } else {
@@ -709,6 +710,9 @@ struct Live {
     me: String,
     alerts: Alerts,
     scroll: Scroll,
+    /// The chats whose last screenful was printed when they first connected: a reconnect
+    /// does not print it again (it is on the screen, and the session's lines under it).
+    opened: HashSet<DeviceId>,
 }
 
 impl Live {
@@ -725,7 +729,7 @@ impl Live {
     /// the re-sync's lines follow as they arrive), with the unread marker.
     fn open_view(
         &mut self,
-        presenter: &Presenter,
+        presenter: &mut Presenter,
         editor: &mut LineEditor,
         peer: DeviceId,
         held: ChatResume,
@@ -744,16 +748,21 @@ impl Live {
             pages: ChatPages {
                 db: &self.db,
                 peer,
-                presenter,
+                presenter: &*presenter,
                 me: &self.me,
             },
             held,
         };
-        match opening_rows(&mut pages, rows, width, marker.as_ref()) {
+        let opening = opening_rows(&mut pages, rows, width, marker.as_ref());
+        match opening {
             Ok(shown) => {
                 for row in &shown {
                     editor.print_above(row);
                 }
+                // Own lines shown waiting (the newest of the chat): the delivery that covers
+                // them is shown ("✓ delivered up to #N").
+                let own = held.last_own_seq + held.unnumbered;
+                presenter.waiting_shown(own.saturating_sub(held.delivered_up_to));
                 // The log below goes on with the session's lines: a PgUp reads back from
                 // the chat's end, the unread marker kept.
                 self.scroll = Scroll::new(marker, 0);
@@ -824,7 +833,10 @@ fn terminal_loop(
                             // The view opens on this chat: its last screenful as it stood
                             // when the session opened, the unread marker above its first
                             // unread line.
-                            if !peer.temporary && presenter.live_chats().is_empty() {
+                            if !peer.temporary
+                                && presenter.live_chats().is_empty()
+                                && live.opened.insert(peer.device)
+                            {
                                 presenter.set_peer_name(peer.device, &peer.name);
                                 live.open_view(presenter, &mut editor, peer.device, *held);
                             }

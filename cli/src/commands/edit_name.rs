@@ -7,7 +7,15 @@ use socketfalco_core::{check_name, DeviceId};
 /// Validates and stores the new name, reporting old → new. Like every command that opens the
 /// data directory, it also makes sure this device has its key (first start-up, migration).
 pub fn run(ctx: &Context, name: &str) -> Result<(), AppError> {
-    check_name(name).map_err(|e| AppError::new(format!("invalid name \"{name}\": {e}")))?;
+    // The name as typed, shown with its escapes spelled out: never sent to the terminal raw.
+    let shown = name.escape_debug();
+    check_name(name).map_err(|e| AppError::new(format!("invalid name \"{shown}\": {e}")))?;
+    if name.chars().any(crate::ui::is_bidi_override) {
+        return Err(AppError::new(format!(
+            "invalid name \"{shown}\": it contains a bidirectional override (U+202A–U+202E or \
+             U+2066–U+2069), which can make it read as another name"
+        )));
+    }
     let mut db = ctx.open_database()?;
     let keypair = crate::keys::load_or_create(&ctx.data_dir)?;
     match db.identity()? {

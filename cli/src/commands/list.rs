@@ -61,9 +61,9 @@ pub fn run(ctx: &Context) -> Result<(), AppError> {
             "{:<36}  {:<15}  {:<24}  {:>8}  {:>6}  {:>7}  {:<16}  {}",
             c.peer.to_string(),
             if c.peer_name.is_empty() {
-                "?"
+                "?".to_owned()
             } else {
-                &c.peer_name
+                crate::ui::sanitize(&c.peer_name)
             },
             c.last_address.as_deref().unwrap_or("-"),
             c.messages,

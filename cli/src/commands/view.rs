@@ -85,7 +85,9 @@ impl AsOpened<'_> {
         if key.author == self.pages.peer {
             key.seq <= self.held.received_up_to
         } else {
-            key.seq == 0 || key.seq <= self.held.last_own_seq
+            // Own lines that waited unnumbered when it opened were numbered by its re-sync,
+            // after the last own number then: they were written before, and are shown.
+            key.seq == 0 || key.seq <= self.held.last_own_seq + self.held.unnumbered
         }
     }
 }

@@ -525,7 +525,11 @@ impl Presenter {
                  in {:.1} s)",
                 *retry_in_ms as f64 / 1000.0
             )),
-            Output::Rejected { reason, .. } => lines.push(format!("not sent: {reason}")),
+            Output::Rejected { reason, .. } => lines.push(match self.style {
+                // The editor keeps every line entered in its history.
+                Style::Terminal => format!("not sent: {reason} (Up brings the line back)"),
+                _ => format!("not sent: {reason}"),
+            }),
             Output::Pending(_) => lines.push(
                 "no peer yet: the line waits and is sent to the first peer that connects"
                     .to_owned(),
@@ -844,11 +848,15 @@ impl Presenter {
     /// The line for a fatal error.
     pub fn error(&self, message: &str) -> String {
         match self.style {
-            Style::Json => {
-                json!({"event": "error", "kind": "fatal", "message": message}).to_string()
-            }
+            Style::Json => fatal_event(message),
             _ => format!("error: {message}"),
         }
+    }
+
+    /// `n` own lines were shown waiting outside this presenter's events (the chat's last
+    /// screenful when a session opens): the delivery that covers them is shown.
+    pub fn waiting_shown(&mut self, n: u64) {
+        self.undelivered_shown += n;
     }
 
     /// The name of `peer`, for the `-eC` view (which has no connection).
@@ -870,17 +878,30 @@ fn format_time(ms: i64, style: Style) -> String {
 }
 
 /// Replaces control characters (escape sequences a peer could use to garble or spoof the
-/// terminal) with U+FFFD; keeps newlines and tabs.
+/// terminal) with U+FFFD; keeps newlines and tabs. So are the bidirectional embeddings,
+/// overrides and isolates (U+202A–U+202E, U+2066–U+2069), which can make a name or a line
+/// read as another on a terminal that reorders text ("Trojan Source"); right-to-left
+/// scripts need none of them, and the marks U+200E/U+200F are kept.
 pub fn sanitize(text: &str) -> String {
     text.chars()
         .map(|c| {
-            if c.is_control() && c != '\n' && c != '\t' {
+            if (c.is_control() && c != '\n' && c != '\t') || is_bidi_override(c) {
                 '\u{fffd}'
             } else {
                 c
             }
         })
         .collect()
+}
+
+/// The `--json` event of an error that ends the program (`error`, kind `fatal`).
+pub fn fatal_event(message: &str) -> String {
+    json!({"event": "error", "kind": "fatal", "message": message}).to_string()
+}
+
+/// A bidirectional embedding, override or isolate (or its end).
+pub fn is_bidi_override(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// A `message` event of `--json` (see [`Presenter::json_line`]).
@@ -935,6 +956,11 @@ mod tests {
     fn escape_sequences_from_a_peer_are_neutralized() {
         assert_eq!(sanitize("hi\x1b[2J\x07"), "hi\u{fffd}[2J\u{fffd}");
         assert_eq!(sanitize("a\nb\tc"), "a\nb\tc");
+        assert_eq!(sanitize("ab\u{202e}dc\u{2066}x"), "ab\u{fffd}dc\u{fffd}x");
+        assert_eq!(
+            sanitize("\u{5e9}\u{5dc}\u{5d5}\u{5dd}\u{200f}"),
+            "\u{5e9}\u{5dc}\u{5d5}\u{5dd}\u{200f}"
+        );
     }
 
     #[test]
