@@ -30,7 +30,10 @@
 //! argument, not arguments that only *contain* a legacy flag (`-lsx`,
 //! `--edit-name=-ls`), not arguments that are not valid UTF-8. The short
 //! flags `-l`, `-c`, `-t`, `-h` are ordinary clap short flags and need no
-//! rewriting.
+//! rewriting. An argument that starts with one of the longer legacy flags and
+//! goes on (`-listenx`, `-connectx`) is refused as a misspelling of it,
+//! rather than read as a cluster of short flags or as `-c` with the value
+//! `onnectx`.
 //!
 //! Values are never rewritten. The rewriter does not need to know which
 //! options take a value because, as with any GNU-style parser, a *detached*
@@ -348,6 +351,12 @@ where
 {
     let args = rewrite_legacy_flags(args);
     let mut cmd = build_command();
+    if let Some((typed, meant)) = misspelled_legacy_flag(&args) {
+        return Err(cmd.error(
+            ErrorKind::UnknownArgument,
+            format!("unknown option '{typed}' (did you mean '{meant}'?)"),
+        ));
+    }
     let matches = cmd.try_get_matches_from_mut(args)?;
     cli_from_matches(&mut cmd, &matches)
 }
@@ -547,6 +556,29 @@ where
             }
         })
         .collect()
+}
+
+/// An argument (after the rewriting, before any `--`) that starts with a legacy long flag
+/// and goes on with more of a word (`-listenx`, `-list2`, `-connectx`): a misspelled flag,
+/// which clap would read as a cluster of short flags (`-l -i …`) or as `-c` with a value
+/// (`onnectx`) and report confusingly. Returns it with the flag it starts with (the
+/// longest). The two-letter spellings (`-ls`, `-eN`, `-eC`) are left to clap: as clusters of
+/// short flags they cannot be told from typos.
+fn misspelled_legacy_flag(args: &[OsString]) -> Option<(String, &'static str)> {
+    args.iter()
+        .skip(1)
+        .take_while(|arg| *arg != "--")
+        .filter_map(|arg| arg.to_str())
+        .filter(|arg| !arg.starts_with("--"))
+        .find_map(|arg| {
+            let meant = LEGACY_FLAGS
+                .iter()
+                .map(|(legacy, _)| *legacy)
+                .filter(|legacy| legacy.len() > 3 && arg.len() > legacy.len())
+                .filter(|legacy| arg.starts_with(legacy) && !arg[legacy.len()..].starts_with('='))
+                .max_by_key(|legacy| legacy.len())?;
+            Some((arg.to_owned(), meant))
+        })
 }
 
 /// Rewrites one argument if it is a legacy flag, alone or followed by `=`.
@@ -1898,6 +1930,27 @@ SocketFalco -listen ; SocketFalco -listen -t ; SocketFalco -connect 192.168.0.1 
         );
         // Only whole arguments are legacy flags.
         assert_eq!(err("-lsx").kind(), ErrorKind::UnknownArgument);
+        // One that starts with a long legacy flag is a typo of it, said so — not `-l -i …`
+        // nor `-c` with the value `onnectx`.
+        for (typed, meant) in [
+            ("-listenx", "-listen"),
+            ("-list2", "-list"),
+            ("-connectx 10.0.0.1", "-connect"),
+            ("-editChatt abc", "-editChat"),
+            ("-helpme", "-help"),
+        ] {
+            let e = err(typed);
+            assert_eq!(e.kind(), ErrorKind::UnknownArgument, "{typed}");
+            let text = e.to_string();
+            assert!(text.contains(&format!("did you mean '{meant}'")), "{text}");
+        }
+        // Values attached with `=`, and anything after `--`, are values.
+        assert_eq!(
+            ok("-eN=-listenx"),
+            cli(Command::EditName {
+                name: "-listenx".into()
+            })
+        );
         // After `--` nothing is rewritten: `-ls` is then a (bad) address.
         assert_eq!(err("-c -- -ls").kind(), ErrorKind::ValueValidation);
     }
