@@ -289,7 +289,22 @@ impl fmt::Display for EndpointError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             EndpointError::Io(e) => write!(f, "{e}"),
-            EndpointError::Refused(close) => write!(f, "the peer refused the chat: {close}"),
+            // What the peer decided, and what went wrong before there was a peer to decide:
+            // garbage, silence or a hang-up from whatever answered (a port that is not a
+            // SocketFalco listener's, a proxy that went nowhere).
+            EndpointError::Refused(close) => match close.code {
+                CloseCode::Busy
+                | CloseCode::VersionMismatch
+                | CloseCode::SelfConnection
+                | CloseCode::Refused
+                | CloseCode::IdentityMismatch
+                | CloseCode::Replaced => write!(f, "the peer refused the chat: {close}"),
+                _ => write!(
+                    f,
+                    "no chat could be set up with what answered: {close} (is it a SocketFalco \
+                     listener?)"
+                ),
+            },
             EndpointError::NotInvited(close) => write!(
                 f,
                 "refused the device that answered: {}; nothing was sent to it — check that the \
@@ -1772,5 +1787,24 @@ impl OutputQueue {
         for output in self.0.drain(..) {
             on_output(storage, output);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_before_any_peer_is_not_called_its_refusal() {
+        let busy = EndpointError::Refused(Close::new(CloseCode::Busy, "at its limit"));
+        let text = busy.to_string();
+        assert!(text.starts_with("the peer refused the chat: "), "{text}");
+        let garbage = EndpointError::Refused(Close::new(
+            CloseCode::IntegrityFailure,
+            "the handshake failed",
+        ));
+        let text = garbage.to_string();
+        assert!(text.starts_with("no chat could be set up"), "{text}");
+        assert!(text.contains("is it a SocketFalco listener?"), "{text}");
     }
 }
