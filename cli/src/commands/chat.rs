@@ -519,6 +519,10 @@ fn run(
                     "{n} line(s) were not sent: no peer connected to take them"
                 )),
             });
+            // The store is closed before anyone hears of the end: the process may exit as
+            // soon as it does, and SQLite checkpoints its log into the database file (and
+            // deletes it) only on the last close, so that the file alone holds everything.
+            drop(endpoint);
             let _ = net_tx.send(Update::Finished(result));
         })?;
     let on_signal = std::sync::Mutex::new(control.clone());

@@ -43,6 +43,12 @@ pub fn a_chat_both_ways_then_listed_by_both(via: &Via) {
     caller.finish();
     listener.wait_for("peer left", |e| e["event"] == "peer_left");
     listener.finish();
+    // Each process closed its database before it exited: the log was checkpointed into the
+    // database file and deleted, so the file alone holds the chat (a backup of it is whole).
+    for device in [&alice, &bob] {
+        let log = device.path().join("socketfalco.db-wal");
+        assert!(!log.exists(), "{} was left behind", log.display());
+    }
 
     let chats = alice.list();
     assert_eq!(chats.len(), 1);
