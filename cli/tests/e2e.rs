@@ -378,3 +378,31 @@ fn edit_chat_can_show_only_the_newest_or_the_recent_messages() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("not a date"), "{}", stderr(&out));
 }
+
+#[test]
+fn printing_into_a_closed_pipe_is_no_panic() {
+    // `socketfalco -ls | head -1`, where head has already gone: each printing command ends
+    // quietly, its work done, never with a panic (exit 101).
+    let alice = Device::new("alice");
+    for args in [
+        &["-ls"][..],
+        &["-ls", "--json"],
+        &["--fingerprint"],
+        &["--invite", "127.0.0.1:4000"],
+        &["-eN", "Alicia"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = alice
+            .command(args)
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    }
+    assert!(stdout(&alice.run(&["-ls"])).starts_with("You are Alicia"));
+}

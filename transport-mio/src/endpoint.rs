@@ -278,8 +278,15 @@ pub enum Output {
 pub enum EndpointError {
     /// Binding, polling or the first connection failed.
     Io(String),
-    /// The peer refused us for good (busy, version, our own identity, …).
-    Refused(Close),
+    /// The first connection ended before the chat was set up, for good: the peer refused
+    /// us (busy, version, our own identity, …), this device refused the peer (its key), or
+    /// whatever answered was no SocketFalco peer; `by` says who closed it.
+    Refused {
+        /// Why.
+        close: Close,
+        /// Who closed the connection.
+        by: Side,
+    },
     /// The device that answered did not prove the key this caller expects (an invite's):
     /// it is not the invited device. Nothing was sent to it.
     NotInvited(Close),
@@ -292,13 +299,25 @@ impl fmt::Display for EndpointError {
             // What the peer decided, and what went wrong before there was a peer to decide:
             // garbage, silence or a hang-up from whatever answered (a port that is not a
             // SocketFalco listener's, a proxy that went nowhere).
-            EndpointError::Refused(close) => match close.code {
-                CloseCode::Busy
-                | CloseCode::VersionMismatch
-                | CloseCode::SelfConnection
-                | CloseCode::Refused
-                | CloseCode::IdentityMismatch
-                | CloseCode::Replaced => write!(f, "the peer refused the chat: {close}"),
+            EndpointError::Refused { close, by } => match (close.code, by) {
+                (CloseCode::Replaced, Side::Peer) => write!(
+                    f,
+                    "this device connected to the peer again, from another process or place, \
+                     and that connection took over the chat: {close}"
+                ),
+                (
+                    CloseCode::Busy
+                    | CloseCode::VersionMismatch
+                    | CloseCode::SelfConnection
+                    | CloseCode::Refused
+                    | CloseCode::IdentityMismatch,
+                    Side::Peer,
+                ) => write!(f, "the peer refused the chat: {close}"),
+                (CloseCode::Refused | CloseCode::IdentityMismatch, Side::Local) => write!(
+                    f,
+                    "refused the peer: its key is not the one pinned for its device id (see the \
+                     warning above)"
+                ),
                 _ => write!(
                     f,
                     "no chat could be set up with what answered: {close} (is it a SocketFalco \
@@ -419,7 +438,7 @@ pub struct Endpoint<S: Store + Send + 'static> {
     next_store_poll_ms: u64,
     /// A caller's connection was closed in a way that ends the endpoint (or, busy, waits
     /// for a retry) once the connection is finished.
-    refused_for_good: Option<Close>,
+    refused_for_good: Option<(Close, Side)>,
     /// A caller's connection was refused for not proving the invited key: the endpoint
     /// stops once the connection is finished.
     not_invited: Option<Close>,
@@ -549,8 +568,8 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             if self.finished_quitting() {
                 // Quitting does not hide a refusal that came meanwhile.
                 return match self.refused_for_good.take() {
-                    Some(reason) if reason.code != CloseCode::Busy => {
-                        Err(EndpointError::Refused(reason))
+                    Some((close, by)) if close.code != CloseCode::Busy => {
+                        Err(EndpointError::Refused { close, by })
                     }
                     _ => Ok(()),
                 };
@@ -1317,7 +1336,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                             if not_invited {
                                 self.not_invited = Some(reason.clone());
                             } else if (!self.ever_established && !left_on_purpose) || replaced {
-                                self.refused_for_good = Some(reason.clone());
+                                self.refused_for_good = Some((reason.clone(), by));
                             }
                             out.push(Output::Disconnected {
                                 peer: chat,
@@ -1357,11 +1376,11 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             let keep_trying = self.keeps_trying();
             match self.refused_for_good.take() {
                 // A listener at its limit of peers: try again later, unless the user leaves.
-                Some(reason) if reason.code == CloseCode::Busy && keep_trying => {
+                Some((close, _)) if close.code == CloseCode::Busy && keep_trying => {
                     self.schedule_reconnect(out);
                 }
-                Some(reason) if reason.code == CloseCode::Busy => {}
-                Some(reason) => return Err(EndpointError::Refused(reason)),
+                Some((close, _)) if close.code == CloseCode::Busy => {}
+                Some((close, by)) => return Err(EndpointError::Refused { close, by }),
                 None if keep_trying => self.schedule_reconnect(out),
                 None => {}
             }
@@ -1796,15 +1815,28 @@ mod tests {
 
     #[test]
     fn a_failure_before_any_peer_is_not_called_its_refusal() {
-        let busy = EndpointError::Refused(Close::new(CloseCode::Busy, "at its limit"));
-        let text = busy.to_string();
-        assert!(text.starts_with("the peer refused the chat: "), "{text}");
-        let garbage = EndpointError::Refused(Close::new(
-            CloseCode::IntegrityFailure,
-            "the handshake failed",
-        ));
-        let text = garbage.to_string();
-        assert!(text.starts_with("no chat could be set up"), "{text}");
-        assert!(text.contains("is it a SocketFalco listener?"), "{text}");
+        let ended = |code, by| {
+            EndpointError::Refused {
+                close: Close::new(code, "detail"),
+                by,
+            }
+            .to_string()
+        };
+        let busy = ended(CloseCode::Busy, Side::Peer);
+        assert!(busy.starts_with("the peer refused the chat: "), "{busy}");
+        // The key refused here, not there: not the peer's refusal.
+        let key = ended(CloseCode::Refused, Side::Local);
+        assert!(key.starts_with("refused the peer: its key"), "{key}");
+        let replaced = ended(CloseCode::Replaced, Side::Peer);
+        assert!(replaced.contains("that connection took over"), "{replaced}");
+        for (code, by) in [
+            (CloseCode::IntegrityFailure, Side::Local),
+            (CloseCode::ConnectionLost, Side::Peer),
+            (CloseCode::Timeout, Side::Local),
+        ] {
+            let failed = ended(code, by);
+            assert!(failed.starts_with("no chat could be set up"), "{failed}");
+            assert!(failed.contains("is it a SocketFalco listener?"), "{failed}");
+        }
     }
 }

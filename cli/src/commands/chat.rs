@@ -51,7 +51,7 @@ use crate::ui::alert::{wants_alert, Alerts};
 use crate::ui::editor::{EditorEvent, LineEditor};
 use crate::ui::scrollback::Marker;
 use crate::ui::{Presenter, Style};
-use socketfalco_core::{ChatResume, CloseCode, DeviceId, PublicKey, SessionConfig};
+use socketfalco_core::{ChatResume, CloseCode, DeviceId, PublicKey, SessionConfig, Side};
 use socketfalco_reach::invite::Invite;
 use socketfalco_reach::proxy::ProxySpec;
 use socketfalco_reach::socks5::Target;
@@ -535,6 +535,7 @@ fn run(
     });
     let mut presenter = Presenter::new(ctx.style, &me.name);
     presenter.set_invocation(&invocation);
+    presenter.set_asked_temporary(temporary);
     let mut alerts = Alerts::new(ctx.bell, ctx.notify);
     let result = if serve {
         // Headless: the lines a user writes meanwhile come from `-eC` in the same data
@@ -572,9 +573,10 @@ fn failure_advice(me: &Me, invocation: &str) -> impl Fn(&EndpointError) -> Strin
     move |e| match e {
         // A refused key gets a bare `Refused` close (older peers sent `IdentityMismatch`): the
         // peer does not say why, so the advice says what it may be.
-        EndpointError::Refused(close)
-            if matches!(close.code, CloseCode::Refused | CloseCode::IdentityMismatch) =>
-        {
+        EndpointError::Refused {
+            close,
+            by: Side::Peer,
+        } if matches!(close.code, CloseCode::Refused | CloseCode::IdentityMismatch) => {
             format!(
                 "{e}.\nIf you reinstalled SocketFalco or lost your key file, the peer may still \
                  have your old key pinned for this device id ({device}). Give the peer your \

@@ -219,7 +219,7 @@ pub fn run(ctx: &Context, prefix: &str, view: HistoryView) -> Result<(), AppErro
         return Ok(());
     }
     for line in &lines {
-        println!("{line}");
+        outln!("{line}")?;
     }
     for line in io::stdin().lock().lines() {
         let line = line?;
@@ -228,7 +228,7 @@ pub fn run(ctx: &Context, prefix: &str, view: HistoryView) -> Result<(), AppErro
             break;
         }
         if !text.trim().is_empty() {
-            println!("{}", write(&mut db, text));
+            outln!("{}", write(&mut db, text))?;
         }
     }
     Ok(())

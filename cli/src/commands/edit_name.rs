@@ -21,15 +21,15 @@ pub fn run(ctx: &Context, name: &str) -> Result<(), AppError> {
     match db.identity()? {
         Some(Identity { name: old, .. }) => {
             db.rename(name)?;
-            println!("name changed: {old} → {name}");
+            outln!("name changed: {old} → {name}")?;
         }
         None => {
             let device = DeviceId::from_random_bytes(*uuid::Uuid::new_v4().as_bytes());
             db.create_identity(device, name)?;
-            println!(
+            outln!(
                 "this device is {device}, named {name}, key fingerprint {}",
                 keypair.public().fingerprint()
-            );
+            )?;
         }
     }
     Ok(())

@@ -34,7 +34,7 @@ pub fn run(ctx: &Context, address: Option<(String, u16)>, port: u16) -> Result<(
     };
     let text = invite.encode().map_err(|e| AppError::new(e.to_string()))?;
     if ctx.style == Style::Json {
-        println!(
+        outln!(
             "{}",
             json!({
                 "event": "invite",
@@ -45,10 +45,10 @@ pub fn run(ctx: &Context, address: Option<(String, u16)>, port: u16) -> Result<(
                 "relay": invite.relay,
                 "address": invite.address,
             })
-        );
+        )?;
         return Ok(());
     }
-    println!("{text}");
+    outln!("{text}")?;
     let mut ways = Vec::new();
     if let Some(onion) = &invite.onion {
         ways.push(format!(

@@ -32,23 +32,29 @@ pub fn run(ctx: &Context) -> Result<(), AppError> {
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(rows));
+        outln!("{}", serde_json::Value::Array(rows))?;
         return Ok(());
     }
-    println!(
+    outln!(
         "You are {} ({}), key fingerprint {}",
         me.name,
         me.device,
         me.fingerprint()
-    );
+    )?;
     if chats.is_empty() {
-        println!("No chats yet. Start one with `socketfalco -l` or `socketfalco -c ADDRESS`.");
+        outln!("No chats yet. Start one with `socketfalco -l` or `socketfalco -c ADDRESS`.")?;
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<36}  {:<15}  {:<24}  {:>8}  {:>6}  {:>7}  {:<16}  PEER KEY FINGERPRINT",
-        "CHAT", "PEER", "LAST ADDRESS", "MESSAGES", "UNREAD", "WAITING", "LAST ACTIVITY"
-    );
+        "CHAT",
+        "PEER",
+        "LAST ADDRESS",
+        "MESSAGES",
+        "UNREAD",
+        "WAITING",
+        "LAST ACTIVITY"
+    )?;
     for c in &chats {
         let activity = c
             .last_activity_ms
@@ -57,7 +63,7 @@ pub fn run(ctx: &Context) -> Result<(), AppError> {
                 || "-".to_owned(),
                 |t| t.format("%Y-%m-%d %H:%M").to_string(),
             );
-        println!(
+        outln!(
             "{:<36}  {:<15}  {:<24}  {:>8}  {:>6}  {:>7}  {:<16}  {}",
             c.peer.to_string(),
             if c.peer_name.is_empty() {
@@ -71,7 +77,7 @@ pub fn run(ctx: &Context) -> Result<(), AppError> {
             c.waiting,
             activity,
             fingerprint(c.peer_key).unwrap_or_else(|| "-".to_owned())
-        );
+        )?;
     }
     Ok(())
 }

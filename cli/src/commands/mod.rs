@@ -4,6 +4,15 @@
 //! To add a command: a variant in `args::Command`, a module here with a `run` function, and
 //! a line in [`run`].
 
+/// `println!` for what a command prints: a standard output closed early (`socketfalco -ls |
+/// head -1`) ends the printing quietly instead of panicking. Evaluates to
+/// `Result<(), AppError>`.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::commands::print(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod chat;
 mod edit_chat;
 mod edit_name;

@@ -22,21 +22,21 @@ pub fn fingerprint(ctx: &Context) -> Result<(), AppError> {
     let mut db = ctx.open_database()?;
     let me = ensure_identity(ctx, &mut db)?;
     if ctx.style == Style::Json {
-        println!(
+        outln!(
             "{}",
             json!({
                 "device": me.device.to_string(),
                 "name": me.name,
                 "fingerprint": me.fingerprint(),
             })
-        );
+        )?;
     } else {
-        println!("You are {} ({})", me.name, me.device);
-        println!("Key fingerprint: {}", me.fingerprint());
-        println!(
+        outln!("You are {} ({})", me.name, me.device)?;
+        outln!("Key fingerprint: {}", me.fingerprint())?;
+        outln!(
             "Your peers see this fingerprint for you in their `socketfalco -ls`; compare it \
              with them over another channel (in person, by phone)."
-        );
+        )?;
     }
     Ok(())
 }
@@ -65,7 +65,7 @@ pub fn trust_new_key(ctx: &Context, prefix: &str, fingerprint: [u8; 16]) -> Resu
             KeyExpectation::AlreadyPinned => ("already_pinned", None),
             KeyExpectation::NothingPinned => ("nothing_pinned", None),
         };
-        println!(
+        outln!(
             "{}",
             json!({
                 "event": "key_expected",
@@ -75,31 +75,31 @@ pub fn trust_new_key(ctx: &Context, prefix: &str, fingerprint: [u8; 16]) -> Resu
                 "old_fingerprint": old,
                 "expected_fingerprint": expected,
             })
-        );
+        )?;
         return Ok(());
     }
     match outcome {
         KeyExpectation::Expected { old } => {
-            println!("Accepted the key with fingerprint {expected} for {who}.");
-            println!(
+            outln!("Accepted the key with fingerprint {expected} for {who}.")?;
+            outln!(
                 "The next connection that proves this key pins it; until then every other key \
                  is refused, the one pinned so far ({}) included.",
                 PublicKey(old).fingerprint()
-            );
-            println!(
+            )?;
+            outln!(
                 "Check after connecting that `{} -ls` shows {expected} for them.",
                 ctx.invocation()
-            );
+            )?;
         }
         KeyExpectation::AlreadyPinned => {
-            println!("The key pinned for {who} already has the fingerprint {expected}: nothing to change.");
+            outln!("The key pinned for {who} already has the fingerprint {expected}: nothing to change.")?;
         }
         KeyExpectation::NothingPinned => {
-            println!(
+            outln!(
                 "No key is pinned for {who} yet: nothing was changed. The next connection pins \
                  the key it proves; then check that `{} -ls` shows {expected} for them.",
                 ctx.invocation()
-            );
+            )?;
         }
     }
     Ok(())

@@ -97,6 +97,8 @@ pub struct Presenter {
     refusal_shown: Option<String>,
     /// Whether the last chat connected in this run was temporary; `None` before the first.
     last_temporary: Option<bool>,
+    /// Whether this side asked for temporary sessions (`-t`).
+    asked_temporary: bool,
     /// Unread lines in the live chats other than the current one (shown in the prompt).
     unread_elsewhere: u64,
 }
@@ -129,6 +131,7 @@ impl Presenter {
             connecting_shown: false,
             refusal_shown: None,
             last_temporary: None,
+            asked_temporary: false,
             unread_elsewhere: 0,
         }
     }
@@ -354,7 +357,11 @@ impl Presenter {
                 ..
             } => {
                 let back = self.reconnect.take();
-                let mut line = format!("connected to {} ({}) at {addr}", peer.name, peer.device);
+                let mut line = format!(
+                    "connected to {} ({}) at {addr}",
+                    sanitize(&peer.name),
+                    peer.device
+                );
                 if let Some(r) = back {
                     line.push_str(&format!(
                         " — back after {} attempt(s), offline since {}",
@@ -363,10 +370,10 @@ impl Presenter {
                     ));
                 }
                 if peer.temporary {
-                    let who = if peer.peer_temporary {
-                        "the peer"
-                    } else {
-                        "you"
+                    let who = match (self.asked_temporary, peer.peer_temporary) {
+                        (true, true) => "both of you",
+                        (false, true) => "the peer",
+                        _ => "you",
                     };
                     line.push_str(&format!(
                         " — temporary session ({who} asked): nothing is stored on either side"
@@ -851,6 +858,11 @@ impl Presenter {
             Style::Json => fatal_event(message),
             _ => format!("error: {message}"),
         }
+    }
+
+    /// This side asked for temporary sessions (`-t`): the connection line says who asked.
+    pub fn set_asked_temporary(&mut self, asked: bool) {
+        self.asked_temporary = asked;
     }
 
     /// `n` own lines were shown waiting outside this presenter's events (the chat's last
@@ -1395,5 +1407,27 @@ mod tests {
             status[0].contains("nothing you write is sent"),
             "{status:?}"
         );
+    }
+
+    #[test]
+    fn a_temporary_session_says_who_asked_for_it() {
+        let connected = |asked: bool, peer_asked: bool| {
+            let mut p = Presenter::new(Style::Plain, "carol");
+            p.set_asked_temporary(asked);
+            let mut peer = hello(1, "alice");
+            peer.temporary = true;
+            peer.peer_temporary = peer_asked;
+            p.output(&Output::Connected {
+                peer,
+                addr: "127.0.0.1:4000".into(),
+                incoming: 0,
+                outgoing: 0,
+                held: Default::default(),
+            })
+            .join("\n")
+        };
+        assert!(connected(true, true).contains("(both of you asked)"));
+        assert!(connected(true, false).contains("(you asked)"));
+        assert!(connected(false, true).contains("(the peer asked)"));
     }
 }
