@@ -645,3 +645,30 @@ fn two_listeners_on_one_data_directory_pin_exactly_one_of_two_racing_keys() {
         assert_eq!(pinned, winners[0].as_str(), "round {round}");
     }
 }
+
+#[test]
+fn a_new_device_that_could_be_taken_for_a_known_one_is_pointed_out_at_first_contact() {
+    let alice = Device::new("alice");
+    let bob = Device::new("bob");
+    first_contact(&alice, &bob);
+    // Another device that calls itself "Bob", and one holding a copy of bob's key file under
+    // a device id of its own.
+    let namesake = Device::new("Bob");
+    let same_key = Device::new("robert");
+    std::fs::copy(bob.path().join(KEY_FILE), same_key.path().join(KEY_FILE)).unwrap();
+    for (newcomer, same_key) in [(&namesake, false), (&same_key, true)] {
+        let (mut listener, port) = alice.listen();
+        let mut caller = newcomer.connect(port);
+        caller.connected();
+        let contact = listener.wait_for("first contact", |e| e["event"] == "first_contact");
+        assert_eq!(contact["peer"], newcomer.uuid().as_str(), "{contact}");
+        assert_eq!(
+            contact["lookalikes"],
+            serde_json::json!([{"peer": bob.uuid(), "name": "bob", "same_key": same_key}]),
+            "{contact}"
+        );
+        caller.finish();
+        listener.wait_for("peer left", |e| e["event"] == "peer_left");
+        listener.finish();
+    }
+}

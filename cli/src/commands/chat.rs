@@ -50,7 +50,7 @@ use crate::tor::OnionService;
 use crate::ui::alert::{wants_alert, Alerts};
 use crate::ui::editor::{EditorEvent, LineEditor};
 use crate::ui::scrollback::Marker;
-use crate::ui::{Presenter, Style};
+use crate::ui::{FirstContact, Lookalike, Presenter, Style};
 use socketfalco_core::{ChatResume, CloseCode, DeviceId, PublicKey, SessionConfig, Side};
 use socketfalco_reach::invite::Invite;
 use socketfalco_reach::proxy::ProxySpec;
@@ -71,13 +71,7 @@ use std::time::{Duration, Instant};
 enum Update {
     Net(Output),
     /// The first connection with this peer: its key was just pinned.
-    FirstContact {
-        peer: DeviceId,
-        name: String,
-        fingerprint: String,
-        /// The key is the one the invite named: proved, nothing to compare.
-        invited: bool,
-    },
+    FirstContact(FirstContact),
     Finished(Result<(), String>),
     /// The listener's onion service is published at this address (`….onion:PORT`).
     Onion(String),
@@ -495,12 +489,14 @@ fn run(
                         let (device, name, tx) = (peer.device, peer.name.clone(), net_tx.clone());
                         storage.task(move |db: &mut Database| match db.key_state(device) {
                             Ok(Some((Some(key), _))) => {
-                                let _ = tx.send(Update::FirstContact {
+                                let lookalikes = lookalikes(db, device, &name, key);
+                                let _ = tx.send(Update::FirstContact(FirstContact {
                                     peer: device,
                                     name,
                                     fingerprint: PublicKey(key).fingerprint(),
                                     invited: invited == Some(PublicKey(key)),
-                                });
+                                    lookalikes,
+                                }));
                             }
                             Ok(_) => {}
                             Err(e) => log::warn!("could not read the peer's pinned key: {e}"),
@@ -587,6 +583,32 @@ fn failure_advice(me: &Me, invocation: &str) -> impl Fn(&EndpointError) -> Strin
         }
         _ => e.to_string(),
     }
+}
+
+/// The other chats a peer met for the first time could be taken for: the same pinned key,
+/// or a peer of the same name (ignoring case). Read on the storage thread; a failure only
+/// loses the notes.
+fn lookalikes(db: &mut Database, peer: DeviceId, name: &str, key: [u8; 32]) -> Vec<Lookalike> {
+    let chats = match db.list_chats() {
+        Ok(chats) => chats,
+        Err(e) => {
+            log::warn!("could not look for chats like the new one: {e}");
+            return Vec::new();
+        }
+    };
+    chats
+        .into_iter()
+        .filter(|c| c.peer != peer)
+        .filter_map(|c| {
+            let same_key = c.peer_key == Some(key);
+            let same_name = c.peer_name.to_lowercase() == name.to_lowercase();
+            (same_key || same_name).then_some(Lookalike {
+                peer: c.peer,
+                name: c.peer_name,
+                same_key,
+            })
+        })
+        .collect()
 }
 
 /// What one line of input asks for.
@@ -854,13 +876,8 @@ fn terminal_loop(
                     }
                     live.alert(presenter, &mut editor, &output);
                 }
-                Ok(Update::FirstContact {
-                    peer,
-                    name,
-                    fingerprint,
-                    invited,
-                }) => {
-                    for line in presenter.first_contact(peer, &name, &fingerprint, invited) {
+                Ok(Update::FirstContact(contact)) => {
+                    for line in presenter.first_contact(&contact) {
                         editor.print_above(&line);
                     }
                 }
@@ -998,12 +1015,7 @@ fn script_loop(
             }
         };
         match update {
-            Update::FirstContact {
-                peer,
-                name,
-                fingerprint,
-                invited,
-            } => out.lines(&presenter.first_contact(peer, &name, &fingerprint, invited)),
+            Update::FirstContact(contact) => out.lines(&presenter.first_contact(&contact)),
             Update::Net(output) => {
                 if let Output::Received { peer, message, .. } = &output {
                     // No view: nobody is looking, every line alerts.

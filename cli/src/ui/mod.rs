@@ -103,6 +103,33 @@ pub struct Presenter {
     unread_elsewhere: u64,
 }
 
+/// A peer met for the first time: its key was just pinned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FirstContact {
+    /// Its device id.
+    pub peer: DeviceId,
+    /// The name it gave.
+    pub name: String,
+    /// Its key's fingerprint.
+    pub fingerprint: String,
+    /// The key is the one the invite named: proved, nothing to compare.
+    pub invited: bool,
+    /// Other chats it could be taken for.
+    pub lookalikes: Vec<Lookalike>,
+}
+
+/// Another chat that a peer met for the first time could be taken for: one whose pinned key
+/// is the same, or whose peer has the same name (ignoring case).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lookalike {
+    /// That chat.
+    pub peer: DeviceId,
+    /// Its peer's name.
+    pub name: String,
+    /// The same key (else: the same name).
+    pub same_key: bool,
+}
+
 /// Where a caller's reconnection stands.
 #[derive(Clone, Copy, Debug)]
 struct Reconnect {
@@ -143,34 +170,61 @@ impl Presenter {
 
     /// The lines for the first connection with `peer`, whose key was just pinned: its
     /// fingerprint, and how to check it (as SSH does for a new host). Nothing waits for it.
-    pub fn first_contact(
-        &self,
-        peer: DeviceId,
-        name: &str,
-        fingerprint: &str,
-        invited: bool,
-    ) -> Vec<String> {
+    pub fn first_contact(&self, contact: &FirstContact) -> Vec<String> {
+        let FirstContact {
+            peer,
+            name,
+            fingerprint,
+            invited,
+            lookalikes,
+        } = contact;
         if self.style == Style::Json {
+            let lookalikes: Vec<serde_json::Value> = lookalikes
+                .iter()
+                .map(
+                    |l| json!({"peer": l.peer.to_string(), "name": l.name, "same_key": l.same_key}),
+                )
+                .collect();
             return vec![json!({
                 "event": "first_contact",
                 "peer": peer.to_string(),
                 "name": name,
                 "fingerprint": fingerprint,
                 "invited": invited,
+                "lookalikes": lookalikes,
             })
             .to_string()];
         }
         let name = sanitize(name);
-        if invited {
-            return vec![format!(
+        let mut lines = vec![if *invited {
+            format!(
                 "first contact with {name}: key fingerprint {fingerprint} pinned — the key the \
                  invite named, proved in the handshake"
-            )];
+            )
+        } else {
+            format!(
+                "first contact with {name}: key fingerprint {fingerprint} pinned; compare it with \
+                 \"socketfalco --fingerprint\" on {name}'s device"
+            )
+        }];
+        for other in lookalikes {
+            let other_name = sanitize(&other.name);
+            lines.push(if other.same_key {
+                format!(
+                    "note: this key is already pinned for {other_name} ({}): the same key under \
+                     another device id — {other_name}'s device set up again with its key file \
+                     kept, or whoever else holds that key file",
+                    other.peer
+                )
+            } else {
+                format!(
+                    "note: you already chat with another device named {other_name} ({}); this \
+                     one is not it — compare fingerprints before you take it for them",
+                    other.peer
+                )
+            });
         }
-        vec![format!(
-            "first contact with {name}: key fingerprint {fingerprint} pinned; compare it with \
-             \"socketfalco --fingerprint\" on {name}'s device"
-        )]
+        lines
     }
 
     /// The line for a listener's onion service, published at `address` (`….onion:PORT`):
@@ -1253,8 +1307,15 @@ mod tests {
 
     #[test]
     fn a_first_contact_shows_the_pinned_fingerprint_and_how_to_check_it() {
+        let contact = |fingerprint: &str, invited| FirstContact {
+            peer: DeviceId([1; 16]),
+            name: "Bob".into(),
+            fingerprint: fingerprint.into(),
+            invited,
+            lookalikes: Vec::new(),
+        };
         let p = Presenter::new(Style::Plain, "Alice");
-        let lines = p.first_contact(DeviceId([1; 16]), "Bob", "1a2b 3c4d", false);
+        let lines = p.first_contact(&contact("1a2b 3c4d", false));
         assert_eq!(
             lines,
             [
@@ -1264,14 +1325,13 @@ mod tests {
         );
         let p = Presenter::new(Style::Json, "Alice");
         let v: serde_json::Value =
-            serde_json::from_str(&p.first_contact(DeviceId([1; 16]), "Bob", "1a2b", true)[0])
-                .unwrap();
+            serde_json::from_str(&p.first_contact(&contact("1a2b", true))[0]).unwrap();
         assert_eq!(v["event"], "first_contact");
         assert_eq!(v["fingerprint"], "1a2b");
         assert_eq!(v["invited"], true);
         // Over an invite the key was proved: nothing to compare.
         let p = Presenter::new(Style::Plain, "Alice");
-        let lines = p.first_contact(DeviceId([1; 16]), "Bob", "1a2b", true);
+        let lines = p.first_contact(&contact("1a2b", true));
         assert!(lines[0].contains("the key the invite named"), "{lines:?}");
         assert!(!lines[0].contains("compare"), "{lines:?}");
     }
@@ -1429,5 +1489,34 @@ mod tests {
         assert!(connected(true, true).contains("(both of you asked)"));
         assert!(connected(true, false).contains("(you asked)"));
         assert!(connected(false, true).contains("(the peer asked)"));
+    }
+
+    #[test]
+    fn a_first_contact_names_the_chats_it_could_be_taken_for() {
+        let bob = DeviceId([2; 16]);
+        let contact = |same_key| FirstContact {
+            peer: DeviceId([3; 16]),
+            name: "Bob".into(),
+            fingerprint: "aaaa bbbb".into(),
+            invited: false,
+            lookalikes: vec![Lookalike {
+                peer: bob,
+                name: "bob".into(),
+                same_key,
+            }],
+        };
+        let p = Presenter::new(Style::Plain, "alice");
+        let lines = p.first_contact(&contact(false));
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].starts_with("first contact with Bob: key fingerprint aaaa bbbb"));
+        assert!(
+            lines[1].contains(&format!("another device named bob ({bob})")),
+            "{lines:?}"
+        );
+        let lines = p.first_contact(&contact(true));
+        assert!(
+            lines[1].contains(&format!("already pinned for bob ({bob})")),
+            "{lines:?}"
+        );
     }
 }
