@@ -170,17 +170,26 @@ fn silent_and_garbage_connections_never_keep_a_peer_out() {
     listener.kill();
 }
 
-#[test]
-fn a_line_for_a_busy_listener_goes_if_it_frees_up_in_time_or_is_reported_not_sent() {
-    let alice = Device::new("alice");
-    let bob = Device::new("bob");
-    let carol = Device::new("carol");
+/// `alice` listening for one peer at most, and `bob` that peer: the listener, its port and
+/// bob's session.
+fn busy_listener(alice: &Device, bob: &Device) -> (Session, u16, Session) {
     let (mut listener, port) = alice.listen_with(|cmd| {
         cmd.args(["--max-peers", "1"]);
     });
     let mut first = bob.connect(port);
     first.connected();
     listener.wait_for("connected", |e| e["event"] == "connected");
+    (listener, port, first)
+}
+
+#[test]
+fn a_line_for_a_busy_listener_goes_if_it_frees_up_in_time_or_is_reported_not_sent() {
+    let (alice, bob, carol) = (
+        Device::new("alice"),
+        Device::new("bob"),
+        Device::new("carol"),
+    );
+    let (mut listener, port, first) = busy_listener(&alice, &bob);
     // Carol pipes a line and ends her input while the listener stays busy: her caller keeps
     // trying through the grace period of leaving, then lists the line, which is neither sent
     // nor stored (no chat to store it in yet), and fails.
@@ -235,15 +244,12 @@ fn a_line_for_a_busy_listener_goes_if_it_frees_up_in_time_or_is_reported_not_sen
 
 #[test]
 fn a_caller_past_the_listeners_limit_waits_its_turn_and_an_unreachable_address_fails_clearly() {
-    let alice = Device::new("alice");
-    let bob = Device::new("bob");
-    let carol = Device::new("carol");
-    let (mut listener, port) = alice.listen_with(|cmd| {
-        cmd.args(["--max-peers", "1"]);
-    });
-    let mut first = bob.connect(port);
-    first.connected();
-    listener.wait_for("connected", |e| e["event"] == "connected");
+    let (alice, bob, carol) = (
+        Device::new("alice"),
+        Device::new("bob"),
+        Device::new("carol"),
+    );
+    let (mut listener, port, first) = busy_listener(&alice, &bob);
     // One peer at most: carol is told the listener is busy, and tries again later instead of
     // giving up.
     let mut second = carol.connect(port);

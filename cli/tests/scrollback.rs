@@ -548,21 +548,6 @@ fn keys_after_a_resize_are_taken_at_once_and_a_page_is_drawn_again() {
     let mut caller = bob.connect(port);
     caller.connected();
     live.wait_for("the chat", |s| contains(s, "connected to Bob"));
-    for (round, (x, y)) in [(80, 24), (WIDTH, HEIGHT)].into_iter().enumerate() {
-        let line = format!("typed then resized {round}");
-        live.keys(&[&line]);
-        live.wait_for("the typed line", |s| contains(s, &line));
-        let out = live
-            .command()
-            .args(["resize-window", "-x", &x.to_string(), "-y", &y.to_string()])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "resize: {}", common::stderr(&out));
-        // The resize reaches the program before the key does.
-        std::thread::sleep(Duration::from_millis(300));
-        live.keys(&["Enter"]);
-        caller.received(&line);
-    }
     let resize = |x: u16, y: u16| {
         let out = live
             .command()
@@ -571,6 +556,16 @@ fn keys_after_a_resize_are_taken_at_once_and_a_page_is_drawn_again() {
             .unwrap();
         assert!(out.status.success(), "resize: {}", common::stderr(&out));
     };
+    for (round, (x, y)) in [(80, 24), (WIDTH, HEIGHT)].into_iter().enumerate() {
+        let line = format!("typed then resized {round}");
+        live.keys(&[&line]);
+        live.wait_for("the typed line", |s| contains(s, &line));
+        resize(x, y);
+        // The resize reaches the program before the key does.
+        std::thread::sleep(Duration::from_millis(300));
+        live.keys(&["Enter"]);
+        caller.received(&line);
+    }
     // A page of a longer chat, read back while the window shrinks and grows again: each time
     // drawn whole at the new size, the status row on its second-last row.
     for i in 1..=40 {

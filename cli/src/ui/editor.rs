@@ -111,6 +111,19 @@ impl TerminalKeys {
     fn new() -> TerminalKeys {
         #[cfg(unix)]
         {
+            use super::console::{look, Look};
+            // crossterm's own handler of the signal must come first, so that when ours has
+            // written its byte, crossterm's is there too (a signal's handlers run in the
+            // order they were installed): crossterm installs it when its event source starts,
+            // at its first poll — made here, unless the terminal is gone already. What that
+            // poll may read is handed out first.
+            if look(libc::STDIN_FILENO, Duration::ZERO) == Look::Gone {
+                return TerminalKeys::default();
+            }
+            if let Err(e) = event::poll(Duration::ZERO) {
+                log::warn!("window changes are not watched: {e}");
+                return TerminalKeys::default();
+            }
             let resized = std::os::unix::net::UnixStream::pair()
                 .and_then(|(read, write)| {
                     read.set_nonblocking(true)?;
@@ -120,7 +133,7 @@ impl TerminalKeys {
                 .map_err(|e| log::warn!("window changes are not watched: {e}"))
                 .ok();
             TerminalKeys {
-                parsed: false,
+                parsed: true,
                 resized,
             }
         }
