@@ -541,6 +541,7 @@ fn run(
         } else {
             Style::Plain
         });
+        presenter.set_headless();
         drop(tx);
         script_loop(&mut presenter, &control, &updates, &mut alerts)
     } else if let Some(db) = reader {
@@ -630,8 +631,44 @@ enum Input {
     Chats,
     /// A `/command` this program does not know: not sent.
     Unknown(String),
+    /// A JSON line that is not a well-formed one (a misspelt key, a `to` that is no name):
+    /// not sent, for this reason.
+    Invalid(String),
     /// An empty line.
     Nothing,
+}
+
+/// A JSON object line: `{"text": "…"}` or `{"to": "NAME", "text": "…"}` says a line, and
+/// any other object with a key `to` or `text` (in any case) is refused — never sent, as its
+/// text, to the current chat when it was meant for another. `None`: an object that is no such
+/// line (sent as the text it is).
+fn json_line(object: &serde_json::Map<String, serde_json::Value>) -> Option<Input> {
+    let meant = |key: &str| key.eq_ignore_ascii_case("to") || key.eq_ignore_ascii_case("text");
+    if !object.keys().any(|key| meant(key)) {
+        return None;
+    }
+    let shape =
+        r#"a JSON line is {"to": "NAME", "text": "…"} (or {"text": "…"} for the current chat)"#;
+    if let Some(key) = object.keys().find(|key| *key != "to" && *key != "text") {
+        return Some(Input::Invalid(format!("unknown key {key:?}: {shape}")));
+    }
+    let Some(text) = object.get("text").map(|t| t.as_str()) else {
+        return Some(Input::Invalid(format!("no \"text\": {shape}")));
+    };
+    let Some(text) = text else {
+        return Some(Input::Invalid(format!("\"text\" is not a string: {shape}")));
+    };
+    let to = match object.get("to").map(|t| t.as_str()) {
+        None => None,
+        Some(Some(name)) => Some(name.to_owned()),
+        Some(None) => {
+            return Some(Input::Invalid(format!("\"to\" is not a string: {shape}")));
+        }
+    };
+    Some(Input::Say {
+        to,
+        text: text.to_owned(),
+    })
 }
 
 /// Reads one line of input: `quit`, `/to NAME [TEXT]`, `/chats`, `//…` (a line starting
@@ -652,12 +689,8 @@ fn parse_input(line: &str) -> Input {
     }
     if text.starts_with('{') {
         if let Ok(serde_json::Value::Object(object)) = serde_json::from_str(text) {
-            if let Some(body) = object.get("text").and_then(|t| t.as_str()) {
-                let to = object.get("to").and_then(|t| t.as_str()).map(str::to_owned);
-                return Input::Say {
-                    to,
-                    text: body.to_owned(),
-                };
+            if let Some(input) = json_line(&object) {
+                return input;
             }
         }
     }
@@ -723,6 +756,9 @@ fn submit(control: &Control, presenter: &mut Presenter, line: &str) -> (bool, Ve
             Err(e) => shown.push(presenter.input_error(&e)),
         },
         Input::Chats => shown.extend(presenter.chat_list()),
+        Input::Invalid(reason) => {
+            shown.push(presenter.input_error(&format!("not sent: {reason}")));
+        }
         Input::Unknown(command) => shown.push(presenter.input_error(&format!(
             "unknown command {command}: /to NAME [TEXT] chooses the chat (or sends one line \
              to it), /chats lists the live chats; //… sends a line starting with /"
@@ -1160,6 +1196,23 @@ mod tests {
         assert_eq!(parse_input(r#"{"text": "no chat"}"#), say(None, "no chat"));
         // Not a JSON message: sent as typed.
         assert_eq!(parse_input("{braces}"), say(None, "{braces}"));
+        assert_eq!(parse_input(r#"{"a": 1}"#), say(None, r#"{"a": 1}"#));
+        // Meant as one, but not well formed: refused, never sent to the current chat.
+        for (line, why) in [
+            (r#"{"To": "dave", "text": "hi"}"#, "unknown key \"To\""),
+            (r#"{"to": 5, "text": "hi"}"#, "\"to\" is not a string"),
+            (r#"{"to": "carol"}"#, "no \"text\""),
+            (
+                r#"{"to": "carol", "text": ["hi"]}"#,
+                "\"text\" is not a string",
+            ),
+            (r#"{"to": "carol", "txt": "hi"}"#, "unknown key \"txt\""),
+        ] {
+            match parse_input(line) {
+                Input::Invalid(reason) => assert!(reason.starts_with(why), "{line}: {reason}"),
+                other => panic!("{line}: {other:?}"),
+            }
+        }
         // "/today" is not "/to day".
         assert_eq!(parse_input("/today"), Input::Unknown("/today".into()));
     }

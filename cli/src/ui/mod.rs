@@ -99,6 +99,8 @@ pub struct Presenter {
     last_temporary: Option<bool>,
     /// Whether this side asked for temporary sessions (`-t`).
     asked_temporary: bool,
+    /// A headless listener (`--serve`): it reads no input, so no `quit`.
+    headless: bool,
     /// Unread lines in the live chats other than the current one (shown in the prompt).
     unread_elsewhere: u64,
 }
@@ -159,6 +161,7 @@ impl Presenter {
             refusal_shown: None,
             last_temporary: None,
             asked_temporary: false,
+            headless: false,
             unread_elsewhere: 0,
         }
     }
@@ -395,7 +398,12 @@ impl Presenter {
         let mut lines = Vec::new();
         match output {
             Output::Listening(addr) => lines.push(format!(
-                "listening on {addr} — waiting for a peer (Ctrl-C or \"quit\" to leave)"
+                "listening on {addr} — waiting for a peer ({})",
+                if self.headless {
+                    "a signal ends it: Ctrl-C, SIGTERM"
+                } else {
+                    "Ctrl-C or \"quit\" to leave"
+                }
             )),
             // The quiet status: the first attempt is a line; later ones live in the prompt.
             Output::Connecting(addr) => {
@@ -912,6 +920,11 @@ impl Presenter {
             Style::Json => fatal_event(message),
             _ => format!("error: {message}"),
         }
+    }
+
+    /// A headless listener (`--serve`): only a signal ends it, which its first line says.
+    pub fn set_headless(&mut self) {
+        self.headless = true;
     }
 
     /// This side asked for temporary sessions (`-t`): the connection line says who asked.
@@ -1518,5 +1531,15 @@ mod tests {
             lines[1].contains(&format!("already pinned for bob ({bob})")),
             "{lines:?}"
         );
+    }
+
+    #[test]
+    fn a_headless_listener_does_not_offer_quit() {
+        let addr: std::net::SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let mut p = Presenter::new(Style::Plain, "alice");
+        assert!(p.output(&Output::Listening(addr))[0].contains("\"quit\" to leave"));
+        p.set_headless();
+        let line = p.output(&Output::Listening(addr)).join("");
+        assert!(!line.contains("quit") && line.contains("SIGTERM"), "{line}");
     }
 }
