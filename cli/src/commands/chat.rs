@@ -817,8 +817,7 @@ impl Live {
             },
             held,
         };
-        let opening = opening_rows(&mut pages, rows, width, marker.as_ref());
-        match opening {
+        match opening_rows(&mut pages, rows, width, marker.as_ref()) {
             Ok(shown) => {
                 for row in &shown {
                     editor.print_above(row);

@@ -186,38 +186,38 @@ impl Scroll {
                 // last screen when it shows none.
                 scrollback::last_screen(pages, area, width, marker.as_ref()).and_then(|last| {
                     if live_rows == 0 {
-                        return Ok(Some((last, "reading back".to_owned())));
+                        return Ok(Some((last, Some("reading back"))));
                     }
                     let shown = scrollback::last_screen(pages, live_rows, width, marker.as_ref())?;
                     match scrollback::page_up(pages, &shown, area, width, marker.as_ref())? {
-                        Some(up) => Ok(Some((up, "reading back".to_owned()))),
-                        None => Ok(Some((last, "the beginning of the chat".to_owned()))),
+                        Some(up) => Ok(Some((up, Some("reading back")))),
+                        None => Ok(Some((last, Some("the beginning of the chat")))),
                     }
                 })
             }
             (EditorEvent::PageUp, Some(view)) => {
                 scrollback::page_up(pages, view, area, width, marker.as_ref()).map(|up| {
                     Some(match up {
-                        Some(up) => (up, "reading back".to_owned()),
-                        None => (view.clone(), "the beginning of the chat".to_owned()),
+                        Some(up) => (up, Some("reading back")),
+                        None => (view.clone(), Some("the beginning of the chat")),
                     })
                 })
             }
             (EditorEvent::PageDown, Some(view)) => {
                 scrollback::page_down(pages, view, area, width, marker.as_ref())
-                    .map(|down| down.map(|down| (down, "reading back".to_owned())))
+                    .map(|down| down.map(|down| (down, Some("reading back"))))
             }
             (EditorEvent::Bottom, Some(_)) => Ok(None),
+            // The same page at the new size, its note kept.
             (EditorEvent::Resized, Some(view)) => {
-                let note = editor.page_note().unwrap_or("reading back").to_owned();
                 scrollback::relayout(pages, view, area, width, marker.as_ref())
-                    .map(|again| Some((again, note)))
+                    .map(|again| Some((again, None)))
             }
             _ => return false,
         };
         match moved {
             Ok(Some((view, note))) => {
-                editor.show_page(&view.rows, &note);
+                editor.show_page(&view.rows, note);
                 self.view = Some(view);
                 false
             }

@@ -166,26 +166,20 @@ impl KeySource for TerminalKeys {
                 io::ErrorKind::UnexpectedEof,
                 "the terminal is gone",
             )),
-            // The window changed: crossterm's resize event is taken now, while no key waits.
-            Look::Quiet if resized => {
+            Look::Quiet if !resized => Ok(None),
+            // Input, or the window changed: crossterm's resize event is taken now, while no
+            // key waits.
+            Look::Quiet | Look::Input => {
                 self.parsed = true;
                 if event::poll(Duration::ZERO)? {
-                    event::read().map(Some)
-                } else {
-                    Ok(None)
+                    return event::read().map(Some);
                 }
-            }
-            Look::Quiet => Ok(None),
-            Look::Input => {
-                self.parsed = true;
-                if event::poll(Duration::ZERO)? {
-                    event::read().map(Some)
-                } else {
+                if seen == Look::Input {
                     // Bytes crossterm does not see (a resize and a key at the same instant):
                     // they wait for the next key. Not a busy loop meanwhile.
                     thread::sleep(STUCK_INPUT_PAUSE);
-                    Ok(None)
                 }
+                Ok(None)
             }
         }
     }
@@ -375,20 +369,15 @@ impl<W: Write> LineEditor<W> {
         self.reading.is_some()
     }
 
-    /// What the status row says of the page shown, if one is.
-    pub fn page_note(&self) -> Option<&str> {
-        self.reading.as_ref().map(|r| r.note.as_str())
-    }
-
     /// Lines printed since the page of history was shown (0 when none is).
     pub fn new_below(&self) -> usize {
         self.reading.as_ref().map_or(0, |r| r.new_lines)
     }
 
     /// Shows `rows` (at most [`LineEditor::page_rows`], drawn at the bottom of the page) as a
-    /// page of history, with `note` in the status row under it; the first page switches to
-    /// the alternate screen.
-    pub fn show_page(&mut self, rows: &[String], note: &str) {
+    /// page of history, with `note` in the status row under it (`None`: the note the page
+    /// had, for the same page drawn again); the first page switches to the alternate screen.
+    pub fn show_page(&mut self, rows: &[String], note: Option<&str>) {
         if self.reading.is_none() {
             self.emit(|out| queue!(out, terminal::EnterAlternateScreen));
             self.reading = Some(Reading {
@@ -397,7 +386,7 @@ impl<W: Write> LineEditor<W> {
                 new_lines: 0,
             });
         }
-        if let Some(reading) = self.reading.as_mut() {
+        if let (Some(reading), Some(note)) = (self.reading.as_mut(), note) {
             note.clone_into(&mut reading.note);
         }
         let area = self.page_rows();
@@ -967,7 +956,10 @@ mod tests {
         let drawn =
             |screen: &Screen| String::from_utf8_lossy(&screen.bytes.lock().unwrap()).into_owned();
         editor.print_above("before");
-        editor.show_page(&["old 1".to_owned(), "old 2".to_owned()], "reading back");
+        editor.show_page(
+            &["old 1".to_owned(), "old 2".to_owned()],
+            Some("reading back"),
+        );
         assert!(editor.is_reading());
         assert!(
             drawn(&screen).contains("\u{1b}[?1049h"),
@@ -1017,7 +1009,7 @@ mod tests {
         // Not reading back: End is the end of the line, PgDn does nothing.
         assert_eq!(e.poll(Duration::from_secs(5)), None);
         assert_eq!(e.poll(Duration::from_secs(5)), None);
-        e.show_page(&[], "reading back");
+        e.show_page(&[], Some("reading back"));
         let mut events = Vec::new();
         while events.len() < 2 {
             if let Some(event) = e.poll(Duration::from_millis(200)) {
