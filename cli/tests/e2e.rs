@@ -170,32 +170,50 @@ fn silent_and_garbage_connections_never_keep_a_peer_out() {
     listener.kill();
 }
 
-/// `alice` listening for one peer at most, and `bob` that peer: the listener, its port and
-/// bob's session.
-fn busy_listener(alice: &Device, bob: &Device) -> (Session, u16, Session) {
+/// Alice listening for one peer at most, bob that peer, and carol who comes next.
+struct BusyListener {
+    /// Held so that its folder lives as long as the listener.
+    _alice: Device,
+    /// Held likewise, for bob's session.
+    _bob: Device,
+    carol: Device,
+    listener: Session,
+    port: u16,
+    /// Bob's session.
+    first: Session,
+}
+
+fn busy_listener() -> BusyListener {
+    let (alice, bob, carol) = (
+        Device::new("alice"),
+        Device::new("bob"),
+        Device::new("carol"),
+    );
     let (mut listener, port) = alice.listen_with(|cmd| {
         cmd.args(["--max-peers", "1"]);
     });
     let mut first = bob.connect(port);
     first.connected();
     listener.wait_for("connected", |e| e["event"] == "connected");
-    (listener, port, first)
+    BusyListener {
+        _alice: alice,
+        _bob: bob,
+        carol,
+        listener,
+        port,
+        first,
+    }
 }
 
 #[test]
 fn a_line_for_a_busy_listener_goes_if_it_frees_up_in_time_or_is_reported_not_sent() {
-    let (alice, bob, carol) = (
-        Device::new("alice"),
-        Device::new("bob"),
-        Device::new("carol"),
-    );
-    let (mut listener, port, first) = busy_listener(&alice, &bob);
+    let mut busy = busy_listener();
     // Carol pipes a line and ends her input while the listener stays busy: her caller keeps
     // trying through the grace period of leaving, then lists the line, which is neither sent
     // nor stored (no chat to store it in yet), and fails.
-    let port_s = port.to_string();
+    let port_s = busy.port.to_string();
     let args = ["-c", "127.0.0.1", "-p", &port_s, "--json"];
-    let out = carol.run_with_input(&args, "are you there?\n");
+    let out = busy.carol.run_with_input(&args, "are you there?\n");
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("1 line(s) were not sent"),
@@ -223,13 +241,13 @@ fn a_line_for_a_busy_listener_goes_if_it_frees_up_in_time_or_is_reported_not_sen
         "{events:#?}"
     );
     // The same, but bob leaves within the grace period: the line goes, and all is well.
-    let mut second = carol.connect(port);
+    let mut second = busy.carol.connect(busy.port);
     second.wait_for("busy", |e| e["event"] == "peer_left");
     second.say("my turn");
     second.wait_for("waiting", |e| e["event"] == "pending");
     second.end_input();
-    first.finish();
-    listener.received("my turn");
+    busy.first.finish();
+    busy.listener.received("my turn");
     let events = second.finish();
     assert!(
         events.iter().any(|e| e["event"] == "delivered"),
@@ -239,20 +257,15 @@ fn a_line_for_a_busy_listener_goes_if_it_frees_up_in_time_or_is_reported_not_sen
         !events.iter().any(|e| e["event"] == "not_sent"),
         "{events:#?}"
     );
-    listener.kill();
+    busy.listener.kill();
 }
 
 #[test]
 fn a_caller_past_the_listeners_limit_waits_its_turn_and_an_unreachable_address_fails_clearly() {
-    let (alice, bob, carol) = (
-        Device::new("alice"),
-        Device::new("bob"),
-        Device::new("carol"),
-    );
-    let (mut listener, port, first) = busy_listener(&alice, &bob);
+    let mut busy = busy_listener();
     // One peer at most: carol is told the listener is busy, and tries again later instead of
     // giving up.
-    let mut second = carol.connect(port);
+    let mut second = busy.carol.connect(busy.port);
     let refused = second.wait_for("busy", |e| e["event"] == "peer_left");
     assert_eq!(refused["code"], 1, "{refused}");
     assert!(
@@ -260,15 +273,19 @@ fn a_caller_past_the_listeners_limit_waits_its_turn_and_an_unreachable_address_f
         "{refused}"
     );
     second.wait_for("retry", |e| e["event"] == "reconnecting");
-    listener.wait_for("refusal", |e| e["event"] == "busy_refused");
-    assert!(carol.list().is_empty(), "a refused caller stores no chat");
+    busy.listener
+        .wait_for("refusal", |e| e["event"] == "busy_refused");
+    assert!(
+        busy.carol.list().is_empty(),
+        "a refused caller stores no chat"
+    );
     // Once bob leaves, carol's next attempt gets in.
-    first.finish();
+    busy.first.finish();
     second.wait_for("connected", |e| e["event"] == "connected");
     second.say("my turn");
-    listener.received("my turn");
+    busy.listener.received("my turn");
     second.finish();
-    listener.kill();
+    busy.listener.kill();
 
     let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -276,7 +293,7 @@ fn a_caller_past_the_listeners_limit_waits_its_turn_and_an_unreachable_address_f
         .unwrap()
         .port()
         .to_string();
-    let out = carol.run(&["-c", "127.0.0.1", "-p", &closed_port]);
+    let out = busy.carol.run(&["-c", "127.0.0.1", "-p", &closed_port]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("could not connect"),
