@@ -1,5 +1,5 @@
-//! The write-ahead log's file, grown to its full size when the database is opened, so that
-//! a commit overwrites it instead of growing it.
+//! The write-ahead log's file, grown to its full size by a handle that will commit lines one
+//! by one, so that a commit overwrites it instead of growing it.
 //!
 //! A commit in WAL mode writes its pages at the end of the log and syncs it. While the file
 //! grows, the sync must also make its new size durable, a second write the disk does before
@@ -13,9 +13,8 @@
 //! the 1,000 pages of a checkpoint cycle, more than most chat sessions write. So a handle
 //! opened to commit lines one by one (a session, lines written offline; not `-ls` or a
 //! rename, which commit once if at all) grows a log shorter than one cycle
-//! ([`Database::reserve_log`]): a
-//! transaction writes that many pages with a page cache so small that SQLite spills nearly
-//! all of them into the log, and is rolled back. A rolled-back transaction's pages are not
+//! ([`Database::reserve_log`]): a transaction writes that many pages with a page cache so
+//! small that SQLite spills nearly all of them into the log, and is rolled back. A rolled-back transaction's pages are not
 //! part of the database: they are never copied into it, recovery ignores them, and the next
 //! commits overwrite them. It costs a few milliseconds and no sync; the file is made
 //! durable by the first commit's.
