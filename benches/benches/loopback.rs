@@ -14,6 +14,11 @@
 //!   plain TCP ping-pong (64-byte request, 16-byte reply). Criterion gives the mean; each
 //!   bench then prints p50/p99/p99.9 of a separately recorded loop.
 //!
+//! - `round_trip/durable_floor`: the same ping-pong with a one-row durable commit on each
+//!   side per round trip (the request goes on the wire while the sender's commit runs), two
+//!   blocking threads and nothing else — what this machine's disk and scheduler allow a
+//!   durable round trip at best, printed beside the product's (`net::DurableEcho`).
+//!
 //! Before the durable runs the bench prints what one durable commit costs at that moment
 //! (the storage ceiling of a typed line), with the log growing and with it reused: on a
 //! shared disk it changes from minute to minute. The SQLite round trips are also recorded for
@@ -26,7 +31,9 @@ use criterion::{
 };
 use socketfalco_benches::data::{message, message_frame, message_stream, text_4k, SHORT_LINE};
 use socketfalco_benches::memory::BenchStore;
-use socketfalco_benches::net::{connected_endpoints, RawEcho, RawSink, RunningEndpoint};
+use socketfalco_benches::net::{
+    connected_endpoints, DurableEcho, RawEcho, RawSink, RunningEndpoint,
+};
 use socketfalco_benches::sqlite::{open_database, temp_dir, temp_dir_under, PlainTable};
 use socketfalco_benches::stats::{print_load, Percentiles};
 use socketfalco_testkit::{DEVICE_A, DEVICE_B};
@@ -318,6 +325,16 @@ fn round_trip_benches(c: &mut Criterion) {
         samples.push(start.elapsed());
     }
     drop(raw);
+    let floor_dir = temp_dir(TMP);
+    let mut floor = DurableEcho::start(floor_dir.path()).unwrap_or_else(|e| panic!("echo: {e}"));
+    // Past the first checkpoint, so that both logs are overwritten, not grown, as the store's are.
+    for _ in 0..1_000 {
+        floor.round_trip().unwrap_or_else(|e| panic!("echo: {e}"));
+    }
+    let _ = percentiles("durable_floor", 2_000, || {
+        floor.round_trip().unwrap_or_else(|e| panic!("echo: {e}"))
+    });
+    drop(floor);
     // The raw figure depends on where the scheduler puts the echo thread: on the bench's
     // own core a wake-up costs a few µs, on the other one tens. Both measurements of this
     // run are shown, with the target each gives.

@@ -1,11 +1,15 @@
 //! Real sockets on loopback: two `transport-mio` endpoints in one process, and a plain TCP
-//! pair with no protocol at all — the ceiling the endpoints are compared with.
+//! pair with no protocol at all — the ceiling the endpoints are compared with — and the same
+//! pair committing a row on each side per round trip, the durable round trip's floor.
 
+use crate::data::{message, SHORT_LINE};
+use crate::sqlite::PlainTable;
 use socketfalco_core::{DeviceId, SessionConfig, StaticKeypair, Store};
 use socketfalco_testkit::{DEVICE_A, DEVICE_B};
 use socketfalco_transport::{Command, Control, Endpoint, EndpointConfig, Output, Role};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::Arc;
@@ -255,6 +259,63 @@ impl RawEcho {
     /// One round trip.
     pub fn round_trip(&mut self) -> io::Result<()> {
         self.peer.stream.write_all(&self.request)?;
+        self.peer.stream.read_exact(&mut self.reply)
+    }
+}
+
+/// The durable round trip's floor: a plain loopback TCP pair (64-byte request, 16-byte
+/// reply) whose two ends each commit one row per round trip into a [`PlainTable`] of their
+/// own, in two databases on the chats' disk, the way the product orders it — the near end
+/// puts its request on the wire between its insert and its `COMMIT`, the far end commits
+/// the request before it replies — with blocking sockets on two threads and nothing else:
+/// no protocol, no event loop, no storage thread, no hand-off between threads on either side.
+pub struct DurableEcho {
+    peer: LoopbackPeer,
+    table: PlainTable,
+    request: Vec<u8>,
+    reply: Vec<u8>,
+    seq: u64,
+}
+
+impl DurableEcho {
+    /// Creates the two tables under `dir` and connects to a new committing echo thread.
+    pub fn start(dir: &Path) -> io::Result<DurableEcho> {
+        let far_dir = dir.join("far");
+        let near_dir = dir.join("near");
+        std::fs::create_dir_all(&far_dir)?;
+        std::fs::create_dir_all(&near_dir)?;
+        let peer = LoopbackPeer::start(move |mut stream| {
+            let mut table = PlainTable::create(&far_dir, "FULL");
+            let mut buf = [0u8; 64];
+            let answer = [0x5au8; 16];
+            let mut seq = 0;
+            while stream.read_exact(&mut buf).is_ok() {
+                seq += 1;
+                table.insert(&[message(seq, SHORT_LINE)]);
+                if stream.write_all(&answer).is_err() {
+                    return;
+                }
+            }
+        })?;
+        Ok(DurableEcho {
+            peer,
+            table: PlainTable::create(&near_dir, "FULL"),
+            request: vec![0xa5; 64],
+            reply: vec![0; 16],
+            seq: 0,
+        })
+    }
+
+    /// One round trip: both rows committed and the reply read.
+    pub fn round_trip(&mut self) -> io::Result<()> {
+        self.seq += 1;
+        let mut sent = Ok(());
+        let (stream, request) = (&mut self.peer.stream, &self.request);
+        self.table
+            .insert_then(&[message(self.seq, SHORT_LINE)], || {
+                sent = stream.write_all(request)
+            });
+        sent?;
         self.peer.stream.read_exact(&mut self.reply)
     }
 }

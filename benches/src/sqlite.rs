@@ -112,7 +112,14 @@ impl PlainTable {
 
     /// Inserts `batch` in one transaction, as one peer's messages in one chat.
     pub fn insert(&mut self, batch: &[Message]) {
-        let mut run = || -> rusqlite::Result<()> {
+        self.insert_then(batch, || ());
+    }
+
+    /// Inserts `batch` in one transaction and runs `before_commit` after the inserts and
+    /// before the `COMMIT`: what a sender that puts a line on the wire while its commit
+    /// runs does between the two.
+    pub fn insert_then(&mut self, batch: &[Message], before_commit: impl FnOnce()) {
+        let run = || -> rusqlite::Result<()> {
             let tx = self
                 .conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -130,6 +137,7 @@ impl PlainTable {
                     ])?;
                 }
             }
+            before_commit();
             tx.commit()
         };
         if let Err(e) = run() {
