@@ -10,7 +10,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    init_logging(cli.verbose);
+    ui::logs::init(cli.verbose);
     let json = cli.json;
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -24,16 +24,4 @@ fn main() -> ExitCode {
             ExitCode::from(e.code)
         }
     }
-}
-/// `-v` shows info, `-vv` debug, `-vvv` trace on stderr; `RUST_LOG` overrides.
-fn init_logging(verbose: u8) {
-    let level = match verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
-        .format_timestamp_millis()
-        .init();
 }

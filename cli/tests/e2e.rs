@@ -429,3 +429,35 @@ fn printing_into_a_closed_pipe_is_no_panic() {
     }
     assert!(stdout(&alice.run(&["-ls"])).starts_with("You are Alicia"));
 }
+
+/// A warning during a `--json` session — here `--notify` with no desktop notification service
+/// to show it — is an event a program reading the output sees, and stays on standard error.
+#[cfg(all(unix, not(target_os = "macos")))]
+#[test]
+fn a_warning_of_a_json_session_is_an_event_too() {
+    let alice = Device::new("Alice");
+    let bob = Device::new("Bob");
+    let (mut listener, port) = alice.listen_with(|cmd| {
+        cmd.arg("--notify")
+            .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent");
+    });
+    let mut caller = bob.connect(port);
+    caller.connected();
+    caller.say("are you there?");
+    listener.received("are you there?");
+    let warning = listener.wait_for("the warning", |e| {
+        e["event"] == "error"
+            && e["kind"] == "warning"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("desktop notifications are not available"))
+    });
+    caller.finish();
+    listener.end_input();
+    let (status, _, stderr) = listener.exit_events();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("desktop notifications are not available"),
+        "{warning}: {stderr}"
+    );
+}

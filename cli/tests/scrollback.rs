@@ -66,6 +66,9 @@ impl Tmux {
             .arg(HEIGHT.to_string())
             .arg("-e")
             .arg("RUST_LOG=warn")
+            // No desktop session: `--notify` fails the same way on every machine.
+            .arg("-e")
+            .arg("DBUS_SESSION_BUS_ADDRESS=unix:path=/nonexistent")
             .arg(command)
             .output()
             .unwrap();
@@ -533,6 +536,40 @@ fn twenty_seconds_of_reconnecting_leave_at_most_three_status_lines() {
         scrolled.join("\n")
     );
     live.keys(&["quit", "Enter"]);
+}
+
+/// A warning while the view is up — here `--notify` with no desktop notification service — is
+/// a line of the chat, never a log line written over the view wherever the cursor is.
+#[test]
+fn a_warning_is_shown_as_a_line_of_the_chat_not_written_over_the_view() {
+    if !tmux_present() || !cfg!(all(unix, not(target_os = "macos"))) {
+        return;
+    }
+    let alice = Device::new("Alice");
+    let bob = Device::new("Bob");
+    let (live, port) = Tmux::listen(&alice, &["--notify"]);
+    let mut caller = bob.connect(port);
+    caller.connected();
+    live.wait_for("the chat", |s| contains(s, "connected to Bob"));
+    // Reading back: a line that comes in now is notified.
+    live.keys(&["PPage"]);
+    live.wait_for("a page", |s| contains(s, "End to return"));
+    caller.say("are you there?");
+    live.wait_for("the line counted below the page", |s| {
+        contains(s, "1 new line below")
+    });
+    live.keys(&["End"]);
+    let screen = live.wait_for("the warning", |s| {
+        contains(s, "Bob: are you there?")
+            && contains(s, "warning: desktop notifications are not available")
+    });
+    assert!(
+        screen.iter().all(|row| !row.contains("WARN")),
+        "no log line on the screen:\n{}",
+        screen.join("\n")
+    );
+    live.keys(&["quit", "Enter"]);
+    caller.hang_up();
 }
 
 /// A window resized while a line is being typed: the next key (here Enter) is taken at once,

@@ -49,6 +49,7 @@ use crate::store::Database;
 use crate::tor::OnionService;
 use crate::ui::alert::{wants_alert, Alerts};
 use crate::ui::editor::{EditorEvent, LineEditor};
+use crate::ui::logs;
 use crate::ui::scrollback::Marker;
 use crate::ui::{FirstContact, Lookalike, Presenter, Style};
 use socketfalco_core::{ChatResume, CloseCode, DeviceId, PublicKey, SessionConfig, Side};
@@ -432,6 +433,21 @@ fn run(
     } else {
         None
     };
+    // While the chat runs, its warnings are shown in it (`ui::logs`): a terminal view is never
+    // written over, and a program reading `--json` hears of them as events. Held by the
+    // network thread, so that it ends with the chat.
+    let sink = |tx: Sender<Update>| {
+        move |text| {
+            let _ = tx.send(Update::Net(Output::Warning(text)));
+        }
+    };
+    let warnings_shown = if on_terminal {
+        Some(logs::divert(!io::stderr().is_terminal(), sink(tx.clone())))
+    } else if ctx.style == Style::Json {
+        Some(logs::divert(true, sink(tx.clone())))
+    } else {
+        None
+    };
     thread::Builder::new()
         .name("network".into())
         .spawn(move || {
@@ -519,6 +535,7 @@ fn run(
             // soon as it does, and SQLite checkpoints its log into the database file (and
             // deletes it) only on the last close, so that the file alone holds everything.
             drop(endpoint);
+            drop(warnings_shown);
             let _ = net_tx.send(Update::Finished(result));
         })?;
     let on_signal = std::sync::Mutex::new(control.clone());

@@ -14,7 +14,8 @@
 //!
 //! The line editor ([`editor`]) owns the interactive terminal; [`console`] tells, without
 //! reading, whether the terminal is still there; [`scrollback`] pages a chat's history for
-//! reading back; [`alert`] rings the bell and shows desktop notifications.
+//! reading back; [`alert`] rings the bell and shows desktop notifications; [`logs`] shows the
+//! chat's warnings in it instead of over it.
 //!
 //! The prompt carries the quiet status: a caller's reconnection, re-sync progress, the chat
 //! typed lines go to when several are live, and the unread lines of the other live chats
@@ -23,6 +24,7 @@
 pub mod alert;
 pub mod console;
 pub mod editor;
+pub mod logs;
 pub mod scrollback;
 
 use chrono::{Local, TimeZone};
