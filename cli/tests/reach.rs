@@ -224,6 +224,40 @@ fn an_invite_naming_another_key_is_refused_and_no_message_passes() {
     );
 }
 
+/// The proxy goes away in the middle of a chat: the caller says why it cannot get back — the
+/// proxy, by name — not only that it tries again; once the proxy is back, what was written
+/// meanwhile goes through it.
+#[test]
+fn when_the_proxy_goes_away_the_caller_names_it_and_comes_back_through_it() {
+    let socks = Microsocks::start(None);
+    let port = socks.port();
+    let via = Via::Proxy(socks.url(None));
+    let alice = Device::new("alice");
+    let bob = Device::new("bob");
+    let (mut listener, listen_port) = via.listen(&alice);
+    let mut caller = via.connect(&bob, &alice, listen_port);
+    caller.connected();
+    socks.stop();
+    let lost = caller.wait_for("the loss", |e| e["event"] == "peer_left");
+    assert_eq!(lost["code"], 9, "connection lost: {lost}");
+    let retry = caller.wait_for("why the attempts fail", |e| {
+        e["event"] == "reconnecting" && e["error"].as_str().is_some()
+    });
+    let why = retry["error"].as_str().unwrap();
+    assert!(
+        why.starts_with(&format!(
+            "the proxy socks5h://127.0.0.1:{port} is not reachable"
+        )),
+        "{retry}"
+    );
+    caller.say("written while the proxy was away");
+    let socks = Microsocks::start_on(port, None);
+    listener.received("written while the proxy was away");
+    caller.finish();
+    listener.finish();
+    socks.stop();
+}
+
 #[test]
 fn after_the_relay_restarts_the_listener_is_reachable_through_it_again() {
     let relay = TransitRelay::start();

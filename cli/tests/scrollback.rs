@@ -524,6 +524,7 @@ fn twenty_seconds_of_reconnecting_leave_at_most_three_status_lines() {
         "connection",
         "back",
         "trying",
+        "still",
     ];
     let status: Vec<&String> = scrolled[after + 1..]
         .iter()

@@ -237,6 +237,10 @@ pub enum Output {
     Reconnecting {
         /// Delay.
         in_ms: u64,
+        /// Why the attempt that just ended reached no peer (nothing listens at the address, the
+        /// proxy is unreachable or could not reach the target, no answer in time); `None` after
+        /// a connection that was lost or refused, which its own output reports.
+        failed: Option<String>,
     },
     /// A second caller was told the listener is busy.
     RefusedBusy(SocketAddr),
@@ -893,7 +897,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             )));
         }
         if self.keeps_trying() {
-            self.schedule_reconnect(out);
+            self.schedule_reconnect(Some(error), out);
         }
         Ok(())
     }
@@ -1029,11 +1033,16 @@ impl<S: Store + Send + 'static> Endpoint<S> {
         }
     }
 
-    fn schedule_reconnect(&mut self, out: &mut OutputQueue) {
+    /// The next attempt after a backoff; `failed`: why the attempt that just ended reached no
+    /// peer, if it did not.
+    fn schedule_reconnect(&mut self, failed: Option<String>, out: &mut OutputQueue) {
         let delay = self.reconnect_delay_ms;
         self.reconnect_delay_ms = (delay * 2).min(self.config.reconnect_max_ms);
         self.reconnect_at_ms = Some(self.clock.now_ms() + delay);
-        out.push(Output::Reconnecting { in_ms: delay });
+        out.push(Output::Reconnecting {
+            in_ms: delay,
+            failed,
+        });
     }
 
     // ----- connections -----
@@ -1377,11 +1386,11 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             match self.refused_for_good.take() {
                 // A listener at its limit of peers: try again later, unless the user leaves.
                 Some((close, _)) if close.code == CloseCode::Busy && keep_trying => {
-                    self.schedule_reconnect(out);
+                    self.schedule_reconnect(None, out);
                 }
                 Some((close, _)) if close.code == CloseCode::Busy => {}
                 Some((close, by)) => return Err(EndpointError::Refused { close, by }),
-                None if keep_trying => self.schedule_reconnect(out),
+                None if keep_trying => self.schedule_reconnect(None, out),
                 None => {}
             }
         }

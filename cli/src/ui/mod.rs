@@ -29,7 +29,7 @@ pub mod scrollback;
 
 use chrono::{Local, TimeZone};
 use serde_json::json;
-use socketfalco_core::{DeviceId, Message, Side};
+use socketfalco_core::{CloseCode, DeviceId, Message, Side};
 use socketfalco_transport::clock::wall_clock_ms;
 use socketfalco_transport::Output;
 use std::collections::{BTreeMap, VecDeque};
@@ -92,6 +92,9 @@ pub struct Presenter {
     /// A caller's reconnection in progress (the quiet status): shown in the prompt, not as
     /// a line per attempt.
     reconnect: Option<Reconnect>,
+    /// Why the last attempts of that reconnection reached no peer, as last shown: a line when
+    /// it first appears or changes, not per attempt.
+    reconnect_failure: Option<String>,
     /// A connection attempt was shown already (later attempts are not).
     connecting_shown: bool,
     /// The refusal of a connection that never became a chat, as last shown: the same one
@@ -159,6 +162,7 @@ impl Presenter {
             invocation: "socketfalco".to_owned(),
             key_refused: false,
             reconnect: None,
+            reconnect_failure: None,
             connecting_shown: false,
             refusal_shown: None,
             last_temporary: None,
@@ -421,6 +425,7 @@ impl Presenter {
                 ..
             } => {
                 let back = self.reconnect.take();
+                self.reconnect_failure = None;
                 let mut line = format!(
                     "connected to {} ({}) at {addr}",
                     sanitize(&peer.name),
@@ -502,11 +507,15 @@ impl Presenter {
                          match the one pinned for its device id (see the warning above)"
                     ));
                 } else {
-                    let who = match by {
-                        Side::Local => "closed",
-                        Side::Peer => "the peer closed",
+                    let line = match by {
+                        // Lost, not closed: the reason says so, and by whom is not known
+                        // (the peer's machine, or a proxy or relay between).
+                        _ if reason.code == CloseCode::ConnectionLost => {
+                            format!("disconnected{from}: {reason}")
+                        }
+                        Side::Local => format!("disconnected{from} (closed): {reason}"),
+                        Side::Peer => format!("disconnected{from} (the peer closed): {reason}"),
                     };
-                    let line = format!("disconnected{from} ({who}): {reason}");
                     // One line per transition: a refusal repeated at every attempt is not.
                     if peer.is_some() {
                         lines.push(line);
@@ -552,8 +561,9 @@ impl Presenter {
                     ),
                 ]);
             }
-            Output::Reconnecting { in_ms } => {
-                // One line per transition (the connection is lost), not per attempt.
+            Output::Reconnecting { in_ms, failed } => {
+                // One line per transition (the connection is lost, an attempt fails for
+                // another reason than the one before), not per attempt.
                 let first = self.reconnect.is_none();
                 let attempt = self.reconnect.map_or(0, |r| r.attempt + 1);
                 let since_ms = self.reconnect.map_or_else(wall_clock_ms, |r| r.since_ms);
@@ -575,6 +585,12 @@ impl Presenter {
                         "not connected — trying again by itself (first in {:.1} s); {meanwhile}",
                         *in_ms as f64 / 1000.0
                     ));
+                }
+                if let Some(failed) = failed {
+                    if self.reconnect_failure.as_ref() != Some(failed) {
+                        lines.push(format!("still not connected: {}", sanitize(failed)));
+                        self.reconnect_failure = Some(failed.clone());
+                    }
                 }
             }
             Output::RefusedBusy(addr) => {
@@ -879,7 +895,14 @@ impl Presenter {
                 "pinned": pinned.fingerprint(),
                 "accept_command": self.accept_command(peer.device, &presented.fingerprint()),
             }),
-            Output::Reconnecting { in_ms } => json!({"event": "reconnecting", "in_ms": in_ms}),
+            Output::Reconnecting {
+                in_ms,
+                failed: None,
+            } => json!({"event": "reconnecting", "in_ms": in_ms}),
+            Output::Reconnecting {
+                in_ms,
+                failed: Some(failed),
+            } => json!({"event": "reconnecting", "in_ms": in_ms, "error": failed}),
             Output::RefusedBusy(addr) => json!({"event": "busy_refused", "addr": addr.to_string()}),
             Output::Rejected { text, reason } => {
                 json!({"event": "error", "kind": "rejected", "text": text, "message": reason})
@@ -1385,6 +1408,53 @@ mod tests {
     }
 
     #[test]
+    fn why_attempts_fail_is_a_line_when_it_first_shows_or_changes() {
+        let refused = "Connection refused (os error 111)";
+        let proxy = "the proxy 127.0.0.1:1080 is not reachable: Connection refused (os error 111)";
+        let mut p = Presenter::new(Style::Plain, "bob");
+        connected(&mut p, 1, "alice");
+        let mut lines = Vec::new();
+        for failed in [
+            None,
+            Some(refused),
+            Some(refused),
+            Some(proxy),
+            Some(proxy),
+            Some(refused),
+        ] {
+            lines.extend(p.output(&Output::Reconnecting {
+                in_ms: 1_000,
+                failed: failed.map(str::to_owned),
+            }));
+        }
+        assert_eq!(
+            lines,
+            [
+                "not connected — trying again by itself (first in 1.0 s); what you write meanwhile \
+                 is stored and sent then"
+                    .to_owned(),
+                format!("still not connected: {refused}"),
+                format!("still not connected: {proxy}"),
+                format!("still not connected: {refused}"),
+            ]
+        );
+        // Back, then lost again: the same reason is news again.
+        connected(&mut p, 1, "alice");
+        let again = p.output(&Output::Reconnecting {
+            in_ms: 500,
+            failed: Some(refused.to_owned()),
+        });
+        assert!(again.iter().any(|l| l.contains(refused)), "{again:?}");
+        let json = Presenter::new(Style::Json, "bob").output(&Output::Reconnecting {
+            in_ms: 500,
+            failed: Some(proxy.to_owned()),
+        });
+        let event: serde_json::Value = serde_json::from_str(&json[0]).unwrap();
+        assert_eq!(event["event"], "reconnecting");
+        assert_eq!(event["error"], proxy);
+    }
+
+    #[test]
     fn reconnecting_is_a_status_not_a_line_per_attempt() {
         for style in [Style::Terminal, Style::Plain] {
             let mut p = Presenter::new(style, "bob");
@@ -1401,7 +1471,10 @@ mod tests {
             for delay in [
                 500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000,
             ] {
-                lines.extend(p.output(&Output::Reconnecting { in_ms: delay }));
+                lines.extend(p.output(&Output::Reconnecting {
+                    in_ms: delay,
+                    failed: None,
+                }));
                 lines.extend(p.output(&Output::Connecting(addr.clone())));
             }
             assert_eq!(lines.len() - before, 1, "{style:?}: {lines:?}");
@@ -1435,7 +1508,10 @@ mod tests {
         lines.extend(p.output(&Output::Pending("hello".into())));
         for delay in [500, 1_000, 2_000] {
             lines.extend(p.output(&busy()));
-            lines.extend(p.output(&Output::Reconnecting { in_ms: delay }));
+            lines.extend(p.output(&Output::Reconnecting {
+                in_ms: delay,
+                failed: None,
+            }));
             lines.extend(p.output(&Output::Connecting(addr.clone())));
         }
         let refusals = lines.iter().filter(|l| l.contains("busy")).count();
@@ -1477,7 +1553,10 @@ mod tests {
             outgoing: 0,
             held: Default::default(),
         });
-        let status = t.output(&Output::Reconnecting { in_ms: 500 });
+        let status = t.output(&Output::Reconnecting {
+            in_ms: 500,
+            failed: None,
+        });
         assert!(
             status[0].contains("nothing you write is sent"),
             "{status:?}"

@@ -86,8 +86,12 @@ pub struct Microsocks {
 
 impl Microsocks {
     pub fn start(credentials: Option<(&str, &str)>) -> Microsocks {
+        Microsocks::start_on(free_port(), credentials)
+    }
+
+    /// On `port` (again, after [`Microsocks::stop`]).
+    pub fn start_on(port: u16, credentials: Option<(&str, &str)>) -> Microsocks {
         let program = ensure_program("microsocks", "microsocks");
-        let port = free_port();
         let mut cmd = Command::new(program);
         cmd.args(["-i", "127.0.0.1", "-p", &port.to_string()]);
         if let Some((user, pass)) = credentials {

@@ -464,15 +464,16 @@ impl Session {
         }
     }
 
-    /// The peer closed its side of the stream.
+    /// The stream ended: the peer's side closed it, or whatever stood between (a proxy, a
+    /// relay) did — from here the two look the same, and the words say only what is known.
     pub fn handle_eof(&mut self, _now_ms: u64) {
         if self.state == State::Closed {
             return;
         }
         let detail = if self.decoder.buffered() > 0 {
-            "the peer disconnected in the middle of a frame"
+            "the other end went away in the middle of a frame"
         } else {
-            "the peer disconnected without closing"
+            "the other end went away without closing the chat"
         };
         self.finish(Close::new(CloseCode::ConnectionLost, detail), Side::Peer);
     }
