@@ -121,6 +121,52 @@ fn three_peers_chat_with_one_listener_at_once_and_resync_after_it_is_killed() {
     }
 }
 
+/// What the listener's user types goes to the chat they chose, or to the first that
+/// connected: a peer connecting later takes nothing over, and when the peer written to leaves,
+/// the next line waits for it — it never goes to whoever else is connected.
+#[test]
+fn typed_lines_never_move_to_another_peer_when_one_comes_or_goes() {
+    let alice = Device::new("alice");
+    let bob = Device::new("bob");
+    let carol = Device::new("carol");
+    let port = free_port();
+    let mut listener = listener_on(&alice, port, &[]);
+    let mut first = bob.connect(port);
+    first.connected();
+    listener.wait_for("bob", |e| e["event"] == "connected" && e["name"] == "bob");
+    let mut other = carol.connect(port);
+    other.connected();
+    listener.wait_for("carol", |e| {
+        e["event"] == "connected" && e["name"] == "carol"
+    });
+    listener.say("still for bob");
+    first.received("still for bob");
+    // Bob goes; what alice types next is his, stored to wait.
+    first.finish();
+    listener.wait_for("bob gone", |e| e["event"] == "peer_left");
+    listener.say("for bob only");
+    listener.wait_for("stored for bob", |e| {
+        e["event"] == "message" && e["direction"] == "out" && e["text"] == "for bob only"
+    });
+    other.say("carol is here");
+    listener.received("carol is here");
+    // Bob comes back and gets it; carol never does.
+    let mut again = bob.connect(port);
+    again.received("for bob only");
+    again.finish();
+    let carols = other.finish();
+    assert!(
+        carols
+            .iter()
+            .all(|e| !e["text"].as_str().is_some_and(|t| t.contains("bob"))),
+        "a line for bob reached carol: {carols:?}"
+    );
+    listener.end_input();
+    let (status, _, stderr) = listener.exit_events();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(texts(&alice, &carol), ["carol is here"]);
+}
+
 #[test]
 fn serve_runs_headless_and_delivers_lines_written_meanwhile() {
     let alice = Device::new("alice");

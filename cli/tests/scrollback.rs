@@ -361,22 +361,33 @@ fn the_prompt_counts_the_other_chats_unread_lines_and_the_bell_rings_for_them() 
     // Seen where it arrives: read at once, no bell.
     wait_unread(&alice, &bob.id(), 0, "Bob's line was not read");
     assert!(!live.rang(), "the bell rang for a line in the current chat");
-    // Carol connects last: hers is the current chat; Bob's next line is for another one.
+    // Carol connects: Bob's chat stays the current one (the line says how to switch);
+    // Carol's line is for another one.
     let mut from_carol = carol.connect(port);
     from_carol.connected();
-    live.wait_for("Carol", |s| contains(s, "Alice→Carol>"));
-    from_bob.say("two");
+    live.wait_for("Carol", |s| {
+        contains(
+            s,
+            "what you type still goes to Bob; /to Carol writes to Carol",
+        ) && contains(s, "Alice→Bob>")
+    });
+    from_carol.say("two");
     live.wait_for("the unread count in the prompt", |s| {
-        contains(s, "[1 unread] Alice→Carol>")
+        contains(s, "[1 unread] Alice→Bob>")
     });
     assert!(live.rang(), "no bell for a line in another chat");
-    assert_eq!(unread(&alice, &bob.id()), 1);
-    // Switching to Bob's chat reads it.
-    live.keys(&["/to Bob", "Enter"]);
-    live.wait_for("Bob's chat", |s| {
-        s.iter().any(|row| row.starts_with("Alice→Bob>"))
+    assert_eq!(unread(&alice, &carol.id()), 1);
+    // Switching to Carol's chat reads it.
+    live.keys(&["/to Carol", "Enter"]);
+    live.wait_for("Carol's chat", |s| {
+        s.iter().any(|row| row.starts_with("Alice→Carol>"))
     });
-    wait_unread(&alice, &bob.id(), 0, "switching did not read Bob's chat");
+    wait_unread(
+        &alice,
+        &carol.id(),
+        0,
+        "switching did not read Carol's chat",
+    );
     live.keys(&["quit", "Enter"]);
     from_bob.hang_up();
     from_carol.hang_up();

@@ -199,7 +199,7 @@ impl fmt::Display for CloseCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CloseCode::Normal => write!(f, "session ended"),
-            CloseCode::Busy => write!(f, "peer is busy in another chat"),
+            CloseCode::Busy => write!(f, "the listener is busy"),
             CloseCode::VersionMismatch => write!(f, "protocol version mismatch"),
             CloseCode::SelfConnection => write!(f, "connected to this device itself"),
             CloseCode::MalformedFrame => write!(f, "malformed frame"),

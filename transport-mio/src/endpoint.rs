@@ -436,6 +436,10 @@ pub struct Endpoint<S: Store + Send + 'static> {
     /// Lines typed before any peer was known.
     pending: VecDeque<String>,
     ever_established: bool,
+    /// A listener answered at this address at least once, if only to say it is busy: a
+    /// caller's later failed attempts are retried like those after a chat, not fatal as a
+    /// first connection to where nothing listens is.
+    listener_answered: bool,
     reconnect_at_ms: Option<u64>,
     reconnect_delay_ms: u64,
     quit_deadline_ms: Option<u64>,
@@ -496,6 +500,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             current: None,
             pending: VecDeque::new(),
             ever_established: false,
+            listener_answered: false,
             reconnect_at_ms: None,
             quit_deadline_ms: None,
             next_store_poll_ms: 0,
@@ -885,7 +890,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             log::info!("could not connect to {route}: {error}; trying the next route");
             return self.dial(index + 1, out);
         }
-        if !self.ever_established {
+        if !self.ever_established && !self.listener_answered {
             // The route names the target itself when it goes through a proxy.
             let what = if route.starts_with(label.as_str()) {
                 route
@@ -1386,6 +1391,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             match self.refused_for_good.take() {
                 // A listener at its limit of peers: try again later, unless the user leaves.
                 Some((close, _)) if close.code == CloseCode::Busy && keep_trying => {
+                    self.listener_answered = true;
                     self.schedule_reconnect(None, out);
                 }
                 Some((close, _)) if close.code == CloseCode::Busy => {}

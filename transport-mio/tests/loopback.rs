@@ -327,6 +327,56 @@ fn past_its_limit_a_listener_refuses_a_caller_as_busy_and_the_caller_waits_its_t
     alice.thread.join().unwrap().0.unwrap();
 }
 
+/// A caller told the listener is busy, whose listener then stops: its attempts meet a closed
+/// port, which is retried (a listener was there), not the end of the caller — and once the
+/// listener is back on its port, the caller gets in.
+#[test]
+fn a_caller_refused_as_busy_outlasts_a_restart_of_the_listener() {
+    let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let limited = |device, name| {
+        let mut config = config(device, name);
+        config.max_peers = 1;
+        config
+    };
+    let alice = start(Role::Listen { bind }, limited(DEVICE_A, "alice"));
+    let addr = match wait_for(&alice.outputs, "listening", |o| {
+        matches!(o, Output::Listening(_))
+    }) {
+        Output::Listening(addr) => addr,
+        _ => unreachable!(),
+    };
+    let bob = dial(DEVICE_B, "bob", addr);
+    wait_for(&alice.outputs, "connected", |o| {
+        matches!(o, Output::Connected { .. })
+    });
+    let carol = dial(socketfalco_core::DeviceId([0xcc; 16]), "carol", addr);
+    wait_for(&alice.outputs, "refusal", |o| {
+        matches!(o, Output::RefusedBusy(_))
+    });
+    for running in [alice, bob] {
+        running.control.send(Command::Quit);
+        running.thread.join().unwrap().0.unwrap();
+    }
+    let failed = wait_for(&carol.outputs, "an attempt that met the closed port", |o| {
+        matches!(
+            o,
+            Output::Reconnecting {
+                failed: Some(_),
+                ..
+            }
+        )
+    });
+    assert!(!carol.thread.is_finished(), "carol gave up: {failed:?}");
+    let alice = start(Role::Listen { bind: addr }, limited(DEVICE_A, "alice"));
+    wait_for(&carol.outputs, "connected", |o| {
+        matches!(o, Output::Connected { .. })
+    });
+    for running in [carol, alice] {
+        running.control.send(Command::Quit);
+        running.thread.join().unwrap().0.unwrap();
+    }
+}
+
 #[test]
 fn an_unreachable_address_is_a_clear_error() {
     // Bind then drop a listener: its port is now (almost certainly) closed.

@@ -61,7 +61,7 @@ use socketfalco_transport::endpoint::EndpointError;
 use socketfalco_transport::{
     Command, Control, Endpoint, EndpointConfig, Output, ProxyRoute, RelayRoute, Role, Route,
 };
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
@@ -569,6 +569,7 @@ fn run(
             // The log shows events, not the chat's history: the first PgUp shows its end.
             scroll: Scroll::new(None, 0),
             opened: HashSet::new(),
+            held_at_connect: HashMap::new(),
         };
         terminal_loop(&mut presenter, &control, &updates, &mut live)
     } else {
@@ -754,13 +755,14 @@ fn submit(control: &Control, presenter: &mut Presenter, line: &str) -> (bool, Ve
             }
             Err(e) => shown.push(presenter.input_error(&format!("not sent: {e}"))),
         },
-        Input::Say { to: None, text } => match presenter.current() {
-            Some(to) => {
+        Input::Say { to: None, text } => match presenter.typed_line_target() {
+            Ok(Some(to)) => {
                 control.send(Command::WriteTo { to, text });
             }
-            None => {
+            Ok(None) => {
                 control.send(Command::Write(text));
             }
+            Err(e) => shown.push(presenter.input_error(&format!("not sent: {e}"))),
         },
         Input::Switch(name) => match presenter.resolve(&name) {
             Ok(peer) => {
@@ -791,9 +793,13 @@ struct Live {
     me: String,
     alerts: Alerts,
     scroll: Scroll,
-    /// The chats whose last screenful was printed when they first connected: a reconnect
-    /// does not print it again (it is on the screen, and the session's lines under it).
+    /// The chats whose last screenful was printed, when they first connected as the current
+    /// chat or when `/to` first made them current: it is not printed again (it is on the
+    /// screen, and the session's lines under it).
     opened: HashSet<DeviceId>,
+    /// How each chat stood when it connected in this session, for printing its last
+    /// screenful when `/to` first makes it current.
+    held_at_connect: HashMap<DeviceId, ChatResume>,
 }
 
 impl Live {
@@ -913,6 +919,9 @@ fn terminal_loop(
                             // The view opens on this chat: its last screenful as it stood
                             // when the session opened, the unread marker above its first
                             // unread line.
+                            if !peer.temporary {
+                                live.held_at_connect.insert(peer.device, *held);
+                            }
                             if !peer.temporary
                                 && presenter.live_chats().is_empty()
                                 && live.opened.insert(peer.device)
@@ -973,7 +982,16 @@ fn terminal_loop(
                     editor.print_above(&line);
                 }
                 if presenter.current() != before {
-                    // Switched chats: the new current one is the one looked at now.
+                    // Switched chats: the new current one is the one looked at now — first
+                    // its last screenful, unread marker included, if this session has not
+                    // shown it (its lines from before the session were never on screen).
+                    if let Some(peer) = presenter.current() {
+                        if let Some(held) = live.held_at_connect.get(&peer).copied() {
+                            if live.opened.insert(peer) {
+                                live.open_view(presenter, &mut editor, peer, held);
+                            }
+                        }
+                    }
                     if !editor.is_reading() {
                         live.mark_current_read(presenter);
                     }

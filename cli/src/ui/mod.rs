@@ -32,7 +32,7 @@ use serde_json::json;
 use socketfalco_core::{CloseCode, DeviceId, Message, Side};
 use socketfalco_transport::clock::wall_clock_ms;
 use socketfalco_transport::Output;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 /// How long the terminal waits for a delivery before showing an own line as not yet
@@ -72,6 +72,8 @@ struct ChatView {
     /// Re-sync progress: messages arrived, messages announced.
     resync: Option<(u64, u64)>,
     delivered_up_to: u64,
+    /// Its last connection was a temporary session: nothing typed for it is stored.
+    temporary: bool,
 }
 
 /// Turns events into lines, and keeps which chats are live and which one is current (the
@@ -82,7 +84,8 @@ pub struct Presenter {
     chats: BTreeMap<DeviceId, ChatView>,
     /// Live chats, in the order they connected.
     live: Vec<DeviceId>,
-    /// The chat typed lines go to: the peer who connected last, or the one chosen.
+    /// The chat typed lines go to: the first that connected, or the one chosen with `/to`;
+    /// a peer coming or going never changes it.
     current: Option<DeviceId>,
     held: VecDeque<(DeviceId, Message, Instant)>,
     undelivered_shown: u64,
@@ -92,6 +95,8 @@ pub struct Presenter {
     /// A caller's reconnection in progress (the quiet status): shown in the prompt, not as
     /// a line per attempt.
     reconnect: Option<Reconnect>,
+    /// The callers' addresses told the listener is busy since the chats last changed.
+    busy_told: HashSet<std::net::IpAddr>,
     /// Why the last attempts of that reconnection reached no peer, as last shown: a line when
     /// it first appears or changes, not per attempt.
     reconnect_failure: Option<String>,
@@ -163,6 +168,7 @@ impl Presenter {
             key_refused: false,
             reconnect: None,
             reconnect_failure: None,
+            busy_told: HashSet::new(),
             connecting_shown: false,
             refusal_shown: None,
             last_temporary: None,
@@ -251,6 +257,24 @@ impl Presenter {
     /// The chat typed lines go to, if any peer was known.
     pub fn current(&self) -> Option<DeviceId> {
         self.current
+    }
+
+    /// The chat a line typed without `/to` goes to (`None` before any chat: the endpoint
+    /// holds it for the first peer); an error when that chat was a temporary session that
+    /// has ended, whose lines have nowhere to go — never another chat in its place.
+    pub fn typed_line_target(&self) -> Result<Option<DeviceId>, String> {
+        match self.current {
+            Some(d)
+                if !self.live.contains(&d) && self.chats.get(&d).is_some_and(|c| c.temporary) =>
+            {
+                Err(format!(
+                    "the temporary session with {} has ended, and nothing of it is stored; /to \
+                     NAME chooses another chat",
+                    sanitize(&self.name_of(d))
+                ))
+            }
+            current => Ok(current),
+        }
     }
 
     /// Makes `peer` the chat typed lines go to.
@@ -368,20 +392,29 @@ impl Presenter {
             .map(|(done, total)| format!("[re-sync {done}/{total}] "))
             .unwrap_or_default();
         let target = match self.current {
+            Some(d) if !self.live.contains(&d) && !self.live.is_empty() => {
+                format!("→{} (away)", sanitize(&self.name_of(d)))
+            }
             Some(d) if self.live.len() > 1 => format!("→{}", sanitize(&self.name_of(d))),
             _ => String::new(),
         };
         let status = self.reconnect.map_or_else(String::new, |r| {
             let left = r.next_at.saturating_duration_since(Instant::now());
-            let since = format_time(r.since_ms, Style::Terminal);
+            // Offline once a chat was open; before the first, only trying.
+            let since = format!(
+                "{} since {}",
+                if self.last_temporary.is_some() {
+                    "offline"
+                } else {
+                    "trying"
+                },
+                format_time(r.since_ms, Style::Terminal)
+            );
             if left.is_zero() {
-                format!(
-                    "[connecting, attempt {}, offline since {since}] ",
-                    r.attempt
-                )
+                format!("[connecting, attempt {}, {since}] ", r.attempt)
             } else {
                 format!(
-                    "[reconnecting in {:.0} s, attempt {}, offline since {since}] ",
+                    "[reconnecting in {:.0} s, attempt {}, {since}] ",
                     left.as_secs_f64().ceil(),
                     r.attempt + 1
                 )
@@ -453,6 +486,15 @@ impl Presenter {
                     ));
                 }
                 lines.push(line);
+                // Another chat is the current one: a new peer does not take it over.
+                if let Some(current) = self.current.filter(|&c| c != peer.device) {
+                    lines.push(format!(
+                        "what you type still goes to {}; /to {} writes to {}",
+                        sanitize(&self.name_of(current)),
+                        sanitize(&peer.name),
+                        sanitize(&peer.name)
+                    ));
+                }
             }
             Output::Received {
                 peer,
@@ -487,8 +529,13 @@ impl Presenter {
                     lines.push(line);
                 }
             }
-            Output::Delivered { up_to, .. } => match self.style {
+            Output::Delivered { peer, up_to } => match self.style {
                 Style::Terminal => lines.extend(self.release_held(Instant::now(), true)),
+                // With several chats live, whose delivery it is.
+                _ if self.live.len() > 1 => lines.push(format!(
+                    "delivered to {} up to #{up_to}",
+                    sanitize(&self.name_of(*peer))
+                )),
                 _ => lines.push(format!("delivered up to #{up_to}")),
             },
             Output::Disconnected { peer, reason, by } => {
@@ -522,6 +569,23 @@ impl Presenter {
                     } else if self.refusal_shown.as_ref() != Some(&line) {
                         self.refusal_shown = Some(line.clone());
                         lines.push(line);
+                    }
+                }
+                // The chat written to is gone while others are live: say where lines go now.
+                if let Some(peer) = peer.filter(|&p| Some(p) == self.current) {
+                    let name = sanitize(&self.name_of(peer));
+                    if self.chats.get(&peer).is_some_and(|c| c.temporary) {
+                        if !self.live.is_empty() {
+                            lines.push(format!(
+                                "the temporary session with {name} has ended: /to NAME chooses \
+                                 the chat to write to"
+                            ));
+                        }
+                    } else if !self.live.is_empty() {
+                        lines.push(format!(
+                            "what you type still goes to {name}, stored until {name} is back; \
+                             /to NAME writes to another chat"
+                        ));
                     }
                 }
             }
@@ -593,10 +657,15 @@ impl Presenter {
                     }
                 }
             }
+            // Once per caller's address while the chats stay as they are: a caller refused
+            // tries again by itself, and each attempt is not news.
             Output::RefusedBusy(addr) => {
-                lines.push(format!(
-                    "told {addr} that you chat with as many peers as allowed (--max-peers)"
-                ));
+                if self.busy_told.insert(addr.ip()) {
+                    lines.push(format!(
+                        "told {addr} that you chat with as many peers as allowed (--max-peers); \
+                         it tries again by itself"
+                    ));
+                }
             }
             // The quiet status: one line when the place at the relay is taken, one when it
             // is lost; the retries in between are not shown.
@@ -643,10 +712,16 @@ impl Presenter {
                 let chat = self.chats.entry(peer.device).or_default();
                 chat.name.clone_from(&peer.name);
                 chat.delivered_up_to = 0;
+                chat.temporary = peer.temporary;
                 chat.resync = (*incoming > 0).then_some((0, *incoming));
+                self.busy_told.clear();
                 self.live.retain(|&d| d != peer.device);
                 self.live.push(peer.device);
-                self.current = Some(peer.device);
+                // The first chat becomes the current one; after that only the user changes
+                // it (`/to`): a peer coming or going never redirects what is being typed.
+                if self.current.is_none() {
+                    self.current = Some(peer.device);
+                }
             }
             Output::Received { peer, .. } => {
                 let chat = self.chats.entry(*peer).or_default();
@@ -667,13 +742,10 @@ impl Presenter {
                 if let Some(chat) = self.chats.get_mut(peer) {
                     chat.resync = None;
                 }
+                // Lines keep going to this chat, stored to wait for it, even while others are
+                // live: what the user types is meant for the chat they see in the prompt.
                 self.live.retain(|d| d != peer);
-                // Lines keep going to this chat (stored to wait) unless another is live.
-                if self.current == Some(*peer) {
-                    if let Some(&last) = self.live.last() {
-                        self.current = Some(last);
-                    }
-                }
+                self.busy_told.clear();
             }
             _ => {}
         }
@@ -686,7 +758,8 @@ impl Presenter {
 
     /// How an own line is labelled: the user's name, and the chat when several are live.
     fn own_label(&self, peer: DeviceId) -> String {
-        if self.live.len() > 1 {
+        // Several chats, or a line for one that is away while another is live.
+        if self.live.len() > 1 || (!self.live.is_empty() && !self.live.contains(&peer)) {
             format!("{}→{}", self.me, sanitize(&self.name_of(peer)))
         } else {
             self.me.clone()
@@ -1270,7 +1343,9 @@ mod tests {
         connected(&mut p, 1, "bob");
         assert_eq!(p.prompt(), "alice> ", "one chat: as before");
         connected(&mut p, 2, "carol");
-        assert_eq!(p.prompt(), "alice→carol> ", "the peer who connected last");
+        assert_eq!(p.prompt(), "alice→bob> ", "a new peer takes nothing over");
+        p.set_current(DeviceId([2; 16]));
+        assert_eq!(p.prompt(), "alice→carol> ");
         p.set_current(DeviceId([1; 16]));
         assert_eq!(p.prompt(), "alice→bob> ");
         let lines = p.output(&Output::Sent {
@@ -1288,14 +1363,66 @@ mod tests {
         let listed = p.chat_list().join("\n");
         assert!(listed.contains("* bob"), "{listed}");
         assert!(listed.contains("  carol"), "{listed}");
-        // Bob leaves: lines go to the chat still live.
-        let _ = p.output(&Output::Disconnected {
+        // Bob leaves: lines still go to him, stored to wait, never to carol in his place.
+        let lines = p.output(&Output::Disconnected {
             peer: Some(DeviceId([1; 16])),
             reason: socketfalco_core::Close::new(CloseCode::Normal, "bye"),
             by: Side::Peer,
         });
-        assert_eq!(p.current(), Some(DeviceId([2; 16])));
-        assert_eq!(p.prompt(), "alice> ");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("still goes to bob, stored")),
+            "{lines:?}"
+        );
+        assert_eq!(p.current(), Some(DeviceId([1; 16])));
+        assert_eq!(p.typed_line_target(), Ok(Some(DeviceId([1; 16]))));
+        assert_eq!(p.prompt(), "alice→bob (away)> ");
+        // Dave connects: bob is still the chat written to, and the line says how to change it.
+        let lines = p.output(&Output::Connected {
+            peer: hello(3, "dave"),
+            addr: "127.0.0.1:4000".to_owned(),
+            incoming: 0,
+            outgoing: 0,
+            held: Default::default(),
+        });
+        assert!(
+            lines
+                .iter()
+                .any(|l| l == "what you type still goes to bob; /to dave writes to dave"),
+            "{lines:?}"
+        );
+        assert_eq!(p.current(), Some(DeviceId([1; 16])));
+    }
+
+    #[test]
+    fn a_temporary_chat_that_ended_takes_no_lines_and_passes_none_to_another() {
+        let mut p = Presenter::new(Style::Plain, "alice");
+        let mut temporary = hello(1, "bob");
+        temporary.temporary = true;
+        let _ = p.output(&Output::Connected {
+            peer: temporary,
+            addr: "127.0.0.1:4000".to_owned(),
+            incoming: 0,
+            outgoing: 0,
+            held: Default::default(),
+        });
+        connected(&mut p, 2, "carol");
+        let lines = p.output(&Output::Disconnected {
+            peer: Some(DeviceId([1; 16])),
+            reason: socketfalco_core::Close::new(CloseCode::Normal, "bye"),
+            by: Side::Peer,
+        });
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("temporary session with bob has ended")),
+            "{lines:?}"
+        );
+        let refused = p.typed_line_target().unwrap_err();
+        assert!(refused.contains("/to NAME"), "{refused}");
+        p.set_current(DeviceId([2; 16]));
+        assert_eq!(p.typed_line_target(), Ok(Some(DeviceId([2; 16]))));
     }
 
     #[test]
@@ -1501,7 +1628,10 @@ mod tests {
         let addr = "127.0.0.1:4000".to_string();
         let busy = || Output::Disconnected {
             peer: None,
-            reason: socketfalco_core::Close::new(CloseCode::Busy, "peer is busy in another chat"),
+            reason: socketfalco_core::Close::new(
+                CloseCode::Busy,
+                "the listener chats with as many peers as it allows (1)",
+            ),
             by: Side::Peer,
         };
         let mut lines = p.output(&Output::Connecting(addr.clone()));
