@@ -393,6 +393,55 @@ fn the_prompt_counts_the_other_chats_unread_lines_and_the_bell_rings_for_them() 
     from_carol.hang_up();
 }
 
+/// An `-eC` view beside a `--serve` listener on the same data folder shows what the listener
+/// stores as it comes — a line of the peer's written while ours waited sorts before ours, and
+/// is shown all the same — each line once, ours too when the listener numbers and sends them,
+/// and then their delivery.
+#[test]
+fn an_edit_view_beside_a_serving_listener_shows_each_line_once_and_the_delivery() {
+    if !tmux_present() {
+        return;
+    }
+    let alice = Device::new("Alice");
+    let bob = Device::new("Bob");
+    let (mut listener, port) = alice.listen_with(|cmd| {
+        cmd.arg("--serve");
+    });
+    let mut caller = bob.connect(port);
+    caller.connected();
+    caller.say("bob 1");
+    listener.received("bob 1");
+    let data_dir = alice.path().to_str().unwrap().to_owned();
+    let bob_id = bob.id();
+    let view = Tmux::start(&["--data-dir", &data_dir, "-eC", &bob_id]);
+    view.wait_for("the chat", |s| contains(s, "Bob: bob 1"));
+    // Three lines typed here, and one of Bob's sent before they reach him: his sorts first.
+    view.keys(&["mine 1", "Enter", "mine 2", "Enter", "mine 3", "Enter"]);
+    view.wait_for("our lines", |s| contains(s, "Alice: mine 3"));
+    caller.say("bob 2");
+    caller.received("mine 3");
+    let screen = view.wait_for("Bob's line and the delivery", |s| {
+        contains(s, "Bob: bob 2") && contains(s, "✓ delivered up to #3")
+    });
+    for text in [
+        "Alice: mine 1",
+        "Alice: mine 2",
+        "Alice: mine 3",
+        "Bob: bob 2",
+    ] {
+        let shown = screen.iter().filter(|row| row.contains(text)).count();
+        assert_eq!(
+            shown,
+            1,
+            "{text:?} shown {shown} times:\n{}",
+            screen.join("\n")
+        );
+    }
+    view.keys(&["quit", "Enter"]);
+    caller.finish();
+    listener.kill();
+}
+
 /// A live session opens its chat's view like `-eC`: the last screenful of the history as it
 /// stood when the session opened, then the connection, then the re-sync's lines — each once,
 /// whichever of them the storage thread committed before the view was drawn.

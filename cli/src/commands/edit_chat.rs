@@ -21,7 +21,7 @@
 use super::view::{opening_rows, ChatPages, Scroll};
 use super::{ensure_identity, leave, AppError, Context};
 use crate::args::HistoryView;
-use crate::store::{Database, DisplayKey, PageSide};
+use crate::store::Database;
 use crate::ui::editor::{EditorEvent, LineEditor};
 use crate::ui::scrollback::Marker;
 use crate::ui::{HistoryEntry, Presenter, Style};
@@ -120,8 +120,9 @@ pub fn run(ctx: &Context, prefix: &str, view: HistoryView) -> Result<(), AppErro
             label: format!("{unread} unread"),
         });
         let opened = Instant::now();
-        let note = "(offline: lines are stored, sent at the next connection; PgUp reads back; \
-                    \"quit\" to leave)";
+        let note = "(lines are stored, then sent by the next session with this peer — within a \
+                    second by a listener running on this data folder; PgUp reads back; \"quit\" \
+                    to leave)";
         let mut follow = Follow::new(&db, peer)?;
         // How many rows of the chat's newest lines the opening shows.
         let mut live_rows = 0;
@@ -175,25 +176,13 @@ pub fn run(ctx: &Context, prefix: &str, view: HistoryView) -> Result<(), AppErro
                         break;
                     }
                     if !line.trim().is_empty() {
-                        let (shown, key) = match compose(&mut db, peer, &line) {
+                        let shown = match compose(&mut db, peer, &line) {
                             Ok(message) => {
-                                let key = DisplayKey {
-                                    lamport: message.lamport,
-                                    author: me.device,
-                                    seq: message.seq,
-                                };
-                                (
-                                    presenter.history_line(&entry(message, true, false)),
-                                    Some(key),
-                                )
+                                follow.shown_own(&message);
+                                presenter.history_line(&entry(message, true, false))
                             }
-                            Err(e) => {
-                                (presenter.error(&format!("not stored: {}", e.message)), None)
-                            }
+                            Err(e) => presenter.error(&format!("not stored: {}", e.message)),
                         };
-                        if let Some(key) = key {
-                            follow.shown_own(key);
-                        }
                         editor.print_above(&shown);
                     }
                 }
@@ -235,71 +224,90 @@ pub fn run(ctx: &Context, prefix: &str, view: HistoryView) -> Result<(), AppErro
 }
 
 /// Lines another process stores in the chat while the view is open (a listener running with
-/// `--serve` on the same data directory): found by the chat's message counter, read by a
-/// keyset query after the newest line shown. A line that sorts before the newest one shown
-/// (the peer wrote it concurrently with one of ours) is not shown as it comes; it is in
-/// the history at its place.
+/// `--serve` on the same data directory), and its deliveries: found by the chat's message
+/// counter and delivery mark, read by sequence number — the peer's after the newest of theirs
+/// shown, this device's after the newest of ours — so a line is shown as it comes wherever it
+/// sorts (the peer's written concurrently with one of ours sorts before it), and once.
 struct Follow {
     /// The chat's message count when last looked.
     count: u64,
-    /// The newest line shown.
-    after: Option<DisplayKey>,
-    /// The newest own line shown: the same line numbered later is not shown again.
-    own_lamport: u64,
+    /// The peer's newest line seen.
+    peer_seq: u64,
+    /// This device's newest numbered line seen.
+    own_seq: u64,
+    /// Lines written in this view, shown waiting: once the session that sends them numbers
+    /// them, they are found again (by time of writing and text) and not shown twice.
+    written_here: Vec<(i64, String)>,
+    /// The chat's delivery mark when last looked.
+    delivered: u64,
+    /// Own lines were shown waiting (`⧗`): a delivery that covers them is shown.
+    waiting_shown: bool,
 }
 
 impl Follow {
     fn new(db: &Database, peer: DeviceId) -> Result<Follow, AppError> {
-        let newest = db.page(peer, None, PageSide::Older, 1)?;
+        let point = db.resume_point(peer)?.unwrap_or_default();
         Ok(Follow {
             count: db.chat_counts(peer)?.map_or(0, |(count, _)| count),
-            after: newest.last().map(crate::store::StoredMessage::display_key),
-            own_lamport: newest
-                .iter()
-                .filter(|m| m.mine)
-                .map(|m| m.message.lamport)
-                .max()
-                .unwrap_or(0),
+            peer_seq: point.received_up_to,
+            own_seq: point.last_own_seq,
+            written_here: Vec::new(),
+            delivered: point.delivered_up_to,
+            waiting_shown: point.unnumbered > 0 || point.last_own_seq > point.delivered_up_to,
         })
     }
 
-    /// An own line was written here and shown.
-    fn shown_own(&mut self, key: DisplayKey) {
+    /// An own line was written here and shown, waiting.
+    fn shown_own(&mut self, message: &socketfalco_core::Message) {
         self.count += 1;
-        self.own_lamport = self.own_lamport.max(key.lamport);
-        self.after = self.after.max(Some(key));
+        self.written_here
+            .push((message.sent_at_ms, message.text.clone()));
+        self.waiting_shown = true;
     }
 
-    /// The lines stored since the last look, rendered.
+    /// The lines stored since the last look, rendered, then the delivery that covers lines
+    /// shown waiting.
     fn new_lines(
         &mut self,
         db: &Database,
         peer: DeviceId,
         line_of: &dyn Fn(crate::store::StoredMessage) -> String,
     ) -> Result<Vec<String>, AppError> {
-        let count = db.chat_counts(peer)?.map_or(0, |(count, _)| count);
-        if count == self.count {
-            return Ok(Vec::new());
-        }
-        self.count = count;
         let mut lines = Vec::new();
-        loop {
-            let page = db.page(peer, self.after, PageSide::Newer, 256)?;
-            let full = page.len() == 256;
-            for stored in page {
-                self.after = Some(stored.display_key());
-                if stored.mine && stored.message.lamport <= self.own_lamport {
-                    continue;
+        let count = db.chat_counts(peer)?.map_or(0, |(count, _)| count);
+        let point = db.resume_point(peer)?.unwrap_or_default();
+        let numbered = point.received_up_to > self.peer_seq || point.last_own_seq > self.own_seq;
+        if count != self.count || numbered {
+            self.count = count;
+            loop {
+                let found = db.lines_after(peer, self.peer_seq, self.own_seq, 256)?;
+                if found.is_empty() {
+                    break;
                 }
-                if stored.mine {
-                    self.own_lamport = stored.message.lamport;
+                for stored in found {
+                    if stored.mine {
+                        self.own_seq = self.own_seq.max(stored.message.seq);
+                        let written = (stored.message.sent_at_ms, stored.message.text.clone());
+                        if let Some(i) = self.written_here.iter().position(|w| *w == written) {
+                            self.written_here.remove(i);
+                            continue;
+                        }
+                    } else {
+                        self.peer_seq = self.peer_seq.max(stored.message.seq);
+                    }
+                    lines.push(line_of(stored));
                 }
-                lines.push(line_of(stored));
-            }
-            if !full {
-                return Ok(lines);
             }
         }
+        if point.delivered_up_to > self.delivered {
+            self.delivered = point.delivered_up_to;
+            if self.waiting_shown {
+                lines.push(format!("✓ delivered up to #{}", point.delivered_up_to));
+                self.waiting_shown =
+                    point.unnumbered > 0 || point.last_own_seq > point.delivered_up_to;
+            }
+        }
+        Ok(lines)
     }
 }
 

@@ -4,11 +4,12 @@
 //! chat view shows.
 
 use super::queries::{
-    author_device, chat_key, delivered_up_to, from_db, read_identity_device, read_message, ChatKey,
+    author_device, chat_key, count_waiting, delivered_up_to, from_db, max_seq,
+    read_identity_device, read_message, ChatKey,
 };
 use super::{Database, StoreError};
 use rusqlite::{params, OptionalExtension};
-use socketfalco_core::{DeviceId, Message};
+use socketfalco_core::{ChatResume, DeviceId, Message};
 
 /// One message of a chat's history.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -223,6 +224,70 @@ impl Database {
                     }
                 })
                 .collect())
+        })
+    }
+
+    /// What was stored in the chat with `peer` after a view last looked, wherever it sorts:
+    /// the peer's messages numbered after `peer_seq` and this device's numbered after
+    /// `own_seq` (an own line still waiting for its number is not among them), at most
+    /// `limit` of each, in display order. On the primary key: the cost depends on what is
+    /// new, not on the chat's length.
+    pub fn lines_after(
+        &self,
+        peer: DeviceId,
+        peer_seq: u64,
+        own_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|tx| {
+            let me = self.me_in(tx)?;
+            let Some(chat) = chat_key(tx, me, peer)? else {
+                return Ok(Vec::new());
+            };
+            let delivered_up_to = delivered_up_to(tx, peer)?;
+            let mut found = Vec::new();
+            let mut stmt = tx.prepare_cached(
+                "SELECT seq, lamport, sent_at_ms, text FROM messages
+                  WHERE chat = ?1 AND author = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
+            )?;
+            for (author, number, after) in [(peer, chat.peer(), peer_seq), (me, chat.me, own_seq)] {
+                let after = i64::try_from(after).unwrap_or(i64::MAX);
+                let mut rows = stmt.query(params![chat.id, number, after, limit])?;
+                while let Some(row) = rows.next()? {
+                    found.push((author, read_message(row, 0)??));
+                }
+            }
+            found.sort_by_key(|(author, m)| (m.lamport, *author, m.seq));
+            Ok(found
+                .into_iter()
+                .map(|(author, message)| {
+                    let mine = author == me;
+                    StoredMessage {
+                        author,
+                        mine,
+                        delivered: !mine || message.seq <= delivered_up_to,
+                        message,
+                    }
+                })
+                .collect())
+        })
+    }
+
+    /// How far the chat with `peer` has got, read only (what opening it for a session
+    /// reports, without opening it); `None` for an unknown chat.
+    pub fn resume_point(&self, peer: DeviceId) -> Result<Option<ChatResume>, StoreError> {
+        self.read(|tx| {
+            let me = self.me_in(tx)?;
+            let Some(chat) = chat_key(tx, me, peer)? else {
+                return Ok(None);
+            };
+            Ok(Some(ChatResume {
+                received_up_to: max_seq(tx, chat, chat.peer())?,
+                last_own_seq: max_seq(tx, chat, chat.me)?,
+                unnumbered: count_waiting(tx, chat)?,
+                delivered_up_to: delivered_up_to(tx, peer)?,
+            }))
         })
     }
 
