@@ -461,3 +461,98 @@ fn a_warning_of_a_json_session_is_an_event_too() {
         "{warning}: {stderr}"
     );
 }
+
+/// `-eC` fed by a script: a line that is not one (here longer than the limit) is refused with
+/// an input error and the next lines are still stored; the exit status says that not
+/// everything was stored, and the last `--json` event says why.
+#[test]
+fn a_refused_line_written_offline_fails_the_script_but_not_the_lines_after_it() {
+    let alice = Device::new("Alice");
+    let bob = Device::new("Bob");
+    let (mut listener, port) = alice.listen();
+    bob.connect(port).finish();
+    listener.end_input();
+    let _ = listener.exit_events();
+    let too_long = "x".repeat(socketfalco_core::limits::MAX_TEXT_BYTES + 1);
+    let input = format!("before\n{too_long}\nafter\n");
+    let out = bob.run_with_input(&["-eC", &alice.id(), "--json"], &input);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let events: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<String> = events
+        .iter()
+        .map(|e| format!("{}/{}", e["event"], e["kind"]).replace('"', ""))
+        .collect();
+    assert_eq!(
+        kinds,
+        ["history/null", "error/input", "history/null", "error/fatal"],
+        "{events:?}"
+    );
+    assert!(
+        events[3]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 line(s) were refused"),
+        "{events:?}"
+    );
+    assert_eq!(bob.history(&alice), ["before", "after"]);
+}
+
+/// A data folder whose database is gone or empty beside its key (a restore that missed the
+/// database) is refused with what to do, not silently made a new device on the old key;
+/// moving the key away is starting anew, on purpose.
+#[test]
+fn a_key_without_its_database_is_refused_not_made_a_new_device() {
+    let bob = Device::new("Bob");
+    let before = bob.id();
+    let db = bob.path().join("socketfalco.db");
+    for emptied in [false, true] {
+        if emptied {
+            std::fs::write(&db, b"").unwrap();
+        } else {
+            std::fs::remove_file(&db).unwrap();
+        }
+        for args in [&["-ls"][..], &["-eN", "Robert"][..]] {
+            let out = bob.run(args);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stdout(&out));
+            let err = stderr(&out);
+            assert!(err.contains("has this device's key"), "{args:?}: {err}");
+            assert!(err.contains("Restore the whole folder"), "{args:?}: {err}");
+        }
+    }
+    std::fs::rename(bob.path().join("identity.key"), bob.path().join("old.key")).unwrap();
+    let out = bob.run(&["-eN", "Robert"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_ne!(bob.id(), before, "a new device, on purpose");
+}
+
+/// A script session whose line is refused (longer than the limit) still sends the others, and
+/// ends with exit status 1 and a last `fatal` event saying so.
+#[test]
+fn a_refused_line_of_a_script_session_fails_its_exit_status() {
+    let alice = Device::new("Alice");
+    let bob = Device::new("Bob");
+    let (mut listener, port) = alice.listen();
+    let too_long = "x".repeat(socketfalco_core::limits::MAX_TEXT_BYTES + 1);
+    let port_s = port.to_string();
+    let out = bob.run_with_input(
+        &["-c", "127.0.0.1", "-p", &port_s, "--json"],
+        &format!("{too_long}\nthe short one\n"),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let last: serde_json::Value =
+        serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
+    assert_eq!(last["kind"], "fatal", "{last}");
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 line(s) were refused"),
+        "{last}"
+    );
+    listener.received("the short one");
+    listener.end_input();
+    let _ = listener.exit_events();
+}

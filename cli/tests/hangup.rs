@@ -399,7 +399,7 @@ fn closing_the_terminal_of_an_offline_chat_editor_keeps_what_was_typed() {
     drop(caller);
     drop(listener);
     let editor = Terminal::spawn(bob.command(&["-eC", &alice.id()]), false);
-    editor.wait_for("(offline:");
+    editor.wait_for("(lines are stored");
     let mut editor = editor;
     editor.type_line("written offline");
     let ticks = editor.close();
@@ -424,7 +424,7 @@ fn a_chat_view_on_a_terminal_reads_the_chat() {
     listener.finish();
     assert_eq!(alice.list()[0]["unread"], 2);
     let mut view = Terminal::spawn(alice.command(&["-eC", &bob.id()]), false);
-    view.wait_for("(offline:");
+    view.wait_for("(lines are stored");
     let ticks = view.close();
     assert!(view.ends_promptly(ticks).success());
     assert_eq!(alice.list()[0]["unread"], 0);

@@ -261,6 +261,10 @@ pub struct Link {
     waiting_maybe: bool,
     /// A request failed: the session is closed and no request is made any more.
     store_failed: bool,
+    /// Why this device's storage failed, in full, for its own user: the close sent to the
+    /// peer says only that it failed (a local error names local paths and is no business of
+    /// the peer's), and this replaces it in the [`Notice::Closed`] reported here.
+    local_failure: Option<String>,
     /// Composes whose lines were sent before their commit ([`Link::handle_store_written`])
     /// and are not confirmed durable yet, oldest first, with the first sequence number each
     /// wrote: a delivery beyond the first of them is shown once it is durable.
@@ -318,6 +322,7 @@ impl Link {
             unsent_bytes: 0,
             waiting_maybe: false,
             store_failed: false,
+            local_failure: None,
             sent_before_commit: VecDeque::new(),
             delivered: 0,
             delivered_shown: 0,
@@ -966,7 +971,8 @@ impl Link {
         self.refilling = false;
         if !self.store_failed {
             self.store_failed = true;
-            let detail = format!("this device could not store the chat: {reason}");
+            self.local_failure = Some(format!("this device could not store the chat: {reason}"));
+            let detail = "the peer's device could not store the chat".to_owned();
             self.session
                 .close(Close::new(CloseCode::StorageFailure, detail), now_ms);
             self.drain_events(now_ms);
@@ -1060,7 +1066,12 @@ impl Link {
                     self.delivered = self.delivered.max(up_to);
                     self.show_delivered();
                 }
-                Event::Closed { reason, by } => {
+                Event::Closed { mut reason, by } => {
+                    if let Some(full) = self.local_failure.take() {
+                        if by == Side::Local && reason.code == CloseCode::StorageFailure {
+                            reason.detail = full;
+                        }
+                    }
                     self.notices.push_back(Notice::Closed { reason, by });
                 }
             }
@@ -1215,7 +1226,8 @@ impl Link {
             // Own numbering is contiguous by design (docs/PROTOCOL.md §2), so only a broken
             // store gets here. Never stall in silence: close with the reason, which the user
             // sees; the messages stay waiting.
-            let detail = format!("this device cannot send its next message: {e}");
+            self.local_failure = Some(format!("this device cannot send its next message: {e}"));
+            let detail = "the peer's device could not send its next message";
             self.session
                 .close(Close::new(CloseCode::StorageFailure, detail), now_ms);
         }
@@ -1242,11 +1254,12 @@ impl Link {
 
     fn send_returned(&mut self, messages: &[Message], now_ms: u64) {
         if self.session.send_returned(messages, now_ms).is_err() && !self.session.is_closed() {
-            let detail = format!(
+            self.local_failure = Some(format!(
                 "this device cannot send back the peer's messages: its store holds {} of \
                  those asked for",
                 messages.len()
-            );
+            ));
+            let detail = "the peer's device could not send back the messages asked for";
             self.session
                 .close(Close::new(CloseCode::StorageFailure, detail), now_ms);
         }

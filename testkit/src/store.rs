@@ -87,6 +87,9 @@ pub struct MemoryStore {
     pub commits: u64,
     /// Fail this many of the next write calls.
     pub fail_next_writes: u32,
+    /// Fail every [`Store::persist_received`]: a disk full for what comes in, while the
+    /// chat itself opens.
+    pub fail_persists: bool,
     /// Reads of own messages to send ([`Store::own_messages`] calls).
     pub own_reads: u64,
 }
@@ -236,6 +239,9 @@ impl Store for MemoryStore {
         peer: DeviceId,
         batch: &[Message],
     ) -> Result<(), MemoryStoreError> {
+        if self.fail_persists {
+            return Err(MemoryStoreError);
+        }
         self.write()?;
         let chat = self.chats.entry(peer).or_default();
         for message in batch {

@@ -377,6 +377,65 @@ fn a_caller_refused_as_busy_outlasts_a_restart_of_the_listener() {
     }
 }
 
+/// A chat that ends as soon as it opens because the listener cannot store what comes in (its
+/// disk is full) is retried with a growing delay, not twice a second for ever; the caller is
+/// told the peer could not store the chat, and nothing of the listener's own error.
+#[test]
+fn a_peer_that_cannot_store_is_retried_with_a_growing_delay() {
+    let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let store = MemoryStore {
+        fail_persists: true,
+        ..MemoryStore::new()
+    };
+    let (tx, outputs) = channel();
+    let (endpoint, control) =
+        Endpoint::new(Role::Listen { bind }, config(DEVICE_A, "alice"), store).unwrap();
+    let thread = std::thread::spawn(move || {
+        let mut endpoint = endpoint;
+        let result = endpoint.run(|_, output| {
+            let _ = tx.send(output);
+        });
+        (result.map_err(|e| e.to_string()), MemoryStore::new())
+    });
+    let alice = Running {
+        control,
+        outputs: Events::new(outputs),
+        thread,
+    };
+    let addr = match wait_for(&alice.outputs, "listening", |o| {
+        matches!(o, Output::Listening(_))
+    }) {
+        Output::Listening(addr) => addr,
+        _ => unreachable!(),
+    };
+    let bob = dial(DEVICE_B, "bob", addr);
+    bob.control.send(Command::Write("for a full disk".into()));
+    let mut delays = Vec::new();
+    while delays.len() < 4 {
+        match wait_for(&bob.outputs, "a chat that ends", |o| {
+            matches!(
+                o,
+                Output::Reconnecting { .. } | Output::Disconnected { peer: Some(_), .. }
+            )
+        }) {
+            Output::Reconnecting { in_ms, .. } => delays.push(in_ms),
+            Output::Disconnected { reason, .. } => {
+                assert_eq!(reason.code, CloseCode::StorageFailure);
+                assert_eq!(reason.detail, "the peer's device could not store the chat");
+            }
+            _ => unreachable!(),
+        }
+    }
+    assert!(
+        delays.windows(2).all(|w| w[1] > w[0]),
+        "the delay does not grow: {delays:?}"
+    );
+    for running in [bob, alice] {
+        running.control.send(Command::Quit);
+        let _ = running.thread.join().unwrap();
+    }
+}
+
 #[test]
 fn an_unreachable_address_is_a_clear_error() {
     // Bind then drop a listener: its port is now (almost certainly) closed.

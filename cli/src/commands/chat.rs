@@ -1065,6 +1065,8 @@ fn script_loop(
     // and nothing held back once the burst is over.
     let mut out = ScriptOutput::new();
     let mut leaving = false;
+    // Lines refused (too long, not stored): the exit status says not everything went.
+    let mut refused = 0u64;
     loop {
         let update = match updates.try_recv() {
             Ok(update) => update,
@@ -1096,6 +1098,9 @@ fn script_loop(
                         alerts.notify(&presenter.name_of(*peer), &message.text);
                     }
                 }
+                if matches!(output, Output::Rejected { .. }) {
+                    refused += 1;
+                }
                 out.lines(&presenter.output(&output));
                 if out.flush_if_due().is_err() {
                     control.send(Command::QuitNow);
@@ -1105,7 +1110,12 @@ fn script_loop(
             Update::Onion(address) => out.lines(&[presenter.onion_service(&address)]),
             Update::Finished(result) => {
                 let _ = out.flush();
-                return result.map_err(AppError::new);
+                return result.map_err(AppError::new).and_then(|()| match refused {
+                    0 => Ok(()),
+                    n => Err(AppError::new(format!(
+                        "{n} line(s) were refused and not sent (see the errors above)"
+                    ))),
+                });
             }
             Update::Line(line) if !leaving => {
                 let (leaves, shown) = submit(control, presenter, &line);

@@ -103,12 +103,6 @@ pub fn run(ctx: &Context, prefix: &str, view: HistoryView) -> Result<(), AppErro
             true
         })?;
     }
-    let write = |db: &mut Database, text: &str| -> String {
-        match compose(db, peer, text) {
-            Ok(message) => presenter.history_line(&entry(message, true, false)),
-            Err(e) => presenter.error(&format!("not stored: {}", e.message)),
-        }
-    };
     if ctx.style == Style::Terminal {
         let asked_to_leave = Arc::new(AtomicBool::new(false));
         let on_signal = Arc::clone(&asked_to_leave);
@@ -181,7 +175,7 @@ pub fn run(ctx: &Context, prefix: &str, view: HistoryView) -> Result<(), AppErro
                                 follow.shown_own(&message);
                                 presenter.history_line(&entry(message, true, false))
                             }
-                            Err(e) => presenter.error(&format!("not stored: {}", e.message)),
+                            Err(e) => presenter.error(&format!("not stored: {e}")),
                         };
                         editor.print_above(&shown);
                     }
@@ -210,17 +204,60 @@ pub fn run(ctx: &Context, prefix: &str, view: HistoryView) -> Result<(), AppErro
     for line in &lines {
         outln!("{line}")?;
     }
+    // A script's lines: one that is not a valid line is refused and the rest go on (the
+    // exit status says so); a store that fails stops everything — the next lines would fail
+    // the same way — and says how far it got.
+    let (mut stored, mut refused) = (0u64, 0u64);
     for line in io::stdin().lock().lines() {
         let line = line?;
         let text = line.trim_end_matches('\r');
         if text.trim() == "quit" {
             break;
         }
-        if !text.trim().is_empty() {
-            outln!("{}", write(&mut db, text))?;
+        if text.trim().is_empty() {
+            continue;
+        }
+        match compose(&mut db, peer, text) {
+            Ok(message) => {
+                stored += 1;
+                outln!("{}", presenter.history_line(&entry(message, true, false)))?;
+            }
+            Err(e @ NotStored::Refused(_)) => {
+                refused += 1;
+                outln!("{}", presenter.input_error(&format!("not stored: {e}")))?;
+            }
+            Err(NotStored::Store(e)) => {
+                return Err(AppError::new(format!(
+                    "not stored: {e}; {stored} line(s) were stored before it, the rest of the \
+                     input was not read"
+                )));
+            }
         }
     }
-    Ok(())
+    match refused {
+        0 => Ok(()),
+        n => Err(AppError::new(format!(
+            "{n} line(s) were refused and not stored (see above); {stored} were stored"
+        ))),
+    }
+}
+
+/// Why a line written with `-eC` was not stored.
+#[derive(Debug)]
+enum NotStored {
+    /// The line itself is not one (too long, a control character): the next may be.
+    Refused(socketfalco_core::TextError),
+    /// The store failed (a full disk, a read-only folder): the next would too.
+    Store(crate::store::StoreError),
+}
+
+impl std::fmt::Display for NotStored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotStored::Refused(e) => write!(f, "{e}"),
+            NotStored::Store(e) => write!(f, "{e}"),
+        }
+    }
 }
 
 /// Lines another process stores in the chat while the view is open (a listener running with
@@ -315,7 +352,8 @@ fn compose(
     db: &mut Database,
     peer: DeviceId,
     text: &str,
-) -> Result<socketfalco_core::Message, AppError> {
-    check_text(text)?;
-    Ok(db.compose(peer, text, wall_clock_ms())?)
+) -> Result<socketfalco_core::Message, NotStored> {
+    check_text(text).map_err(NotStored::Refused)?;
+    db.compose(peer, text, wall_clock_ms())
+        .map_err(NotStored::Store)
 }

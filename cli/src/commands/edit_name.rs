@@ -17,15 +17,17 @@ pub fn run(ctx: &Context, name: &str) -> Result<(), AppError> {
         )));
     }
     let mut db = ctx.open_database()?;
-    let keypair = crate::keys::load_or_create(&ctx.data_dir)?;
     match db.identity()? {
         Some(Identity { name: old, .. }) => {
+            crate::keys::load_or_create(&ctx.data_dir)?;
             db.rename(name)?;
             outln!("name changed: {old} → {name}")?;
         }
         None => {
+            super::refuse_a_key_without_its_device(ctx, &db)?;
             let device = DeviceId::from_random_bytes(*uuid::Uuid::new_v4().as_bytes());
             db.create_identity(device, name)?;
+            let keypair = crate::keys::load_or_create(&ctx.data_dir)?;
             outln!(
                 "this device is {device}, named {name}, key fingerprint {}",
                 keypair.public().fingerprint()

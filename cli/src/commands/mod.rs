@@ -221,6 +221,7 @@ fn ensure_device(ctx: &Context, db: &mut Database) -> Result<Identity, AppError>
     if let Some(identity) = db.identity()? {
         return Ok(identity);
     }
+    refuse_a_key_without_its_device(ctx, db)?;
     let device = DeviceId::from_random_bytes(*uuid::Uuid::new_v4().as_bytes());
     let name = if ctx.interactive {
         ask_name()?
@@ -234,6 +235,27 @@ fn ensure_device(ctx: &Context, db: &mut Database) -> Result<Identity, AppError>
     };
     db.create_identity(device, &name)?;
     Ok(Identity { device, name })
+}
+
+/// Before a first start-up makes a new device: a key already in the data folder with no
+/// device in its database means the database was lost, emptied or not restored with the key
+/// (a new database would silently start a new device, its chats gone, on the old key). That
+/// is refused with what to do; starting anew is the user's choice. (The key is made after the
+/// device, so a first start-up cut short leaves none.)
+pub fn refuse_a_key_without_its_device(ctx: &Context, db: &Database) -> Result<(), AppError> {
+    let key = ctx.data_dir.join(crate::keys::KEY_FILE_NAME);
+    if !key.exists() {
+        return Ok(());
+    }
+    Err(AppError::new(format!(
+        "the data folder {} has this device's key ({}) but no device in its database {}: the \
+         database was lost or not restored with the key. Restore the whole folder from a \
+         backup; or, to start as a new device with no chats, move {} away first",
+        ctx.data_dir.display(),
+        crate::keys::KEY_FILE_NAME,
+        db.path().display(),
+        crate::keys::KEY_FILE_NAME,
+    )))
 }
 
 /// Asks for this device's name on the terminal (cooked mode, line by line). A terminal that

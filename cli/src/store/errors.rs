@@ -161,7 +161,22 @@ impl fmt::Display for StoreError {
                 )
             }
             StoreError::Sqlite { path, source } => {
-                write!(f, "database error{}: {source}", In(path))
+                write!(f, "database error{}: {source}", In(path))?;
+                // What the user can do about it, where SQLite's words do not say.
+                match source.sqlite_error_code() {
+                    Some(rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly) => {
+                        write!(
+                            f,
+                            " (SocketFalco writes in its data folder, even to list chats: the \
+                             folder and its files must be writable by this user, on a disk \
+                             mounted read-write)"
+                        )
+                    }
+                    Some(rusqlite::ErrorCode::DiskFull) => {
+                        write!(f, " (free some space on that disk)")
+                    }
+                    _ => Ok(()),
+                }
             }
             StoreError::Locked { path, .. } => write!(
                 f,
