@@ -103,6 +103,23 @@ fn config(device: socketfalco_core::DeviceId, name: &str) -> EndpointConfig {
     config
 }
 
+/// A listener's configuration with room for one chat at a time.
+fn limited_to_one(device: socketfalco_core::DeviceId, name: &str) -> EndpointConfig {
+    let mut config = config(device, name);
+    config.max_peers = 1;
+    config
+}
+
+/// The address a listener that was just started listens on.
+fn listening_addr(listener: &Running) -> SocketAddr {
+    match wait_for(&listener.outputs, "listening", |o| {
+        matches!(o, Output::Listening(_))
+    }) {
+        Output::Listening(addr) => addr,
+        _ => unreachable!(),
+    }
+}
+
 fn listen(device: socketfalco_core::DeviceId, name: &str) -> (Running, SocketAddr) {
     listen_with(device, name, None)
 }
@@ -114,12 +131,7 @@ fn listen_with(
 ) -> (Running, SocketAddr) {
     let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let listener = start_with(Role::Listen { bind }, config(device, name), commit_ms);
-    let addr = match wait_for(&listener.outputs, "listening", |o| {
-        matches!(o, Output::Listening(_))
-    }) {
-        Output::Listening(addr) => addr,
-        _ => unreachable!(),
-    };
+    let addr = listening_addr(&listener);
     (listener, addr)
 }
 
@@ -288,15 +300,8 @@ fn a_listener_chats_with_several_peers_at_once_each_in_its_own_chat() {
 #[test]
 fn past_its_limit_a_listener_refuses_a_caller_as_busy_and_the_caller_waits_its_turn() {
     let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let mut limited = config(DEVICE_A, "alice");
-    limited.max_peers = 1;
-    let alice = start(Role::Listen { bind }, limited);
-    let addr = match wait_for(&alice.outputs, "listening", |o| {
-        matches!(o, Output::Listening(_))
-    }) {
-        Output::Listening(addr) => addr,
-        _ => unreachable!(),
-    };
+    let alice = start(Role::Listen { bind }, limited_to_one(DEVICE_A, "alice"));
+    let addr = listening_addr(&alice);
     let bob = dial(DEVICE_B, "bob", addr);
     wait_for(&alice.outputs, "connected", |o| {
         matches!(o, Output::Connected { .. })
@@ -333,18 +338,8 @@ fn past_its_limit_a_listener_refuses_a_caller_as_busy_and_the_caller_waits_its_t
 #[test]
 fn a_caller_refused_as_busy_outlasts_a_restart_of_the_listener() {
     let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let limited = |device, name| {
-        let mut config = config(device, name);
-        config.max_peers = 1;
-        config
-    };
-    let alice = start(Role::Listen { bind }, limited(DEVICE_A, "alice"));
-    let addr = match wait_for(&alice.outputs, "listening", |o| {
-        matches!(o, Output::Listening(_))
-    }) {
-        Output::Listening(addr) => addr,
-        _ => unreachable!(),
-    };
+    let alice = start(Role::Listen { bind }, limited_to_one(DEVICE_A, "alice"));
+    let addr = listening_addr(&alice);
     let bob = dial(DEVICE_B, "bob", addr);
     wait_for(&alice.outputs, "connected", |o| {
         matches!(o, Output::Connected { .. })
@@ -367,7 +362,10 @@ fn a_caller_refused_as_busy_outlasts_a_restart_of_the_listener() {
         )
     });
     assert!(!carol.thread.is_finished(), "carol gave up: {failed:?}");
-    let alice = start(Role::Listen { bind: addr }, limited(DEVICE_A, "alice"));
+    let alice = start(
+        Role::Listen { bind: addr },
+        limited_to_one(DEVICE_A, "alice"),
+    );
     wait_for(&carol.outputs, "connected", |o| {
         matches!(o, Output::Connected { .. })
     });
@@ -402,12 +400,7 @@ fn a_peer_that_cannot_store_is_retried_with_a_growing_delay() {
         outputs: Events::new(outputs),
         thread,
     };
-    let addr = match wait_for(&alice.outputs, "listening", |o| {
-        matches!(o, Output::Listening(_))
-    }) {
-        Output::Listening(addr) => addr,
-        _ => unreachable!(),
-    };
+    let addr = listening_addr(&alice);
     let bob = dial(DEVICE_B, "bob", addr);
     bob.control.send(Command::Write("for a full disk".into()));
     let mut delays = Vec::new();

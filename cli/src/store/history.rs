@@ -212,18 +212,7 @@ impl Database {
                 }
                 PageSide::Newer => page.truncate(usize::try_from(limit).unwrap_or(0)),
             }
-            Ok(page
-                .into_iter()
-                .map(|(author, message)| {
-                    let mine = author == me;
-                    StoredMessage {
-                        author,
-                        mine,
-                        delivered: !mine || (message.seq != 0 && message.seq <= delivered_up_to),
-                        message,
-                    }
-                })
-                .collect())
+            Ok(stored_messages(page, me, delivered_up_to))
         })
     }
 
@@ -259,18 +248,7 @@ impl Database {
                 }
             }
             found.sort_by_key(|(author, m)| (m.lamport, *author, m.seq));
-            Ok(found
-                .into_iter()
-                .map(|(author, message)| {
-                    let mine = author == me;
-                    StoredMessage {
-                        author,
-                        mine,
-                        delivered: !mine || message.seq <= delivered_up_to,
-                        message,
-                    }
-                })
-                .collect())
+            Ok(stored_messages(found, me, delivered_up_to))
         })
     }
 
@@ -363,6 +341,26 @@ impl Database {
 /// both (-1), above both after both (2), and between them after every message of the lesser
 /// (its number with the greatest sequence number). [`DisplayKey::FIRST`] and
 /// [`DisplayKey::LAST`] are such ids.
+/// Messages read with their authors, as [`StoredMessage`]s: an own one is delivered once
+/// numbered up to the chat's delivery mark, a received one always.
+fn stored_messages(
+    read: Vec<(DeviceId, Message)>,
+    me: DeviceId,
+    delivered_up_to: u64,
+) -> Vec<StoredMessage> {
+    read.into_iter()
+        .map(|(author, message)| {
+            let mine = author == me;
+            StoredMessage {
+                author,
+                mine,
+                delivered: !mine || (message.seq != 0 && message.seq <= delivered_up_to),
+                message,
+            }
+        })
+        .collect()
+}
+
 fn bound_author(
     chat: ChatKey,
     me: DeviceId,

@@ -1327,6 +1327,15 @@ mod tests {
         }
     }
 
+    /// The peer `byte` leaves (a normal close); the lines shown.
+    fn left(p: &mut Presenter, byte: u8) -> Vec<String> {
+        p.output(&Output::Disconnected {
+            peer: Some(DeviceId([byte; 16])),
+            reason: socketfalco_core::Close::new(CloseCode::Normal, "bye"),
+            by: Side::Peer,
+        })
+    }
+
     fn connected(p: &mut Presenter, byte: u8, name: &str) {
         let _ = p.output(&Output::Connected {
             peer: hello(byte, name),
@@ -1364,11 +1373,7 @@ mod tests {
         assert!(listed.contains("* bob"), "{listed}");
         assert!(listed.contains("  carol"), "{listed}");
         // Bob leaves: lines still go to him, stored to wait, never to carol in his place.
-        let lines = p.output(&Output::Disconnected {
-            peer: Some(DeviceId([1; 16])),
-            reason: socketfalco_core::Close::new(CloseCode::Normal, "bye"),
-            by: Side::Peer,
-        });
+        let lines = left(&mut p, 1);
         assert!(
             lines
                 .iter()
@@ -1408,11 +1413,7 @@ mod tests {
             held: Default::default(),
         });
         connected(&mut p, 2, "carol");
-        let lines = p.output(&Output::Disconnected {
-            peer: Some(DeviceId([1; 16])),
-            reason: socketfalco_core::Close::new(CloseCode::Normal, "bye"),
-            by: Side::Peer,
-        });
+        let lines = left(&mut p, 1);
         assert!(
             lines
                 .iter()
