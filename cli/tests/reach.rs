@@ -245,9 +245,10 @@ fn when_the_proxy_goes_away_the_caller_names_it_and_comes_back_through_it() {
     });
     let why = retry["error"].as_str().unwrap();
     assert!(
-        why.starts_with(&format!(
-            "the proxy socks5h://127.0.0.1:{port} is not reachable"
-        )),
+        why.starts_with(&format!("could not connect to localhost:{listen_port}"))
+            && why.contains(&format!(
+                "the proxy socks5h://127.0.0.1:{port} is not reachable"
+            )),
         "{retry}"
     );
     caller.say("written while the proxy was away");

@@ -899,19 +899,18 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             log::info!("could not connect to {route}: {error}; trying the next route");
             return self.dial(index + 1, out);
         }
+        // The route names the target itself when it goes through a proxy.
+        let what = if route.starts_with(label.as_str()) {
+            route
+        } else {
+            format!("{label} ({route})")
+        };
+        let failed = format!("could not connect to {what}: {error}");
         if !self.ever_established && !self.listener_answered {
-            // The route names the target itself when it goes through a proxy.
-            let what = if route.starts_with(label.as_str()) {
-                route
-            } else {
-                format!("{label} ({route})")
-            };
-            return Err(EndpointError::Io(format!(
-                "could not connect to {what}: {error}"
-            )));
+            return Err(EndpointError::Io(failed));
         }
         if self.keeps_trying() {
-            self.schedule_reconnect(Some(error), out);
+            self.schedule_reconnect(Some(failed), out);
         }
         Ok(())
     }

@@ -61,7 +61,7 @@ use socketfalco_transport::endpoint::EndpointError;
 use socketfalco_transport::{
     Command, Control, Endpoint, EndpointConfig, Output, ProxyRoute, RelayRoute, Role, Route,
 };
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
@@ -569,7 +569,6 @@ fn run(
             // The log shows events, not the chat's history: the first PgUp shows its end.
             scroll: Scroll::new(None, 0),
             opened: HashSet::new(),
-            held_at_connect: HashMap::new(),
         };
         terminal_loop(&mut presenter, &control, &updates, &mut live)
     } else {
@@ -797,9 +796,6 @@ struct Live {
     /// chat or when `/to` first made them current: it is not printed again (it is on the
     /// screen, and the session's lines under it).
     opened: HashSet<DeviceId>,
-    /// How each chat stood when it connected in this session, for printing its last
-    /// screenful when `/to` first makes it current.
-    held_at_connect: HashMap<DeviceId, ChatResume>,
 }
 
 impl Live {
@@ -919,13 +915,10 @@ fn terminal_loop(
                             // The view opens on this chat: its last screenful as it stood
                             // when the session opened, the unread marker above its first
                             // unread line.
-                            if !peer.temporary {
-                                live.held_at_connect.insert(peer.device, *held);
-                            }
-                            if !peer.temporary
-                                && presenter.live_chats().is_empty()
-                                && live.opened.insert(peer.device)
-                            {
+                            // The view opens on the chat that is (or becomes) the current
+                            // one; another peer connecting shows only its connected line.
+                            let current = presenter.current().is_none_or(|c| c == peer.device);
+                            if !peer.temporary && current && live.opened.insert(peer.device) {
                                 presenter.set_peer_name(peer.device, &peer.name);
                                 live.open_view(presenter, &mut editor, peer.device, *held);
                             }
@@ -983,12 +976,15 @@ fn terminal_loop(
                 }
                 if presenter.current() != before {
                     // Switched chats: the new current one is the one looked at now — first
-                    // its last screenful, unread marker included, if this session has not
-                    // shown it (its lines from before the session were never on screen).
+                    // its last screenful as it stands, unread marker included, if this session
+                    // has not shown it (the log shows its lines among the other chats', and
+                    // none from before the session).
                     if let Some(peer) = presenter.current() {
-                        if let Some(held) = live.held_at_connect.get(&peer).copied() {
-                            if live.opened.insert(peer) {
-                                live.open_view(presenter, &mut editor, peer, held);
+                        if live.opened.insert(peer) {
+                            match live.db.resume_point(peer) {
+                                Ok(Some(now)) => live.open_view(presenter, &mut editor, peer, now),
+                                Ok(None) => {}
+                                Err(e) => log::warn!("could not read the chat: {e}"),
                             }
                         }
                     }

@@ -245,7 +245,7 @@ pub fn run(ctx: &Context, prefix: &str, view: HistoryView) -> Result<(), AppErro
 /// Why a line written with `-eC` was not stored.
 #[derive(Debug)]
 enum NotStored {
-    /// The line itself is not one (too long, a control character): the next may be.
+    /// The line itself is not one (longer than the limit): the next may be.
     Refused(socketfalco_core::TextError),
     /// The store failed (a full disk, a read-only folder): the next would too.
     Store(crate::store::StoreError),
@@ -329,6 +329,8 @@ impl Follow {
                             self.written_here.remove(i);
                             continue;
                         }
+                        // Written elsewhere (another `-eC`), shown waiting here.
+                        self.waiting_shown |= !stored.delivered;
                     } else {
                         self.peer_seq = self.peer_seq.max(stored.message.seq);
                     }

@@ -76,6 +76,11 @@ struct ChatView {
     temporary: bool,
 }
 
+/// Whether a close is the replacement of a connection by a newer one of the same device.
+fn is_replaced(reason: &socketfalco_core::Close) -> bool {
+    reason.code == CloseCode::Replaced
+}
+
 /// Turns events into lines, and keeps which chats are live and which one is current (the
 /// one typed lines go to). See the [module docs](self).
 pub struct Presenter {
@@ -487,7 +492,8 @@ impl Presenter {
                 }
                 lines.push(line);
                 // Another chat is the current one: a new peer does not take it over.
-                if let Some(current) = self.current.filter(|&c| c != peer.device) {
+                let other = self.current.filter(|&c| c != peer.device && !self.headless);
+                if let Some(current) = other {
                     lines.push(format!(
                         "what you type still goes to {}; /to {} writes to {}",
                         sanitize(&self.name_of(current)),
@@ -555,6 +561,9 @@ impl Presenter {
                     ));
                 } else {
                     let line = match by {
+                        // No chat had begun (a busy listener, a refusal): nothing was
+                        // connected to be disconnected.
+                        _ if peer.is_none() => format!("not connected: {reason}"),
                         // Lost, not closed: the reason says so, and by whom is not known
                         // (the peer's machine, or a proxy or relay between).
                         _ if reason.code == CloseCode::ConnectionLost => {
@@ -571,8 +580,11 @@ impl Presenter {
                         lines.push(line);
                     }
                 }
-                // The chat written to is gone while others are live: say where lines go now.
-                if let Some(peer) = peer.filter(|&p| Some(p) == self.current) {
+                // The chat written to is gone while others are live: say where lines go now
+                // (a view that takes typed lines only; not for a connection replaced).
+                let gone = peer
+                    .filter(|&p| Some(p) == self.current && !self.headless && !is_replaced(reason));
+                if let Some(peer) = gone {
                     let name = sanitize(&self.name_of(peer));
                     if self.chats.get(&peer).is_some_and(|c| c.temporary) {
                         if !self.live.is_empty() {
@@ -736,6 +748,9 @@ impl Presenter {
                 let chat = self.chats.entry(*peer).or_default();
                 chat.delivered_up_to = chat.delivered_up_to.max(*up_to);
             }
+            // A connection replaced by a newer one of the same device (a network change): the
+            // chat goes on over the newer one, which connected already.
+            Output::Disconnected { reason, .. } if is_replaced(reason) => {}
             Output::Disconnected {
                 peer: Some(peer), ..
             } => {
@@ -1401,6 +1416,54 @@ mod tests {
     }
 
     #[test]
+    fn a_connection_replaced_by_a_newer_one_of_the_same_device_leaves_its_chat_live() {
+        let mut p = Presenter::new(Style::Plain, "alice");
+        connected(&mut p, 1, "bob");
+        connected(&mut p, 2, "carol");
+        // Bob's device connects again (a network change): the newer connection comes first,
+        // then the older one is closed as replaced.
+        connected(&mut p, 1, "bob");
+        let lines = p.output(&Output::Disconnected {
+            peer: Some(DeviceId([1; 16])),
+            reason: socketfalco_core::Close::new(CloseCode::Replaced, "a newer connection"),
+            by: Side::Local,
+        });
+        assert!(lines.iter().all(|l| !l.contains("still goes")), "{lines:?}");
+        assert_eq!(p.prompt(), "alice→bob> ");
+        assert_eq!(p.resolve("bob"), Ok(DeviceId([1; 16])));
+        assert!(p.chat_list().join("\n").contains("* bob"));
+    }
+
+    #[test]
+    fn a_refusal_before_any_chat_is_not_connected_and_a_headless_listener_gives_no_hints() {
+        let mut p = Presenter::new(Style::Plain, "carol");
+        let lines = p.output(&Output::Disconnected {
+            peer: None,
+            reason: socketfalco_core::Close::new(CloseCode::Busy, "as many peers as it allows"),
+            by: Side::Peer,
+        });
+        assert_eq!(
+            lines,
+            ["not connected: the listener is busy: as many peers as it allows"]
+        );
+        let mut serve = Presenter::new(Style::Plain, "alice");
+        serve.set_headless();
+        connected(&mut serve, 1, "bob");
+        let mut lines = serve.output(&Output::Connected {
+            peer: hello(2, "carol"),
+            addr: "127.0.0.1:4000".to_owned(),
+            incoming: 0,
+            outgoing: 0,
+            held: Default::default(),
+        });
+        lines.extend(left(&mut serve, 1));
+        assert!(
+            lines.iter().all(|l| !l.contains("what you type")),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
     fn a_temporary_chat_that_ended_takes_no_lines_and_passes_none_to_another() {
         let mut p = Presenter::new(Style::Plain, "alice");
         let mut temporary = hello(1, "bob");
@@ -1650,7 +1713,7 @@ mod tests {
         // Before any chat, a waiting line is not stored: the status does not say it is.
         let status = lines
             .iter()
-            .find(|l| l.starts_with("not connected"))
+            .find(|l| l.starts_with("not connected —"))
             .unwrap();
         assert!(status.contains("not stored"), "{status}");
         let unsent = p.output(&Output::NotSent {
