@@ -1723,3 +1723,25 @@ fn the_hot_statements_cost_the_same_in_a_chat_of_any_length() {
         );
     }
 }
+
+#[test]
+fn a_database_that_cannot_be_opened_or_written_or_grown_says_what_to_do() {
+    let error = |code| StoreError::Sqlite {
+        path: Some("/data/socketfalco.db".into()),
+        source: rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None),
+    };
+    for code in [
+        rusqlite::ffi::SQLITE_CANTOPEN,
+        rusqlite::ffi::SQLITE_READONLY,
+    ] {
+        let said = error(code).to_string();
+        assert!(said.contains("must be writable by this user"), "{said}");
+    }
+    let said = error(rusqlite::ffi::SQLITE_FULL).to_string();
+    assert!(said.contains("free some space"), "{said}");
+    let said = error(rusqlite::ffi::SQLITE_CORRUPT).to_string();
+    assert!(
+        !said.contains('('),
+        "no advice where there is none to give: {said}"
+    );
+}
