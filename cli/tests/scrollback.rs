@@ -633,6 +633,37 @@ fn a_warning_is_shown_as_a_line_of_the_chat_not_written_over_the_view() {
     caller.hang_up();
 }
 
+/// A burst of keys far longer than one read of the terminal (a paste into a terminal without
+/// bracketed paste): every key is taken as it comes, and the Enter after them sends the line
+/// at once — not when some later key happens to be pressed.
+#[test]
+fn a_long_burst_of_keys_is_taken_whole_and_the_enter_after_it_sends_it() {
+    if !tmux_present() {
+        return;
+    }
+    let alice = Device::new("Alice");
+    let bob = Device::new("Bob");
+    let (live, port) = Tmux::listen(&alice, &[]);
+    let mut caller = bob.connect(port);
+    caller.connected();
+    live.wait_for("the chat", |s| contains(s, "connected to Bob"));
+    let mut burst: String = (0..3_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    burst.push_str(" END OF THE BURST");
+    live.keys(&["-l", &burst]);
+    // The whole burst reaches the editor before Enter is pressed.
+    live.wait_for("the end of the burst on the prompt line", |s| {
+        s.iter()
+            .any(|row| row.trim_end().ends_with("END OF THE BURST"))
+    });
+    live.keys(&["Enter"]);
+    let line = caller.wait_for("the line", common::is_incoming);
+    assert_eq!(line["text"].as_str().map(str::len), Some(burst.len()));
+    live.keys(&["quit", "Enter"]);
+    caller.hang_up();
+}
+
 /// A window resized while a line is being typed: the next key (here Enter) is taken at once,
 /// not left waiting for another key. A page read back is drawn again at the new size.
 #[test]

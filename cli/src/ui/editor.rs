@@ -92,6 +92,12 @@ const READER_TICK: Duration = Duration::from_millis(100);
 #[cfg(unix)]
 const STUCK_INPUT_PAUSE: Duration = Duration::from_millis(20);
 
+/// How long the key reader lets crossterm look when it asks for an event it may have parsed
+/// or bytes our own look has seen: crossterm's Unix source (`use-dev-tty`, level-triggered)
+/// does nothing at all with a zero timeout, not even hand out what it parsed.
+#[cfg(unix)]
+const CROSSTERM_LOOK: Duration = Duration::from_millis(1);
+
 /// The terminal's keys through crossterm. On Unix crossterm reads only once poll(2) saw
 /// bytes (or to hand out the events it parsed from its last read), so a hung-up terminal is
 /// reported instead of re-read forever; and it is asked for its resize event as soon as the
@@ -148,11 +154,11 @@ impl KeySource for TerminalKeys {
     #[cfg(unix)]
     fn next(&mut self, timeout: Duration) -> io::Result<Option<Event>> {
         use super::console::{look, look_with_resize, Look};
-        // Asking crossterm with no wait returns an event it already parsed; with none left it
-        // polls the terminal once more, which could only read a hung-up terminal if the
-        // hang-up came since our own look (the editor's watch covers that case).
+        // Asking crossterm with the shortest wait returns an event it already parsed; with
+        // none left it polls the terminal once more, which could only read a hung-up terminal
+        // if the hang-up came since our own look (the editor's watch covers that case).
         if self.parsed {
-            if event::poll(Duration::ZERO)? {
+            if event::poll(CROSSTERM_LOOK)? {
                 return event::read().map(Some);
             }
             self.parsed = false;
@@ -171,7 +177,7 @@ impl KeySource for TerminalKeys {
             // key waits.
             Look::Quiet | Look::Input => {
                 self.parsed = true;
-                if event::poll(Duration::ZERO)? {
+                if event::poll(CROSSTERM_LOOK)? {
                     return event::read().map(Some);
                 }
                 if seen == Look::Input {
@@ -261,6 +267,8 @@ pub struct LineEditor<W: Write = Stdout> {
     reading: Option<Reading>,
     /// The terminal has the focus (as far as it reports focus changes; true if it does not).
     focused: bool,
+    /// An event taken from the key reader while applying a burst of keys, to be handled next.
+    next: Option<io::Result<Event>>,
 }
 
 impl LineEditor {
@@ -306,6 +314,7 @@ impl<W: Write> LineEditor<W> {
             completions: Vec::new(),
             reading: None,
             focused: true,
+            next: None,
         })
     }
 
@@ -486,7 +495,11 @@ impl<W: Write> LineEditor<W> {
         if self.gone {
             return Some(self.gone_again(timeout));
         }
-        let event = match self.keys.recv_timeout(timeout) {
+        let taken = match self.next.take() {
+            Some(taken) => Ok(taken),
+            None => self.keys.recv_timeout(timeout),
+        };
+        let mut event = match taken {
             Ok(Ok(event)) => event,
             Ok(Err(e)) => {
                 self.lose(&e);
@@ -512,33 +525,58 @@ impl<W: Write> LineEditor<W> {
                 return Some(self.gone_again(Duration::ZERO));
             }
         };
-        let result = match event {
-            Event::Key(key) if key.kind != KeyEventKind::Release => self.key(key),
-            Event::Paste(text) => {
-                let text = text.replace("\r\n", "\n").replace('\r', "\n");
-                self.insert(text.trim_end_matches('\n'));
-                None
+        // Keys already waiting behind this one (a burst, a paste the terminal does not
+        // bracket) are applied before the line is drawn once: drawing after each key made a
+        // long burst quadratic, seconds for a few thousand keys.
+        let result = loop {
+            let result = match event {
+                Event::Key(key) if key.kind == KeyEventKind::Release => None,
+                Event::Key(key) => self.key(key),
+                Event::Paste(text) => {
+                    let text = text.replace("\r\n", "\n").replace('\r', "\n");
+                    self.insert(text.trim_end_matches('\n'));
+                    None
+                }
+                other => break Err(other),
+            };
+            if result.is_some() {
+                break Ok(result);
             }
+            match self.keys.try_recv() {
+                Ok(Ok(next @ (Event::Key(_) | Event::Paste(_)))) => event = next,
+                Ok(other) => {
+                    self.next = Some(other);
+                    break Ok(None);
+                }
+                Err(_) => break Ok(None),
+            }
+        };
+        let event = match result {
+            Ok(result) => {
+                self.redraw();
+                return result;
+            }
+            Err(event) => event,
+        };
+        match event {
             Event::Resize(..) => {
                 self.size = terminal::size().ok();
                 if self.reading.is_some() {
                     return Some(EditorEvent::Resized);
                 }
                 self.redraw();
-                return None;
+                None
             }
             Event::FocusGained => {
                 self.focused = true;
-                return None;
+                None
             }
             Event::FocusLost => {
                 self.focused = false;
-                return None;
+                None
             }
-            _ => return None,
-        };
-        self.redraw();
-        result
+            _ => None,
+        }
     }
 
     /// [`EditorEvent::TerminalGone`]: at once the first time, after `timeout` afterwards, so
@@ -997,26 +1035,27 @@ mod tests {
         );
         assert_eq!(next_event(&mut e), EditorEvent::PageUp);
         assert_eq!(next_event(&mut e), EditorEvent::PageUp);
+        // Not reading back: End is the end of the line, PgDn does nothing (neither is an
+        // event; keys that are not events are applied together).
         let mut e = editor(
             vec![
                 key(KeyCode::End, KeyModifiers::NONE),
                 key(KeyCode::PageDown, KeyModifiers::NONE),
+            ],
+            &screen,
+        );
+        assert_eq!(e.poll(Duration::from_secs(5)), None);
+        assert_eq!(e.poll(Duration::from_millis(100)), None);
+        // Shift+Down and End while reading back.
+        let mut e = editor(
+            vec![
                 key(KeyCode::Down, KeyModifiers::SHIFT),
                 key(KeyCode::End, KeyModifiers::NONE),
             ],
             &screen,
         );
-        // Not reading back: End is the end of the line, PgDn does nothing.
-        assert_eq!(e.poll(Duration::from_secs(5)), None);
-        assert_eq!(e.poll(Duration::from_secs(5)), None);
         e.show_page(&[], Some("reading back"));
-        let mut events = Vec::new();
-        while events.len() < 2 {
-            if let Some(event) = e.poll(Duration::from_millis(200)) {
-                events.push(event);
-            }
-        }
-        // Shift+Down and End while reading back.
-        assert_eq!(events, [EditorEvent::PageDown, EditorEvent::Bottom]);
+        assert_eq!(next_event(&mut e), EditorEvent::PageDown);
+        assert_eq!(next_event(&mut e), EditorEvent::Bottom);
     }
 }
