@@ -7,7 +7,8 @@
 //! thread owns the terminal's output and polls keys with a timeout, printing network events
 //! between polls. It handles what a chat needs: editing keys, history, bracketed paste (a
 //! pasted multi-line text stays one message), Ctrl-C, Ctrl-D, and it works in Windows
-//! consoles.
+//! consoles. Keys already waiting behind one are applied before the line is drawn again, so a
+//! burst of thousands (a paste the terminal does not bracket) costs one redraw, not one each.
 //!
 //! A terminal that goes away (window closed, SSH dropped) is [`EditorEvent::TerminalGone`],
 //! never a loop: keys are read on a thread of their own from a [`KeySource`] that stops at the
