@@ -154,6 +154,31 @@ impl Drop for Tmux {
     }
 }
 
+/// Alice listening in tmux (with `extra` arguments), Bob connected to her as a `--json`
+/// caller, and the chat on her screen: how several tests here begin. The devices live as
+/// long as it does.
+struct AliceAndBob {
+    live: Tmux,
+    caller: common::Session,
+    _devices: [Device; 2],
+}
+
+impl AliceAndBob {
+    fn start(extra: &[&str]) -> AliceAndBob {
+        let alice = Device::new("Alice");
+        let bob = Device::new("Bob");
+        let (live, port) = Tmux::listen(&alice, extra);
+        let mut caller = bob.connect(port);
+        caller.connected();
+        live.wait_for("the chat", |s| contains(s, "connected to Bob"));
+        AliceAndBob {
+            live,
+            caller,
+            _devices: [alice, bob],
+        }
+    }
+}
+
 fn quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', "'\\''"))
 }
@@ -606,21 +631,17 @@ fn a_warning_is_shown_as_a_line_of_the_chat_not_written_over_the_view() {
     if !tmux_present() || !cfg!(all(unix, not(target_os = "macos"))) {
         return;
     }
-    let alice = Device::new("Alice");
-    let bob = Device::new("Bob");
-    let (live, port) = Tmux::listen(&alice, &["--notify"]);
-    let mut caller = bob.connect(port);
-    caller.connected();
-    live.wait_for("the chat", |s| contains(s, "connected to Bob"));
+    let mut chat = AliceAndBob::start(&["--notify"]);
     // Reading back: a line that comes in now is notified.
-    live.keys(&["PPage"]);
-    live.wait_for("a page", |s| contains(s, "End to return"));
-    caller.say("are you there?");
-    live.wait_for("the line counted below the page", |s| {
+    chat.live.keys(&["PPage"]);
+    chat.live
+        .wait_for("a page", |s| contains(s, "End to return"));
+    chat.caller.say("are you there?");
+    chat.live.wait_for("the line counted below the page", |s| {
         contains(s, "1 new line below")
     });
-    live.keys(&["End"]);
-    let screen = live.wait_for("the warning", |s| {
+    chat.live.keys(&["End"]);
+    let screen = chat.live.wait_for("the warning", |s| {
         contains(s, "Bob: are you there?")
             && contains(s, "warning: desktop notifications are not available")
     });
@@ -629,8 +650,8 @@ fn a_warning_is_shown_as_a_line_of_the_chat_not_written_over_the_view() {
         "no log line on the screen:\n{}",
         screen.join("\n")
     );
-    live.keys(&["quit", "Enter"]);
-    caller.hang_up();
+    chat.live.keys(&["quit", "Enter"]);
+    chat.caller.hang_up();
 }
 
 /// A burst of keys far longer than one read of the terminal (a paste into a terminal without
@@ -641,27 +662,23 @@ fn a_long_burst_of_keys_is_taken_whole_and_the_enter_after_it_sends_it() {
     if !tmux_present() {
         return;
     }
-    let alice = Device::new("Alice");
-    let bob = Device::new("Bob");
-    let (live, port) = Tmux::listen(&alice, &[]);
-    let mut caller = bob.connect(port);
-    caller.connected();
-    live.wait_for("the chat", |s| contains(s, "connected to Bob"));
+    let mut chat = AliceAndBob::start(&[]);
     let mut burst: String = (0..3_000)
         .map(|i| char::from(b'a' + (i % 26) as u8))
         .collect();
     burst.push_str(" END OF THE BURST");
-    live.keys(&["-l", &burst]);
+    chat.live.keys(&["-l", &burst]);
     // The whole burst reaches the editor before Enter is pressed.
-    live.wait_for("the end of the burst on the prompt line", |s| {
-        s.iter()
-            .any(|row| row.trim_end().ends_with("END OF THE BURST"))
-    });
-    live.keys(&["Enter"]);
-    let line = caller.wait_for("the line", common::is_incoming);
+    chat.live
+        .wait_for("the end of the burst on the prompt line", |s| {
+            s.iter()
+                .any(|row| row.trim_end().ends_with("END OF THE BURST"))
+        });
+    chat.live.keys(&["Enter"]);
+    let line = chat.caller.wait_for("the line", common::is_incoming);
     assert_eq!(line["text"].as_str().map(str::len), Some(burst.len()));
-    live.keys(&["quit", "Enter"]);
-    caller.hang_up();
+    chat.live.keys(&["quit", "Enter"]);
+    chat.caller.hang_up();
 }
 
 /// A window resized while a line is being typed: the next key (here Enter) is taken at once,
@@ -671,14 +688,10 @@ fn keys_after_a_resize_are_taken_at_once_and_a_page_is_drawn_again() {
     if !tmux_present() {
         return;
     }
-    let alice = Device::new("Alice");
-    let bob = Device::new("Bob");
-    let (live, port) = Tmux::listen(&alice, &[]);
-    let mut caller = bob.connect(port);
-    caller.connected();
-    live.wait_for("the chat", |s| contains(s, "connected to Bob"));
+    let mut chat = AliceAndBob::start(&[]);
     let resize = |x: u16, y: u16| {
-        let out = live
+        let out = chat
+            .live
             .command()
             .args(["resize-window", "-x", &x.to_string(), "-y", &y.to_string()])
             .output()
@@ -687,26 +700,28 @@ fn keys_after_a_resize_are_taken_at_once_and_a_page_is_drawn_again() {
     };
     for (round, (x, y)) in [(80, 24), (WIDTH, HEIGHT)].into_iter().enumerate() {
         let line = format!("typed then resized {round}");
-        live.keys(&[&line]);
-        live.wait_for("the typed line", |s| contains(s, &line));
+        chat.live.keys(&[&line]);
+        chat.live.wait_for("the typed line", |s| contains(s, &line));
         resize(x, y);
         // The resize reaches the program before the key does.
         std::thread::sleep(Duration::from_millis(300));
-        live.keys(&["Enter"]);
-        caller.received(&line);
+        chat.live.keys(&["Enter"]);
+        chat.caller.received(&line);
     }
     // A page of a longer chat, read back while the window shrinks and grows again: each time
     // drawn whole at the new size, the status row on its second-last row.
     for i in 1..=40 {
-        caller.say(&format!("filler {i:02}"));
+        chat.caller.say(&format!("filler {i:02}"));
     }
-    live.wait_for("the lines", |s| contains(s, "Bob: filler 40"));
-    live.keys(&["PPage"]);
-    live.wait_for("a page", |s| contains(s, "End to return"));
+    chat.live
+        .wait_for("the lines", |s| contains(s, "Bob: filler 40"));
+    chat.live.keys(&["PPage"]);
+    chat.live
+        .wait_for("a page", |s| contains(s, "End to return"));
     for (x, y) in [(60, 15), (WIDTH, HEIGHT)] {
         resize(x, y);
         let rows = usize::from(y);
-        let screen = live.wait_for("the page at the new size", |s| {
+        let screen = chat.live.wait_for("the page at the new size", |s| {
             s.len() == rows
                 && s[rows - 2].contains("End to return")
                 && s[..rows - 2].iter().all(|row| row.contains("filler"))
@@ -719,8 +734,8 @@ fn keys_after_a_resize_are_taken_at_once_and_a_page_is_drawn_again() {
             screen.join("\n")
         );
     }
-    live.keys(&["End"]);
+    chat.live.keys(&["End"]);
     resize(WIDTH, HEIGHT);
-    live.keys(&["quit", "Enter"]);
-    caller.hang_up();
+    chat.live.keys(&["quit", "Enter"]);
+    chat.caller.hang_up();
 }
