@@ -24,22 +24,7 @@ fn start(role: Role, config: EndpointConfig) -> Running {
 fn start_with(role: Role, config: EndpointConfig, commit_ms: Option<u64>) -> Running {
     let (tx, outputs) = channel();
     let thread = match commit_ms {
-        None => {
-            let (endpoint, control) = Endpoint::new(role, config, MemoryStore::new()).unwrap();
-            let thread = std::thread::spawn(move || {
-                let mut endpoint = endpoint;
-                let result = endpoint.run(|_, output| {
-                    let _ = tx.send(output);
-                });
-                let store = endpoint.take_store().unwrap_or_default();
-                (result.map_err(|e| e.to_string()), store)
-            });
-            return Running {
-                control,
-                outputs: Events::new(outputs),
-                thread,
-            };
-        }
+        None => return start_over(role, config, MemoryStore::new()),
         Some(ms) => {
             let store = SlowCommits {
                 inner: MemoryStore::new(),
@@ -61,6 +46,25 @@ fn start_with(role: Role, config: EndpointConfig, commit_ms: Option<u64>) -> Run
         control: thread.0,
         outputs: Events::new(outputs),
         thread: thread.1,
+    }
+}
+
+/// An endpoint over `store`, driven inline.
+fn start_over(role: Role, config: EndpointConfig, store: MemoryStore) -> Running {
+    let (tx, outputs) = channel();
+    let (endpoint, control) = Endpoint::new(role, config, store).unwrap();
+    let thread = std::thread::spawn(move || {
+        let mut endpoint = endpoint;
+        let result = endpoint.run(|_, output| {
+            let _ = tx.send(output);
+        });
+        let store = endpoint.take_store().unwrap_or_default();
+        (result.map_err(|e| e.to_string()), store)
+    });
+    Running {
+        control,
+        outputs: Events::new(outputs),
+        thread,
     }
 }
 
@@ -108,6 +112,20 @@ fn limited_to_one(device: socketfalco_core::DeviceId, name: &str) -> EndpointCon
     let mut config = config(device, name);
     config.max_peers = 1;
     config
+}
+
+/// Alice listening with room for one chat, Bob's chat open in it, and Carol dialling: how
+/// the busy tests begin. Returns alice, her address, bob and carol.
+fn bob_in_and_carol_dialling() -> (Running, SocketAddr, Running, Running) {
+    let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let alice = start(Role::Listen { bind }, limited_to_one(DEVICE_A, "alice"));
+    let addr = listening_addr(&alice);
+    let bob = dial(DEVICE_B, "bob", addr);
+    wait_for(&alice.outputs, "connected", |o| {
+        matches!(o, Output::Connected { .. })
+    });
+    let carol = dial(socketfalco_core::DeviceId([0xcc; 16]), "carol", addr);
+    (alice, addr, bob, carol)
 }
 
 /// The address a listener that was just started listens on.
@@ -299,14 +317,7 @@ fn a_listener_chats_with_several_peers_at_once_each_in_its_own_chat() {
 
 #[test]
 fn past_its_limit_a_listener_refuses_a_caller_as_busy_and_the_caller_waits_its_turn() {
-    let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let alice = start(Role::Listen { bind }, limited_to_one(DEVICE_A, "alice"));
-    let addr = listening_addr(&alice);
-    let bob = dial(DEVICE_B, "bob", addr);
-    wait_for(&alice.outputs, "connected", |o| {
-        matches!(o, Output::Connected { .. })
-    });
-    let carol = dial(socketfalco_core::DeviceId([0xcc; 16]), "carol", addr);
+    let (alice, _, bob, carol) = bob_in_and_carol_dialling();
     let refused = wait_for(&carol.outputs, "busy", |o| {
         matches!(o, Output::Disconnected { .. })
     });
@@ -337,14 +348,7 @@ fn past_its_limit_a_listener_refuses_a_caller_as_busy_and_the_caller_waits_its_t
 /// listener is back on its port, the caller gets in.
 #[test]
 fn a_caller_refused_as_busy_outlasts_a_restart_of_the_listener() {
-    let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let alice = start(Role::Listen { bind }, limited_to_one(DEVICE_A, "alice"));
-    let addr = listening_addr(&alice);
-    let bob = dial(DEVICE_B, "bob", addr);
-    wait_for(&alice.outputs, "connected", |o| {
-        matches!(o, Output::Connected { .. })
-    });
-    let carol = dial(socketfalco_core::DeviceId([0xcc; 16]), "carol", addr);
+    let (alice, addr, bob, carol) = bob_in_and_carol_dialling();
     wait_for(&alice.outputs, "refusal", |o| {
         matches!(o, Output::RefusedBusy(_))
     });
@@ -385,21 +389,7 @@ fn a_peer_that_cannot_store_is_retried_with_a_growing_delay() {
         fail_persists: true,
         ..MemoryStore::new()
     };
-    let (tx, outputs) = channel();
-    let (endpoint, control) =
-        Endpoint::new(Role::Listen { bind }, config(DEVICE_A, "alice"), store).unwrap();
-    let thread = std::thread::spawn(move || {
-        let mut endpoint = endpoint;
-        let result = endpoint.run(|_, output| {
-            let _ = tx.send(output);
-        });
-        (result.map_err(|e| e.to_string()), MemoryStore::new())
-    });
-    let alice = Running {
-        control,
-        outputs: Events::new(outputs),
-        thread,
-    };
+    let alice = start_over(Role::Listen { bind }, config(DEVICE_A, "alice"), store);
     let addr = listening_addr(&alice);
     let bob = dial(DEVICE_B, "bob", addr);
     bob.control.send(Command::Write("for a full disk".into()));
