@@ -406,8 +406,6 @@ struct Live {
     admitted: Option<DeviceId>,
     /// The peer, once the chat is established.
     chat: Option<PeerHello>,
-    /// When the chat was established.
-    established_ms: Option<u64>,
     /// It was closed because a side could not store the chat.
     storage_failed: bool,
     /// How it was reached: the peer's address, or the route.
@@ -415,8 +413,8 @@ struct Live {
 }
 
 /// A caller's backoff starts again from its shortest delay after a chat, unless the chat
-/// ended in a storage failure (a full disk on either side) before it lasted this long: that
-/// is retried with the growing delay, not twice a second for ever.
+/// ended in a storage failure (a full disk on either side) before its connection lasted this
+/// long: that is retried with the growing delay, not twice a second for ever.
 pub const STABLE_CHAT_MS: u64 = 10_000;
 
 /// The event loop. See the [module docs](self).
@@ -1112,7 +1110,6 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                         opened_ms: now,
                         admitted: None,
                         chat: None,
-                        established_ms: None,
                         storage_failed: false,
                         reached,
                     },
@@ -1270,7 +1267,6 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                     };
                     live.chat = Some(peer.clone());
                     live.admitted = Some(peer.device);
-                    live.established_ms = Some(self.clock.now_ms());
                     self.ever_established = true;
                     self.current = Some(peer.clone());
                     self.replace_older(token, peer.device);
@@ -1333,10 +1329,10 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                 Notice::Closed { reason, by } => {
                     if reason.code == CloseCode::StorageFailure {
                         live.storage_failed = true;
-                    }
-                    if by == Side::Local && reason.code == CloseCode::StorageFailure {
-                        // Never silent: what could not be stored or sent is also in the log.
-                        log::warn!("connection with {addr} closed: {reason}");
+                        if by == Side::Local {
+                            // Never silent: what could not be stored or sent is also in the log.
+                            log::warn!("connection with {addr} closed: {reason}");
+                        }
                     }
                     let chat = live.chat.as_ref().map(|c| c.device);
                     // A proved, admitted peer is shown leaving even before its chat opened
@@ -1393,10 +1389,8 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             return Ok(());
         }
         if let Some(live) = self.conns.remove(&token) {
-            let lasted = live
-                .established_ms
-                .map(|at| self.clock.now_ms().saturating_sub(at));
-            if lasted.is_some_and(|ms| !live.storage_failed || ms >= STABLE_CHAT_MS) {
+            let lasted = self.clock.now_ms().saturating_sub(live.opened_ms);
+            if live.chat.is_some() && (!live.storage_failed || lasted >= STABLE_CHAT_MS) {
                 self.reconnect_delay_ms = self.config.reconnect_min_ms;
             }
             self.linger(live.conn);
