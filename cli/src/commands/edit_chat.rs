@@ -261,13 +261,11 @@ impl std::fmt::Display for NotStored {
 }
 
 /// Lines another process stores in the chat while the view is open (a listener running with
-/// `--serve` on the same data directory), and its deliveries: found by the chat's message
-/// counter and delivery mark, read by sequence number — the peer's after the newest of theirs
+/// `--serve` on the same data directory), and its deliveries: found by the chat's newest
+/// numbers and delivery mark, read by sequence number — the peer's after the newest of theirs
 /// shown, this device's after the newest of ours — so a line is shown as it comes wherever it
 /// sorts (the peer's written concurrently with one of ours sorts before it), and once.
 struct Follow {
-    /// The chat's message count when last looked.
-    count: u64,
     /// The peer's newest line seen.
     peer_seq: u64,
     /// This device's newest numbered line seen.
@@ -285,7 +283,6 @@ impl Follow {
     fn new(db: &Database, peer: DeviceId) -> Result<Follow, AppError> {
         let point = db.resume_point(peer)?.unwrap_or_default();
         Ok(Follow {
-            count: db.chat_counts(peer)?.map_or(0, |(count, _)| count),
             peer_seq: point.received_up_to,
             own_seq: point.last_own_seq,
             written_here: Vec::new(),
@@ -296,7 +293,6 @@ impl Follow {
 
     /// An own line was written here and shown, waiting.
     fn shown_own(&mut self, message: &socketfalco_core::Message) {
-        self.count += 1;
         self.written_here
             .push((message.sent_at_ms, message.text.clone()));
         self.waiting_shown = true;
@@ -311,11 +307,10 @@ impl Follow {
         line_of: &dyn Fn(crate::store::StoredMessage) -> String,
     ) -> Result<Vec<String>, AppError> {
         let mut lines = Vec::new();
-        let count = db.chat_counts(peer)?.map_or(0, |(count, _)| count);
         let point = db.resume_point(peer)?.unwrap_or_default();
-        let numbered = point.received_up_to > self.peer_seq || point.last_own_seq > self.own_seq;
-        if count != self.count || numbered {
-            self.count = count;
+        // Only numbered lines are shown as they come (an own line waiting elsewhere is shown
+        // once a session numbers it): new ones raise one of the two newest numbers.
+        if point.received_up_to > self.peer_seq || point.last_own_seq > self.own_seq {
             loop {
                 let found = db.lines_after(peer, self.peer_seq, self.own_seq, 256)?;
                 if found.is_empty() {
