@@ -912,11 +912,10 @@ fn terminal_loop(
                         Output::Connected { peer, held, .. } => {
                             seen = true;
                             recount = true;
-                            // The view opens on this chat: its last screenful as it stood
-                            // when the session opened, the unread marker above its first
-                            // unread line.
                             // The view opens on the chat that is (or becomes) the current
-                            // one; another peer connecting shows only its connected line.
+                            // one: its last screenful as it stood when the session opened,
+                            // the unread marker above its first unread line. Another peer
+                            // connecting shows only its connected line.
                             let current = presenter.current().is_none_or(|c| c == peer.device);
                             if !peer.temporary && current && live.opened.insert(peer.device) {
                                 presenter.set_peer_name(peer.device, &peer.name);

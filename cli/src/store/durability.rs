@@ -6,8 +6,8 @@
 //! [`Store::commit_group`] makes them durable with one fsync.
 
 use super::queries::{
-    add_messages, chat_key, chat_keys, chat_tail, count_waiting, delivered_up_to, ensure_chat,
-    insert_messages, max_seq, number_waiting, read_message, to_db, OnConflict,
+    add_messages, chat_key, chat_keys, chat_tail, count_waiting, ensure_chat, insert_messages,
+    max_seq, number_waiting, read_message, resume_point, to_db, OnConflict,
 };
 use super::{Database, StoreError};
 use rusqlite::params;
@@ -68,12 +68,7 @@ impl Store for Database {
                 .execute(params![chat.0, key])?;
             }
             let key = ensure_chat(tx, me, chat, now)?;
-            Ok(ChatOpening::Opened(ChatResume {
-                received_up_to: max_seq(tx, key, key.peer())?,
-                last_own_seq: max_seq(tx, key, key.me)?,
-                unnumbered: count_waiting(tx, key)?,
-                delivered_up_to: delivered_up_to(tx, chat)?,
-            }))
+            Ok(ChatOpening::Opened(resume_point(tx, key, chat)?))
         })
     }
 

@@ -4,8 +4,8 @@
 //! chat view shows.
 
 use super::queries::{
-    author_device, chat_key, count_waiting, delivered_up_to, from_db, max_seq,
-    read_identity_device, read_message, ChatKey,
+    author_device, chat_key, delivered_up_to, from_db, read_identity_device, read_message,
+    resume_point, ChatKey,
 };
 use super::{Database, StoreError};
 use rusqlite::{params, OptionalExtension};
@@ -260,12 +260,7 @@ impl Database {
             let Some(chat) = chat_key(tx, me, peer)? else {
                 return Ok(None);
             };
-            Ok(Some(ChatResume {
-                received_up_to: max_seq(tx, chat, chat.peer())?,
-                last_own_seq: max_seq(tx, chat, chat.me)?,
-                unnumbered: count_waiting(tx, chat)?,
-                delivered_up_to: delivered_up_to(tx, peer)?,
-            }))
+            resume_point(tx, chat, peer).map(Some)
         })
     }
 

@@ -6,7 +6,7 @@
 
 use super::StoreError;
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use socketfalco_core::{DeviceId, Message};
+use socketfalco_core::{ChatResume, DeviceId, Message};
 use std::sync::OnceLock;
 
 /// Messages one `INSERT` statement stores, largest first: SQLite's work per row falls by
@@ -330,6 +330,21 @@ pub(super) fn number_waiting(
     tx.prepare_cached("DELETE FROM waiting WHERE chat = ?1")?
         .execute([chat.id])?;
     Ok(moved as u64)
+}
+
+/// How far the chat `chat` with `peer` has got: what opening it reports, and what a view
+/// follows.
+pub(super) fn resume_point(
+    tx: &Connection,
+    chat: ChatKey,
+    peer: DeviceId,
+) -> Result<ChatResume, StoreError> {
+    Ok(ChatResume {
+        received_up_to: max_seq(tx, chat, chat.peer())?,
+        last_own_seq: max_seq(tx, chat, chat.me)?,
+        unnumbered: count_waiting(tx, chat)?,
+        delivered_up_to: delivered_up_to(tx, peer)?,
+    })
 }
 
 /// The chat's delivery mark, 0 for an unknown chat.
