@@ -1352,13 +1352,18 @@ mod tests {
     }
 
     fn connected(p: &mut Presenter, byte: u8, name: &str) {
-        let _ = p.output(&Output::Connected {
-            peer: hello(byte, name),
+        let _ = connected_as(p, hello(byte, name));
+    }
+
+    /// `peer` connects, nothing to exchange; the lines shown.
+    fn connected_as(p: &mut Presenter, peer: socketfalco_core::PeerHello) -> Vec<String> {
+        p.output(&Output::Connected {
+            peer,
             addr: "127.0.0.1:1".into(),
             incoming: 0,
             outgoing: 0,
             held: Default::default(),
-        });
+        })
     }
 
     #[test]
@@ -1399,13 +1404,7 @@ mod tests {
         assert_eq!(p.typed_line_target(), Ok(Some(DeviceId([1; 16]))));
         assert_eq!(p.prompt(), "alice→bob (away)> ");
         // Dave connects: bob is still the chat written to, and the line says how to change it.
-        let lines = p.output(&Output::Connected {
-            peer: hello(3, "dave"),
-            addr: "127.0.0.1:4000".to_owned(),
-            incoming: 0,
-            outgoing: 0,
-            held: Default::default(),
-        });
+        let lines = connected_as(&mut p, hello(3, "dave"));
         assert!(
             lines
                 .iter()
@@ -1449,13 +1448,7 @@ mod tests {
         let mut serve = Presenter::new(Style::Plain, "alice");
         serve.set_headless();
         connected(&mut serve, 1, "bob");
-        let mut lines = serve.output(&Output::Connected {
-            peer: hello(2, "carol"),
-            addr: "127.0.0.1:4000".to_owned(),
-            incoming: 0,
-            outgoing: 0,
-            held: Default::default(),
-        });
+        let mut lines = connected_as(&mut serve, hello(2, "carol"));
         lines.extend(left(&mut serve, 1));
         assert!(
             lines.iter().all(|l| !l.contains("what you type")),
@@ -1468,13 +1461,7 @@ mod tests {
         let mut p = Presenter::new(Style::Plain, "alice");
         let mut temporary = hello(1, "bob");
         temporary.temporary = true;
-        let _ = p.output(&Output::Connected {
-            peer: temporary,
-            addr: "127.0.0.1:4000".to_owned(),
-            incoming: 0,
-            outgoing: 0,
-            held: Default::default(),
-        });
+        let _ = connected_as(&mut p, temporary);
         connected(&mut p, 2, "carol");
         let lines = left(&mut p, 1);
         assert!(
