@@ -421,7 +421,7 @@ fn the_prompt_counts_the_other_chats_unread_lines_and_the_bell_rings_for_them() 
 /// An `-eC` view beside a `--serve` listener on the same data folder shows what the listener
 /// stores as it comes — a line of the peer's written while ours waited sorts before ours, and
 /// is shown all the same — each line once, ours too when the listener numbers and sends them,
-/// and then their delivery.
+/// and then their delivery; a peer that renamed itself, under its new name.
 #[test]
 fn an_edit_view_beside_a_serving_listener_shows_each_line_once_and_the_delivery() {
     if !tmux_present() {
@@ -462,6 +462,16 @@ fn an_edit_view_beside_a_serving_listener_shows_each_line_once_and_the_delivery(
             screen.join("\n")
         );
     }
+    // Bob renames himself and comes back: his next line is shown under his new name.
+    caller.finish();
+    listener.wait_for("Bob left", |e| e["event"] == "peer_left");
+    common::assert_ok(&bob.run(&["-eN", "Robert"]));
+    let mut caller = bob.connect(port);
+    caller.connected();
+    caller.say("bob 3");
+    view.wait_for("Bob's line under his new name", |s| {
+        contains(s, "Robert: bob 3")
+    });
     view.keys(&["quit", "Enter"]);
     caller.finish();
     listener.kill();

@@ -49,17 +49,6 @@ pub fn run(ctx: &Context, prefix: &str, view: HistoryView) -> Result<(), AppErro
         .unwrap_or_else(|| "peer".to_owned());
     let mut presenter = Presenter::new(ctx.style, &me.name);
     presenter.set_peer_name(peer, &peer_name);
-    let entry = |m: socketfalco_core::Message, mine: bool, delivered: bool| HistoryEntry {
-        author_name: if mine {
-            me.name.clone()
-        } else {
-            peer_name.clone()
-        },
-        mine,
-        delivered,
-        message: m,
-        peer,
-    };
     let since = view.since.map(|s| s.resolve(wall_clock_ms()));
     // `--last` or `--since` on a terminal: what they select, printed; else the last screenful.
     let explicit = view.last.is_some() || since.is_some();
@@ -70,9 +59,6 @@ pub fn run(ctx: &Context, prefix: &str, view: HistoryView) -> Result<(), AppErro
             "chat with {peer_name} ({peer}) — {waiting} message(s) waiting for delivery"
         ));
     }
-    let line_of = |stored: crate::store::StoredMessage| -> String {
-        presenter.history_line(&entry(stored.message, stored.mine, stored.delivered))
-    };
     if ctx.style != Style::Terminal {
         // Streamed: printed as read, never held.
         let mut out = io::stdout().lock();
@@ -80,7 +66,7 @@ pub fn run(ctx: &Context, prefix: &str, view: HistoryView) -> Result<(), AppErro
         db.for_each_message(peer, view.last, since, |stored| {
             match failed
                 .is_none()
-                .then(|| writeln!(out, "{}", line_of(stored)))
+                .then(|| writeln!(out, "{}", line_of(&presenter, &me.name, peer, stored)))
             {
                 Some(Ok(())) => true,
                 Some(Err(e)) => {
@@ -99,7 +85,7 @@ pub fn run(ctx: &Context, prefix: &str, view: HistoryView) -> Result<(), AppErro
         lines.clear();
     } else if explicit {
         db.for_each_message(peer, view.last, since, |stored| {
-            lines.push(line_of(stored));
+            lines.push(line_of(&presenter, &me.name, peer, stored));
             true
         })?;
     }
@@ -155,7 +141,7 @@ pub fn run(ctx: &Context, prefix: &str, view: HistoryView) -> Result<(), AppErro
         while !asked_to_leave.load(Ordering::Relaxed) {
             if looked.elapsed() >= FOLLOW_EVERY {
                 looked = Instant::now();
-                let new = follow.new_lines(&db, peer, &line_of)?;
+                let new = follow.new_lines(&db, peer, &mut presenter, &me.name)?;
                 for line in &new {
                     editor.print_above(line);
                 }
@@ -173,7 +159,7 @@ pub fn run(ctx: &Context, prefix: &str, view: HistoryView) -> Result<(), AppErro
                         let shown = match compose(&mut db, peer, &line) {
                             Ok(message) => {
                                 follow.shown_own(&message);
-                                presenter.history_line(&entry(message, true, false))
+                                presenter.history_line(&own_entry(&me.name, peer, message))
                             }
                             Err(e) => presenter.error(&format!("not stored: {e}")),
                         };
@@ -220,7 +206,10 @@ pub fn run(ctx: &Context, prefix: &str, view: HistoryView) -> Result<(), AppErro
         match compose(&mut db, peer, text) {
             Ok(message) => {
                 stored += 1;
-                outln!("{}", presenter.history_line(&entry(message, true, false)))?;
+                outln!(
+                    "{}",
+                    presenter.history_line(&own_entry(&me.name, peer, message))
+                )?;
             }
             Err(e @ NotStored::Refused(_)) => {
                 refused += 1;
@@ -304,10 +293,18 @@ impl Follow {
         &mut self,
         db: &Database,
         peer: DeviceId,
-        line_of: &dyn Fn(crate::store::StoredMessage) -> String,
+        presenter: &mut Presenter,
+        me: &str,
     ) -> Result<Vec<String>, AppError> {
         let mut lines = Vec::new();
         let point = db.resume_point(peer)?.unwrap_or_default();
+        if point.received_up_to > self.peer_seq {
+            // The peer's new lines come under the name it has now (it may have renamed
+            // itself since the view opened: the session that stored them stored that too).
+            if let Some(name) = db.peer_name(peer)? {
+                presenter.set_peer_name(peer, &name);
+            }
+        }
         // Only numbered lines are shown as they come (an own line waiting elsewhere is shown
         // once a session numbers it): new ones raise one of the two newest numbers.
         if point.received_up_to > self.peer_seq || point.last_own_seq > self.own_seq {
@@ -329,7 +326,7 @@ impl Follow {
                     } else {
                         self.peer_seq = self.peer_seq.max(stored.message.seq);
                     }
-                    lines.push(line_of(stored));
+                    lines.push(line_of(presenter, me, peer, stored));
                 }
             }
         }
@@ -342,6 +339,37 @@ impl Follow {
             }
         }
         Ok(lines)
+    }
+}
+
+/// A stored line as the view shows it: the peer's under the name the presenter knows.
+fn line_of(
+    presenter: &Presenter,
+    me: &str,
+    peer: DeviceId,
+    stored: crate::store::StoredMessage,
+) -> String {
+    presenter.history_line(&HistoryEntry {
+        author_name: if stored.mine {
+            me.to_owned()
+        } else {
+            presenter.name_of(peer)
+        },
+        mine: stored.mine,
+        delivered: stored.delivered,
+        message: stored.message,
+        peer,
+    })
+}
+
+/// A line written here, shown waiting for delivery.
+fn own_entry(me: &str, peer: DeviceId, message: socketfalco_core::Message) -> HistoryEntry {
+    HistoryEntry {
+        author_name: me.to_owned(),
+        mine: true,
+        delivered: false,
+        message,
+        peer,
     }
 }
 

@@ -436,6 +436,19 @@ impl Database {
             .map(|found| found.is_some())
             .map_err(|e| StoreError::from(e).at(&self.path))
     }
+
+    /// The name the peer of a chat last gave itself (empty if it never did); `None` when
+    /// there is no such chat.
+    pub fn peer_name(&self, peer: DeviceId) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT peer_name FROM chats WHERE peer = ?1",
+                [peer.0],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| StoreError::from(e).at(&self.path))
+    }
 }
 
 /// Creates the data folder (and its parents); on Unix a new folder is private to the user
