@@ -665,7 +665,8 @@ SOCKETFALCO_TOR_PASSWORD, which keeps it out of the process list). It prints the
 address to give the peer, the same at every start: its key is kept in the data directory.
 
 A listener serves several peers at once. In a session, lines go to the current chat (the
-peer who connected last), shown in the prompt as you→peer when several are live:
+peer who connected first, or the one /to chose; peers coming or going never change it),
+shown in the prompt as you→peer when several are live:
   /to NAME         write to NAME from now on (a name, or a unique prefix of it or of the
                    peer's id; Tab completes)
   /to NAME TEXT    send one line to NAME

@@ -148,8 +148,9 @@ impl EndpointConfig {
 /// What the user interface asks of the endpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
-    /// The user wrote a line for the current chat: the peer who connected last (or the
-    /// caller's peer).
+    /// The user wrote a line with no chat named: it goes to the peer who connected last (the
+    /// caller's peer), or waits for the first peer to connect. (A user interface that keeps
+    /// a current chat of its own names it with [`Command::WriteTo`].)
     Write(String),
     /// The user wrote a line for the chat with `to`.
     WriteTo {
@@ -438,7 +439,8 @@ pub struct Endpoint<S: Store + Send + 'static> {
     dialing: Option<Dialing>,
     lingering: Vec<Lingering>,
     next_token: usize,
-    /// The chat that lines without a chat of their own go to: the peer who connected last.
+    /// The chat that lines without a chat of their own ([`Command::Write`]) go to: the peer
+    /// who connected last.
     current: Option<PeerHello>,
     /// Lines typed before any peer was known.
     pending: VecDeque<String>,

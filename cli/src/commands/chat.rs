@@ -10,7 +10,7 @@
 //! refused for presenting another key is shown as a loud warning by the [`Presenter`].
 //!
 //! A listener serves many peers at once, each in its own chat. Typed lines go to the current
-//! chat — the peer who connected last, or the one chosen with `/to NAME` — shown in the
+//! chat — the peer who connected first, or the one chosen with `/to NAME` — shown in the
 //! prompt (`Alice→Bob> `) when more than one is live; `/to NAME TEXT` sends one line to
 //! another chat, `/chats` lists the live chats, `//…` sends a line starting with `/`.
 //! Scripts may also write `{"to": "PREFIX", "text": "…"}` lines. `-l --serve` runs headless:
@@ -646,6 +646,8 @@ enum Input {
     Switch(String),
     /// `/chats`.
     Chats,
+    /// `/help`.
+    Help,
     /// A `/command` this program does not know: not sent.
     Unknown(String),
     /// A JSON line that is not a well-formed one (a misspelt key, a `to` that is no name):
@@ -654,6 +656,18 @@ enum Input {
     /// An empty line.
     Nothing,
 }
+
+/// What `/help` shows: the commands and keys of a session.
+const IN_CHAT_HELP: &[&str] = &[
+    "/to NAME         write to NAME from now on (a name, or a unique prefix of it or of the \
+     peer's id; Tab completes)",
+    "/to NAME TEXT    send one line to NAME",
+    "/chats           list the live chats",
+    "//TEXT           send a line that starts with /",
+    "quit             leave (so do Ctrl-C, Ctrl-D and closing the terminal)",
+    "PgUp, Shift+Up   read back a page; PgDn, Shift+Down a page forward; End returns",
+    "Up, Down         the lines you typed before",
+];
 
 /// A JSON object line: `{"text": "…"}` or `{"to": "NAME", "text": "…"}` says a line, and
 /// any other object with a key `to` or `text` (in any case) is refused — never sent, as its
@@ -724,6 +738,9 @@ fn parse_input(line: &str) -> Input {
     if text.trim() == "/chats" {
         return Input::Chats;
     }
+    if text.trim() == "/help" {
+        return Input::Help;
+    }
     if text.starts_with('/') {
         let command = text.split_whitespace().next().unwrap_or(text);
         return Input::Unknown(command.to_owned());
@@ -774,12 +791,14 @@ fn submit(control: &Control, presenter: &mut Presenter, line: &str) -> (bool, Ve
             Err(e) => shown.push(presenter.input_error(&e)),
         },
         Input::Chats => shown.extend(presenter.chat_list()),
+        Input::Help => shown.extend(IN_CHAT_HELP.iter().map(|line| presenter.note(line))),
         Input::Invalid(reason) => {
             shown.push(presenter.input_error(&format!("not sent: {reason}")));
         }
         Input::Unknown(command) => shown.push(presenter.input_error(&format!(
             "unknown command {command}: /to NAME [TEXT] chooses the chat (or sends one line \
-             to it), /chats lists the live chats; //… sends a line starting with /"
+             to it), /chats lists the live chats, /help shows the rest; //… sends a line \
+             starting with /"
         ))),
     }
     (false, shown)
@@ -1226,6 +1245,7 @@ mod tests {
         );
         assert_eq!(parse_input("/to"), Input::Switch(String::new()));
         assert_eq!(parse_input("/chats"), Input::Chats);
+        assert_eq!(parse_input("/help"), Input::Help);
         assert_eq!(parse_input("//etc/hosts"), say(None, "/etc/hosts"));
         assert_eq!(parse_input("/shrug ok"), Input::Unknown("/shrug".into()));
         assert_eq!(

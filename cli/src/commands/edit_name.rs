@@ -1,21 +1,15 @@
 //! `-eN` / `-editName NAME`: changes this device's display name (2–15 characters).
 
-use super::{AppError, Context};
+use super::{check_own_name, AppError, Context};
 use crate::store::Identity;
-use socketfalco_core::{check_name, DeviceId};
+use socketfalco_core::DeviceId;
 
 /// Validates and stores the new name, reporting old → new. Like every command that opens the
 /// data directory, it also makes sure this device has its key (first start-up, migration).
 pub fn run(ctx: &Context, name: &str) -> Result<(), AppError> {
     // The name as typed, shown with its escapes spelled out: never sent to the terminal raw.
     let shown = name.escape_debug();
-    check_name(name).map_err(|e| AppError::new(format!("invalid name \"{shown}\": {e}")))?;
-    if name.chars().any(crate::ui::is_bidi_override) {
-        return Err(AppError::new(format!(
-            "invalid name \"{shown}\": it contains a bidirectional override (U+202A–U+202E or \
-             U+2066–U+2069), which can make it read as another name"
-        )));
-    }
+    check_own_name(name).map_err(|e| AppError::new(format!("invalid name \"{shown}\": {e}")))?;
     let mut db = ctx.open_database()?;
     match db.identity()? {
         Some(Identity { name: old, .. }) => {

@@ -258,6 +258,21 @@ pub fn refuse_a_key_without_its_device(ctx: &Context, db: &Database) -> Result<(
     )))
 }
 
+/// Checks a name this device gives itself (`-eN`, or asked at first start-up): a valid name
+/// ([`check_name`]) with no bidirectional override, which could make it read as another name
+/// where it is shown. (A peer's name with one is shown with the override replaced.)
+pub fn check_own_name(name: &str) -> Result<(), String> {
+    check_name(name).map_err(|e| e.to_string())?;
+    if name.chars().any(crate::ui::is_bidi_override) {
+        return Err(
+            "it contains a bidirectional override (U+202A–U+202E or U+2066–U+2069), \
+                    which can make it read as another name"
+                .to_owned(),
+        );
+    }
+    Ok(())
+}
+
 /// Asks for this device's name on the terminal (cooked mode, line by line). A terminal that
 /// goes away meanwhile ends the process: SIGHUP's default action (no handler is installed
 /// yet), or, with SIGHUP ignored, the end of input or the error (never a loop); nothing is
@@ -276,7 +291,7 @@ fn ask_name() -> Result<String, AppError> {
             return Err(AppError::new("no name given"));
         };
         let name = line?.trim().to_owned();
-        match check_name(&name) {
+        match check_own_name(&name) {
             Ok(()) => return Ok(name),
             Err(e) => writeln!(stdout, "{e}; try again.")?,
         }
@@ -322,6 +337,21 @@ pub fn name_from_os_user() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_given_here_is_refused_with_an_override_whether_asked_or_set() {
+        assert_eq!(check_own_name("Bob"), Ok(()));
+        assert_eq!(
+            check_own_name("שלום\u{200f}"),
+            Ok(()),
+            "right-to-left names are names"
+        );
+        for bad in ["Bob\u{202e}evil", "\u{2066}Bob\u{2069}"] {
+            let e = check_own_name(bad).unwrap_err();
+            assert!(e.contains("bidirectional override"), "{e}");
+        }
+        assert!(check_own_name("B").unwrap_err().contains("at least"));
+    }
 
     #[test]
     fn paths_are_quoted_for_the_shell_only_when_needed() {

@@ -711,7 +711,7 @@ impl<W: Write> LineEditor<W> {
             return;
         }
         let width = terminal::size().map_or(80, |(w, _)| usize::from(w)).max(10);
-        let prompt_width: usize = self.prompt.chars().map(char_width).sum();
+        let (prompt, prompt_width) = fit_prompt(&self.prompt, width);
         let room = width.saturating_sub(prompt_width + 1).max(1);
         let shown: Vec<char> = self
             .buffer
@@ -740,7 +740,6 @@ impl<W: Write> LineEditor<W> {
             .map(|&c| char_width(c))
             .sum();
         let col = u16::try_from(prompt_width + cursor_col).unwrap_or(u16::MAX);
-        let prompt = self.prompt.clone();
         self.emit(|out| {
             queue!(
                 out,
@@ -757,6 +756,29 @@ impl<W: Write> LineEditor<W> {
 
 fn char_width(c: char) -> usize {
     c.width().unwrap_or(0)
+}
+
+/// The prompt as it fits a terminal `width` columns wide, and its width: one wider than
+/// leaves the typed text a third of the row (a long status in a narrow window) loses its
+/// start, shown as `…`, so that the row never wraps — a wrapped prompt row would be left
+/// behind on every redraw — and the end of the prompt (`Alice> `) stays.
+fn fit_prompt(prompt: &str, width: usize) -> (String, usize) {
+    let full: usize = prompt.chars().map(char_width).sum();
+    let most = width.saturating_sub(width / 3 + 1).max(2);
+    if full <= most {
+        return (prompt.to_owned(), full);
+    }
+    let mut kept = Vec::new();
+    let mut used = 1; // the `…`
+    for c in prompt.chars().rev() {
+        if used + char_width(c) > most {
+            break;
+        }
+        used += char_width(c);
+        kept.push(c);
+    }
+    kept.push('…');
+    (kept.into_iter().rev().collect(), used)
 }
 
 impl<W: Write> Drop for LineEditor<W> {
@@ -821,6 +843,26 @@ mod tests {
     use std::collections::VecDeque;
     use std::sync::Mutex;
     use std::time::Instant;
+
+    #[test]
+    fn a_prompt_too_wide_for_the_window_loses_its_start_and_never_wraps() {
+        let prompt = "[reconnecting in 12 s, attempt 6, offline since 04:01] Alice> ";
+        assert_eq!(fit_prompt(prompt, 100), (prompt.to_owned(), 62));
+        for width in [10, 30, 60, 80] {
+            let (shown, used) = fit_prompt(prompt, width);
+            assert_eq!(used, shown.chars().map(char_width).sum::<usize>());
+            assert!(used < width - width / 3, "{width}: {shown:?}");
+            assert!(
+                shown.starts_with('…') && shown.ends_with("> "),
+                "{width}: {shown:?}"
+            );
+        }
+        assert_eq!(fit_prompt(prompt, 30).0, "…nce 04:01] Alice> ");
+        // Wide characters are never cut in two.
+        let (shown, used) = fit_prompt("[再接続中 再接続中 再接続中] 李> ", 20);
+        assert_eq!(used, shown.chars().map(char_width).sum::<usize>());
+        assert!(used <= 13, "{shown:?}");
+    }
 
     #[test]
     fn tab_completes_a_chat_name_after_to() {

@@ -847,6 +847,8 @@ impl Presenter {
         let time = format_time(message.sent_at_ms, self.style);
         let text = sanitize(&message.text);
         let text = text.replace('\n', "\n    ");
+        // A peer's name as it gave it (an older device may not have refused overrides).
+        let name = sanitize(name);
         format!("[{time}] {name}: {text}")
     }
 
@@ -1153,6 +1155,20 @@ mod tests {
             sanitize("\u{5e9}\u{5dc}\u{5d5}\u{5dd}\u{200f}"),
             "\u{5e9}\u{5dc}\u{5d5}\u{5dd}\u{200f}"
         );
+    }
+
+    #[test]
+    fn a_peers_name_with_an_override_is_shown_with_it_replaced_in_its_lines() {
+        let p = Presenter::new(Style::Terminal, "alice");
+        let line = p.history_line(&HistoryEntry {
+            author_name: "Bob\u{202e}live".into(),
+            mine: false,
+            delivered: true,
+            message: message(1, "hello"),
+            peer: DeviceId([7; 16]),
+        });
+        assert!(line.contains("Bob\u{fffd}live: hello"), "{line:?}");
+        assert!(!line.contains('\u{202e}'), "{line:?}");
     }
 
     #[test]
