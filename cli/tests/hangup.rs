@@ -332,6 +332,38 @@ fn closing_the_terminal_of_a_caller_still_connecting_ends_it() {
     assert!(status.success(), "{status:?}");
 }
 
+/// Ctrl-C while the handshake waits on a silent peer leaves within quit's grace period; a
+/// second Ctrl-C leaves at once, and the prompt says so meanwhile.
+#[test]
+fn a_second_ctrl_c_leaves_at_once_while_a_handshake_waits() {
+    let bob = Device::new("Bob");
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let holder = std::thread::spawn(move || silent.accept().map(|(stream, _)| stream));
+    let mut caller = Terminal::spawn(
+        bob.command(&["-c", "127.0.0.1", "-p", &port.to_string()]),
+        true,
+    );
+    caller.wait_for("connecting to 127.0.0.1");
+    let _accepted = holder.join().unwrap().unwrap();
+    caller.type_keys("\x03");
+    caller.wait_for("Ctrl-C again: at once");
+    caller.type_keys("\x03");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = caller.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < END_WITHIN,
+            "still running {END_WITHIN:?} after the second Ctrl-C; the terminal shows:\n{}",
+            caller.screen()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
 /// A listener still waiting for its first peer.
 #[test]
 fn closing_the_terminal_of_a_waiting_listener_ends_it() {

@@ -977,7 +977,11 @@ fn terminal_loop(
         if recount {
             live.count_unread_elsewhere(presenter);
         }
-        editor.set_prompt(&presenter.prompt());
+        if leaving {
+            editor.set_prompt(LEAVING_PROMPT);
+        } else {
+            editor.set_prompt(&presenter.prompt());
+        }
         editor.set_completions(
             presenter
                 .live_chats()
@@ -1021,6 +1025,12 @@ fn terminal_loop(
                 control.send(Command::Quit);
                 editor.print_above("leaving…");
             }
+            Some(EditorEvent::Interrupt | EditorEvent::Eof) => {
+                // Asked again while the first is settling (a handshake with a silent peer,
+                // acks on their way): at once. Nothing is lost: every line is stored, and
+                // what was not acked goes with the next connection.
+                control.send(Command::QuitNow);
+            }
             Some(EditorEvent::TerminalGone) => {
                 // Nobody is there to wait for: leave now (a handshake still in progress is
                 // not given quit's grace period; nothing typed is lost either way).
@@ -1053,6 +1063,9 @@ fn terminal_loop(
         }
     }
 }
+
+/// The prompt while a session leaves: typing is over, and a second Ctrl-C cuts the wait short.
+const LEAVING_PROMPT: &str = "leaving… (Ctrl-C again: at once) ";
 
 /// Once nothing can be shown any more (the terminal is gone, the output is closed) and the
 /// endpoint was told to leave: waits for it to finish, showing nothing.
