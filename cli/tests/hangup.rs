@@ -462,6 +462,37 @@ fn a_chat_view_on_a_terminal_reads_the_chat() {
     assert_eq!(alice.list()[0]["unread"], 0);
 }
 
+/// A temporary session with the peer of a stored chat shows none of its stored lines, so it
+/// leaves them unread.
+#[test]
+fn a_temporary_session_leaves_the_stored_chat_unread() {
+    let (alice, bob) = (Device::new("Alice"), Device::new("Bob"));
+    let (mut listener, port) = alice.listen();
+    let mut caller = bob.connect(port);
+    caller.connected();
+    for line in ["one", "two"] {
+        caller.say(line);
+        listener.received(line);
+    }
+    caller.finish();
+    listener.finish();
+    assert_eq!(alice.list()[0]["unread"], 2);
+    let (mut temporary, port) = bob.listen_with(|cmd| {
+        cmd.arg("-t");
+    });
+    let mut session = Terminal::spawn(
+        alice.command(&["-c", "127.0.0.1", "-p", &port.to_string()]),
+        false,
+    );
+    session.wait_for("temporary session");
+    temporary.connected();
+    session.type_keys("quit\r");
+    let status = session.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    temporary.kill();
+    assert_eq!(alice.list()[0]["unread"], 2);
+}
+
 /// First start-up asks for a name; closing the terminal then ends the process (SIGHUP) and
 /// stores nothing, so the next start asks again.
 #[test]

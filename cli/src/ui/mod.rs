@@ -287,6 +287,11 @@ impl Presenter {
         self.current = Some(peer);
     }
 
+    /// Whether the last connection of the chat with `peer` is a temporary session.
+    pub fn is_temporary(&self, peer: DeviceId) -> bool {
+        self.chats.get(&peer).is_some_and(|c| c.temporary)
+    }
+
     /// The name shown for `peer`.
     pub fn name_of(&self, peer: DeviceId) -> String {
         self.chats
