@@ -190,16 +190,22 @@ impl Scroll {
                     }
                     let shown = scrollback::last_screen(pages, live_rows, width, marker.as_ref())?;
                     match scrollback::page_up(pages, &shown, area, width, marker.as_ref())? {
-                        Some(up) => Ok(Some((up, Some("reading back")))),
-                        None => Ok(Some((last, Some("the beginning of the chat")))),
+                        Some(up) => {
+                            let note = note_for(&up);
+                            Ok(Some((up, Some(note))))
+                        }
+                        None => Ok(Some((last, Some(AT_START)))),
                     }
                 })
             }
             (EditorEvent::PageUp, Some(view)) => {
                 scrollback::page_up(pages, view, area, width, marker.as_ref()).map(|up| {
                     Some(match up {
-                        Some(up) => (up, Some("reading back")),
-                        None => (view.clone(), Some("the beginning of the chat")),
+                        Some(up) => {
+                            let note = note_for(&up);
+                            (up, Some(note))
+                        }
+                        None => (view.clone(), Some(AT_START)),
                     })
                 })
             }
@@ -233,6 +239,18 @@ impl Scroll {
                 true
             }
         }
+    }
+}
+
+/// The status row's note on a page that shows the chat's first row.
+const AT_START: &str = "the beginning of the chat";
+
+/// The status row's note for a page reached by a move up.
+fn note_for(up: &View<DisplayKey>) -> &'static str {
+    if up.at_start() {
+        AT_START
+    } else {
+        "reading back"
     }
 }
 

@@ -8,12 +8,14 @@
 //! any history length and any position. Drawing is the line editor's; which chat and which
 //! store are the command's.
 //!
-//! A screen ([`View`]) is laid out from the bottom up: the entry at the bottom is shown
-//! whole, the entries above it as they fit, the topmost possibly cut (its first rows
-//! hidden). [`page_up`] shows the screen whose bottom entry is the one just above the
-//! screen's top (or the cut one, then shown whole); [`page_down`] the screen whose top is
-//! just below the screen's bottom, or says that the end was reached (back to the live view).
-//! A marker row ("── 3 unread ──") goes above the first unread entry wherever it shows.
+//! A screen ([`View`]) is laid out from the bottom up, from a row of an entry: the last row
+//! of the entry at the bottom (or, when a page move ended inside an entry taller than the
+//! screen, the row where it ended), then the rows above it as they fit, the topmost entry
+//! possibly cut (its first rows hidden). [`page_up`] shows the screen whose last row is the
+//! one just above the screen's first; [`page_down`] the screen whose first row is the one
+//! just below the screen's last, or says that the end was reached (back to the live view):
+//! so every row of the chat is on some page, a message taller than the screen too. A marker
+//! row ("── 3 unread ──") goes above the first unread entry wherever it shows.
 
 use unicode_width::UnicodeWidthChar;
 
@@ -59,8 +61,14 @@ pub struct View<K> {
     pub rows: Vec<String>,
     /// The entries shown, top to bottom.
     keys: Vec<K>,
-    /// The top entry is cut: its first rows are above the screen.
-    cut: bool,
+    /// How many of the top entry's first rows are above the screen (0: it is shown from its
+    /// beginning).
+    top_hidden: usize,
+    /// How many of the bottom entry's last rows are below the screen (0: it is shown to its
+    /// end).
+    bottom_hidden: usize,
+    /// The screen shows the chat's first row (known after a page move up).
+    at_start: bool,
 }
 
 impl<K: Copy + Eq> View<K> {
@@ -72,6 +80,11 @@ impl<K: Copy + Eq> View<K> {
     /// The entry at the top of the screen (maybe cut); `None` for an empty chat.
     pub fn top(&self) -> Option<K> {
         self.keys.first().copied()
+    }
+
+    /// Whether a page move up found this screen to show the chat's first row.
+    pub fn at_start(&self) -> bool {
+        self.at_start
     }
 }
 
@@ -98,35 +111,47 @@ pub fn wrap(text: &str, width: usize) -> Vec<String> {
     rows
 }
 
+/// The rows an entry takes: the marker row above it if it is the first unread one, then its
+/// text wrapped at the width.
+fn entry_rows<K: Copy + Eq>(
+    key: K,
+    text: &str,
+    width: usize,
+    marker: Option<&Marker<K>>,
+) -> Vec<String> {
+    let mut rows = Vec::new();
+    if let Some(marker) = marker.filter(|m| m.key == key) {
+        rows.push(marker_row(&marker.label, width));
+    }
+    rows.extend(wrap(text, width));
+    rows
+}
+
 /// Lays `entries` (display order) out on a screen of `area` rows from the bottom up: the
-/// newest entry at the bottom, whole (or its first `area` rows if it is taller than the
-/// screen), older ones above as they fit, the topmost maybe cut.
+/// newest entry at the bottom, but for its last `bottom_hidden` rows (at least its first row
+/// is shown), older ones above as they fit, the topmost maybe cut.
 pub fn layout<K: Copy + Eq>(
     entries: &[(K, String)],
     area: usize,
     width: usize,
     marker: Option<&Marker<K>>,
+    bottom_hidden: usize,
 ) -> View<K> {
     let area = area.max(1);
     let mut rows: Vec<String> = Vec::new();
     let mut keys = Vec::new();
-    let mut cut = false;
+    let mut top_hidden = 0;
+    let mut hidden_below = 0;
     for (key, text) in entries.iter().rev() {
-        let mut entry = Vec::new();
-        if marker.is_some_and(|m| m.key == *key) {
-            entry.push(marker_row(marker.map_or("", |m| &m.label), width));
-        }
-        entry.extend(wrap(text, width));
-        if keys.is_empty() && entry.len() > area {
-            // Taller than the screen and at the bottom: its beginning is what reads.
-            entry.truncate(area);
+        let mut entry = entry_rows(*key, text, width, marker);
+        if keys.is_empty() {
+            hidden_below = bottom_hidden.min(entry.len() - 1);
+            entry.truncate(entry.len() - hidden_below);
         }
         keys.push(*key);
         let room = area - rows.len();
-        if entry.len() > room {
-            entry.drain(..entry.len() - room);
-            cut = true;
-        }
+        top_hidden = entry.len().saturating_sub(room);
+        entry.drain(..top_hidden);
         entry.append(&mut rows);
         rows = entry;
         if rows.len() == area {
@@ -134,7 +159,26 @@ pub fn layout<K: Copy + Eq>(
         }
     }
     keys.reverse();
-    View { rows, keys, cut }
+    View {
+        rows,
+        keys,
+        top_hidden,
+        bottom_hidden: hidden_below,
+        at_start: false,
+    }
+}
+
+/// The entries before `key` (at most `limit`) and the entry `key` itself, in display order.
+fn through<S: PageSource>(
+    source: &mut S,
+    key: S::Key,
+    limit: usize,
+) -> Result<Vec<(S::Key, String)>, String> {
+    let mut entries = source.page(Some(key), Side::Older, limit)?;
+    // The entry itself: the one after the older ones (the chat's first without any).
+    let before = entries.last().map(|(key, _)| *key);
+    entries.extend(source.page(before, Side::Newer, 1)?);
+    Ok(entries)
 }
 
 /// The marker row: the label centred in a rule as wide as the screen.
@@ -154,11 +198,12 @@ pub fn last_screen<S: PageSource>(
     marker: Option<&Marker<S::Key>>,
 ) -> Result<View<S::Key>, String> {
     let entries = source.page(None, Side::Older, area.max(1))?;
-    Ok(layout(&entries, area, width, marker))
+    Ok(layout(&entries, area, width, marker, 0))
 }
 
-/// `view` laid out again at another size (a resized window): the same entry at the bottom,
-/// as much above it as fits.
+/// `view` laid out again at another size (a resized window): the same entry at the bottom
+/// (as many of its last rows hidden as before, if it still has that many), as much above it
+/// as fits.
 pub fn relayout<S: PageSource>(
     source: &mut S,
     view: &View<S::Key>,
@@ -169,14 +214,12 @@ pub fn relayout<S: PageSource>(
     let Some(bottom) = view.bottom() else {
         return last_screen(source, area, width, marker);
     };
-    let mut entries = source.page(Some(bottom), Side::Older, area.max(1))?;
-    // The bottom entry itself: the one after the older ones (the chat's first without any).
-    let before = entries.last().map(|(key, _)| *key);
-    entries.extend(source.page(before, Side::Newer, 1)?);
-    Ok(layout(&entries, area, width, marker))
+    let entries = through(source, bottom, area.max(1))?;
+    Ok(layout(&entries, area, width, marker, view.bottom_hidden))
 }
 
-/// The screen before `view`; `None` when `view` shows the beginning of the chat.
+/// The screen before `view`, ending on the row just above its first; `None` when `view`
+/// shows the beginning of the chat.
 pub fn page_up<S: PageSource>(
     source: &mut S,
     view: &View<S::Key>,
@@ -184,17 +227,64 @@ pub fn page_up<S: PageSource>(
     width: usize,
     marker: Option<&Marker<S::Key>>,
 ) -> Result<Option<View<S::Key>>, String> {
-    // The cut top entry becomes the bottom one (shown whole), unless it is the only entry.
-    let below = match (&view.keys[..], view.cut) {
-        ([], _) => return Ok(None),
-        ([.., _], false) | ([_], true) => view.keys[0],
-        ([_, second, ..], true) => *second,
-    };
-    let entries = source.page(Some(below), Side::Older, area.max(1))?;
-    if entries.is_empty() {
+    let Some(top) = view.top() else {
         return Ok(None);
+    };
+    let (entries, older, hidden) = if view.top_hidden > 0 {
+        // The rest of the cut top entry: the screen ends on the row above the first shown.
+        let entries = through(source, top, area.max(1))?;
+        let Some((key, text)) = entries.last() else {
+            return Ok(None);
+        };
+        let total = entry_rows(*key, text, width, marker).len();
+        let older = entries.len() - 1;
+        (entries, older, total.saturating_sub(view.top_hidden))
+    } else {
+        let entries = source.page(Some(top), Side::Older, area.max(1))?;
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        let older = entries.len();
+        (entries, older, 0)
+    };
+    let mut up = layout(&entries, area, width, marker, hidden);
+    // Fewer entries before than asked for, all of them shown from their first row: the start.
+    up.at_start = older < area.max(1) && up.keys.len() == entries.len() && up.top_hidden == 0;
+    if up.rows.len() < area.max(1) {
+        // The beginning of the chat does not fill a screen from there: its first screenful,
+        // as a pager shows the top of a text.
+        return first_screen(source, area, width, marker).map(Some);
     }
-    Ok(Some(layout(&entries, area, width, marker)))
+    Ok(Some(up))
+}
+
+/// The chat's first screenful: its first rows, top down.
+fn first_screen<S: PageSource>(
+    source: &mut S,
+    area: usize,
+    width: usize,
+    marker: Option<&Marker<S::Key>>,
+) -> Result<View<S::Key>, String> {
+    let area = area.max(1);
+    let entries = source.page(None, Side::Newer, area)?;
+    let mut filled = 0;
+    let mut end = entries.len();
+    for (i, (key, text)) in entries.iter().enumerate() {
+        filled += entry_rows(*key, text, width, marker).len();
+        if filled >= area {
+            end = i + 1;
+            break;
+        }
+    }
+    let mut first = layout(
+        &entries[..end],
+        area,
+        width,
+        marker,
+        filled.saturating_sub(area),
+    );
+    first.at_start = true;
+    Ok(first)
 }
 
 /// The screen after `view`; `None` when no full screen follows it (the caller returns to the
@@ -210,18 +300,32 @@ pub fn page_down<S: PageSource>(
         return Ok(None);
     };
     let area = area.max(1);
-    // Enough entries to fill a screen below, and one more to know that the chat goes on.
+    // The rows below the screen: the rest of the bottom entry, then the entries after it —
+    // enough to fill a screen, and one more to know that the chat goes on.
+    let mut filled = view.bottom_hidden;
+    if filled >= area {
+        // Still inside a tall bottom entry.
+        let entries = through(source, bottom, area)?;
+        return Ok(Some(layout(
+            &entries,
+            area,
+            width,
+            marker,
+            view.bottom_hidden - area,
+        )));
+    }
     let newer = source.page(Some(bottom), Side::Newer, area + 1)?;
-    let mut filled = 0;
     for (i, (key, text)) in newer.iter().enumerate() {
-        filled += wrap(text, width).len() + usize::from(marker.is_some_and(|m| m.key == *key));
+        let rows = entry_rows(*key, text, width, marker).len();
+        filled += rows;
         if filled >= area {
-            if i + 1 == newer.len() {
+            let hidden = filled - area;
+            if hidden == 0 && i + 1 == newer.len() {
                 // This screen ends the chat: that is the live view.
                 return Ok(None);
             }
-            let entries = source.page(Some(newer[i + 1].0), Side::Older, area)?;
-            return Ok(Some(layout(&entries, area, width, marker)));
+            let entries = through(source, *key, area)?;
+            return Ok(Some(layout(&entries, area, width, marker, hidden)));
         }
     }
     Ok(None)
@@ -329,18 +433,22 @@ mod tests {
         let mut view = last.clone();
         let mut seen = view.rows.clone();
         while let Some(up) = page_up(&mut chat, &view, 5, 80, None).unwrap() {
-            assert_eq!(
-                up.bottom().unwrap() + 1,
-                view.top().unwrap(),
-                "no gap, no overlap"
-            );
-            seen.splice(0..0, up.rows.clone());
+            let above = view.top().unwrap();
+            if up.top() == Some(0) {
+                // The chat's first screenful, full: it may overlap the screen below it.
+                assert_eq!(up.rows.len(), 5);
+                assert!(up.bottom().unwrap() + 1 >= above, "no gap");
+                seen.splice(0..0, up.rows[..above as usize].iter().cloned());
+            } else {
+                assert_eq!(up.bottom().unwrap() + 1, above, "no gap, no overlap");
+                seen.splice(0..0, up.rows.clone());
+            }
             view = up;
         }
         let all: Vec<String> = (0..23).map(|i| format!("line {i}")).collect();
-        // The first screen is short of a full one only by what the chat lacks.
         assert_eq!(seen, all);
         assert_eq!(view.top(), Some(0));
+        assert!(view.at_start());
         // Down again: each screen starts just below the last, until the end is the live view.
         let mut screens = 0;
         while let Some(down) = page_down(&mut chat, &view, 5, 80, None).unwrap() {
@@ -386,10 +494,58 @@ mod tests {
         let up = page_up(&mut chat, &view, 4, 10, None).unwrap().unwrap();
         assert_eq!(up.rows, ["first", "a long lin", "e that wra", "ps"]);
         assert_eq!(up.bottom(), Some(1));
-        // An entry taller than the screen shows its beginning when at the bottom.
-        let mut tall = Chat::of(&["1\n2\n3\n4\n5\n6"]);
-        let view = last_screen(&mut tall, 3, 10, None).unwrap();
-        assert_eq!(view.rows, ["1", "2", "3"]);
+    }
+
+    #[test]
+    fn an_entry_taller_than_the_screen_is_read_whole_a_screen_at_a_time() {
+        let tall = (1..=8)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut chat = Chat::of(&["before", &tall, "after 1", "after 2"]);
+        // The live view ends with the chat's last rows.
+        let last = last_screen(&mut chat, 3, 10, None).unwrap();
+        assert_eq!(last.rows, ["8", "after 1", "after 2"]);
+        // Up, a screen at a time, through every row of the tall entry, then what is before.
+        let mut screens = vec![last.clone()];
+        while let Some(up) = page_up(&mut chat, screens.last().unwrap(), 3, 10, None).unwrap() {
+            screens.push(up);
+        }
+        let rows: Vec<Vec<String>> = screens.iter().rev().map(|v| v.rows.clone()).collect();
+        assert_eq!(
+            rows,
+            [
+                vec!["before", "1", "2"],
+                vec!["2", "3", "4"],
+                vec!["5", "6", "7"],
+                vec!["8", "after 1", "after 2"],
+            ]
+        );
+        // Down again from the top, the same screens, then the live view.
+        let mut view = screens.pop().unwrap();
+        let mut down_rows = vec![view.rows.clone()];
+        while let Some(down) = page_down(&mut chat, &view, 3, 10, None).unwrap() {
+            down_rows.push(down.rows.clone());
+            view = down;
+        }
+        assert_eq!(
+            down_rows,
+            [
+                vec!["before", "1", "2"],
+                vec!["3", "4", "5"],
+                vec!["6", "7", "8"]
+            ]
+        );
+        // A tall entry alone, whose first screen is full: up reaches its first row.
+        let mut alone = Chat::of(&[&tall]);
+        let mut view = last_screen(&mut alone, 4, 10, None).unwrap();
+        assert_eq!(view.rows, ["5", "6", "7", "8"]);
+        view = page_up(&mut alone, &view, 4, 10, None).unwrap().unwrap();
+        assert_eq!(view.rows, ["1", "2", "3", "4"]);
+        assert_eq!(page_up(&mut alone, &view, 4, 10, None).unwrap(), None);
+        // Laid out again at another size, the same bottom row stays at the bottom.
+        let again = relayout(&mut alone, &view, 2, 10, None).unwrap();
+        assert_eq!(again.rows, ["3", "4"]);
     }
 
     #[test]
