@@ -64,7 +64,7 @@ impl Log for DivertingLogger {
 /// A record as a diverted line: its message, errors marked as such (the chat shows either
 /// as a warning).
 fn one_line(record: &Record) -> String {
-    let text = record.args().to_string().replace(['\n', '\r'], " ");
+    let text = super::sanitize_line(&record.args().to_string());
     match record.level() {
         Level::Error => format!("error: {text}"),
         _ => text,
@@ -80,8 +80,21 @@ pub fn init(verbose: u8) {
         2 => "debug",
         _ => "trace",
     };
+    // A record may quote what a peer sent (a close's detail, a name): written with control
+    // characters and overrides replaced, never raw to the terminal.
     let inner = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
-        .format_timestamp_millis()
+        .format(|buf, record| {
+            use std::io::Write;
+            let level = buf.default_level_style(record.level());
+            writeln!(
+                buf,
+                "[{} {level}{}{level:#} {}] {}",
+                buf.timestamp_millis(),
+                record.level(),
+                record.target(),
+                super::sanitize_line(&record.args().to_string())
+            )
+        })
         .build();
     let max = inner.filter();
     let logger = LOGGER.get_or_init(|| DivertingLogger {

@@ -550,6 +550,7 @@ impl Presenter {
                 _ => lines.push(format!("delivered up to #{up_to}")),
             },
             Output::Disconnected { peer, reason, by } => {
+                let code = reason.code;
                 lines.extend(self.release_held(Instant::now(), true));
                 let from = match peer {
                     Some(peer) if several_before => {
@@ -565,13 +566,15 @@ impl Presenter {
                          match the one pinned for its device id (see the warning above)"
                     ));
                 } else {
+                    // A close's detail is the peer's text.
+                    let reason = sanitize_line(&reason.to_string());
                     let line = match by {
                         // No chat had begun (a busy listener, a refusal): nothing was
                         // connected to be disconnected.
                         _ if peer.is_none() => format!("not connected: {reason}"),
                         // Lost, not closed: the reason says so, and by whom is not known
                         // (the peer's machine, or a proxy or relay between).
-                        _ if reason.code == CloseCode::ConnectionLost => {
+                        _ if code == CloseCode::ConnectionLost => {
                             format!("disconnected{from}: {reason}")
                         }
                         Side::Local => format!("disconnected{from} (closed): {reason}"),
@@ -1093,6 +1096,12 @@ pub fn sanitize(text: &str) -> String {
         .collect()
 }
 
+/// [`sanitize`]d, and on one line: newlines and tabs become spaces (a status line, a log
+/// record, a close's reason).
+pub fn sanitize_line(text: &str) -> String {
+    sanitize(text).replace(['\n', '\t'], " ")
+}
+
 /// The `--json` event of an error that ends the program (`error`, kind `fatal`).
 pub fn fatal_event(message: &str) -> String {
     json!({"event": "error", "kind": "fatal", "message": message}).to_string()
@@ -1321,6 +1330,29 @@ mod tests {
             by: Side::Local,
         });
         assert!(broken[0].contains("encrypted stream failed"), "{broken:?}");
+    }
+
+    #[test]
+    fn a_close_detail_from_the_peer_is_shown_without_its_control_characters() {
+        for style in [Style::Terminal, Style::Plain] {
+            for peer in [None, Some(DeviceId([3; 16]))] {
+                let mut p = Presenter::new(style, "alice");
+                let lines = p.output(&Output::Disconnected {
+                    peer,
+                    reason: socketfalco_core::Close::new(
+                        CloseCode::Refused,
+                        "\x1b[2J\x1b[31mFAKE\nWARNING\u{202e}\u{9b}2J",
+                    ),
+                    by: Side::Peer,
+                });
+                let text = lines.join("\n");
+                assert_eq!(lines.len(), 1, "{lines:?}");
+                for raw in ['\x1b', '\n', '\u{202e}', '\u{9b}'] {
+                    assert!(!lines[0].contains(raw), "{raw:?} in {text:?}");
+                }
+                assert!(text.contains("FAKE WARNING"), "{text:?}");
+            }
+        }
     }
 
     #[test]
