@@ -459,6 +459,7 @@ impl Link {
     /// an unauthenticated connection never makes anyone busy) and before anything is stored.
     pub fn require_admission(&mut self) {
         self.admission = Admission::Required;
+        self.session.withhold_hello();
     }
 
     /// Admits the peer announced by [`Notice::PeerProved`]: its key is checked against the
@@ -471,6 +472,7 @@ impl Link {
             return;
         };
         self.admission = Admission::Admitting(peer, key);
+        self.session.release_hello();
         self.pump(now_ms);
     }
 

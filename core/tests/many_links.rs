@@ -153,3 +153,49 @@ fn two_chats_interleave_survive_a_crash_between_persist_and_ack_and_converge() {
     assert_eq!(c_store.waiting(ALICE), 0);
     assert_eq!(a_store.waiting(CAROL), 0);
 }
+
+/// Moves what each side has written to the other.
+fn shuttle(conn: &mut Conn, now_ms: u64) {
+    let out = conn.listener.poll_transmit(now_ms).to_vec();
+    conn.listener.advance_transmit(out.len());
+    conn.peer.handle_input(&out, now_ms);
+    let out = conn.peer.poll_transmit(now_ms).to_vec();
+    conn.peer.advance_transmit(out.len());
+    conn.listener.handle_input(&out, now_ms);
+}
+
+/// A listener that never admits a peer (its handshake deadline passes first) closes without
+/// its hello: the peer reads why, and learns neither the listener's id nor its name.
+#[test]
+fn a_listener_that_never_admits_the_peer_closes_without_saying_who_it_is() {
+    let alice = Device::new(ALICE, "alice");
+    let bob = Device::new(BOB, "bob");
+    let (mut a_store, mut b_store) = (MemoryStore::new(), MemoryStore::new());
+    let mut conn = connect(&alice, &bob, 1);
+    let mut proved = false;
+    for _ in 0..20 {
+        shuttle(&mut conn, 0);
+        conn.listener.pump_with(&mut a_store, 0).unwrap();
+        conn.peer.pump_with(&mut b_store, 0).unwrap();
+        while let Some(notice) = conn.listener.poll_notice() {
+            proved |= matches!(notice, Notice::PeerProved { .. });
+        }
+        while conn.peer.poll_notice().is_some() {}
+    }
+    assert!(proved, "bob proved his key and said hello");
+    let later = 60_000;
+    conn.listener.handle_timeout(later);
+    assert!(conn.listener.session().is_closed());
+    shuttle(&mut conn, later);
+    conn.peer.pump_with(&mut b_store, later).unwrap();
+    let mut closed = false;
+    while let Some(notice) = conn.peer.poll_notice() {
+        closed |= matches!(notice, Notice::Closed { .. });
+    }
+    assert!(closed, "bob reads the close");
+    assert!(
+        conn.peer.session().peer().is_none(),
+        "bob learnt who the listener is: {:?}",
+        conn.peer.session().peer()
+    );
+}

@@ -280,6 +280,8 @@ pub struct Session {
     last_rx_ms: u64,
     last_tx_ms: u64,
     closed: Option<Close>,
+    /// A close before the peer is accepted withdraws the hello ([`Session::withhold_hello`]).
+    hello_withheld: bool,
 }
 
 impl Session {
@@ -324,6 +326,7 @@ impl Session {
             last_rx_ms: now_ms,
             last_tx_ms: now_ms,
             closed: None,
+            hello_withheld: false,
         };
         session.write_frame(&hello, now_ms);
         session
@@ -639,6 +642,19 @@ impl Session {
         Ok(())
     }
 
+    /// Until [`Session::release_hello`], a close before the peer is accepted withdraws the
+    /// queued hello if none of it was transmitted: a driver that holds the session's output
+    /// until it admits the peer (a listener, `Link::require_admission`) lets only the close
+    /// out to a peer it never admitted.
+    pub(crate) fn withhold_hello(&mut self) {
+        self.hello_withheld = true;
+    }
+
+    /// The peer is admitted: the hello goes out with the rest.
+    pub(crate) fn release_hello(&mut self) {
+        self.hello_withheld = false;
+    }
+
     /// Refuses the peer before saying anything (a listener at its limit): the queued hello
     /// is withdrawn if none of it was transmitted yet (before or after the peer's hello),
     /// so that only the close frame goes out and the peer learns nothing but the reason.
@@ -720,6 +736,12 @@ impl Session {
     }
 
     fn close_by_local(&mut self, reason: Close, now_ms: u64) {
+        // A listener that has not admitted the peer says nothing of itself, even as it
+        // closes (a deadline missed, a malformed frame): only the close goes out.
+        let before_accept = matches!(self.state, State::AwaitingHello | State::AwaitingAccept);
+        if self.hello_withheld && before_accept && self.out.nothing_sent() {
+            self.out.clear();
+        }
         self.write_frame(&Frame::Close(reason.clone()), now_ms);
         self.finish(reason, Side::Local);
     }
