@@ -23,6 +23,9 @@ use sha2::{Digest, Sha256};
 pub const INVITE_PREFIX: &str = "sf1";
 /// The length of the shortest invite, one with a key and no route.
 pub const MIN_INVITE_LEN: usize = 63;
+
+/// The shortest single label taken for an invite cut short ([`Invite::looks_like_invite`]).
+pub const MIN_CUT_INVITE_LEN: usize = 12;
 /// The payload version this code writes and reads.
 const VERSION: u8 = 1;
 /// The constant that starts the checksum's input.
@@ -240,18 +243,28 @@ impl Invite {
     }
 
     /// Whether `text` (trimmed) is meant as an invite rather than a host name or address:
-    /// it starts with [`INVITE_PREFIX`] in any case and its part before the first `.` or `:`
-    /// has at least [`MIN_INVITE_LEN`] (63) characters. A host name's labels have at most 63
-    /// characters, and an address's part before `:` is a host name or IP address, so only a
-    /// single-label host name of exactly 63 characters starting with `sf1` is taken for an
-    /// invite. When this is true, decode errors are to be reported as invite errors.
+    /// it starts with [`INVITE_PREFIX`] in any case, and its part before the first `.` or
+    /// `:` has at least [`MIN_INVITE_LEN`] (63) characters — a host name's labels have at
+    /// most 63 — or it is a single label (no `.` before a `:`) of at least
+    /// [`MIN_CUT_INVITE_LEN`] characters, all of the invite's alphabet after the prefix: an
+    /// invite cut short, which must be an error about the invite, never a name looked up in
+    /// the DNS (it would carry part of the invite's key out). So `sf1.example.org`, `sf1-box`
+    /// and `sf1box` are host names. When this is true, decode errors are to be reported as
+    /// invite errors.
     pub fn looks_like_invite(text: &str) -> bool {
         let text = text.trim();
         let prefixed = text
             .get(..INVITE_PREFIX.len())
             .is_some_and(|prefix| prefix.eq_ignore_ascii_case(INVITE_PREFIX));
+        if !prefixed {
+            return false;
+        }
         let first_part = text.split(['.', ':']).next().unwrap_or(text);
-        prefixed && first_part.chars().count() >= MIN_INVITE_LEN
+        let host = text.split(':').next().unwrap_or(text);
+        let cut = !host.contains('.')
+            && first_part.chars().count() >= MIN_CUT_INVITE_LEN
+            && first_part[INVITE_PREFIX.len()..].chars().all(is_base32);
+        first_part.chars().count() >= MIN_INVITE_LEN || cut
     }
 
     fn field(&self, field: InviteField) -> Option<&str> {
@@ -724,10 +737,21 @@ mod tests {
             "peer.example.org",
             // A long name whose labels are each a valid length.
             &format!("sf1{}.{}.example.org", "a".repeat(59), "b".repeat(63)),
-            // The invite's prefix with a 62-character label.
-            &format!("sf1{}", "a".repeat(59)),
+            "sf1box",
+            "sf1-build-server-01:4000",
         ] {
             assert!(!Invite::looks_like_invite(host), "{host}");
+        }
+        // An invite cut short, at any length from 12 characters: an invite, whose decoding
+        // then says it is damaged — never a host name to look up.
+        for cut in [12, 40, 62] {
+            let short = &text[..cut];
+            assert!(Invite::looks_like_invite(short), "{short}");
+            assert!(
+                Invite::looks_like_invite(&format!("{short}:4000")),
+                "{short}"
+            );
+            assert!(Invite::decode(short).is_err(), "{short}");
         }
     }
 }
