@@ -87,6 +87,7 @@ impl Database {
             source,
         })?;
         let path = dir.join(DB_FILE_NAME);
+        make_private(&path);
         let conn = Connection::open(&path).map_err(|e| StoreError::from(e).at(&path))?;
         let mut db = Database {
             conn,
@@ -448,6 +449,46 @@ impl Database {
             )
             .optional()
             .map_err(|e| StoreError::from(e).at(&self.path))
+    }
+}
+
+/// On Unix, makes the database readable by its owner alone, whatever the folder it is in (a
+/// folder made by the user, open to others): a new one is created empty with 0600 before
+/// SQLite opens it (SQLite gives its log and shared-memory files the database's permissions),
+/// and an existing one open to others — with its log files — is narrowed to 0600.
+fn make_private(db: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(db);
+        let mut paths = vec![db.to_owned()];
+        for suffix in ["-wal", "-shm"] {
+            let mut name = db.as_os_str().to_owned();
+            name.push(suffix);
+            paths.push(name.into());
+        }
+        for path in paths {
+            if let Ok(Some(mode)) = crate::private_file::open_to_others(&path) {
+                match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
+                    Ok(()) => log::info!(
+                        "{} was open to others ({mode:o}): now readable by its owner alone",
+                        path.display()
+                    ),
+                    Err(e) => log::warn!(
+                        "{} is open to others ({mode:o}) and could not be narrowed: {e}",
+                        path.display()
+                    ),
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = db;
     }
 }
 

@@ -1745,3 +1745,26 @@ fn a_database_that_cannot_be_opened_or_written_or_grown_says_what_to_do() {
         "no advice where there is none to give: {said}"
     );
 }
+
+/// The database holds private conversations: readable by its owner alone, with its log,
+/// even in a folder the user made open to others; one found open to others is narrowed.
+#[cfg(unix)]
+#[test]
+fn the_database_is_readable_by_its_owner_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut db = Database::open(dir.path()).unwrap();
+    db.create_identity(ME, "me").unwrap();
+    let file = dir.path().join(DB_FILE_NAME);
+    let mut wal = file.clone().into_os_string();
+    wal.push("-wal");
+    assert_eq!(mode(&file), 0o600);
+    assert_eq!(mode(Path::new(&wal)), 0o600);
+    drop(db);
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    assert_eq!(mode(&file), 0o600, "narrowed on opening");
+    drop(db);
+}
