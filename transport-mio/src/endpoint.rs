@@ -276,6 +276,18 @@ pub enum Output {
     },
     /// Something went wrong but the endpoint goes on.
     Warning(String),
+    /// A peer admitted by the listener (its key proved, its chat opened: the key pinned on
+    /// a first contact) left before its chat was established, and no other connection of
+    /// that device is open: a chat the store created for it since `since_wall_ms` and that
+    /// holds nothing may be forgotten with its pin — a stranger that never completes a sync
+    /// leaves nothing behind, and a first contact is made by a chat that opens. Not shown.
+    NeverOpened {
+        /// The device.
+        peer: DeviceId,
+        /// When it was admitted (wall clock, ms): a chat created before then is not this
+        /// connection's.
+        since_wall_ms: i64,
+    },
 }
 
 /// Why [`Endpoint::run`] stopped other than by the user's wish.
@@ -405,6 +417,8 @@ struct Live {
     opened_ms: u64,
     /// The device it was admitted as (its key is proved; checked against the pin next).
     admitted: Option<DeviceId>,
+    /// When it was admitted (wall clock, ms).
+    admitted_wall_ms: i64,
     /// The peer, once the chat is established.
     chat: Option<PeerHello>,
     /// It was closed because a side could not store the chat.
@@ -752,6 +766,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             out.push(Output::RefusedBusy(live.conn.peer_addr()));
         } else {
             live.admitted = Some(peer.device);
+            live.admitted_wall_ms = self.clock.wall_ms();
             live.conn.link_mut().admit(now);
         }
         live.conn
@@ -1111,6 +1126,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                         conn,
                         opened_ms: now,
                         admitted: None,
+                        admitted_wall_ms: 0,
                         chat: None,
                         storage_failed: false,
                         reached,
@@ -1340,7 +1356,23 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                     // A proved, admitted peer is shown leaving even before its chat opened
                     // (refused for its key, after the warning): it is a real event.
                     let shown = chat.is_some() || live.admitted.is_some();
+                    let never_opened = live
+                        .admitted
+                        .filter(|_| chat.is_none())
+                        .map(|device| (device, live.admitted_wall_ms));
                     live.admitted = None;
+                    if let Some((device, since_wall_ms)) = never_opened {
+                        let elsewhere = self.conns.values().any(|other| {
+                            other.admitted == Some(device)
+                                || other.chat.as_ref().is_some_and(|c| c.device == device)
+                        });
+                        if !elsewhere {
+                            out.push(Output::NeverOpened {
+                                peer: device,
+                                since_wall_ms,
+                            });
+                        }
+                    }
                     match self.role {
                         Role::Connect { .. } => {
                             // A caller whose very first connection ends before the chat is

@@ -487,6 +487,19 @@ fn run(
                 if let Output::NotSent { texts, .. } = &output {
                     not_sent = texts.len();
                 }
+                if let Output::NeverOpened {
+                    peer,
+                    since_wall_ms,
+                } = output
+                {
+                    // A stranger that never completed its sync leaves no chat and no pin.
+                    storage.task(move |db: &mut Database| {
+                        if let Err(e) = db.forget_unopened_chat(peer, since_wall_ms) {
+                            log::warn!("could not forget a chat that never opened: {e}");
+                        }
+                    });
+                    return;
+                }
                 if let Output::Connected { peer, addr, .. } = &output {
                     if !peer.temporary {
                         let (device, address) = (peer.device, addr.clone());

@@ -387,6 +387,25 @@ impl Database {
         })
     }
 
+    /// Forgets the chat with `peer`, and the key pinned with it, if it was created at or
+    /// after `since_ms` and holds no line either way: a chat its first connection opened
+    /// (pinning the key) but never established. Returns whether it was forgotten.
+    pub fn forget_unopened_chat(
+        &mut self,
+        peer: DeviceId,
+        since_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.write(|tx| {
+            let forgotten = tx.execute(
+                "DELETE FROM chats WHERE peer = ?1 AND created_at_ms >= ?2
+                    AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.chat = chats.id)
+                    AND NOT EXISTS (SELECT 1 FROM waiting w WHERE w.chat = chats.id)",
+                params![peer.0, since_ms],
+            )?;
+            Ok(forgotten > 0)
+        })
+    }
+
     /// Accepts, for the chat with `peer`, the key whose fingerprint is `fingerprint` (what
     /// the peer's `--fingerprint` shows, compared out of band): from now on only a key with
     /// that fingerprint is accepted for the peer's device id, and the first connection that

@@ -1768,3 +1768,28 @@ fn the_database_is_readable_by_its_owner_alone() {
     assert_eq!(mode(&file), 0o600, "narrowed on opening");
     drop(db);
 }
+
+/// A chat its connection opened but never established is forgotten with its pin; one that
+/// is older than that connection, or holds a line, is not.
+#[test]
+fn only_a_new_empty_chat_is_forgotten_when_its_connection_never_opened() {
+    let (_dir, mut db) = fresh();
+    let (new, old, written) = (id(&[0x51]), id(&[0x52]), id(&[0x53]));
+    db.open_chat(&hello(old, "Old"), None).unwrap();
+    let since = socketfalco_transport::clock::wall_clock_ms() + 1;
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    db.open_chat(&hello(new, "New"), None).unwrap();
+    db.open_chat(&hello(written, "Written"), None).unwrap();
+    db.compose(written, "waiting for them", since + 10).unwrap();
+    assert!(!db.forget_unopened_chat(old, since).unwrap(), "older");
+    assert!(
+        !db.forget_unopened_chat(written, since).unwrap(),
+        "holds a line"
+    );
+    assert!(db.forget_unopened_chat(new, since).unwrap());
+    assert!(!db.chat_exists(new).unwrap());
+    assert!(db.chat_exists(old).unwrap() && db.chat_exists(written).unwrap());
+    // Its next first contact pins again, as new.
+    db.open_chat(&hello(new, "New"), None).unwrap();
+    assert!(db.chat_exists(new).unwrap());
+}

@@ -440,6 +440,10 @@ impl Presenter {
     /// Lines for one session event.
     pub fn output(&mut self, output: &Output) -> Vec<String> {
         let several_before = self.live.len() > 1;
+        if matches!(output, Output::NeverOpened { .. }) {
+            // Housekeeping for the store, nothing to show.
+            return Vec::new();
+        }
         self.track(output);
         if self.style == Style::Json {
             return vec![self.json_line(output)];
@@ -718,6 +722,7 @@ impl Presenter {
                 lines.extend(texts.iter().map(|text| format!("  {}", sanitize(text))));
             }
             Output::Warning(text) => lines.push(format!("warning: {text}")),
+            Output::NeverOpened { .. } => {}
         }
         lines
     }
@@ -1010,6 +1015,9 @@ impl Presenter {
                 json!({"event": "not_sent", "texts": texts, "message": reason})
             }
             Output::Warning(text) => json!({"event": "error", "kind": "warning", "message": text}),
+            Output::NeverOpened { peer, .. } => {
+                json!({"event": "never_opened", "peer": peer.to_string()})
+            }
         }
     }
 
