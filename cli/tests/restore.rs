@@ -171,7 +171,17 @@ fn a_device_restored_to_its_first_day_gets_the_whole_chat_back() {
     chat(&alice, &bob, &lines);
     copy_data_dir(&first_day, alice.path());
     assert!(alice.list().is_empty(), "the restored copy knows no chat");
-    chat(&alice, &bob, &["back again"]);
+    // Her lines come back, and she is told: only bob's device vouches for them.
+    let (mut listener, port) = bob.listen();
+    let mut caller = alice.connect(port);
+    caller.connected();
+    caller.wait_for("the lost lines, told", |e| {
+        e["event"] == "restored" && e["up_to"] == 300
+    });
+    caller.say("back again");
+    listener.received("back again");
+    caller.finish();
+    listener.finish();
     let mut all = lines.clone();
     all.push("back again");
     assert_eq!(own(&history(&alice, &bob)), numbered(&all));

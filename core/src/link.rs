@@ -103,6 +103,15 @@ pub enum Notice {
         /// Who the peer says it is (the key check against the pin comes with the admission).
         peer: PeerHello,
     },
+    /// Own messages this device had lost (its store went back: a restore from an older
+    /// copy) came back from the peer and are stored again, up to `up_to`. They are whatever
+    /// the peer returned as ours: the user is told, since only the peer vouches for them.
+    Restored {
+        /// How many, in this batch.
+        count: u64,
+        /// The newest one's sequence number.
+        up_to: u64,
+    },
     /// The connection is over.
     Closed {
         /// Why.
@@ -155,8 +164,8 @@ enum Awaiting {
     Persist(Arc<Vec<Message>>),
     /// Send the peer's own messages back.
     ReadPeer,
-    /// Confirm the recovered batch up to this sequence number.
-    Restore(u64),
+    /// Confirm the recovered batch up to this sequence number (newest, how many).
+    Restore(u64, u64),
     /// Nothing (an advisory delivery mark; only a failure matters).
     Mark,
 }
@@ -624,11 +633,12 @@ impl Link {
         if !self.recovered.is_empty() {
             let batch = std::mem::take(&mut self.recovered);
             let last = batch.last().map_or(0, |m| m.seq);
+            let count = batch.len() as u64;
             match self.peer.as_ref().map(|p| p.device) {
                 Some(peer) if !self.store_failed => {
                     self.request(
                         StoreRequest::RestoreOwn { peer, batch },
-                        Some(Awaiting::Restore(last)),
+                        Some(Awaiting::Restore(last, count)),
                     );
                 }
                 _ => {}
@@ -726,11 +736,13 @@ impl Link {
                 self.send_returned(&messages, now_ms);
             }
             (Awaiting::Mark, StoreReply::Done) => {}
-            (Awaiting::Restore(last), StoreReply::Done) => {
+            (Awaiting::Restore(last, count), StoreReply::Done) => {
                 if !self.store_failed {
                     // Cannot fail: these are exactly the messages returned since the last
                     // confirm.
                     let _ = self.session.confirm_recovered(last, now_ms);
+                    self.notices
+                        .push_back(Notice::Restored { count, up_to: last });
                 }
             }
             (awaiting, _) => {

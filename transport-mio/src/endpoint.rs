@@ -274,6 +274,16 @@ pub enum Output {
         /// Where from.
         addr: SocketAddr,
     },
+    /// Own lines this device had lost came back from the peer and are stored again (a
+    /// restore from an older copy; or a peer claiming lines as ours: the user is told).
+    Restored {
+        /// The chat.
+        peer: DeviceId,
+        /// How many, in this batch.
+        count: u64,
+        /// The newest one's sequence number.
+        up_to: u64,
+    },
     /// Something went wrong but the endpoint goes on.
     Warning(String),
     /// A peer admitted by the listener (its key proved, its chat opened: the key pinned on
@@ -1296,6 +1306,11 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                         outgoing,
                         held,
                     });
+                }
+                Notice::Restored { count, up_to } => {
+                    if let Some(peer) = peer_device {
+                        out.push(Output::Restored { peer, count, up_to });
+                    }
                 }
                 Notice::Received { message, stored } => {
                     if let Some(peer) = peer_device {

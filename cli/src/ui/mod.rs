@@ -723,6 +723,14 @@ impl Presenter {
             }
             Output::Warning(text) => lines.push(format!("warning: {text}")),
             Output::NeverOpened { .. } => {}
+            Output::Restored { peer, count, up_to } => {
+                let name = sanitize(&self.name_of(*peer));
+                lines.push(format!(
+                    "{count} of your own line(s), up to #{up_to}, came back from {name}: this \
+                     device had lost them (its data restored from an older copy?). They are \
+                     stored again as {name}'s device returned them; -eC shows them"
+                ));
+            }
         }
         lines
     }
@@ -1015,6 +1023,12 @@ impl Presenter {
                 json!({"event": "not_sent", "texts": texts, "message": reason})
             }
             Output::Warning(text) => json!({"event": "error", "kind": "warning", "message": text}),
+            Output::Restored { peer, count, up_to } => json!({
+                "event": "restored",
+                "peer": peer.to_string(),
+                "count": count,
+                "up_to": up_to,
+            }),
             Output::NeverOpened { peer, .. } => {
                 json!({"event": "never_opened", "peer": peer.to_string()})
             }
