@@ -60,10 +60,16 @@ pub fn trust_new_key(ctx: &Context, prefix: &str, fingerprint: [u8; 16]) -> Resu
         None => peer.to_string(),
     };
     if ctx.style == Style::Json {
-        let (status, old) = match outcome {
-            KeyExpectation::Expected { old } => ("expected", Some(PublicKey(old).fingerprint())),
-            KeyExpectation::AlreadyPinned => ("already_pinned", None),
-            KeyExpectation::NothingPinned => ("nothing_pinned", None),
+        let (status, old, withdrawn) = match outcome {
+            KeyExpectation::Expected { old } => {
+                ("expected", Some(PublicKey(old).fingerprint()), None)
+            }
+            KeyExpectation::AlreadyPinned { withdrawn } => (
+                "already_pinned",
+                None,
+                withdrawn.map(|f| format_fingerprint(&f)),
+            ),
+            KeyExpectation::NothingPinned => ("nothing_pinned", None, None),
         };
         outln!(
             "{}",
@@ -74,6 +80,7 @@ pub fn trust_new_key(ctx: &Context, prefix: &str, fingerprint: [u8; 16]) -> Resu
                 "peer_name": name,
                 "old_fingerprint": old,
                 "expected_fingerprint": expected,
+                "withdrawn_fingerprint": withdrawn,
             })
         )?;
         return Ok(());
@@ -91,8 +98,17 @@ pub fn trust_new_key(ctx: &Context, prefix: &str, fingerprint: [u8; 16]) -> Resu
                 ctx.invocation()
             )?;
         }
-        KeyExpectation::AlreadyPinned => {
+        KeyExpectation::AlreadyPinned { withdrawn: None } => {
             outln!("The key pinned for {who} already has the fingerprint {expected}: nothing to change.")?;
+        }
+        KeyExpectation::AlreadyPinned {
+            withdrawn: Some(withdrawn),
+        } => {
+            outln!(
+                "The key pinned for {who} has the fingerprint {expected}: it is accepted again, \
+                 and the key awaited instead ({}) no longer is.",
+                format_fingerprint(&withdrawn)
+            )?;
         }
         KeyExpectation::NothingPinned => {
             outln!(

@@ -21,9 +21,12 @@ pub enum KeyExpectation {
         /// The key pinned so far.
         old: [u8; 32],
     },
-    /// The pinned key already has that fingerprint: nothing to wait for (any earlier
-    /// expectation is cleared).
-    AlreadyPinned,
+    /// The pinned key already has that fingerprint: it is kept, nothing to wait for.
+    AlreadyPinned {
+        /// The fingerprint expected before, no longer awaited (the pinned key was set aside
+        /// for it, and is accepted again).
+        withdrawn: Option<[u8; 16]>,
+    },
     /// No key is pinned for the chat: the next connection pins whatever key it proves, so
     /// nothing was changed.
     NothingPinned,
@@ -420,9 +423,10 @@ impl Database {
         fingerprint: [u8; 16],
     ) -> Result<KeyExpectation, StoreError> {
         self.write(|tx| {
-            let (pinned, _) = chat_keys(tx, peer)?.ok_or_else(|| StoreError::NoSuchChat {
-                prefix: peer.to_string(),
-            })?;
+            let (pinned, expected) =
+                chat_keys(tx, peer)?.ok_or_else(|| StoreError::NoSuchChat {
+                    prefix: peer.to_string(),
+                })?;
             let Some(pinned) = pinned else {
                 return Ok(KeyExpectation::NothingPinned);
             };
@@ -430,7 +434,9 @@ impl Database {
                 // The pinned key is the one: nothing to wait for.
                 tx.prepare_cached("UPDATE chats SET expected_fingerprint = NULL WHERE peer = ?1")?
                     .execute([peer.0])?;
-                return Ok(KeyExpectation::AlreadyPinned);
+                return Ok(KeyExpectation::AlreadyPinned {
+                    withdrawn: expected,
+                });
             }
             tx.prepare_cached("UPDATE chats SET expected_fingerprint = ?2 WHERE peer = ?1")?
                 .execute(params![peer.0, fingerprint])?;

@@ -860,8 +860,22 @@ fn a_key_is_pinned_at_first_contact_and_replaced_only_by_the_expected_fingerprin
     // takes no expectation (its next connection pins whatever it proves).
     assert_eq!(
         db.expect_key(peer, new_fp).unwrap(),
-        KeyExpectation::AlreadyPinned
+        KeyExpectation::AlreadyPinned { withdrawn: None }
     );
+    // Naming it while another key is awaited puts the pinned key back, and says which
+    // expectation went.
+    let other_fp = [0x77; 16];
+    assert!(matches!(
+        db.expect_key(peer, other_fp).unwrap(),
+        KeyExpectation::Expected { .. }
+    ));
+    assert_eq!(
+        db.expect_key(peer, new_fp).unwrap(),
+        KeyExpectation::AlreadyPinned {
+            withdrawn: Some(other_fp)
+        }
+    );
+    assert_eq!(db.key_state(peer).unwrap().unwrap().1, None);
     let unpinned = id(&[0x43]);
     db.open_chat(&hello(unpinned, "Plain"), None)
         .map(opened)

@@ -621,6 +621,25 @@ impl Presenter {
             } => {
                 self.key_refused = true;
                 let name = sanitize(&peer.name);
+                if presented == pinned {
+                    // The key pinned so far, set aside by `--trust-new-key` for another.
+                    lines.extend([
+                        "!!! KEY REFUSED: SET ASIDE FOR ANOTHER !!!".to_owned(),
+                        format!(
+                            "!!! {name} ({}) at {addr} presented the key pinned for it so far                              ({}), but --trust-new-key asked to accept only another key from                              now on. Nothing was sent to it and nothing from it was stored.",
+                            peer.device,
+                            presented.fingerprint()
+                        ),
+                        format!(
+                            "!!! If {name} did not change its key after all, accept this one                              again with:"
+                        ),
+                        format!(
+                            "!!!   {}",
+                            self.accept_command(peer.device, &presented.fingerprint())
+                        ),
+                    ]);
+                    return lines;
+                }
                 lines.extend([
                     "!!! WARNING: KEY MISMATCH — CONNECTION REFUSED !!!".to_owned(),
                     format!(
@@ -1004,6 +1023,8 @@ impl Presenter {
                 "addr": addr.to_string(),
                 "presented": presented.fingerprint(),
                 "pinned": pinned.fingerprint(),
+                // The pinned key itself, refused because another is expected.
+                "set_aside": presented == pinned,
                 "accept_command": self.accept_command(peer.device, &presented.fingerprint()),
             }),
             Output::Reconnecting {
@@ -1275,6 +1296,37 @@ mod tests {
             pinned: socketfalco_core::StaticKeypair::from_secret([3; 32]).public(),
             addr: "127.0.0.1:4000".parse().unwrap(),
         }
+    }
+
+    #[test]
+    fn the_pinned_key_set_aside_for_another_is_told_as_such_not_as_an_impostor() {
+        let Output::KeyMismatch {
+            peer, pinned, addr, ..
+        } = mismatch()
+        else {
+            unreachable!()
+        };
+        let set_aside = Output::KeyMismatch {
+            peer: peer.clone(),
+            presented: pinned,
+            pinned,
+            addr,
+        };
+        let mut p = Presenter::new(Style::Plain, "alice");
+        let text = p.output(&set_aside).join("\n");
+        assert!(text.contains("SET ASIDE"), "{text}");
+        assert!(!text.contains("impostor"), "{text}");
+        assert!(
+            text.contains(&format!(
+                "--trust-new-key {} '{}'",
+                peer.device,
+                pinned.fingerprint()
+            )),
+            "{text}"
+        );
+        let mut p = Presenter::new(Style::Json, "alice");
+        let event: serde_json::Value = serde_json::from_str(&p.output(&set_aside)[0]).unwrap();
+        assert_eq!(event["set_aside"], true);
     }
 
     #[test]
