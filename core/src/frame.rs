@@ -253,12 +253,18 @@ pub enum FrameError {
     Name(NameError),
     /// A close detail over [`MAX_CLOSE_DETAIL_BYTES`].
     CloseDetailTooLong,
-    /// A sequence number or Lamport counter of 0 or above [`MAX_COUNTER`].
+    /// A sequence number or Lamport counter outside the range its field allows (at most
+    /// [`MAX_COUNTER`]; from 1 where 0 means nothing; a `Recover`'s `to` within one batch
+    /// from its `from`).
     CounterOutOfRange {
         /// Which field.
         field: &'static str,
         /// Its value.
         value: u64,
+        /// The smallest value allowed.
+        min: u64,
+        /// The largest value allowed.
+        max: u64,
     },
 }
 
@@ -285,9 +291,12 @@ impl fmt::Display for FrameError {
             FrameError::Text(e) => write!(f, "invalid message: {e}"),
             FrameError::Name(e) => write!(f, "invalid name: {e}"),
             FrameError::CloseDetailTooLong => write!(f, "close detail too long"),
-            FrameError::CounterOutOfRange { field, value } => {
-                write!(f, "{field} {value} is outside 1..={MAX_COUNTER}")
-            }
+            FrameError::CounterOutOfRange {
+                field,
+                value,
+                min,
+                max,
+            } => write!(f, "{field} {value} is outside {min}..={max}"),
         }
     }
 }
@@ -378,6 +387,8 @@ impl Frame {
                     return Err(FrameError::CounterOutOfRange {
                         field: "to",
                         value: to,
+                        min: from,
+                        max: from + MAX_RECOVER_BATCH - 1,
                     });
                 }
                 Frame::Recover { from, to }
@@ -431,7 +442,12 @@ fn check_counter(field: &'static str, value: u64, min: u64) -> Result<(), FrameE
     if (min..=MAX_COUNTER).contains(&value) {
         Ok(())
     } else {
-        Err(FrameError::CounterOutOfRange { field, value })
+        Err(FrameError::CounterOutOfRange {
+            field,
+            value,
+            min,
+            max: MAX_COUNTER,
+        })
     }
 }
 

@@ -269,6 +269,8 @@ fn every_class_of_malformed_input_is_a_typed_error() {
             FrameError::CounterOutOfRange {
                 field: "seq",
                 value: 0,
+                min: 1,
+                max: MAX_COUNTER,
             },
         ),
         (
@@ -277,6 +279,8 @@ fn every_class_of_malformed_input_is_a_typed_error() {
             FrameError::CounterOutOfRange {
                 field: "lamport",
                 value: MAX_COUNTER + 1,
+                min: 1,
+                max: MAX_COUNTER,
             },
         ),
         (
@@ -285,6 +289,8 @@ fn every_class_of_malformed_input_is_a_typed_error() {
             FrameError::CounterOutOfRange {
                 field: "up_to",
                 value: u64::MAX,
+                min: 0,
+                max: MAX_COUNTER,
             },
         ),
         (
@@ -298,6 +304,8 @@ fn every_class_of_malformed_input_is_a_typed_error() {
             FrameError::CounterOutOfRange {
                 field: "to",
                 value: 4,
+                min: 5,
+                max: MAX_COUNTER,
             },
         ),
         (
@@ -306,6 +314,8 @@ fn every_class_of_malformed_input_is_a_typed_error() {
             FrameError::CounterOutOfRange {
                 field: "to",
                 value: MAX_RECOVER_BATCH + 1,
+                min: 1,
+                max: MAX_RECOVER_BATCH,
             },
         ),
         (
@@ -314,6 +324,8 @@ fn every_class_of_malformed_input_is_a_typed_error() {
             FrameError::CounterOutOfRange {
                 field: "from",
                 value: 0,
+                min: 1,
+                max: MAX_COUNTER,
             },
         ),
     ];

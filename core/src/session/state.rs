@@ -871,10 +871,16 @@ impl Session {
             .filter(|r| r.next <= r.batch_to)
             .map(|r| r.next);
         if expected != Some(message.seq) {
-            let detail = format!(
-                "returned message {} was not asked for (expected {expected:?})",
-                message.seq
-            );
+            let detail = match expected {
+                Some(next) => format!(
+                    "returned message {} was not asked for (the next asked for is {next})",
+                    message.seq
+                ),
+                None => format!(
+                    "returned message {} was not asked for (none is)",
+                    message.seq
+                ),
+            };
             self.violation(detail, now_ms);
             return;
         }
