@@ -429,6 +429,8 @@ struct Live {
     admitted: Option<DeviceId>,
     /// When it was admitted (wall clock, ms).
     admitted_wall_ms: i64,
+    /// Refused for its key: the chat it was admitted for is not its own.
+    key_refused: bool,
     /// The peer, once the chat is established.
     chat: Option<PeerHello>,
     /// It was closed because a side could not store the chat.
@@ -1137,6 +1139,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                         opened_ms: now,
                         admitted: None,
                         admitted_wall_ms: 0,
+                        key_refused: false,
                         chat: None,
                         storage_failed: false,
                         reached,
@@ -1353,12 +1356,16 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                     peer,
                     presented,
                     pinned,
-                } => out.push(Output::KeyMismatch {
-                    peer,
-                    presented,
-                    pinned,
-                    addr,
-                }),
+                } => {
+                    // Its chat was not opened: the one in the store is not this connection's.
+                    live.key_refused = true;
+                    out.push(Output::KeyMismatch {
+                        peer,
+                        presented,
+                        pinned,
+                        addr,
+                    });
+                }
                 Notice::Closed { reason, by } => {
                     if reason.code == CloseCode::StorageFailure {
                         live.storage_failed = true;
@@ -1371,9 +1378,11 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                     // A proved, admitted peer is shown leaving even before its chat opened
                     // (refused for its key, after the warning): it is a real event.
                     let shown = chat.is_some() || live.admitted.is_some();
+                    // Admitted and its chat opened by it (not refused for its key, nor
+                    // failed to store), but never established.
                     let never_opened = live
                         .admitted
-                        .filter(|_| chat.is_none())
+                        .filter(|_| chat.is_none() && !live.key_refused && !live.storage_failed)
                         .map(|device| (device, live.admitted_wall_ms));
                     live.admitted = None;
                     if let Some((device, since_wall_ms)) = never_opened {

@@ -110,6 +110,8 @@ pub struct Presenter {
     /// The refusal of a connection that never became a chat, as last shown: the same one
     /// again (a busy listener, attempt after attempt) is not shown again.
     refusal_shown: Option<String>,
+    /// Lines waiting for a first peer were said to wait: said once until a peer connects.
+    pending_told: bool,
     /// Whether the last chat connected in this run was temporary; `None` before the first.
     last_temporary: Option<bool>,
     /// Whether this side asked for temporary sessions (`-t`).
@@ -176,6 +178,7 @@ impl Presenter {
             busy_told: HashSet::new(),
             connecting_shown: false,
             refusal_shown: None,
+            pending_told: false,
             last_temporary: None,
             asked_temporary: false,
             headless: false,
@@ -440,6 +443,9 @@ impl Presenter {
     /// Lines for one session event.
     pub fn output(&mut self, output: &Output) -> Vec<String> {
         let several_before = self.live.len() > 1;
+        // A chat whose last session was temporary, connected now for good: said so.
+        let stored_again = matches!(output, Output::Connected { peer, .. }
+            if !peer.temporary && self.is_temporary(peer.device));
         if matches!(output, Output::NeverOpened { .. }) {
             // Housekeeping for the store, nothing to show.
             return Vec::new();
@@ -498,6 +504,9 @@ impl Presenter {
                     line.push_str(&format!(
                         " — {incoming} message(s) arriving, {outgoing} of yours going out"
                     ));
+                    if stored_again {
+                        line.push_str(" — stored again: this session is not temporary");
+                    }
                 }
                 lines.push(line);
                 // Another chat is the current one: a new peer does not take it over.
@@ -729,10 +738,16 @@ impl Presenter {
                 Style::Terminal => format!("not sent: {reason} (Up brings the line back)"),
                 _ => format!("not sent: {reason}"),
             }),
-            Output::Pending(_) => lines.push(
-                "no peer yet: the line waits and is sent to the first peer that connects"
-                    .to_owned(),
-            ),
+            // Said once (a script's thousands of lines before the first peer would repeat
+            // it for each), until a peer connects.
+            Output::Pending(_) if self.pending_told => {}
+            Output::Pending(_) => {
+                self.pending_told = true;
+                lines.push(
+                    "no peer yet: lines wait and are sent to the first peer that connects"
+                        .to_owned(),
+                );
+            }
             Output::NotSent { texts, reason } => {
                 lines.push(format!(
                     "not sent and not stored ({reason}), {} line(s):",
@@ -761,6 +776,7 @@ impl Presenter {
             Output::Connected { peer, incoming, .. } => {
                 self.last_temporary = Some(peer.temporary);
                 self.refusal_shown = None;
+                self.pending_told = false;
                 let chat = self.chats.entry(peer.device).or_default();
                 chat.name.clone_from(&peer.name);
                 chat.delivered_up_to = 0;
@@ -1814,6 +1830,8 @@ mod tests {
         };
         let mut lines = p.output(&Output::Connecting(addr.clone()));
         lines.extend(p.output(&Output::Pending("hello".into())));
+        // Said once, however many lines wait.
+        assert!(p.output(&Output::Pending("again".into())).is_empty());
         for delay in [500, 1_000, 2_000] {
             lines.extend(p.output(&busy()));
             lines.extend(p.output(&Output::Reconnecting {
@@ -1891,6 +1909,34 @@ mod tests {
         assert!(connected(true, true).contains("(both of you asked)"));
         assert!(connected(true, false).contains("(you asked)"));
         assert!(connected(false, true).contains("(the peer asked)"));
+    }
+
+    #[test]
+    fn a_chat_connected_for_good_after_a_temporary_session_says_it_is_stored_again() {
+        let mut p = Presenter::new(Style::Plain, "carol");
+        let session = |temporary: bool| {
+            let mut peer = hello(1, "alice");
+            peer.temporary = temporary;
+            peer.peer_temporary = temporary;
+            Output::Connected {
+                peer,
+                addr: "127.0.0.1:4000".into(),
+                incoming: 0,
+                outgoing: 0,
+                held: Default::default(),
+            }
+        };
+        let first = p.output(&session(true)).join("\n");
+        assert!(!first.contains("stored again"), "{first}");
+        let _ = p.output(&Output::Disconnected {
+            peer: Some(DeviceId([1; 16])),
+            reason: socketfalco_core::Close::new(CloseCode::Normal, "the user left"),
+            by: Side::Peer,
+        });
+        let next = p.output(&session(false)).join("\n");
+        assert!(next.contains("stored again"), "{next}");
+        let after = p.output(&session(false)).join("\n");
+        assert!(!after.contains("stored again"), "{after}");
     }
 
     #[test]
