@@ -193,3 +193,41 @@ fn a_device_restored_to_its_first_day_gets_the_whole_chat_back() {
             .collect::<Vec<_>>()
     );
 }
+
+/// A restored listener gets its lost lines back from a caller that only syncs and leaves
+/// (`-c HOST < /dev/null`): all of them in that one connection — the caller waits until it
+/// has sent them all back, not one batch of 256 per connection.
+#[test]
+fn a_caller_that_syncs_and_leaves_gives_a_restored_listener_all_its_lines_back() {
+    let alice = Device::new("alice");
+    let bob = Device::new("bob");
+    chat(&alice, &bob, &["hi"]);
+    let backups = tempfile::tempdir().unwrap();
+    let backup = backups.path().join("bob");
+    copy_data_dir(bob.path(), &backup);
+    let lines: String = (0..700).map(|i| format!("bob {i}\n")).collect();
+    assert_ok(&bob.run_with_input(&["-eC", &alice.id()], &lines));
+    let sync_once = |bob: &Device, restored: bool| {
+        let (mut listener, port) = bob.listen_with(|cmd| {
+            cmd.arg("--serve");
+        });
+        let port = port.to_string();
+        let out = alice.run_with_input(&["-c", "127.0.0.1", "-p", &port], "");
+        assert_ok(&out);
+        if restored {
+            // Only this connection could have brought them: the caller is gone.
+            listener.wait_for("all the lines back", |e| {
+                e["event"] == "restored" && e["up_to"] == 700
+            });
+        }
+        listener.kill();
+    };
+    sync_once(&bob, false);
+    assert_eq!(received(&alice, &bob).len(), 700);
+    copy_data_dir(&backup, bob.path());
+    assert!(own(&history(&bob, &alice)).is_empty());
+    sync_once(&bob, true);
+    let lines: Vec<String> = (0..700).map(|i| format!("bob {i}")).collect();
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    assert_eq!(own(&history(&bob, &alice)), numbered(&lines));
+}

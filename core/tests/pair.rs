@@ -709,7 +709,17 @@ fn a_restored_device_gets_its_whole_history_back_from_the_peer() {
     pair.disconnect();
     pair.b.store = empty_bob;
     pair.write(false, "after the restore");
-    pair.connect_and_drive();
+    // Alice knows from bob's sync that he is getting his lines back from her, until she has
+    // sent them all: a side that leaves once settled waits for that.
+    pair.connect();
+    let mut seen_recovering = false;
+    while pair.step() {
+        let alice = pair.a.link.as_ref().unwrap().session();
+        seen_recovering |= alice.is_established() && alice.peer_is_recovering();
+    }
+    assert!(seen_recovering);
+    assert!(!pair.a.link.as_ref().unwrap().session().peer_is_recovering());
+    pair.drive();
     let own = own_numbered(&pair, false);
     assert_eq!(own.len(), 601);
     assert_eq!(own[599], (600, "bob 599".to_owned()));

@@ -1781,6 +1781,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             let settled = session.is_established()
                 && !live.conn.link().has_store_work()
                 && !session.is_recovering()
+                && !session.peer_is_recovering()
                 && self.pending.is_empty()
                 && session.in_flight() == 0
                 && session.persisted_up_to() >= session.peer_last_seq();

@@ -266,6 +266,11 @@ pub struct Session {
     recovery: Option<Recovery>,
     /// The peer asked for its own messages back: the range not yet answered.
     return_requested: Option<(u64, u64)>,
+    /// The peer lost our copies of its messages up to here (its store went back) and asks
+    /// for them back (0: it lost none).
+    peer_recovers_to: u64,
+    /// The highest of the peer's messages sent back to it in this session.
+    returned_up_to: u64,
 
     // Receiving side.
     /// The peer's last sequence number as its sync announced it.
@@ -317,6 +322,8 @@ impl Session {
             own_last_seq: 0,
             recovery: None,
             return_requested: None,
+            peer_recovers_to: 0,
+            returned_up_to: 0,
             peer_last_seq: 0,
             received_up_to: 0,
             persisted_up_to: 0,
@@ -392,6 +399,13 @@ impl Session {
     /// recovered message may be one that waits here too, written before the restore.
     pub fn is_recovering(&self) -> bool {
         self.recovery.is_some()
+    }
+
+    /// Whether the peer's store went back and it still asks for its lost messages from us:
+    /// they have not all been sent back yet. A side that leaves once settled waits for this
+    /// too (the peer gets its history back in one connection, not a batch per connection).
+    pub fn peer_is_recovering(&self) -> bool {
+        self.returned_up_to < self.peer_recovers_to
     }
 
     /// The peer holds our messages up to here.
@@ -636,6 +650,7 @@ impl Session {
             return Err(ApiMisuse::NotEstablished);
         }
         self.return_requested = None;
+        self.returned_up_to = self.returned_up_to.max(to);
         for message in messages {
             self.write_frame(&Frame::Returned(message.clone()), now_ms);
         }
@@ -818,6 +833,10 @@ impl Session {
         self.peer_acked = sync.received_up_to;
         self.next_send_seq = sync.received_up_to + 1;
         self.peer_last_seq = sync.last_seq;
+        if !self.temporary && sync.last_seq < self.received_up_to {
+            // It will ask for its messages back up to what we hold (rule 2 of §2.1).
+            self.peer_recovers_to = self.received_up_to;
+        }
         self.state = State::Established;
         self.events.push_back(Event::Established {
             peer_received_up_to: sync.received_up_to,
