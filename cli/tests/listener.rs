@@ -271,3 +271,56 @@ fn five_hundred_idle_connections_keep_neither_a_peer_out_nor_memory_up() {
     c.finish();
     listener.finish();
 }
+
+/// A `--serve` listener whose output nobody reads (a stalled pipe, a stuck log reader) still
+/// ends on SIGTERM: everything it received is stored, and the events it could not write do
+/// not hold the process.
+#[cfg(unix)]
+#[test]
+fn a_serving_listener_whose_output_is_not_read_still_ends_on_sigterm() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let (alice, bob) = (Device::new("alice"), Device::new("bob"));
+    let mut cmd = alice.command(&["-l", "--serve", "--json", "-p", "0", "--bind", "127.0.0.1"]);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    // The first event says where it listens; then nothing more is read (the pipe stays open).
+    let mut stalled = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stalled.read_line(&mut first).unwrap();
+    let port = common::json(&first)["addr"]
+        .as_str()
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("no listening event: {first}"));
+    // Far more events than a pipe holds.
+    let lines: String = (0..3_000)
+        .map(|i| format!("{i:04} {}\n", "x".repeat(200)))
+        .collect();
+    let out = bob.run_with_input(&["-c", "127.0.0.1", "-p", &port.to_string()], &lines);
+    common::assert_ok(&out);
+    let pid = child.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > WAIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the listener still ran {WAIT:?} after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    drop(stalled);
+    assert_eq!(bob.history(&alice).len(), 3_000);
+    assert_eq!(alice.history(&bob).len(), 3_000);
+}

@@ -448,6 +448,7 @@ fn run(
     } else {
         None
     };
+    let output_is_a_terminal = io::stdout().is_terminal();
     thread::Builder::new()
         .name("network".into())
         .spawn(move || {
@@ -549,7 +550,16 @@ fn run(
             // deletes it) only on the last close, so that the file alone holds everything.
             drop(endpoint);
             drop(warnings_shown);
+            let failed = result.is_err();
             let _ = net_tx.send(Update::Finished(result));
+            if !output_is_a_terminal {
+                // Everything is stored and the store closed. If nobody reads our output (a
+                // stalled pipe, a stuck log reader), the main thread may wait in a write for
+                // ever: the process ends all the same, unwritten events and all.
+                // (Nothing is logged: standard error may be the same stalled pipe.)
+                thread::sleep(END_DESPITE_OUTPUT);
+                std::process::exit(i32::from(failed));
+            }
         })?;
     let on_signal = std::sync::Mutex::new(control.clone());
     // Ctrl-C outside raw mode, SIGTERM, SIGHUP, Ctrl-Break and closing the console window on
@@ -1079,6 +1089,10 @@ fn terminal_loop(
         }
     }
 }
+
+/// How long a session whose output is not a terminal may still take, once it has ended, to
+/// write its last events: a reader that takes longer is not reading at all.
+const END_DESPITE_OUTPUT: Duration = Duration::from_secs(5);
 
 /// The prompt while a session leaves: typing is over, and a second Ctrl-C cuts the wait short.
 const LEAVING_PROMPT: &str = "leaving… (Ctrl-C again: at once) ";
