@@ -556,3 +556,36 @@ fn a_refused_line_of_a_script_session_fails_its_exit_status() {
     listener.end_input();
     let _ = listener.exit_events();
 }
+
+/// A line of a script that is not UTF-8 is refused on its own: the lines after it are sent
+/// (or, offline, stored), and the exit status says one was refused.
+#[test]
+fn a_line_that_is_not_utf8_is_refused_and_the_rest_go_on() {
+    let alice = Device::new("Alice");
+    let bob = Device::new("Bob");
+    let (mut listener, port) = alice.listen();
+    let port_s = port.to_string();
+    let out = bob.run_with_bytes(&["-c", "127.0.0.1", "-p", &port_s], b"u1\n\xff\nu3\n");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("line 2: the line is not valid UTF-8"),
+        "{}",
+        stdout(&out)
+    );
+    listener.received("u1");
+    listener.received("u3");
+    listener.end_input();
+    let _ = listener.exit_events();
+    let out = bob.run_with_bytes(&["-eC", &alice.id()], b"o1\n\xfe\no3\n");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let mine: Vec<String> = bob.history(&alice);
+    assert!(
+        mine.ends_with(&[
+            "u1".to_owned(),
+            "u3".to_owned(),
+            "o1".to_owned(),
+            "o3".to_owned()
+        ]),
+        "{mine:?}"
+    );
+}

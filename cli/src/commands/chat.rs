@@ -62,7 +62,7 @@ use socketfalco_transport::{
     Command, Control, Endpoint, EndpointConfig, Output, ProxyRoute, RelayRoute, Role, Route,
 };
 use std::collections::HashSet;
-use std::io::{self, BufRead, IsTerminal, Write};
+use std::io::{self, IsTerminal, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::thread;
@@ -71,6 +71,13 @@ use std::time::{Duration, Instant};
 /// Everything the user interface reacts to.
 enum Update {
     Net(Output),
+    /// A line of the script's input that is not a line of text: refused, not sent.
+    BadLine {
+        /// Its number in the input, from 1.
+        number: u64,
+        /// Why.
+        why: String,
+    },
     /// The first connection with this peer: its key was just pinned.
     FirstContact(FirstContact),
     Finished(Result<(), String>),
@@ -986,7 +993,7 @@ fn terminal_loop(
                     drop(editor);
                     return result.map_err(AppError::new);
                 }
-                Ok(Update::Line(_) | Update::EndOfInput) => {}
+                Ok(Update::Line(_) | Update::BadLine { .. } | Update::EndOfInput) => {}
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     drop(editor);
@@ -1179,11 +1186,15 @@ fn script_loop(
                 leaving = leaves;
                 out.lines(&shown);
             }
+            Update::BadLine { number, why } if !leaving => {
+                refused += 1;
+                out.lines(&[presenter.input_error(&format!("not sent: line {number}: {why}"))]);
+            }
             Update::EndOfInput if !leaving => {
                 leaving = true;
                 control.send(Command::Quit);
             }
-            Update::Line(_) | Update::EndOfInput => {}
+            Update::Line(_) | Update::BadLine { .. } | Update::EndOfInput => {}
         }
     }
 }
@@ -1247,17 +1258,20 @@ fn spawn_stdin_reader(tx: Sender<Update>) -> io::Result<()> {
         .name("stdin".into())
         .spawn(move || {
             let stdin = io::stdin();
-            for line in stdin.lock().lines() {
-                match line {
-                    Ok(line) => {
-                        if tx.send(Update::Line(line)).is_err() {
-                            return;
-                        }
-                    }
+            let mut input = stdin.lock();
+            let mut buf = Vec::new();
+            for number in 1u64.. {
+                let update = match super::next_input_line(&mut input, &mut buf) {
+                    Ok(Some(Ok(line))) => Update::Line(line),
+                    Ok(Some(Err(why))) => Update::BadLine { number, why },
+                    Ok(None) => break,
                     Err(e) => {
                         log::warn!("reading stdin: {e}");
                         break;
                     }
+                };
+                if tx.send(update).is_err() {
+                    return;
                 }
             }
             let _ = tx.send(Update::EndOfInput);

@@ -27,7 +27,7 @@ use crate::ui::scrollback::Marker;
 use crate::ui::{HistoryEntry, Presenter, Style};
 use socketfalco_core::{check_text, DeviceId, Store};
 use socketfalco_transport::clock::wall_clock_ms;
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -194,8 +194,22 @@ pub fn run(ctx: &Context, prefix: &str, view: HistoryView) -> Result<(), AppErro
     // exit status says so); a store that fails stops everything — the next lines would fail
     // the same way — and says how far it got.
     let (mut stored, mut refused) = (0u64, 0u64);
-    for line in io::stdin().lock().lines() {
-        let line = line?;
+    let stdin = io::stdin();
+    let mut input = stdin.lock();
+    let mut buf = Vec::new();
+    for number in 1u64.. {
+        let line = match super::next_input_line(&mut input, &mut buf)? {
+            Some(Ok(line)) => line,
+            Some(Err(why)) => {
+                refused += 1;
+                outln!(
+                    "{}",
+                    presenter.input_error(&format!("not stored: line {number}: {why}"))
+                )?;
+                continue;
+            }
+            None => break,
+        };
         let text = line.trim_end_matches('\r');
         if text.trim() == "quit" {
             break;

@@ -258,6 +258,28 @@ pub fn refuse_a_key_without_its_device(ctx: &Context, db: &Database) -> Result<(
     )))
 }
 
+/// One line of a script's input: `Ok(None)` at the end; `Ok(Some(Err(why)))` for a line that
+/// is not UTF-8 — refused on its own, the lines after it read as usual (a `lines()` iterator
+/// would end the input there).
+pub fn next_input_line(
+    input: &mut impl io::BufRead,
+    buf: &mut Vec<u8>,
+) -> io::Result<Option<Result<String, String>>> {
+    buf.clear();
+    if input.read_until(b'\n', buf)? == 0 {
+        return Ok(None);
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+    }
+    Ok(Some(String::from_utf8(std::mem::take(buf)).map_err(|e| {
+        format!(
+            "the line is not valid UTF-8 (byte {} is not)",
+            e.utf8_error().valid_up_to() + 1
+        )
+    })))
+}
+
 /// Checks a name this device gives itself (`-eN`, or asked at first start-up): a valid name
 /// ([`check_name`]) with no bidirectional override, which could make it read as another name
 /// where it is shown. (A peer's name with one is shown with the override replaced.)
@@ -337,6 +359,21 @@ pub fn name_from_os_user() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_refused_alone_and_the_next_are_read() {
+        let mut input: &[u8] = b"u1\n\xffoops\nu3\r\nlast";
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        while let Some(line) = next_input_line(&mut input, &mut buf).unwrap() {
+            got.push(line);
+        }
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(got[0], Ok("u1".to_owned()));
+        assert!(got[1].as_ref().unwrap_err().contains("byte 1"), "{got:?}");
+        assert_eq!(got[2], Ok("u3\r".to_owned()));
+        assert_eq!(got[3], Ok("last".to_owned()));
+    }
 
     #[test]
     fn a_name_given_here_is_refused_with_an_override_whether_asked_or_set() {

@@ -197,6 +197,11 @@ impl Device {
 
     /// Runs a command to completion with `input` on stdin.
     pub fn run_with_input(&self, args: &[&str], input: &str) -> Output {
+        self.run_with_bytes(args, input.as_bytes())
+    }
+
+    /// Runs a command to completion with `input` (any bytes) on stdin.
+    pub fn run_with_bytes(&self, args: &[&str], input: &[u8]) -> Output {
         let mut child = self
             .command(args)
             .stdin(Stdio::piped())
@@ -204,12 +209,7 @@ impl Device {
             .stderr(Stdio::piped())
             .start()
             .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
         child.wait_with_output().unwrap()
     }
 
