@@ -557,6 +557,28 @@ fn a_refused_line_of_a_script_session_fails_its_exit_status() {
     let _ = listener.exit_events();
 }
 
+/// Lines piped to a caller whose first connection fails at once are printed back as not
+/// sent (they were read, and are not stored), whichever part of the program held them.
+#[test]
+fn lines_piped_to_a_caller_that_cannot_connect_are_reported_not_sent() {
+    let bob = Device::new("Bob");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port().to_string();
+    drop(closed);
+    let out = bob.run_with_input(&["-c", "127.0.0.1", "-p", &port, "--json"], "a1\nb2\n");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let mut unsent = Vec::new();
+    for line in stdout(&out).lines() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        if event["event"] == "not_sent" {
+            for text in event["texts"].as_array().unwrap() {
+                unsent.push(text.as_str().unwrap().to_owned());
+            }
+        }
+    }
+    assert_eq!(unsent, ["a1", "b2"], "{}", stdout(&out));
+}
+
 /// A line of a script that is not UTF-8 is refused on its own: the lines after it are sent
 /// (or, offline, stored), and the exit status says one was refused.
 #[test]

@@ -36,7 +36,7 @@ use std::net::SocketAddr;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const LISTENER: Token = Token(0);
@@ -372,22 +372,36 @@ pub struct Control {
     /// command queued now is taken with the others, with no wake (and no system call) of its
     /// own. 100,000 lines piped in cost 100,000 wakes without it.
     wake_pending: Arc<AtomicBool>,
+    /// Set by the endpoint, under this lock, once it takes no more commands: a command is
+    /// either queued before (and the endpoint answers for it: a line it could not send is in
+    /// its [`Output::NotSent`]) or refused here (and the caller answers for it).
+    ended: Arc<Mutex<bool>>,
 }
 
 impl Control {
     /// Queues `command` and wakes the endpoint, unless a wake is already on its way. Returns
-    /// false once the endpoint is gone.
+    /// false once the endpoint has ended: the command was not taken, and a line in it is
+    /// the caller's to report.
     pub fn send(&self, command: Command) -> bool {
-        if self.tx.send(command).is_err() {
-            return false;
+        self.try_send(command).is_ok()
+    }
+
+    /// [`Control::send`], handing the command back when the endpoint has ended.
+    pub fn try_send(&self, command: Command) -> Result<(), Command> {
+        let ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+        if *ended {
+            return Err(command);
         }
+        self.tx.send(command).map_err(|e| e.0)?;
+        drop(ended);
         // Queued first, flag second: the endpoint clears the flag before it takes the queue,
         // so a command is either taken by a turn that starts after it was queued or wakes
         // the endpoint itself.
-        if self.wake_pending.swap(true, Ordering::SeqCst) {
-            return true;
+        if !self.wake_pending.swap(true, Ordering::SeqCst) {
+            // A failed wake leaves the command queued for the endpoint's next turn.
+            let _ = self.waker.wake();
         }
-        self.waker.wake().is_ok()
+        Ok(())
     }
 }
 
@@ -459,6 +473,8 @@ pub struct Endpoint<S: Store + Send + 'static> {
     commands: Receiver<Command>,
     /// Set by a [`Control`] that woke the endpoint; cleared before the queue is taken.
     commands_woken: Arc<AtomicBool>,
+    /// Shared with every [`Control`]: set once no more commands are taken.
+    commands_ended: Arc<Mutex<bool>>,
     listener: Option<TcpListener>,
     /// Every open connection by token: handshakes in progress and chats.
     conns: BTreeMap<Token, Live>,
@@ -514,6 +530,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, commands) = mpsc::channel();
         let wake_pending = Arc::new(AtomicBool::new(false));
+        let ended = Arc::new(Mutex::new(false));
         let storage = Storage::start(store, Arc::clone(&waker))?;
         let endpoint = Endpoint {
             poll,
@@ -527,6 +544,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             role,
             commands,
             commands_woken: Arc::clone(&wake_pending),
+            commands_ended: Arc::clone(&ended),
             listener: None,
             conns: BTreeMap::new(),
             dialing: None,
@@ -552,6 +570,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                 tx,
                 waker,
                 wake_pending,
+                ended,
             },
         ))
     }
@@ -573,6 +592,17 @@ impl<S: Store + Send + 'static> Endpoint<S> {
     ) -> Result<(), EndpointError> {
         let mut out = OutputQueue::default();
         let result = self.run_inner(&mut out, &mut on_output);
+        // Lines written that the loop never took (it ended first: the first connection
+        // failed): not sent either, and said so with the rest. No command comes after.
+        *self
+            .commands_ended
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = true;
+        while let Ok(command) = self.commands.try_recv() {
+            if let Command::Write(text) | Command::WriteTo { text, .. } = command {
+                self.pending.push_back(text);
+            }
+        }
         if !self.pending.is_empty() {
             out.push(Output::NotSent {
                 texts: self.pending.drain(..).collect(),

@@ -590,7 +590,7 @@ fn run(
         });
         presenter.set_headless();
         drop(tx);
-        script_loop(&mut presenter, &control, &updates, &mut alerts)
+        script_loop(&mut presenter, &control, &updates, &mut alerts, false)
     } else if let Some(db) = reader {
         let mut live = Live {
             db,
@@ -603,7 +603,7 @@ fn run(
         terminal_loop(&mut presenter, &control, &updates, &mut live)
     } else {
         spawn_stdin_reader(tx)?;
-        script_loop(&mut presenter, &control, &updates, &mut alerts)
+        script_loop(&mut presenter, &control, &updates, &mut alerts, true)
     };
     leave::closed();
     result
@@ -796,18 +796,14 @@ fn submit(control: &Control, presenter: &mut Presenter, line: &str) -> (bool, Ve
             to: Some(name),
             text,
         } => match presenter.resolve(&name) {
-            Ok(to) => {
-                control.send(Command::WriteTo { to, text });
-            }
+            Ok(to) => shown.extend(hand_over(control, presenter, Command::WriteTo { to, text })),
             Err(e) => shown.push(presenter.input_error(&format!("not sent: {e}"))),
         },
         Input::Say { to: None, text } => match presenter.typed_line_target() {
             Ok(Some(to)) => {
-                control.send(Command::WriteTo { to, text });
+                shown.extend(hand_over(control, presenter, Command::WriteTo { to, text }))
             }
-            Ok(None) => {
-                control.send(Command::Write(text));
-            }
+            Ok(None) => shown.extend(hand_over(control, presenter, Command::Write(text))),
             Err(e) => shown.push(presenter.input_error(&format!("not sent: {e}"))),
         },
         Input::Switch(name) => match presenter.resolve(&name) {
@@ -1097,6 +1093,42 @@ fn terminal_loop(
     }
 }
 
+/// Hands a line to the endpoint; one it no longer takes (it has ended) is reported here as
+/// not sent, as the endpoint reports those it took and could not send.
+fn hand_over(control: &Control, presenter: &mut Presenter, command: Command) -> Vec<String> {
+    match control.try_send(command) {
+        Ok(()) => Vec::new(),
+        Err(Command::Write(text) | Command::WriteTo { text, .. }) => {
+            presenter.output(&Output::NotSent {
+                texts: vec![text],
+                reason: "the session had ended".to_owned(),
+            })
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The lines of a script's input still queued when the session ended (up to its end of
+/// input, waited for briefly: the reader may be a moment behind), as texts to report unsent;
+/// none after a `quit` among them.
+fn lines_left_unsent(updates: &Receiver<Update>) -> Vec<String> {
+    let mut texts = Vec::new();
+    let deadline = Instant::now() + Duration::from_millis(300);
+    let mut quit = false;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match updates.recv_timeout(left) {
+            Ok(Update::Line(line)) if !quit => match parse_input(&line) {
+                Input::Say { text, .. } => texts.push(text),
+                Input::Quit => quit = true,
+                _ => {}
+            },
+            Ok(Update::EndOfInput) | Err(_) => return texts,
+            Ok(_) => {}
+        }
+    }
+}
+
 /// How long a session whose output is not a terminal may still take, once it has ended, to
 /// write its last events: a reader that takes longer is not reading at all.
 const END_DESPITE_OUTPUT: Duration = Duration::from_secs(5);
@@ -1123,6 +1155,7 @@ fn script_loop(
     control: &Control,
     updates: &Receiver<Update>,
     alerts: &mut Alerts,
+    reads_input: bool,
 ) -> Result<(), AppError> {
     // Events are written into a buffer and flushed when no more are waiting (or every
     // SCRIPT_FLUSH_MS under a stream): one write for a burst rather than one per event,
@@ -1173,6 +1206,19 @@ fn script_loop(
             }
             Update::Onion(address) => out.lines(&[presenter.onion_service(&address)]),
             Update::Finished(result) => {
+                // Lines read but not handed over before the end (the first connection failed
+                // at once): not sent, and said so like the endpoint's own.
+                let texts = if reads_input && !leaving {
+                    lines_left_unsent(updates)
+                } else {
+                    Vec::new()
+                };
+                if !texts.is_empty() {
+                    out.lines(&presenter.output(&Output::NotSent {
+                        texts,
+                        reason: "the session ended before they could be sent".to_owned(),
+                    }));
+                }
                 let _ = out.flush();
                 return result.map_err(AppError::new).and_then(|()| match refused {
                     0 => Ok(()),
