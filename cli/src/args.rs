@@ -298,7 +298,8 @@ pub enum Command {
     },
     /// `--relay HOST:PORT -c CHAT`: meet a known peer at a relay, by its pinned key.
     ConnectChat {
-        /// The chat identifier exactly as given (a unique prefix of the peer's uuid).
+        /// The chat identifier exactly as given (a unique prefix of the peer's uuid, or the
+        /// peer's name, whole or its start).
         chat: String,
         /// `-t`: a temporary session that is not stored.
         temporary: bool,

@@ -325,14 +325,17 @@ impl Database {
             .filter(|&c| c != '-')
             .map(|c| c.to_ascii_lowercase())
             .collect();
-        if wanted.is_empty() || wanted.len() > 32 || !wanted.chars().all(|c| c.is_ascii_hexdigit())
-        {
+        let as_id = !wanted.is_empty()
+            && wanted.len() <= 32
+            && wanted.chars().all(|c| c.is_ascii_hexdigit());
+        let name = prefix.trim().to_lowercase();
+        if !as_id && name.is_empty() {
             return Err(StoreError::InvalidPrefix {
                 prefix: prefix.to_owned(),
             });
         }
         // Few chats per device: compare in Rust rather than teach SQL the uuid text form.
-        let mut candidates: Vec<ChatCandidate> = self.read(|tx| {
+        let all: Vec<ChatCandidate> = self.read(|tx| {
             let mut stmt = tx.prepare_cached("SELECT peer, peer_name FROM chats ORDER BY peer")?;
             let rows = stmt.query_map([], |row| {
                 Ok(ChatCandidate {
@@ -340,16 +343,26 @@ impl Database {
                     peer_name: row.get(1)?,
                 })
             })?;
-            let mut matching = Vec::new();
-            for row in rows {
-                let candidate = row?;
-                if hex(&candidate.peer).starts_with(&wanted) {
-                    matching.push(candidate);
-                }
-            }
-            Ok(matching)
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })?;
+        // The id first; else the peer's name, whole (in any case), else its start.
+        let pick = |keep: &dyn Fn(&ChatCandidate) -> bool| -> Vec<ChatCandidate> {
+            all.iter().filter(|c| keep(c)).cloned().collect()
+        };
+        let mut candidates = Vec::new();
+        if as_id {
+            candidates = pick(&|c| hex(&c.peer).starts_with(&wanted));
+        }
+        if candidates.is_empty() && !name.is_empty() {
+            candidates = pick(&|c| c.peer_name.to_lowercase() == name);
+            if candidates.is_empty() {
+                candidates = pick(&|c| c.peer_name.to_lowercase().starts_with(&name));
+            }
+        }
         match candidates.len() {
+            0 if !as_id => Err(StoreError::InvalidPrefix {
+                prefix: prefix.to_owned(),
+            }),
             0 => Err(StoreError::NoSuchChat {
                 prefix: prefix.to_owned(),
             }),

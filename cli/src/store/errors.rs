@@ -226,10 +226,15 @@ impl fmt::Display for StoreError {
             }
             StoreError::InvalidPrefix { prefix } => write!(
                 f,
-                "{prefix:?} is not the start of a device id (hexadecimal digits, hyphens allowed)"
+                "no chat with a peer named {prefix:?}, nor is it the start of a device id \
+                 (hexadecimal digits, hyphens allowed); -ls lists the chats"
             ),
             StoreError::NoSuchChat { prefix } => {
-                write!(f, "no chat with a device whose id starts with {prefix}")
+                write!(
+                    f,
+                    "no chat with a device whose id (or name) starts with {prefix}; -ls lists \
+                     the chats"
+                )
             }
             StoreError::AmbiguousChat { prefix, candidates } => {
                 write!(

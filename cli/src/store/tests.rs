@@ -1082,6 +1082,14 @@ fn find_chat_takes_unique_prefixes_in_any_case_with_or_without_hyphens() {
         db.find_chat("9"),
         Err(StoreError::NoSuchChat { prefix }) if prefix == "9"
     ));
+    // A peer's name, in any case, whole or its start (as `/to` takes it): the id first.
+    assert_eq!(db.find_chat("ben").unwrap(), b);
+    assert_eq!(db.find_chat("AN").unwrap(), a);
+    assert_eq!(
+        db.find_chat("a").unwrap(),
+        a,
+        "no id starts with a: the name does"
+    );
     for bad in ["", "-", "xyz", "12 34", &"1".repeat(33)] {
         assert!(
             matches!(db.find_chat(bad), Err(StoreError::InvalidPrefix { .. })),
