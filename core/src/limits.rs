@@ -35,10 +35,15 @@ pub const MAX_CLOSE_DETAIL_BYTES: usize = 256;
 pub const MAX_IN_FLIGHT_MESSAGES: u64 = 4096;
 
 /// Most text bytes a sender may configure in flight on one connection
-/// ([`SessionConfig::window_bytes`](crate::SessionConfig::window_bytes)). A sender-side bound:
-/// the receiver's memory is bounded by [`MAX_IN_FLIGHT_MESSAGES`] × [`MAX_FRAME_BYTES`] in any
-/// case, and by this in practice.
+/// ([`SessionConfig::window_bytes`](crate::SessionConfig::window_bytes)). The receiver holds
+/// a peer to it too ([`MAX_UNACKED_BYTES`]).
 pub const MAX_IN_FLIGHT_BYTES: usize = 16 * 1024 * 1024;
+
+/// Most text bytes a receiver takes from a peer without having acked them: a sender keeps
+/// under [`MAX_IN_FLIGHT_BYTES`] before its last message, which is at most
+/// [`MAX_TEXT_BYTES`]. A peer that sends more is cut off
+/// (`ProtocolViolation`), so a connection holds at most this much of a peer's text in memory.
+pub const MAX_UNACKED_BYTES: usize = MAX_IN_FLIGHT_BYTES + MAX_TEXT_BYTES;
 
 /// The default bytes-in-flight window of [`SessionConfig::new`](crate::SessionConfig::new): 2 MiB, 512 messages of 4 KiB.
 pub(crate) const DEFAULT_WINDOW_BYTES: usize = 2 * 1024 * 1024;

@@ -3,7 +3,7 @@
 
 use socketfalco_core::limits::{
     MAX_CLOSE_DETAIL_BYTES, MAX_COUNTER, MAX_FRAME_BYTES, MAX_RECOVER_BATCH, MAX_TEXT_BYTES,
-    PROTOCOL_VERSION,
+    MAX_UNACKED_BYTES, PROTOCOL_VERSION,
 };
 use socketfalco_core::{
     encode_frame, Close, CloseCode, Event, Frame, FrameDecoder, FrameError, Hello, Message,
@@ -525,6 +525,41 @@ fn a_session_acks_what_its_driver_confirmed_and_never_beyond_what_it_received() 
     assert!(
         a.confirm_persisted(3).is_err(),
         "cannot confirm beyond received"
+    );
+}
+
+/// A peer may send at most MAX_UNACKED_BYTES of text without waiting for acks (what a
+/// sender's byte window allows, and one message more): beyond that it is cut off, so one
+/// connection never holds more of a peer's text than that. Acks written make room again.
+#[test]
+fn a_peer_sending_more_text_than_any_window_without_acks_is_cut_off() {
+    let big = "x".repeat(MAX_TEXT_BYTES);
+    let fits = MAX_UNACKED_BYTES / MAX_TEXT_BYTES;
+    // Within the bound, with acks on the way: never cut off, however much in all.
+    let mut a = established_with_bob();
+    for seq in 1..=(3 * fits as u64) {
+        a.handle_input(&message_frame(seq, &big), 0);
+        a.confirm_persisted(seq).unwrap();
+        let acked = a.poll_transmit(0).len();
+        a.advance_transmit(acked);
+    }
+    assert!(!a.is_closed());
+    // Without acks: cut off at the first message past the bound.
+    let mut a = established_with_bob();
+    for seq in 1..=fits as u64 {
+        a.handle_input(&message_frame(seq, &big), 0);
+    }
+    assert!(
+        !a.is_closed(),
+        "{fits} messages of {MAX_TEXT_BYTES} bytes fit"
+    );
+    a.handle_input(&message_frame(fits as u64 + 1, &big), 0);
+    assert!(a.is_closed());
+    let close = a.close_reason().unwrap();
+    assert_eq!(close.code, CloseCode::ProtocolViolation);
+    assert!(
+        close.detail.contains("without waiting for an ack"),
+        "{close}"
     );
 }
 

@@ -9,7 +9,7 @@ use crate::frame::{Close, CloseCode, Frame, FrameError, Hello, SyncPoint};
 use crate::ids::DeviceId;
 use crate::limits::{
     DEFAULT_WINDOW_BYTES, MAX_COUNTER, MAX_IN_FLIGHT_BYTES, MAX_IN_FLIGHT_MESSAGES,
-    MAX_RECOVER_BATCH, MAX_TEXT_BYTES, PROTOCOL_VERSION,
+    MAX_RECOVER_BATCH, MAX_TEXT_BYTES, MAX_UNACKED_BYTES, PROTOCOL_VERSION,
 };
 use crate::message::{check_text, Message, TextError};
 use crate::send_buffer::SendBuffer;
@@ -266,6 +266,10 @@ pub struct Session {
     recovery: Option<Recovery>,
     /// The peer asked for its own messages back: the range not yet answered.
     return_requested: Option<(u64, u64)>,
+    /// Text bytes of the peer's messages received and not yet acked, by sequence number:
+    /// the receiver's bound on what a peer may send without waiting for acks.
+    unacked_sizes: VecDeque<(u64, usize)>,
+    unacked_bytes: usize,
     /// The peer lost our copies of its messages up to here (its store went back) and asks
     /// for them back (0: it lost none).
     peer_recovers_to: u64,
@@ -322,6 +326,8 @@ impl Session {
             own_last_seq: 0,
             recovery: None,
             return_requested: None,
+            unacked_sizes: VecDeque::new(),
+            unacked_bytes: 0,
             peer_recovers_to: 0,
             returned_up_to: 0,
             peer_last_seq: 0,
@@ -930,12 +936,34 @@ impl Session {
             self.violation(detail, now_ms);
             return;
         }
+        self.forget_acked_sizes();
+        self.unacked_sizes
+            .push_back((message.seq, message.text.len()));
+        self.unacked_bytes += message.text.len();
+        if self.unacked_bytes > MAX_UNACKED_BYTES {
+            let detail = format!(
+                "more than {MAX_UNACKED_BYTES} bytes of text sent without waiting for an ack"
+            );
+            self.violation(detail, now_ms);
+            return;
+        }
         self.received_up_to = message.seq;
         if self.temporary {
             self.persisted_up_to = message.seq;
             self.events.push_back(Event::TemporaryMessage(message));
         } else {
             self.events.push_back(Event::MessageToPersist(message));
+        }
+    }
+
+    /// Drops the sizes of the peer's messages covered by the acks written so far.
+    fn forget_acked_sizes(&mut self) {
+        while let Some(&(seq, bytes)) = self.unacked_sizes.front() {
+            if seq > self.ack_written {
+                break;
+            }
+            self.unacked_sizes.pop_front();
+            self.unacked_bytes -= bytes;
         }
     }
 
