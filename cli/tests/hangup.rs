@@ -313,20 +313,27 @@ fn closing_the_terminal_of_a_connected_listener_ends_it_like_quit() {
     assert_eq!(bob.history(&alice), ["typed by Alice"]);
 }
 
-/// A caller whose handshake never finishes (the listener's port accepts and says nothing):
-/// closing its terminal ends it at once, without quit's grace period for a handshake.
-#[test]
-fn closing_the_terminal_of_a_caller_still_connecting_ends_it() {
+/// A caller on a terminal whose handshake never finishes: the listener's port accepts and
+/// says nothing (the device and the accepted stream are returned, to keep them).
+fn caller_of_a_silent_listener() -> (Device, Terminal, std::net::TcpStream) {
     let bob = Device::new("Bob");
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
     let holder = std::thread::spawn(move || silent.accept().map(|(stream, _)| stream));
-    let mut caller = Terminal::spawn(
+    let caller = Terminal::spawn(
         bob.command(&["-c", "127.0.0.1", "-p", &port.to_string()]),
         true,
     );
     caller.wait_for("connecting to 127.0.0.1");
-    let _accepted = holder.join().unwrap().unwrap();
+    let accepted = holder.join().unwrap().unwrap();
+    (bob, caller, accepted)
+}
+
+/// A caller whose handshake never finishes (the listener's port accepts and says nothing):
+/// closing its terminal ends it at once, without quit's grace period for a handshake.
+#[test]
+fn closing_the_terminal_of_a_caller_still_connecting_ends_it() {
+    let (_bob, mut caller, _accepted) = caller_of_a_silent_listener();
     let ticks = caller.close();
     let status = caller.ends_promptly(ticks);
     assert!(status.success(), "{status:?}");
@@ -336,16 +343,7 @@ fn closing_the_terminal_of_a_caller_still_connecting_ends_it() {
 /// second Ctrl-C leaves at once, and the prompt says so meanwhile.
 #[test]
 fn a_second_ctrl_c_leaves_at_once_while_a_handshake_waits() {
-    let bob = Device::new("Bob");
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = silent.local_addr().unwrap().port();
-    let holder = std::thread::spawn(move || silent.accept().map(|(stream, _)| stream));
-    let mut caller = Terminal::spawn(
-        bob.command(&["-c", "127.0.0.1", "-p", &port.to_string()]),
-        true,
-    );
-    caller.wait_for("connecting to 127.0.0.1");
-    let _accepted = holder.join().unwrap().unwrap();
+    let (_bob, mut caller, _accepted) = caller_of_a_silent_listener();
     caller.type_keys("\x03");
     caller.wait_for("Ctrl-C again: at once");
     caller.type_keys("\x03");
@@ -440,10 +438,8 @@ fn closing_the_terminal_of_an_offline_chat_editor_keeps_what_was_typed() {
     assert_eq!(bob.history(&alice), ["written offline"]);
 }
 
-/// Unread counts: what a script session received stays unread; a chat view open on a
-/// terminal (`-eC` shows the newest lines) reads the chat.
-#[test]
-fn a_chat_view_on_a_terminal_reads_the_chat() {
+/// Alice, whose script session received two lines from Bob: unread.
+fn alice_with_two_unread_from_bob() -> (Device, Device) {
     let (alice, bob) = (Device::new("Alice"), Device::new("Bob"));
     let (mut listener, port) = alice.listen();
     let mut caller = bob.connect(port);
@@ -455,6 +451,14 @@ fn a_chat_view_on_a_terminal_reads_the_chat() {
     caller.finish();
     listener.finish();
     assert_eq!(alice.list()[0]["unread"], 2);
+    (alice, bob)
+}
+
+/// Unread counts: what a script session received stays unread; a chat view open on a
+/// terminal (`-eC` shows the newest lines) reads the chat.
+#[test]
+fn a_chat_view_on_a_terminal_reads_the_chat() {
+    let (alice, bob) = alice_with_two_unread_from_bob();
     let mut view = Terminal::spawn(alice.command(&["-eC", &bob.id()]), false);
     view.wait_for("(lines are stored");
     let ticks = view.close();
@@ -466,17 +470,7 @@ fn a_chat_view_on_a_terminal_reads_the_chat() {
 /// leaves them unread.
 #[test]
 fn a_temporary_session_leaves_the_stored_chat_unread() {
-    let (alice, bob) = (Device::new("Alice"), Device::new("Bob"));
-    let (mut listener, port) = alice.listen();
-    let mut caller = bob.connect(port);
-    caller.connected();
-    for line in ["one", "two"] {
-        caller.say(line);
-        listener.received(line);
-    }
-    caller.finish();
-    listener.finish();
-    assert_eq!(alice.list()[0]["unread"], 2);
+    let (alice, bob) = alice_with_two_unread_from_bob();
     let (mut temporary, port) = bob.listen_with(|cmd| {
         cmd.arg("-t");
     });
