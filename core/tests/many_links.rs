@@ -199,3 +199,45 @@ fn a_listener_that_never_admits_the_peer_closes_without_saying_who_it_is() {
         conn.peer.session().peer()
     );
 }
+
+/// A stranger that proves its key and then closes, or ends its stream, before the listener
+/// admitted it (without a hello, or with one the listener never answered) gets nothing of
+/// the listener: not its hello.
+#[test]
+fn a_peer_that_leaves_before_its_admission_learns_nothing_of_the_listener() {
+    let alice = Device::new(ALICE, "alice");
+    let bob = Device::new(BOB, "bob");
+    for ends_stream in [false, true] {
+        let (mut a_store, mut b_store) = (MemoryStore::new(), MemoryStore::new());
+        let mut conn = connect(&alice, &bob, 1);
+        for _ in 0..20 {
+            shuttle(&mut conn, 0);
+            conn.listener.pump_with(&mut a_store, 0).unwrap();
+            conn.peer.pump_with(&mut b_store, 0).unwrap();
+            while conn.listener.poll_notice().is_some() {}
+            while conn.peer.poll_notice().is_some() {}
+        }
+        // Bob goes, not admitted.
+        if ends_stream {
+            conn.listener.handle_eof(1);
+        } else {
+            conn.peer.close(
+                socketfalco_core::Close::new(socketfalco_core::CloseCode::Normal, "bye"),
+                1,
+            );
+            shuttle(&mut conn, 1);
+        }
+        conn.listener.pump_with(&mut a_store, 1).unwrap();
+        assert!(conn.listener.session().is_closed());
+        assert!(
+            conn.listener.poll_transmit(2).is_empty(),
+            "ends_stream {ends_stream}: the listener still has something to say"
+        );
+        shuttle(&mut conn, 2);
+        conn.peer.pump_with(&mut b_store, 2).unwrap();
+        assert!(
+            conn.peer.session().peer().is_none(),
+            "ends_stream {ends_stream}: bob learnt who the listener is"
+        );
+    }
+}

@@ -768,6 +768,12 @@ impl Session {
     }
 
     fn finish(&mut self, reason: Close, by: Side) {
+        // The peer ended it (a close, the end of its stream) before it was accepted: a
+        // withheld hello is not sent after all.
+        let before_accept = matches!(self.state, State::AwaitingHello | State::AwaitingAccept);
+        if by == Side::Peer && self.hello_withheld && before_accept && self.out.nothing_sent() {
+            self.out.clear();
+        }
         self.state = State::Closed;
         self.closed = Some(reason.clone());
         self.events.push_back(Event::Closed { reason, by });
