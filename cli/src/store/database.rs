@@ -404,8 +404,10 @@ impl Database {
     }
 
     /// Forgets the chat with `peer`, and the key pinned with it, if it was created at or
-    /// after `since_ms` and holds no line either way: a chat its first connection opened
-    /// (pinning the key) but never established. Returns whether it was forgotten.
+    /// after `since_ms` by the one connection that ever opened it, and holds no line either
+    /// way: a chat its first connection opened (pinning the key) but never established, and
+    /// that no other connection — of any process — opened since. Returns whether it was
+    /// forgotten.
     pub fn forget_unopened_chat(
         &mut self,
         peer: DeviceId,
@@ -413,7 +415,7 @@ impl Database {
     ) -> Result<bool, StoreError> {
         self.write(|tx| {
             let forgotten = tx.execute(
-                "DELETE FROM chats WHERE peer = ?1 AND created_at_ms >= ?2
+                "DELETE FROM chats WHERE peer = ?1 AND created_at_ms >= ?2 AND openings = 1
                     AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.chat = chats.id)
                     AND NOT EXISTS (SELECT 1 FROM waiting w WHERE w.chat = chats.id)",
                 params![peer.0, since_ms],

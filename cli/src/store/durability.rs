@@ -57,8 +57,9 @@ impl Store for Database {
                 None => None,
             };
             tx.prepare_cached(
-                "INSERT INTO chats (peer, peer_name, created_at_ms) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (peer) DO UPDATE SET peer_name = excluded.peer_name",
+                "INSERT INTO chats (peer, peer_name, created_at_ms, openings) VALUES (?1, ?2, ?3, 1)
+                 ON CONFLICT (peer) DO UPDATE SET peer_name = excluded.peer_name,
+                                                  openings = openings + 1",
             )?
             .execute(params![chat.0, peer.name, now])?;
             if let Some((key, KeyVerdict::Pin)) = verdict {

@@ -30,6 +30,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     SCHEMA_V4_WAITING,
     SCHEMA_V5_COUNTS,
     SCHEMA_V6_INTEGER_KEYS,
+    SCHEMA_V7_OPENINGS,
 ];
 
 /// Version 1.
@@ -213,6 +214,15 @@ CREATE INDEX messages_display ON messages (chat, lamport, author, seq);
 CREATE INDEX waiting_chat ON waiting (chat, position);
 CREATE INDEX waiting_lamport ON waiting (chat, lamport);
 CREATE INDEX waiting_sent ON waiting (chat, sent_at_ms);
+";
+
+/// Version 7: how many connections opened each chat (`Store::open_chat`), so that a chat that
+/// a listener's connection created for a first contact and that never became a chat (the
+/// stranger left before its sync) is forgotten with its pin only if no other connection —
+/// of another process on the same data folder too — opened it meanwhile. Chats from before
+/// count 0: never forgotten.
+const SCHEMA_V7_OPENINGS: &str = "
+ALTER TABLE chats ADD COLUMN openings INTEGER NOT NULL DEFAULT 0 CHECK (openings >= 0);
 ";
 
 /// Prepared statements kept per connection: more than the store uses, so none is evicted.

@@ -1814,4 +1814,11 @@ fn only_a_new_empty_chat_is_forgotten_when_its_connection_never_opened() {
     // Its next first contact pins again, as new.
     db.open_chat(&hello(new, "New"), None).unwrap();
     assert!(db.chat_exists(new).unwrap());
+    // Opened by a second connection meanwhile (another process on the same folder): kept.
+    db.open_chat(&hello(new, "New"), None).unwrap();
+    assert!(
+        !db.forget_unopened_chat(new, since).unwrap(),
+        "opened twice"
+    );
+    assert!(db.chat_exists(new).unwrap());
 }
