@@ -743,3 +743,81 @@ fn a_stranger_that_never_syncs_leaves_no_chat_and_no_pinned_key() {
     }
     listener.kill();
 }
+
+/// The same stranger, when the listener is stopped (SIGTERM) while it sits between its
+/// hello and its sync: the chat its connection opened goes with it.
+#[cfg(unix)]
+#[test]
+fn a_stranger_between_hello_and_sync_when_the_listener_stops_leaves_no_chat() {
+    use socketfalco_core::{DeviceId, Link, Role};
+    let alice = Device::new("Alice");
+    let (mut listener, port) = alice.listen_with(|cmd| {
+        cmd.arg("--serve");
+    });
+    let mallory = socketfalco_testkit::Device::new(DeviceId([0x4d; 16]), "mallory");
+    let mut link = Link::new_secure(
+        mallory.config.clone(),
+        0,
+        Role::Initiator,
+        &mallory.keypair,
+        [7; 32],
+    );
+    let mut socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_millis(50)))
+        .unwrap();
+    // The handshake and the hello, both ways; the link's store requests are never carried
+    // out, so it never sends its sync.
+    let deadline = std::time::Instant::now() + WAIT;
+    while link.session().peer().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no hello from the listener"
+        );
+        let out = link.poll_transmit(0).to_vec();
+        if !out.is_empty() {
+            socket.write_all(&out).unwrap();
+            link.advance_transmit(out.len());
+        }
+        let mut buf = [0u8; 4096];
+        match socket.read(&mut buf) {
+            Ok(0) => panic!("the listener closed"),
+            Ok(n) => link.handle_input(&buf[..n], 0),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // Admitted: the listener opened a chat for it and pinned its key (seen in -ls). Gone.
+    let deadline = std::time::Instant::now() + WAIT;
+    while alice.list().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no chat opened");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The listener is stopped meanwhile.
+    let pid = listener.child.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let (status, _, stderr) = listener.exit();
+    assert!(status.success(), "{stderr}");
+    drop(socket);
+    // The chat is forgotten on the listener's storage thread, just after the event.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let list = alice.list();
+        if list.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stranger's chat stays: {list:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

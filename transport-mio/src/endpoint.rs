@@ -1819,6 +1819,10 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                 live.conn
                     .link_mut()
                     .close(Close::new(CloseCode::Normal, "the user left"), now);
+                // The close becomes the link's notice now (its leaving is reported, a chat
+                // that never opened forgotten): the connection may be dropped before any
+                // other turn would have done it.
+                live.conn.link_mut().pump(now);
                 live.conn
                     .after_command(self.poll.registry(), &self.storage, now);
                 let progress = if live.conn.link().is_finished() {
