@@ -751,7 +751,7 @@ fn a_stranger_that_never_syncs_leaves_no_chat_and_no_pinned_key() {
 fn a_stranger_between_hello_and_sync_when_the_listener_stops_leaves_no_chat() {
     use socketfalco_core::{DeviceId, Link, Role};
     let alice = Device::new("Alice");
-    let (mut listener, port) = alice.listen_with(|cmd| {
+    let (listener, port) = alice.listen_with(|cmd| {
         cmd.arg("--serve");
     });
     let mallory = socketfalco_testkit::Device::new(DeviceId([0x4d; 16]), "mallory");
