@@ -453,6 +453,10 @@ struct Live {
     reached: String,
 }
 
+/// How long a closed connection waits, half-closed, for the peer to read our close (and end
+/// its side) before it is dropped: a peer that reads it gets the reason, not a reset.
+const LINGER_MS: u64 = 2_000;
+
 /// A caller's backoff starts again from its shortest delay after a chat, unless the chat
 /// ended in a storage failure (a full disk on either side) before its connection lasted this
 /// long: that is retried with the growing delay, not twice a second for ever.
@@ -494,6 +498,8 @@ pub struct Endpoint<S: Store + Send + 'static> {
     reconnect_at_ms: Option<u64>,
     reconnect_delay_ms: u64,
     quit_deadline_ms: Option<u64>,
+    /// Asked to leave at once ([`Command::QuitNow`]): closed connections do not linger.
+    leave_now: bool,
     next_store_poll_ms: u64,
     /// A caller's connection was closed in a way that ends the endpoint (or, busy, waits
     /// for a retry) once the connection is finished.
@@ -556,6 +562,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             listener_answered: false,
             reconnect_at_ms: None,
             quit_deadline_ms: None,
+            leave_now: false,
             next_store_poll_ms: 0,
             refused_for_good: None,
             not_invited: None,
@@ -761,13 +768,23 @@ impl<S: Store + Send + 'static> Endpoint<S> {
     /// Moves a finished connection to the lingering list: half-closed, drained until the
     /// peer hangs up or two seconds pass.
     fn linger(&mut self, mut conn: Connection) {
+        if self.leave_now {
+            // Leaving at once (a second Ctrl-C, the terminal gone, SIGTERM): no wait for the
+            // peer to read our close.
+            conn.shutdown(self.poll.registry());
+            return;
+        }
         let token = self.token();
         conn.retoken(self.poll.registry(), token);
         conn.half_close();
-        self.lingering.push(Lingering {
-            conn,
-            deadline_ms: self.clock.now_ms() + 2_000,
-        });
+        let now = self.clock.now_ms();
+        // While quitting, no longer than the grace period: a peer that never answered
+        // (a silent handshake) does not hold the user beyond it.
+        let deadline_ms = match self.quit_deadline_ms {
+            Some(quit) => (now + LINGER_MS).min(quit.max(now)),
+            None => now + LINGER_MS,
+        };
+        self.lingering.push(Lingering { conn, deadline_ms });
     }
 
     fn lingering_ready(&mut self, token: Token) {
@@ -1552,6 +1569,10 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                     let now = self.clock.now_ms();
                     self.quit_deadline_ms = Some(self.quit_deadline_ms.map_or(now, |d| d.min(now)));
                     self.reconnect_at_ms = None;
+                    self.leave_now = true;
+                    for lingering in std::mem::take(&mut self.lingering) {
+                        lingering.conn.shutdown(self.poll.registry());
+                    }
                     return;
                 }
                 Err(TryRecvError::Empty) => return,
@@ -1674,6 +1695,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
     // ----- time -----
 
     fn next_deadline(&self) -> Option<u64> {
+        let now = self.clock.now_ms();
         let established = self
             .conns
             .values()
@@ -1689,7 +1711,11 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                 .as_ref()
                 .map(|w| w.opened_ms + RELAY_RENEW_MS),
             self.reconnect_at_ms,
-            self.quit_deadline_ms,
+            // Once passed, the grace period's end is no timer (it would be due on every
+            // turn: a busy loop); one more second for the closes to be written is.
+            self.quit_deadline_ms
+                .map(|d| if now < d { d } else { d + 1_000 })
+                .filter(|&t| t > now),
             self.lingering.iter().map(|l| l.deadline_ms).min(),
             established.then_some(self.next_store_poll_ms),
         ]
