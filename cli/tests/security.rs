@@ -673,67 +673,87 @@ fn a_new_device_that_could_be_taken_for_a_known_one_is_pointed_out_at_first_cont
     }
 }
 
-/// A stranger that proves a key and says hello but never sends its sync (a client that stops
-/// there) leaves nothing behind on the listener: no chat, no pinned key — its first contact
-/// was never made. The same device connecting for real later is a first contact as usual.
-#[test]
-fn a_stranger_that_never_syncs_leaves_no_chat_and_no_pinned_key() {
-    use socketfalco_core::{DeviceId, Link, Role};
-    let alice = Device::new("Alice");
-    let (mut listener, port) = alice.listen_with(|cmd| {
-        cmd.arg("--serve");
-    });
-    let mallory = socketfalco_testkit::Device::new(DeviceId([0x4d; 16]), "mallory");
-    let mut link = Link::new_secure(
-        mallory.config.clone(),
-        0,
-        Role::Initiator,
-        &mallory.keypair,
-        [7; 32],
-    );
-    let mut socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    socket
-        .set_read_timeout(Some(std::time::Duration::from_millis(50)))
-        .unwrap();
-    // The handshake and the hello, both ways; the link's store requests are never carried
-    // out, so it never sends its sync.
-    let deadline = std::time::Instant::now() + WAIT;
-    while link.session().peer().is_none() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no hello from the listener"
+/// A peer made of the core's own link over a real socket, driven step by step: what a
+/// client of another make could do.
+struct RawPeer {
+    link: socketfalco_core::Link,
+    socket: TcpStream,
+    store: socketfalco_testkit::MemoryStore,
+}
+
+impl RawPeer {
+    fn connect(port: u16, id: u8, name: &str) -> RawPeer {
+        let device = socketfalco_testkit::Device::new(socketfalco_core::DeviceId([id; 16]), name);
+        let link = socketfalco_core::Link::new_secure(
+            device.config.clone(),
+            0,
+            socketfalco_core::Role::Initiator,
+            &device.keypair,
+            [id; 32],
         );
-        let out = link.poll_transmit(0).to_vec();
-        if !out.is_empty() {
-            socket.write_all(&out).unwrap();
-            link.advance_transmit(out.len());
-        }
-        let mut buf = [0u8; 4096];
-        match socket.read(&mut buf) {
-            Ok(0) => panic!("the listener closed"),
-            Ok(n) => link.handle_input(&buf[..n], 0),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => panic!("{e}"),
+        let socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_millis(20)))
+            .unwrap();
+        RawPeer {
+            link,
+            socket,
+            store: socketfalco_testkit::MemoryStore::new(),
         }
     }
-    // Admitted: the listener opened a chat for it and pinned its key (seen in -ls). Gone.
-    let deadline = std::time::Instant::now() + WAIT;
-    while alice.list().is_empty() {
-        assert!(std::time::Instant::now() < deadline, "no chat opened");
-        std::thread::sleep(std::time::Duration::from_millis(20));
+
+    /// Moves bytes both ways until `done`. With `stores`, its store requests are carried
+    /// out (it syncs and chats); without, never (it says hello and stops there).
+    fn drive_until(&mut self, stores: bool, done: impl Fn(&socketfalco_core::Link) -> bool) {
+        let deadline = std::time::Instant::now() + WAIT;
+        while !done(&self.link) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the listener never got there"
+            );
+            if stores {
+                self.link.pump_with(&mut self.store, 0).unwrap();
+            }
+            let out = self.link.poll_transmit(0).to_vec();
+            if !out.is_empty() {
+                self.socket.write_all(&out).unwrap();
+                self.link.advance_transmit(out.len());
+            }
+            let mut buf = [0u8; 4096];
+            match self.socket.read(&mut buf) {
+                Ok(0) => panic!("the listener closed"),
+                Ok(n) => self.link.handle_input(&buf[..n], 0),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
     }
-    drop(socket);
-    listener.wait_for("the stranger left", |e| e["event"] == "peer_left");
-    // The chat is forgotten on the listener's storage thread, just after the event.
+
+    /// A stranger admitted by `alice`'s listener on `port` (the chat opened for it, its key
+    /// pinned: seen in `-ls`), that never sends its sync.
+    fn between_hello_and_sync(alice: &Device, port: u16) -> RawPeer {
+        let mut stranger = RawPeer::connect(port, 0x4d, "mallory");
+        stranger.drive_until(false, |link| link.session().peer().is_some());
+        let deadline = std::time::Instant::now() + WAIT;
+        while alice.list().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "no chat opened");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        stranger
+    }
+}
+
+/// Waits (a few seconds at most) until `device` has no chat left.
+fn no_chat_left(device: &Device) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
-        let list = alice.list();
+        let list = device.list();
         if list.is_empty() {
-            break;
+            return;
         }
         assert!(
             std::time::Instant::now() < deadline,
@@ -741,6 +761,22 @@ fn a_stranger_that_never_syncs_leaves_no_chat_and_no_pinned_key() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// A stranger that proves a key and says hello but never sends its sync (a client that stops
+/// there) leaves nothing behind on the listener: no chat, no pinned key — its first contact
+/// was never made.
+#[test]
+fn a_stranger_that_never_syncs_leaves_no_chat_and_no_pinned_key() {
+    let alice = Device::new("Alice");
+    let (mut listener, port) = alice.listen_with(|cmd| {
+        cmd.arg("--serve");
+    });
+    let stranger = RawPeer::between_hello_and_sync(&alice, port);
+    drop(stranger);
+    listener.wait_for("the stranger left", |e| e["event"] == "peer_left");
+    // The chat is forgotten on the listener's storage thread, just after the event.
+    no_chat_left(&alice);
     listener.kill();
 }
 
@@ -749,55 +785,11 @@ fn a_stranger_that_never_syncs_leaves_no_chat_and_no_pinned_key() {
 #[cfg(unix)]
 #[test]
 fn a_stranger_between_hello_and_sync_when_the_listener_stops_leaves_no_chat() {
-    use socketfalco_core::{DeviceId, Link, Role};
     let alice = Device::new("Alice");
     let (listener, port) = alice.listen_with(|cmd| {
         cmd.arg("--serve");
     });
-    let mallory = socketfalco_testkit::Device::new(DeviceId([0x4d; 16]), "mallory");
-    let mut link = Link::new_secure(
-        mallory.config.clone(),
-        0,
-        Role::Initiator,
-        &mallory.keypair,
-        [7; 32],
-    );
-    let mut socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    socket
-        .set_read_timeout(Some(std::time::Duration::from_millis(50)))
-        .unwrap();
-    // The handshake and the hello, both ways; the link's store requests are never carried
-    // out, so it never sends its sync.
-    let deadline = std::time::Instant::now() + WAIT;
-    while link.session().peer().is_none() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no hello from the listener"
-        );
-        let out = link.poll_transmit(0).to_vec();
-        if !out.is_empty() {
-            socket.write_all(&out).unwrap();
-            link.advance_transmit(out.len());
-        }
-        let mut buf = [0u8; 4096];
-        match socket.read(&mut buf) {
-            Ok(0) => panic!("the listener closed"),
-            Ok(n) => link.handle_input(&buf[..n], 0),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => panic!("{e}"),
-        }
-    }
-    // Admitted: the listener opened a chat for it and pinned its key (seen in -ls). Gone.
-    let deadline = std::time::Instant::now() + WAIT;
-    while alice.list().is_empty() {
-        assert!(std::time::Instant::now() < deadline, "no chat opened");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    // The listener is stopped meanwhile.
+    let stranger = RawPeer::between_hello_and_sync(&alice, port);
     let pid = listener.child.id().to_string();
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &pid])
@@ -806,18 +798,33 @@ fn a_stranger_between_hello_and_sync_when_the_listener_stops_leaves_no_chat() {
     assert!(killed.success());
     let (status, _, stderr) = listener.exit();
     assert!(status.success(), "{stderr}");
-    drop(socket);
-    // The chat is forgotten on the listener's storage thread, just after the event.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let list = alice.list();
-        if list.is_empty() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the stranger's chat stays: {list:?}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    drop(stranger);
+    no_chat_left(&alice);
+}
+
+/// A peer whose name carries a bidirectional override (another make of client; ours refuse
+/// such names) is shown with it replaced wherever its name is shown: the `-eC` header too.
+#[test]
+fn a_peer_name_with_an_override_is_never_shown_raw() {
+    let alice = Device::new("Alice");
+    let (mut listener, port) = alice.listen_with(|cmd| {
+        cmd.arg("--serve");
+    });
+    let mut carol = RawPeer::connect(port, 0xc3, "Ca\u{202e}rol");
+    carol.drive_until(true, |link| link.session().is_established());
+    carol
+        .link
+        .compose_one_with(&mut carol.store, "hello", 1, 0)
+        .unwrap();
+    carol.drive_until(true, |link| link.session().peer_acked() >= 1);
+    listener.received("hello");
+    drop(carol);
+    let chat = alice.list()[0]["chat"].as_str().unwrap().to_owned();
+    let out = alice.run_with_input(&["-eC", &chat], "");
+    assert_ok(&out);
+    let shown = text(&out.stdout);
+    assert!(shown.contains("chat with Ca\u{fffd}rol"), "{shown}");
+    assert!(shown.contains("Ca\u{fffd}rol: hello"), "{shown}");
+    assert!(!shown.contains('\u{202e}'), "{shown:?}");
+    listener.kill();
 }

@@ -56,7 +56,8 @@ pub fn run(ctx: &Context, prefix: &str, view: HistoryView) -> Result<(), AppErro
     if ctx.style != Style::Json {
         let waiting = summary.as_ref().map_or(0, |c| c.waiting);
         lines.push(format!(
-            "chat with {peer_name} ({peer}) — {waiting} message(s) waiting for delivery"
+            "chat with {} ({peer}) — {waiting} message(s) waiting for delivery",
+            crate::ui::sanitize(&peer_name)
         ));
     }
     if ctx.style != Style::Terminal {
