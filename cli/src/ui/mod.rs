@@ -95,8 +95,9 @@ pub struct Presenter {
     held: VecDeque<(DeviceId, Message, Instant)>,
     undelivered_shown: u64,
     invocation: String,
-    /// A key mismatch was just shown: the local close that follows is its refusal.
-    key_refused: bool,
+    /// A key mismatch was just shown: the local close that follows is its refusal, for
+    /// this reason.
+    key_refused: Option<&'static str>,
     /// A caller's reconnection in progress (the quiet status): shown in the prompt, not as
     /// a line per attempt.
     reconnect: Option<Reconnect>,
@@ -172,7 +173,7 @@ impl Presenter {
             held: VecDeque::new(),
             undelivered_shown: 0,
             invocation: "socketfalco".to_owned(),
-            key_refused: false,
+            key_refused: None,
             reconnect: None,
             reconnect_failure: None,
             busy_told: HashSet::new(),
@@ -571,12 +572,12 @@ impl Presenter {
                     }
                     _ => String::new(),
                 };
-                let key_refused = std::mem::take(&mut self.key_refused);
-                if *by == Side::Local && key_refused {
+                let key_refused = self.key_refused.take();
+                if let (Side::Local, Some(why)) = (by, key_refused) {
                     // The close the peer got says only "refused": say why, our way.
                     lines.push(format!(
-                        "disconnected{from} (closed): refused that device, its key does not \
-                         match the one pinned for its device id (see the warning above)"
+                        "disconnected{from} (closed): refused that device, {why} (see the \
+                         warning above)"
                     ));
                 } else {
                     // A close's detail is the peer's text.
@@ -628,19 +629,26 @@ impl Presenter {
                 pinned,
                 addr,
             } => {
-                self.key_refused = true;
                 let name = sanitize(&peer.name);
+                self.key_refused = Some(if presented == pinned {
+                    "its key was set aside for another with --trust-new-key"
+                } else {
+                    "its key does not match the one pinned for its device id"
+                });
                 if presented == pinned {
                     // The key pinned so far, set aside by `--trust-new-key` for another.
                     lines.extend([
                         "!!! KEY REFUSED: SET ASIDE FOR ANOTHER !!!".to_owned(),
                         format!(
-                            "!!! {name} ({}) at {addr} presented the key pinned for it so far                              ({}), but --trust-new-key asked to accept only another key from                              now on. Nothing was sent to it and nothing from it was stored.",
+                            "!!! {name} ({}) at {addr} presented the key pinned for it so far \
+                             ({}), but --trust-new-key asked to accept only another key from \
+                             now on. Nothing was sent to it and nothing from it was stored.",
                             peer.device,
                             presented.fingerprint()
                         ),
                         format!(
-                            "!!! If {name} did not change its key after all, accept this one                              again with:"
+                            "!!! If {name} did not change its key after all, accept this one \
+                             again with:"
                         ),
                         format!(
                             "!!!   {}",
@@ -1331,6 +1339,15 @@ mod tests {
         let mut p = Presenter::new(Style::Plain, "alice");
         let text = p.output(&set_aside).join("\n");
         assert!(text.contains("SET ASIDE"), "{text}");
+        assert!(!text.contains("  ("), "one space between words: {text}");
+        let closed = p
+            .output(&Output::Disconnected {
+                peer: None,
+                reason: socketfalco_core::Close::new(CloseCode::Refused, "refused"),
+                by: Side::Local,
+            })
+            .join("\n");
+        assert!(closed.contains("set aside for another"), "{closed}");
         assert!(!text.contains("impostor"), "{text}");
         assert!(
             text.contains(&format!(
