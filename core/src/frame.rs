@@ -382,13 +382,14 @@ impl Frame {
             KIND_RECOVER => {
                 let (from, to): (u64, u64) = read_cbor(body, 2)?;
                 check_counter("from", from, 1)?;
-                check_counter("to", to, from)?;
-                if to - from >= MAX_RECOVER_BATCH {
+                // One batch at most, from `from`, within the counters' range.
+                let max = (from + MAX_RECOVER_BATCH - 1).min(MAX_COUNTER);
+                if !(from..=max).contains(&to) {
                     return Err(FrameError::CounterOutOfRange {
                         field: "to",
                         value: to,
                         min: from,
-                        max: from + MAX_RECOVER_BATCH - 1,
+                        max,
                     });
                 }
                 Frame::Recover { from, to }

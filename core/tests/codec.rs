@@ -305,7 +305,7 @@ fn every_class_of_malformed_input_is_a_typed_error() {
                 field: "to",
                 value: 4,
                 min: 5,
-                max: MAX_COUNTER,
+                max: 5 + MAX_RECOVER_BATCH - 1,
             },
         ),
         (

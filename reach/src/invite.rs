@@ -260,7 +260,8 @@ impl Invite {
             return false;
         }
         let first_part = text.split(['.', ':']).next().unwrap_or(text);
-        let host = text.split(':').next().unwrap_or(text);
+        // A trailing dot (pasted from the end of a sentence) leaves a single label.
+        let host = text.split(':').next().unwrap_or(text).trim_end_matches('.');
         let cut = !host.contains('.')
             && first_part.chars().count() >= MIN_CUT_INVITE_LEN
             && first_part[INVITE_PREFIX.len()..].chars().all(is_base32);
@@ -751,6 +752,7 @@ mod tests {
                 Invite::looks_like_invite(&format!("{short}:4000")),
                 "{short}"
             );
+            assert!(Invite::looks_like_invite(&format!("{short}.")), "{short}");
             assert!(Invite::decode(short).is_err(), "{short}");
         }
     }

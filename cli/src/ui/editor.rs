@@ -758,15 +758,37 @@ fn char_width(c: char) -> usize {
     c.width().unwrap_or(0)
 }
 
-/// The prompt as it fits a terminal `width` columns wide, and its width: one wider than
-/// leaves the typed text a third of the row (a long status in a narrow window) loses its
-/// start, shown as `…`, so that the row never wraps — a wrapped prompt row would be left
-/// behind on every redraw — and the end of the prompt (`Alice> `) stays.
+/// The prompt as it fits a terminal `width` columns wide, and its width. One that would
+/// leave the typed text less than a fifth of the row (10 to 16 columns) is cut, so that the
+/// row never wraps — a wrapped prompt row would be left behind on every redraw: a status in
+/// brackets (`[reconnecting in 8 s, attempt 5, …] Alice> `) loses the end of the status,
+/// shown as `…`, so its start (what changes) and the prompt's end (`] Alice> `) stay; any
+/// other prompt loses its start.
 fn fit_prompt(prompt: &str, width: usize) -> (String, usize) {
-    let full: usize = prompt.chars().map(char_width).sum();
-    let most = width.saturating_sub(width / 3 + 1).max(2);
+    let full = text_width(prompt);
+    let most = width.saturating_sub((width / 5).clamp(10, 16) + 1).max(2);
     if full <= most {
         return (prompt.to_owned(), full);
+    }
+    let (head, tail) = match prompt.rfind("] ") {
+        Some(end) => prompt.split_at(end),
+        None => ("", prompt),
+    };
+    // Room for the start of the status, if the end of the prompt leaves any.
+    let tail_width = text_width(tail);
+    if !head.is_empty() && tail_width + 1 < most {
+        let mut shown = String::new();
+        let mut used = 0;
+        for c in head.chars() {
+            if used + char_width(c) + 1 + tail_width > most {
+                break;
+            }
+            used += char_width(c);
+            shown.push(c);
+        }
+        shown.push('…');
+        shown.push_str(tail);
+        return (shown, used + 1 + tail_width);
     }
     let mut kept = Vec::new();
     let mut used = 1; // the `…`
@@ -779,6 +801,10 @@ fn fit_prompt(prompt: &str, width: usize) -> (String, usize) {
     }
     kept.push('…');
     (kept.into_iter().rev().collect(), used)
+}
+
+fn text_width(text: &str) -> usize {
+    text.chars().map(char_width).sum()
 }
 
 impl<W: Write> Drop for LineEditor<W> {
@@ -845,22 +871,27 @@ mod tests {
     use std::time::Instant;
 
     #[test]
-    fn a_prompt_too_wide_for_the_window_loses_its_start_and_never_wraps() {
+    fn a_prompt_too_wide_for_the_window_is_cut_and_never_wraps() {
         let prompt = "[reconnecting in 12 s, attempt 6, offline since 04:01] Alice> ";
-        assert_eq!(fit_prompt(prompt, 100), (prompt.to_owned(), 62));
-        for width in [10, 30, 60, 80] {
+        // A standard terminal shows it whole.
+        assert_eq!(fit_prompt(prompt, 80), (prompt.to_owned(), 62));
+        for width in [30, 45, 60, 70] {
             let (shown, used) = fit_prompt(prompt, width);
-            assert_eq!(used, shown.chars().map(char_width).sum::<usize>());
-            assert!(used < width - width / 3, "{width}: {shown:?}");
-            assert!(
-                shown.starts_with('…') && shown.ends_with("> "),
-                "{width}: {shown:?}"
-            );
+            assert_eq!(used, text_width(&shown), "{width}: {shown:?}");
+            assert!(used < width, "{width}: {shown:?}");
+            assert!(shown.ends_with("> "), "{width}: {shown:?}");
+            assert!(shown.contains('…'), "{width}: {shown:?}");
         }
-        assert_eq!(fit_prompt(prompt, 30).0, "…nce 04:01] Alice> ");
+        // The status keeps its start (what changes) and the prompt its end.
+        assert_eq!(
+            fit_prompt(prompt, 45).0,
+            "[reconnecting in 12 s, a…] Alice> "
+        );
+        // Too narrow for both: the end of the prompt.
+        assert_eq!(fit_prompt(prompt, 20).0, "… Alice> ");
         // Wide characters are never cut in two.
-        let (shown, used) = fit_prompt("[再接続中 再接続中 再接続中] 李> ", 20);
-        assert_eq!(used, shown.chars().map(char_width).sum::<usize>());
+        let (shown, used) = fit_prompt("[再接続中 再接続中 再接続中] 李> ", 24);
+        assert_eq!(used, text_width(&shown));
         assert!(used <= 13, "{shown:?}");
     }
 
