@@ -288,9 +288,10 @@ pub enum Output {
     Warning(String),
     /// A peer admitted by the listener (its key proved, its chat opened: the key pinned on
     /// a first contact) left before its chat was established, and no other connection of
-    /// that device is open: a chat the store created for it since `since_wall_ms` and that
-    /// holds nothing may be forgotten with its pin — a stranger that never completes a sync
-    /// leaves nothing behind, and a first contact is made by a chat that opens. Not shown.
+    /// that device is open: a chat the store created for it since `since_wall_ms`, that no
+    /// other connection opened and that holds nothing may be forgotten with its pin — a
+    /// stranger that never completes a sync leaves nothing behind, and a first contact is
+    /// made by a chat that opens. Not shown.
     NeverOpened {
         /// The device.
         peer: DeviceId,
@@ -769,8 +770,8 @@ impl<S: Store + Send + 'static> Endpoint<S> {
     /// peer hangs up or two seconds pass.
     fn linger(&mut self, mut conn: Connection) {
         if self.leave_now {
-            // Leaving at once (a second Ctrl-C, the terminal gone, SIGTERM): no wait for the
-            // peer to read our close.
+            // Leaving at once (a second Ctrl-C, the terminal gone): no wait for the peer to
+            // read our close.
             conn.shutdown(self.poll.registry());
             return;
         }

@@ -844,10 +844,8 @@ struct Live {
 }
 
 impl Live {
-    /// The current chat is shown at its newest lines: it is read.
-    /// Marks the current chat read: its newest lines are on the screen. Not a temporary
-    /// session's: what it shows is not stored, and the chat's stored unread lines were not
-    /// shown.
+    /// The current chat is shown at its newest lines: it is read. Not a temporary session's:
+    /// what it shows is not stored, and the chat's stored unread lines were not shown.
     fn mark_current_read(&mut self, presenter: &Presenter) {
         if let Some(peer) = presenter.current().filter(|&p| !presenter.is_temporary(p)) {
             if let Err(e) = self.db.mark_read(peer) {

@@ -663,8 +663,9 @@ impl Session {
         Ok(())
     }
 
-    /// Until [`Session::release_hello`], a close before the peer is accepted withdraws the
-    /// queued hello if none of it was transmitted: a driver that holds the session's output
+    /// Until [`Session::release_hello`], a close before the peer is accepted — ours, or the
+    /// peer's (its close, the end of its stream) — withdraws the queued hello if none of it
+    /// was transmitted: a driver that holds the session's output
     /// until it admits the peer (a listener, `Link::require_admission`) lets only the close
     /// out to a peer it never admitted.
     pub(crate) fn withhold_hello(&mut self) {
