@@ -373,16 +373,25 @@ impl Presenter {
                 .collect();
             return vec![json!({"event": "chats", "chats": chats}).to_string()];
         }
-        if self.live.is_empty() {
-            return vec!["no live chat".into()];
-        }
-        self.live
+        let mut lines: Vec<String> = self
+            .live
             .iter()
             .map(|&d| {
                 let mark = if Some(d) == self.current { "*" } else { " " };
                 format!("{mark} {} ({d})", sanitize(&self.name_of(d)))
             })
-            .collect()
+            .collect();
+        // The chat typed lines go to, while its peer is away: they wait for it, stored.
+        if let Some(away) = self.current.filter(|d| !self.live.contains(d)) {
+            lines.push(format!(
+                "* {} ({away}) — away: what you type waits for them, stored",
+                sanitize(&self.name_of(away))
+            ));
+        }
+        if lines.is_empty() {
+            return vec!["no live chat".into()];
+        }
+        lines
     }
 
     /// How the user runs this program (`socketfalco`, with `--data-dir DIR` if given), for
@@ -1591,6 +1600,20 @@ mod tests {
         assert_eq!(p.prompt(), "alice→bob> ");
         assert_eq!(p.resolve("bob"), Ok(DeviceId([1; 16])));
         assert!(p.chat_list().join("\n").contains("* bob"));
+    }
+
+    #[test]
+    fn the_chat_list_shows_where_lines_go_while_its_peer_is_away() {
+        let mut p = Presenter::new(Style::Plain, "alice");
+        connected(&mut p, 1, "bob");
+        connected(&mut p, 2, "carol");
+        let _ = left(&mut p, 1);
+        let listed = p.chat_list().join("\n");
+        assert!(listed.contains("  carol"), "{listed}");
+        assert!(
+            listed.contains("* bob") && listed.contains("away"),
+            "{listed}"
+        );
     }
 
     #[test]
