@@ -106,6 +106,9 @@ fn endpoint_config(device: DeviceId, name: &str, secure: bool) -> EndpointConfig
     });
     let mut config = EndpointConfig::new(SessionConfig::new(device, name), keypair);
     config.quit_grace_ms = 2_000;
+    // `SOCKETFALCO_BENCH_SPREAD=1`: the loop and its storage thread wherever the scheduler
+    // puts them, as before they shared one CPU (docs/PERFORMANCE.md compares the two).
+    config.share_one_cpu = std::env::var_os("SOCKETFALCO_BENCH_SPREAD").is_none();
     config
 }
 
@@ -136,6 +139,9 @@ where
         endpoint_config(DEVICE_B, "bob", secure),
         store_b,
     );
+    // The bench's thread types bob's lines and reads his outputs: his user interface, which
+    // runs beside his loop as the binary's does.
+    bob.control.share_cpu();
     bob.wait_for("bob connected", |o| matches!(o, Output::Connected { .. }));
     alice.wait_for("alice connected", |o| matches!(o, Output::Connected { .. }));
     (alice, bob)

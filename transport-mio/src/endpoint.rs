@@ -19,6 +19,7 @@
 //! which wakes the loop, and gets [`Output`]s through the callback given to
 //! [`Endpoint::run`]. Every output about a chat names the peer's device.
 
+use crate::affinity::{Companions, SharedCpu};
 use crate::clock::Clock;
 use crate::connection::{Connection, Progress};
 use crate::route::{RelayRoute, Route, Tunnel, TunnelStep};
@@ -37,7 +38,7 @@ use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -109,6 +110,10 @@ pub struct EndpointConfig {
     /// at all times, a new one as soon as a caller took it, re-joining with backoff when the
     /// relay goes away.
     pub relay: Option<RelayRoute>,
+    /// Keep the event loop and its storage thread on one CPU while that CPU is theirs
+    /// (Linux; see [`crate::affinity`]): their hand-offs then wake no halted CPU. Off, the
+    /// scheduler places both as it likes.
+    pub share_one_cpu: bool,
 }
 
 /// Default [`EndpointConfig::max_peers`]: far more contacts than anyone chats with at once,
@@ -141,6 +146,7 @@ impl EndpointConfig {
             tunnel_timeout_ms: 60_000,
             expected_peer_key: None,
             relay: None,
+            share_one_cpu: true,
         }
     }
 }
@@ -377,9 +383,19 @@ pub struct Control {
     /// either queued before (and the endpoint answers for it: a line it could not send is in
     /// its [`Output::NotSent`]) or refused here (and the caller answers for it).
     ended: Arc<Mutex<bool>>,
+    /// The caller's threads that run beside the loop ([`Control::share_cpu`]).
+    companions: Arc<Companions>,
 }
 
 impl Control {
+    /// Keeps the calling thread — the user interface's, which hands the loop its lines and
+    /// reads its outputs — on the CPU of the loop and its storage thread while they share one
+    /// ([`EndpointConfig::share_one_cpu`], [`crate::affinity`]), and lets it go with them.
+    /// The thread must outlive the endpoint's loop. Nothing happens where nothing is pinned.
+    pub fn share_cpu(&self) {
+        self.companions.join_current();
+    }
+
     /// Queues `command` and wakes the endpoint, unless a wake is already on its way. Returns
     /// false once the endpoint has ended: the command was not taken, and a line in it is
     /// the caller's to report.
@@ -480,6 +496,8 @@ pub struct Endpoint<S: Store + Send + 'static> {
     commands_woken: Arc<AtomicBool>,
     /// Shared with every [`Control`]: set once no more commands are taken.
     commands_ended: Arc<Mutex<bool>>,
+    /// The caller's threads that asked to run beside the loop (see [`Control::share_cpu`]).
+    companions: Arc<Companions>,
     listener: Option<TcpListener>,
     /// Every open connection by token: handshakes in progress and chats.
     conns: BTreeMap<Token, Live>,
@@ -539,6 +557,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
         let wake_pending = Arc::new(AtomicBool::new(false));
         let ended = Arc::new(Mutex::new(false));
         let storage = Storage::start(store, Arc::clone(&waker))?;
+        let companions = Arc::new(Companions::default());
         let endpoint = Endpoint {
             poll,
             storage,
@@ -552,6 +571,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             commands,
             commands_woken: Arc::clone(&wake_pending),
             commands_ended: Arc::clone(&ended),
+            companions: Arc::clone(&companions),
             listener: None,
             conns: BTreeMap::new(),
             dialing: None,
@@ -579,6 +599,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                 waker,
                 wake_pending,
                 ended,
+                companions,
             },
         ))
     }
@@ -645,7 +666,17 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             Role::Connect { .. } => self.dial(0, out)?,
         }
         let mut events = Events::with_capacity(256);
+        // Made here, on the loop's thread, and dropped when the loop ends.
+        let mut shared_cpu = match self.storage.thread() {
+            Some((storage, home)) if self.config.share_one_cpu => {
+                SharedCpu::pin(storage, home, Arc::clone(&self.companions), Instant::now())
+            }
+            _ => None,
+        };
         loop {
+            if let Some(shared) = shared_cpu.as_mut() {
+                shared.watch(Instant::now());
+            }
             out.flush(&self.storage, on_output);
             if self.finished_quitting() {
                 // Quitting does not hide a refusal that came meanwhile.

@@ -13,6 +13,8 @@
 //!   handshake.
 //! - [`storage`]: the storage thread: the links' storage requests, many per durable commit
 //!   (group commit), off the event loop, completions back through the loop's waker.
+//! - [`affinity`]: the loop and its storage thread kept on one CPU while that CPU is theirs
+//!   (Linux), so that their hand-offs wake no halted CPU.
 //! - [`endpoint`]: the event loop: listen or connect, refuse a second caller as busy,
 //!   reconnect with backoff after a drop, take the user's lines from another thread, and
 //!   report everything as [`Output`] values.
@@ -20,6 +22,7 @@
 //! The user interface lives elsewhere: it sends [`Command`]s through a [`Control`] (which
 //! wakes the loop) and receives [`Output`]s through a callback.
 
+pub mod affinity;
 pub mod clock;
 pub mod connection;
 pub mod endpoint;

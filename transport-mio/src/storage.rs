@@ -23,6 +23,7 @@
 //! send, before it: the order holds), or alone once they have waited [`MARK_DELAY`], or at
 //! the end: showing a line as delivered wakes no storage thread.
 
+use crate::affinity::{Home, StorageSide, ThreadRef};
 use mio::{Token, Waker};
 use socketfalco_core::{execute, DeviceId, RequestId, Store, StoreReply, StoreRequest};
 use std::cell::RefCell;
@@ -118,6 +119,10 @@ enum Backend<S> {
         jobs: Option<Sender<Parcel<S>>>,
         completions: Receiver<Completion>,
         thread: Option<JoinHandle<S>>,
+        /// The thread, for watching it beside the loop ([`crate::affinity`]).
+        thread_ref: ThreadRef,
+        /// The CPU it goes to whenever it has caught up, while the loop's is shared.
+        home: Arc<Home>,
         /// How many chats the endpoint has established (see [`Storage::set_live_chats`]).
         live_chats: Arc<AtomicUsize>,
         /// Delivery marks not handed over yet, in order, and since when the oldest waits:
@@ -153,14 +158,26 @@ impl<S: Store + Send + 'static> Storage<S> {
         let (done, completions) = mpsc::channel();
         let live_chats = Arc::new(AtomicUsize::new(0));
         let chats = Arc::clone(&live_chats);
+        let (told, who) = mpsc::sync_channel(1);
+        let home = Arc::new(Home::default());
+        let side = Arc::clone(&home);
         let thread = thread::Builder::new()
             .name("storage".into())
-            .spawn(move || run(store, &queue, &done, &waker, &chats))?;
+            .spawn(move || {
+                let _ = told.send(ThreadRef::current());
+                let mut side = StorageSide::new(side);
+                run(store, &queue, &done, &waker, &chats, &mut side)
+            })?;
+        let thread_ref = who
+            .recv()
+            .map_err(|_| std::io::Error::other("the storage thread ended as it started"))?;
         Ok(Storage {
             backend: Backend::Thread {
                 jobs: Some(jobs),
                 completions,
                 thread: Some(thread),
+                thread_ref,
+                home,
                 live_chats,
                 held_marks: RefCell::new(HeldMarks {
                     marks: Vec::new(),
@@ -168,6 +185,17 @@ impl<S: Store + Send + 'static> Storage<S> {
                 }),
             },
         })
+    }
+
+    /// The storage thread and the CPU it goes to whenever it has caught up, if the store
+    /// has a thread (not a store driven inline).
+    pub fn thread(&self) -> Option<(ThreadRef, Arc<Home>)> {
+        match &self.backend {
+            Backend::Thread {
+                thread_ref, home, ..
+            } => Some((*thread_ref, Arc::clone(home))),
+            Backend::Inline(_) => None,
+        }
     }
 
     /// Tells the thread how many chats are established: with one (or none), no other chat's
@@ -491,18 +519,38 @@ fn run<S: Store>(
     done: &Sender<Completion>,
     waker: &Waker,
     live_chats: &AtomicUsize,
+    side: &mut StorageSide,
 ) -> S {
     let mut failed: HashSet<Token> = HashSet::new();
     let mut queues = Queues::new();
     let mut open = true;
     loop {
-        if queues.len == 0 {
+        if queues.len > 0 {
+            // Work waits behind the group just committed: a burst, best met beside a busy
+            // loop, not on its CPU.
+            side.backed_up();
+        } else {
             if !open {
                 break;
             }
-            match queue.recv() {
-                Ok(parcel) => queues.push_parcel(parcel),
-                Err(_) => {
+            match queue.try_recv() {
+                // It came while the last group committed: the same.
+                Ok(parcel) => {
+                    side.backed_up();
+                    queues.push_parcel(parcel);
+                }
+                Err(mpsc::TryRecvError::Empty) => {
+                    // Caught up: wait for work on the loop's CPU, if it is shared.
+                    side.caught_up();
+                    match queue.recv() {
+                        Ok(parcel) => queues.push_parcel(parcel),
+                        Err(_) => {
+                            open = false;
+                            continue;
+                        }
+                    }
+                }
+                Err(mpsc::TryRecvError::Disconnected) => {
                     open = false;
                     continue;
                 }

@@ -410,6 +410,9 @@ fn run(
     session.temporary = temporary;
     let mut config = EndpointConfig::new(session, Some(me.keypair.clone()));
     let serve = listen.is_some_and(|o| o.serve);
+    // `SOCKETFALCO_SHARE_CPU=0`: the loop and its storage thread wherever the scheduler puts
+    // them (README, "Environment"; docs/PERFORMANCE.md compares the two).
+    config.share_one_cpu = std::env::var_os("SOCKETFALCO_SHARE_CPU").is_none_or(|v| v != "0");
     if let Some(options) = listen {
         config.max_peers = options.max_peers;
     }
@@ -427,6 +430,9 @@ fn run(
         .map(|c| c.peer)
         .collect();
     let (endpoint, control) = Endpoint::new(role, config, db)?;
+    // This thread hands the loop the user's lines and shows what it reports: beside the loop
+    // and its storage thread, a line's hand-offs wake no idle CPU (docs/PERFORMANCE.md).
+    control.share_cpu();
     let invocation = ctx.invocation();
     let refused = failure_advice(&me, &invocation);
     let (tx, updates) = mpsc::channel();
