@@ -500,6 +500,57 @@ fn a_refused_line_written_offline_fails_the_script_but_not_the_lines_after_it() 
     assert_eq!(bob.history(&alice), ["before", "after"]);
 }
 
+/// `-eC` fed a long script at once: thousands of lines, a refused one among them, are
+/// stored complete and in order (many to a transaction), each printed once, the refused one
+/// in its place.
+#[test]
+fn a_long_script_written_offline_is_stored_whole_and_in_order() {
+    let alice = Device::new("Alice");
+    let bob = Device::new("Bob");
+    let (mut listener, port) = alice.listen();
+    bob.connect(port).finish();
+    listener.end_input();
+    let _ = listener.exit_events();
+    let too_long = "x".repeat(socketfalco_core::limits::MAX_TEXT_BYTES + 1);
+    let lines: Vec<String> = (0..3_000).map(|i| format!("line {i}")).collect();
+    let mut input = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        input.push_str(line);
+        input.push('\n');
+        if i == 1_234 {
+            input.push_str(&too_long);
+            input.push('\n');
+        }
+    }
+    let out = bob.run_with_input(&["-eC", &alice.id(), "--json"], &input);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let events: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let shown: Vec<String> = events
+        .iter()
+        .map(|e| match e["event"].as_str() {
+            Some("history") => e["text"].as_str().unwrap_or("?").to_owned(),
+            _ => format!("{}/{}", e["event"], e["kind"]).replace('"', ""),
+        })
+        .collect();
+    let mut expected: Vec<String> = lines.clone();
+    expected.insert(1_235, "error/input".to_owned());
+    expected.push("error/fatal".to_owned());
+    assert_eq!(
+        shown.len(),
+        expected.len(),
+        "{:?}",
+        &shown[shown.len().saturating_sub(3)..]
+    );
+    assert!(
+        shown == expected,
+        "the output differs from the lines in order"
+    );
+    assert_eq!(bob.history(&alice), lines);
+}
+
 /// A data folder whose database is gone or empty beside its key (a restore that missed the
 /// database) is refused with what to do, not silently made a new device on the old key;
 /// moving the key away is starting anew, on purpose.

@@ -2,7 +2,8 @@
 //! for the next connection, whichever side then listens.
 //!
 //! Another process (a running listener) may use the same database at the same time: each
-//! message is one short immediate transaction, and the listener picks new messages up.
+//! message typed is one short immediate transaction (a script's burst of lines, one for up
+//! to 512 of them), and the listener picks new messages up.
 //!
 //! Without a terminal (a script, `--json`) the history is streamed: a chat of any length is
 //! printed in constant memory; `--last N` and `--since WHEN` narrow it.
@@ -193,48 +194,77 @@ pub fn run(ctx: &Context, prefix: &str, view: HistoryView) -> Result<(), AppErro
     }
     // A script's lines: one that is not a valid line is refused and the rest go on (the
     // exit status says so); a store that fails stops everything — the next lines would fail
-    // the same way — and says how far it got.
+    // the same way — and says how far it got. Lines that are already read ahead (a script
+    // that writes faster than a disk commits) go in one transaction, at most
+    // SCRIPT_BATCH_LINES, each printed once its transaction is durable; a line that
+    // arrives alone is committed alone, at once.
     let (mut stored, mut refused) = (0u64, 0u64);
-    let stdin = io::stdin();
-    let mut input = stdin.lock();
+    let mut input = io::BufReader::with_capacity(SCRIPT_READ_AHEAD, io::stdin().lock());
     let mut buf = Vec::new();
-    for number in 1u64.. {
-        let line = match super::next_input_line(&mut input, &mut buf)? {
-            Some(Ok(line)) => line,
-            Some(Err(why)) => {
-                refused += 1;
-                outln!(
-                    "{}",
-                    presenter.input_error(&format!("not stored: line {number}: {why}"))
-                )?;
-                continue;
+    let mut number = 0u64;
+    let mut ended = false;
+    while !ended {
+        let mut batch: Vec<ScriptLine> = Vec::new();
+        let mut texts: Vec<String> = Vec::new();
+        loop {
+            number += 1;
+            match super::next_input_line(&mut input, &mut buf)? {
+                None => ended = true,
+                Some(Err(why)) => batch.push(ScriptLine::Refused(format!("line {number}: {why}"))),
+                Some(Ok(line)) => {
+                    let text = line.trim_end_matches('\r');
+                    if text.trim() == "quit" {
+                        ended = true;
+                    } else if !text.trim().is_empty() {
+                        match check_text(text) {
+                            Err(e) => batch.push(ScriptLine::Refused(e.to_string())),
+                            Ok(()) => {
+                                batch.push(ScriptLine::Stored(number));
+                                texts.push(text.to_owned());
+                            }
+                        }
+                    }
+                }
             }
-            None => break,
-        };
-        let text = line.trim_end_matches('\r');
-        if text.trim() == "quit" {
-            break;
+            // Another line only if it is read ahead whole: never wait for the next line
+            // with this one not yet stored.
+            if ended || texts.len() >= SCRIPT_BATCH_LINES || !input.buffer().contains(&b'\n') {
+                break;
+            }
         }
-        if text.trim().is_empty() {
-            continue;
+        let mut messages = if texts.is_empty() {
+            Vec::new()
+        } else {
+            db.compose_batch(peer, &texts, wall_clock_ms(), None)
+                .map_err(|e| {
+                    let first = batch.iter().find_map(|l| match l {
+                        ScriptLine::Stored(n) => Some(*n),
+                        ScriptLine::Refused(_) => None,
+                    });
+                    AppError::new(format!(
+                        "not stored: {e}; {stored} line(s) were stored before it; line {} and \
+                         the rest of the input were not",
+                        first.unwrap_or(number)
+                    ))
+                })?
         }
-        match compose(&mut db, peer, text) {
-            Ok(message) => {
-                stored += 1;
-                outln!(
-                    "{}",
-                    presenter.history_line(&own_entry(&me.name, peer, message))
-                )?;
-            }
-            Err(e @ NotStored::Refused(_)) => {
-                refused += 1;
-                outln!("{}", presenter.input_error(&format!("not stored: {e}")))?;
-            }
-            Err(NotStored::Store(e)) => {
-                return Err(AppError::new(format!(
-                    "not stored: {e}; {stored} line(s) were stored before it, the rest of the \
-                     input was not read"
-                )));
+        .into_iter();
+        for line in batch {
+            match line {
+                ScriptLine::Refused(why) => {
+                    refused += 1;
+                    outln!("{}", presenter.input_error(&format!("not stored: {why}")))?;
+                }
+                ScriptLine::Stored(_) => {
+                    let Some(message) = messages.next() else {
+                        break;
+                    };
+                    stored += 1;
+                    outln!(
+                        "{}",
+                        presenter.history_line(&own_entry(&me.name, peer, message))
+                    )?;
+                }
             }
         }
     }
@@ -244,6 +274,19 @@ pub fn run(ctx: &Context, prefix: &str, view: HistoryView) -> Result<(), AppErro
             "{n} line(s) were refused and not stored (see above); {stored} were stored"
         ))),
     }
+}
+
+/// Most lines of a script that go in one transaction: a burst commits in few fsyncs, and
+/// its first lines are printed (durable) before the rest are read.
+const SCRIPT_BATCH_LINES: usize = 512;
+
+/// The read-ahead buffer for a script's lines: the lines wholly in it may join a batch.
+const SCRIPT_READ_AHEAD: usize = 256 * 1024;
+
+/// One line of a script, in the order read: stored (its number), or refused (why).
+enum ScriptLine {
+    Stored(u64),
+    Refused(String),
 }
 
 /// Why a line written with `-eC` was not stored.
