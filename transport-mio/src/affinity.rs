@@ -152,6 +152,10 @@ pub struct Home {
     /// Bumped whenever the loop's side placed the storage thread itself (so the thread's
     /// idea of where it is no longer holds).
     placed: AtomicUsize,
+    /// Every CPU the pair may use (the loop's, when it was first pinned): where the storage
+    /// thread goes when it leaves. Not the thread's own at its start, which the loop may
+    /// already have narrowed.
+    free: Mutex<Option<sys::CpuSet>>,
 }
 
 const NOWHERE: usize = usize::MAX;
@@ -161,6 +165,7 @@ impl Default for Home {
         Home {
             cpu: AtomicUsize::new(NOWHERE),
             placed: AtomicUsize::new(0),
+            free: Mutex::new(None),
         }
     }
 }
@@ -169,6 +174,7 @@ impl Home {
     /// Makes `cpu` the pair's (`None`: it has none) and puts the storage thread `tid` there
     /// (or on `allowed`) at once.
     fn place(&self, cpu: Option<usize>, tid: sys::Tid, allowed: &sys::CpuSet) {
+        *self.free.lock().unwrap_or_else(|e| e.into_inner()) = Some(*allowed);
         self.cpu.store(cpu.unwrap_or(NOWHERE), Ordering::Release);
         let set = cpu.and_then(sys::only).unwrap_or(*allowed);
         // A storage thread that has ended refuses: nothing to place then.
@@ -199,7 +205,6 @@ enum Placement {
 pub struct StorageSide {
     home: Arc<Home>,
     tid: sys::Tid,
-    allowed: Option<sys::CpuSet>,
     placement: Placement,
     /// `Home::placed` when `placement` was last set.
     seen: usize,
@@ -208,11 +213,9 @@ pub struct StorageSide {
 impl StorageSide {
     /// The calling thread's side, going home to `home`.
     pub fn new(home: Arc<Home>) -> StorageSide {
-        let tid = sys::current_tid();
         StorageSide {
             home,
-            tid,
-            allowed: sys::allowed(tid),
+            tid: sys::current_tid(),
             placement: Placement::Unknown,
             seen: 0,
         }
@@ -242,7 +245,8 @@ impl StorageSide {
         }
         let set = match want {
             Placement::On(cpu) => sys::only(cpu),
-            _ => self.allowed,
+            // Never placed by the loop's side: nowhere else to go, nothing to leave.
+            _ => *self.home.free.lock().unwrap_or_else(|e| e.into_inner()),
         };
         if let Some(set) = set {
             if sys::set(self.tid, &set) {

@@ -1,15 +1,19 @@
 //! An endpoint whose store has a storage thread keeps its event loop and that thread on one
 //! CPU while it runs (Linux, two CPUs or more, and a kernel that reports run-queue waits),
 //! gives the loop's thread back every CPU when it ends, and pins nothing when told not to.
-//! The affinity is read back from the kernel (`/proc/self/task/<tid>/status`).
+//! The storage thread leaves the shared CPU while work waits behind its group, and comes
+//! back once it has caught up. The affinity is read back from the kernel
+//! (`/proc/self/task/<tid>/status`).
 #![cfg(target_os = "linux")]
 
-use socketfalco_core::SessionConfig;
-use socketfalco_testkit::{MemoryStore, SlowCommits, DEVICE_A};
+use socketfalco_core::{RequestId, SessionConfig, StoreRequest};
+use socketfalco_testkit::{MemoryStore, SlowCommits, DEVICE_A, DEVICE_B};
+use socketfalco_transport::affinity::SharedCpu;
+use socketfalco_transport::storage::{Origin, Storage};
 use socketfalco_transport::{Command, Endpoint, EndpointConfig, Output, Role};
 use std::fs;
 use std::sync::mpsc::channel;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The tests run one at a time: each looks for the one thread named "storage".
@@ -173,4 +177,82 @@ fn told_not_to_the_endpoint_pins_nothing() {
     assert_eq!(seen.companion, all);
     assert_eq!(seen.loop_after, all);
     assert_eq!(seen.companion_after, all);
+}
+
+/// What the thread named "storage" may run on (the one of this test: they run one at a time).
+fn storage_allowed() -> String {
+    let all = allowed_of_threads_named("storage");
+    assert_eq!(all.len(), 1, "one storage thread: {all:?}");
+    all[0].clone()
+}
+
+/// Polls `what` every 5 ms until `want` holds of it, or gives up after `within`: the last
+/// value seen, and whether `want` held.
+fn until(
+    within: Duration,
+    mut what: impl FnMut() -> String,
+    want: impl Fn(&str) -> bool,
+) -> (String, bool) {
+    let start = std::time::Instant::now();
+    loop {
+        let seen = what();
+        if want(&seen) || start.elapsed() > within {
+            let held = want(&seen);
+            return (seen, held);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A burst wants the storage thread committing on one CPU while the loop works on another:
+/// once a request waits behind the group being committed, the storage thread leaves the
+/// shared CPU, and it comes back once it has caught up.
+#[test]
+fn the_storage_thread_leaves_the_shared_cpu_while_work_waits_and_comes_back_after() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let all = own_allowed();
+    let poll = mio::Poll::new().expect("a poll");
+    let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).expect("a waker"));
+    let store = SlowCommits {
+        inner: MemoryStore::new(),
+        delay: Duration::from_millis(300),
+    };
+    let storage = Storage::start(store, waker).expect("the storage thread");
+    let (thread, home) = storage
+        .thread()
+        .expect("a store that waits for a disk has a thread");
+    let Some(shared) = SharedCpu::pin(thread, home, Arc::default(), std::time::Instant::now())
+    else {
+        assert!(!machine_can_pin(), "pinning fails where it could be done");
+        return;
+    };
+    let cpu = shared.cpu().expect("pinned").to_string();
+    assert_eq!(storage_allowed(), cpu, "waiting for work on the loop's CPU");
+    let compose = |text: &str| StoreRequest::Compose {
+        peer: DEVICE_B,
+        texts: Arc::new(vec![text.to_owned()]),
+        sent_at_ms: 7,
+        number_after: None,
+    };
+    storage.submit(Origin::Endpoint, RequestId(1), compose("first"));
+    // The first group commits (300 ms); the second request waits behind it.
+    std::thread::sleep(Duration::from_millis(50));
+    storage.submit(Origin::Endpoint, RequestId(2), compose("second"));
+    let (seen, left) = until(Duration::from_secs(10), storage_allowed, |s| s == all);
+    assert!(left, "while work waited it stayed on {seen}");
+    let (seen, back) = until(Duration::from_secs(10), storage_allowed, |s| s == cpu);
+    assert!(back, "once caught up it stayed on {seen}, not {cpu}");
+    let mut done = 0;
+    let (mut poll, deadline) = (poll, std::time::Instant::now() + Duration::from_secs(10));
+    let mut events = mio::Events::with_capacity(4);
+    while done < 2 && std::time::Instant::now() < deadline {
+        while let Some(completion) = storage.next_completion().expect("the thread runs") {
+            assert!(completion.result.is_ok(), "{completion:?}");
+            done += 1;
+        }
+        let _ = poll.poll(&mut events, Some(Duration::from_millis(50)));
+    }
+    assert_eq!(done, 2, "both requests completed");
+    drop(shared);
+    assert_eq!(storage_allowed(), all, "let go with the pair");
 }
