@@ -314,6 +314,8 @@ fn connecting_to_our_own_listener_is_refused_clearly() {
     assert!(alice.list().is_empty(), "no chat with ourselves was stored");
 }
 
+/// `-eC` beside a running listener on the same data directory: its lines are delivered by
+/// the listener, and the listener's session shows them as the user's own, each once.
 #[test]
 fn a_listener_and_an_offline_writer_share_one_data_directory() {
     let alice = Device::new("alice");
@@ -331,8 +333,16 @@ fn a_listener_and_an_offline_writer_share_one_data_directory() {
     caller.finish();
     // The caller's clean end closes the chat; the listener's delivery mark is written by
     // its clean end at the latest.
-    listener.finish();
+    let events = listener.finish();
     assert_eq!(alice.list()[0]["waiting"], 0);
+    // The listener's session showed them among alice's own lines, each once, in order.
+    let shown: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "message" && e["direction"] == "out")
+        .filter_map(|e| e["text"].as_str())
+        .collect();
+    let written: Vec<String> = (0..50).map(|i| format!("side door {i}")).collect();
+    assert_eq!(shown, written);
 }
 
 #[test]

@@ -70,6 +70,15 @@ pub enum Notice {
         /// The messages, in order.
         messages: Vec<Message>,
     },
+    /// An own message this link did not write is sent: another process on this device's
+    /// store wrote it into the chat while the session ran (`-eC` beside a running session),
+    /// or before, after the session opened. Shown once, as the user's own line; the lines
+    /// the user had when the session opened, and those written through this link, are
+    /// never announced here.
+    WrittenElsewhere {
+        /// The message, numbered.
+        message: Message,
+    },
     /// Lines given to [`Link::compose_batch`] could not be stored: nothing of them was
     /// written.
     ComposeFailed {
@@ -278,6 +287,13 @@ pub struct Link {
     /// and are not confirmed durable yet, oldest first, with the first sequence number each
     /// wrote: a delivery beyond the first of them is shown once it is durable.
     sent_before_commit: VecDeque<(RequestId, u64)>,
+    /// Own messages the user interface knows of, for [`Notice::WrittenElsewhere`]: every one
+    /// up to `known_own_up_to` (what the chat held when the session opened, its waiting
+    /// lines included), the numbers of this link's composes (ranges, oldest first), and the
+    /// Lamport counters of lines it composed unnumbered (numbered later).
+    known_own_up_to: u64,
+    composed_ranges: VecDeque<(u64, u64)>,
+    composed_unnumbered: Vec<u64>,
     /// The latest delivery the session reported, and the latest shown
     /// ([`Notice::Delivered`]).
     delivered: u64,
@@ -333,6 +349,9 @@ impl Link {
             store_failed: false,
             local_failure: None,
             sent_before_commit: VecDeque::new(),
+            known_own_up_to: 0,
+            composed_ranges: VecDeque::new(),
+            composed_unnumbered: Vec::new(),
             delivered: 0,
             delivered_shown: 0,
             #[cfg(feature = "simulator-self-test")]
@@ -793,6 +812,7 @@ impl Link {
         }
         self.awaiting[index].1 = Awaiting::ComposeSent(texts);
         self.sent_before_commit.push_back((id, first));
+        self.note_composed(messages);
         self.take_composed(messages, now_ms);
         self.pump(now_ms);
         Ok(())
@@ -1030,6 +1050,12 @@ impl Link {
                     }
                     let outgoing = self.resume.last_own_seq.saturating_sub(peer_received_up_to)
                         + self.resume.unnumbered;
+                    // What the chat held when the session opened, its waiting lines (which
+                    // are numbered first) included: the user's own history.
+                    self.known_own_up_to = self
+                        .resume
+                        .last_own_seq
+                        .saturating_add(self.resume.unnumbered);
                     self.own_maybe_pending = true;
                     self.waiting_maybe = self.resume.unnumbered > 0;
                     self.notices.push_back(Notice::Connected {
@@ -1137,6 +1163,7 @@ impl Link {
     /// Lines are stored: tell the user, and send those numbered next in line at once (a
     /// live line needs no read of what was just written).
     fn composed(&mut self, request: RequestId, messages: Vec<Message>, now_ms: u64) {
+        self.note_composed(&messages);
         if messages.iter().any(|m| m.seq != 0) {
             self.take_composed(&messages, now_ms);
         }
@@ -1235,7 +1262,53 @@ impl Link {
         }
     }
 
+    /// Records lines this link composed, as known to the user interface.
+    fn note_composed(&mut self, messages: &[Message]) {
+        match (messages.first(), messages.last()) {
+            (Some(first), Some(last)) if first.seq != 0 => {
+                self.composed_ranges.push_back((first.seq, last.seq));
+            }
+            _ => self
+                .composed_unnumbered
+                .extend(messages.iter().map(|m| m.lamport)),
+        }
+    }
+
+    /// Whether the user interface knows of own message `message` (see
+    /// [`Notice::WrittenElsewhere`]); messages are asked about in the order they are sent.
+    fn own_known(&mut self, message: &Message) -> bool {
+        if message.seq <= self.known_own_up_to || self.peer.as_ref().is_none_or(|p| p.temporary) {
+            return true;
+        }
+        while self
+            .composed_ranges
+            .front()
+            .is_some_and(|&(_, last)| last < message.seq)
+        {
+            self.composed_ranges.pop_front();
+        }
+        if self
+            .composed_ranges
+            .front()
+            .is_some_and(|&(first, _)| first <= message.seq)
+        {
+            return true;
+        }
+        match self
+            .composed_unnumbered
+            .iter()
+            .position(|&lamport| lamport == message.lamport)
+        {
+            Some(i) => {
+                self.composed_unnumbered.swap_remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn send_own(&mut self, message: &Message, now_ms: u64) {
+        let known = self.own_known(message);
         if let Err(e) = self.session.send(message, now_ms) {
             // Own numbering is contiguous by design (docs/PROTOCOL.md §2), so only a broken
             // store gets here. Never stall in silence: close with the reason, which the user
@@ -1244,6 +1317,13 @@ impl Link {
             let detail = "the peer's device could not send its next message";
             self.session
                 .close(Close::new(CloseCode::StorageFailure, detail), now_ms);
+            return;
+        }
+        if !known {
+            self.known_own_up_to = self.known_own_up_to.max(message.seq);
+            self.notices.push_back(Notice::WrittenElsewhere {
+                message: message.clone(),
+            });
         }
     }
 

@@ -1,7 +1,7 @@
 //! Protocol stories on the in-memory [`Pair`]: two devices, one simulated connection.
 
 use socketfalco_core::{
-    execute, CloseCode, Link, Notice, RequestId, Side, StoreReply, StoreRequest,
+    execute, CloseCode, Link, Notice, RequestId, Side, Store, StoreReply, StoreRequest,
 };
 use socketfalco_testkit::{MemoryStore, Pair, DEVICE_A, DEVICE_B};
 
@@ -994,6 +994,79 @@ fn a_line_sent_before_a_commit_that_failed_comes_back_from_the_peer() {
         received_numbered(&pair, false),
         numbered(&["lost here", "after"]),
         "Bob holds each once, and the next line takes the next number"
+    );
+    assert_converged(&pair);
+}
+
+/// The texts of the own lines `notices` announce as written elsewhere, in order.
+fn written_elsewhere(notices: &[Notice]) -> Vec<String> {
+    notices
+        .iter()
+        .filter_map(|n| match n {
+            Notice::WrittenElsewhere { message } => Some(message.text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Lines another process of this device writes into the chat while a session runs (`-eC`
+/// beside it) are sent — at the next refill, or numbered ahead of the next line typed — and
+/// each is announced once as written elsewhere, so that the session's view shows them as
+/// the user's own. The lines the chat held when the session opened, the lines typed through
+/// the link (live, or unnumbered while the session was not established) and the lines sent
+/// again at the next connection are never announced.
+#[test]
+fn lines_written_beside_a_running_session_are_sent_and_announced_once() {
+    let mut pair = Pair::new();
+    pair.write(true, "offline before");
+    pair.connect_and_drive();
+    pair.write(true, "typed live");
+    pair.drive();
+    // Another process on a's store: stored unnumbered, as `-eC` does.
+    let wall = pair.wall_a_ms;
+    pair.a
+        .store
+        .compose(DEVICE_B, "elsewhere one", wall)
+        .unwrap();
+    let now = pair.now_ms;
+    pair.a.link.as_mut().unwrap().refill(now);
+    pair.drive();
+    // Another, then a line typed at once: the compose numbers the waiting line first.
+    pair.a
+        .store
+        .compose(DEVICE_B, "elsewhere two", wall)
+        .unwrap();
+    pair.write(true, "typed after");
+    pair.drive();
+    assert_eq!(
+        received_texts(&pair.b.notices),
+        [
+            "offline before",
+            "typed live",
+            "elsewhere one",
+            "elsewhere two",
+            "typed after"
+        ]
+    );
+    assert_eq!(
+        written_elsewhere(&pair.a.notices),
+        ["elsewhere one", "elsewhere two"]
+    );
+    assert_converged(&pair);
+
+    // Written while apart, and unacked lines sent again: the user's own history, not news.
+    pair.disconnect();
+    pair.a.notices.clear();
+    pair.a
+        .store
+        .compose(DEVICE_B, "elsewhere offline", wall)
+        .unwrap();
+    pair.write(true, "typed offline");
+    pair.connect_and_drive();
+    assert!(
+        written_elsewhere(&pair.a.notices).is_empty(),
+        "{:?}",
+        written_elsewhere(&pair.a.notices)
     );
     assert_converged(&pair);
 }

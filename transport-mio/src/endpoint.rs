@@ -1418,6 +1418,17 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                         }
                     }
                 }
+                Notice::WrittenElsewhere { message } => {
+                    // A line another process of this device wrote into the chat (`-eC`
+                    // beside this session): the user's own, sent now.
+                    if let Some(peer) = peer_device {
+                        out.push(Output::Sent {
+                            peer,
+                            message,
+                            live: true,
+                        });
+                    }
+                }
                 Notice::ComposeFailed { texts, reason, .. } => {
                     for text in texts {
                         out.push(Output::Rejected {
