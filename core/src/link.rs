@@ -290,10 +290,12 @@ pub struct Link {
     /// Own messages the user interface knows of, for [`Notice::WrittenElsewhere`]: every one
     /// up to `known_own_up_to` (what the chat held when the session opened, its waiting
     /// lines included), the numbers of this link's composes (ranges, oldest first), and the
-    /// Lamport counters of lines it composed unnumbered (numbered later).
+    /// time and text of lines written unnumbered, through this link or by its driver
+    /// ([`Link::note_written_here`]), which are numbered later (with a new Lamport counter:
+    /// time and text are what stays).
     known_own_up_to: u64,
     composed_ranges: VecDeque<(u64, u64)>,
-    composed_unnumbered: Vec<u64>,
+    composed_unnumbered: Vec<(i64, String)>,
     /// The latest delivery the session reported, and the latest shown
     /// ([`Notice::Delivered`]).
     delivered: u64,
@@ -697,6 +699,19 @@ impl Link {
         self.own_maybe_pending = true;
         self.waiting_maybe = true;
         self.fill_window(now_ms);
+    }
+
+    /// Own lines the driver wrote into this link's chat itself, outside the link (stored
+    /// unnumbered: no session was established for the chat when they were written), which
+    /// its user interface has shown: when this link sends them, they are not announced as
+    /// [`Notice::WrittenElsewhere`].
+    pub fn note_written_here(&mut self, messages: &[Message]) {
+        self.composed_unnumbered.extend(
+            messages
+                .iter()
+                .filter(|m| m.seq == 0)
+                .map(|m| (m.sent_at_ms, m.text.clone())),
+        );
     }
 
     /// Takes the result of a storage request made by this link, in the order they were
@@ -1270,7 +1285,7 @@ impl Link {
             }
             _ => self
                 .composed_unnumbered
-                .extend(messages.iter().map(|m| m.lamport)),
+                .extend(messages.iter().map(|m| (m.sent_at_ms, m.text.clone()))),
         }
     }
 
@@ -1297,7 +1312,7 @@ impl Link {
         match self
             .composed_unnumbered
             .iter()
-            .position(|&lamport| lamport == message.lamport)
+            .position(|(at, text)| *at == message.sent_at_ms && *text == message.text)
         {
             Some(i) => {
                 self.composed_unnumbered.swap_remove(i);

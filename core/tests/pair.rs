@@ -1069,4 +1069,46 @@ fn lines_written_beside_a_running_session_are_sent_and_announced_once() {
         written_elsewhere(&pair.a.notices)
     );
     assert_converged(&pair);
+
+    // While the next connection opens (the chat open, the session not established): a line
+    // typed through the link (stored unnumbered, numbered at the sync with a new Lamport
+    // counter) and one the driver wrote itself (`note_written_here`) were both shown as
+    // waiting: neither is announced when it goes.
+    pair.disconnect();
+    pair.a.notices.clear();
+    pair.b.notices.clear();
+    pair.connect();
+    while pair.a.link.as_ref().is_some_and(|l| l.peer().is_none()) {
+        assert!(pair.step(), "the connection settled before the chat opened");
+    }
+    assert!(!pair.is_established(), "the chat opened with the session");
+    pair.write(true, "typed while opening");
+    let by_driver = pair
+        .a
+        .store
+        .compose(DEVICE_B, "written by the driver while opening", wall + 1)
+        .unwrap();
+    pair.a
+        .link
+        .as_mut()
+        .unwrap()
+        .note_written_here(std::slice::from_ref(&by_driver));
+    pair.drive();
+    // Two store polls (the driver's, once a second): the first numbers what waits, the
+    // second sends what the first numbered after its read.
+    for _ in 0..2 {
+        let now = pair.now_ms;
+        pair.a.link.as_mut().unwrap().refill(now);
+        pair.drive();
+    }
+    assert_eq!(
+        received_texts(&pair.b.notices),
+        ["typed while opening", "written by the driver while opening"]
+    );
+    assert!(
+        written_elsewhere(&pair.a.notices).is_empty(),
+        "{:?}",
+        written_elsewhere(&pair.a.notices)
+    );
+    assert_converged(&pair);
 }

@@ -1301,6 +1301,14 @@ impl<S: Store + Send + 'static> Endpoint<S> {
         };
         match result {
             Ok(StoreReply::Composed(messages)) => {
+                // A connection with this peer may be opening: the lines are shown here as
+                // waiting, so its link must not announce them as written elsewhere.
+                for live in self.conns.values_mut() {
+                    let link = live.conn.link_mut();
+                    if link.peer().is_some_and(|p| p.device == device) {
+                        link.note_written_here(&messages);
+                    }
+                }
                 for message in messages {
                     out.push(Output::Sent {
                         peer: device,
