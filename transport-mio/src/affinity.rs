@@ -22,6 +22,10 @@
 //! ([`StorageSide`]): on the pair's CPU ([`Home`]) whenever it has caught up and waits for
 //! work, on any CPU whenever work queued behind the group it just committed.
 //!
+//! A thread started by a pinned thread inherits its CPU, and nothing here would ever let it
+//! go: the binary's own helper threads (terminal keys, standard input, notifications, the
+//! tor control connection) call [`run_anywhere`] first.
+//!
 //! A pinned thread cannot leave a CPU that other work keeps busy, so the pair is watched:
 //! once a second in which its threads, each time they were woken, waited longer than
 //! [`MEAN_WAIT`] on average before they ran (the kernel's per-thread run-queue figures,
@@ -303,6 +307,19 @@ impl Companions {
     }
 }
 
+/// Every CPU the process's threads had before any was pinned (the first pinned loop's).
+static FREE_CPUS: Mutex<Option<sys::CpuSet>> = Mutex::new(None);
+
+/// Lets the calling thread run on any CPU the process had before a loop was pinned: for a
+/// thread started by a pinned one (it inherits the pin), which is no part of the pair.
+/// Nothing happens where nothing was ever pinned.
+pub fn run_anywhere() {
+    let free = *FREE_CPUS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(set) = free {
+        let _ = sys::set(sys::current_tid(), &set);
+    }
+}
+
 /// How many pinned pairs of this process each CPU has (index: CPU number).
 static PAIRS_ON: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 
@@ -335,6 +352,10 @@ impl SharedCpu {
             return None;
         }
         let waits = waits(&threads)?;
+        FREE_CPUS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(allowed);
         let cpu = pin_loop(threads[0], &allowed)?;
         log::debug!("the event loop and its storage thread share CPU {cpu}");
         home.place(Some(cpu), threads[1], &allowed);

@@ -1,6 +1,7 @@
 //! An endpoint whose store has a storage thread keeps its event loop and that thread on one
 //! CPU while it runs (Linux, two CPUs or more, and a kernel that reports run-queue waits),
-//! gives the loop's thread back every CPU when it ends, and pins nothing when told not to.
+//! gives the loop's thread back every CPU when it ends, and pins nothing when told not to; a
+//! thread started by a pinned one runs anywhere once it asks (`run_anywhere`).
 //! The storage thread leaves the shared CPU while work waits behind its group, and comes
 //! back once it has caught up. The affinity is read back from the kernel
 //! (`/proc/self/task/<tid>/status`).
@@ -69,6 +70,10 @@ struct Seen {
     loop_after: String,
     /// The test's own thread after the endpoint ended.
     companion_after: String,
+    /// A thread the test's thread started while it listened: at its start, and once it
+    /// called `run_anywhere`.
+    child_inherited: String,
+    child_anywhere: String,
 }
 
 /// Runs a listener with a storage thread (commits slowed a little: a disk) on a thread named
@@ -110,6 +115,13 @@ fn affinity_while_listening(share_one_cpu: bool, loop_name: &str) -> Seen {
     let loop_allowed = allowed_of_threads_named(loop_name);
     let storage = allowed_of_threads_named("storage");
     let companion = own_allowed();
+    let (child_inherited, child_anywhere) = std::thread::spawn(|| {
+        let inherited = own_allowed();
+        socketfalco_transport::affinity::run_anywhere();
+        (inherited, own_allowed())
+    })
+    .join()
+    .expect("the child thread");
     control.send(Command::Quit);
     let (loop_before, loop_after) = after
         .recv_timeout(Duration::from_secs(10))
@@ -124,6 +136,8 @@ fn affinity_while_listening(share_one_cpu: bool, loop_name: &str) -> Seen {
         loop_before,
         loop_after,
         companion_after: own_allowed(),
+        child_inherited,
+        child_anywhere,
     }
 }
 
@@ -157,6 +171,10 @@ fn the_loop_its_storage_thread_and_the_caller_share_one_cpu_and_get_every_cpu_ba
             seen.companion, seen.loop_thread,
             "the caller beside the loop"
         );
+        assert_eq!(
+            seen.child_inherited, seen.loop_thread,
+            "a thread it starts inherits the pin"
+        );
     } else {
         assert_eq!(
             seen.loop_thread, all,
@@ -166,6 +184,7 @@ fn the_loop_its_storage_thread_and_the_caller_share_one_cpu_and_get_every_cpu_ba
     }
     assert_eq!(seen.loop_after, all, "the loop's thread has every CPU back");
     assert_eq!(seen.companion_after, all, "the caller has every CPU back");
+    assert_eq!(seen.child_anywhere, all, "run_anywhere gives it every CPU");
 }
 
 #[test]

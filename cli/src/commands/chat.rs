@@ -1307,6 +1307,8 @@ fn spawn_stdin_reader(tx: Sender<Update>) -> io::Result<()> {
     thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
+            // Started by a thread that may share one CPU with the event loop: not this one.
+            socketfalco_transport::affinity::run_anywhere();
             let stdin = io::stdin();
             let mut input = stdin.lock();
             let mut buf = Vec::new();

@@ -328,6 +328,8 @@ impl TorControl {
         std::thread::Builder::new()
             .name("tor-control".into())
             .spawn(move || {
+                // Started by a thread that may share one CPU with the event loop: not this one.
+                socketfalco_transport::affinity::run_anywhere();
                 let mut buf = [0u8; 1024];
                 loop {
                     match stream.read(&mut buf) {

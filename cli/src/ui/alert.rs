@@ -107,6 +107,8 @@ fn start_worker() -> Option<SyncSender<(String, String)>> {
     let spawned = std::thread::Builder::new()
         .name("notifications".into())
         .spawn(move || {
+            // Started by a thread that may share one CPU with the event loop: not this one.
+            socketfalco_transport::affinity::run_anywhere();
             let mut failed = false;
             for (summary, body) in rx {
                 if let Err(e) = show(&summary, &body) {

@@ -221,6 +221,8 @@ fn spawn_reader(
 ) -> io::Result<Receiver<io::Result<Event>>> {
     let (tx, keys) = mpsc::channel();
     thread::Builder::new().name("keys".into()).spawn(move || {
+        // Started by a thread that may share one CPU with the event loop: not this one.
+        socketfalco_transport::affinity::run_anywhere();
         while !stop.load(Ordering::Relaxed) {
             match source.next(READER_TICK) {
                 Ok(Some(event)) => {
