@@ -325,6 +325,8 @@ impl Pair {
                 link.handle_timeout(self.now_ms);
             }
             moved |= device.pump(self.now_ms);
+            // Bytes a pump queued (a store read it completed sent a line) go out next step.
+            moved |= device.link.as_ref().is_some_and(Link::wants_write);
         }
         // A closed session whose last bytes are out ends the connection, as a driver would.
         let a_done = self.a.link.as_ref().is_some_and(finished);
