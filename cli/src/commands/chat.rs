@@ -411,7 +411,7 @@ fn run(
     let mut config = EndpointConfig::new(session, Some(me.keypair.clone()));
     let serve = listen.is_some_and(|o| o.serve);
     // `SOCKETFALCO_SHARE_CPU=0`: the loop and its storage thread wherever the scheduler puts
-    // them (README, "Environment"; docs/PERFORMANCE.md compares the two).
+    // them (README, "Platforms"; docs/PERFORMANCE.md compares the two).
     config.share_one_cpu = std::env::var_os("SOCKETFALCO_SHARE_CPU").is_none_or(|v| v != "0");
     if let Some(options) = listen {
         config.max_peers = options.max_peers;
