@@ -472,25 +472,37 @@ fn a_warning_of_a_json_session_is_an_event_too() {
     );
 }
 
-/// `-eC` fed by a script: a line that is not one (here longer than the limit) is refused with
-/// an input error and the next lines are still stored; the exit status says that not
-/// everything was stored, and the last `--json` event says why.
-#[test]
-fn a_refused_line_written_offline_fails_the_script_but_not_the_lines_after_it() {
+/// Runs `device` with `args` and `input` on its standard input, expects exit status 1 and
+/// returns its `--json` events.
+fn script_that_fails(device: &Device, args: &[&str], input: &str) -> Vec<serde_json::Value> {
+    let out = device.run_with_input(args, input);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Alice and Bob after one connection (each holds a chat with the other), no process running.
+fn alice_and_bob_met_and_parted() -> (Device, Device) {
     let alice = Device::new("Alice");
     let bob = Device::new("Bob");
     let (mut listener, port) = alice.listen();
     bob.connect(port).finish();
     listener.end_input();
     let _ = listener.exit_events();
+    (alice, bob)
+}
+
+/// `-eC` fed by a script: a line that is not one (here longer than the limit) is refused with
+/// an input error and the next lines are still stored; the exit status says that not
+/// everything was stored, and the last `--json` event says why.
+#[test]
+fn a_refused_line_written_offline_fails_the_script_but_not_the_lines_after_it() {
+    let (alice, bob) = alice_and_bob_met_and_parted();
     let too_long = "x".repeat(socketfalco_core::limits::MAX_TEXT_BYTES + 1);
     let input = format!("before\n{too_long}\nafter\n");
-    let out = bob.run_with_input(&["-eC", &alice.id(), "--json"], &input);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let events: Vec<serde_json::Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = script_that_fails(&bob, &["-eC", &alice.id(), "--json"], &input);
     let kinds: Vec<String> = events
         .iter()
         .map(|e| format!("{}/{}", e["event"], e["kind"]).replace('"', ""))
@@ -515,12 +527,7 @@ fn a_refused_line_written_offline_fails_the_script_but_not_the_lines_after_it() 
 /// in its place.
 #[test]
 fn a_long_script_written_offline_is_stored_whole_and_in_order() {
-    let alice = Device::new("Alice");
-    let bob = Device::new("Bob");
-    let (mut listener, port) = alice.listen();
-    bob.connect(port).finish();
-    listener.end_input();
-    let _ = listener.exit_events();
+    let (alice, bob) = alice_and_bob_met_and_parted();
     let too_long = "x".repeat(socketfalco_core::limits::MAX_TEXT_BYTES + 1);
     let lines: Vec<String> = (0..3_000).map(|i| format!("line {i}")).collect();
     let mut input = String::new();
@@ -532,12 +539,7 @@ fn a_long_script_written_offline_is_stored_whole_and_in_order() {
             input.push('\n');
         }
     }
-    let out = bob.run_with_input(&["-eC", &alice.id(), "--json"], &input);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let events: Vec<serde_json::Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = script_that_fails(&bob, &["-eC", &alice.id(), "--json"], &input);
     let shown: Vec<String> = events
         .iter()
         .map(|e| match e["event"].as_str() {
