@@ -281,6 +281,9 @@ pub enum Command {
     },
     /// `--fingerprint`: show this device's id, name and key fingerprint.
     Fingerprint,
+    /// `--chat-ids` (hidden, for the completion scripts): the stored chats' ids, one per
+    /// line; nothing on a data folder with no database, which it never creates.
+    ChatIds,
     /// `--trust-new-key UUID FINGERPRINT`: accept the peer key with this
     /// fingerprint for a peer, replacing the pinned one when it connects.
     TrustNewKey {
@@ -625,6 +628,7 @@ const BELL: &str = "bell";
 const NOTIFY: &str = "notify";
 const COMPLETIONS: &str = "completions";
 const MAN: &str = "man";
+const CHAT_IDS: &str = "chat_ids";
 const JSON: &str = "json";
 const VERBOSE: &str = "verbose";
 
@@ -690,7 +694,7 @@ Completions and manual page:
   socketfalco --man > ~/.local/share/man/man1/socketfalco.1";
 
 /// The commands that are not a session: `-t`, `-p` and `--bind` conflict with them.
-const NOT_SESSIONS: [&str; 7] = [
+const NOT_SESSIONS: [&str; 8] = [
     LIST,
     EDIT_NAME,
     EDIT_CHAT,
@@ -698,6 +702,7 @@ const NOT_SESSIONS: [&str; 7] = [
     TRUST_NEW_KEY,
     COMPLETIONS,
     MAN,
+    CHAT_IDS,
 ];
 
 /// The clap definition of the command line, as `--completions` and `--man` describe it. The
@@ -742,10 +747,16 @@ pub fn completion_script(shell: Shell) -> String {
                 })
                 .collect::<Vec<_>>()
                 .join("\n")
+                .replace(
+                    "complete -F _socketfalco ",
+                    "complete -F _socketfalco_with_chats ",
+                )
                 + "\n"
+                + BASH_CHAT_IDS
         }
         Shell::Fish => {
             let mut script = script;
+            script.push_str(FISH_CHAT_IDS);
             script.push_str("# The legacy single-dash spellings of the original SocketFalco.\n");
             for (legacy, gnu) in LEGACY_FLAGS {
                 let needs_value = matches!(*gnu, "--connect" | "--edit-name" | "--edit-chat");
@@ -780,6 +791,44 @@ pub fn completion_script(shell: Shell) -> String {
         _ => script,
     }
 }
+
+/// Bash: the argument of `-eC`, `-editChat` and `--edit-chat` completes to the ids of the
+/// chats stored in the data folder the command line names (`--data-dir DIR`, else the
+/// default one), from the hidden `--chat-ids`, which creates nothing; every other word as
+/// clap's script completes it.
+const BASH_CHAT_IDS: &str = r#"
+# The chats' ids after -eC, -editChat or --edit-chat, from the data folder on the line.
+_socketfalco_chat_ids() {
+    local i word
+    local -a dir=()
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        word=${COMP_WORDS[i]}
+        if [[ $word == --data-dir ]]; then
+            dir=(--data-dir "${COMP_WORDS[i+1]/#\~/$HOME}")
+        elif [[ $word == --data-dir=* ]]; then
+            dir=(--data-dir "${word#--data-dir=}")
+        fi
+    done
+    "${COMP_WORDS[0]}" "${dir[@]}" --chat-ids 2>/dev/null
+}
+_socketfalco_with_chats() {
+    case "${COMP_WORDS[COMP_CWORD-1]}" in
+        -eC | -editChat | --edit-chat)
+            COMPREPLY=($(compgen -W "$(_socketfalco_chat_ids)" -- "${COMP_WORDS[COMP_CWORD]}"))
+            return 0
+            ;;
+    esac
+    _socketfalco "$@"
+}
+"#;
+
+/// Fish: the same candidates for the argument of `--edit-chat`, `-eC` and `-editChat` (from
+/// the default data folder).
+const FISH_CHAT_IDS: &str = "# The chats' ids after --edit-chat, -eC and -editChat.
+complete -c socketfalco -l edit-chat -x -a '(socketfalco --chat-ids 2>/dev/null)'
+complete -c socketfalco -o eC -x -a '(socketfalco --chat-ids 2>/dev/null)'
+complete -c socketfalco -o editChat -x -a '(socketfalco --chat-ids 2>/dev/null)'
+";
 
 /// Builds the clap definition of the command line (after legacy rewriting).
 fn build_command() -> clap::Command {
@@ -1054,6 +1103,13 @@ fn build_command() -> clap::Command {
                 .help("Print the manual page (roff), e.g. socketfalco --man | man -l -"),
         )
         .arg(
+            Arg::new(CHAT_IDS)
+                .long("chat-ids")
+                .action(ArgAction::SetTrue)
+                .hide(true)
+                .help("Print the stored chats' ids, one per line (for shell completion)"),
+        )
+        .arg(
             Arg::new(PROXY)
                 .help_heading(OPTIONS)
                 .long("proxy")
@@ -1142,6 +1198,7 @@ fn build_command() -> clap::Command {
                     INVITE,
                     COMPLETIONS,
                     MAN,
+                    CHAT_IDS,
                 ])
                 .multiple(false),
         )
@@ -1262,6 +1319,8 @@ fn cli_from_matches(cmd: &mut clap::Command, m: &ArgMatches) -> Result<Cli, clap
         Command::Completions(*shell)
     } else if m.get_flag(MAN) {
         Command::Man
+    } else if m.get_flag(CHAT_IDS) {
+        Command::ChatIds
     } else {
         return Err(missing_command_error(cmd));
     };

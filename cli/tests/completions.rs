@@ -60,6 +60,58 @@ fn the_bash_script_loads_and_completes_the_legacy_spellings() {
     assert_eq!(stderr(&out), "");
 }
 
+/// After `-eC` (or `-editChat`, `--edit-chat`) bash offers the ids of the chats stored in the
+/// data folder the line names, completing a prefix; `--chat-ids`, which it runs, prints
+/// nothing on a folder with no database and creates nothing there.
+#[test]
+fn bash_completes_the_chat_ids_of_the_data_folder_on_the_line() {
+    let alice = common::Device::new("Alice");
+    let bob = common::Device::new("Bob");
+    let (mut listener, port) = alice.listen();
+    bob.connect(port).finish();
+    listener.end_input();
+    let _ = listener.exit_events();
+    let dir = tempfile::tempdir().unwrap();
+    let script = generated(&["--completions", "bash"], &dir, "socketfalco.bash");
+    let complete = |words: &str, index: usize| {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source '{}' && COMP_WORDS=({words}) COMP_CWORD={index} && \
+                 _socketfalco_with_chats && echo \"${{COMPREPLY[@]}}\"",
+                script.display()
+            ))
+            .output()
+            .unwrap();
+        assert_ok(&out);
+        assert_eq!(stderr(&out), "");
+        stdout(&out).trim().to_owned()
+    };
+    let data = bob.path().display().to_string();
+    let alice_id = alice.id();
+    for flag in ["-eC", "-editChat", "--edit-chat"] {
+        let words = format!("'{}' --data-dir '{data}' {flag} ''", common::BIN);
+        assert_eq!(complete(&words, 4), alice_id, "{flag}");
+    }
+    let words = format!(
+        "'{}' --data-dir '{data}' -eC {}",
+        common::BIN,
+        &alice_id[..4]
+    );
+    assert_eq!(complete(&words, 4), alice_id, "a prefix");
+    let words = format!("'{}' --data-dir '{data}' -eC zz", common::BIN);
+    assert_eq!(complete(&words, 4), "", "no chat starts so");
+
+    let empty = dir.path().join("no data here");
+    let out = common::socketfalco()
+        .args(["--data-dir", &empty.display().to_string(), "--chat-ids"])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "");
+    assert!(!empty.exists(), "a Tab press created a data folder");
+}
+
 #[test]
 fn the_zsh_and_fish_scripts_parse_where_those_shells_are_installed() {
     let dir = tempfile::tempdir().unwrap();

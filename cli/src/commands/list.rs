@@ -10,6 +10,19 @@ use chrono::{Local, TimeZone};
 use serde_json::json;
 use socketfalco_core::PublicKey;
 
+/// `--chat-ids`: the stored chats' ids, one per line, most recent first — for the completion
+/// scripts, which run it at a Tab press: a data folder with no database prints nothing and is
+/// left as it is (no folder, no identity, no prompt).
+pub fn chat_ids(ctx: &Context) -> Result<(), AppError> {
+    if !ctx.data_dir.join(crate::store::DB_FILE_NAME).is_file() {
+        return Ok(());
+    }
+    for chat in ctx.open_database()?.list_chats()? {
+        outln!("{}", chat.peer)?;
+    }
+    Ok(())
+}
+
 /// Prints the chats, most recent first.
 pub fn run(ctx: &Context) -> Result<(), AppError> {
     let mut db = ctx.open_database()?;

@@ -186,6 +186,7 @@ pub fn run(cli: Cli) -> Result<(), AppError> {
         Command::EditName { name } => edit_name::run(&ctx, &name),
         Command::EditChat { chat, view } => edit_chat::run(&ctx, &chat, view),
         Command::Fingerprint => trust::fingerprint(&ctx),
+        Command::ChatIds => list::chat_ids(&ctx),
         Command::TrustNewKey { chat, fingerprint } => {
             trust::trust_new_key(&ctx, &chat, fingerprint)
         }
