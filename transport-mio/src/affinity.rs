@@ -358,7 +358,6 @@ impl SharedCpu {
             .get_or_insert(allowed);
         let cpu = pin_loop(threads[0], &allowed)?;
         log::debug!("the event loop and its storage thread share CPU {cpu}");
-        home.place(Some(cpu), threads[1], &allowed);
         let shared = SharedCpu {
             threads,
             home,
@@ -367,8 +366,15 @@ impl SharedCpu {
             cpu: Some(cpu),
             policy: Policy::pinned(now, Some(waits)),
         };
-        shared.companions.place(shared.cpu, &shared.allowed);
+        shared.place_the_others();
         Some(shared)
+    }
+
+    /// Puts the storage thread and the companions where the loop is: on the pair's CPU
+    /// while it has one, else on every CPU the loop had.
+    fn place_the_others(&self) {
+        self.home.place(self.cpu, self.threads[1], &self.allowed);
+        self.companions.place(self.cpu, &self.allowed);
     }
 
     /// The CPU the pair is pinned on, while it is.
@@ -390,20 +396,19 @@ impl SharedCpu {
             }
             Action::Pin => {
                 self.cpu = pin_loop(self.threads[0], &self.allowed);
-                self.home.place(self.cpu, self.threads[1], &self.allowed);
+                self.place_the_others();
                 if let Some(cpu) = self.cpu {
                     log::debug!("the event loop and its storage thread share CPU {cpu} again");
                 }
-                self.companions.place(self.cpu, &self.allowed);
             }
         }
     }
 
     fn release(&mut self) {
-        self.home.place(None, self.threads[1], &self.allowed);
-        self.companions.place(None, &self.allowed);
+        let cpu = self.cpu.take();
+        self.place_the_others();
         let _ = sys::set(self.threads[0], &self.allowed);
-        if let Some(cpu) = self.cpu.take() {
+        if let Some(cpu) = cpu {
             let mut pairs = PAIRS_ON.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(count) = pairs.get_mut(cpu) {
                 *count = count.saturating_sub(1);
