@@ -208,22 +208,13 @@ pub fn run(ctx: &Context, prefix: &str, view: HistoryView) -> Result<(), AppErro
         let mut texts: Vec<String> = Vec::new();
         loop {
             number += 1;
-            match super::next_input_line(&mut input, &mut buf)? {
-                None => ended = true,
-                Some(Err(why)) => batch.push(ScriptLine::Refused(format!("line {number}: {why}"))),
-                Some(Ok(line)) => {
-                    let text = line.trim_end_matches('\r');
-                    if text.trim() == "quit" {
-                        ended = true;
-                    } else if !text.trim().is_empty() {
-                        match check_text(text) {
-                            Err(e) => batch.push(ScriptLine::Refused(e.to_string())),
-                            Ok(()) => {
-                                batch.push(ScriptLine::Stored(number));
-                                texts.push(text.to_owned());
-                            }
-                        }
-                    }
+            match script_line(super::next_input_line(&mut input, &mut buf)?, number) {
+                Read::End => ended = true,
+                Read::Blank => {}
+                Read::Refused(why) => batch.push(ScriptLine::Refused(why)),
+                Read::Text(text) => {
+                    batch.push(ScriptLine::Stored(number));
+                    texts.push(text);
                 }
             }
             // Another line only if it is read ahead whole: never wait for the next line
@@ -287,6 +278,38 @@ const SCRIPT_READ_AHEAD: usize = 256 * 1024;
 enum ScriptLine {
     Stored(u64),
     Refused(String),
+}
+
+/// What one read of a script's input gave.
+enum Read {
+    /// The end of the input, or `quit`.
+    End,
+    /// A line with nothing to store.
+    Blank,
+    /// A line that is not one (why, for the user).
+    Refused(String),
+    /// A line to store.
+    Text(String),
+}
+
+/// Classifies what [`super::next_input_line`] read as line `number` of a script.
+fn script_line(read: Option<Result<String, String>>, number: u64) -> Read {
+    let line = match read {
+        None => return Read::End,
+        Some(Err(why)) => return Read::Refused(format!("line {number}: {why}")),
+        Some(Ok(line)) => line,
+    };
+    let text = line.trim_end_matches('\r');
+    if text.trim() == "quit" {
+        Read::End
+    } else if text.trim().is_empty() {
+        Read::Blank
+    } else {
+        match check_text(text) {
+            Err(e) => Read::Refused(e.to_string()),
+            Ok(()) => Read::Text(text.to_owned()),
+        }
+    }
 }
 
 /// Why a line written with `-eC` was not stored.
