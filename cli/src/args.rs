@@ -777,14 +777,22 @@ pub fn completion_script(shell: Shell) -> String {
                     let value = match *gnu {
                         "--connect" => ":address: ",
                         "--edit-name" => ":name: ",
-                        "--edit-chat" => ":chat: ",
+                        "--edit-chat" => ":chat:_socketfalco_chat_ids",
                         _ => "",
                     };
                     format!("'{legacy}[same as {gnu}]{value}' \\\n")
                 })
                 .collect();
-            match script.find("'-l[") {
+            // The chats' ids after --edit-chat, -eC, -editChat and --trust-new-key.
+            let script =
+                script.replace(":CHAT_UUID:_default'", ":CHAT_UUID:_socketfalco_chat_ids'");
+            let script = match script.find("'-l[") {
                 Some(at) => format!("{}{specs}{}", &script[..at], &script[at..]),
+                None => script,
+            };
+            // Defined before the script's last lines call `_socketfalco`.
+            match script.find('\n') {
+                Some(at) => format!("{}{ZSH_CHAT_IDS}{}", &script[..=at], &script[at + 1..]),
                 None => script,
             }
         }
@@ -819,6 +827,24 @@ _socketfalco_with_chats() {
             ;;
     esac
     _socketfalco "$@"
+}
+"#;
+
+/// Zsh: the same candidates, from the data folder the command line names, for the argument
+/// of `--edit-chat`, `-eC`, `-editChat` and `--trust-new-key`.
+const ZSH_CHAT_IDS: &str = r#"
+# The chats' ids, from the data folder on the line (--data-dir DIR), else the default one.
+_socketfalco_chat_ids() {
+    local i
+    local -a dir ids
+    for ((i = 2; i < CURRENT; i++)); do
+        case $words[i] in
+            --data-dir) dir=(--data-dir "${words[i+1]/#\~/$HOME}") ;;
+            --data-dir=*) dir=(--data-dir "${${words[i]#--data-dir=}/#\~/$HOME}") ;;
+        esac
+    done
+    ids=(${(f)"$("${words[1]/#\~/$HOME}" "${dir[@]}" --chat-ids 2>/dev/null)"})
+    compadd -- "${ids[@]}"
 }
 "#;
 
@@ -2761,7 +2787,18 @@ SocketFalco -listen ; SocketFalco -listen -t ; SocketFalco -connect 192.168.0.1 
             "{fish}"
         );
         let zsh = completion_script(Shell::Zsh);
-        assert!(zsh.contains("'-eC[same as --edit-chat]:chat: '"), "{zsh}");
+        assert!(
+            zsh.contains("'-eC[same as --edit-chat]:chat:_socketfalco_chat_ids'"),
+            "{zsh}"
+        );
+        assert!(
+            zsh.contains(":CHAT_UUID:_socketfalco_chat_ids'")
+                && !zsh.contains(":CHAT_UUID:_default"),
+            "{zsh}"
+        );
+        // The function is defined before the script's last lines call `_socketfalco`.
+        let defined = zsh.find("_socketfalco_chat_ids() {").unwrap();
+        assert!(defined < zsh.find("_socketfalco() {").unwrap(), "{zsh}");
         // The others are clap_complete's as they are.
         assert!(completion_script(Shell::PowerShell).contains("--edit-chat"));
         assert!(completion_script(Shell::Elvish).contains("--edit-chat"));

@@ -113,6 +113,56 @@ fn bash_completes_the_chat_ids_of_the_data_folder_on_the_line() {
 }
 
 #[test]
+fn zsh_offers_the_chat_ids_of_the_data_folder_on_the_line() {
+    if !present("zsh") {
+        if cfg!(target_os = "linux") {
+            panic!("zsh is not installed (apt-get install zsh; .ci/run does)");
+        }
+        eprintln!("skipped: zsh is not installed");
+        return;
+    }
+    let alice = common::Device::new("Alice");
+    let bob = common::Device::new("Bob");
+    let (mut listener, port) = alice.listen();
+    bob.connect(port).finish();
+    listener.end_input();
+    let _ = listener.exit_events();
+    let dir = tempfile::tempdir().unwrap();
+    let script = generated(&["--completions", "zsh"], &dir, "_socketfalco");
+    // The script's own function, as `_arguments` calls it for the argument of an option:
+    // `words` is the command line, `CURRENT` the word being completed, and what it offers
+    // goes to `compadd` (here printed, one candidate per line).
+    let offered = |words: &str, current: usize| {
+        let out = Command::new("zsh")
+            .arg("-f")
+            .arg("-c")
+            .arg(format!(
+                "compdef() {{ : }}; compadd() {{ [[ $1 == -- ]] && shift; print -rl -- \"$@\" }}; \
+                 source '{}' && words=({words}) && CURRENT={current} && _socketfalco_chat_ids",
+                script.display()
+            ))
+            .output()
+            .unwrap();
+        assert_ok(&out);
+        assert_eq!(stderr(&out), "");
+        stdout(&out).trim().to_owned()
+    };
+    let data = bob.path().display().to_string();
+    let alice_id = alice.id();
+    for flag in ["-eC", "-editChat", "--edit-chat", "--trust-new-key"] {
+        let words = format!("'{}' --data-dir '{data}' {flag} ''", common::BIN);
+        assert_eq!(offered(&words, 5), alice_id, "{flag}");
+    }
+    let words = format!("'{}' '--data-dir={data}' -eC ''", common::BIN);
+    assert_eq!(offered(&words, 4), alice_id, "--data-dir=DIR");
+    // Another data folder, with no chats: nothing to offer, and nothing created.
+    let empty = dir.path().join("no data here");
+    let words = format!("'{}' --data-dir '{}' -eC ''", common::BIN, empty.display());
+    assert_eq!(offered(&words, 5), "");
+    assert!(!empty.exists(), "a Tab press created a data folder");
+}
+
+#[test]
 fn the_zsh_and_fish_scripts_parse_where_those_shells_are_installed() {
     let dir = tempfile::tempdir().unwrap();
     for (shell, check) in [("zsh", ["-n"]), ("fish", ["--no-execute"])] {
