@@ -60,32 +60,47 @@ fn the_bash_script_loads_and_completes_the_legacy_spellings() {
     assert_eq!(stderr(&out), "");
 }
 
-/// After `-eC` (or `-editChat`, `--edit-chat`) bash offers the ids of the chats stored in the
-/// data folder the line names, completing a prefix; `--chat-ids`, which it runs, prints
-/// nothing on a folder with no database and creates nothing there.
-#[test]
-fn bash_completes_the_chat_ids_of_the_data_folder_on_the_line() {
+/// Runs `code` with `shell` (the program and its flags), which must succeed and print
+/// nothing on standard error; returns its standard output, trimmed.
+fn run_quietly(shell: &[&str], code: &str) -> String {
+    let out = Command::new(shell[0])
+        .args(&shell[1..])
+        .arg(code)
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert_eq!(stderr(&out), "");
+    stdout(&out).trim().to_owned()
+}
+
+/// Two devices that have chatted once: Bob's data folder holds one chat, Alice's.
+fn bob_with_a_chat_with_alice() -> (common::Device, common::Device) {
     let alice = common::Device::new("Alice");
     let bob = common::Device::new("Bob");
     let (mut listener, port) = alice.listen();
     bob.connect(port).finish();
     listener.end_input();
     let _ = listener.exit_events();
+    (alice, bob)
+}
+
+/// After `-eC` (or `-editChat`, `--edit-chat`) bash offers the ids of the chats stored in the
+/// data folder the line names, completing a prefix; `--chat-ids`, which it runs, prints
+/// nothing on a folder with no database and creates nothing there.
+#[test]
+fn bash_completes_the_chat_ids_of_the_data_folder_on_the_line() {
+    let (alice, bob) = bob_with_a_chat_with_alice();
     let dir = tempfile::tempdir().unwrap();
     let script = generated(&["--completions", "bash"], &dir, "socketfalco.bash");
     let complete = |words: &str, index: usize| {
-        let out = Command::new("bash")
-            .arg("-c")
-            .arg(format!(
+        run_quietly(
+            &["bash", "-c"],
+            &format!(
                 "source '{}' && COMP_WORDS=({words}) COMP_CWORD={index} && \
                  _socketfalco_with_chats && echo \"${{COMPREPLY[@]}}\"",
                 script.display()
-            ))
-            .output()
-            .unwrap();
-        assert_ok(&out);
-        assert_eq!(stderr(&out), "");
-        stdout(&out).trim().to_owned()
+            ),
+        )
     };
     let data = bob.path().display().to_string();
     let alice_id = alice.id();
@@ -121,31 +136,21 @@ fn zsh_offers_the_chat_ids_of_the_data_folder_on_the_line() {
         eprintln!("skipped: zsh is not installed");
         return;
     }
-    let alice = common::Device::new("Alice");
-    let bob = common::Device::new("Bob");
-    let (mut listener, port) = alice.listen();
-    bob.connect(port).finish();
-    listener.end_input();
-    let _ = listener.exit_events();
+    let (alice, bob) = bob_with_a_chat_with_alice();
     let dir = tempfile::tempdir().unwrap();
     let script = generated(&["--completions", "zsh"], &dir, "_socketfalco");
     // The script's own function, as `_arguments` calls it for the argument of an option:
     // `words` is the command line, `CURRENT` the word being completed, and what it offers
     // goes to `compadd` (here printed, one candidate per line).
     let offered = |words: &str, current: usize| {
-        let out = Command::new("zsh")
-            .arg("-f")
-            .arg("-c")
-            .arg(format!(
+        run_quietly(
+            &["zsh", "-f", "-c"],
+            &format!(
                 "compdef() {{ : }}; compadd() {{ [[ $1 == -- ]] && shift; print -rl -- \"$@\" }}; \
                  source '{}' && words=({words}) && CURRENT={current} && _socketfalco_chat_ids",
                 script.display()
-            ))
-            .output()
-            .unwrap();
-        assert_ok(&out);
-        assert_eq!(stderr(&out), "");
-        stdout(&out).trim().to_owned()
+            ),
+        )
     };
     let data = bob.path().display().to_string();
     let alice_id = alice.id();
