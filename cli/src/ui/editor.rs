@@ -99,6 +99,12 @@ const STUCK_INPUT_PAUSE: Duration = Duration::from_millis(20);
 #[cfg(unix)]
 const CROSSTERM_LOOK: Duration = Duration::from_millis(1);
 
+/// How long the key reader lets crossterm look when its last read may have parsed more
+/// events than it handed out (see [`TerminalKeys::next`]), at most: long enough that a
+/// descheduled thread does not miss them.
+#[cfg(unix)]
+const PARSED_LOOK: Duration = Duration::from_millis(20);
+
 /// The terminal's keys through crossterm. On Unix crossterm reads only once poll(2) saw
 /// bytes (or to hand out the events it parsed from its last read), so a hung-up terminal is
 /// reported instead of re-read forever; and it is asked for its resize event as soon as the
@@ -159,7 +165,13 @@ impl KeySource for TerminalKeys {
         // none left it polls the terminal once more, which could only read a hung-up terminal
         // if the hang-up came since our own look (the editor's watch covers that case).
         if self.parsed {
-            if event::poll(CROSSTERM_LOOK)? {
+            // crossterm hands out what it parsed only if its look starts within the time it is
+            // given (a timeout already spent when it takes its lock or starts its loop reads
+            // nothing and returns "no event", queue or not). A keys thread descheduled for
+            // longer than a short look, on a loaded machine, would take the end of a paste to
+            // be there and leave it waiting for the next key. So this look is long: it ends at
+            // once when an event is there, and meanwhile crossterm reads new keys itself.
+            if event::poll(timeout.clamp(CROSSTERM_LOOK, PARSED_LOOK))? {
                 return event::read().map(Some);
             }
             self.parsed = false;
