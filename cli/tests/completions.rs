@@ -73,23 +73,12 @@ fn run_quietly(shell: &[&str], code: &str) -> String {
     stdout(&out).trim().to_owned()
 }
 
-/// Two devices that have chatted once: Bob's data folder holds one chat, Alice's.
-fn bob_with_a_chat_with_alice() -> (common::Device, common::Device) {
-    let alice = common::Device::new("Alice");
-    let bob = common::Device::new("Bob");
-    let (mut listener, port) = alice.listen();
-    bob.connect(port).finish();
-    listener.end_input();
-    let _ = listener.exit_events();
-    (alice, bob)
-}
-
 /// After `-eC` (or `-editChat`, `--edit-chat`) bash offers the ids of the chats stored in the
 /// data folder the line names, completing a prefix; `--chat-ids`, which it runs, prints
 /// nothing on a folder with no database and creates nothing there.
 #[test]
 fn bash_completes_the_chat_ids_of_the_data_folder_on_the_line() {
-    let (alice, bob) = bob_with_a_chat_with_alice();
+    let (alice, bob) = common::alice_and_bob_met_and_parted();
     let dir = tempfile::tempdir().unwrap();
     let script = generated(&["--completions", "bash"], &dir, "socketfalco.bash");
     let complete = |words: &str, index: usize| {
@@ -136,7 +125,7 @@ fn zsh_offers_the_chat_ids_of_the_data_folder_on_the_line() {
         eprintln!("skipped: zsh is not installed");
         return;
     }
-    let (alice, bob) = bob_with_a_chat_with_alice();
+    let (alice, bob) = common::alice_and_bob_met_and_parted();
     let dir = tempfile::tempdir().unwrap();
     let script = generated(&["--completions", "zsh"], &dir, "_socketfalco");
     // The script's own function, as `_arguments` calls it for the argument of an option:

@@ -483,23 +483,12 @@ fn script_that_fails(device: &Device, args: &[&str], input: &str) -> Vec<serde_j
         .collect()
 }
 
-/// Alice and Bob after one connection (each holds a chat with the other), no process running.
-fn alice_and_bob_met_and_parted() -> (Device, Device) {
-    let alice = Device::new("Alice");
-    let bob = Device::new("Bob");
-    let (mut listener, port) = alice.listen();
-    bob.connect(port).finish();
-    listener.end_input();
-    let _ = listener.exit_events();
-    (alice, bob)
-}
-
 /// `-eC` fed by a script: a line that is not one (here longer than the limit) is refused with
 /// an input error and the next lines are still stored; the exit status says that not
 /// everything was stored, and the last `--json` event says why.
 #[test]
 fn a_refused_line_written_offline_fails_the_script_but_not_the_lines_after_it() {
-    let (alice, bob) = alice_and_bob_met_and_parted();
+    let (alice, bob) = common::alice_and_bob_met_and_parted();
     let too_long = "x".repeat(socketfalco_core::limits::MAX_TEXT_BYTES + 1);
     let input = format!("before\n{too_long}\nafter\n");
     let events = script_that_fails(&bob, &["-eC", &alice.id(), "--json"], &input);
@@ -527,7 +516,7 @@ fn a_refused_line_written_offline_fails_the_script_but_not_the_lines_after_it() 
 /// in its place.
 #[test]
 fn a_long_script_written_offline_is_stored_whole_and_in_order() {
-    let (alice, bob) = alice_and_bob_met_and_parted();
+    let (alice, bob) = common::alice_and_bob_met_and_parted();
     let too_long = "x".repeat(socketfalco_core::limits::MAX_TEXT_BYTES + 1);
     let lines: Vec<String> = (0..3_000).map(|i| format!("line {i}")).collect();
     let mut input = String::new();

@@ -461,3 +461,14 @@ impl Drop for Session {
         let _ = self.child.wait();
     }
 }
+
+/// Alice and Bob after one connection (each holds a chat with the other), no process running.
+pub fn alice_and_bob_met_and_parted() -> (Device, Device) {
+    let alice = Device::new("Alice");
+    let bob = Device::new("Bob");
+    let (mut listener, port) = alice.listen();
+    bob.connect(port).finish();
+    listener.end_input();
+    let _ = listener.exit_events();
+    (alice, bob)
+}
