@@ -161,16 +161,16 @@ impl KeySource for TerminalKeys {
     #[cfg(unix)]
     fn next(&mut self, timeout: Duration) -> io::Result<Option<Event>> {
         use super::console::{look, look_with_resize, Look};
-        // Asking crossterm with the shortest wait returns an event it already parsed; with
-        // none left it polls the terminal once more, which could only read a hung-up terminal
-        // if the hang-up came since our own look (the editor's watch covers that case).
+        // Asking crossterm returns an event it already parsed at once; with none left it
+        // polls the terminal until the look ends, which could only read a hung-up terminal if
+        // the hang-up came since our own look (the editor's watch covers that case, and the
+        // look is short). crossterm hands out what it parsed only if its look starts within
+        // the time it is given (a timeout already spent when it has taken its lock reads
+        // nothing and returns "no event", queue or not): a keys thread descheduled for longer
+        // than a very short look, on a loaded machine, would take the end of a paste to be
+        // there and leave it waiting for the next key. Hence `PARSED_LOOK`, not
+        // `CROSSTERM_LOOK`; meanwhile crossterm reads new keys itself.
         if self.parsed {
-            // crossterm hands out what it parsed only if its look starts within the time it is
-            // given (a timeout already spent when it takes its lock or starts its loop reads
-            // nothing and returns "no event", queue or not). A keys thread descheduled for
-            // longer than a short look, on a loaded machine, would take the end of a paste to
-            // be there and leave it waiting for the next key. So this look is long: it ends at
-            // once when an event is there, and meanwhile crossterm reads new keys itself.
             if event::poll(timeout.clamp(CROSSTERM_LOOK, PARSED_LOOK))? {
                 return event::read().map(Some);
             }
