@@ -325,3 +325,79 @@ fn a_serving_listener_whose_output_is_not_read_still_ends_on_sigterm() {
     assert_eq!(bob.history(&alice).len(), 3_000);
     assert_eq!(alice.history(&bob).len(), 3_000);
 }
+
+/// A `--serve` listener whose output is not read stops taking lines in once a few MiB of
+/// events wait for it (instead of holding them all in memory): the peer's lines wait with
+/// the peer, unacked. Once the output is read, every line arrives, once and in order.
+#[test]
+fn a_serving_listener_whose_output_is_not_read_stops_taking_lines_until_it_is() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    const LINES: usize = 30_000;
+    let (alice, bob) = (Device::new("alice"), Device::new("bob"));
+    let mut cmd = alice.command(&["-l", "--serve", "-v", "-p", "0", "--bind", "127.0.0.1"]);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut output = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    output.read_line(&mut first).unwrap();
+    let port: u16 = first
+        .split_whitespace()
+        .find_map(|word| word.rsplit(':').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no port in the listening line: {first}"));
+    // The log, read all along: it says when the listener stops reading and starts again.
+    let (log_tx, log) = std::sync::mpsc::channel();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = log_tx.send(line);
+        }
+    });
+    let log_says = |what: &str| {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match log.recv_timeout(left) {
+                Ok(line) if line.contains(what) => return,
+                Ok(_) => {}
+                Err(_) => panic!("the listener's log never said {what:?}"),
+            }
+        }
+    };
+
+    // Far more than the events the listener holds for its output (each ~200 bytes of text).
+    let mut caller = bob.connect(port);
+    caller.connected();
+    for i in 0..LINES {
+        caller.say(&format!("{i:05} {}", "x".repeat(200)));
+    }
+    log_says("not reading from peers");
+    // Paused: what it took in is stored, and it is far from everything.
+    std::thread::sleep(Duration::from_secs(2));
+    let held = alice.history(&bob).len();
+    assert!(held < LINES * 2 / 3, "the listener took in {held} lines");
+
+    // The output is read: every line comes, once and in order, and all are delivered.
+    let mut shown = Vec::new();
+    for line in (&mut output).lines() {
+        let line = line.unwrap();
+        if let Some(at) = line.find(" xxx") {
+            let number = line[..at].rsplit(' ').next().unwrap_or_default();
+            shown.push(number.parse::<usize>().unwrap_or(usize::MAX));
+        }
+        if shown.len() == LINES {
+            break;
+        }
+    }
+    assert_eq!(shown, (0..LINES).collect::<Vec<_>>());
+    log_says("reading from peers again");
+    caller.wait_for("all delivered", |e| {
+        e["event"] == "delivered" && e["up_to"].as_u64() == Some(LINES as u64)
+    });
+    caller.finish();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(alice.history(&bob).len(), LINES);
+}

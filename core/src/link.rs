@@ -523,9 +523,28 @@ impl Link {
         self.session.close(reason, now_ms);
     }
 
-    /// Whether the driver should keep reading from the peer.
+    /// Whether the driver should keep reading from the peer: not while the session is
+    /// closed (unless a close waits for the handshake), nor while it flows and the driver
+    /// paused reading ([`pause_reading`](Self::pause_reading)).
     pub fn wants_read(&self) -> bool {
+        if self.session.is_reading_paused() && self.session.is_established() {
+            return false;
+        }
         !self.session.is_closed() || self.awaiting_handshake_for_close()
+    }
+
+    /// The driver stops reading from the peer once the session flows (whoever shows what
+    /// arrives is far behind): [`wants_read`](Self::wants_read) says no, and the dead-peer
+    /// timeout waits ([`Session::pause_reading`]). A handshake and its sync still go on, so
+    /// a peer is let in and caught up to the point where its messages would flow.
+    pub fn pause_reading(&mut self) {
+        self.session.pause_reading();
+    }
+
+    /// The driver reads again (then it must read: what arrived meanwhile gave no new
+    /// readiness); the dead-peer timeout counts from `now_ms`.
+    pub fn resume_reading(&mut self, now_ms: u64) {
+        self.session.resume_reading(now_ms);
     }
 
     /// Whether the session is closed, everything it could still say is written, and every

@@ -311,6 +311,35 @@ fn keepalives_hold_an_idle_connection_and_a_silent_peer_times_out() {
     assert_eq!(a_closes, [(CloseCode::Timeout, Side::Local)]);
 }
 
+/// A driver that stops reading (its output is far behind) takes nothing in, and neither
+/// side takes the pause for a dead peer however long it lasts; once it reads again,
+/// everything arrives.
+#[test]
+fn a_paused_reader_takes_nothing_in_and_nobody_times_out() {
+    let mut pair = Pair::new();
+    pair.connect_and_drive();
+    pair.b.link.as_mut().unwrap().pause_reading();
+    pair.write(true, "sent while b is not reading");
+    pair.advance(60_000);
+    assert!(pair.is_established(), "neither side gave up on the other");
+    assert!(closes(&pair.a.notices).is_empty() && closes(&pair.b.notices).is_empty());
+    assert!(received_texts(&pair.b.notices).is_empty());
+    assert_eq!(pair.waiting(true), 1, "nothing acked that b did not read");
+    let now = pair.now_ms;
+    pair.b.link.as_mut().unwrap().resume_reading(now);
+    pair.drive();
+    assert_eq!(
+        received_texts(&pair.b.notices),
+        ["sent while b is not reading"]
+    );
+    assert_eq!(pair.waiting(true), 0);
+    // Reading again, b times a silent peer out as before.
+    pair.a.link = None;
+    pair.b_to_a.blackhole = true;
+    pair.advance(25_000);
+    assert_eq!(closes(&pair.b.notices), [(CloseCode::Timeout, Side::Local)]);
+}
+
 #[test]
 fn a_handshake_that_never_finishes_times_out() {
     let mut pair = Pair::new();

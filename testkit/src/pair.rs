@@ -46,6 +46,15 @@ impl Device {
         }
     }
 
+    /// Whether bytes for this device are handed to it: not while its link paused reading
+    /// ([`Link::pause_reading`]), when they wait in the pipe as they would in a socket.
+    fn reads(&self) -> bool {
+        !self
+            .link
+            .as_ref()
+            .is_some_and(|link| link.session().is_reading_paused() && !link.wants_read())
+    }
+
     fn pump(&mut self, now_ms: u64) -> bool {
         let Some(link) = self.link.as_mut() else {
             return false;
@@ -313,6 +322,9 @@ impl Pair {
             (&mut self.a_to_b, &mut self.b),
             (&mut self.b_to_a, &mut self.a),
         ] {
+            if !device.reads() {
+                continue;
+            }
             while let Some(bytes) = pipe.pop_due(self.now_ms) {
                 moved = true;
                 if let Some(link) = device.link.as_mut() {
@@ -346,9 +358,10 @@ impl Pair {
             if self.step() {
                 continue;
             }
-            let next = [self.a_to_b.next_due(), self.b_to_a.next_due()]
+            let next = [(&self.a_to_b, &self.b), (&self.b_to_a, &self.a)]
                 .into_iter()
-                .flatten()
+                .filter(|(_, receiver)| receiver.reads())
+                .filter_map(|(pipe, _)| pipe.next_due())
                 .min();
             match next {
                 Some(at) if at > self.now_ms => self.now_ms = at,

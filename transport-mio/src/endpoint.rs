@@ -17,9 +17,12 @@
 //!
 //! The user interface runs on another thread: it sends [`Command`]s through a [`Control`],
 //! which wakes the loop, and gets [`Output`]s through the callback given to
-//! [`Endpoint::run`]. Every output about a chat names the peer's device.
+//! [`Endpoint::run`]. Every output about a chat names the peer's device. When that thread
+//! falls far behind, the loop stops reading from its peers until it caught up
+//! ([`crate::backlog`]).
 
 use crate::affinity::{Companions, SharedCpu};
+use crate::backlog::OutputBacklog;
 use crate::clock::Clock;
 use crate::connection::{Connection, Progress};
 use crate::route::{RelayRoute, Route, Tunnel, TunnelStep};
@@ -114,6 +117,10 @@ pub struct EndpointConfig {
     /// (Linux; see [`crate::affinity`]): their hand-offs then wake no halted CPU. Off, the
     /// scheduler places both as it likes.
     pub share_one_cpu: bool,
+    /// What the outputs' reader has not taken yet, counted by whoever hands them to it: the
+    /// endpoint stops reading from its peers while too much waits ([`crate::backlog`]).
+    /// `None`: outputs are taken at once (a callback that does the work itself).
+    pub output_backlog: Option<Arc<OutputBacklog>>,
 }
 
 /// Default [`EndpointConfig::max_peers`]: far more contacts than anyone chats with at once,
@@ -147,6 +154,7 @@ impl EndpointConfig {
             expected_peer_key: None,
             relay: None,
             share_one_cpu: true,
+            output_backlog: None,
         }
     }
 }
@@ -474,6 +482,10 @@ struct Live {
 /// its side) before it is dropped: a peer that reads it gets the reason, not a reset.
 const LINGER_MS: u64 = 2_000;
 
+/// While reading is paused for the output's reader ([`crate::backlog`]), the loop looks this
+/// often whether it caught up.
+const BACKLOG_LOOK_MS: u64 = 20;
+
 /// A caller's backoff starts again from its shortest delay after a chat, unless the chat
 /// ended in a storage failure (a full disk on either side) before its connection lasted this
 /// long: that is retried with the growing delay, not twice a second for ever.
@@ -533,6 +545,9 @@ pub struct Endpoint<S: Store + Send + 'static> {
     relay_delay_ms: u64,
     /// What the user was last told of the relay: one report per change.
     relay_reported: RelayReport,
+    /// Whether the endpoint reads from its peers' established sessions: not while their
+    /// output waits for its reader ([`EndpointConfig::output_backlog`]).
+    reading: bool,
 }
 
 /// The last report about a listener's relay ([`Output::RelayWaiting`],
@@ -591,6 +606,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             relay_retry_at_ms: None,
             relay_delay_ms: 0,
             relay_reported: RelayReport::None,
+            reading: true,
         };
         Ok((
             endpoint,
@@ -678,6 +694,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                 shared.watch(Instant::now());
             }
             out.flush(&self.storage, on_output);
+            self.follow_output_backlog(out)?;
             if self.finished_quitting() {
                 // Quitting does not hide a refusal that came meanwhile.
                 return match self.refused_for_good.take() {
@@ -725,6 +742,44 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             self.timers(out)?;
             self.storage.send_due_marks();
         }
+    }
+
+    /// Stops reading from the peers while more of their output waits for its reader than
+    /// [`crate::backlog`] allows, and reads again once it caught up. Paused, a link reads
+    /// nothing once its session flows and its dead-peer timeout waits
+    /// ([`Link::pause_reading`]); resumed, each connection reads what arrived meanwhile,
+    /// which brought no new readiness.
+    fn follow_output_backlog(&mut self, out: &mut OutputQueue) -> Result<(), EndpointError> {
+        let Some(backlog) = self.config.output_backlog.as_ref() else {
+            return Ok(());
+        };
+        let reading = backlog.allows_reading(self.reading);
+        if reading == self.reading {
+            return Ok(());
+        }
+        self.reading = reading;
+        if !reading {
+            log::info!(
+                "not reading from peers: {} bytes of events wait for the output to be read",
+                backlog.waiting()
+            );
+            for live in self.conns.values_mut() {
+                live.conn.link_mut().pause_reading();
+            }
+            return Ok(());
+        }
+        log::info!("reading from peers again: the output caught up");
+        let now = self.clock.now_ms();
+        let tokens: Vec<Token> = self.conns.keys().copied().collect();
+        for token in tokens {
+            let Some(live) = self.conns.get_mut(&token) else {
+                continue;
+            };
+            live.conn.link_mut().resume_reading(now);
+            let progress = live.conn.on_ready(self.poll.registry(), &self.storage, now);
+            self.after_connection_step(token, progress, out)?;
+        }
+        Ok(())
     }
 
     fn token(&mut self) -> Token {
@@ -1207,6 +1262,9 @@ impl<S: Store + Send + 'static> Endpoint<S> {
         }
         if matches!(self.role, Role::Listen { .. }) {
             link.require_admission();
+        }
+        if !self.reading {
+            link.pause_reading();
         }
         let token = self.token();
         match Connection::new(self.poll.registry(), stream, token, addr, link) {
@@ -1769,6 +1827,8 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                 .filter(|&t| t > now),
             self.lingering.iter().map(|l| l.deadline_ms).min(),
             established.then_some(self.next_store_poll_ms),
+            // Paused for the output's reader: look again soon whether it caught up.
+            (!self.reading).then_some(now + BACKLOG_LOOK_MS),
         ]
         .into_iter()
         .flatten()

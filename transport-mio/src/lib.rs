@@ -15,6 +15,8 @@
 //!   (group commit), off the event loop, completions back through the loop's waker.
 //! - [`affinity`]: the loop and its storage thread kept on one CPU while that CPU is theirs
 //!   (Linux), so that their hand-offs wake no halted CPU.
+//! - [`backlog`]: how much of the endpoint's output waits for its reader; the endpoint
+//!   stops reading from its peers while too much does.
 //! - [`endpoint`]: the event loop: listen or connect, refuse a second caller as busy,
 //!   reconnect with backoff after a drop, take the user's lines from another thread, and
 //!   report everything as [`Output`] values.
@@ -23,11 +25,13 @@
 //! wakes the loop) and receives [`Output`]s through a callback.
 
 pub mod affinity;
+pub mod backlog;
 pub mod clock;
 pub mod connection;
 pub mod endpoint;
 pub mod route;
 pub mod storage;
 
+pub use backlog::OutputBacklog;
 pub use endpoint::{Command, Control, Endpoint, EndpointConfig, Output, Role};
 pub use route::{ProxyRoute, RelayRoute, Route};

@@ -42,6 +42,7 @@
 //! console window do the same in every state (see [`super::leave`]). A script session whose
 //! output can no longer be written ends the same way.
 
+use super::updates::{self, Update, UpdateSender, Updates};
 use super::view::{opening_rows, AsOpened, ChatPages, Scroll};
 use super::{ensure_identity, leave, AppError, Context, Me};
 use crate::args::{parse_address, OnionOptions, DEFAULT_PORT};
@@ -59,33 +60,16 @@ use socketfalco_reach::socks5::Target;
 use socketfalco_reach::transit::{relay_side, relay_token, RelaySide};
 use socketfalco_transport::endpoint::EndpointError;
 use socketfalco_transport::{
-    Command, Control, Endpoint, EndpointConfig, Output, ProxyRoute, RelayRoute, Role, Route,
+    Command, Control, Endpoint, EndpointConfig, Output, OutputBacklog, ProxyRoute, RelayRoute,
+    Role, Route,
 };
 use std::collections::HashSet;
 use std::io::{self, IsTerminal, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
-
-/// Everything the user interface reacts to.
-enum Update {
-    Net(Output),
-    /// A line of the script's input that is not a line of text: refused, not sent.
-    BadLine {
-        /// Its number in the input, from 1.
-        number: u64,
-        /// Why.
-        why: String,
-    },
-    /// The first connection with this peer: its key was just pinned.
-    FirstContact(FirstContact),
-    Finished(Result<(), String>),
-    /// The listener's onion service is published at this address (`….onion:PORT`).
-    Onion(String),
-    Line(String),
-    EndOfInput,
-}
 
 /// How a listener runs.
 #[derive(Clone, Copy, Debug)]
@@ -429,13 +413,17 @@ fn run(
         .filter(|c| c.peer_key.is_some())
         .map(|c| c.peer)
         .collect();
+    // What waits for this thread to show it: the endpoint stops reading from its peers while
+    // too much does (`updates`).
+    let backlog = Arc::new(OutputBacklog::new());
+    config.output_backlog = Some(Arc::clone(&backlog));
     let (endpoint, control) = Endpoint::new(role, config, db)?;
     // This thread hands the loop the user's lines and shows what it reports: beside the loop
     // and its storage thread, a line's hand-offs wake no idle CPU (docs/PERFORMANCE.md).
     control.share_cpu();
     let invocation = ctx.invocation();
     let refused = failure_advice(&me, &invocation);
-    let (tx, updates) = mpsc::channel();
+    let (tx, updates) = updates::channel(backlog);
     let net_tx = tx.clone();
     let leave_now = control.clone();
     // On a terminal the user interface marks chats read (with a handle of its own on the
@@ -449,7 +437,7 @@ fn run(
     // While the chat runs, its warnings are shown in it (`ui::logs`): a terminal view is never
     // written over, and a program reading `--json` hears of them as events. Held by the
     // network thread, so that it ends with the chat.
-    let sink = |tx: Sender<Update>| {
+    let sink = |tx: UpdateSender| {
         move |text| {
             let _ = tx.send(Update::Net(Output::Warning(text)));
         }
@@ -943,7 +931,7 @@ impl Live {
 fn terminal_loop(
     presenter: &mut Presenter,
     control: &Control,
-    updates: &Receiver<Update>,
+    updates: &Updates,
     live: &mut Live,
 ) -> Result<(), AppError> {
     let mut editor = LineEditor::start(&presenter.prompt())?;
@@ -1115,7 +1103,7 @@ fn hand_over(control: &Control, presenter: &mut Presenter, command: Command) -> 
 /// The lines of a script's input still queued when the session ended (up to its end of
 /// input, waited for briefly: the reader may be a moment behind), as texts to report unsent;
 /// none after a `quit` among them.
-fn lines_left_unsent(updates: &Receiver<Update>) -> Vec<String> {
+fn lines_left_unsent(updates: &Updates) -> Vec<String> {
     let mut texts = Vec::new();
     let deadline = Instant::now() + Duration::from_millis(300);
     let mut quit = false;
@@ -1142,8 +1130,8 @@ const LEAVING_PROMPT: &str = "leaving… (Ctrl-C again: at once) ";
 
 /// Once nothing can be shown any more (the terminal is gone, the output is closed) and the
 /// endpoint was told to leave: waits for it to finish, showing nothing.
-fn wait_for_the_end(updates: &Receiver<Update>) -> Result<(), AppError> {
-    for update in updates {
+fn wait_for_the_end(updates: &Updates) -> Result<(), AppError> {
+    while let Ok(update) = updates.recv() {
         if let Update::Finished(result) = update {
             return result.map_err(AppError::new);
         }
@@ -1157,7 +1145,7 @@ const SCRIPT_FLUSH_MS: u64 = 20;
 fn script_loop(
     presenter: &mut Presenter,
     control: &Control,
-    updates: &Receiver<Update>,
+    updates: &Updates,
     alerts: &mut Alerts,
     reads_input: bool,
 ) -> Result<(), AppError> {
@@ -1303,7 +1291,7 @@ impl ScriptOutput {
     }
 }
 
-fn spawn_stdin_reader(tx: Sender<Update>) -> io::Result<()> {
+fn spawn_stdin_reader(tx: UpdateSender) -> io::Result<()> {
     thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
@@ -1322,7 +1310,7 @@ fn spawn_stdin_reader(tx: Sender<Update>) -> io::Result<()> {
                         break;
                     }
                 };
-                if tx.send(update).is_err() {
+                if !tx.send(update) {
                     return;
                 }
             }

@@ -20,6 +20,7 @@ mod invite;
 mod leave;
 mod list;
 mod trust;
+mod updates;
 mod view;
 
 use crate::args::{Cli, Command};

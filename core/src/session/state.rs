@@ -288,6 +288,9 @@ pub struct Session {
     started_ms: u64,
     last_rx_ms: u64,
     last_tx_ms: u64,
+    /// The driver stopped reading the peer ([`Session::pause_reading`]): its silence is
+    /// ours, so it is no sign of a dead peer.
+    reading_paused: bool,
     closed: Option<Close>,
     /// A close before the peer is accepted withdraws the hello ([`Session::withhold_hello`]).
     hello_withheld: bool,
@@ -337,6 +340,7 @@ impl Session {
             duplicates_dropped: 0,
             started_ms: now_ms,
             last_rx_ms: now_ms,
+            reading_paused: false,
             last_tx_ms: now_ms,
             closed: None,
             hello_withheld: false,
@@ -517,7 +521,9 @@ impl Session {
                 self.config.handshake_timeout_ms
             );
             self.close_by_local(Close::new(CloseCode::Timeout, detail), now_ms);
-        } else if now_ms >= self.last_rx_ms.saturating_add(self.config.idle_timeout_ms) {
+        } else if !self.reading_paused
+            && now_ms >= self.last_rx_ms.saturating_add(self.config.idle_timeout_ms)
+        {
             let detail = format!(
                 "nothing arrived from the peer for {} ms",
                 self.config.idle_timeout_ms
@@ -530,6 +536,31 @@ impl Session {
         {
             self.write_frame(&Frame::Ping, now_ms);
         }
+    }
+
+    // ----- reading paused -----
+
+    /// The driver stops reading from the peer for a while (whoever shows what arrives is far
+    /// behind, so nothing more is taken in until it catches up). The peer's silence from now
+    /// on is the driver's doing: the dead-peer timeout does not run until
+    /// [`resume_reading`](Self::resume_reading). Keepalives still go out, so the peer does
+    /// not give up on us either; what it sends meanwhile waits in the network and in its
+    /// window, unacked.
+    pub fn pause_reading(&mut self) {
+        self.reading_paused = true;
+    }
+
+    /// The driver reads again: the dead-peer timeout counts from `now_ms`.
+    pub fn resume_reading(&mut self, now_ms: u64) {
+        if self.reading_paused {
+            self.reading_paused = false;
+            self.last_rx_ms = self.last_rx_ms.max(now_ms);
+        }
+    }
+
+    /// Whether the driver said it stopped reading ([`pause_reading`](Self::pause_reading)).
+    pub fn is_reading_paused(&self) -> bool {
+        self.reading_paused
     }
 
     // ----- commands -----
@@ -728,7 +759,11 @@ impl Session {
         if self.state == State::Closed {
             return None;
         }
-        let idle = self.last_rx_ms.saturating_add(self.config.idle_timeout_ms);
+        let idle = if self.reading_paused {
+            u64::MAX
+        } else {
+            self.last_rx_ms.saturating_add(self.config.idle_timeout_ms)
+        };
         let keepalive = self
             .last_tx_ms
             .saturating_add(self.config.keepalive_interval_ms);
