@@ -1,6 +1,6 @@
 //! End-to-end: the always-on listener — the real binary serving several peers at once, a
 //! `/to` that reaches only its chat, a listener killed mid-stream that all peers resync
-//! with, the headless `-l --serve`, and hundreds of silent connections that neither keep a
+//! with, the headless `-l --serve`, a contact let in before a stranger, and hundreds of silent connections that neither keep a
 //! peer out nor grow the listener's memory.
 
 mod common;
@@ -221,6 +221,38 @@ fn serve_runs_headless_and_delivers_lines_written_meanwhile() {
     }
     #[cfg(not(unix))]
     serve.kill();
+}
+
+/// Every place of a `--serve --max-peers 1` listener is held by a stranger (Carol, whom
+/// Alice never wrote to). Alice then writes to Bob, offline, from another process: Bob is a
+/// contact from then on. Bob calls: refused as busy once at most (the listener reads its
+/// contacts again when it refuses one), then let in in Carol's place; Carol is told the
+/// listener is busy and keeps trying, and Bob gets the line.
+#[test]
+fn a_contact_gets_the_place_of_a_stranger_at_a_full_serving_listener() {
+    let (alice, bob) = common::alice_and_bob_met_and_parted();
+    let carol = Device::new("Carol");
+    let port = free_port();
+    let mut serve = listener_on(&alice, port, &["--serve", "--max-peers", "1"]);
+    let mut c = carol.connect(port);
+    c.connected();
+    serve.wait_for("carol in", |e| {
+        e["event"] == "connected" && e["name"] == "Carol"
+    });
+
+    let out = alice.run_with_input(&["-eC", &bob.id()], "for bob, a contact now\n");
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let mut b = bob.connect(port);
+    let made = serve.wait_for("room made", |e| e["event"] == "made_room");
+    assert_eq!(made["name"], "Bob", "{made}");
+    assert_eq!(made["put_out"], carol.id(), "{made}");
+    assert_eq!(made["put_out_name"], "Carol", "{made}");
+    b.received("for bob, a contact now");
+    let left = c.wait_for("carol put out", |e| e["event"] == "peer_left");
+    assert_eq!(left["code"], 1, "closed as busy: {left}");
+    // Carol tries again by herself, and is refused while Bob holds the place.
+    serve.wait_for("carol refused", |e| e["event"] == "busy_refused");
+    assert!(c.child.try_wait().unwrap().is_none(), "carol gave up");
 }
 
 /// Peak resident memory of a process, from /proc (Linux).

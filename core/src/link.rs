@@ -111,6 +111,9 @@ pub enum Notice {
     PeerProved {
         /// Who the peer says it is (the key check against the pin comes with the admission).
         peer: PeerHello,
+        /// The key it proved (`None` on a plain link): a driver may admit a device it knows
+        /// by this key before strangers.
+        key: Option<PublicKey>,
     },
     /// Own messages this device had lost (its store went back: a restore from an older
     /// copy) came back from the peer and are stored again, up to `up_to`. They are whatever
@@ -1056,8 +1059,10 @@ impl Link {
                         KeyCheck::Accepted(key) => key,
                     };
                     if matches!(self.admission, Admission::Required) {
-                        self.notices
-                            .push_back(Notice::PeerProved { peer: peer.clone() });
+                        self.notices.push_back(Notice::PeerProved {
+                            peer: peer.clone(),
+                            key,
+                        });
                         self.admission = Admission::Held(peer, key);
                         continue;
                     }

@@ -1351,7 +1351,7 @@ impl ListenerWorld {
                     continue;
                 };
                 while let Some(notice) = link.poll_notice() {
-                    if let Notice::PeerProved { peer: hello } = &notice {
+                    if let Notice::PeerProved { peer: hello, .. } = &notice {
                         if hello.device == peer_id(peer) {
                             // As the endpoint does: the chat is opened by a store request.
                             conn.admitted = true;

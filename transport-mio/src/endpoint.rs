@@ -21,6 +21,7 @@
 //! falls far behind, the loop stops reading from its peers until it caught up
 //! ([`crate::backlog`]).
 
+use crate::admission::{self, Admission, Contacts, Seated};
 use crate::affinity::{Companions, SharedCpu};
 use crate::backlog::OutputBacklog;
 use crate::clock::Clock;
@@ -121,6 +122,10 @@ pub struct EndpointConfig {
     /// endpoint stops reading from its peers while too much waits ([`crate::backlog`]).
     /// `None`: outputs are taken at once (a callback that does the work itself).
     pub output_backlog: Option<Arc<OutputBacklog>>,
+    /// The devices the user has written to, by the key each proved: a listener at its limit
+    /// lets one of them in in place of the stranger admitted last ([`crate::admission`]).
+    /// The endpoint adds each device the user writes to in a live chat.
+    pub contacts: Arc<Contacts>,
 }
 
 /// Default [`EndpointConfig::max_peers`]: far more contacts than anyone chats with at once,
@@ -155,6 +160,7 @@ impl EndpointConfig {
             relay: None,
             share_one_cpu: true,
             output_backlog: None,
+            contacts: Arc::new(Contacts::new()),
         }
     }
 }
@@ -259,6 +265,16 @@ pub enum Output {
     },
     /// A second caller was told the listener is busy.
     RefusedBusy(SocketAddr),
+    /// A listener at its limit let a contact in and put out the stranger admitted last
+    /// ([`crate::admission`]); that connection's `Disconnected` follows.
+    MadeRoom {
+        /// The contact let in.
+        contact: PeerHello,
+        /// The stranger put out.
+        stranger: DeviceId,
+        /// Its name, if its chat was established.
+        stranger_name: Option<String>,
+    },
     /// A line could not be written.
     Rejected {
         /// The line.
@@ -466,6 +482,10 @@ struct Live {
     opened_ms: u64,
     /// The device it was admitted as (its key is proved; checked against the pin next).
     admitted: Option<DeviceId>,
+    /// The key it proved when it was admitted (`None` on a plain link).
+    admitted_key: Option<PublicKey>,
+    /// Put out, as a stranger, to make room for a contact: it holds no place any more.
+    put_out: bool,
     /// When it was admitted (wall clock, ms).
     admitted_wall_ms: i64,
     /// Refused for its key: the chat it was admitted for is not its own.
@@ -476,6 +496,14 @@ struct Live {
     storage_failed: bool,
     /// How it was reached: the peer's address, or the route.
     reached: String,
+}
+
+/// What a caller hears when every place of the listener is taken (`max` of them).
+fn busy_close(max: usize) -> Close {
+    Close::new(
+        CloseCode::Busy,
+        format!("the listener chats with as many peers as it allows ({max})"),
+    )
 }
 
 /// How long a closed connection waits, half-closed, for the peer to read our close (and end
@@ -885,38 +913,99 @@ impl<S: Store + Send + 'static> Endpoint<S> {
     }
 
     /// A proved peer asks to be let in: refused as busy when the listener already chats
-    /// with as many other devices as it allows (a device that is connected already may
-    /// come in: its newer connection replaces the older once its key is checked).
-    fn admit(&mut self, token: Token, peer: &PeerHello, out: &mut OutputQueue) {
+    /// with as many other devices as it allows, unless it is a contact and a stranger holds
+    /// a place ([`crate::admission`]). A device that is connected already may come in: its
+    /// newer connection replaces the older once its key is checked.
+    fn admit(
+        &mut self,
+        token: Token,
+        peer: &PeerHello,
+        key: Option<PublicKey>,
+        out: &mut OutputQueue,
+    ) {
         let now = self.clock.now_ms();
-        let others = self
-            .conns
-            .iter()
-            .filter(|(t, live)| **t != token && live.admitted.is_some_and(|d| d != peer.device))
-            .map(|(_, live)| live.admitted)
-            .collect::<std::collections::BTreeSet<_>>()
-            .len();
+        let contacts = &self.config.contacts;
+        let is_contact = |device: DeviceId, key: Option<PublicKey>| {
+            key.is_some_and(|key| contacts.contains(device, key))
+        };
+        let mut seated: BTreeMap<DeviceId, Seated> = BTreeMap::new();
+        for (t, live) in &self.conns {
+            let Some(device) = live
+                .admitted
+                .filter(|d| *t != token && *d != peer.device && !live.put_out)
+            else {
+                continue;
+            };
+            let seat = Seated {
+                device,
+                contact: is_contact(device, live.admitted_key),
+                admitted_at: live.admitted_wall_ms,
+            };
+            let entry = seated.entry(device).or_insert(seat);
+            // A device with two connections counts as a contact if either proved it.
+            entry.contact |= seat.contact;
+            entry.admitted_at = entry.admitted_at.max(seat.admitted_at);
+        }
+        let seated: Vec<Seated> = seated.into_values().collect();
         let max = self.config.max_peers.max(1);
+        let decision = if self.quit_deadline_ms.is_some() {
+            None
+        } else {
+            Some(admission::admit(&seated, max, is_contact(peer.device, key)))
+        };
+        if let Some(Admission::InPlaceOf(stranger)) = decision {
+            self.make_room(stranger, peer, out);
+        }
         let Some(live) = self.conns.get_mut(&token) else {
             return;
         };
-        if self.quit_deadline_ms.is_some() {
-            let close = Close::new(CloseCode::Normal, "the user left");
-            live.conn.link_mut().refuse(close, now);
-        } else if others >= max {
-            let close = Close::new(
-                CloseCode::Busy,
-                format!("the listener chats with as many peers as it allows ({max})"),
-            );
-            live.conn.link_mut().refuse(close, now);
-            out.push(Output::RefusedBusy(live.conn.peer_addr()));
-        } else {
-            live.admitted = Some(peer.device);
-            live.admitted_wall_ms = self.clock.wall_ms();
-            live.conn.link_mut().admit(now);
+        match decision {
+            None => {
+                let close = Close::new(CloseCode::Normal, "the user left");
+                live.conn.link_mut().refuse(close, now);
+            }
+            Some(Admission::Busy) => {
+                live.conn.link_mut().refuse(busy_close(max), now);
+                out.push(Output::RefusedBusy(live.conn.peer_addr()));
+            }
+            Some(Admission::Admit | Admission::InPlaceOf(_)) => {
+                live.admitted = Some(peer.device);
+                live.admitted_key = key;
+                live.admitted_wall_ms = self.clock.wall_ms();
+                live.conn.link_mut().admit(now);
+            }
         }
         live.conn
             .after_command(self.poll.registry(), &self.storage, now);
+    }
+
+    /// Puts out every connection of `stranger`, as busy, to make room for `contact`.
+    fn make_room(&mut self, stranger: DeviceId, contact: &PeerHello, out: &mut OutputQueue) {
+        let now = self.clock.now_ms();
+        let max = self.config.max_peers.max(1);
+        let mut stranger_name = None;
+        for live in self.conns.values_mut() {
+            if live.admitted != Some(stranger) || live.put_out {
+                continue;
+            }
+            live.put_out = true;
+            if let Some(chat) = &live.chat {
+                stranger_name = Some(chat.name.clone());
+            }
+            log::info!(
+                "putting out {} (a stranger) to make room for {}, a contact",
+                live.reached,
+                contact.name
+            );
+            live.conn.link_mut().close(busy_close(max), now);
+            live.conn
+                .after_command(self.poll.registry(), &self.storage, now);
+        }
+        out.push(Output::MadeRoom {
+            contact: contact.clone(),
+            stranger,
+            stranger_name,
+        });
     }
 
     /// The chat with `device` is now on `token`, its newest admitted connection: every older
@@ -1275,6 +1364,8 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                         conn,
                         opened_ms: now,
                         admitted: None,
+                        admitted_key: None,
+                        put_out: false,
                         admitted_wall_ms: 0,
                         key_refused: false,
                         chat: None,
@@ -1420,7 +1511,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             let reached = live.reached.clone();
             let peer_device = live.conn.link().peer().map(|p| p.device);
             match notice {
-                Notice::PeerProved { peer } => self.admit(token, &peer, out),
+                Notice::PeerProved { peer, key } => self.admit(token, &peer, key, out),
                 Notice::Connected {
                     peer,
                     incoming,
@@ -1733,6 +1824,11 @@ impl<S: Store + Send + 'static> Endpoint<S> {
         let Some(live) = self.conns.get_mut(&token) else {
             return;
         };
+        // The user writes to this device: a contact from now on ([`crate::admission`]).
+        let temporary = live.chat.as_ref().is_some_and(|c| c.temporary);
+        if let (Some(device), Some(key), false) = (live.admitted, live.admitted_key, temporary) {
+            self.config.contacts.extend([(device, key)]);
+        }
         // A long burst (a paste, a script's input) goes in requests of at most one group's
         // rows: the first is committed and on the wire while the next is being committed.
         let mut good = good.into_iter().peekable();

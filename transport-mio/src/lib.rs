@@ -17,6 +17,8 @@
 //!   (Linux), so that their hand-offs wake no halted CPU.
 //! - [`backlog`]: how much of the endpoint's output waits for its reader; the endpoint
 //!   stops reading from its peers while too much does.
+//! - [`admission`]: who a listener at its limit lets in: the user's contacts before
+//!   strangers.
 //! - [`endpoint`]: the event loop: listen or connect, refuse a second caller as busy,
 //!   reconnect with backoff after a drop, take the user's lines from another thread, and
 //!   report everything as [`Output`] values.
@@ -24,6 +26,7 @@
 //! The user interface lives elsewhere: it sends [`Command`]s through a [`Control`] (which
 //! wakes the loop) and receives [`Output`]s through a callback.
 
+pub mod admission;
 pub mod affinity;
 pub mod backlog;
 pub mod clock;
@@ -32,6 +35,7 @@ pub mod endpoint;
 pub mod route;
 pub mod storage;
 
+pub use admission::Contacts;
 pub use backlog::OutputBacklog;
 pub use endpoint::{Command, Control, Endpoint, EndpointConfig, Output, Role};
 pub use route::{ProxyRoute, RelayRoute, Route};

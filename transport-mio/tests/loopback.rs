@@ -1,6 +1,6 @@
 //! Two endpoints in one process over real loopback sockets, with in-memory stores.
 
-use socketfalco_core::{CloseCode, SessionConfig};
+use socketfalco_core::{CloseCode, PublicKey, SessionConfig};
 use socketfalco_testkit::{MemoryStore, SlowCommits, DEVICE_A, DEVICE_B};
 use socketfalco_transport::{Command, Control, Endpoint, EndpointConfig, Output, Role};
 use std::cell::RefCell;
@@ -82,6 +82,17 @@ impl Events {
             rx,
             seen: RefCell::new(Vec::new()),
         }
+    }
+}
+
+impl Events {
+    /// Whether no output so far (those that have arrived, without waiting) matches `pred`.
+    fn seen_none(&self, pred: impl Fn(&Output) -> bool) -> bool {
+        let mut seen = self.seen.borrow_mut();
+        while let Ok(output) = self.rx.try_recv() {
+            seen.push(output);
+        }
+        !seen.iter().any(pred)
     }
 }
 
@@ -343,6 +354,135 @@ fn past_its_limit_a_listener_refuses_a_caller_as_busy_and_the_caller_waits_its_t
     alice.thread.join().unwrap().0.unwrap();
 }
 
+/// Alice listening with room for one chat, whose contacts are `contacts`, and Carol — a
+/// stranger — in it: how the contact tests begin. Returns alice, her address and carol.
+fn carol_in_a_listener_with_contacts(
+    contacts: &[(socketfalco_core::DeviceId, PublicKey)],
+) -> (Running, SocketAddr, Running) {
+    let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let config = limited_to_one(DEVICE_A, "alice");
+    config.contacts.extend(contacts.iter().copied());
+    let alice = start(Role::Listen { bind }, config);
+    let addr = listening_addr(&alice);
+    let carol = dial(CAROL, "carol", addr);
+    wait_for(
+        &alice.outputs,
+        "carol in",
+        |o| matches!(o, Output::Connected { peer, .. } if peer.device == CAROL),
+    );
+    (alice, addr, carol)
+}
+
+/// Each endpoint quits, in order, and ends well.
+fn quit_all<const N: usize>(endpoints: [Running; N]) {
+    for running in endpoints {
+        running.control.send(Command::Quit);
+        running.thread.join().unwrap().0.unwrap();
+    }
+}
+
+const CAROL: socketfalco_core::DeviceId = socketfalco_core::DeviceId([0xcc; 16]);
+
+/// The key `config` gives `device`.
+fn key_of(device: socketfalco_core::DeviceId) -> PublicKey {
+    socketfalco_core::StaticKeypair::from_secret([device.0[0]; 32]).public()
+}
+
+/// Every place is held by a stranger: a contact who calls (a device the user wrote to, with
+/// the key it proved then) gets the stranger's place; the stranger is told the listener is
+/// busy and waits its turn, as any caller refused would.
+#[test]
+fn a_contact_calling_a_full_listener_takes_the_place_of_a_stranger() {
+    let (alice, addr, carol) = carol_in_a_listener_with_contacts(&[(DEVICE_B, key_of(DEVICE_B))]);
+    let bob = dial(DEVICE_B, "bob", addr);
+    match wait_for(&alice.outputs, "room made", |o| {
+        matches!(o, Output::MadeRoom { .. })
+    }) {
+        Output::MadeRoom {
+            contact,
+            stranger,
+            stranger_name,
+        } => {
+            assert_eq!(contact.device, DEVICE_B);
+            assert_eq!(stranger, CAROL);
+            assert_eq!(stranger_name.as_deref(), Some("carol"));
+        }
+        _ => unreachable!(),
+    }
+    wait_for(
+        &alice.outputs,
+        "bob in",
+        |o| matches!(o, Output::Connected { peer, .. } if peer.device == DEVICE_B),
+    );
+    match wait_for(&carol.outputs, "carol put out", |o| {
+        matches!(o, Output::Disconnected { .. })
+    }) {
+        Output::Disconnected { reason, .. } => assert_eq!(reason.code, CloseCode::Busy),
+        _ => unreachable!(),
+    }
+    // Carol's next attempts find the place taken; once bob leaves, she is back.
+    wait_for(&alice.outputs, "carol refused", |o| {
+        matches!(o, Output::RefusedBusy(_))
+    });
+    bob.control.send(Command::Quit);
+    bob.thread.join().unwrap().0.unwrap();
+    wait_for(&carol.outputs, "carol back", |o| {
+        matches!(o, Output::Connected { .. })
+    });
+    quit_all([carol, alice]);
+}
+
+/// Bob calls `alice`, at `addr`, and is refused as busy, with nobody put out for him.
+fn bob_refused_and_nobody_put_out(alice: &Running, addr: SocketAddr) -> Running {
+    let bob = dial(DEVICE_B, "bob", addr);
+    wait_for(
+        &bob.outputs,
+        "bob refused",
+        |o| matches!(o, Output::Disconnected { reason, .. } if reason.code == CloseCode::Busy),
+    );
+    wait_for(&alice.outputs, "refusal", |o| {
+        matches!(o, Output::RefusedBusy(_))
+    });
+    assert!(alice
+        .outputs
+        .seen_none(|o| matches!(o, Output::MadeRoom { .. })));
+    bob
+}
+
+/// A device id is not enough to pass for a contact: a caller claiming a contact's id with
+/// another key finds the listener busy, and the stranger in it stays.
+#[test]
+fn a_contacts_device_id_with_another_key_is_a_stranger() {
+    let (alice, addr, carol) = carol_in_a_listener_with_contacts(&[(DEVICE_B, PublicKey([9; 32]))]);
+    let bob = bob_refused_and_nobody_put_out(&alice, addr);
+    // Carol is still in: a line reaches her.
+    alice.control.send(Command::Write("still here".into()));
+    wait_for(
+        &carol.outputs,
+        "the line",
+        |o| matches!(o, Output::Received { message, .. } if message.text == "still here"),
+    );
+    quit_all([bob, carol, alice]);
+}
+
+/// Writing to a stranger makes it a contact: a contact calling then finds no stranger to put
+/// out, and the listener busy.
+#[test]
+fn a_stranger_the_user_wrote_to_is_a_contact_and_stays() {
+    let (alice, addr, carol) = carol_in_a_listener_with_contacts(&[(DEVICE_B, key_of(DEVICE_B))]);
+    alice.control.send(Command::WriteTo {
+        to: CAROL,
+        text: "welcome".into(),
+    });
+    wait_for(
+        &carol.outputs,
+        "the line",
+        |o| matches!(o, Output::Received { message, .. } if message.text == "welcome"),
+    );
+    let bob = bob_refused_and_nobody_put_out(&alice, addr);
+    quit_all([bob, carol, alice]);
+}
+
 /// A caller told the listener is busy, whose listener then stops: its attempts meet a closed
 /// port, which is retried (a listener was there), not the end of the caller — and once the
 /// listener is back on its port, the caller gets in.
@@ -352,10 +492,7 @@ fn a_caller_refused_as_busy_outlasts_a_restart_of_the_listener() {
     wait_for(&alice.outputs, "refusal", |o| {
         matches!(o, Output::RefusedBusy(_))
     });
-    for running in [alice, bob] {
-        running.control.send(Command::Quit);
-        running.thread.join().unwrap().0.unwrap();
-    }
+    quit_all([alice, bob]);
     let failed = wait_for(&carol.outputs, "an attempt that met the closed port", |o| {
         matches!(
             o,
@@ -373,10 +510,7 @@ fn a_caller_refused_as_busy_outlasts_a_restart_of_the_listener() {
     wait_for(&carol.outputs, "connected", |o| {
         matches!(o, Output::Connected { .. })
     });
-    for running in [carol, alice] {
-        running.control.send(Command::Quit);
-        running.thread.join().unwrap().0.unwrap();
-    }
+    quit_all([carol, alice]);
 }
 
 /// A chat that ends as soon as it opens because the listener cannot store what comes in (its

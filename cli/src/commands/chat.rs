@@ -399,7 +399,12 @@ fn run(
     config.share_one_cpu = std::env::var_os("SOCKETFALCO_SHARE_CPU").is_none_or(|v| v != "0");
     if let Some(options) = listen {
         config.max_peers = options.max_peers;
+        // The devices the user wrote to come in before strangers when every place is taken.
+        config.contacts.extend(db.contacts()?);
     }
+    let contacts = Arc::clone(&config.contacts);
+    // When the contacts were last read again from the store (`None`: not yet).
+    let mut contacts_read: Option<Instant> = None;
     config.expected_peer_key = reaching.expected_key;
     let invited = reaching.expected_key;
     if let Some((addr, label)) = reaching.listen_relay {
@@ -488,6 +493,19 @@ fn run(
                 }
                 if let Output::NotSent { texts, .. } = &output {
                     not_sent = texts.len();
+                }
+                // Every place is taken: read the contacts again (lines written by another
+                // process, `-eC` beside `--serve`, make contacts too), at most once a second,
+                // so that a contact refused now gets in at its next attempt.
+                if matches!(output, Output::RefusedBusy(_))
+                    && contacts_read.is_none_or(|t| t.elapsed() >= CONTACTS_REREAD)
+                {
+                    contacts_read = Some(Instant::now());
+                    let contacts = Arc::clone(&contacts);
+                    storage.task(move |db: &mut Database| match db.contacts() {
+                        Ok(found) => contacts.extend(found),
+                        Err(e) => log::warn!("could not read the contacts: {e}"),
+                    });
                 }
                 if let Output::NeverOpened {
                     peer,
@@ -682,6 +700,9 @@ enum Input {
 }
 
 /// What `/help` shows: the commands and keys of a session.
+/// How often, at most, a listener that refuses callers as busy reads its contacts again.
+const CONTACTS_REREAD: Duration = Duration::from_secs(1);
+
 const IN_CHAT_HELP: &[&str] = &[
     "/to NAME         write to NAME from now on (a name, or a unique prefix of it or of the \
      peer's id; Tab completes)",

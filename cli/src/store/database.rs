@@ -469,6 +469,35 @@ impl Database {
         self.read(|tx| chat_keys(tx, peer))
     }
 
+    /// The user's contacts: each peer this device has written to (a line of its own in the
+    /// chat, sent or waiting), with the key pinned for it. A listener at its limit lets them
+    /// in before strangers (the transport's `admission`); a chat with no pinned key is none.
+    pub fn contacts(&self) -> Result<Vec<(DeviceId, PublicKey)>, StoreError> {
+        self.read(|tx| {
+            let Some(me) = read_identity_device(tx)? else {
+                return Ok(Vec::new());
+            };
+            let mut stmt = tx.prepare_cached(
+                "SELECT c.peer, c.peer_key FROM chats c
+                  WHERE c.peer_key IS NOT NULL
+                    AND (EXISTS (SELECT 1 FROM messages m
+                                  WHERE m.chat = c.id AND m.author = (?1 > c.peer))
+                         OR EXISTS (SELECT 1 FROM waiting w WHERE w.chat = c.id))",
+            )?;
+            let rows = stmt.query_map([me.0], |row| {
+                Ok((DeviceId(row.get(0)?), row.get::<_, Option<Vec<u8>>>(1)?))
+            })?;
+            let mut contacts = Vec::new();
+            for row in rows {
+                let (peer, key) = row?;
+                if let Some(key) = key_from_db(key)? {
+                    contacts.push((peer, PublicKey(key)));
+                }
+            }
+            Ok(contacts)
+        })
+    }
+
     /// Whether there is a chat with `peer`.
     pub fn chat_exists(&self, peer: DeviceId) -> Result<bool, StoreError> {
         self.conn

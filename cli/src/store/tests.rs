@@ -1822,3 +1822,39 @@ fn only_a_new_empty_chat_is_forgotten_when_its_connection_never_opened() {
     );
     assert!(db.chat_exists(new).unwrap());
 }
+
+#[test]
+fn contacts_are_the_pinned_peers_this_device_wrote_to() {
+    let (_dir, mut db) = fresh();
+    // Ids on both sides of this device's (0xaa): the author bit of "own" differs.
+    let (wrote_low, wrote_high) = (id(&[0x42]), id(&[0xcc]));
+    let (waiting, only_theirs, unpinned) = (id(&[0x43]), id(&[0xcd]), id(&[0x44]));
+    for (peer, key) in [
+        (wrote_low, Some([1; 32])),
+        (wrote_high, Some([2; 32])),
+        (waiting, Some([3; 32])),
+        (only_theirs, Some([4; 32])),
+        (unpinned, None),
+    ] {
+        db.open_chat(&hello(peer, "Peer"), key).unwrap();
+    }
+    assert_eq!(db.contacts().unwrap(), []);
+    for peer in [wrote_low, wrote_high, unpinned] {
+        db.compose_live(peer, "hello", 10).unwrap();
+    }
+    // Written while the peer was away: stored unnumbered, to wait.
+    db.compose_batch(waiting, &["later".to_owned()], 20, None)
+        .unwrap();
+    db.persist_received(only_theirs, &[msg(1, 1, "hi")])
+        .unwrap();
+    let mut contacts = db.contacts().unwrap();
+    contacts.sort_by_key(|(d, _)| d.0);
+    assert_eq!(
+        contacts,
+        [
+            (wrote_low, PublicKey([1; 32])),
+            (waiting, PublicKey([3; 32])),
+            (wrote_high, PublicKey([2; 32])),
+        ]
+    );
+}

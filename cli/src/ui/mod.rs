@@ -736,6 +736,21 @@ impl Presenter {
                     ));
                 }
             }
+            Output::MadeRoom {
+                contact,
+                stranger,
+                stranger_name,
+            } => {
+                let stranger = match stranger_name {
+                    Some(name) => sanitize(name),
+                    None => format!("a stranger ({stranger})"),
+                };
+                lines.push(format!(
+                    "every place was taken (--max-peers): {stranger}, whom you never wrote to, \
+                     made room for {}, whom you did",
+                    sanitize(&contact.name)
+                ));
+            }
             // The quiet status: one line when the place at the relay is taken, one when it
             // is lost; the retries in between are not shown.
             Output::RelayWaiting(relay) => {
@@ -1069,6 +1084,17 @@ impl Presenter {
                 failed: Some(failed),
             } => json!({"event": "reconnecting", "in_ms": in_ms, "error": failed}),
             Output::RefusedBusy(addr) => json!({"event": "busy_refused", "addr": addr.to_string()}),
+            Output::MadeRoom {
+                contact,
+                stranger,
+                stranger_name,
+            } => json!({
+                "event": "made_room",
+                "peer": contact.device.to_string(),
+                "name": contact.name,
+                "put_out": stranger.to_string(),
+                "put_out_name": stranger_name,
+            }),
             Output::Rejected { text, reason } => {
                 json!({"event": "error", "kind": "rejected", "text": text, "message": reason})
             }
@@ -1273,6 +1299,38 @@ mod tests {
         assert_eq!(lines.len(), 1);
         assert!(lines[0].ends_with("] bob: hello"), "{}", lines[0]);
         assert!(!lines[0].contains('\x1b'));
+    }
+
+    #[test]
+    fn a_stranger_put_out_for_a_contact_is_one_line_naming_both() {
+        let mut p = Presenter::new(Style::Plain, "alice");
+        let contact = socketfalco_core::PeerHello {
+            device: DeviceId([2; 16]),
+            name: "Bob".into(),
+            peer_temporary: false,
+            temporary: false,
+        };
+        let lines = p.output(&Output::MadeRoom {
+            contact: contact.clone(),
+            stranger: DeviceId([3; 16]),
+            stranger_name: Some("Mallory\x1b[2J".into()),
+        });
+        assert_eq!(lines.len(), 1);
+        assert!(
+            lines[0].contains("Mallory\u{fffd}[2J, whom you never wrote to, made room for Bob"),
+            "{}",
+            lines[0]
+        );
+        let lines = p.output(&Output::MadeRoom {
+            contact,
+            stranger: DeviceId([3; 16]),
+            stranger_name: None,
+        });
+        assert!(
+            lines[0].contains(&format!("a stranger ({})", DeviceId([3; 16]))),
+            "{}",
+            lines[0]
+        );
     }
 
     #[test]
