@@ -1014,7 +1014,8 @@ fn build_command() -> clap::Command {
                 .value_parser(value_parser!(u16).range(1..))
                 .help(format!(
                     "With -l: chat with at most N devices at once; one more is told the \
-                     listener is busy and retries later [default: {}]",
+                     listener is busy and retries later, unless it is a contact (a device you \
+                     wrote to) and a stranger holds a place, which it then takes [default: {}]",
                     socketfalco_transport::endpoint::DEFAULT_MAX_PEERS
                 )),
         )
