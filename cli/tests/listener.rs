@@ -1,7 +1,7 @@
 //! End-to-end: the always-on listener — the real binary serving several peers at once, a
 //! `/to` that reaches only its chat, a listener killed mid-stream that all peers resync
-//! with, the headless `-l --serve`, a contact let in before a stranger, and hundreds of silent connections that neither keep a
-//! peer out nor grow the listener's memory.
+//! with, the headless `-l --serve`, a contact let in before a stranger, and hundreds of
+//! silent connections that neither keep a peer out nor grow the listener's memory.
 
 mod common;
 

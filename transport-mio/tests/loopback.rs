@@ -83,9 +83,7 @@ impl Events {
             seen: RefCell::new(Vec::new()),
         }
     }
-}
 
-impl Events {
     /// Whether no output so far (those that have arrived, without waiting) matches `pred`.
     fn seen_none(&self, pred: impl Fn(&Output) -> bool) -> bool {
         let mut seen = self.seen.borrow_mut();
@@ -111,8 +109,8 @@ fn wait_for(events: &Events, what: &str, pred: impl Fn(&Output) -> bool) -> Outp
 }
 
 fn config(device: socketfalco_core::DeviceId, name: &str) -> EndpointConfig {
-    let keypair = socketfalco_core::StaticKeypair::from_secret([device.0[0]; 32]);
-    let mut config = EndpointConfig::new(SessionConfig::new(device, name), Some(keypair));
+    let mut config =
+        EndpointConfig::new(SessionConfig::new(device, name), Some(keypair_of(device)));
     config.reconnect_min_ms = 50;
     config.quit_grace_ms = 2_000;
     config
@@ -383,9 +381,14 @@ fn quit_all<const N: usize>(endpoints: [Running; N]) {
 
 const CAROL: socketfalco_core::DeviceId = socketfalco_core::DeviceId([0xcc; 16]);
 
-/// The key `config` gives `device`.
+/// The static key [`config`] gives `device`.
+fn keypair_of(device: socketfalco_core::DeviceId) -> socketfalco_core::StaticKeypair {
+    socketfalco_core::StaticKeypair::from_secret([device.0[0]; 32])
+}
+
+/// The public key [`config`] gives `device`.
 fn key_of(device: socketfalco_core::DeviceId) -> PublicKey {
-    socketfalco_core::StaticKeypair::from_secret([device.0[0]; 32]).public()
+    keypair_of(device).public()
 }
 
 /// Every place is held by a stranger: a contact who calls (a device the user wrote to, with

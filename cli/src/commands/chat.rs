@@ -699,10 +699,10 @@ enum Input {
     Nothing,
 }
 
-/// What `/help` shows: the commands and keys of a session.
 /// How often, at most, a listener that refuses callers as busy reads its contacts again.
 const CONTACTS_REREAD: Duration = Duration::from_secs(1);
 
+/// What `/help` shows: the commands and keys of a session.
 const IN_CHAT_HELP: &[&str] = &[
     "/to NAME         write to NAME from now on (a name, or a unique prefix of it or of the \
      peer's id; Tab completes)",

@@ -4,7 +4,7 @@
 //! public API the CLI uses beside the core's contract: this device's identity, the chat
 //! list, finding a chat by a prefix of its id, a chat's last address and its peer's key.
 
-use super::queries::{chat_keys, from_db, hex, key_from_db, read_identity_device};
+use super::queries::{chat_keys, from_db, hex, key_from_db};
 use super::{ChatCandidate, StoreError, BUSY_TIMEOUT, DB_FILE_NAME};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use socketfalco_core::{check_name, DeviceId, PublicKey};
@@ -263,10 +263,7 @@ impl Database {
     pub fn list_chats(&self) -> Result<Vec<ChatSummary>, StoreError> {
         self.read(|tx| {
             // Without an identity there are no own messages, so nothing waits.
-            let me = match self.me {
-                Some(me) => Some(me.0),
-                None => read_identity_device(tx)?.map(|d| d.0),
-            };
+            let me = self.me_if_any_in(tx)?.map(|d| d.0);
             let mut stmt = tx.prepare_cached(
                 "SELECT c.peer, c.peer_name, c.last_address, c.last_activity_ms,
                         c.message_count,
@@ -474,7 +471,7 @@ impl Database {
     /// in before strangers (the transport's `admission`); a chat with no pinned key is none.
     pub fn contacts(&self) -> Result<Vec<(DeviceId, PublicKey)>, StoreError> {
         self.read(|tx| {
-            let Some(me) = read_identity_device(tx)? else {
+            let Some(me) = self.me_if_any_in(tx)? else {
                 return Ok(Vec::new());
             };
             let mut stmt = tx.prepare_cached(

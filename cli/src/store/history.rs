@@ -75,12 +75,22 @@ pub enum PageSide {
 
 impl Database {
     /// This device's id, read in `tx` if this handle has not learnt it yet (another process
-    /// may have created the identity since this one opened the database).
-    fn me_in(&self, tx: &rusqlite::Connection) -> Result<DeviceId, StoreError> {
+    /// may have created the identity since this one opened the database); `None` while there
+    /// is none.
+    pub(super) fn me_if_any_in(
+        &self,
+        tx: &rusqlite::Connection,
+    ) -> Result<Option<DeviceId>, StoreError> {
         match self.me {
-            Some(me) => Ok(me),
-            None => read_identity_device(tx)?.ok_or(StoreError::NoIdentity { path: None }),
+            Some(me) => Ok(Some(me)),
+            None => read_identity_device(tx),
         }
+    }
+
+    /// [`Database::me_if_any_in`], or [`StoreError::NoIdentity`].
+    fn me_in(&self, tx: &rusqlite::Connection) -> Result<DeviceId, StoreError> {
+        self.me_if_any_in(tx)?
+            .ok_or(StoreError::NoIdentity { path: None })
     }
 
     /// The chat with `peer` in display order (the core's `order_key`: Lamport counter, then
