@@ -12,12 +12,15 @@
 //!   (`raw_tcp/write_per_message`, what a driver that writes each message at once pays).
 //! - `loopback/round_trip`: one line typed, wait for its delivery, repeated; beside it a
 //!   plain TCP ping-pong (64-byte request, 16-byte reply). Criterion gives the mean; each
-//!   bench then prints p50/p99/p99.9 of a separately recorded loop.
+//!   bench then prints p50/p99/p99.9 of a separately recorded loop. The ping-pong's two
+//!   threads are pinned (`placement`): criterion's figure has them across the two cores, as
+//!   two devices would be; the percentiles are printed across cores and on one core.
 //!
 //! - `round_trip/durable_floor`: the same ping-pong with a one-row durable commit on each
 //!   side per round trip (the request goes on the wire while the sender's commit runs), two
 //!   blocking threads and nothing else — what this machine's disk and scheduler allow a
-//!   durable round trip at best, printed beside the product's (`net::DurableEcho`).
+//!   durable round trip at best, printed beside the product's (`net::DurableEcho`), across
+//!   cores and on one core.
 //!
 //! Before the durable runs the bench prints what one durable commit costs at that moment
 //! (the storage ceiling of a typed line), with the log growing and with it reused: on a
@@ -34,6 +37,7 @@ use socketfalco_benches::memory::BenchStore;
 use socketfalco_benches::net::{
     connected_endpoints, DurableEcho, RawEcho, RawSink, RunningEndpoint,
 };
+use socketfalco_benches::placement::Placement;
 use socketfalco_benches::sqlite::{open_database, temp_dir, temp_dir_under, PlainTable};
 use socketfalco_benches::stats::{print_load, Percentiles};
 use socketfalco_testkit::{DEVICE_A, DEVICE_B};
@@ -255,16 +259,20 @@ fn print_insert_ceiling(text: &str) -> f64 {
 /// What one durable commit costs right now (single-row transactions into a plain table,
 /// WAL, `synchronous = FULL`, on the disk the chats use), printed: this shared disk's fsync
 /// latency swings tenfold within minutes, so each durable figure needs its own. Two figures:
-/// 40 commits into a new database, whose log grows with each (SQLite's default, and the
-/// target's yardstick), then 40 more after a checkpoint, which overwrite that log from its
+/// [`COMMIT_SAMPLES`] commits into a new database, whose log grows with each (SQLite's default, and the
+/// target's yardstick), then as many more after a checkpoint, which overwrite that log from its
 /// start (what the store's commits do, since it grows its log to full size on opening).
 /// Returns both.
+/// Commits timed for each of [`print_commit_latency`]'s figures: enough that one of the
+/// disk's pauses does not move the median (40, before 2026-12-02, did).
+const COMMIT_SAMPLES: u64 = 200;
+
 fn print_commit_latency(before: &str) -> Option<(Percentiles, Percentiles)> {
     let dir = temp_dir(TMP);
     let mut table = PlainTable::create(dir.path(), "FULL");
     let commits = |table: &mut PlainTable, first: u64| {
         let mut samples = Vec::new();
-        for seq in first..first + 40 {
+        for seq in first..first + COMMIT_SAMPLES {
             let batch = [message(seq, SHORT_LINE)];
             let start = Instant::now();
             table.insert(&batch);
@@ -274,10 +282,19 @@ fn print_commit_latency(before: &str) -> Option<(Percentiles, Percentiles)> {
     };
     let growing = commits(&mut table, 1)?;
     table.checkpoint();
-    let reused = commits(&mut table, 41)?;
+    let reused = commits(&mut table, 1 + COMMIT_SAMPLES)?;
     eprintln!("[loopback] one durable commit now (before {before}), log growing: {growing}");
     eprintln!("[loopback] one durable commit now (before {before}), log reused: {reused}");
     Some((growing, reused))
+}
+
+/// A ceiling's name with where its threads ran (`unpinned` where they could not be pinned).
+fn placement_name(placement: Placement, pinned: bool) -> String {
+    if pinned {
+        placement.label().replace(' ', "_")
+    } else {
+        "unpinned".to_string()
+    }
 }
 
 /// Runs `round_trip` `count` times, prints the percentiles and returns them.
@@ -299,12 +316,11 @@ fn round_trip_benches(c: &mut Criterion) {
     group.warm_up_time(Duration::from_millis(500));
     group.measurement_time(Duration::from_secs(2));
 
-    let mut echo = RawEcho::start(64, 16).unwrap_or_else(|e| panic!("raw tcp: {e}"));
+    // Criterion's figure is the ping-pong across the two cores, as two devices have it.
+    let mut echo = RawEcho::start(64, 16, Some(Placement::AcrossCores))
+        .unwrap_or_else(|e| panic!("raw tcp: {e}"));
     group.bench_function("raw_tcp/64B_16B", |b| {
         b.iter(|| echo.round_trip().unwrap_or_else(|e| panic!("echo: {e}")))
-    });
-    let first_raw = percentiles("raw_tcp/64B_16B", 5_000, || {
-        echo.round_trip().unwrap_or_else(|e| panic!("echo: {e}"))
     });
     drop(echo);
 
@@ -317,35 +333,43 @@ fn round_trip_benches(c: &mut Criterion) {
     }
 
     let commit = print_commit_latency("the sqlite round trips");
-    let mut raw = RawEcho::start(64, 16).unwrap_or_else(|e| panic!("raw tcp: {e}"));
-    let mut samples = Vec::new();
-    for _ in 0..2_000 {
-        let start = Instant::now();
-        raw.round_trip().unwrap_or_else(|e| panic!("echo: {e}"));
-        samples.push(start.elapsed());
+    // The yardsticks, each with its two threads pinned: across the two cores (two devices,
+    // as two machines) and on one core (what the scheduler often picks for a ping-pong).
+    let mut raw = Vec::new();
+    for placement in Placement::ALL {
+        let pinned = placement.cpus().is_some();
+        let mut echo =
+            RawEcho::start(64, 16, Some(placement)).unwrap_or_else(|e| panic!("raw tcp: {e}"));
+        let name = format!("raw_tcp/64B_16B/{}", placement_name(placement, pinned));
+        if let Some(p) = percentiles(&name, 5_000, || {
+            echo.round_trip().unwrap_or_else(|e| panic!("echo: {e}"))
+        }) {
+            raw.push((placement, p));
+        }
     }
-    drop(raw);
-    let floor_dir = temp_dir(TMP);
-    let mut floor = DurableEcho::start(floor_dir.path()).unwrap_or_else(|e| panic!("echo: {e}"));
-    // Past the first checkpoint, so that both logs are overwritten, not grown, as the store's are.
-    for _ in 0..1_000 {
-        floor.round_trip().unwrap_or_else(|e| panic!("echo: {e}"));
+    for placement in Placement::ALL {
+        let pinned = placement.cpus().is_some();
+        let floor_dir = temp_dir(TMP);
+        let mut floor = DurableEcho::start(floor_dir.path(), Some(placement))
+            .unwrap_or_else(|e| panic!("echo: {e}"));
+        // Past the first checkpoint, so that both logs are overwritten, not grown, as the
+        // store's are.
+        for _ in 0..1_000 {
+            floor.round_trip().unwrap_or_else(|e| panic!("echo: {e}"));
+        }
+        let name = format!("durable_floor/{}", placement_name(placement, pinned));
+        let _ = percentiles(&name, 2_000, || {
+            floor.round_trip().unwrap_or_else(|e| panic!("echo: {e}"))
+        });
     }
-    let _ = percentiles("durable_floor", 2_000, || {
-        floor.round_trip().unwrap_or_else(|e| panic!("echo: {e}"))
-    });
-    drop(floor);
-    // The raw figure depends on where the scheduler puts the echo thread: on the bench's
-    // own core a wake-up costs a few µs, on the other one tens. Both measurements of this
-    // run are shown, with the target each gives.
     if let Some((growing, reused)) = commit {
-        for (when, raw) in [("first", first_raw), ("now", Percentiles::of(&samples))] {
-            let Some(raw) = raw else { continue };
+        for (placement, raw) in &raw {
             let raw_us = raw.p50.as_secs_f64() * 1e6;
             for (log, commit) in [("growing", growing), ("reused", reused)] {
                 let commit_us = commit.p50.as_secs_f64() * 1e6;
                 eprintln!(
-                    "[loopback] target for the sqlite round trips: p50 ≤ raw p50 ({when}) {raw_us:.1} µs + 2 × commit p50 (log {log}) {commit_us:.1} µs = {:.1} µs",
+                    "[loopback] target for the sqlite round trips: p50 ≤ raw p50 ({}) {raw_us:.1} µs + 2 × commit p50 (log {log}) {commit_us:.1} µs = {:.1} µs",
+                    placement.label(),
                     raw_us + 2.0 * commit_us
                 );
             }

@@ -19,11 +19,14 @@
 //!   plain SQLite table with the same durability settings as its ceiling.
 //! - [`net`]: two `transport-mio` endpoints over loopback in one process, and a plain
 //!   loopback TCP pair (the ceiling).
+//! - [`placement`]: the ceilings' two threads pinned on two CPUs or on one, so that their
+//!   yardstick does not change with where the scheduler put them.
 //! - [`stats`]: percentiles and the machine's load, printed beside criterion's figures.
 
 pub mod alloc;
 pub mod data;
 pub mod memory;
 pub mod net;
+pub mod placement;
 pub mod sqlite;
 pub mod stats;

@@ -3,6 +3,7 @@
 //! pair committing a row on each side per round trip, the durable round trip's floor.
 
 use crate::data::{message, SHORT_LINE};
+use crate::placement::{pin_current, Pinned, Placement};
 use crate::sqlite::PlainTable;
 use socketfalco_core::{DeviceId, SessionConfig, StaticKeypair, Store};
 use socketfalco_testkit::{DEVICE_A, DEVICE_B};
@@ -152,13 +153,26 @@ where
 struct LoopbackPeer {
     stream: TcpStream,
     thread: Option<JoinHandle<()>>,
+    /// The near end's thread pinned (with a [`Placement`]) while this lives.
+    _pinned: Option<Pinned>,
 }
 
 impl LoopbackPeer {
     fn start(serve: impl FnOnce(TcpStream) + Send + 'static) -> io::Result<LoopbackPeer> {
+        LoopbackPeer::start_placed(None, serve)
+    }
+
+    /// As [`LoopbackPeer::start`], with the far end's thread and the calling (near) one on
+    /// the CPUs `placement` gives, where threads can be pinned.
+    fn start_placed(
+        placement: Option<Placement>,
+        serve: impl FnOnce(TcpStream) + Send + 'static,
+    ) -> io::Result<LoopbackPeer> {
+        let cpus = placement.and_then(Placement::cpus);
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let thread = std::thread::spawn(move || {
+            let _pinned = cpus.map(|(_, far)| pin_current(far));
             if let Ok((stream, _)) = listener.accept() {
                 let _ = stream.set_nodelay(true);
                 serve(stream);
@@ -169,6 +183,7 @@ impl LoopbackPeer {
         Ok(LoopbackPeer {
             stream,
             thread: Some(thread),
+            _pinned: cpus.map(|(near, _)| pin_current(near)),
         })
     }
 }
@@ -244,9 +259,14 @@ pub struct RawEcho {
 }
 
 impl RawEcho {
-    /// Connects to a new echo thread.
-    pub fn start(request: usize, reply: usize) -> io::Result<RawEcho> {
-        let peer = LoopbackPeer::start(move |mut stream| {
+    /// Connects to a new echo thread; with a `placement`, it and the calling thread (until
+    /// this is dropped) run on the CPUs it gives.
+    pub fn start(
+        request: usize,
+        reply: usize,
+        placement: Option<Placement>,
+    ) -> io::Result<RawEcho> {
+        let peer = LoopbackPeer::start_placed(placement, move |mut stream| {
             let mut buf = vec![0u8; request];
             let answer = vec![0x5au8; reply];
             while stream.read_exact(&mut buf).is_ok() {
@@ -284,13 +304,15 @@ pub struct DurableEcho {
 }
 
 impl DurableEcho {
-    /// Creates the two tables under `dir` and connects to a new committing echo thread.
-    pub fn start(dir: &Path) -> io::Result<DurableEcho> {
+    /// Creates the two tables under `dir` and connects to a new committing echo thread; with
+    /// a `placement`, it and the calling thread (until this is dropped) run on the CPUs it
+    /// gives.
+    pub fn start(dir: &Path, placement: Option<Placement>) -> io::Result<DurableEcho> {
         let far_dir = dir.join("far");
         let near_dir = dir.join("near");
         std::fs::create_dir_all(&far_dir)?;
         std::fs::create_dir_all(&near_dir)?;
-        let peer = LoopbackPeer::start(move |mut stream| {
+        let peer = LoopbackPeer::start_placed(placement, move |mut stream| {
             let mut table = PlainTable::create(&far_dir, "FULL");
             let mut buf = [0u8; 64];
             let answer = [0x5au8; 16];
