@@ -345,6 +345,35 @@ fn a_listener_and_an_offline_writer_share_one_data_directory() {
     assert_eq!(shown, written);
 }
 
+/// `-eC` beside a running listener while its peer is away: when the peer is back, the
+/// listener sends the lines and its session shows them as the user's own, each once — and
+/// not the lines it had shown before.
+#[test]
+fn a_listener_shows_the_lines_written_beside_it_while_its_peer_was_away() {
+    let alice = Device::new("alice");
+    let bob = Device::new("bob");
+    let (listener, port) = alice.listen();
+    let mut caller = bob.connect(port);
+    caller.connected();
+    caller.say("hello before");
+    caller.finish();
+    let out = alice.run_with_input(
+        &["-eC", &bob.id()],
+        "while you were away 1\nwhile you were away 2\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut caller = bob.connect(port);
+    caller.received("while you were away 2");
+    caller.finish();
+    let events = listener.finish();
+    let shown: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "message" && e["direction"] == "out")
+        .filter_map(|e| e["text"].as_str())
+        .collect();
+    assert_eq!(shown, ["while you were away 1", "while you were away 2"]);
+}
+
 #[test]
 fn usage_errors_exit_with_status_2_and_help_shows_the_original_commands() {
     let out = Command::new(BIN).arg("-bogus").run_to_end().unwrap();

@@ -68,7 +68,7 @@ mod store;
 pub use codec::{encode_frame, encode_message_frame, FrameDecoder};
 pub use frame::{Close, CloseCode, Frame, FrameError, Hello, SyncPoint};
 pub use ids::{DeviceId, ParseDeviceIdError};
-pub use link::{ComposeError, Link, Notice, RequestId};
+pub use link::{ComposeError, Link, Notice, OwnLinesShown, RequestId};
 pub use message::{check_name, check_text, order_key, ChatHead, Message, NameError, TextError};
 pub use secure::{format_fingerprint, parse_fingerprint, PublicKey, Role, StaticKeypair};
 pub use session::{ApiMisuse, Event, PeerHello, Session, SessionConfig, Side};

@@ -199,6 +199,34 @@ enum KeyCheck {
     Refused,
 }
 
+/// What a user interface has been shown of the user's own lines in one chat: every own
+/// message up to a sequence number, the numbers of lines typed through a link, and the time
+/// and text of lines stored unnumbered (which are numbered later, with a new Lamport counter:
+/// time and text are what stays). A driver carries it from one link of a chat to the next
+/// ([`Link::own_lines_shown`], [`Link::inherit_own_lines_shown`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OwnLinesShown {
+    up_to: u64,
+    composed: VecDeque<(u64, u64)>,
+    unnumbered: Vec<(i64, String)>,
+}
+
+impl OwnLinesShown {
+    /// Own lines the driver wrote into the chat itself while no link had it open (stored
+    /// unnumbered), which its user interface has shown.
+    pub fn note_written_here(&mut self, messages: &[Message]) {
+        self.unnumbered.extend(unnumbered_lines(messages));
+    }
+}
+
+/// The time and text of the unnumbered lines among `messages`.
+fn unnumbered_lines(messages: &[Message]) -> impl Iterator<Item = (i64, String)> + '_ {
+    messages
+        .iter()
+        .filter(|m| m.seq == 0)
+        .map(|m| (m.sent_at_ms, m.text.clone()))
+}
+
 /// A [`Session`] plus the driver logic that joins it to a store: the standard driver every
 /// front end shares.
 ///
@@ -299,6 +327,9 @@ pub struct Link {
     known_own_up_to: u64,
     composed_ranges: VecDeque<(u64, u64)>,
     composed_unnumbered: Vec<(i64, String)>,
+    /// The driver handed over what an earlier link had shown
+    /// ([`Link::inherit_own_lines_shown`]): the chat's opening leaves `known_own_up_to` be.
+    own_lines_inherited: bool,
     /// The latest delivery the session reported, and the latest shown
     /// ([`Notice::Delivered`]).
     delivered: u64,
@@ -357,6 +388,7 @@ impl Link {
             known_own_up_to: 0,
             composed_ranges: VecDeque::new(),
             composed_unnumbered: Vec::new(),
+            own_lines_inherited: false,
             delivered: 0,
             delivered_shown: 0,
             #[cfg(feature = "simulator-self-test")]
@@ -728,12 +760,49 @@ impl Link {
     /// its user interface has shown: when this link sends them, they are not announced as
     /// [`Notice::WrittenElsewhere`].
     pub fn note_written_here(&mut self, messages: &[Message]) {
-        self.composed_unnumbered.extend(
-            messages
+        self.composed_unnumbered.extend(unnumbered_lines(messages));
+    }
+
+    /// What this link's user interface has been shown of the user's own lines in its chat,
+    /// for the driver to hand to the chat's next link ([`Link::inherit_own_lines_shown`]).
+    /// Every own message this link sent is in it (known, or announced as written
+    /// elsewhere), with the lines it knew of and has not sent yet.
+    pub fn own_lines_shown(&self) -> OwnLinesShown {
+        let sent = self.session.next_send_seq().saturating_sub(1);
+        let up_to = self.known_own_up_to.max(sent);
+        OwnLinesShown {
+            up_to,
+            composed: self
+                .composed_ranges
                 .iter()
-                .filter(|m| m.seq == 0)
-                .map(|m| (m.sent_at_ms, m.text.clone())),
-        );
+                .copied()
+                .filter(|&(_, last)| last > up_to)
+                .collect(),
+            unnumbered: self.composed_unnumbered.clone(),
+        }
+    }
+
+    /// Takes what an earlier link of the same chat, in the same process, had shown its user
+    /// interface ([`Link::own_lines_shown`], with the lines the driver wrote meanwhile:
+    /// [`OwnLinesShown::note_written_here`]), instead of assuming that the user has seen
+    /// every line the chat held when this link opened it. So a line another process wrote
+    /// into the chat while no session ran (`-eC` while the peer was away) is announced as
+    /// [`Notice::WrittenElsewhere`] when this link sends it. Call it before this link sends
+    /// an own message — before or after the chat opens: when [`Notice::Connected`] is polled
+    /// after a storage completion is early enough, for the link sends no own message before
+    /// the request it makes next completes. A driver with no earlier link for the chat does
+    /// not call it.
+    pub fn inherit_own_lines_shown(&mut self, shown: OwnLinesShown) {
+        let OwnLinesShown {
+            up_to,
+            composed,
+            unnumbered,
+        } = shown;
+        self.own_lines_inherited = true;
+        self.known_own_up_to = up_to;
+        let mine = std::mem::take(&mut self.composed_ranges);
+        self.composed_ranges = composed.into_iter().chain(mine).collect();
+        self.composed_unnumbered.extend(unnumbered);
     }
 
     /// Takes the result of a storage request made by this link, in the order they were
@@ -1090,11 +1159,14 @@ impl Link {
                     let outgoing = self.resume.last_own_seq.saturating_sub(peer_received_up_to)
                         + self.resume.unnumbered;
                     // What the chat held when the session opened, its waiting lines (which
-                    // are numbered first) included: the user's own history.
-                    self.known_own_up_to = self
-                        .resume
-                        .last_own_seq
-                        .saturating_add(self.resume.unnumbered);
+                    // are numbered first) included: the user's own history — unless the
+                    // driver said what an earlier link had shown.
+                    if !self.own_lines_inherited {
+                        self.known_own_up_to = self
+                            .resume
+                            .last_own_seq
+                            .saturating_add(self.resume.unnumbered);
+                    }
                     self.own_maybe_pending = true;
                     self.waiting_maybe = self.resume.unnumbered > 0;
                     self.notices.push_back(Notice::Connected {

@@ -1,7 +1,8 @@
 //! Protocol stories on the in-memory [`Pair`]: two devices, one simulated connection.
 
 use socketfalco_core::{
-    execute, CloseCode, Link, Notice, RequestId, Side, Store, StoreReply, StoreRequest,
+    execute, CloseCode, Link, Notice, OwnLinesShown, RequestId, Side, Store, StoreReply,
+    StoreRequest,
 };
 use socketfalco_testkit::{MemoryStore, Pair, DEVICE_A, DEVICE_B};
 
@@ -1131,6 +1132,101 @@ fn lines_written_beside_a_running_session_are_sent_and_announced_once() {
         received_texts(&pair.b.notices),
         ["typed while opening", "written by the driver while opening"]
     );
+    assert!(
+        written_elsewhere(&pair.a.notices).is_empty(),
+        "{:?}",
+        written_elsewhere(&pair.a.notices)
+    );
+    assert_converged(&pair);
+}
+
+/// Connects again, `a`'s new link handed `shown` once its peer is known and before the chat
+/// opens: `a` holds the peer for admission (as a listener does), as a driver that carries
+/// out storage requests inline (`pump_with`) must, since the link opens the chat and sends
+/// within one pump.
+fn reconnect_handing_over(pair: &mut Pair, shown: OwnLinesShown) {
+    pair.connect();
+    pair.a.link.as_mut().unwrap().require_admission();
+    while !pair
+        .a
+        .notices
+        .iter()
+        .any(|n| matches!(n, Notice::PeerProved { .. }))
+    {
+        assert!(
+            pair.step(),
+            "the connection settled before the peer proved its key"
+        );
+    }
+    let now = pair.now_ms;
+    let link = pair.a.link.as_mut().unwrap();
+    link.inherit_own_lines_shown(shown);
+    link.admit(now);
+}
+
+/// A driver that keeps running between two connections of a chat (a listener whose peer
+/// went away and came back) hands the next link what the last one had shown
+/// (`own_lines_shown` → `inherit_own_lines_shown`): a line another process wrote into the
+/// chat meanwhile is then announced once when it goes, while the lines the driver wrote
+/// itself meanwhile, the line sent and not acked before the drop (sent again now) and the
+/// chat's older lines are not.
+#[test]
+fn a_line_written_elsewhere_while_the_peer_was_away_is_announced_by_the_next_link() {
+    let mut pair = Pair::new();
+    pair.write(true, "offline before");
+    pair.connect_and_drive();
+    pair.write(true, "typed live");
+    pair.drive();
+    // A line that leaves and is lost with the connection: sent, never acked.
+    pair.a_to_b.blackhole = true;
+    pair.write(true, "lost in the drop");
+    for _ in 0..4 {
+        pair.step();
+    }
+    let mut shown = pair.a.link.as_ref().unwrap().own_lines_shown();
+    pair.a_to_b.blackhole = false;
+    pair.disconnect();
+    pair.a.notices.clear();
+    pair.b.notices.clear();
+
+    // While apart: another process writes a line; the driver writes one itself, which its
+    // user interface showed as waiting.
+    let wall = pair.wall_a_ms;
+    pair.a
+        .store
+        .compose(DEVICE_B, "elsewhere while apart", wall)
+        .unwrap();
+    let by_driver = pair
+        .a
+        .store
+        .compose(DEVICE_B, "typed while apart", wall + 1)
+        .unwrap();
+    shown.note_written_here(std::slice::from_ref(&by_driver));
+
+    reconnect_handing_over(&mut pair, shown);
+    pair.drive();
+    assert_eq!(
+        received_texts(&pair.b.notices),
+        [
+            "lost in the drop",
+            "elsewhere while apart",
+            "typed while apart"
+        ]
+    );
+    assert_eq!(
+        written_elsewhere(&pair.a.notices),
+        ["elsewhere while apart"]
+    );
+    assert_converged(&pair);
+
+    // The link after that, handed what this one showed: nothing is news any more.
+    let shown = pair.a.link.as_ref().unwrap().own_lines_shown();
+    pair.disconnect();
+    pair.a.notices.clear();
+    reconnect_handing_over(&mut pair, shown);
+    pair.drive();
+    pair.write(true, "typed after");
+    pair.drive();
     assert!(
         written_elsewhere(&pair.a.notices).is_empty(),
         "{:?}",

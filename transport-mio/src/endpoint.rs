@@ -31,10 +31,11 @@ use crate::storage::{Completion, Origin, Storage, MAX_GROUP_ROWS};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use socketfalco_core::{
-    ChatResume, Close, CloseCode, DeviceId, Link, Message, Notice, PeerHello, PublicKey, RequestId,
-    Role as NoiseRole, SessionConfig, Side, StaticKeypair, Store, StoreReply, StoreRequest,
+    ChatResume, Close, CloseCode, DeviceId, Link, Message, Notice, OwnLinesShown, PeerHello,
+    PublicKey, RequestId, Role as NoiseRole, SessionConfig, Side, StaticKeypair, Store, StoreReply,
+    StoreRequest,
 };
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -566,6 +567,11 @@ pub struct Endpoint<S: Store + Send + 'static> {
     /// A caller's connection was refused for not proving the invited key: the endpoint
     /// stops once the connection is finished.
     not_invited: Option<Close>,
+    /// What the user interface was shown of the user's own lines in each chat whose last
+    /// connection ended, with the lines written here since: the chat's next link takes it
+    /// (`Link::inherit_own_lines_shown`), so that a line another process wrote meanwhile
+    /// (`-eC` while the peer was away) is shown when it goes, and nothing twice.
+    own_lines_shown: HashMap<DeviceId, OwnLinesShown>,
     /// The listener's connection waiting at its relay.
     relay_wait: Option<RelayWait>,
     /// When the listener joins its relay again.
@@ -630,6 +636,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             next_store_poll_ms: 0,
             refused_for_good: None,
             not_invited: None,
+            own_lines_shown: HashMap::new(),
             relay_wait: None,
             relay_retry_at_ms: None,
             relay_delay_ms: 0,
@@ -1021,6 +1028,48 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             .collect();
         for old in older {
             self.close_replaced(old, now);
+        }
+    }
+
+    /// Hands the link on `token`, whose chat with `peer` just opened, what the user interface
+    /// was shown of the user's own lines there: by an older connection of the same device
+    /// still here (about to be replaced), or by the chat's last connection. A chat with no
+    /// earlier connection in this process needs nothing: its lines so far are the user's
+    /// history. Temporary chats store nothing and announce nothing.
+    fn hand_over_own_lines_shown(&mut self, token: Token, peer: &PeerHello) {
+        if peer.temporary || peer.peer_temporary {
+            return;
+        }
+        let older = self
+            .conns
+            .iter()
+            .filter(|(t, live)| {
+                **t != token && live.chat.as_ref().is_some_and(|c| c.device == peer.device)
+            })
+            .map(|(_, live)| live.conn.link().own_lines_shown())
+            .next_back();
+        let kept = self.own_lines_shown.remove(&peer.device);
+        if let (Some(shown), Some(live)) = (older.or(kept), self.conns.get_mut(&token)) {
+            live.conn.link_mut().inherit_own_lines_shown(shown);
+        }
+    }
+
+    /// Keeps what the link of a connection that ends had shown of the user's own lines in
+    /// its chat, for the chat's next link — unless another connection has the chat now.
+    fn keep_own_lines_shown(&mut self, chat: &Option<PeerHello>, link: &Link) {
+        let Some(chat) = chat.as_ref() else {
+            return;
+        };
+        if chat.temporary || chat.peer_temporary {
+            return;
+        }
+        let other = self
+            .conns
+            .values()
+            .any(|live| live.chat.as_ref().is_some_and(|c| c.device == chat.device));
+        if !other {
+            self.own_lines_shown
+                .insert(chat.device, link.own_lines_shown());
         }
     }
 
@@ -1458,6 +1507,10 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                         link.note_written_here(&messages);
                     }
                 }
+                // The chat's next link too, if an earlier one left what it had shown.
+                if let Some(shown) = self.own_lines_shown.get_mut(&device) {
+                    shown.note_written_here(&messages);
+                }
                 for message in messages {
                     out.push(Output::Sent {
                         peer: device,
@@ -1529,6 +1582,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                         self.close_replaced(token, self.clock.now_ms());
                         continue;
                     }
+                    self.hand_over_own_lines_shown(token, &peer);
                     let Some(live) = self.conns.get_mut(&token) else {
                         break;
                     };
@@ -1694,6 +1748,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             return Ok(());
         }
         if let Some(live) = self.conns.remove(&token) {
+            self.keep_own_lines_shown(&live.chat, live.conn.link());
             let lasted = self.clock.now_ms().saturating_sub(live.opened_ms);
             if live.chat.is_some() && (!live.storage_failed || lasted >= STABLE_CHAT_MS) {
                 self.reconnect_delay_ms = self.config.reconnect_min_ms;
