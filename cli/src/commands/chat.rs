@@ -796,29 +796,42 @@ fn parse_input(line: &str) -> Input {
     }
 }
 
+/// What one line of input came to ([`submit`]).
+struct Submitted {
+    /// The user leaves.
+    leaves: bool,
+    /// Lines to show the user.
+    shown: Vec<String>,
+    /// A line the endpoint no longer took (it had ended): not sent, to be reported as such
+    /// ([`not_taken_report`]).
+    not_taken: Option<String>,
+}
+
 /// Carries out one line of input: forwards a line (to the chat it names, or the current
-/// one) or the wish to leave to the endpoint, switches or lists chats. Returns whether the
-/// user leaves, and the lines to show the user.
-fn submit(control: &Control, presenter: &mut Presenter, line: &str) -> (bool, Vec<String>) {
+/// one) or the wish to leave to the endpoint, switches or lists chats.
+fn submit(control: &Control, presenter: &mut Presenter, line: &str) -> Submitted {
     let mut shown = Vec::new();
+    let mut not_taken = None;
     match parse_input(line) {
         Input::Quit => {
             control.send(Command::Quit);
-            return (true, shown);
+            return Submitted {
+                leaves: true,
+                shown,
+                not_taken,
+            };
         }
         Input::Nothing => {}
         Input::Say {
             to: Some(name),
             text,
         } => match presenter.resolve(&name) {
-            Ok(to) => shown.extend(hand_over(control, presenter, Command::WriteTo { to, text })),
+            Ok(to) => not_taken = hand_over(control, Command::WriteTo { to, text }),
             Err(e) => shown.push(presenter.input_error(&format!("not sent: {e}"))),
         },
         Input::Say { to: None, text } => match presenter.typed_line_target() {
-            Ok(Some(to)) => {
-                shown.extend(hand_over(control, presenter, Command::WriteTo { to, text }))
-            }
-            Ok(None) => shown.extend(hand_over(control, presenter, Command::Write(text))),
+            Ok(Some(to)) => not_taken = hand_over(control, Command::WriteTo { to, text }),
+            Ok(None) => not_taken = hand_over(control, Command::Write(text)),
             Err(e) => shown.push(presenter.input_error(&format!("not sent: {e}"))),
         },
         Input::Switch(name) => match presenter.resolve(&name) {
@@ -842,7 +855,11 @@ fn submit(control: &Control, presenter: &mut Presenter, line: &str) -> (bool, Ve
              starting with /"
         ))),
     }
-    (false, shown)
+    Submitted {
+        leaves: false,
+        shown,
+        not_taken,
+    }
 }
 
 /// What a session on a terminal keeps beside the presenter: a read handle on the store (the
@@ -1034,7 +1051,12 @@ fn terminal_loop(
         match editor.poll(Duration::from_millis(50)) {
             Some(EditorEvent::Line(line)) if !leaving => {
                 let before = presenter.current();
-                let (leaves, shown) = submit(control, presenter, &line);
+                let Submitted {
+                    leaves,
+                    mut shown,
+                    not_taken,
+                } = submit(control, presenter, &line);
+                shown.extend(not_taken_report(presenter, not_taken.into_iter().collect()));
                 for line in shown {
                     editor.print_above(&line);
                 }
@@ -1106,19 +1128,26 @@ fn terminal_loop(
     }
 }
 
-/// Hands a line to the endpoint; one it no longer takes (it has ended) is reported here as
-/// not sent, as the endpoint reports those it took and could not send.
-fn hand_over(control: &Control, presenter: &mut Presenter, command: Command) -> Vec<String> {
+/// Hands a line to the endpoint; returns the text of one it no longer takes (it has ended),
+/// which is not sent.
+fn hand_over(control: &Control, command: Command) -> Option<String> {
     match control.try_send(command) {
-        Ok(()) => Vec::new(),
-        Err(Command::Write(text) | Command::WriteTo { text, .. }) => {
-            presenter.output(&Output::NotSent {
-                texts: vec![text],
-                reason: "the session had ended".to_owned(),
-            })
-        }
-        Err(_) => Vec::new(),
+        Ok(()) => None,
+        Err(Command::Write(text) | Command::WriteTo { text, .. }) => Some(text),
+        Err(_) => None,
     }
+}
+
+/// Lines the endpoint no longer took, reported as not sent, as the endpoint reports those
+/// it took and could not send.
+fn not_taken_report(presenter: &mut Presenter, texts: Vec<String>) -> Vec<String> {
+    if texts.is_empty() {
+        return Vec::new();
+    }
+    presenter.output(&Output::NotSent {
+        texts,
+        reason: "the session had ended".to_owned(),
+    })
 }
 
 /// The lines of a script's input still queued when the session ended (up to its end of
@@ -1177,6 +1206,8 @@ fn script_loop(
     let mut leaving = false;
     // Lines refused (too long, not stored): the exit status says not everything went.
     let mut refused = 0u64;
+    // Lines the endpoint no longer took (it had ended), reported at the end.
+    let mut not_taken = Vec::new();
     loop {
         let update = match updates.try_recv() {
             Ok(update) => update,
@@ -1219,6 +1250,7 @@ fn script_loop(
             }
             Update::Onion(address) => out.lines(&[presenter.onion_service(&address)]),
             Update::Finished(result) => {
+                out.lines(&not_taken_report(presenter, std::mem::take(&mut not_taken)));
                 // Lines read but not handed over before the end (the first connection failed
                 // at once): not sent, and said so like the endpoint's own.
                 let texts = if reads_input && !leaving {
@@ -1241,9 +1273,12 @@ fn script_loop(
                 });
             }
             Update::Line(line) if !leaving => {
-                let (leaves, shown) = submit(control, presenter, &line);
-                leaving = leaves;
-                out.lines(&shown);
+                let submitted = submit(control, presenter, &line);
+                leaving = submitted.leaves;
+                out.lines(&submitted.shown);
+                // Reported at the end, after the endpoint's own report of the lines it took
+                // and could not send, which were written before: the lines in their order.
+                not_taken.extend(submitted.not_taken);
             }
             Update::BadLine { number, why } if !leaving => {
                 refused += 1;
