@@ -288,12 +288,11 @@ fn print_commit_latency(before: &str) -> Option<(Percentiles, Percentiles)> {
     Some((growing, reused))
 }
 
-/// A ceiling's name with where its threads ran (`unpinned` where they could not be pinned).
-fn placement_name(placement: Placement, pinned: bool) -> String {
-    if pinned {
-        placement.label().replace(' ', "_")
-    } else {
-        "unpinned".to_string()
+/// A ceiling's name with where its threads run (`unpinned` where they cannot be pinned).
+fn placement_name(placement: Placement) -> String {
+    match placement.cpus() {
+        Some(_) => placement.label().replace(' ', "_"),
+        None => "unpinned".to_string(),
     }
 }
 
@@ -337,10 +336,9 @@ fn round_trip_benches(c: &mut Criterion) {
     // as two machines) and on one core (what the scheduler often picks for a ping-pong).
     let mut raw = Vec::new();
     for placement in Placement::ALL {
-        let pinned = placement.cpus().is_some();
         let mut echo =
             RawEcho::start(64, 16, Some(placement)).unwrap_or_else(|e| panic!("raw tcp: {e}"));
-        let name = format!("raw_tcp/64B_16B/{}", placement_name(placement, pinned));
+        let name = format!("raw_tcp/64B_16B/{}", placement_name(placement));
         if let Some(p) = percentiles(&name, 5_000, || {
             echo.round_trip().unwrap_or_else(|e| panic!("echo: {e}"))
         }) {
@@ -348,7 +346,6 @@ fn round_trip_benches(c: &mut Criterion) {
         }
     }
     for placement in Placement::ALL {
-        let pinned = placement.cpus().is_some();
         let floor_dir = temp_dir(TMP);
         let mut floor = DurableEcho::start(floor_dir.path(), Some(placement))
             .unwrap_or_else(|e| panic!("echo: {e}"));
@@ -357,7 +354,7 @@ fn round_trip_benches(c: &mut Criterion) {
         for _ in 0..1_000 {
             floor.round_trip().unwrap_or_else(|e| panic!("echo: {e}"));
         }
-        let name = format!("durable_floor/{}", placement_name(placement, pinned));
+        let name = format!("durable_floor/{}", placement_name(placement));
         let _ = percentiles(&name, 2_000, || {
             floor.round_trip().unwrap_or_else(|e| panic!("echo: {e}"))
         });

@@ -336,13 +336,8 @@ fn a_listener_and_an_offline_writer_share_one_data_directory() {
     let events = listener.finish();
     assert_eq!(alice.list()[0]["waiting"], 0);
     // The listener's session showed them among alice's own lines, each once, in order.
-    let shown: Vec<&str> = events
-        .iter()
-        .filter(|e| e["event"] == "message" && e["direction"] == "out")
-        .filter_map(|e| e["text"].as_str())
-        .collect();
     let written: Vec<String> = (0..50).map(|i| format!("side door {i}")).collect();
-    assert_eq!(shown, written);
+    assert_eq!(own_lines_shown(&events), written);
 }
 
 /// `-eC` beside a running listener while its peer is away: when the peer is back, the
@@ -366,12 +361,19 @@ fn a_listener_shows_the_lines_written_beside_it_while_its_peer_was_away() {
     caller.received("while you were away 2");
     caller.finish();
     let events = listener.finish();
-    let shown: Vec<&str> = events
+    assert_eq!(
+        own_lines_shown(&events),
+        ["while you were away 1", "while you were away 2"]
+    );
+}
+
+/// The texts of the user's own lines a session's `--json` events showed, in order.
+fn own_lines_shown(events: &[serde_json::Value]) -> Vec<&str> {
+    events
         .iter()
         .filter(|e| e["event"] == "message" && e["direction"] == "out")
         .filter_map(|e| e["text"].as_str())
-        .collect();
-    assert_eq!(shown, ["while you were away 1", "while you were away 2"]);
+        .collect()
 }
 
 #[test]

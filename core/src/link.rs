@@ -215,16 +215,57 @@ impl OwnLinesShown {
     /// Own lines the driver wrote into the chat itself while no link had it open (stored
     /// unnumbered), which its user interface has shown.
     pub fn note_written_here(&mut self, messages: &[Message]) {
-        self.unnumbered.extend(unnumbered_lines(messages));
+        self.unnumbered.extend(
+            messages
+                .iter()
+                .filter(|m| m.seq == 0)
+                .map(|m| (m.sent_at_ms, m.text.clone())),
+        );
     }
-}
 
-/// The time and text of the unnumbered lines among `messages`.
-fn unnumbered_lines(messages: &[Message]) -> impl Iterator<Item = (i64, String)> + '_ {
-    messages
-        .iter()
-        .filter(|m| m.seq == 0)
-        .map(|m| (m.sent_at_ms, m.text.clone()))
+    /// Records lines composed through a link: a range of numbers, or (stored unnumbered)
+    /// their time and text.
+    fn note_composed(&mut self, messages: &[Message]) {
+        match (messages.first(), messages.last()) {
+            (Some(first), Some(last)) if first.seq != 0 => {
+                self.composed.push_back((first.seq, last.seq));
+            }
+            _ => self.note_written_here(messages),
+        }
+    }
+
+    /// Whether own message `message` was shown; messages are asked about in the order they
+    /// are sent. An unnumbered line it matches is taken off (it is sent once).
+    fn knows(&mut self, message: &Message) -> bool {
+        if message.seq <= self.up_to {
+            return true;
+        }
+        while self
+            .composed
+            .front()
+            .is_some_and(|&(_, last)| last < message.seq)
+        {
+            self.composed.pop_front();
+        }
+        if self
+            .composed
+            .front()
+            .is_some_and(|&(first, _)| first <= message.seq)
+        {
+            return true;
+        }
+        match self
+            .unnumbered
+            .iter()
+            .position(|(at, text)| *at == message.sent_at_ms && *text == message.text)
+        {
+            Some(i) => {
+                self.unnumbered.swap_remove(i);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// A [`Session`] plus the driver logic that joins it to a store: the standard driver every
@@ -319,16 +360,13 @@ pub struct Link {
     /// wrote: a delivery beyond the first of them is shown once it is durable.
     sent_before_commit: VecDeque<(RequestId, u64)>,
     /// Own messages the user interface knows of, for [`Notice::WrittenElsewhere`]: every one
-    /// up to `known_own_up_to` (what the chat held when the session opened, its waiting
-    /// lines included), the numbers of this link's composes (ranges, oldest first), and the
-    /// time and text of lines written unnumbered, through this link or by its driver
-    /// ([`Link::note_written_here`]), which are numbered later (with a new Lamport counter:
-    /// time and text are what stays).
-    known_own_up_to: u64,
-    composed_ranges: VecDeque<(u64, u64)>,
-    composed_unnumbered: Vec<(i64, String)>,
+    /// up to a number (what the chat held when the session opened, its waiting lines
+    /// included, unless an earlier link's was handed over), the numbers of this link's
+    /// composes (ranges, oldest first), and the time and text of lines written unnumbered,
+    /// through this link or by its driver ([`Link::note_written_here`]).
+    own_shown: OwnLinesShown,
     /// The driver handed over what an earlier link had shown
-    /// ([`Link::inherit_own_lines_shown`]): the chat's opening leaves `known_own_up_to` be.
+    /// ([`Link::inherit_own_lines_shown`]): the chat's opening leaves `own_shown` be.
     own_lines_inherited: bool,
     /// The latest delivery the session reported, and the latest shown
     /// ([`Notice::Delivered`]).
@@ -385,9 +423,7 @@ impl Link {
             store_failed: false,
             local_failure: None,
             sent_before_commit: VecDeque::new(),
-            known_own_up_to: 0,
-            composed_ranges: VecDeque::new(),
-            composed_unnumbered: Vec::new(),
+            own_shown: OwnLinesShown::default(),
             own_lines_inherited: false,
             delivered: 0,
             delivered_shown: 0,
@@ -760,7 +796,7 @@ impl Link {
     /// its user interface has shown: when this link sends them, they are not announced as
     /// [`Notice::WrittenElsewhere`].
     pub fn note_written_here(&mut self, messages: &[Message]) {
-        self.composed_unnumbered.extend(unnumbered_lines(messages));
+        self.own_shown.note_written_here(messages);
     }
 
     /// What this link's user interface has been shown of the user's own lines in its chat,
@@ -768,18 +804,12 @@ impl Link {
     /// Every own message this link sent is in it (known, or announced as written
     /// elsewhere), with the lines it knew of and has not sent yet.
     pub fn own_lines_shown(&self) -> OwnLinesShown {
+        let mut shown = self.own_shown.clone();
         let sent = self.session.next_send_seq().saturating_sub(1);
-        let up_to = self.known_own_up_to.max(sent);
-        OwnLinesShown {
-            up_to,
-            composed: self
-                .composed_ranges
-                .iter()
-                .copied()
-                .filter(|&(_, last)| last > up_to)
-                .collect(),
-            unnumbered: self.composed_unnumbered.clone(),
-        }
+        shown.up_to = shown.up_to.max(sent);
+        let up_to = shown.up_to;
+        shown.composed.retain(|&(_, last)| last > up_to);
+        shown
     }
 
     /// Takes what an earlier link of the same chat, in the same process, had shown its user
@@ -793,16 +823,10 @@ impl Link {
     /// the request it makes next completes. A driver with no earlier link for the chat does
     /// not call it.
     pub fn inherit_own_lines_shown(&mut self, shown: OwnLinesShown) {
-        let OwnLinesShown {
-            up_to,
-            composed,
-            unnumbered,
-        } = shown;
         self.own_lines_inherited = true;
-        self.known_own_up_to = up_to;
-        let mine = std::mem::take(&mut self.composed_ranges);
-        self.composed_ranges = composed.into_iter().chain(mine).collect();
-        self.composed_unnumbered.extend(unnumbered);
+        let mine = std::mem::replace(&mut self.own_shown, shown);
+        self.own_shown.composed.extend(mine.composed);
+        self.own_shown.unnumbered.extend(mine.unnumbered);
     }
 
     /// Takes the result of a storage request made by this link, in the order they were
@@ -1162,7 +1186,7 @@ impl Link {
                     // are numbered first) included: the user's own history — unless the
                     // driver said what an earlier link had shown.
                     if !self.own_lines_inherited {
-                        self.known_own_up_to = self
+                        self.own_shown.up_to = self
                             .resume
                             .last_own_seq
                             .saturating_add(self.resume.unnumbered);
@@ -1375,47 +1399,13 @@ impl Link {
 
     /// Records lines this link composed, as known to the user interface.
     fn note_composed(&mut self, messages: &[Message]) {
-        match (messages.first(), messages.last()) {
-            (Some(first), Some(last)) if first.seq != 0 => {
-                self.composed_ranges.push_back((first.seq, last.seq));
-            }
-            _ => self
-                .composed_unnumbered
-                .extend(messages.iter().map(|m| (m.sent_at_ms, m.text.clone()))),
-        }
+        self.own_shown.note_composed(messages);
     }
 
     /// Whether the user interface knows of own message `message` (see
     /// [`Notice::WrittenElsewhere`]); messages are asked about in the order they are sent.
     fn own_known(&mut self, message: &Message) -> bool {
-        if message.seq <= self.known_own_up_to || self.peer.as_ref().is_none_or(|p| p.temporary) {
-            return true;
-        }
-        while self
-            .composed_ranges
-            .front()
-            .is_some_and(|&(_, last)| last < message.seq)
-        {
-            self.composed_ranges.pop_front();
-        }
-        if self
-            .composed_ranges
-            .front()
-            .is_some_and(|&(first, _)| first <= message.seq)
-        {
-            return true;
-        }
-        match self
-            .composed_unnumbered
-            .iter()
-            .position(|(at, text)| *at == message.sent_at_ms && *text == message.text)
-        {
-            Some(i) => {
-                self.composed_unnumbered.swap_remove(i);
-                true
-            }
-            None => false,
-        }
+        self.peer.as_ref().is_none_or(|p| p.temporary) || self.own_shown.knows(message)
     }
 
     fn send_own(&mut self, message: &Message, now_ms: u64) {
@@ -1431,7 +1421,7 @@ impl Link {
             return;
         }
         if !known {
-            self.known_own_up_to = self.known_own_up_to.max(message.seq);
+            self.own_shown.up_to = self.own_shown.up_to.max(message.seq);
             self.notices.push_back(Notice::WrittenElsewhere {
                 message: message.clone(),
             });

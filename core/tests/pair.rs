@@ -1039,6 +1039,12 @@ fn written_elsewhere(notices: &[Notice]) -> Vec<String> {
         .collect()
 }
 
+/// Checks that `a`'s link announced no line as written elsewhere.
+fn assert_nothing_written_elsewhere(pair: &Pair) {
+    let announced = written_elsewhere(&pair.a.notices);
+    assert!(announced.is_empty(), "{announced:?}");
+}
+
 /// Lines another process of this device writes into the chat while a session runs (`-eC`
 /// beside it) are sent — at the next refill, or numbered ahead of the next line typed — and
 /// each is announced once as written elsewhere, so that the session's view shows them as
@@ -1093,11 +1099,7 @@ fn lines_written_beside_a_running_session_are_sent_and_announced_once() {
         .unwrap();
     pair.write(true, "typed offline");
     pair.connect_and_drive();
-    assert!(
-        written_elsewhere(&pair.a.notices).is_empty(),
-        "{:?}",
-        written_elsewhere(&pair.a.notices)
-    );
+    assert_nothing_written_elsewhere(&pair);
     assert_converged(&pair);
 
     // While the next connection opens (the chat open, the session not established): a line
@@ -1132,11 +1134,7 @@ fn lines_written_beside_a_running_session_are_sent_and_announced_once() {
         received_texts(&pair.b.notices),
         ["typed while opening", "written by the driver while opening"]
     );
-    assert!(
-        written_elsewhere(&pair.a.notices).is_empty(),
-        "{:?}",
-        written_elsewhere(&pair.a.notices)
-    );
+    assert_nothing_written_elsewhere(&pair);
     assert_converged(&pair);
 }
 
@@ -1227,10 +1225,6 @@ fn a_line_written_elsewhere_while_the_peer_was_away_is_announced_by_the_next_lin
     pair.drive();
     pair.write(true, "typed after");
     pair.drive();
-    assert!(
-        written_elsewhere(&pair.a.notices).is_empty(),
-        "{:?}",
-        written_elsewhere(&pair.a.notices)
-    );
+    assert_nothing_written_elsewhere(&pair);
     assert_converged(&pair);
 }

@@ -1037,7 +1037,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
     /// earlier connection in this process needs nothing: its lines so far are the user's
     /// history. Temporary chats store nothing and announce nothing.
     fn hand_over_own_lines_shown(&mut self, token: Token, peer: &PeerHello) {
-        if peer.temporary || peer.peer_temporary {
+        if peer.temporary {
             return;
         }
         let older = self
@@ -1056,13 +1056,10 @@ impl<S: Store + Send + 'static> Endpoint<S> {
 
     /// Keeps what the link of a connection that ends had shown of the user's own lines in
     /// its chat, for the chat's next link — unless another connection has the chat now.
-    fn keep_own_lines_shown(&mut self, chat: &Option<PeerHello>, link: &Link) {
-        let Some(chat) = chat.as_ref() else {
+    fn keep_own_lines_shown(&mut self, chat: Option<&PeerHello>, link: &Link) {
+        let Some(chat) = chat.filter(|c| !c.temporary) else {
             return;
         };
-        if chat.temporary || chat.peer_temporary {
-            return;
-        }
         let other = self
             .conns
             .values()
@@ -1748,7 +1745,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             return Ok(());
         }
         if let Some(live) = self.conns.remove(&token) {
-            self.keep_own_lines_shown(&live.chat, live.conn.link());
+            self.keep_own_lines_shown(live.chat.as_ref(), live.conn.link());
             let lasted = self.clock.now_ms().saturating_sub(live.opened_ms);
             if live.chat.is_some() && (!live.storage_failed || lasted >= STABLE_CHAT_MS) {
                 self.reconnect_delay_ms = self.config.reconnect_min_ms;
