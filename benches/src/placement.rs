@@ -7,6 +7,8 @@
 //! one ([`Placement::OneCore`]). Linux only (`sched_setaffinity`); elsewhere, and on a
 //! machine with one CPU allowed, nothing is pinned and [`Placement::cpus`] says so.
 
+use std::sync::OnceLock;
+
 /// Where the two ends of a ceiling run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Placement {
@@ -28,16 +30,25 @@ impl Placement {
         }
     }
 
-    /// The CPUs of the near and the far end, from those the calling thread may run on;
-    /// `None` where threads cannot be pinned (not Linux, or fewer than two CPUs allowed).
+    /// The CPUs of the near and the far end, from those the process's threads may run on
+    /// ([`free_cpus`]); `None` where threads cannot be pinned (not Linux, or fewer than two
+    /// CPUs allowed).
     pub fn cpus(self) -> Option<(usize, usize)> {
-        let allowed = sys::allowed()?;
+        let allowed = free_cpus()?;
         let (&near, &far) = (allowed.first()?, allowed.get(1)?);
         Some(match self {
             Placement::AcrossCores => (near, far),
             Placement::OneCore => (near, near),
         })
     }
+}
+
+/// The CPUs the first thread that asked, or pinned, could run on: asked again while that
+/// thread is pinned to one of them, its own set would say one CPU, and every placement would
+/// then look as if it could not be pinned.
+fn free_cpus() -> Option<&'static [usize]> {
+    static FREE: OnceLock<Option<Vec<usize>>> = OnceLock::new();
+    FREE.get_or_init(sys::allowed).as_deref()
 }
 
 /// The calling thread pinned to one CPU until this is dropped, when it may again run where
@@ -48,6 +59,7 @@ pub struct Pinned {
 
 /// Pins the calling thread to `cpu` (nothing where threads cannot be pinned).
 pub fn pin_current(cpu: usize) -> Pinned {
+    let _ = free_cpus();
     Pinned {
         before: sys::pin(cpu),
     }
@@ -148,6 +160,17 @@ mod tests {
             return; // One CPU allowed: nothing to tell apart.
         };
         assert_ne!(near, far);
+        assert_eq!(Placement::OneCore.cpus(), Some((near, near)));
+    }
+
+    #[test]
+    fn a_placement_names_the_same_cpus_while_the_asking_thread_is_pinned() {
+        let across = Placement::AcrossCores.cpus();
+        let Some((near, _)) = across else {
+            return; // One CPU allowed: nothing to tell apart.
+        };
+        let _pinned = pin_current(near);
+        assert_eq!(Placement::AcrossCores.cpus(), across);
         assert_eq!(Placement::OneCore.cpus(), Some((near, near)));
     }
 }
