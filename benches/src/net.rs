@@ -110,6 +110,11 @@ fn endpoint_config(device: DeviceId, name: &str, secure: bool) -> EndpointConfig
     // `SOCKETFALCO_BENCH_SPREAD=1`: the loop and its storage thread wherever the scheduler
     // puts them, as before they shared one CPU (docs/PERFORMANCE.md compares the two).
     config.share_one_cpu = std::env::var_os("SOCKETFALCO_BENCH_SPREAD").is_none();
+    // `SOCKETFALCO_BENCH_SLEEP=1`: the loop sleeps whenever it waits, even for an answer due
+    // within microseconds, as before it spun for one (docs/PERFORMANCE.md compares the two).
+    if std::env::var_os("SOCKETFALCO_BENCH_SLEEP").is_some() {
+        config.spin_for = std::time::Duration::ZERO;
+    }
     config
 }
 

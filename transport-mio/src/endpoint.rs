@@ -27,6 +27,7 @@ use crate::backlog::OutputBacklog;
 use crate::clock::Clock;
 use crate::connection::{Connection, Progress};
 use crate::route::{RelayRoute, Route, Tunnel, TunnelStep};
+use crate::spin::{Spin, SPIN_FOR};
 use crate::storage::{Completion, Origin, Storage, MAX_GROUP_ROWS};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -119,6 +120,10 @@ pub struct EndpointConfig {
     /// (Linux; see [`crate::affinity`]): their hand-offs then wake no halted CPU. Off, the
     /// scheduler places both as it likes.
     pub share_one_cpu: bool,
+    /// While an answer is due (an own message not yet acked, a storage request not yet
+    /// completed), poll without sleeping for at most this long after the last event, so that
+    /// the answer finds the loop's CPU awake ([`crate::spin`]). Zero: always sleep.
+    pub spin_for: Duration,
     /// What the outputs' reader has not taken yet, counted by whoever hands them to it: the
     /// endpoint stops reading from its peers while too much waits ([`crate::backlog`]).
     /// `None`: outputs are taken at once (a callback that does the work itself).
@@ -160,6 +165,7 @@ impl EndpointConfig {
             expected_peer_key: None,
             relay: None,
             share_one_cpu: true,
+            spin_for: SPIN_FOR,
             output_backlog: None,
             contacts: Arc::new(Contacts::new()),
         }
@@ -724,6 +730,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             }
             _ => None,
         };
+        let mut spin = Spin::new(self.config.spin_for);
         loop {
             if let Some(shared) = shared_cpu.as_mut() {
                 shared.watch(Instant::now());
@@ -752,12 +759,23 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                     .flatten()
                     .min()
             };
+            let timeout = if timeout != Some(Duration::ZERO)
+                && spin.poll_now(Instant::now(), self.answer_due())
+            {
+                // Any other thread of this CPU (the storage thread, the user interface's)
+                // runs first.
+                std::thread::yield_now();
+                Some(Duration::ZERO)
+            } else {
+                timeout
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(io_error(e));
             }
+            spin.waited(Instant::now(), !events.is_empty());
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(out),
@@ -777,6 +795,15 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             self.timers(out)?;
             self.storage.send_due_marks();
         }
+    }
+
+    /// Whether a connection waits for an answer that is soon due: an ack of its own messages,
+    /// or a storage request's completion ([`crate::spin`]).
+    fn answer_due(&self) -> bool {
+        self.conns.values().any(|live| {
+            let link = live.conn.link();
+            link.session().in_flight() > 0 || link.has_store_work()
+        })
     }
 
     /// Stops reading from the peers while more of their output waits for its reader than

@@ -15,6 +15,8 @@
 //!   (group commit), off the event loop, completions back through the loop's waker.
 //! - [`affinity`]: the loop and its storage thread kept on one CPU while that CPU is theirs
 //!   (Linux), so that their hand-offs wake no halted CPU.
+//! - [`spin`]: while an answer is due within microseconds (an ack, a commit's completion),
+//!   the loop polls instead of sleeping, so that the answer finds its CPU awake.
 //! - [`backlog`]: how much of the endpoint's output waits for its reader; the endpoint
 //!   stops reading from its peers while too much does.
 //! - [`admission`]: who a listener at its limit lets in: the user's contacts before
@@ -33,6 +35,7 @@ pub mod clock;
 pub mod connection;
 pub mod endpoint;
 pub mod route;
+pub mod spin;
 pub mod storage;
 
 pub use admission::Contacts;

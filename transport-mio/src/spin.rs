@@ -1,0 +1,174 @@
+//! Waiting for an answer that is due within microseconds without letting the CPU halt.
+//!
+//! A durable line's round trip is a chain of answers: the storage thread's report that the
+//! line is written, the peer's ack, the commit's completion. Between them the event loop has
+//! nothing to do, and if it sleeps its CPU may halt; the answer then waits for the machine to
+//! wake that CPU — tens of µs on a virtual machine whose idle CPUs do not poll, as long or
+//! longer on hardware in a deep idle state — and a round trip has several such waits. So
+//! while an answer is due (an own message not yet acked, a storage request not yet
+//! completed) the loop polls without sleeping, giving its CPU to any other thread that
+//! wants it at every turn (the storage thread and the user interface share it:
+//! [`crate::affinity`]), for at most [`SPIN_FOR`] after its last event. That is what Linux's
+//! own `haltpoll` does for a whole guest, here only where an answer is known to be near.
+//!
+//! An answer that is far (a peer over Tor, a disk that takes milliseconds) must not cost a
+//! spinning CPU each time, so the policy learns: a spin that ends without an event turns
+//! spinning off, and it is turned on again only by an answer that came, while the loop
+//! slept, within [`SPIN_FOR`] of its going to sleep — as an adaptive mutex spins only while
+//! spinning pays. The decision is [`Spin`], pure and tested without threads; the loop in
+//! [`crate::endpoint`] carries it out.
+
+use std::time::{Duration, Instant};
+
+/// Longest the loop polls without sleeping after its last event while an answer is due: a
+/// few of this machine's round trips between threads and over loopback, well under a
+/// millisecond (docs/PERFORMANCE.md measures what it buys and costs).
+pub const SPIN_FOR: Duration = Duration::from_micros(500);
+
+/// Whether the loop's next wait polls (returns at once) or sleeps.
+#[derive(Debug)]
+pub struct Spin {
+    /// How long a wait may spin; zero: never.
+    spin_for: Duration,
+    /// Spinning pays: the last answer came within `spin_for`.
+    enabled: bool,
+    /// When the present spin began: the first turn, since the last event, that polled.
+    spinning_since: Option<Instant>,
+    /// When the loop went to sleep with an answer due and spinning off.
+    asleep_since: Option<Instant>,
+}
+
+impl Spin {
+    /// A policy that spins for at most `spin_for` (zero: it never spins).
+    pub fn new(spin_for: Duration) -> Spin {
+        Spin {
+            spin_for,
+            enabled: !spin_for.is_zero(),
+            spinning_since: None,
+            asleep_since: None,
+        }
+    }
+
+    /// Before a wait: `true` if it should poll without sleeping (the caller yields its CPU
+    /// first), `false` if it may sleep. `answer_due`: something the loop waits for is
+    /// expected soon (an ack, a storage completion).
+    pub fn poll_now(&mut self, now: Instant, answer_due: bool) -> bool {
+        if !answer_due {
+            self.spinning_since = None;
+            self.asleep_since = None;
+            return false;
+        }
+        if self.enabled {
+            let since = *self.spinning_since.get_or_insert(now);
+            if now.saturating_duration_since(since) < self.spin_for {
+                return true;
+            }
+            // No answer within the spin: it does not pay here now.
+            self.enabled = false;
+            self.spinning_since = None;
+        }
+        self.asleep_since.get_or_insert(now);
+        false
+    }
+
+    /// After a wait that returned `events` (any readiness, a waker included).
+    pub fn waited(&mut self, now: Instant, events: bool) {
+        if !events {
+            return;
+        }
+        self.spinning_since = None;
+        if let Some(asleep) = self.asleep_since.take() {
+            if now.saturating_duration_since(asleep) < self.spin_for {
+                // The answer came soon after all: spinning would have caught it.
+                self.enabled = true;
+            }
+        }
+    }
+
+    /// Whether the next wait with an answer due would spin.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn us(n: u64) -> Duration {
+        Duration::from_micros(n)
+    }
+
+    #[test]
+    fn nothing_due_never_spins() {
+        let mut spin = Spin::new(SPIN_FOR);
+        let t = Instant::now();
+        assert!(!spin.poll_now(t, false));
+        assert!(!spin.poll_now(t + us(1), false));
+        assert!(spin.is_enabled());
+    }
+
+    #[test]
+    fn an_answer_due_spins_until_the_window_ends_after_the_last_event() {
+        let mut spin = Spin::new(us(500));
+        let t = Instant::now();
+        assert!(spin.poll_now(t, true));
+        spin.waited(t + us(1), false);
+        assert!(spin.poll_now(t + us(400), true));
+        // An event starts the window again.
+        spin.waited(t + us(450), true);
+        assert!(spin.poll_now(t + us(800), true));
+        assert!(spin.poll_now(t + us(949), true));
+        // 500 µs after the spin began with no event: sleep, and stop spinning.
+        assert!(!spin.poll_now(t + us(1_300), true));
+        assert!(!spin.is_enabled());
+        assert!(!spin.poll_now(t + us(1_301), true));
+    }
+
+    #[test]
+    fn a_far_answer_keeps_spinning_off_and_a_near_one_turns_it_on_again() {
+        let mut spin = Spin::new(us(500));
+        let t = Instant::now();
+        assert!(spin.poll_now(t, true));
+        assert!(!spin.poll_now(t + us(600), true)); // off, asleep from here
+        spin.waited(t + us(50_000), true); // a peer far away: 49 ms later
+        assert!(!spin.is_enabled());
+        assert!(!spin.poll_now(t + us(50_001), true)); // asleep again
+        spin.waited(t + us(50_201), true); // this answer came within 200 µs
+        assert!(spin.is_enabled());
+        assert!(spin.poll_now(t + us(50_202), true));
+    }
+
+    #[test]
+    fn a_wait_that_timed_out_is_not_an_answer() {
+        let mut spin = Spin::new(us(500));
+        let t = Instant::now();
+        assert!(spin.poll_now(t, true));
+        assert!(!spin.poll_now(t + us(501), true));
+        // A timer's wake, not an answer: spinning stays off.
+        spin.waited(t + us(502), false);
+        assert!(!spin.is_enabled());
+    }
+
+    #[test]
+    fn nothing_due_forgets_a_sleep_begun_while_something_was() {
+        let mut spin = Spin::new(us(500));
+        let t = Instant::now();
+        assert!(spin.poll_now(t, true));
+        assert!(!spin.poll_now(t + us(600), true));
+        // The answer came and was handled; the loop then slept with nothing due, and
+        // a user's line woke it: no measure of an answer's delay.
+        assert!(!spin.poll_now(t + us(700), false));
+        spin.waited(t + us(710), true);
+        assert!(!spin.is_enabled());
+    }
+
+    #[test]
+    fn a_zero_window_never_spins() {
+        let mut spin = Spin::new(Duration::ZERO);
+        let t = Instant::now();
+        assert!(!spin.poll_now(t, true));
+        spin.waited(t + us(1), true);
+        assert!(!spin.poll_now(t + us(2), true));
+    }
+}
