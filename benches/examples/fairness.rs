@@ -38,6 +38,7 @@ fn config(device: DeviceId, name: &str) -> EndpointConfig {
         StaticKeypair::from_secret([device.0, device.0].concat().try_into().unwrap_or([7; 32]));
     let mut config = EndpointConfig::new(SessionConfig::new(device, name), Some(keypair));
     config.quit_grace_ms = 2_000;
+    socketfalco_benches::net::configure_from_env(&mut config);
     config
 }
 

@@ -107,15 +107,20 @@ fn endpoint_config(device: DeviceId, name: &str, secure: bool) -> EndpointConfig
     });
     let mut config = EndpointConfig::new(SessionConfig::new(device, name), keypair);
     config.quit_grace_ms = 2_000;
-    // `SOCKETFALCO_BENCH_SPREAD=1`: the loop and its storage thread wherever the scheduler
-    // puts them, as before they shared one CPU (docs/PERFORMANCE.md compares the two).
+    configure_from_env(&mut config);
+    config
+}
+
+/// What the environment asks of a bench's endpoints, to compare the product with how it was:
+/// `SOCKETFALCO_BENCH_SPREAD=1`, the loop and its storage thread wherever the scheduler puts
+/// them, as before they shared one CPU; `SOCKETFALCO_BENCH_SLEEP=1`, the loop sleeps whenever
+/// it waits, even for an answer due within microseconds, as before it spun for one
+/// (docs/PERFORMANCE.md compares each pair).
+pub fn configure_from_env(config: &mut EndpointConfig) {
     config.share_one_cpu = std::env::var_os("SOCKETFALCO_BENCH_SPREAD").is_none();
-    // `SOCKETFALCO_BENCH_SLEEP=1`: the loop sleeps whenever it waits, even for an answer due
-    // within microseconds, as before it spun for one (docs/PERFORMANCE.md compares the two).
     if std::env::var_os("SOCKETFALCO_BENCH_SLEEP").is_some() {
         config.spin_for = std::time::Duration::ZERO;
     }
-    config
 }
 
 /// Alice listening on loopback, Bob connected to her, both established; with `secure`, the

@@ -27,7 +27,7 @@ use crate::backlog::OutputBacklog;
 use crate::clock::Clock;
 use crate::connection::{Connection, Progress};
 use crate::route::{RelayRoute, Route, Tunnel, TunnelStep};
-use crate::spin::{Spin, SPIN_FOR};
+use crate::spin::{Spin, SPIN_AT_MOST, SPIN_FOR};
 use crate::storage::{Completion, Origin, Storage, MAX_GROUP_ROWS};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -797,13 +797,26 @@ impl<S: Store + Send + 'static> Endpoint<S> {
         }
     }
 
-    /// Whether a connection waits for an answer that is soon due: an ack of its own messages,
-    /// or a storage request's completion ([`crate::spin`]).
+    /// Whether a connection waits for an answer that is soon due — an ack of its own
+    /// messages, a storage request's completion — and none is in a burst ([`crate::spin`]).
+    /// A burst or a re-sync (more than [`SPIN_AT_MOST`] messages waiting for an ack or for
+    /// their commit) wakes the loop often enough by itself; spinning then would only take
+    /// the CPU from the storage thread that commits it and from everything else.
     fn answer_due(&self) -> bool {
-        self.conns.values().any(|live| {
+        let mut due = false;
+        for live in self.conns.values() {
             let link = live.conn.link();
-            link.session().in_flight() > 0 || link.has_store_work()
-        })
+            let session = link.session();
+            let unacked = session.in_flight();
+            let unpersisted = session
+                .received_up_to()
+                .saturating_sub(session.persisted_up_to());
+            if unacked > SPIN_AT_MOST || unpersisted > SPIN_AT_MOST {
+                return false;
+            }
+            due |= unacked > 0 || unpersisted > 0 || link.has_store_work();
+        }
+        due
     }
 
     /// Stops reading from the peers while more of their output waits for its reader than

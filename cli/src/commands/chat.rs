@@ -397,6 +397,11 @@ fn run(
     // `SOCKETFALCO_SHARE_CPU=0`: the loop and its storage thread wherever the scheduler puts
     // them (README, "Platforms"; docs/PERFORMANCE.md compares the two).
     config.share_one_cpu = std::env::var_os("SOCKETFALCO_SHARE_CPU").is_none_or(|v| v != "0");
+    // `SOCKETFALCO_SPIN=0`: the loop sleeps whenever it waits, even for an answer due within
+    // microseconds (README, "Platforms"; docs/PERFORMANCE.md compares the two).
+    if std::env::var_os("SOCKETFALCO_SPIN").is_some_and(|v| v == "0") {
+        config.spin_for = std::time::Duration::ZERO;
+    }
     if let Some(options) = listen {
         config.max_peers = options.max_peers;
         // The devices the user wrote to come in before strangers when every place is taken.
