@@ -379,7 +379,9 @@ fn round_trip_benches(c: &mut Criterion) {
         // session's first lines see on a new data folder.
         let _ = percentiles(&format!("{name}/new_chat"), 300, || chat.type_and_wait(1));
         group.bench_function(&name, |b| b.iter(|| chat.type_and_wait(1)));
-        let _ = percentiles(&name, 300, || chat.type_and_wait(1));
+        // 3,000, so that the p99 is the 30th worst and not the 3rd: a checkpoint (one in
+        // about 330 commits on each side) or one of the disk's pauses is not the tail alone.
+        let _ = percentiles(&name, 3_000, || chat.type_and_wait(1));
         chat.quit();
     }
     group.finish();

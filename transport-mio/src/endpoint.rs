@@ -731,6 +731,7 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             _ => None,
         };
         let mut spin = Spin::new(self.config.spin_for);
+        let mut seen_before_wait = 0;
         loop {
             if let Some(shared) = shared_cpu.as_mut() {
                 shared.watch(Instant::now());
@@ -759,8 +760,13 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                     .flatten()
                     .min()
             };
+            // Messages received and acked since the last wait: more than a few, and the
+            // connections stream, which wakes the loop by itself.
+            let seen = self.messages_seen();
+            let streaming = seen.saturating_sub(seen_before_wait) > SPIN_AT_MOST;
+            seen_before_wait = seen;
             let timeout = if timeout != Some(Duration::ZERO)
-                && spin.poll_now(Instant::now(), self.answer_due())
+                && spin.poll_now(Instant::now(), !streaming && self.answer_due())
             {
                 // Any other thread of this CPU (the storage thread, the user interface's)
                 // runs first.
@@ -817,6 +823,18 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             due |= unacked > 0 || unpersisted > 0 || link.has_store_work();
         }
         due
+    }
+
+    /// How many messages the connections have received and had acked, all together: how
+    /// much they moved between two waits of the loop.
+    fn messages_seen(&self) -> u64 {
+        self.conns
+            .values()
+            .map(|live| {
+                let session = live.conn.link().session();
+                session.received_up_to() + session.peer_acked()
+            })
+            .sum()
     }
 
     /// Stops reading from the peers while more of their output waits for its reader than

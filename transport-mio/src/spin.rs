@@ -25,12 +25,14 @@ use std::time::{Duration, Instant};
 /// millisecond (docs/PERFORMANCE.md measures what it buys and costs).
 pub const SPIN_FOR: Duration = Duration::from_micros(500);
 
-/// Most messages a connection may wait for (its own unacked, or the peer's not yet durable)
-/// for the loop to spin: one line typed and its ack, or a few, are a wait for an answer; a
-/// burst or a re-sync is a stream that wakes the loop by itself, and spinning beside it
-/// takes CPU from the threads that do its work (docs/PERFORMANCE.md measured a live line
-/// 2.3–2.8 ms instead of 0.4 ms while another chat re-synced, with no such limit).
-pub const SPIN_AT_MOST: u64 = 16;
+/// Most messages a connection may wait for (its own unacked, or the peer's not yet durable),
+/// and most messages the connections may have received or had acked since the loop's last
+/// wait, for the loop to spin: one line typed and its ack, or a few, are a wait for an
+/// answer; a burst or a re-sync is a stream that wakes the loop by itself, and a loop that
+/// spins beside it holds a CPU the threads doing its work could use (docs/PERFORMANCE.md:
+/// 4 KiB lines a fifth slower, a live line 2.3–2.8 ms instead of 0.4 ms while another chat
+/// re-synced, before this limit).
+pub const SPIN_AT_MOST: u64 = 4;
 
 /// Whether the loop's next wait polls (returns at once) or sleeps.
 #[derive(Debug)]
