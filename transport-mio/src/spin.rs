@@ -15,14 +15,16 @@
 //! spinning CPU each time, so the policy learns: a spin that ends without an event turns
 //! spinning off, and it is turned on again only by an answer that came, while the loop
 //! slept, within [`SPIN_FOR`] of its going to sleep — as an adaptive mutex spins only while
-//! spinning pays. The decision is [`Spin`], pure and tested without threads; the loop in
-//! [`crate::endpoint`] carries it out.
+//! spinning pays. Nor does the loop spin beside a stream (a burst, a re-sync: more than
+//! [`SPIN_AT_MOST`] messages waiting or moving), which wakes it often enough by itself. The
+//! decision is [`Spin`], pure and tested without threads; the loop in [`crate::endpoint`]
+//! carries it out, and tells it whether an answer is due.
 
 use std::time::{Duration, Instant};
 
 /// Longest the loop polls without sleeping after its last event while an answer is due: a
-/// few of this machine's round trips between threads and over loopback, well under a
-/// millisecond (docs/PERFORMANCE.md measures what it buys and costs).
+/// few hand-offs between threads, a loopback or LAN round trip, a commit on a quick disk —
+/// well under a millisecond (docs/PERFORMANCE.md measures what it buys and costs).
 pub const SPIN_FOR: Duration = Duration::from_micros(500);
 
 /// Most messages a connection may wait for (its own unacked, or the peer's not yet durable),
@@ -30,8 +32,8 @@ pub const SPIN_FOR: Duration = Duration::from_micros(500);
 /// wait, for the loop to spin: one line typed and its ack, or a few, are a wait for an
 /// answer; a burst or a re-sync is a stream that wakes the loop by itself, and a loop that
 /// spins beside it holds a CPU the threads doing its work could use (docs/PERFORMANCE.md:
-/// 4 KiB lines a fifth slower, a live line 2.3–2.8 ms instead of 0.4 ms while another chat
-/// re-synced, before this limit).
+/// without the limit on what moved since the last wait, 4 KiB lines were slower than with
+/// sleeping loops).
 pub const SPIN_AT_MOST: u64 = 4;
 
 /// Whether the loop's next wait polls (returns at once) or sleeps.
