@@ -256,6 +256,10 @@ fn print_insert_ceiling(text: &str) -> f64 {
     rate
 }
 
+/// Commits timed for each of [`print_commit_latency`]'s figures: enough that one of the
+/// disk's pauses does not move the median (40, before 2026-12-02, did).
+const COMMIT_SAMPLES: u64 = 200;
+
 /// What one durable commit costs right now (single-row transactions into a plain table,
 /// WAL, `synchronous = FULL`, on the disk the chats use), printed: this shared disk's fsync
 /// latency swings tenfold within minutes, so each durable figure needs its own. Two figures:
@@ -263,10 +267,6 @@ fn print_insert_ceiling(text: &str) -> f64 {
 /// target's yardstick), then as many more after a checkpoint, which overwrite that log from its
 /// start (what the store's commits do, since it grows its log to full size on opening).
 /// Returns both.
-/// Commits timed for each of [`print_commit_latency`]'s figures: enough that one of the
-/// disk's pauses does not move the median (40, before 2026-12-02, did).
-const COMMIT_SAMPLES: u64 = 200;
-
 fn print_commit_latency(before: &str) -> Option<(Percentiles, Percentiles)> {
     let dir = temp_dir(TMP);
     let mut table = PlainTable::create(dir.path(), "FULL");

@@ -27,7 +27,7 @@ use crate::backlog::OutputBacklog;
 use crate::clock::Clock;
 use crate::connection::{Connection, Progress};
 use crate::route::{RelayRoute, Route, Tunnel, TunnelStep};
-use crate::spin::{Spin, SPIN_AT_MOST, SPIN_FOR};
+use crate::spin::{Spin, Waiting, SPIN_AT_MOST, SPIN_FOR};
 use crate::storage::{Completion, Origin, Storage, MAX_GROUP_ROWS};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -731,7 +731,6 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             _ => None,
         };
         let mut spin = Spin::new(self.config.spin_for);
-        let mut seen_before_wait = 0;
         loop {
             if let Some(shared) = shared_cpu.as_mut() {
                 shared.watch(Instant::now());
@@ -760,13 +759,8 @@ impl<S: Store + Send + 'static> Endpoint<S> {
                     .flatten()
                     .min()
             };
-            // Messages received and acked since the last wait: more than a few, and the
-            // connections stream, which wakes the loop by itself.
-            let seen = self.messages_seen();
-            let streaming = seen.saturating_sub(seen_before_wait) > SPIN_AT_MOST;
-            seen_before_wait = seen;
             let timeout = if timeout != Some(Duration::ZERO)
-                && spin.poll_now(Instant::now(), !streaming && self.answer_due())
+                && spin.poll_now(Instant::now(), || self.waiting())
             {
                 // Any other thread of this CPU (the storage thread, the user interface's)
                 // runs first.
@@ -803,13 +797,16 @@ impl<S: Store + Send + 'static> Endpoint<S> {
         }
     }
 
-    /// Whether a connection waits for an answer that is soon due — an ack of its own
-    /// messages, a storage request's completion — and none is in a burst ([`crate::spin`]).
-    /// A burst or a re-sync (more than [`SPIN_AT_MOST`] messages waiting for an ack or for
-    /// their commit) wakes the loop often enough by itself; spinning then would only take
-    /// the CPU from the storage thread that commits it and from everything else.
-    fn answer_due(&self) -> bool {
+    /// What the connections wait for ([`crate::spin`]), in one pass: whether one waits for
+    /// an answer soon due — an ack of its own messages, a peer's message's commit, a storage
+    /// request's completion — while none is in a burst (more than [`SPIN_AT_MOST`] messages
+    /// waiting for an ack or for their commit: a burst or a re-sync wakes the loop often
+    /// enough by itself, and spinning beside it would only take the CPU from the threads
+    /// doing its work), and how many messages they have received and had acked.
+    fn waiting(&self) -> Waiting {
         let mut due = false;
+        let mut burst = false;
+        let mut messages_seen = 0;
         for live in self.conns.values() {
             let link = live.conn.link();
             let session = link.session();
@@ -817,24 +814,14 @@ impl<S: Store + Send + 'static> Endpoint<S> {
             let unpersisted = session
                 .received_up_to()
                 .saturating_sub(session.persisted_up_to());
-            if unacked > SPIN_AT_MOST || unpersisted > SPIN_AT_MOST {
-                return false;
-            }
+            burst |= unacked > SPIN_AT_MOST || unpersisted > SPIN_AT_MOST;
             due |= unacked > 0 || unpersisted > 0 || link.has_store_work();
+            messages_seen += session.received_up_to() + session.peer_acked();
         }
-        due
-    }
-
-    /// How many messages the connections have received and had acked, all together: how
-    /// much they moved between two waits of the loop.
-    fn messages_seen(&self) -> u64 {
-        self.conns
-            .values()
-            .map(|live| {
-                let session = live.conn.link().session();
-                session.received_up_to() + session.peer_acked()
-            })
-            .sum()
+        Waiting {
+            answer_due: due && !burst,
+            messages_seen,
+        }
     }
 
     /// Stops reading from the peers while more of their output waits for its reader than

@@ -36,6 +36,18 @@ pub const SPIN_FOR: Duration = Duration::from_micros(500);
 /// sleeping loops).
 pub const SPIN_AT_MOST: u64 = 4;
 
+/// What the loop's connections wait for, asked at a turn where the loop may sleep.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Waiting {
+    /// A connection waits for an answer soon due (an ack of its own messages, a peer's
+    /// message's commit, a storage request's completion), and none has more than
+    /// [`SPIN_AT_MOST`] messages waiting.
+    pub answer_due: bool,
+    /// Messages the connections have received and had acked so far, all together: only how
+    /// much it grew since the last such turn counts.
+    pub messages_seen: u64,
+}
+
 /// Whether the loop's next wait polls (returns at once) or sleeps.
 #[derive(Debug)]
 pub struct Spin {
@@ -47,6 +59,8 @@ pub struct Spin {
     spinning_since: Option<Instant>,
     /// When the loop went to sleep with an answer due and spinning off.
     asleep_since: Option<Instant>,
+    /// [`Waiting::messages_seen`] at the last turn the loop could sleep.
+    seen: u64,
 }
 
 impl Spin {
@@ -57,14 +71,23 @@ impl Spin {
             enabled: !spin_for.is_zero(),
             spinning_since: None,
             asleep_since: None,
+            seen: 0,
         }
     }
 
-    /// Before a wait: `true` if it should poll without sleeping (the caller yields its CPU
-    /// first), `false` if it may sleep. `answer_due`: something the loop waits for is
-    /// expected soon (an ack, a storage completion).
-    pub fn poll_now(&mut self, now: Instant, answer_due: bool) -> bool {
-        if !answer_due {
+    /// Before a wait that could sleep: `true` if it should poll without sleeping (the caller
+    /// yields its CPU first), `false` if it may sleep. `waiting` says what the connections
+    /// wait for; it is asked only while the policy may spin at all. More than
+    /// [`SPIN_AT_MOST`] messages seen since the last such wait is a stream: no answer is
+    /// then counted as due.
+    pub fn poll_now(&mut self, now: Instant, waiting: impl FnOnce() -> Waiting) -> bool {
+        if self.spin_for.is_zero() {
+            return false;
+        }
+        let waiting = waiting();
+        let streaming = waiting.messages_seen.saturating_sub(self.seen) > SPIN_AT_MOST;
+        self.seen = waiting.messages_seen;
+        if !waiting.answer_due || streaming {
             self.spinning_since = None;
             self.asleep_since = None;
             return false;
@@ -110,12 +133,20 @@ mod tests {
         Duration::from_micros(n)
     }
 
+    /// The connections of a quiet chat: an answer due or not, nothing streaming.
+    fn due(answer_due: bool) -> impl FnOnce() -> Waiting {
+        move || Waiting {
+            answer_due,
+            messages_seen: 0,
+        }
+    }
+
     #[test]
     fn nothing_due_never_spins() {
         let mut spin = Spin::new(SPIN_FOR);
         let t = Instant::now();
-        assert!(!spin.poll_now(t, false));
-        assert!(!spin.poll_now(t + us(1), false));
+        assert!(!spin.poll_now(t, due(false)));
+        assert!(!spin.poll_now(t + us(1), due(false)));
         assert!(spin.is_enabled());
     }
 
@@ -123,39 +154,39 @@ mod tests {
     fn an_answer_due_spins_until_the_window_ends_after_the_last_event() {
         let mut spin = Spin::new(us(500));
         let t = Instant::now();
-        assert!(spin.poll_now(t, true));
+        assert!(spin.poll_now(t, due(true)));
         spin.waited(t + us(1), false);
-        assert!(spin.poll_now(t + us(400), true));
+        assert!(spin.poll_now(t + us(400), due(true)));
         // An event starts the window again.
         spin.waited(t + us(450), true);
-        assert!(spin.poll_now(t + us(800), true));
-        assert!(spin.poll_now(t + us(949), true));
+        assert!(spin.poll_now(t + us(800), due(true)));
+        assert!(spin.poll_now(t + us(949), due(true)));
         // 500 µs after the spin began with no event: sleep, and stop spinning.
-        assert!(!spin.poll_now(t + us(1_300), true));
+        assert!(!spin.poll_now(t + us(1_300), due(true)));
         assert!(!spin.is_enabled());
-        assert!(!spin.poll_now(t + us(1_301), true));
+        assert!(!spin.poll_now(t + us(1_301), due(true)));
     }
 
     #[test]
     fn a_far_answer_keeps_spinning_off_and_a_near_one_turns_it_on_again() {
         let mut spin = Spin::new(us(500));
         let t = Instant::now();
-        assert!(spin.poll_now(t, true));
-        assert!(!spin.poll_now(t + us(600), true)); // off, asleep from here
+        assert!(spin.poll_now(t, due(true)));
+        assert!(!spin.poll_now(t + us(600), due(true))); // off, asleep from here
         spin.waited(t + us(50_000), true); // a peer far away: 49 ms later
         assert!(!spin.is_enabled());
-        assert!(!spin.poll_now(t + us(50_001), true)); // asleep again
+        assert!(!spin.poll_now(t + us(50_001), due(true))); // asleep again
         spin.waited(t + us(50_201), true); // this answer came within 200 µs
         assert!(spin.is_enabled());
-        assert!(spin.poll_now(t + us(50_202), true));
+        assert!(spin.poll_now(t + us(50_202), due(true)));
     }
 
     #[test]
     fn a_wait_that_timed_out_is_not_an_answer() {
         let mut spin = Spin::new(us(500));
         let t = Instant::now();
-        assert!(spin.poll_now(t, true));
-        assert!(!spin.poll_now(t + us(501), true));
+        assert!(spin.poll_now(t, due(true)));
+        assert!(!spin.poll_now(t + us(501), due(true)));
         // A timer's wake, not an answer: spinning stays off.
         spin.waited(t + us(502), false);
         assert!(!spin.is_enabled());
@@ -165,21 +196,39 @@ mod tests {
     fn nothing_due_forgets_a_sleep_begun_while_something_was() {
         let mut spin = Spin::new(us(500));
         let t = Instant::now();
-        assert!(spin.poll_now(t, true));
-        assert!(!spin.poll_now(t + us(600), true));
+        assert!(spin.poll_now(t, due(true)));
+        assert!(!spin.poll_now(t + us(600), due(true)));
         // The answer came and was handled; the loop then slept with nothing due, and
         // a user's line woke it: no measure of an answer's delay.
-        assert!(!spin.poll_now(t + us(700), false));
+        assert!(!spin.poll_now(t + us(700), due(false)));
         spin.waited(t + us(710), true);
         assert!(!spin.is_enabled());
+    }
+
+    #[test]
+    fn a_stream_is_no_answer_due() {
+        let mut spin = Spin::new(us(500));
+        let t = Instant::now();
+        let seen = |messages_seen| {
+            move || Waiting {
+                answer_due: true,
+                messages_seen,
+            }
+        };
+        assert!(spin.poll_now(t, seen(SPIN_AT_MOST)));
+        // More than SPIN_AT_MOST moved since the last wait: a stream, sleep.
+        assert!(!spin.poll_now(t + us(1), seen(2 * SPIN_AT_MOST + 1)));
+        // A few more: an answer due again; spinning was not turned off.
+        assert!(spin.is_enabled());
+        assert!(spin.poll_now(t + us(2), seen(3 * SPIN_AT_MOST + 1)));
     }
 
     #[test]
     fn a_zero_window_never_spins() {
         let mut spin = Spin::new(Duration::ZERO);
         let t = Instant::now();
-        assert!(!spin.poll_now(t, true));
+        assert!(!spin.poll_now(t, due(true)));
         spin.waited(t + us(1), true);
-        assert!(!spin.poll_now(t + us(2), true));
+        assert!(!spin.poll_now(t + us(2), due(true)));
     }
 }
